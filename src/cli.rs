@@ -1,0 +1,91 @@
+//! The command line (clap derive). Flags and environment variables of the
+//! original `rbuild.py` (`BUILD_PERIOD`, `UP_TIMEOUT_PERIOD`,
+//! `--force-rebuild`, `--remove-images`) keep working.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Keep Docker Compose stacks rebuilt, fresh and healthy, on this machine or
+/// on a fleet of hosts over SSH.
+///
+/// With COMPOSE_FILE arguments, rebuilds those stacks here. With
+/// `-i INVENTORY`, runs against every host of the inventory. A stack is
+/// rebuilt (`build --pull --no-cache`, pull, `up`) when it was never built,
+/// when its files changed, when its last build is older than the build
+/// period, or when forced.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, max_term_width = 100)]
+pub struct Cli {
+    /// Compose files to rebuild on this machine (local mode, no SSH).
+    #[arg(value_name = "COMPOSE_FILE")]
+    pub compose_files: Vec<PathBuf>,
+
+    /// Run against the fleet in this inventory file.
+    #[arg(short, long, env = "RBUILD_INVENTORY", value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+
+    /// Rebuild when the last build is older than this many seconds
+    /// [default: 86400, or the inventory's `build_period`].
+    #[arg(long, env = "BUILD_PERIOD", value_name = "SECS")]
+    pub build_period: Option<u64>,
+
+    /// Seconds to wait for `up` and for the containers to run and be healthy
+    /// [default: 60, or the inventory's `up_timeout`].
+    #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS")]
+    pub up_timeout_period: Option<u64>,
+
+    /// Rebuild every selected stack, due or not.
+    #[arg(long)]
+    pub force_rebuild: bool,
+
+    /// After a successful rebuild, also remove the images the stack ran
+    /// before (normally kept one generation for rollback). Never removes an
+    /// image that any container uses.
+    #[arg(long)]
+    pub remove_images: bool,
+
+    /// How many hosts to work on at once.
+    #[arg(short = 'j', long, env = "RBUILD_CONCURRENCY", default_value_t = 32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// Only hosts whose name matches one of these globs (comma-separated or
+    /// repeated), e.g. `web*,db1`.
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    pub limit: Vec<String>,
+
+    /// Decide and report what would be rebuilt and why; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Print one JSON document on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print nothing when nothing changed and nothing failed (for cron).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// More logs on stderr (-v: steps, -vv: debug, -vvv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Seconds to wait for a host's SSH connection.
+    #[arg(long, env = "RBUILD_CONNECT_TIMEOUT", default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
+
+    /// Use this ssh config file instead of `~/.ssh/config`.
+    #[arg(short = 'F', long, env = "RBUILD_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+
+    /// Trust the key of a host never seen before (ssh's `accept-new`). A
+    /// changed key is always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+
+    /// Local mode: keep state in this directory
+    /// [default: /var/lib/rbuild as root, else $XDG_STATE_HOME/rbuild].
+    #[arg(long, env = "RBUILD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}

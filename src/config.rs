@@ -1,0 +1,229 @@
+//! The resolved settings everything else reads: command line, environment
+//! and inventory merged and validated once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::inventory::{self, ComposePref, Host, Inventory, Stack};
+
+/// Default seconds between rebuilds (the original script's `BUILD_PERIOD`).
+pub const DEFAULT_BUILD_PERIOD: u64 = 86400;
+/// Default seconds for `up` and the health gate (`UP_TIMEOUT_PERIOD`).
+pub const DEFAULT_UP_TIMEOUT: u64 = 60;
+
+/// A usage error: bad flags or an invalid inventory. Nothing was touched.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Inventory(#[from] inventory::InventoryError),
+    #[error("{message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Other {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl UsageError {
+    fn new(message: impl Into<String>, hint: Option<&str>) -> Self {
+        UsageError::Other {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// Local mode or fleet mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// This machine, no SSH; stacks are built where their files are.
+    Local,
+    /// Hosts of an inventory, over SSH.
+    Fleet,
+}
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    /// The selected hosts (after `--limit`); in local mode one host, `local`.
+    pub hosts: Vec<Host>,
+    pub force: bool,
+    pub dry_run: bool,
+    pub remove_images: bool,
+    /// CLI or env override of every stack's build period.
+    pub build_period: Option<u64>,
+    /// CLI or env override of every stack's up timeout.
+    pub up_timeout: Option<u64>,
+    pub concurrency: usize,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub connect_timeout: Duration,
+    pub ssh_config: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+}
+
+impl Settings {
+    /// The effective build period of a stack.
+    pub fn build_period(&self, s: &Stack) -> u64 {
+        self.build_period
+            .or(s.build_period)
+            .unwrap_or(DEFAULT_BUILD_PERIOD)
+    }
+
+    /// The effective up timeout of a stack.
+    pub fn up_timeout(&self, s: &Stack) -> u64 {
+        self.up_timeout.or(s.up_timeout).unwrap_or(DEFAULT_UP_TIMEOUT)
+    }
+
+    pub fn from_cli(cli: Cli, inventory_from_env: bool) -> Result<Settings, UsageError> {
+        let (mode, hosts) = match (&cli.inventory, cli.compose_files.is_empty()) {
+            (Some(_), false) if !inventory_from_env => {
+                return Err(UsageError::new(
+                    "give either COMPOSE_FILE arguments (local mode) or `--inventory` (fleet mode), not both",
+                    None,
+                ));
+            }
+            (_, false) => (Mode::Local, vec![local_host(&cli)?]),
+            (Some(path), true) => {
+                let inv = Inventory::load(path)?;
+                (Mode::Fleet, select(inv, &cli.limit)?)
+            }
+            (None, true) => {
+                return Err(UsageError::new(
+                    "nothing to do: give COMPOSE_FILE arguments or `--inventory FILE`",
+                    Some("`rbuild compose.yml` rebuilds a stack here; `rbuild -i inventory.yaml` a fleet"),
+                ));
+            }
+        };
+        if mode == Mode::Local && !cli.limit.is_empty() {
+            return Err(UsageError::new("`--limit` selects inventory hosts: it needs `--inventory`", None));
+        }
+        Ok(Settings {
+            mode,
+            hosts,
+            force: cli.force_rebuild,
+            dry_run: cli.dry_run,
+            remove_images: cli.remove_images,
+            build_period: cli.build_period,
+            up_timeout: cli.up_timeout_period,
+            concurrency: cli.concurrency as usize,
+            json: cli.json,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
+            ssh_config: cli.ssh_config,
+            accept_new_host_keys: cli.accept_new_host_keys,
+        })
+    }
+}
+
+/// Keep the hosts whose names match one of the `--limit` globs.
+fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
+    if limit.is_empty() {
+        return Ok(inv.hosts);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for p in limit {
+        let g = globset::Glob::new(p.trim())
+            .map_err(|e| UsageError::new(format!("`--limit {p}`: {e}"), None))?;
+        b.add(g);
+    }
+    let set = b
+        .build()
+        .map_err(|e| UsageError::new(format!("`--limit`: {e}"), None))?;
+    let hosts: Vec<Host> = inv.hosts.into_iter().filter(|h| set.is_match(&h.name)).collect();
+    if hosts.is_empty() {
+        return Err(UsageError::new(
+            format!("`--limit {}` matches no host of `{}`", limit.join(","), inv.path.display()),
+            Some("patterns are globs over host names, e.g. `web*`"),
+        ));
+    }
+    Ok(hosts)
+}
+
+/// The compose project name compose itself would derive from a directory:
+/// its name, lowercased, keeping letters, digits, `-` and `_`.
+pub fn project_name_for_dir(dir: &Path) -> Option<String> {
+    let base = dir.file_name()?.to_string_lossy().to_lowercase();
+    let name: String = base
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')
+        .collect();
+    let name = name.trim_start_matches(['-', '_']).to_owned();
+    inventory::valid_stack_name(&name).then_some(name)
+}
+
+/// Local mode: one host, this machine, whose stacks are the given compose
+/// files, each built in place under the project name compose would use.
+fn local_host(cli: &Cli) -> Result<Host, UsageError> {
+    let mut stacks: Vec<Stack> = Vec::new();
+    for f in &cli.compose_files {
+        let abs = std::path::absolute(f)
+            .map_err(|e| UsageError::new(format!("`{}`: {e}", f.display()), None))?;
+        if !abs.is_file() {
+            return Err(UsageError::new(
+                format!("compose file `{}` does not exist", f.display()),
+                None,
+            ));
+        }
+        let dir = abs.parent().expect("a file has a parent").to_owned();
+        let name = project_name_for_dir(&dir).ok_or_else(|| {
+            UsageError::new(
+                format!("cannot derive a compose project name from `{}`", dir.display()),
+                Some("name the directory with letters, digits, `-` or `_`"),
+            )
+        })?;
+        if stacks.iter().any(|s| s.name == name) {
+            return Err(UsageError::new(
+                format!("two compose files would share the project name `{name}`"),
+                Some("each stack needs a directory of its own"),
+            ));
+        }
+        let dir_str = dir.to_str().ok_or_else(|| {
+            UsageError::new(format!("`{}` is not valid UTF-8", dir.display()), None)
+        })?;
+        stacks.push(Stack {
+            name,
+            compose_file: abs.clone(),
+            remote_dir: Some(dir_str.to_owned()),
+            build_period: None,
+            up_timeout: None,
+        });
+    }
+    let state_dir = match &cli.state_dir {
+        Some(p) => Some(
+            std::path::absolute(p)
+                .map_err(|e| UsageError::new(format!("`{}`: {e}", p.display()), None))?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        None => None,
+    };
+    Ok(Host {
+        name: "local".into(),
+        address: String::new(),
+        user: None,
+        port: None,
+        identity_file: None,
+        ssh_options: Default::default(),
+        state_dir,
+        compose: ComposePref::Auto,
+        connect_timeout: None,
+        stacks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names_follow_compose() {
+        assert_eq!(project_name_for_dir(Path::new("/srv/My.App")).as_deref(), Some("myapp"));
+        assert_eq!(project_name_for_dir(Path::new("/srv/web-1")).as_deref(), Some("web-1"));
+        assert_eq!(project_name_for_dir(Path::new("/srv/_x")).as_deref(), Some("x"));
+        assert_eq!(project_name_for_dir(Path::new("/srv/...")), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! The decision, pure: given what the host recorded and what the controller
+//! has now, is a rebuild due, and why. Every result carries its reason.
+
+use serde::Serialize;
+
+use crate::remote::StackState;
+
+/// Why a stack was (or would be, or was not) rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `--force-rebuild`.
+    Forced,
+    /// No successful build was ever recorded on the host.
+    FirstBuild,
+    /// The stack's files differ from the ones last built.
+    ConfigChanged,
+    /// The last successful build is older than the build period.
+    Expired,
+    /// Nothing is due.
+    UpToDate,
+    /// This exact input failed its health gate within the build period; it
+    /// is retried when the input changes, when forced, or after the period.
+    PreviousFailure,
+    /// Another run holds the stack's lock on the host.
+    Locked,
+    /// The host could not be reached or its remote side failed.
+    HostFailed,
+    /// Ctrl-C stopped the run before this host started.
+    Interrupted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Forced => "forced",
+            Reason::FirstBuild => "first_build",
+            Reason::ConfigChanged => "config_changed",
+            Reason::Expired => "expired",
+            Reason::UpToDate => "up_to_date",
+            Reason::PreviousFailure => "previous_failure",
+            Reason::Locked => "locked",
+            Reason::HostFailed => "host_failed",
+            Reason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What the controller knows when it decides.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    pub force: bool,
+    /// sha256 of the stack as it would be shipped now.
+    pub hash: &'a str,
+    /// What the host recorded (`None`: never built).
+    pub state: Option<&'a StackState>,
+    /// The host's clock, so clock skew between controller and host is moot.
+    pub now: u64,
+    pub build_period: u64,
+}
+
+/// The verdict: rebuild or not, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub rebuild: bool,
+    pub reason: Reason,
+}
+
+pub fn decide(i: &Input) -> Decision {
+    let due = |reason| Decision {
+        rebuild: true,
+        reason,
+    };
+    let skip = |reason| Decision {
+        rebuild: false,
+        reason,
+    };
+    if i.force {
+        return due(Reason::Forced);
+    }
+    let recent = |t: u64| i.now.saturating_sub(t) < i.build_period;
+    if let Some(s) = i.state
+        && s.failed_hash.as_deref() == Some(i.hash)
+        && recent(s.failed_at)
+    {
+        return skip(Reason::PreviousFailure);
+    }
+    let Some(s) = i.state.filter(|s| s.hash.is_some()) else {
+        return due(Reason::FirstBuild);
+    };
+    if s.hash.as_deref() != Some(i.hash) {
+        return due(Reason::ConfigChanged);
+    }
+    if !recent(s.built_at) {
+        return due(Reason::Expired);
+    }
+    skip(Reason::UpToDate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(hash: Option<&str>, built_at: u64) -> StackState {
+        StackState {
+            hash: hash.map(str::to_owned),
+            built_at,
+            ..StackState::default()
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let day = 86400;
+        let now = 10 * day;
+        let built = state(Some("h1"), now - 100);
+        let old = state(Some("h1"), now - day - 1);
+        let at_edge = state(Some("h1"), now - day);
+        let never_ok = state(None, 0);
+        let failed_recently = StackState {
+            failed_hash: Some("h2".into()),
+            failed_at: now - 60,
+            ..built.clone()
+        };
+        let failed_long_ago = StackState {
+            failed_hash: Some("h2".into()),
+            failed_at: now - 2 * day,
+            ..built.clone()
+        };
+        #[rustfmt::skip]
+        let table: &[(bool, &str, Option<&StackState>, bool, Reason)] = &[
+            // force  hash   state                    rebuild reason
+            (true,  "h1", Some(&built),           true,  Reason::Forced),
+            (true,  "h1", None,                   true,  Reason::Forced),
+            (false, "h1", None,                   true,  Reason::FirstBuild),
+            (false, "h1", Some(&never_ok),        true,  Reason::FirstBuild),
+            (false, "h2", Some(&built),           true,  Reason::ConfigChanged),
+            (false, "h1", Some(&old),             true,  Reason::Expired),
+            (false, "h1", Some(&at_edge),         true,  Reason::Expired),
+            (false, "h1", Some(&built),           false, Reason::UpToDate),
+            (false, "h2", Some(&failed_recently), false, Reason::PreviousFailure),
+            (false, "h3", Some(&failed_recently), true,  Reason::ConfigChanged),
+            (true,  "h2", Some(&failed_recently), true,  Reason::Forced),
+            (false, "h2", Some(&failed_long_ago), true,  Reason::ConfigChanged),
+            (false, "h1", Some(&failed_recently), false, Reason::UpToDate),
+        ];
+        for (n, (force, hash, st, rebuild, reason)) in table.iter().enumerate() {
+            let d = decide(&Input {
+                force: *force,
+                hash,
+                state: *st,
+                now,
+                build_period: day,
+            });
+            assert_eq!((d.rebuild, d.reason), (*rebuild, *reason), "row {n}");
+        }
+    }
+
+    #[test]
+    fn zero_period_always_expires() {
+        let s = state(Some("h"), 100);
+        let d = decide(&Input {
+            force: false,
+            hash: "h",
+            state: Some(&s),
+            now: 100,
+            build_period: 0,
+        });
+        assert_eq!(d.reason, Reason::Expired);
+    }
+
+    #[test]
+    fn clock_behind_build_time_is_not_expired() {
+        let s = state(Some("h"), 1000);
+        let d = decide(&Input {
+            force: false,
+            hash: "h",
+            state: Some(&s),
+            now: 900,
+            build_period: 60,
+        });
+        assert_eq!(d.reason, Reason::UpToDate);
+    }
+}

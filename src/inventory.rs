@@ -1,0 +1,601 @@
+//! The YAML inventory: which hosts run which compose stacks, and how to reach
+//! them. Parsing is strict (unknown keys are errors) and every error names the
+//! file, the line and the key at fault. Nothing here touches a host.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_saphyr::Spanned;
+
+/// An inventory error: where it is and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+pub struct InventoryError {
+    pub file: PathBuf,
+    /// 1-based line, 0 when the error is about the whole file.
+    pub line: u64,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// A duration in whole seconds, written as a number of seconds or as a
+/// human duration (`90`, `"30m"`, `"1d"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of seconds or a duration such as \"30m\" or \"1d\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+                u64::try_from(v)
+                    .map(Seconds)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+                if let Ok(n) = v.parse::<u64>() {
+                    return Ok(Seconds(n));
+                }
+                humantime::parse_duration(v)
+                    .map(|d| Seconds(d.as_secs()))
+                    .map_err(|e| E::custom(format!("`{v}` is not a duration: {e}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Settings a host or stack inherits unless it sets its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub user: Option<Spanned<String>>,
+    pub port: Option<u16>,
+    pub identity_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ssh_options: BTreeMap<String, Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub remote_root: Option<Spanned<String>>,
+    pub compose: Option<Spanned<String>>,
+    pub build_period: Option<Seconds>,
+    pub up_timeout: Option<Seconds>,
+    pub connect_timeout: Option<Seconds>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    defaults: Defaults,
+    hosts: Spanned<BTreeMap<String, Spanned<RawHost>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    address: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    port: Option<u16>,
+    identity_file: Option<Spanned<String>>,
+    #[serde(default)]
+    ssh_options: BTreeMap<String, Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    remote_root: Option<Spanned<String>>,
+    compose: Option<Spanned<String>>,
+    build_period: Option<Seconds>,
+    up_timeout: Option<Seconds>,
+    connect_timeout: Option<Seconds>,
+    #[serde(default)]
+    stacks: Vec<Spanned<RawStack>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStack {
+    name: Spanned<String>,
+    compose_file: Spanned<String>,
+    remote_dir: Option<Spanned<String>>,
+    build_period: Option<Seconds>,
+    up_timeout: Option<Seconds>,
+}
+
+/// Which compose CLI the remote side uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComposePref {
+    /// `docker compose` where it works, else `docker-compose`.
+    #[default]
+    Auto,
+    V1,
+    V2,
+}
+
+impl ComposePref {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            ComposePref::Auto => "auto",
+            ComposePref::V1 => "v1",
+            ComposePref::V2 => "v2",
+        }
+    }
+}
+
+/// One validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub hosts: Vec<Host>,
+}
+
+/// A validated host: how to reach it and what it runs.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The name used in output and `--limit`.
+    pub name: String,
+    /// What ssh connects to; the name itself when not set, so ssh config's
+    /// `Host` blocks apply.
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    /// Extra `ssh -o` options, in a generated config that includes the user's.
+    pub ssh_options: BTreeMap<String, String>,
+    /// Remote state directory; `None`: the remote side's default.
+    pub state_dir: Option<String>,
+    pub compose: ComposePref,
+    pub connect_timeout: Option<u64>,
+    pub stacks: Vec<Stack>,
+}
+
+/// A validated stack on one host.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Compose project name, remote directory name and state file name.
+    pub name: String,
+    /// The local compose file (absolute or relative to the working directory).
+    pub compose_file: PathBuf,
+    /// Where it lives on the host; `None`: under the host's remote root or
+    /// the remote side's default (`/srv/rbuild/NAME` as root).
+    pub remote_dir: Option<String>,
+    pub build_period: Option<u64>,
+    pub up_timeout: Option<u64>,
+}
+
+/// Is `name` usable as a compose project name, a directory and a file name?
+/// Lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn valid_stack_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Host names: letters, digits, `.`, `-`, `_`; not starting with `-`.
+pub fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// A value passed to ssh as an argument: nothing ssh could take as an option,
+/// no white space or control characters.
+fn valid_ssh_word(v: &str) -> bool {
+    !v.is_empty()
+        && !v.starts_with('-')
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// An absolute remote path without control characters or `..` components.
+fn valid_remote_path(v: &str) -> bool {
+    v.starts_with('/')
+        && !v.chars().any(|c| c.is_control())
+        && !v.split('/').any(|c| c == "..")
+        && v.len() > 1
+}
+
+impl Inventory {
+    /// Read and validate an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
+            file: path.to_owned(),
+            line: 0,
+            message: format!("cannot read the inventory: {e}"),
+            hint: None,
+        })?;
+        Inventory::parse(path, &text)
+    }
+
+    /// Parse and validate inventory text; `path` names it in errors and
+    /// anchors relative compose file paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
+        let err = |line: u64, message: String, hint: Option<&str>| InventoryError {
+            file: path.to_owned(),
+            line,
+            message,
+            hint: hint.map(str::to_owned),
+        };
+        let raw: RawInventory = serde_saphyr::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(0);
+            let msg = first_line(&e.to_string());
+            let hint = msg
+                .contains("unknown field")
+                .then_some("see inventory.example.yaml for every key the inventory takes");
+            err(line, msg, hint)
+        })?;
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let d = &raw.defaults;
+        if let Some(c) = &d.compose {
+            parse_compose(c).map_err(|m| err(c.referenced.line(), m, None))?;
+        }
+        for (key, p) in [("state_dir", &d.state_dir), ("remote_root", &d.remote_root)] {
+            if let Some(p) = p
+                && !valid_remote_path(&p.value)
+            {
+                return Err(err(
+                    p.referenced.line(),
+                    format!("`defaults.{key}`: `{}` is not an absolute path", p.value),
+                    None,
+                ));
+            }
+        }
+        if raw.hosts.value.is_empty() {
+            return Err(err(
+                raw.hosts.referenced.line(),
+                "`hosts` is empty: nothing to do".into(),
+                None,
+            ));
+        }
+        let mut hosts = Vec::new();
+        for (name, h) in &raw.hosts.value {
+            let line = h.referenced.line();
+            let h = &h.value;
+            if !valid_host_name(name) {
+                return Err(err(
+                    line,
+                    format!("host name `{name}` is not valid"),
+                    Some("host names take letters, digits, `.`, `-` and `_`"),
+                ));
+            }
+            let address = match &h.address {
+                Some(a) if !valid_ssh_word(&a.value) => {
+                    return Err(err(
+                        a.referenced.line(),
+                        format!("host `{name}`: address `{}` is not valid", a.value),
+                        Some("an address is a host name or IP, without spaces, not starting with `-`"),
+                    ));
+                }
+                Some(a) => a.value.clone(),
+                None => name.clone(),
+            };
+            let user = h.user.as_ref().or(d.user.as_ref());
+            if let Some(u) = user
+                && (!valid_ssh_word(&u.value) || u.value.contains('@'))
+            {
+                return Err(err(
+                    u.referenced.line(),
+                    format!("host `{name}`: user `{}` is not valid", u.value),
+                    None,
+                ));
+            }
+            let mut ssh_options = BTreeMap::new();
+            for (k, v) in d.ssh_options.iter().chain(h.ssh_options.iter()) {
+                if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(err(
+                        v.referenced.line(),
+                        format!("host `{name}`: ssh option name `{k}` is not valid"),
+                        Some("ssh options are written as in ssh_config, e.g. `ProxyJump: bastion`"),
+                    ));
+                }
+                if v.value.chars().any(|c| c.is_control()) {
+                    return Err(err(
+                        v.referenced.line(),
+                        format!("host `{name}`: ssh option `{k}` has a control character"),
+                        None,
+                    ));
+                }
+                ssh_options.insert(k.clone(), v.value.clone());
+            }
+            let state_dir = h.state_dir.as_ref().or(d.state_dir.as_ref());
+            if let Some(s) = state_dir
+                && !valid_remote_path(&s.value)
+            {
+                return Err(err(
+                    s.referenced.line(),
+                    format!("host `{name}`: state_dir `{}` is not an absolute path", s.value),
+                    None,
+                ));
+            }
+            let remote_root = h.remote_root.as_ref().or(d.remote_root.as_ref());
+            if let Some(s) = remote_root
+                && !valid_remote_path(&s.value)
+            {
+                return Err(err(
+                    s.referenced.line(),
+                    format!("host `{name}`: remote_root `{}` is not an absolute path", s.value),
+                    None,
+                ));
+            }
+            let compose = match h.compose.as_ref().or(d.compose.as_ref()) {
+                Some(c) => parse_compose(c).map_err(|m| err(c.referenced.line(), m, None))?,
+                None => ComposePref::Auto,
+            };
+            if h.stacks.is_empty() {
+                return Err(err(
+                    line,
+                    format!("host `{name}` has no stacks"),
+                    Some("give it a `stacks:` list, or remove the host"),
+                ));
+            }
+            let mut seen = HashSet::new();
+            let mut stacks = Vec::new();
+            for s in &h.stacks {
+                let sline = s.referenced.line();
+                let s = &s.value;
+                let sname = &s.name.value;
+                if !valid_stack_name(sname) {
+                    return Err(err(
+                        s.name.referenced.line(),
+                        format!("host `{name}`: stack name `{sname}` is not valid"),
+                        Some(
+                            "a stack name becomes a compose project name, a directory and a file name: \
+                             use lowercase letters, digits, `-` and `_`, starting with a letter or digit",
+                        ),
+                    ));
+                }
+                if !seen.insert(sname.clone()) {
+                    return Err(err(
+                        s.name.referenced.line(),
+                        format!("host `{name}`: stack `{sname}` is listed twice"),
+                        Some("stack names must be unique on a host"),
+                    ));
+                }
+                let compose_file = base.join(&s.compose_file.value);
+                if !compose_file.is_file() {
+                    return Err(err(
+                        s.compose_file.referenced.line(),
+                        format!(
+                            "host `{name}`, stack `{sname}`: compose file `{}` does not exist",
+                            compose_file.display()
+                        ),
+                        Some("`compose_file` is relative to the inventory file's directory"),
+                    ));
+                }
+                let remote_dir = match (&s.remote_dir, remote_root) {
+                    (Some(r), _) => {
+                        if !valid_remote_path(&r.value) {
+                            return Err(err(
+                                r.referenced.line(),
+                                format!(
+                                    "host `{name}`, stack `{sname}`: remote_dir `{}` is not an absolute path",
+                                    r.value
+                                ),
+                                None,
+                            ));
+                        }
+                        Some(r.value.trim_end_matches('/').to_owned())
+                    }
+                    (None, Some(root)) => {
+                        Some(format!("{}/{sname}", root.value.trim_end_matches('/')))
+                    }
+                    (None, None) => None,
+                };
+                let _ = sline;
+                stacks.push(Stack {
+                    name: sname.clone(),
+                    compose_file,
+                    remote_dir,
+                    build_period: s
+                        .build_period
+                        .or(h.build_period)
+                        .or(d.build_period)
+                        .map(|s| s.0),
+                    up_timeout: s.up_timeout.or(h.up_timeout).or(d.up_timeout).map(|s| s.0),
+                });
+            }
+            hosts.push(Host {
+                name: name.clone(),
+                address,
+                user: user.map(|u| u.value.clone()),
+                port: h.port.or(d.port),
+                identity_file: h
+                    .identity_file
+                    .as_ref()
+                    .or(d.identity_file.as_ref())
+                    .map(|p| expand_home(&base, &p.value)),
+                ssh_options,
+                state_dir: state_dir.map(|s| s.value.clone()),
+                compose,
+                connect_timeout: h.connect_timeout.or(d.connect_timeout).map(|s| s.0),
+                stacks,
+            });
+        }
+        Ok(Inventory {
+            path: path.to_owned(),
+            hosts,
+        })
+    }
+}
+
+fn parse_compose(c: &Spanned<String>) -> Result<ComposePref, String> {
+    match c.value.as_str() {
+        "auto" => Ok(ComposePref::Auto),
+        "v1" => Ok(ComposePref::V1),
+        "v2" => Ok(ComposePref::V2),
+        other => Err(format!(
+            "`compose: {other}` is not one of `auto`, `v1`, `v2`"
+        )),
+    }
+}
+
+/// `~/x` is under the home directory; a relative path is relative to the
+/// inventory's directory.
+fn expand_home(base: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    base.join(p)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_compose() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("web")).unwrap();
+        std::fs::write(d.path().join("web/compose.yml"), "services: {}\n").unwrap();
+        d
+    }
+
+    fn parse(d: &tempfile::TempDir, text: &str) -> Result<Inventory, InventoryError> {
+        Inventory::parse(&d.path().join("inventory.yaml"), text)
+    }
+
+    #[test]
+    fn minimal_inventory_inherits_defaults() {
+        let d = dir_with_compose();
+        let inv = parse(
+            &d,
+            "defaults:\n  user: deploy\n  build_period: 1h\n  remote_root: /opt/stacks\nhosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        up_timeout: 90\n",
+        )
+        .unwrap();
+        let h = &inv.hosts[0];
+        assert_eq!(h.name, "web1");
+        assert_eq!(h.address, "web1");
+        assert_eq!(h.user.as_deref(), Some("deploy"));
+        assert_eq!(h.stacks[0].build_period, Some(3600));
+        assert_eq!(h.stacks[0].up_timeout, Some(90));
+        assert_eq!(h.stacks[0].remote_dir.as_deref(), Some("/opt/stacks/web"));
+        assert!(h.stacks[0].compose_file.ends_with("web/compose.yml"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "hosts:\n  web1:\n    adress: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("adress"), "{e}");
+        assert!(e.to_string().contains("inventory.yaml:3:"), "{e}");
+        assert!(e.hint.is_some());
+    }
+
+    #[test]
+    fn missing_compose_file_names_line() {
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: nope/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_stack_on_a_host() {
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn stack_names_are_validated() {
+        for bad in ["Web", "-web", "web;rm -rf /", "we b", "", "web$(id)", "../x"] {
+            assert!(!valid_stack_name(bad), "{bad:?}");
+        }
+        for good in ["web", "web-1", "a_b", "0day"] {
+            assert!(valid_stack_name(good), "{good:?}");
+        }
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "hosts:\n  web1:\n    stacks:\n      - name: \"x; touch /tmp/pwned\"\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn option_injection_in_address_or_user_is_refused() {
+        let d = dir_with_compose();
+        for (key, v) in [
+            ("address", "-oProxyCommand=touch /tmp/x"),
+            ("user", "-oProxyCommand=x"),
+            ("address", "a b"),
+        ] {
+            let e = parse(
+                &d,
+                &format!(
+                    "hosts:\n  web1:\n    {key}: \"{v}\"\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n"
+                ),
+            )
+            .unwrap_err();
+            assert_eq!(e.line, 3, "{key}={v}: {e}");
+        }
+        assert!(!valid_host_name("-x"));
+    }
+
+    #[test]
+    fn remote_paths_must_be_absolute() {
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "hosts:\n  web1:\n    state_dir: relative/dir\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(!valid_remote_path("/srv/../etc"));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_human_units() {
+        let d = dir_with_compose();
+        let inv = parse(
+            &d,
+            "defaults:\n  build_period: 2d\nhosts:\n  a:\n    build_period: 600\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  b:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap();
+        assert_eq!(inv.hosts[0].stacks[0].build_period, Some(600));
+        assert_eq!(inv.hosts[1].stacks[0].build_period, Some(2 * 86400));
+        let e = parse(
+            &d,
+            "defaults:\n  build_period: soon\nhosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let d = dir_with_compose();
+        let e = parse(&d, "hosts:\n  web1:\n    stacks: [\n").unwrap_err();
+        assert!(e.line > 0, "{e}");
+    }
+}

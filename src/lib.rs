@@ -1,0 +1,45 @@
+//! rbuild keeps Docker Compose stacks rebuilt, fresh and healthy, on this
+//! machine or on a fleet of hosts over plain SSH.
+//!
+//! A stack is rebuilt (`build --pull --no-cache`, pull, `up -d`, health gate,
+//! prune) when it was never built, when its files changed, when its last
+//! build is older than the build period, or when forced. A rebuild whose new
+//! containers do not come up healthy is rolled back to the images that ran
+//! before.
+//!
+//! # Layout
+//!
+//! ```text
+//! src/main.rs            tiny: parse, run, print the error once, exit with the merged code
+//! src/run.rs             one run end to end: settings, hashing, executor, monitor, output
+//! src/cli.rs             clap derive: flags and env vars
+//! src/config.rs          the resolved settings everything else reads (cli + env + inventory)
+//! src/inventory.rs       YAML model and validation with file:line errors
+//! src/stack.rs           what a stack ships: file walk, .rbuildignore, sha256, the tar stream
+//! src/decide.rs          pure: state + hash + now + flags -> rebuild or not, and why
+//! src/remote.sh          the one POSIX sh script that does all work on a host
+//! src/remote.rs          its versioned protocol: arguments in, `@rbuild` lines out
+//! src/host/mod.rs        the seam: a connection that runs the script with a payload
+//! src/host/ssh.rs        over OpenSSH, one multiplexed master per host (openssh, native-mux)
+//! src/host/local.rs      on this machine, under sh
+//! src/fleet.rs           the executor: bounded concurrency, one check and at most one apply per host
+//! src/report/mod.rs      rows, actions, progress events
+//! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
+//! src/report/table.rs    the summary table
+//! src/report/json.rs     the `--json` document
+//! src/exit.rs            exit codes and their merge
+//! tests/                 integration tests against real sshd hosts and a real Docker engine
+//! scripts/               set-up, demo and test-host scripts that the README and .ci/run call
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod exit;
+pub mod fleet;
+pub mod host;
+pub mod inventory;
+pub mod remote;
+pub mod report;
+pub mod run;
+pub mod stack;

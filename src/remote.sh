@@ -1,0 +1,433 @@
+# rbuild remote side (protocol 1). Shipped by the controller and run as
+#   sh -c "$SCRIPT" rbuild 1 COMMAND STATE_DIR [ARGS...]
+# with every argument quoted by the controller. POSIX sh plus `date +%s`,
+# `tar`, `mkdir`, `mv`; docker only where work is due.
+#
+# Output protocol: lines that start with "@rbuild " are events for the
+# controller; anything else is noise it ignores. Fields are separated by one
+# space; a line's last field may be free text (an error message, a log line).
+#   @rbuild hello proto=1 now=EPOCH uid=UID
+#   @rbuild state STACK exists=0|1 hash=H built_at=T last_result=R failed_hash=H failed_at=T locked=PID|-
+#   @rbuild step STACK NAME                 (build, pull, up, wait, prune, rollback)
+#   @rbuild log STACK TEXT                  (tail of a failed docker command)
+#   @rbuild done STACK RESULT DETAIL...      (RESULT: rebuilt, failed, locked)
+#
+# State file (NAME.state, one key=value a line, first line version=1) is
+# written to a temp file, synced, then renamed over the old one, and only
+# after a successful rebuild: a failed attempt never claims success.
+set -u
+umask 077
+
+proto=$1
+cmd=$2
+state_dir=$3
+shift 3
+
+if [ "$proto" != 1 ]; then
+	echo "@rbuild fatal protocol $proto not supported (remote speaks 1)"
+	exit 3
+fi
+
+if [ -z "$state_dir" ]; then
+	if [ "$(id -u)" = 0 ]; then
+		state_dir=/var/lib/rbuild
+	else
+		state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/rbuild
+	fi
+fi
+
+now() { date +%s; }
+
+# read_state NAME: load NAME.state into st_* variables (builtins only).
+read_state() {
+	st_exists=0 st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
+	st_images=- st_prev_images=-
+	f=$state_dir/$1.state
+	[ -f "$f" ] || return 0
+	st_exists=1
+	while IFS='=' read -r k v; do
+		case $k in
+		hash) st_hash=$v ;;
+		built_at) st_built_at=$v ;;
+		last_result) st_last_result=$v ;;
+		failed_hash) st_failed_hash=$v ;;
+		failed_at) st_failed_at=$v ;;
+		images) st_images=$v ;;
+		prev_images) st_prev_images=$v ;;
+		esac
+	done <"$f"
+}
+
+# lock_holder NAME: print the pid holding NAME's lock if it is alive.
+lock_holder() {
+	l=$state_dir/$1.lock
+	[ -d "$l" ] || return 1
+	pid=- boot=-
+	[ -f "$l/owner" ] && read -r pid boot <"$l/owner"
+	if [ "$boot" != - ] && [ -r /proc/sys/kernel/random/boot_id ]; then
+		read -r cur </proc/sys/kernel/random/boot_id
+		[ "$cur" = "$boot" ] || return 1
+	fi
+	case $pid in '' | - | *[!0-9]*) echo unknown; return 0 ;; esac
+	if [ -d /proc ]; then
+		[ -d "/proc/$pid" ] || return 1
+	else
+		kill -0 "$pid" 2>/dev/null || return 1
+	fi
+	echo "$pid"
+}
+
+held_locks=
+release_locks() {
+	for n in $held_locks; do rm -rf "$state_dir/$n.lock"; done
+	held_locks=
+}
+trap 'release_locks' EXIT
+trap 'release_locks; exit 130' INT
+trap 'release_locks; exit 143' TERM
+trap 'release_locks; exit 129' HUP
+
+# lock_take NAME: take the stack's lock, or print its holder and fail.
+lock_take() {
+	l=$state_dir/$1.lock
+	if ! mkdir "$l" 2>/dev/null; then
+		if holder=$(lock_holder "$1"); then
+			echo "$holder"
+			return 1
+		fi
+		# stale: its holder is gone (killed run or reboot); take it over
+		echo "@rbuild note $1 stale lock recovered"
+		rm -rf "$l"
+		mkdir "$l" 2>/dev/null || { echo unknown; return 1; }
+	fi
+	boot=-
+	[ -r /proc/sys/kernel/random/boot_id ] && read -r boot </proc/sys/kernel/random/boot_id
+	echo "$$ $boot" >"$l/owner"
+	held_locks="$held_locks $1"
+	return 0
+}
+
+unlock() {
+	rm -rf "$state_dir/$1.lock"
+	rest=
+	for n in $held_locks; do [ "$n" = "$1" ] || rest="$rest $n"; done
+	held_locks=$rest
+}
+
+# write_state NAME KEY=VALUE...: atomic replace of NAME.state.
+write_state() {
+	n=$1
+	shift
+	tmp=$state_dir/.$n.state.tmp.$$
+	{
+		echo version=1
+		for kv in "$@"; do echo "$kv"; done
+	} >"$tmp" || return 1
+	sync "$tmp" 2>/dev/null || sync
+	mv -f "$tmp" "$state_dir/$n.state"
+}
+
+emit_log_tail() {
+	tail -n 15 "$2" 2>/dev/null | tr -d '\r' | while IFS= read -r line; do
+		echo "@rbuild log $1 $line"
+	done
+}
+
+do_check() {
+	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	for n in "$@"; do
+		read_state "$n"
+		holder=$(lock_holder "$n") || holder=-
+		echo "@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+	done
+}
+
+# Compose flavour: v2 plugin where present, else v1.
+pick_compose() {
+	case $1 in
+	v2) dc="docker compose" ;;
+	v1) dc="docker-compose" ;;
+	*)
+		if docker compose version >/dev/null 2>&1; then
+			dc="docker compose"
+		elif command -v docker-compose >/dev/null 2>&1; then
+			dc="docker-compose"
+		else
+			return 1
+		fi
+		;;
+	esac
+	case $dc in "docker compose") flavour=v2 ;; *) flavour=v1 ;; esac
+}
+
+# Image IDs of the stack's service containers, as "service=id,..." (or -).
+stack_images() {
+	ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
+	[ -n "$ids" ] || { echo -; return 0; }
+	# shellcheck disable=SC2086
+	docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}={{.Image}}' $ids | sort -u | paste -sd, -
+}
+
+# Image names compose uses for the stack's services, as "service=name,...".
+stack_image_names() {
+	ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
+	[ -n "$ids" ] || { echo -; return 0; }
+	# shellcheck disable=SC2086
+	docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}={{.Config.Image}}' $ids | sort -u | paste -sd, -
+}
+
+# wait_healthy PROJECT DEADLINE: every service container running, and healthy
+# where it has a healthcheck, before DEADLINE. Prints the verdict's reason.
+wait_healthy() {
+	while :; do
+		ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False)
+		bad= pending=
+		if [ -n "$ids" ]; then
+			# shellcheck disable=SC2086
+			states=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}}' $ids) || return 1
+			while read -r svc status health restarts code; do
+				case $status/$health in
+				running/none | running/healthy)
+					[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
+				running/starting) pending="$pending $svc(starting)" ;;
+				running/unhealthy) bad="$bad $svc(unhealthy)" ;;
+				exited/*)
+					[ "$code" = 0 ] || bad="$bad $svc(exited:$code)" ;;
+				restarting/*) bad="$bad $svc(restarting)" ;;
+				created/*) pending="$pending $svc(created)" ;;
+				*) bad="$bad $svc($status)" ;;
+				esac
+			done <<EOF
+$states
+EOF
+		fi
+		if [ -n "$bad" ]; then
+			echo "not healthy:$bad"
+			return 1
+		fi
+		if [ -z "$pending" ]; then
+			return 0
+		fi
+		if [ "$(now)" -ge "$2" ]; then
+			echo "not healthy within the up timeout:$pending"
+			return 1
+		fi
+		sleep 1
+	done
+}
+
+# run_logged LOG CMD...: run a docker command, its output appended to LOG.
+run_logged() {
+	log=$1
+	shift
+	"$@" >>"$log" 2>&1 </dev/null
+}
+
+# with_timeout SECS CMD...: bound a command where `timeout` exists.
+with_timeout() {
+	if command -v timeout >/dev/null 2>&1; then
+		timeout "$@"
+	else
+		shift
+		"$@"
+	fi
+}
+
+# remove_images LIST KEEP: remove each image ID of "svc=id,..." LIST that is
+# not in KEEP, never forced: an image that any container uses stays.
+remove_images() {
+	[ "$1" != - ] || return 0
+	for pair in $(echo "$1" | tr ',' ' '); do
+		id=${pair#*=}
+		case ",$2," in *"=$id,"*) continue ;; esac
+		if docker image rm "$id" >/dev/null 2>&1; then
+			echo "@rbuild note $n removed image $id"
+		fi
+	done
+}
+
+# apply_stack: rebuild one stack; sets result and detail.
+apply_stack() {
+	target=$dir
+	parent=${dir%/*}
+	[ -n "$parent" ] || parent=/
+	base=${dir##*/}
+	old=$parent/.$base.rbuild-old
+	stage=$parent/.$base.rbuild-stage
+	log=$state_dir/$n.log
+	: >"$log"
+
+	# A run killed between the two renames below left the old copy aside.
+	if [ ! -e "$dir" ] && [ -d "$old" ]; then mv "$old" "$dir"; fi
+
+	if [ "$shipped" = 1 ]; then
+		echo "@rbuild step $n ship"
+		mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
+			tar -xof "$payload" -C "$stage" "$n" || {
+			result=failed detail="could not unpack the stack into $stage"
+			return
+		}
+		chmod 700 "$stage/$n"
+		rm -rf "$old"
+		if [ -e "$dir" ]; then mv "$dir" "$old" || {
+			result=failed detail="could not move $dir aside"
+			return
+		}; fi
+		mv "$stage/$n" "$dir" && rmdir "$stage"
+	fi
+	chmod 700 "$dir" 2>/dev/null
+
+	read_state "$n"
+	file=$dir/$compose_file
+	before=$(stack_images "$n") || before=-
+
+	# undo_ship: put the previous copy back after a failed build or pull, so
+	# the files on the host match the containers that still run.
+	undo_ship() {
+		if [ "$shipped" = 1 ] && [ -d "$old" ]; then
+			rm -rf "$dir" && mv "$old" "$dir"
+		fi
+	}
+
+	before_names=$(stack_image_names "$n") || before_names=-
+
+	# rollback WHY: the new generation failed its gate. Put the recorded images
+	# back under the names compose uses, restore the previous files, bring the
+	# stack up without building and gate it again. The failed input is
+	# remembered so the next run does not rebuild it in a loop.
+	rollback() {
+		why=$1
+		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
+			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "prev_images=$st_prev_images" ||
+			echo "@rbuild note $n could not record the failed attempt in $state_dir"
+		if [ "$before" = - ]; then
+			result=failed detail="$why; nothing to roll back to (first build)"
+			return
+		fi
+		echo "@rbuild step $n rollback"
+		undo_ship
+		for pair in $(echo "$before_names" | tr ',' ' '); do
+			svc=${pair%%=*}
+			name=${pair#*=}
+			id=$(echo ",$before," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
+			[ -n "$id" ] && docker tag "$id" "$name" >>"$log" 2>&1
+		done
+		rb_deadline=$(($(now) + up_timeout))
+		if ! run_logged "$log" with_timeout "$up_timeout" $dc -p "$n" -f "$file" up -d --remove-orphans; then
+			emit_log_tail "$n" "$log"
+			result=failed detail="$why; rollback failed too: up of the previous images failed"
+			return
+		fi
+		if ! rb_verdict=$(wait_healthy "$n" "$rb_deadline"); then
+			result=failed detail="$why; rollback failed too: previous images $rb_verdict"
+			return
+		fi
+		result=rolled_back detail="$why"
+	}
+
+	echo "@rbuild step $n build"
+	if ! run_logged "$log" $dc -p "$n" -f "$file" build --pull --no-cache; then
+		emit_log_tail "$n" "$log"
+		undo_ship
+		result=failed detail="build failed; the running containers were left as they were"
+		return
+	fi
+	echo "@rbuild step $n pull"
+	if [ "$flavour" = v2 ]; then
+		pull_ok=0
+		run_logged "$log" $dc -p "$n" -f "$file" pull --ignore-buildable --quiet && pull_ok=1
+	else
+		pull_ok=0
+		run_logged "$log" $dc -p "$n" -f "$file" pull --ignore-pull-failures --quiet && pull_ok=1
+	fi
+	if [ "$pull_ok" = 0 ]; then
+		emit_log_tail "$n" "$log"
+		undo_ship
+		result=failed detail="pull failed; the running containers were left as they were"
+		return
+	fi
+
+	echo "@rbuild step $n up"
+	deadline=$(($(now) + up_timeout))
+	if ! run_logged "$log" with_timeout "$up_timeout" $dc -p "$n" -f "$file" up -d --remove-orphans; then
+		emit_log_tail "$n" "$log"
+		rollback "up failed or took longer than ${up_timeout}s"
+		return
+	fi
+	echo "@rbuild step $n wait"
+	if ! verdict=$(wait_healthy "$n" "$deadline"); then
+		rollback "${verdict:-could not inspect the containers}"
+		return
+	fi
+
+	after=$(stack_images "$n") || after=-
+	echo "@rbuild step $n prune"
+	# Keep one generation (the images that ran before this rebuild) for
+	# rollback; remove the generation before it. --remove-images removes the
+	# replaced generation now as well.
+	remove_images "$st_prev_images" "$after"
+	prev=$before
+	if [ "$remove" = 1 ]; then
+		remove_images "$before" "$after"
+		prev=-
+	fi
+	[ "$shipped" = 1 ] && rm -rf "$old"
+
+	if ! write_state "$n" "hash=$hash" "built_at=$(now)" "last_result=ok" \
+		"compose=$flavour" "images=$after" "prev_images=$prev"; then
+		result=failed detail="rebuilt, but could not write the state file in $state_dir"
+		return
+	fi
+	result=rebuilt detail=$flavour
+}
+
+do_apply() {
+	compose_pref=$1
+	remove=$2
+	has_payload=$3
+	shift 3
+	mkdir -p "$state_dir" && chmod 700 "$state_dir" || {
+		echo "@rbuild fatal could not create the state directory $state_dir"
+		exit 3
+	}
+	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	payload=
+	if [ "$has_payload" = 1 ]; then
+		payload=$state_dir/.payload.$$.tar
+		cat >"$payload" || {
+			echo "@rbuild fatal could not store the shipped stacks in $state_dir"
+			exit 3
+		}
+	fi
+	if ! pick_compose "$compose_pref"; then
+		rm -f "$payload"
+		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
+		exit 3
+	fi
+	while [ $# -ge 6 ]; do
+		n=$1 dir=$2 compose_file=$3 shipped=$4 up_timeout=$5 hash=$6
+		shift 6
+		if [ -z "$dir" ]; then
+			if [ "$(id -u)" = 0 ]; then dir=/srv/rbuild/$n; else dir=$HOME/.local/share/rbuild/stacks/$n; fi
+		fi
+		if ! holder=$(lock_take "$n"); then
+			echo "@rbuild done $n locked $holder"
+			continue
+		fi
+		result=failed detail=
+		apply_stack
+		unlock "$n"
+		echo "@rbuild done $n $result $detail"
+	done
+	[ -n "$payload" ] && rm -f "$payload"
+	return 0
+}
+
+case $cmd in
+check) do_check "$@" ;;
+apply) do_apply "$@" ;;
+*)
+	echo "@rbuild fatal unknown command $cmd"
+	exit 3
+	;;
+esac

@@ -1,0 +1,107 @@
+//! Results and their rendering. Workers send [`Progress`] events; one
+//! monitor ([`progress`]) draws them; at the end the rows become a table
+//! ([`table`]) or a JSON document ([`json`]). Rendering is pure.
+
+pub mod json;
+pub mod progress;
+pub mod table;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::decide::Reason;
+
+/// What happened to a stack on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Rebuilt,
+    Skipped,
+    Failed,
+    /// The new generation failed its health gate and the previous one runs
+    /// again.
+    RolledBack,
+    /// `--dry-run`: this stack is due.
+    WouldRebuild,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Rebuilt => "rebuilt",
+            Action::Skipped => "skipped",
+            Action::Failed => "failed",
+            Action::RolledBack => "rolled_back",
+            Action::WouldRebuild => "would_rebuild",
+        }
+    }
+}
+
+/// One row of the summary: a stack on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub host: String,
+    pub stack: String,
+    pub action: Action,
+    pub reason: Reason,
+    pub duration: Duration,
+    pub error: Option<String>,
+    pub hint: Option<String>,
+}
+
+/// What workers tell the monitor.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The run starts, with this many hosts.
+    Start { hosts: usize },
+    /// A host's rebuild step started (`ship`, `build`, `pull`, `up`, ...).
+    Step {
+        host: String,
+        stack: String,
+        step: String,
+    },
+    /// A note from the remote side (a stale lock taken over, ...).
+    Note {
+        host: String,
+        stack: String,
+        text: String,
+    },
+    /// A stack's result, with the tail of the remote log when it failed.
+    Result { row: Row, log: Vec<String> },
+    /// A host is finished.
+    HostDone { host: String },
+}
+
+/// Counts by action, for the summary line.
+pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
+    [
+        Action::Rebuilt,
+        Action::WouldRebuild,
+        Action::RolledBack,
+        Action::Failed,
+        Action::Skipped,
+    ]
+    .into_iter()
+    .map(|a| (a, rows.iter().filter(|r| r.action == a).count()))
+    .filter(|(_, n)| *n > 0)
+    .collect()
+}
+
+/// Whether a run changed or failed anything (what `--quiet` reports).
+pub fn eventful(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.action != Action::Skipped || r.error.is_some())
+}
+
+/// `1.2s`, `250ms`, `3m04s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

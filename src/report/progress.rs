@@ -1,0 +1,99 @@
+//! The one place that draws progress: a bar on a terminal (indicatif), plain
+//! lines otherwise. Workers never print; they send [`Progress`] here.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{Action, Progress, Row, human_duration};
+
+/// How the monitor draws.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// stderr is a terminal: draw a bar.
+    pub terminal: bool,
+    /// `--quiet`: draw nothing.
+    pub quiet: bool,
+    /// `-v`: also report skipped stacks.
+    pub verbose: u8,
+}
+
+/// The plain line for a result, and the indented log and hint lines after it.
+pub fn result_lines(row: &Row, log: &[String]) -> Vec<String> {
+    let mut out = vec![match &row.error {
+        None => format!(
+            "{} {}: {} ({}) in {}",
+            row.host,
+            row.stack,
+            row.action.as_str(),
+            row.reason.as_str(),
+            human_duration(row.duration)
+        ),
+        Some(e) => format!(
+            "{} {}: {} ({}): {e}",
+            row.host,
+            row.stack,
+            row.action.as_str(),
+            row.reason.as_str()
+        ),
+    }];
+    out.extend(log.iter().map(|l| format!("    | {l}")));
+    if let Some(h) = &row.hint {
+        out.push(format!("  hint: {h}"));
+    }
+    out
+}
+
+/// Consume events until every sender is gone.
+pub async fn run(mut rx: UnboundedReceiver<Progress>, style: Style) {
+    let bar = if style.terminal && !style.quiet {
+        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{pos}/{len} hosts] {elapsed} {wide_msg}")
+                .expect("valid template"),
+        );
+        b.enable_steady_tick(Duration::from_millis(120));
+        Some(b)
+    } else {
+        None
+    };
+    let say = |line: String| {
+        if style.quiet {
+            return;
+        }
+        match &bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    };
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Progress::Start { hosts } => {
+                if let Some(b) = &bar {
+                    b.set_length(hosts as u64);
+                }
+            }
+            Progress::Step { host, stack, step } => match &bar {
+                Some(b) => b.set_message(format!("{host} {stack}: {step}")),
+                None => say(format!("{host} {stack}: {step}")),
+            },
+            Progress::Note { host, stack, text } => say(format!("{host} {stack}: {text}")),
+            Progress::Result { row, log } => {
+                if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0 {
+                    for l in result_lines(&row, &log) {
+                        say(l);
+                    }
+                }
+            }
+            Progress::HostDone { .. } => {
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}

@@ -1,0 +1,129 @@
+//! One run, end to end: resolve settings, hash the stacks, run the hosts
+//! with a monitor drawing progress, print the summary, merge the exit code.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{CommandFactory, FromArgMatches};
+use clap::parser::ValueSource;
+
+use crate::cli::Cli;
+use crate::config::{Mode, Settings};
+use crate::exit::Exit;
+use crate::fleet;
+use crate::host::ssh::SshSettings;
+use crate::report::{self, progress};
+
+/// Parse the process's arguments and run. `Err` only for usage errors,
+/// before anything was touched.
+pub fn main() -> anyhow::Result<Exit> {
+    let matches = Cli::command().get_matches();
+    let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
+    let cli = Cli::from_arg_matches(&matches)?;
+    init_logging(cli.verbose, cli.quiet);
+    let settings = match Settings::from_cli(cli, inventory_from_env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(settings))
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RBUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rbuild={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .without_time()
+        .try_init();
+}
+
+/// Run with resolved settings.
+pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let hashed = match fleet::hash_stacks(&settings.hosts) {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            eprintln!("error: cannot read a stack: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    // A private directory for this run's ssh control sockets.
+    let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
+    let ssh = SshSettings {
+        connect_timeout: settings.connect_timeout,
+        config_file: settings.ssh_config.clone(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+        control_dir: control.path().to_owned(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let style = progress::Style {
+        terminal: std::io::stderr().is_terminal(),
+        quiet: settings.quiet,
+        verbose: settings.verbose,
+    };
+    let monitor = tokio::spawn(progress::run(rx, style));
+
+    // Ctrl-C: start no new host; hosts in flight finish cleanly.
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let quiet = settings.quiet;
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            if !quiet {
+                eprintln!("interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)");
+            }
+            let _ = cancel_tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Exit::Interrupted.code().into());
+            }
+        }
+    });
+
+    let settings = Arc::new(settings);
+    let rows = fleet::run(settings.clone(), hashed, ssh, tx, cancel_rx.clone()).await;
+    let _ = monitor.await;
+    let interrupted = *cancel_rx.borrow();
+    let exit = Exit::merge(&rows, interrupted);
+
+    let out = if settings.json {
+        report::json::render(&rows, exit.code())
+    } else if settings.quiet && !report::eventful(&rows) {
+        String::new()
+    } else {
+        let terminal = std::io::stdout().is_terminal();
+        let width = terminal
+            .then(|| terminal_width())
+            .flatten();
+        report::table::render(&rows, started.elapsed(), terminal, width)
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    if settings.mode == Mode::Fleet {
+        drop(control);
+    }
+    Ok(exit)
+}
+
+fn terminal_width() -> Option<u16> {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
+}

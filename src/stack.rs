@@ -1,0 +1,311 @@
+//! What a stack ships: the directory that holds its compose file, less `.git`
+//! and what `.rbuildignore` lists (gitignore syntax). Its hash is a sha256
+//! over exactly what is shipped: sorted paths, modes and contents.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The name of the ignore file in a stack's directory.
+pub const IGNORE_FILE: &str = ".rbuildignore";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("walking `{dir}`: {source}")]
+    Walk {
+        dir: PathBuf,
+        #[source]
+        source: ignore::Error,
+    },
+}
+
+/// One file or directory of a stack, relative to the stack's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path with `/` separators.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits (`0o777` mask).
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink(String),
+}
+
+/// A stack's directory, its file list and its content hash.
+#[derive(Debug, Clone)]
+pub struct Contents {
+    pub dir: PathBuf,
+    pub entries: Vec<Entry>,
+    /// Hex sha256 over the entries and file contents.
+    pub hash: String,
+}
+
+/// List what would be shipped from `dir`, sorted by path.
+pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
+    let mut walker = ignore::WalkBuilder::new(dir);
+    walker
+        .standard_filters(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .follow_links(false)
+        .filter_entry(|e| e.file_name() != ".git");
+    let mut entries = Vec::new();
+    for item in walker.build() {
+        let item = item.map_err(|source| StackError::Walk {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let rel = item.path().strip_prefix(dir).unwrap_or(item.path());
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let path = rel.to_string_lossy().replace('\\', "/");
+        let meta = std::fs::symlink_metadata(item.path()).map_err(|source| StackError::Io {
+            path: item.path().to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        let kind = if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(item.path()).map_err(|source| StackError::Io {
+                path: item.path().to_owned(),
+                source,
+            })?;
+            EntryKind::Symlink(target.to_string_lossy().into_owned())
+        } else if meta.is_dir() {
+            EntryKind::Dir
+        } else if meta.is_file() {
+            EntryKind::File
+        } else {
+            continue; // sockets, fifos, devices: never shipped
+        };
+        entries.push(Entry { path, kind, mode });
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
+}
+
+/// List and hash a stack directory.
+pub fn read(dir: &Path) -> Result<Contents, StackError> {
+    let entries = list(dir)?;
+    let mut h = Sha256::new();
+    h.update(b"rbuild-stack-v1\0");
+    let mut buf = vec![0u8; 64 * 1024];
+    for e in &entries {
+        h.update(e.path.as_bytes());
+        h.update(b"\0");
+        h.update(format!("{:o}\0", e.mode).as_bytes());
+        match &e.kind {
+            EntryKind::Dir => h.update(b"d\0"),
+            EntryKind::Symlink(t) => {
+                h.update(b"l\0");
+                h.update(t.as_bytes());
+                h.update(b"\0");
+            }
+            EntryKind::File => {
+                let p = dir.join(&e.path);
+                let mut f = std::fs::File::open(&p).map_err(|source| StackError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                let len = f
+                    .metadata()
+                    .map_err(|source| StackError::Io {
+                        path: p.clone(),
+                        source,
+                    })?
+                    .len();
+                h.update(format!("f{len}\0").as_bytes());
+                loop {
+                    let n = f.read(&mut buf).map_err(|source| StackError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+            }
+        }
+    }
+    let hash = h
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    Ok(Contents {
+        dir: dir.to_owned(),
+        entries,
+        hash,
+    })
+}
+
+impl Contents {
+    /// Append this stack's entries to `tar` under the top-level directory
+    /// `name/`, with owner 0 and the files' own modes (env files stay 0600).
+    pub fn append_to<W: std::io::Write>(
+        &self,
+        tar: &mut tar::Builder<W>,
+        name: &str,
+    ) -> Result<(), StackError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StackError::Io { path, source }
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o700);
+        header.set_size(0);
+        header.set_mtime(0);
+        tar.append_data(&mut header, format!("{name}/"), std::io::empty())
+            .map_err(io(&self.dir))?;
+        for e in &self.entries {
+            let src = self.dir.join(&e.path);
+            let dest = format!("{name}/{}", e.path);
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(e.mode);
+            header.set_uid(0);
+            header.set_gid(0);
+            let mtime = std::fs::symlink_metadata(&src)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            header.set_mtime(mtime);
+            match &e.kind {
+                EntryKind::Dir => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    tar.append_data(&mut header, dest, std::io::empty())
+                        .map_err(io(&src))?;
+                }
+                EntryKind::Symlink(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    tar.append_link(&mut header, dest, target)
+                        .map_err(io(&src))?;
+                }
+                EntryKind::File => {
+                    let f = std::fs::File::open(&src).map_err(io(&src))?;
+                    let len = f.metadata().map_err(io(&src))?.len();
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(len);
+                    tar.append_data(&mut header, dest, f).map_err(io(&src))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One tar stream holding each `(name, contents)` under `name/`.
+pub fn payload(stacks: &[(&str, &Contents)]) -> Result<Vec<u8>, StackError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, c) in stacks {
+        c.append_to(&mut tar, name)?;
+    }
+    tar.into_inner().map_err(|source| StackError::Io {
+        path: PathBuf::from("<payload>"),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn stack() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("compose.yml"), "services: {}\n").unwrap();
+        fs::create_dir(d.path().join("app")).unwrap();
+        fs::write(d.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+        fs::write(d.path().join(".env"), "SECRET=1\n").unwrap();
+        fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+        d
+    }
+
+    #[test]
+    fn lists_hidden_files_but_not_git() {
+        let d = stack();
+        fs::create_dir(d.path().join(".git")).unwrap();
+        fs::write(d.path().join(".git/HEAD"), "x").unwrap();
+        let paths: Vec<_> = list(d.path()).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, [".env", "app", "app/Dockerfile", "compose.yml"]);
+    }
+
+    #[test]
+    fn rbuildignore_excludes() {
+        let d = stack();
+        fs::write(d.path().join(IGNORE_FILE), "*.log\nnode_modules/\n").unwrap();
+        fs::write(d.path().join("debug.log"), "x").unwrap();
+        fs::create_dir(d.path().join("node_modules")).unwrap();
+        fs::write(d.path().join("node_modules/a.js"), "x").unwrap();
+        let paths: Vec<_> = list(d.path()).unwrap().into_iter().map(|e| e.path).collect();
+        assert!(!paths.iter().any(|p| p.contains("log") && p != IGNORE_FILE), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.contains("node_modules")), "{paths:?}");
+        assert!(paths.contains(&IGNORE_FILE.to_string()));
+    }
+
+    #[test]
+    fn hash_tracks_content_mode_and_names_not_ignored_files() {
+        let d = stack();
+        let h0 = read(d.path()).unwrap().hash;
+        assert_eq!(h0.len(), 64);
+        assert_eq!(read(d.path()).unwrap().hash, h0, "stable");
+
+        fs::write(d.path().join(IGNORE_FILE), "*.log\n").unwrap();
+        let h1 = read(d.path()).unwrap().hash;
+        assert_ne!(h1, h0, "the ignore file itself ships");
+        fs::write(d.path().join("x.log"), "noise").unwrap();
+        assert_eq!(read(d.path()).unwrap().hash, h1, "ignored file changes nothing");
+
+        fs::write(d.path().join("app/Dockerfile"), "FROM scratch\nCMD x\n").unwrap();
+        let h2 = read(d.path()).unwrap().hash;
+        assert_ne!(h2, h1);
+
+        fs::set_permissions(d.path().join("app/Dockerfile"), fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert_ne!(read(d.path()).unwrap().hash, h2, "mode is part of the hash");
+    }
+
+    #[test]
+    fn content_moved_between_files_changes_hash() {
+        let a = tempfile::tempdir().unwrap();
+        fs::write(a.path().join("a"), "xy").unwrap();
+        fs::write(a.path().join("b"), "").unwrap();
+        let b = tempfile::tempdir().unwrap();
+        fs::write(b.path().join("a"), "x").unwrap();
+        fs::write(b.path().join("b"), "y").unwrap();
+        assert_ne!(read(a.path()).unwrap().hash, read(b.path()).unwrap().hash);
+    }
+
+    #[test]
+    fn payload_keeps_modes_under_the_stack_name() {
+        let d = stack();
+        let c = read(d.path()).unwrap();
+        let bytes = payload(&[("web", &c)]).unwrap();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().into_owned();
+            seen.push((p, e.header().mode().unwrap()));
+        }
+        assert!(seen.contains(&("web/.env".into(), 0o600)), "{seen:?}");
+        assert!(seen.iter().any(|(p, _)| p == "web/app/Dockerfile"));
+        assert_eq!(seen[0].0, "web/");
+    }
+}
