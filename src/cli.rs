@@ -72,7 +72,12 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Seconds to wait for a host's SSH connection.
-    #[arg(long, env = "RBUILD_CONNECT_TIMEOUT", default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "RBUILD_CONNECT_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
     pub connect_timeout: u64,
 
     /// Use this ssh config file instead of `~/.ssh/config`.

@@ -74,7 +74,9 @@ impl Settings {
 
     /// The effective up timeout of a stack.
     pub fn up_timeout(&self, s: &Stack) -> u64 {
-        self.up_timeout.or(s.up_timeout).unwrap_or(DEFAULT_UP_TIMEOUT)
+        self.up_timeout
+            .or(s.up_timeout)
+            .unwrap_or(DEFAULT_UP_TIMEOUT)
     }
 
     pub fn from_cli(cli: Cli, inventory_from_env: bool) -> Result<Settings, UsageError> {
@@ -93,12 +95,17 @@ impl Settings {
             (None, true) => {
                 return Err(UsageError::new(
                     "nothing to do: give COMPOSE_FILE arguments or `--inventory FILE`",
-                    Some("`rbuild compose.yml` rebuilds a stack here; `rbuild -i inventory.yaml` a fleet"),
+                    Some(
+                        "`rbuild compose.yml` rebuilds a stack here; `rbuild -i inventory.yaml` a fleet",
+                    ),
                 ));
             }
         };
         if mode == Mode::Local && !cli.limit.is_empty() {
-            return Err(UsageError::new("`--limit` selects inventory hosts: it needs `--inventory`", None));
+            return Err(UsageError::new(
+                "`--limit` selects inventory hosts: it needs `--inventory`",
+                None,
+            ));
         }
         Ok(Settings {
             mode,
@@ -133,10 +140,18 @@ fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
     let set = b
         .build()
         .map_err(|e| UsageError::new(format!("`--limit`: {e}"), None))?;
-    let hosts: Vec<Host> = inv.hosts.into_iter().filter(|h| set.is_match(&h.name)).collect();
+    let hosts: Vec<Host> = inv
+        .hosts
+        .into_iter()
+        .filter(|h| set.is_match(&h.name))
+        .collect();
     if hosts.is_empty() {
         return Err(UsageError::new(
-            format!("`--limit {}` matches no host of `{}`", limit.join(","), inv.path.display()),
+            format!(
+                "`--limit {}` matches no host of `{}`",
+                limit.join(","),
+                inv.path.display()
+            ),
             Some("patterns are globs over host names, e.g. `web*`"),
         ));
     }
@@ -171,7 +186,10 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         let dir = abs.parent().expect("a file has a parent").to_owned();
         let name = project_name_for_dir(&dir).ok_or_else(|| {
             UsageError::new(
-                format!("cannot derive a compose project name from `{}`", dir.display()),
+                format!(
+                    "cannot derive a compose project name from `{}`",
+                    dir.display()
+                ),
                 Some("name the directory with letters, digits, `-` or `_`"),
             )
         })?;
@@ -221,9 +239,18 @@ mod tests {
 
     #[test]
     fn project_names_follow_compose() {
-        assert_eq!(project_name_for_dir(Path::new("/srv/My.App")).as_deref(), Some("myapp"));
-        assert_eq!(project_name_for_dir(Path::new("/srv/web-1")).as_deref(), Some("web-1"));
-        assert_eq!(project_name_for_dir(Path::new("/srv/_x")).as_deref(), Some("x"));
+        assert_eq!(
+            project_name_for_dir(Path::new("/srv/My.App")).as_deref(),
+            Some("myapp")
+        );
+        assert_eq!(
+            project_name_for_dir(Path::new("/srv/web-1")).as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(
+            project_name_for_dir(Path::new("/srv/_x")).as_deref(),
+            Some("x")
+        );
         assert_eq!(project_name_for_dir(Path::new("/srv/...")), None);
     }
 }

@@ -57,11 +57,24 @@ mod tests {
     fn merge() {
         assert_eq!(Exit::merge(&[], false), Exit::Success);
         assert_eq!(
-            Exit::merge(&[row(Action::Skipped), row(Action::Rebuilt), row(Action::WouldRebuild)], false),
+            Exit::merge(
+                &[
+                    row(Action::Skipped),
+                    row(Action::Rebuilt),
+                    row(Action::WouldRebuild)
+                ],
+                false
+            ),
             Exit::Success
         );
-        assert_eq!(Exit::merge(&[row(Action::Rebuilt), row(Action::Failed)], false), Exit::Failure);
-        assert_eq!(Exit::merge(&[row(Action::RolledBack)], false), Exit::Failure);
+        assert_eq!(
+            Exit::merge(&[row(Action::Rebuilt), row(Action::Failed)], false),
+            Exit::Failure
+        );
+        assert_eq!(
+            Exit::merge(&[row(Action::RolledBack)], false),
+            Exit::Failure
+        );
         assert_eq!(Exit::merge(&[row(Action::Failed)], true), Exit::Interrupted);
         assert_eq!(Exit::Usage.code(), 2);
     }

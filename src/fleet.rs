@@ -28,9 +28,9 @@ pub fn hash_stacks(hosts: &[Host]) -> Result<Hashed, stack::StackError> {
     for h in hosts {
         for s in &h.stacks {
             let dir = stack_dir(s);
-            if !out.contains_key(&dir) {
-                let c = stack::read(&dir)?;
-                out.insert(dir, Arc::new(c));
+            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(dir) {
+                let c = stack::read(e.key())?;
+                e.insert(Arc::new(c));
             }
         }
     }
@@ -44,6 +44,9 @@ fn stack_dir(s: &Stack) -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Payloads by the stacks (name, directory) they carry.
+type PayloadCache = std::sync::Mutex<HashMap<Vec<(String, PathBuf)>, Arc<Vec<u8>>>>;
+
 /// What every host task shares.
 struct Ctx {
     settings: Arc<Settings>,
@@ -51,7 +54,7 @@ struct Ctx {
     ssh: ssh::SshSettings,
     tx: UnboundedSender<Progress>,
     /// Payloads already built, by the set of stack directories they carry.
-    payloads: std::sync::Mutex<HashMap<Vec<(String, PathBuf)>, Arc<Vec<u8>>>>,
+    payloads: PayloadCache,
 }
 
 /// Run every host; returns one row per stack per host, in inventory order.
@@ -84,7 +87,9 @@ pub async fn run(
                 let h2 = h.clone();
                 match tokio::spawn(async move { run_host(&ctx2, &h2).await }).await {
                     Ok(rows) => rows,
-                    Err(e) => failed_rows(&h, Reason::HostFailed, format!("internal error: {e}"), None),
+                    Err(e) => {
+                        failed_rows(&h, Reason::HostFailed, format!("internal error: {e}"), None)
+                    }
                 }
             };
             for r in &rows {
@@ -149,7 +154,9 @@ fn host_error_rows(h: &Host, e: &HostError, started: Instant) -> Vec<Row> {
 
 /// A remote run that did not speak the protocol: say what it printed.
 fn protocol_error(out: &host::Output) -> String {
-    if let Some(Event::Fatal { text }) = out.events.iter().find(|e| matches!(e, Event::Fatal { .. })) {
+    if let Some(Event::Fatal { text }) =
+        out.events.iter().find(|e| matches!(e, Event::Fatal { .. }))
+    {
         return text.clone();
     }
     let mut msg = match out.code {
@@ -245,7 +252,9 @@ async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
                     d.reason.as_str()
                 )),
             );
-            r.hint = Some("wait for it to finish; a lock whose holder is gone is taken over by itself".into());
+            r.hint = Some(
+                "wait for it to finish; a lock whose holder is gone is taken over by itself".into(),
+            );
             rows[i] = Some(r);
         } else if st.dry_run {
             rows[i] = Some(row(Action::WouldRebuild, d.reason, None));
@@ -269,7 +278,9 @@ async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
             rows[*i] = Some(row);
         }
     }
-    rows.into_iter().map(|r| r.expect("every stack has a row")).collect()
+    rows.into_iter()
+        .map(|r| r.expect("every stack has a row"))
+        .collect()
 }
 
 /// The payload carrying these stacks, built once per distinct set.

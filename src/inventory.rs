@@ -192,9 +192,7 @@ pub fn valid_host_name(name: &str) -> bool {
 /// A value passed to ssh as an argument: nothing ssh could take as an option,
 /// no white space or control characters.
 fn valid_ssh_word(v: &str) -> bool {
-    !v.is_empty()
-        && !v.starts_with('-')
-        && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+    !v.is_empty() && !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// An absolute remote path without control characters or `..` components.
@@ -273,7 +271,9 @@ impl Inventory {
                     return Err(err(
                         a.referenced.line(),
                         format!("host `{name}`: address `{}` is not valid", a.value),
-                        Some("an address is a host name or IP, without spaces, not starting with `-`"),
+                        Some(
+                            "an address is a host name or IP, without spaces, not starting with `-`",
+                        ),
                     ));
                 }
                 Some(a) => a.value.clone(),
@@ -313,7 +313,10 @@ impl Inventory {
             {
                 return Err(err(
                     s.referenced.line(),
-                    format!("host `{name}`: state_dir `{}` is not an absolute path", s.value),
+                    format!(
+                        "host `{name}`: state_dir `{}` is not an absolute path",
+                        s.value
+                    ),
                     None,
                 ));
             }
@@ -323,7 +326,10 @@ impl Inventory {
             {
                 return Err(err(
                     s.referenced.line(),
-                    format!("host `{name}`: remote_root `{}` is not an absolute path", s.value),
+                    format!(
+                        "host `{name}`: remote_root `{}` is not an absolute path",
+                        s.value
+                    ),
                     None,
                 ));
             }
@@ -527,7 +533,15 @@ mod tests {
 
     #[test]
     fn stack_names_are_validated() {
-        for bad in ["Web", "-web", "web;rm -rf /", "we b", "", "web$(id)", "../x"] {
+        for bad in [
+            "Web",
+            "-web",
+            "web;rm -rf /",
+            "we b",
+            "",
+            "web$(id)",
+            "../x",
+        ] {
             assert!(!valid_stack_name(bad), "{bad:?}");
         }
         for good in ["web", "web-1", "a_b", "0day"] {

@@ -82,13 +82,33 @@ pub fn apply_args(
 /// One `@rbuild` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Hello { now: u64 },
-    State { stack: String, state: Option<StackState> },
-    Step { stack: String, step: String },
-    Note { stack: String, text: String },
-    Log { stack: String, text: String },
-    Done { stack: String, result: String, detail: String },
-    Fatal { text: String },
+    Hello {
+        now: u64,
+    },
+    State {
+        stack: String,
+        state: Option<StackState>,
+    },
+    Step {
+        stack: String,
+        step: String,
+    },
+    Note {
+        stack: String,
+        text: String,
+    },
+    Log {
+        stack: String,
+        text: String,
+    },
+    Done {
+        stack: String,
+        result: String,
+        detail: String,
+    },
+    Fatal {
+        text: String,
+    },
 }
 
 /// Parse one output line; `None` for lines that are not events.

@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{CommandFactory, FromArgMatches};
 use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::Cli;
 use crate::config::{Mode, Settings};
@@ -86,7 +86,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             if !quiet {
-                eprintln!("interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)");
+                eprintln!(
+                    "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)"
+                );
             }
             let _ = cancel_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -107,13 +109,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
         String::new()
     } else {
         let terminal = std::io::stdout().is_terminal();
-        let width = terminal
-            .then(|| terminal_width())
-            .flatten();
+        let width = terminal.then(terminal_width).flatten();
         report::table::render(&rows, started.elapsed(), terminal, width)
     };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush())
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e.into());

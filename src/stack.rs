@@ -242,7 +242,11 @@ mod tests {
         let d = stack();
         fs::create_dir(d.path().join(".git")).unwrap();
         fs::write(d.path().join(".git/HEAD"), "x").unwrap();
-        let paths: Vec<_> = list(d.path()).unwrap().into_iter().map(|e| e.path).collect();
+        let paths: Vec<_> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
         assert_eq!(paths, [".env", "app", "app/Dockerfile", "compose.yml"]);
     }
 
@@ -253,9 +257,19 @@ mod tests {
         fs::write(d.path().join("debug.log"), "x").unwrap();
         fs::create_dir(d.path().join("node_modules")).unwrap();
         fs::write(d.path().join("node_modules/a.js"), "x").unwrap();
-        let paths: Vec<_> = list(d.path()).unwrap().into_iter().map(|e| e.path).collect();
-        assert!(!paths.iter().any(|p| p.contains("log") && p != IGNORE_FILE), "{paths:?}");
-        assert!(!paths.iter().any(|p| p.contains("node_modules")), "{paths:?}");
+        let paths: Vec<_> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert!(
+            !paths.iter().any(|p| p.contains("log") && p != IGNORE_FILE),
+            "{paths:?}"
+        );
+        assert!(
+            !paths.iter().any(|p| p.contains("node_modules")),
+            "{paths:?}"
+        );
         assert!(paths.contains(&IGNORE_FILE.to_string()));
     }
 
@@ -270,14 +284,21 @@ mod tests {
         let h1 = read(d.path()).unwrap().hash;
         assert_ne!(h1, h0, "the ignore file itself ships");
         fs::write(d.path().join("x.log"), "noise").unwrap();
-        assert_eq!(read(d.path()).unwrap().hash, h1, "ignored file changes nothing");
+        assert_eq!(
+            read(d.path()).unwrap().hash,
+            h1,
+            "ignored file changes nothing"
+        );
 
         fs::write(d.path().join("app/Dockerfile"), "FROM scratch\nCMD x\n").unwrap();
         let h2 = read(d.path()).unwrap().hash;
         assert_ne!(h2, h1);
 
-        fs::set_permissions(d.path().join("app/Dockerfile"), fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(
+            d.path().join("app/Dockerfile"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         assert_ne!(read(d.path()).unwrap().hash, h2, "mode is part of the hash");
     }
 

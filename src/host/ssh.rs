@@ -85,7 +85,9 @@ fn extra_options_config(
     if settings.config_file.is_none() {
         text.push_str("Include /etc/ssh/ssh_config\n");
     }
-    let path = settings.control_dir.join(format!("{}.ssh_config", host.name));
+    let path = settings
+        .control_dir
+        .join(format!("{}.ssh_config", host.name));
     std::fs::write(&path, text)?;
     Ok(Some(path))
 }

@@ -90,7 +90,8 @@ pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
 
 /// Whether a run changed or failed anything (what `--quiet` reports).
 pub fn eventful(rows: &[Row]) -> bool {
-    rows.iter().any(|r| r.action != Action::Skipped || r.error.is_some())
+    rows.iter()
+        .any(|r| r.action != Action::Skipped || r.error.is_some())
 }
 
 /// `1.2s`, `250ms`, `3m04s`.

@@ -42,7 +42,11 @@ pub fn render(rows: &[Row], total: Duration, unicode: bool, width: Option<u16>) 
         .collect();
     format!(
         "{t}\n{} on {hosts} host{} in {}\n",
-        if parts.is_empty() { "nothing".to_owned() } else { parts.join(", ") },
+        if parts.is_empty() {
+            "nothing".to_owned()
+        } else {
+            parts.join(", ")
+        },
         if hosts == 1 { "" } else { "s" },
         human_duration(total)
     )
