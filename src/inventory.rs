@@ -226,7 +226,7 @@ impl Inventory {
         };
         let raw: RawInventory = serde_saphyr::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line()).unwrap_or(0);
-            let msg = first_line(&e.to_string());
+            let msg = strip_location(&first_line(&e.to_string()));
             let hint = msg
                 .contains("unknown field")
                 .then_some("see inventory.example.yaml for every key the inventory takes");
@@ -456,6 +456,18 @@ fn expand_home(base: &Path, p: &str) -> PathBuf {
     base.join(p)
 }
 
+/// serde-saphyr says `error: line 3 column 5: ...`; the line is ours to print.
+fn strip_location(msg: &str) -> String {
+    let m = msg.strip_prefix("error: ").unwrap_or(msg);
+    if let Some(rest) = m.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+        && rest.split(':').next().is_some_and(|p| p.contains("column"))
+    {
+        return after.to_owned();
+    }
+    m.to_owned()
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
@@ -604,6 +616,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn the_example_inventory_is_valid() {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["blog", "shop"] {
+            std::fs::create_dir_all(d.path().join("stacks").join(s)).unwrap();
+            std::fs::write(d.path().join(format!("stacks/{s}/compose.yml")), "services: {}\n")
+                .unwrap();
+        }
+        let text = include_str!("../inventory.example.yaml");
+        let inv = parse(&d, text).unwrap();
+        assert_eq!(inv.hosts.len(), 2);
+        let web2 = &inv.hosts[1];
+        assert_eq!(web2.user.as_deref(), Some("admin"));
+        assert_eq!(web2.compose, ComposePref::V1);
+        assert_eq!(web2.ssh_options["ProxyJump"], "bastion.example.com");
+        assert_eq!(web2.ssh_options["ServerAliveCountMax"], "3");
+        assert_eq!(inv.hosts[0].stacks[0].build_period, Some(12 * 3600));
+        assert_eq!(inv.hosts[0].stacks[1].build_period, Some(86400));
     }
 
     #[test]
