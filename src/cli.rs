@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::rollout::Limit;
+
 /// Keep Docker Compose stacks rebuilt, fresh and healthy, on this machine or
 /// on a fleet of hosts over SSH.
 ///
@@ -50,10 +52,27 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
-    /// Only hosts whose name matches one of these globs (comma-separated or
-    /// repeated), e.g. `web*,db1`.
+    /// Only hosts whose name or group matches one of these globs
+    /// (comma-separated or repeated), e.g. `web*,db1`.
     #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
     pub limit: Vec<String>,
+
+    /// Rebuild a stack on at most this many hosts at once: a count, or a
+    /// percentage of the hosts that run it (`25%`) [default: no limit, or
+    /// the inventory's `rollout.serial`].
+    #[arg(long, value_name = "N|P%")]
+    pub serial: Option<Limit>,
+
+    /// Rebuild each stack on one host first; the others start only when it
+    /// passed [default: the inventory's `rollout.canary`].
+    #[arg(long)]
+    pub canary: bool,
+
+    /// Stop a stack's rollout once more than this many of its rebuilds
+    /// failed: a count or a percentage; hosts not yet started are skipped
+    /// (`rollout_halted`) [default: no limit, or `rollout.max_failures`].
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<Limit>,
 
     /// Decide and report what would be rebuilt and why; change nothing.
     #[arg(short = 'n', long)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cli::Cli;
 use crate::inventory::{self, ComposePref, Host, Inventory, Stack};
+use crate::rollout::Policy;
 
 /// Default seconds between rebuilds (the original script's `BUILD_PERIOD`).
 pub const DEFAULT_BUILD_PERIOD: u64 = 86400;
@@ -90,7 +91,16 @@ impl Settings {
             (_, false) => (Mode::Local, vec![local_host(&cli)?]),
             (Some(path), true) => {
                 let inv = Inventory::load(path)?;
-                (Mode::Fleet, select(inv, &cli.limit)?)
+                let mut hosts = select(inv, &cli.limit)?;
+                // rollout flags win over the inventory
+                for s in hosts.iter_mut().flat_map(|h| h.stacks.iter_mut()) {
+                    s.rollout = Policy {
+                        serial: cli.serial.or(s.rollout.serial),
+                        canary: cli.canary || s.rollout.canary,
+                        max_failures: cli.max_failures.or(s.rollout.max_failures),
+                    };
+                }
+                (Mode::Fleet, hosts)
             }
             (None, true) => {
                 return Err(UsageError::new(
@@ -126,7 +136,8 @@ impl Settings {
     }
 }
 
-/// Keep the hosts whose names match one of the `--limit` globs.
+/// Keep the hosts whose name or one of whose groups matches one of the
+/// `--limit` globs.
 fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
     if limit.is_empty() {
         return Ok(inv.hosts);
@@ -152,7 +163,7 @@ fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
                 limit.join(","),
                 inv.path.display()
             ),
-            Some("patterns are globs over host names, e.g. `web*`"),
+            Some("patterns are globs over host and group names, e.g. `web*`"),
         ));
     }
     Ok(hosts)
@@ -208,6 +219,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             remote_dir: Some(dir_str.to_owned()),
             build_period: None,
             up_timeout: None,
+            rollout: Default::default(),
         });
     }
     let state_dir = match &cli.state_dir {
@@ -229,6 +241,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         state_dir,
         compose: ComposePref::Auto,
         connect_timeout: None,
+        groups: vec![],
         stacks,
     })
 }

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
 
+use crate::rollout::{Limit, Policy};
+
 /// An inventory error: where it is and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
@@ -70,6 +72,26 @@ pub struct Defaults {
     pub build_period: Option<Seconds>,
     pub up_timeout: Option<Seconds>,
     pub connect_timeout: Option<Seconds>,
+    pub rollout: Option<RawRollout>,
+}
+
+/// `rollout:` settings, in `defaults` or a shared stack.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    pub serial: Option<Limit>,
+    pub canary: Option<bool>,
+    pub max_failures: Option<Limit>,
+}
+
+impl RawRollout {
+    fn over(&self, base: &Policy) -> Policy {
+        Policy {
+            serial: self.serial.or(base.serial),
+            canary: self.canary.unwrap_or(base.canary),
+            max_failures: self.max_failures.or(base.max_failures),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +99,24 @@ pub struct Defaults {
 struct RawInventory {
     #[serde(default)]
     defaults: Defaults,
+    /// Stacks defined once and placed on hosts by name or group.
+    #[serde(default)]
+    stacks: BTreeMap<String, Spanned<RawSharedStack>>,
     hosts: Spanned<BTreeMap<String, Spanned<RawHost>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSharedStack {
+    compose_file: Spanned<String>,
+    remote_dir: Option<Spanned<String>>,
+    build_period: Option<Seconds>,
+    up_timeout: Option<Seconds>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    rollout: Option<RawRollout>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +134,8 @@ struct RawHost {
     build_period: Option<Seconds>,
     up_timeout: Option<Seconds>,
     connect_timeout: Option<Seconds>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
     #[serde(default)]
     stacks: Vec<Spanned<RawStack>>,
 }
@@ -153,6 +194,8 @@ pub struct Host {
     pub state_dir: Option<String>,
     pub compose: ComposePref,
     pub connect_timeout: Option<u64>,
+    /// Groups the host belongs to (`--limit` and shared stacks match them).
+    pub groups: Vec<String>,
     pub stacks: Vec<Stack>,
 }
 
@@ -168,6 +211,8 @@ pub struct Stack {
     pub remote_dir: Option<String>,
     pub build_period: Option<u64>,
     pub up_timeout: Option<u64>,
+    /// How a rebuild of this stack rolls out across hosts.
+    pub rollout: Policy,
 }
 
 /// Is `name` usable as a compose project name, a directory and a file name?
@@ -255,6 +300,44 @@ impl Inventory {
                 None,
             ));
         }
+        let default_policy = d
+            .rollout
+            .as_ref()
+            .map_or(Policy::default(), |r| r.over(&Policy::default()));
+        let all_groups: HashSet<&str> = raw
+            .hosts
+            .value
+            .values()
+            .flat_map(|h| h.value.groups.iter().map(|g| g.value.as_str()))
+            .collect();
+        for (sname, shared) in &raw.stacks {
+            let sh = &shared.value;
+            if sh.hosts.is_empty() && sh.groups.is_empty() {
+                return Err(err(
+                    shared.referenced.line(),
+                    format!("stack `{sname}` runs on no host"),
+                    Some("give it `hosts: [NAME, ...]` or `groups: [GROUP, ...]`"),
+                ));
+            }
+            for h in &sh.hosts {
+                if !raw.hosts.value.contains_key(&h.value) {
+                    return Err(err(
+                        h.referenced.line(),
+                        format!("stack `{sname}`: host `{}` is not in `hosts`", h.value),
+                        None,
+                    ));
+                }
+            }
+            for g in &sh.groups {
+                if !all_groups.contains(g.value.as_str()) {
+                    return Err(err(
+                        g.referenced.line(),
+                        format!("stack `{sname}`: no host is in group `{}`", g.value),
+                        Some("hosts join groups with `groups: [NAME, ...]`"),
+                    ));
+                }
+            }
+        }
         let mut hosts = Vec::new();
         for (name, h) in &raw.hosts.value {
             let line = h.referenced.line();
@@ -337,78 +420,79 @@ impl Inventory {
                 Some(c) => parse_compose(c).map_err(|m| err(c.referenced.line(), m, None))?,
                 None => ComposePref::Auto,
             };
-            if h.stacks.is_empty() {
+            let hctx = HostCtx {
+                name,
+                remote_root: remote_root.map(|r| r.value.as_str()),
+                build_period: h.build_period.or(d.build_period),
+                up_timeout: h.up_timeout.or(d.up_timeout),
+            };
+            let mut groups = Vec::new();
+            for g in &h.groups {
+                if !valid_host_name(&g.value) {
+                    return Err(err(
+                        g.referenced.line(),
+                        format!("host `{name}`: group name `{}` is not valid", g.value),
+                        Some("group names take letters, digits, `.`, `-` and `_`"),
+                    ));
+                }
+                groups.push(g.value.clone());
+            }
+            let mut stacks = Vec::new();
+            let mut lines = Vec::new(); // where each stack is named, for errors
+            for s in &h.stacks {
+                let s = &s.value;
+                lines.push(s.name.referenced.line());
+                let def = StackDef {
+                    compose_file: &s.compose_file,
+                    remote_dir: s.remote_dir.as_ref(),
+                    build_period: s.build_period,
+                    up_timeout: s.up_timeout,
+                    rollout: default_policy,
+                };
+                stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
+            }
+            for (sname, shared) in &raw.stacks {
+                let sh = &shared.value;
+                let placed = sh.hosts.iter().any(|x| x.value == *name)
+                    || sh.groups.iter().any(|g| groups.contains(&g.value));
+                if placed {
+                    let def = StackDef {
+                        compose_file: &sh.compose_file,
+                        remote_dir: sh.remote_dir.as_ref(),
+                        build_period: sh.build_period,
+                        up_timeout: sh.up_timeout,
+                        rollout: sh
+                            .rollout
+                            .as_ref()
+                            .map_or(default_policy, |r| r.over(&default_policy)),
+                    };
+                    let spanned_name = Spanned {
+                        value: sname.clone(),
+                        referenced: shared.referenced,
+                        defined: shared.defined,
+                    };
+                    stacks.push(build_stack(&spanned_name, &def, &hctx, &base, &err)?);
+                    lines.push(shared.referenced.line());
+                }
+            }
+            if stacks.is_empty() {
                 return Err(err(
                     line,
                     format!("host `{name}` has no stacks"),
-                    Some("give it a `stacks:` list, or remove the host"),
+                    Some(
+                        "give it a `stacks:` list or a group a shared stack names, or remove the host",
+                    ),
                 ));
             }
             let mut seen = HashSet::new();
-            let mut stacks = Vec::new();
-            for s in &h.stacks {
-                let sline = s.referenced.line();
-                let s = &s.value;
-                let sname = &s.name.value;
-                if !valid_stack_name(sname) {
+            for (st, l) in stacks.iter().zip(&lines) {
+                if !seen.insert(st.name.as_str()) {
                     return Err(err(
-                        s.name.referenced.line(),
-                        format!("host `{name}`: stack name `{sname}` is not valid"),
-                        Some(
-                            "a stack name becomes a compose project name, a directory and a file name: \
-                             use lowercase letters, digits, `-` and `_`, starting with a letter or digit",
-                        ),
-                    ));
-                }
-                if !seen.insert(sname.clone()) {
-                    return Err(err(
-                        s.name.referenced.line(),
-                        format!("host `{name}`: stack `{sname}` is listed twice"),
+                        *l,
+                        format!("host `{name}`: stack `{}` is listed twice", st.name),
                         Some("stack names must be unique on a host"),
                     ));
                 }
-                let compose_file = base.join(&s.compose_file.value);
-                if !compose_file.is_file() {
-                    return Err(err(
-                        s.compose_file.referenced.line(),
-                        format!(
-                            "host `{name}`, stack `{sname}`: compose file `{}` does not exist",
-                            compose_file.display()
-                        ),
-                        Some("`compose_file` is relative to the inventory file's directory"),
-                    ));
-                }
-                let remote_dir = match (&s.remote_dir, remote_root) {
-                    (Some(r), _) => {
-                        if !valid_remote_path(&r.value) {
-                            return Err(err(
-                                r.referenced.line(),
-                                format!(
-                                    "host `{name}`, stack `{sname}`: remote_dir `{}` is not an absolute path",
-                                    r.value
-                                ),
-                                None,
-                            ));
-                        }
-                        Some(r.value.trim_end_matches('/').to_owned())
-                    }
-                    (None, Some(root)) => {
-                        Some(format!("{}/{sname}", root.value.trim_end_matches('/')))
-                    }
-                    (None, None) => None,
-                };
-                let _ = sline;
-                stacks.push(Stack {
-                    name: sname.clone(),
-                    compose_file,
-                    remote_dir,
-                    build_period: s
-                        .build_period
-                        .or(h.build_period)
-                        .or(d.build_period)
-                        .map(|s| s.0),
-                    up_timeout: s.up_timeout.or(h.up_timeout).or(d.up_timeout).map(|s| s.0),
-                });
             }
             hosts.push(Host {
                 name: name.clone(),
@@ -424,6 +508,7 @@ impl Inventory {
                 state_dir: state_dir.map(|s| s.value.clone()),
                 compose,
                 connect_timeout: h.connect_timeout.or(d.connect_timeout).map(|s| s.0),
+                groups,
                 stacks,
             });
         }
@@ -432,6 +517,79 @@ impl Inventory {
             hosts,
         })
     }
+}
+
+/// What a host lends its stacks.
+struct HostCtx<'a> {
+    name: &'a str,
+    remote_root: Option<&'a str>,
+    build_period: Option<Seconds>,
+    up_timeout: Option<Seconds>,
+}
+
+/// A stack's keys, from a host's list or a shared definition.
+struct StackDef<'a> {
+    compose_file: &'a Spanned<String>,
+    remote_dir: Option<&'a Spanned<String>>,
+    build_period: Option<Seconds>,
+    up_timeout: Option<Seconds>,
+    rollout: Policy,
+}
+
+fn build_stack(
+    name: &Spanned<String>,
+    s: &StackDef,
+    h: &HostCtx,
+    base: &Path,
+    err: &dyn Fn(u64, String, Option<&str>) -> InventoryError,
+) -> Result<Stack, InventoryError> {
+    let (host, sname) = (h.name, &name.value);
+    if !valid_stack_name(sname) {
+        return Err(err(
+            name.referenced.line(),
+            format!("host `{host}`: stack name `{sname}` is not valid"),
+            Some(
+                "a stack name becomes a compose project name, a directory and a file name: \
+                 use lowercase letters, digits, `-` and `_`, starting with a letter or digit",
+            ),
+        ));
+    }
+    let compose_file = base.join(&s.compose_file.value);
+    if !compose_file.is_file() {
+        return Err(err(
+            s.compose_file.referenced.line(),
+            format!(
+                "host `{host}`, stack `{sname}`: compose file `{}` does not exist",
+                compose_file.display()
+            ),
+            Some("`compose_file` is relative to the inventory file's directory"),
+        ));
+    }
+    let remote_dir = match (s.remote_dir, h.remote_root) {
+        (Some(r), _) => {
+            if !valid_remote_path(&r.value) {
+                return Err(err(
+                    r.referenced.line(),
+                    format!(
+                        "host `{host}`, stack `{sname}`: remote_dir `{}` is not an absolute path",
+                        r.value
+                    ),
+                    None,
+                ));
+            }
+            Some(r.value.trim_end_matches('/').to_owned())
+        }
+        (None, Some(root)) => Some(format!("{}/{sname}", root.trim_end_matches('/'))),
+        (None, None) => None,
+    };
+    Ok(Stack {
+        name: sname.clone(),
+        compose_file,
+        remote_dir,
+        build_period: s.build_period.or(h.build_period).map(|s| s.0),
+        up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
+        rollout: s.rollout,
+    })
 }
 
 fn parse_compose(c: &Spanned<String>) -> Result<ComposePref, String> {
@@ -623,8 +781,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         for s in ["blog", "shop"] {
             std::fs::create_dir_all(d.path().join("stacks").join(s)).unwrap();
-            std::fs::write(d.path().join(format!("stacks/{s}/compose.yml")), "services: {}\n")
-                .unwrap();
+            std::fs::write(
+                d.path().join(format!("stacks/{s}/compose.yml")),
+                "services: {}\n",
+            )
+            .unwrap();
         }
         let text = include_str!("../inventory.example.yaml");
         let inv = parse(&d, text).unwrap();
@@ -636,6 +797,60 @@ mod tests {
         assert_eq!(web2.ssh_options["ServerAliveCountMax"], "3");
         assert_eq!(inv.hosts[0].stacks[0].build_period, Some(12 * 3600));
         assert_eq!(inv.hosts[0].stacks[1].build_period, Some(86400));
+    }
+
+    #[test]
+    fn shared_stacks_land_on_hosts_by_group_or_name() {
+        let d = dir_with_compose();
+        let inv = parse(
+            &d,
+            "defaults:\n  rollout:\n    max_failures: 1\nstacks:\n  web:\n    compose_file: web/compose.yml\n    groups: [front]\n    hosts: [c]\n    rollout:\n      serial: 25%\n      canary: true\nhosts:\n  a:\n    groups: [front]\n  b:\n    stacks:\n      - name: other\n        compose_file: web/compose.yml\n  c: {}\n",
+        )
+        .unwrap();
+        let names = |i: usize| -> Vec<&str> {
+            inv.hosts[i]
+                .stacks
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect()
+        };
+        assert_eq!(names(0), ["web"]);
+        assert_eq!(names(1), ["other"]);
+        assert_eq!(names(2), ["web"]);
+        assert_eq!(inv.hosts[0].groups, ["front"]);
+        let web = &inv.hosts[0].stacks[0].rollout;
+        assert_eq!(web.serial, Some(Limit::Percent(25)));
+        assert!(web.canary);
+        assert_eq!(web.max_failures, Some(Limit::Count(1)), "inherits defaults");
+        assert_eq!(
+            inv.hosts[1].stacks[0].rollout.max_failures,
+            Some(Limit::Count(1))
+        );
+        assert!(!inv.hosts[1].stacks[0].rollout.canary);
+    }
+
+    #[test]
+    fn shared_stack_errors() {
+        let d = dir_with_compose();
+        let e = parse(
+            &d,
+            "stacks:\n  web:\n    compose_file: web/compose.yml\n    groups: [frnt]\nhosts:\n  a:\n    groups: [front]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("frnt"), "{e}");
+        let e = parse(
+            &d,
+            "stacks:\n  web:\n    compose_file: web/compose.yml\n    hosts: [a]\nhosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("listed twice"), "{e}");
+        let e = parse(
+            &d,
+            "defaults:\n  rollout:\n    serial: lots\nhosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
     }
 
     #[test]

@@ -41,5 +41,6 @@ pub mod host;
 pub mod inventory;
 pub mod remote;
 pub mod report;
+pub mod rollout;
 pub mod run;
 pub mod stack;
