@@ -23,6 +23,7 @@
 //! src/host/ssh.rs        over OpenSSH, one multiplexed master per host (openssh, native-mux)
 //! src/host/local.rs      on this machine, under sh
 //! src/fleet.rs           the executor: bounded concurrency, one check and at most one apply per host
+//! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
 //! src/report/mod.rs      rows, actions, progress events
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
 //! src/report/table.rs    the summary table
