@@ -1,0 +1,58 @@
+//! Compose v1 (`docker-compose`) and v2 (`docker compose`) hosts.
+
+use crate::support::*;
+
+#[test]
+fn compose_v1_and_v2_hosts_both_rebuild() {
+    let f = Fleet::with_env("flavours", 2, &[("RBUILD_TESTHOST_COMPOSE_V1", "h2")]);
+    let names = f.web_everywhere();
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    run.expect("h2", &names[1], "rebuilt", "first_build");
+    for (h, name, flavour) in [("h1", &names[0], "v2"), ("h2", &names[1], "v1")] {
+        let c = assert_running(name);
+        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+        let st = f.state(h, name);
+        assert_eq!(st["compose"], flavour, "{h}: {st:?}");
+        assert!(st["images"].contains(&c.image));
+    }
+
+    // both keep working on a change
+    f.write(
+        &names[1],
+        "Dockerfile",
+        &dockerfile(None, &sleeper_cmd("v2")),
+    );
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h2", &names[1], "rebuilt", "config_changed");
+    let c = assert_running(&names[1]);
+    assert_eq!(container_file(&c.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.state("h2", &names[1])["compose"], "v1");
+}
+
+#[test]
+fn compose_v1_hosts_roll_back_too() {
+    let f = Fleet::with_env("vonerollback", 1, &[("RBUILD_TESTHOST_COMPOSE_V1", "h1")]);
+    let gated = compose(&format!("    restart: unless-stopped\n{}", healthcheck(3)));
+    let name = f.add_stack(
+        "h1",
+        "web",
+        &StackDef::sleeper("v1").with("compose.yml", &gated),
+    );
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let v1 = assert_running(&name);
+    assert_eq!(f.state("h1", &name)["compose"], "v1");
+
+    f.write(&name, "Dockerfile", &dockerfile(None, "exit 1"));
+    let run = f.run(&["--up-timeout-period", "30"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "rolled_back", "config_changed");
+    let now = assert_running(&name);
+    assert_eq!(now.image, v1.image);
+    assert_eq!(now.health, "healthy");
+}

@@ -1,0 +1,62 @@
+//! Two runs on one stack at once: the second is refused by the stack's lock
+//! on the host, and the first finishes cleanly.
+
+use crate::support::*;
+
+#[test]
+fn a_second_run_during_a_rebuild_reports_locked() {
+    let f = Fleet::new("locked", 1);
+    // The first run is held in its health gate (inside the stack's lock)
+    // until the test opens the gate: the service is healthy only once
+    // GATE/open exists. No sleeping, no timing.
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let gated = compose(&format!(
+        "    volumes:\n      - {}:/gate\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/gate/open\"]\n      interval: 1s\n      timeout: 3s\n      retries: 100000\n",
+        gate.display()
+    ));
+    let name = f.add_stack(
+        "h1",
+        "web",
+        &StackDef::sleeper("v1").with("compose.yml", &gated),
+    );
+    let lock = f.state_dir("h1").join(format!("{name}.lock"));
+
+    let mut first = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
+    wait_for("the first run to wait in its health gate", || {
+        !first.running() || containers(&name).iter().any(|c| c.health == "starting")
+    });
+    assert!(
+        first.running(),
+        "the first run ended early: {}",
+        first.finish().dump()
+    );
+    assert!(lock.join("owner").is_file(), "the first run holds the lock");
+
+    let second = f.run(&[]);
+    second.assert_code(1);
+    second.expect("h1", &name, "failed", "locked");
+    assert!(
+        second.error_of("h1", &name).contains("lock"),
+        "{}",
+        second.dump()
+    );
+    assert!(first.running(), "the second run did not disturb the first");
+
+    std::fs::write(gate.join("open"), "").unwrap();
+    let first = first.finish();
+    first.assert_code(0);
+    first.expect("h1", &name, "rebuilt", "first_build");
+
+    // one healthy generation, consistent state, no lock left behind
+    let c = assert_running(&name);
+    assert_eq!(c.health, "healthy");
+    let st = f.state("h1", &name);
+    assert_eq!(st["last_result"], "ok");
+    assert!(st["images"].contains(&c.image));
+    assert!(!lock.exists());
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "skipped", "up_to_date");
+    assert_eq!(assert_running(&name), c);
+}

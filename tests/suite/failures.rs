@@ -1,0 +1,70 @@
+//! Failures stay contained: an unreachable host fails its own rows only, and
+//! a build that fails leaves the running generation alone.
+
+use crate::support::*;
+
+#[test]
+fn stopped_and_silent_hosts_fail_alone() {
+    let f = Fleet::new("unreach", 3);
+    let names = f.web_everywhere();
+    f.stop_host("h2"); // connection refused
+    f.drop_packets("h3"); // packets swallowed: a connect timeout
+
+    let run = f.run(&["--connect-timeout", "3"]);
+    run.assert_code(1);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    assert_running(&names[0]);
+    for (h, name) in [("h2", &names[1]), ("h3", &names[2])] {
+        let r = run.expect(h, name, "failed", "host_failed");
+        let err = r["error"].as_str().unwrap_or("");
+        assert!(!err.trim().is_empty(), "{h}: error: {}", run.dump());
+        assert!(containers(name).is_empty(), "{h}: nothing ran");
+        assert_eq!(Fleet::entries(&f.state_dir(h)), Vec::<String>::new());
+        assert_eq!(Fleet::entries(&f.srv_dir(h)), Vec::<String>::new());
+    }
+    assert!(
+        run.error_of("h2", &names[1])
+            .to_lowercase()
+            .contains("refused"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn a_failed_build_keeps_the_old_containers_files_and_state() {
+    let f = Fleet::new("buildfail", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    f.run(&[]).assert_code(0);
+    let before = assert_running(&name);
+    let state = f.state_text("h1", &name).unwrap();
+    let files = Fleet::snapshot(&f.remote_dir("h1", &name));
+
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(Some("false"), &sleeper_cmd("v2")),
+    );
+    let run = f.run(&[]);
+    run.assert_code(1);
+    let r = run.expect("h1", &name, "failed", "config_changed");
+    let err = r["error"].as_str().unwrap();
+    assert!(err.contains("build"), "error names the build: {err}");
+
+    // the old generation still runs, untouched
+    assert_eq!(assert_running(&name), before);
+    assert_eq!(container_file(&before.id, "/tmp/version"), "v1\n");
+    // no success was claimed, and the host keeps the files that run
+    assert_eq!(f.state_text("h1", &name).unwrap(), state);
+    assert!(
+        Fleet::snapshot(&f.remote_dir("h1", &name)) == files,
+        "the stack dir on the host is the old one"
+    );
+    assert!(!f.state_dir("h1").join(format!("{name}.lock")).exists());
+
+    // a failed build is not a failed gate: the next run tries again
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "config_changed");
+    assert_eq!(assert_running(&name), before);
+}

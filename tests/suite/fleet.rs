@@ -1,0 +1,244 @@
+//! The rebuild decision on a healthy fleet: first build, up to date, changed
+//! files, expiry, force, dry run and quiet output.
+
+use crate::support::*;
+
+#[test]
+fn first_run_rebuilds_every_host() {
+    let f = Fleet::new("first", 3);
+    let names = f.web_everywhere();
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    assert_eq!(run.rows().len(), 3, "{}", run.dump());
+    for (k, name) in names.iter().enumerate() {
+        let h = format!("h{}", k + 1);
+        run.expect(&h, name, "rebuilt", "first_build");
+
+        // the container runs the image built from the shipped files
+        let c = assert_running(name);
+        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+
+        // the host recorded the build
+        let st = f.state(&h, name);
+        assert_eq!(st["version"], "1");
+        assert_eq!(st["last_result"], "ok");
+        assert_eq!(st["hash"].len(), 64, "hash= is a sha256: {st:?}");
+        assert!(st["hash"].chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(st["images"].contains(&c.image), "{st:?} vs {c:?}");
+
+        // the stack's files are on the host, private
+        let remote = f.remote_dir(&h, name);
+        let local = f.local_dir(name);
+        for file in ["Dockerfile", "compose.yml", ".env"] {
+            assert_eq!(
+                std::fs::read(remote.join(file)).unwrap(),
+                std::fs::read(local.join(file)).unwrap(),
+                "{file} on {h}"
+            );
+        }
+        assert_eq!(mode(&remote.join(".env")), 0o600, ".env on {h}");
+        assert_eq!(mode(&remote), 0o700, "stack dir on {h}");
+    }
+    // each host got only its own stack
+    assert_eq!(Fleet::entries(&f.srv_dir("h1")), [names[0].clone()]);
+    assert_eq!(Fleet::entries(&f.srv_dir("h3")), [names[2].clone()]);
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn second_run_skips_everything_up_to_date() {
+    let f = Fleet::new("second", 3);
+    let names = f.web_everywhere();
+    f.run(&[]).assert_code(0);
+    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let states: Vec<String> = (0..3)
+        .map(|k| f.state_text(&format!("h{}", k + 1), &names[k]).unwrap())
+        .collect();
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    for (k, name) in names.iter().enumerate() {
+        let h = format!("h{}", k + 1);
+        run.expect(&h, name, "skipped", "up_to_date");
+        // nothing was recreated, nothing recorded
+        assert_eq!(assert_running(name), before[k], "{name} untouched");
+        assert_eq!(f.state_text(&h, name).unwrap(), states[k]);
+    }
+}
+
+#[test]
+fn a_changed_file_rebuilds_only_that_stack() {
+    let f = Fleet::new("changed", 3);
+    let names = f.web_everywhere();
+    f.run(&[]).assert_code(0);
+    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let old_hash = f.state("h2", &names[1])["hash"].clone();
+
+    let v2 = dockerfile(None, &sleeper_cmd("v2"));
+    f.write(&names[1], "Dockerfile", &v2);
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+    run.expect("h2", &names[1], "rebuilt", "config_changed");
+    run.expect("h3", &names[2], "skipped", "up_to_date");
+
+    // h2 runs the new version from a new container; the others are untouched
+    let c2 = assert_running(&names[1]);
+    assert_ne!(c2.id, before[1].id);
+    assert_ne!(c2.image, before[1].image);
+    assert_eq!(container_file(&c2.id, "/tmp/version"), "v2\n");
+    assert_eq!(assert_running(&names[0]), before[0]);
+    assert_eq!(assert_running(&names[2]), before[2]);
+
+    // the host has the new file and a new hash
+    assert_eq!(
+        std::fs::read_to_string(f.remote_dir("h2", &names[1]).join("Dockerfile")).unwrap(),
+        v2
+    );
+    let st = f.state("h2", &names[1]);
+    assert_ne!(st["hash"], old_hash);
+    assert!(st["images"].contains(&c2.image));
+    // the previous generation is kept for rollback
+    assert!(st["prev_images"].contains(&before[1].image), "{st:?}");
+}
+
+/// A stack whose every build differs (as a real one picking up updates
+/// does): a build of unchanged files gives a new image, and a new container.
+fn fresh_each_build(f: &Fleet) -> Vec<String> {
+    let def = StackDef::sleeper("v1").with(
+        "Dockerfile",
+        &dockerfile(
+            Some("cat /proc/sys/kernel/random/uuid >/build-id"),
+            &sleeper_cmd("v1"),
+        ),
+    );
+    f.host_names()
+        .iter()
+        .map(|h| f.add_stack(h, "web", &def))
+        .collect()
+}
+
+#[test]
+fn an_expired_build_period_rebuilds() {
+    let f = Fleet::new("expired", 2);
+    let names = fresh_each_build(&f);
+    f.run(&[]).assert_code(0);
+    let first = assert_running(&names[0]);
+
+    // --build-period 0: every build is expired
+    let run = f.run(&["--build-period", "0"]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "expired");
+    run.expect("h2", &names[1], "rebuilt", "expired");
+    let second = assert_running(&names[0]);
+    assert_ne!(second.id, first.id, "recreated");
+    assert_ne!(second.image, first.image, "rebuilt image");
+
+    // the original script's environment variable works too
+    let mut c = f.command(&["--json"]);
+    c.env("BUILD_PERIOD", "0");
+    let run = run_command(c);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "expired");
+    run.expect("h2", &names[1], "rebuilt", "expired");
+    let third = assert_running(&names[0]);
+    assert_ne!(third.id, second.id);
+    assert_running(&names[1]);
+
+    // and with the default period, it is up to date again
+    let run = f.run(&[]);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+}
+
+#[test]
+fn force_rebuild_rebuilds_up_to_date_stacks() {
+    let f = Fleet::new("force", 2);
+    let names = fresh_each_build(&f);
+    f.run(&[]).assert_code(0);
+    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let ids: Vec<String> = before
+        .iter()
+        .map(|c| container_file(&c.id, "/build-id"))
+        .collect();
+
+    let run = f.run(&["--force-rebuild"]);
+    run.assert_code(0);
+    for (k, name) in names.iter().enumerate() {
+        run.expect(&format!("h{}", k + 1), name, "rebuilt", "forced");
+        let c = assert_running(name);
+        assert_ne!(c.id, before[k].id);
+        assert_ne!(c.image, before[k].image);
+        assert_ne!(container_file(&c.id, "/build-id"), ids[k], "built anew");
+    }
+}
+
+#[test]
+fn dry_run_on_a_fresh_fleet_touches_nothing() {
+    let f = Fleet::new("dryfresh", 3);
+    let names = f.web_everywhere();
+
+    let run = f.run(&["--dry-run"]);
+    run.assert_code(0);
+    for (k, name) in names.iter().enumerate() {
+        let h = format!("h{}", k + 1);
+        run.expect(&h, name, "would_rebuild", "first_build");
+        assert!(containers(name).is_empty(), "no container for {name}");
+        assert_eq!(Fleet::entries(&f.state_dir(&h)), Vec::<String>::new());
+        assert_eq!(Fleet::entries(&f.srv_dir(&h)), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn dry_run_on_a_built_fleet_with_a_change_touches_nothing() {
+    let f = Fleet::new("drybuilt", 3);
+    let names = f.web_everywhere();
+    f.run(&[]).assert_code(0);
+    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let snap = |h: &str| {
+        (
+            Fleet::snapshot(&f.state_dir(h)),
+            Fleet::snapshot(&f.srv_dir(h)),
+        )
+    };
+    let hosts = ["h1", "h2", "h3"];
+    let on_disk: Vec<_> = hosts.iter().map(|h| snap(h)).collect();
+
+    f.write(
+        &names[0],
+        "Dockerfile",
+        &dockerfile(None, &sleeper_cmd("v2")),
+    );
+    let run = f.run(&["--dry-run"]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "would_rebuild", "config_changed");
+    run.expect("h2", &names[1], "skipped", "up_to_date");
+    run.expect("h3", &names[2], "skipped", "up_to_date");
+    let run = f.run(&["--dry-run", "--force-rebuild"]);
+    run.assert_code(0);
+    run.expect("h2", &names[1], "would_rebuild", "forced");
+
+    for (k, h) in hosts.iter().enumerate() {
+        assert_eq!(assert_running(&names[k]), before[k], "{h}: container");
+        assert!(snap(h) == on_disk[k], "{h}: state or stack dir changed");
+    }
+}
+
+#[test]
+fn quiet_prints_nothing_when_nothing_happened() {
+    let f = Fleet::new("quiet", 2);
+    let names = f.web_everywhere();
+    let first = f.run_plain(&["-q"]);
+    first.assert_code(0);
+    // something happened: the summary is printed even with -q
+    assert!(first.stdout.contains(&names[0]), "{}", first.dump());
+
+    let second = f.run_plain(&["-q"]);
+    second.assert_code(0);
+    assert_eq!(second.stdout, "", "{}", second.dump());
+    assert_running(&names[0]);
+}

@@ -1,0 +1,83 @@
+//! Shell metacharacters in inventory values are refused or carried as plain
+//! data: never executed, locally or on a host.
+
+use crate::support::*;
+
+#[test]
+fn a_stack_name_with_shell_metacharacters_is_refused() {
+    let f = Fleet::new("metaname", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let marker = f.root.path().join("PWNED");
+    let evil = format!("x;touch {}", marker.display());
+    let text = f
+        .inventory_text()
+        .replace(&format!("\"{name}\""), &format!("\"{evil}\""));
+    assert!(text.contains("touch"), "{text}");
+
+    let run = f.run_inventory(&text, &["--json"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("inventory.yaml:4:"), "{}", run.dump());
+    assert!(run.stderr.contains("not valid"), "{}", run.dump());
+    assert!(!marker.exists(), "the name was executed");
+    assert_eq!(f.accepted_logins("h1"), 0);
+}
+
+#[test]
+fn a_host_address_that_is_an_ssh_option_is_refused() {
+    let f = Fleet::new("metaaddr", 1);
+    f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let marker = f.root.path().join("PWNED2");
+    let text = f.inventory_text().replace(
+        "  h1:\n",
+        &format!(
+            "  h1:\n    address: \"-oProxyCommand=touch {}\"\n",
+            marker.display()
+        ),
+    );
+
+    let run = f.run_inventory(&text, &["--json"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("inventory.yaml:3:"), "{}", run.dump());
+    assert!(!marker.exists(), "ssh took the address as an option");
+    assert_eq!(f.accepted_logins("h1"), 0);
+}
+
+#[test]
+fn metacharacters_in_a_compose_file_name_and_remote_dir_are_never_run() {
+    let f = Fleet::new("metapath", 1);
+    let tok = &f.prefix;
+    // no `/` can be in a file name: `cd;cd ..;cd tmp` reaches /tmp without one
+    let m_file = std::path::PathBuf::from(format!("/tmp/PWNED3-{tok}"));
+    let m_dir = f.root.path().join("PWNED4");
+    let compose_name = format!("my app $(cd;cd ..;cd tmp;touch PWNED3-{tok}) `id`.yml");
+    let remote_dir = format!("/srv/rbuild/dir with space $(touch {})", m_dir.display());
+    let name = f.add_stack_with(
+        "h1",
+        "web",
+        &StackDef::sleeper("v1").compose_named(&compose_name),
+        &[("remote_dir", &remote_dir)],
+    );
+
+    let run = f.run(&[]);
+    let markers_absent = || {
+        assert!(!m_file.exists(), "the compose file name was executed");
+        assert!(!m_dir.exists(), "the remote_dir was executed");
+    };
+    markers_absent();
+    // It works, with the names taken literally.
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    assert_running(&name);
+    let on_host = f
+        .srv_dir("h1")
+        .join(remote_dir.strip_prefix("/srv/rbuild/").unwrap());
+    assert!(on_host.join(&compose_name).is_file(), "{}", run.dump());
+    assert_eq!(f.state("h1", &name)["last_result"], "ok");
+
+    // and a second run (check only) is just as literal
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "skipped", "up_to_date");
+    let _ = std::fs::remove_file(&m_file);
+    markers_absent();
+}
