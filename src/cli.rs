@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::rollout::Limit;
 
@@ -19,6 +19,9 @@ use crate::rollout::Limit;
 #[derive(Debug, Parser)]
 #[command(name = "rbuild", version, max_term_width = 100)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Compose files to rebuild on this machine (local mode, no SSH).
     #[arg(value_name = "COMPOSE_FILE")]
     pub compose_files: Vec<PathBuf>,
@@ -112,4 +115,15 @@ pub struct Cli {
     /// [default: /var/lib/rbuild as root, else $XDG_STATE_HOME/rbuild].
     #[arg(long, env = "RBUILD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// Commands on one stack of one inventory host (they need `--inventory`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the last rebuild attempts of STACK on HOST (time, hash, result,
+    /// images), newest last.
+    History { host: String, stack: String },
+    /// Put the previous generation of STACK's images back on HOST and bring
+    /// it up without building, with the same health gate as a rebuild.
+    Rollback { host: String, stack: String },
 }

@@ -80,7 +80,18 @@ impl Settings {
             .unwrap_or(DEFAULT_UP_TIMEOUT)
     }
 
-    pub fn from_cli(cli: Cli, inventory_from_env: bool) -> Result<Settings, UsageError> {
+    /// `command`: a `history` or `rollback` subcommand follows.
+    pub fn from_cli(
+        cli: Cli,
+        inventory_from_env: bool,
+        command: bool,
+    ) -> Result<Settings, UsageError> {
+        if command && cli.inventory.is_none() {
+            return Err(UsageError::new(
+                "`history` and `rollback` work on inventory hosts: give `--inventory FILE`",
+                Some("e.g. `rbuild -i inventory.yaml history web1 blog`"),
+            ));
+        }
         let (mode, hosts) = match (&cli.inventory, cli.compose_files.is_empty()) {
             (Some(_), false) if !inventory_from_env => {
                 return Err(UsageError::new(

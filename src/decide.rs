@@ -28,6 +28,11 @@ pub enum Reason {
     HostFailed,
     /// Ctrl-C stopped the run before this host started.
     Interrupted,
+    /// The stack's rollout was halted (failed canary or failure budget
+    /// spent) before this host started its rebuild.
+    RolloutHalted,
+    /// `rbuild rollback`: the previous generation, by hand.
+    Manual,
 }
 
 impl Reason {
@@ -42,6 +47,8 @@ impl Reason {
             Reason::Locked => "locked",
             Reason::HostFailed => "host_failed",
             Reason::Interrupted => "interrupted",
+            Reason::RolloutHalted => "rollout_halted",
+            Reason::Manual => "manual",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Exit statuses, and the merge of many results into one.
 
+use crate::decide::Reason;
 use crate::report::{Action, Row};
 
 /// The documented exit statuses.
@@ -7,7 +8,9 @@ use crate::report::{Action, Row};
 pub enum Exit {
     /// Every stack is fine (rebuilt, skipped, or would be rebuilt).
     Success = 0,
-    /// At least one stack failed or was rolled back.
+    /// At least one stack failed, was rolled back, still runs an older
+    /// version after a failed rebuild (`previous_failure`), or was not
+    /// rebuilt because its rollout halted.
     Failure = 1,
     /// Bad usage or an invalid inventory: nothing was touched.
     Usage = 2,
@@ -24,10 +27,10 @@ impl Exit {
     pub fn merge(rows: &[Row], interrupted: bool) -> Exit {
         if interrupted {
             Exit::Interrupted
-        } else if rows
-            .iter()
-            .any(|r| matches!(r.action, Action::Failed | Action::RolledBack))
-        {
+        } else if rows.iter().any(|r| {
+            matches!(r.action, Action::Failed | Action::RolledBack)
+                || matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted)
+        }) {
             Exit::Failure
         } else {
             Exit::Success
@@ -38,7 +41,6 @@ impl Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::Reason;
     use std::time::Duration;
 
     fn row(action: Action) -> Row {

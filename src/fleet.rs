@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tokio::sync::{mpsc::UnboundedSender, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc::UnboundedSender, watch};
 
 use crate::config::{Mode, Settings};
 use crate::decide::{self, Reason};
@@ -17,6 +17,7 @@ use crate::host::{self, Conn, HostError, ssh};
 use crate::inventory::{Host, Stack};
 use crate::remote::{self, ApplyStack, Event, StackState};
 use crate::report::{Action, Progress, Row};
+use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
 use crate::stack::{self, Contents};
 
 /// Hashed stack directories, shared by every host that runs them.
@@ -55,6 +56,46 @@ struct Ctx {
     tx: UnboundedSender<Progress>,
     /// Payloads already built, by the set of stack directories they carry.
     payloads: PayloadCache,
+    /// Hosts being connected to or worked on at once (`-j`). A host waiting
+    /// for its turn in a rollout holds no slot and no connection.
+    slots: Semaphore,
+    rollout: Coordinator,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// A slot, or `None` once Ctrl-C was pressed.
+    async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        let mut cancel = self.cancel.clone();
+        if *cancel.borrow_and_update() {
+            return None;
+        }
+        tokio::select! {
+            p = self.slots.acquire() => p.ok().filter(|_| !*self.cancel.borrow()),
+            Ok(_) = cancel.wait_for(|c| *c) => None,
+        }
+    }
+
+    async fn connect(&self, h: &Host) -> Result<Conn, HostError> {
+        match self.settings.mode {
+            Mode::Local => Ok(Conn::Local),
+            Mode::Fleet => ssh::connect(h, &self.ssh).await.map(Conn::Ssh),
+        }
+    }
+}
+
+/// The rollout coordinator for these hosts: each stack name with its policy
+/// and how many hosts run it.
+fn coordinator(hosts: &[Host]) -> Coordinator {
+    let mut by_name: HashMap<&str, (Policy, usize)> = HashMap::new();
+    for s in hosts.iter().flat_map(|h| &h.stacks) {
+        by_name.entry(&s.name).or_insert((s.rollout, 0)).1 += 1;
+    }
+    Coordinator::new(
+        by_name
+            .into_iter()
+            .map(|(n, (p, total))| (n.to_owned(), p, total)),
+    )
 }
 
 /// Run every host; returns one row per stack per host, in inventory order.
@@ -74,26 +115,25 @@ pub async fn run(
         ssh,
         tx,
         payloads: Default::default(),
+        slots: Semaphore::new(settings.concurrency),
+        rollout: coordinator(&settings.hosts),
+        cancel,
     });
+    // Every host is a task at once; the slots bound the work, first come
+    // (inventory order) first served.
     let tasks = settings.hosts.iter().cloned().enumerate().map(|(i, h)| {
         let ctx = ctx.clone();
-        let cancel = cancel.clone();
         async move {
-            let rows = if *cancel.borrow() {
-                interrupted_rows(&h)
-            } else {
-                // each host on its own task: a panic or a slow host stays its own
-                let ctx2 = ctx.clone();
-                let h2 = h.clone();
-                match tokio::spawn(async move { run_host(&ctx2, &h2).await }).await {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        failed_rows(&h, Reason::HostFailed, format!("internal error: {e}"), None)
-                    }
-                }
+            let (ctx2, h2) = (ctx.clone(), h.clone());
+            let rows = match tokio::spawn(async move { run_host(&ctx2, &h2).await }).await {
+                Ok(rows) => rows,
+                Err(e) => failed_rows(&h, Reason::HostFailed, format!("internal error: {e}"), None),
             };
             for r in &rows {
-                if r.reason == Reason::HostFailed || r.reason == Reason::Interrupted {
+                if matches!(
+                    r.reason,
+                    Reason::HostFailed | Reason::Interrupted | Reason::RolloutHalted
+                ) {
                     let _ = ctx.tx.send(Progress::Result {
                         row: r.clone(),
                         log: vec![],
@@ -107,7 +147,7 @@ pub async fn run(
         }
     });
     let mut done: Vec<(usize, Vec<Row>)> = futures::stream::iter(tasks)
-        .buffer_unordered(settings.concurrency)
+        .buffer_unordered(settings.hosts.len().max(1))
         .collect()
         .await;
     done.sort_by_key(|(i, _)| *i);
@@ -115,18 +155,7 @@ pub async fn run(
 }
 
 fn interrupted_rows(h: &Host) -> Vec<Row> {
-    h.stacks
-        .iter()
-        .map(|s| Row {
-            host: h.name.clone(),
-            stack: s.name.clone(),
-            action: Action::Skipped,
-            reason: Reason::Interrupted,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
-        })
-        .collect()
+    h.stacks.iter().map(|s| interrupted_row(h, s)).collect()
 }
 
 fn failed_rows(h: &Host, reason: Reason, error: String, hint: Option<&str>) -> Vec<Row> {
@@ -172,42 +201,168 @@ fn protocol_error(out: &host::Output) -> String {
 
 async fn run_host(ctx: &Ctx, h: &Host) -> Vec<Row> {
     let started = Instant::now();
-    let st = &ctx.settings;
-    let conn = match st.mode {
-        Mode::Local => Conn::Local,
-        Mode::Fleet => match ssh::connect(h, &ctx.ssh).await {
-            Ok(c) => Conn::Ssh(c),
-            Err(e) => return host_error_rows(h, &e, started),
-        },
+    let Some(slot) = ctx.slot().await else {
+        return interrupted_rows(h);
     };
-    let rows = work(ctx, h, &conn, started).await;
-    conn.close().await;
-    rows
+    let conn = match ctx.connect(h).await {
+        Ok(c) => c,
+        Err(e) => return host_error_rows(h, &e, started),
+    };
+    let (mut rows, due) = match check(ctx, h, &conn, started).await {
+        Ok(checked) => checked,
+        Err(rows) => {
+            conn.close().await;
+            return rows;
+        }
+    };
+    if due.is_empty() {
+        conn.close().await;
+        return rows.into_iter().map(|r| r.expect("decided")).collect();
+    }
+
+    // Rebuilds wait for their turn in the rollout; a waiting host lets go of
+    // its connection and its slot.
+    let names: Vec<String> = due.iter().map(|d| h.stacks[d.0].name.clone()).collect();
+    let (conn, _slot, start, halted) = match ctx.rollout.try_start(&names) {
+        Clearance::Go { start, halted } => (Some(conn), Some(slot), start, halted),
+        Clearance::Wait => {
+            conn.close().await;
+            drop(slot);
+            let mut cancel = ctx.cancel.clone();
+            let cleared = tokio::select! {
+                c = ctx.rollout.start(&names) => Some(c),
+                Ok(_) = cancel.wait_for(|c| *c) => None,
+            };
+            let Some((start, halted)) = cleared else {
+                for (i, _, _) in &due {
+                    rows[*i] = Some(interrupted_row(h, &h.stacks[*i]));
+                }
+                return rows.into_iter().map(|r| r.expect("decided")).collect();
+            };
+            let resumed = if start.is_empty() {
+                Ok((None, None))
+            } else {
+                match ctx.slot().await {
+                    None => Err(None),
+                    Some(slot) => match ctx.connect(h).await {
+                        Ok(c) => Ok((Some(c), Some(slot))),
+                        Err(e) => Err(Some(e)),
+                    },
+                }
+            };
+            match resumed {
+                Ok((conn, slot)) => (conn, slot, start, halted),
+                Err(e) => {
+                    let neutral: Vec<_> = start
+                        .iter()
+                        .map(|s| (s.clone(), Outcome::Neutral))
+                        .collect();
+                    ctx.rollout.finish(&neutral);
+                    for (i, reason, _) in &due {
+                        let s = &h.stacks[*i];
+                        rows[*i] = Some(match &e {
+                            None => interrupted_row(h, s),
+                            Some(e) => Row {
+                                action: Action::Failed,
+                                reason: *reason,
+                                error: Some(format!("reconnecting for the rebuild: {e}")),
+                                hint: e.hint().map(str::to_owned),
+                                ..interrupted_row(h, s)
+                            },
+                        });
+                    }
+                    return rows.into_iter().map(|r| r.expect("decided")).collect();
+                }
+            }
+        }
+    };
+    for (i, reason, _) in &due {
+        let s = &h.stacks[*i];
+        if halted.contains(&s.name) {
+            let why = ctx.rollout.halt_reason(&s.name).unwrap_or_default();
+            rows[*i] = Some(Row {
+                action: Action::Skipped,
+                reason: Reason::RolloutHalted,
+                error: Some(format!(
+                    "not rebuilt ({}): the rollout of `{}` halted, {why}",
+                    reason.as_str(),
+                    s.name
+                )),
+                ..interrupted_row(h, s)
+            });
+        }
+    }
+    let go: Vec<_> = due
+        .iter()
+        .filter(|d| start.contains(&h.stacks[d.0].name))
+        .copied()
+        .collect();
+    if let Some(conn) = conn {
+        if !go.is_empty() {
+            let results = apply(ctx, h, &conn, &go).await;
+            let outcomes: Vec<(String, Outcome)> = results
+                .iter()
+                .map(|r| {
+                    let o = match (r.action, r.reason) {
+                        (Action::Rebuilt, _) => Outcome::Passed,
+                        (_, Reason::Locked) => Outcome::Neutral,
+                        _ => Outcome::Failed,
+                    };
+                    (r.stack.clone(), o)
+                })
+                .collect();
+            ctx.rollout.finish(&outcomes);
+            for ((i, _, _), row) in go.iter().zip(results) {
+                rows[*i] = Some(row);
+            }
+        }
+        conn.close().await;
+    }
+    rows.into_iter().map(|r| r.expect("decided")).collect()
 }
 
-async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
+fn interrupted_row(h: &Host, s: &Stack) -> Row {
+    Row {
+        host: h.name.clone(),
+        stack: s.name.clone(),
+        action: Action::Skipped,
+        reason: Reason::Interrupted,
+        duration: Duration::ZERO,
+        error: None,
+        hint: None,
+    }
+}
+
+/// A stack that is due: its index on the host, why, and whether its files
+/// must be shipped.
+type Due = (usize, Reason, bool);
+
+/// Check every stack of a host with one command and decide. Returns a row
+/// for each stack that is settled and the list of due ones, or the rows of
+/// a failed host.
+async fn check(
+    ctx: &Ctx,
+    h: &Host,
+    conn: &Conn,
+    started: Instant,
+) -> Result<(Vec<Option<Row>>, Vec<Due>), Vec<Row>> {
     let st = &ctx.settings;
     let names: Vec<&str> = h.stacks.iter().map(|s| s.name.as_str()).collect();
-
-    // 1. check: one command, state files only
-    let out = match conn
+    let out = conn
         .run(
             &remote::check_args(h.state_dir.as_deref(), &names),
             None,
             &mut |_| {},
         )
         .await
-    {
-        Ok(o) => o,
-        Err(e) => return host_error_rows(h, &e, started),
-    };
+        .map_err(|e| host_error_rows(h, &e, started))?;
     let Some(now) = out.events.iter().find_map(|e| match e {
         Event::Hello { now } => Some(*now),
         _ => None,
     }) else {
         let mut rows = failed_rows(h, Reason::HostFailed, protocol_error(&out), None);
         rows.iter_mut().for_each(|r| r.duration = started.elapsed());
-        return rows;
+        return Err(rows);
     };
     let states: HashMap<&str, Option<&StackState>> = out
         .events
@@ -219,9 +374,8 @@ async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
         .collect();
     let checked = started.elapsed();
 
-    // 2. decide, purely
     let mut rows: Vec<Option<Row>> = vec![None; h.stacks.len()];
-    let mut due: Vec<(usize, Reason, bool)> = Vec::new(); // index, reason, ship
+    let mut due: Vec<Due> = Vec::new();
     for (i, s) in h.stacks.iter().enumerate() {
         let c = &ctx.hashed[&stack_dir(s)];
         let state = states.get(s.name.as_str()).copied().flatten();
@@ -232,32 +386,47 @@ async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
             now,
             build_period: st.build_period(s),
         });
-        let row = |action, reason, error: Option<String>| Row {
+        let row = |action, reason, error: Option<String>, hint: Option<&str>| Row {
             host: h.name.clone(),
             stack: s.name.clone(),
             action,
             reason,
             duration: checked,
             error,
-            hint: None,
+            hint: hint.map(str::to_owned),
         };
-        if !d.rebuild {
-            rows[i] = Some(row(Action::Skipped, d.reason, None));
+        if d.reason == Reason::PreviousFailure {
+            let ago = now.saturating_sub(state.map_or(0, |s| s.failed_at));
+            let runs = if state.is_some_and(|s| s.hash.is_some()) {
+                "the previous version still runs"
+            } else {
+                "no version runs (it never built)"
+            };
+            rows[i] = Some(row(
+                Action::Skipped,
+                d.reason,
+                Some(format!(
+                    "these files failed their rebuild {} ago; {runs}",
+                    crate::report::human_age(ago)
+                )),
+                Some(
+                    "fix the stack (any change is retried), or `--force-rebuild` to retry as it is",
+                ),
+            ));
+        } else if !d.rebuild {
+            rows[i] = Some(row(Action::Skipped, d.reason, None, None));
         } else if let Some(pid) = state.and_then(|s| s.locked_by.as_deref()) {
-            let mut r = row(
+            rows[i] = Some(row(
                 Action::Failed,
                 Reason::Locked,
                 Some(format!(
                     "another rbuild run (pid {pid} on the host) holds the lock of this stack ({})",
                     d.reason.as_str()
                 )),
-            );
-            r.hint = Some(
-                "wait for it to finish; a lock whose holder is gone is taken over by itself".into(),
-            );
-            rows[i] = Some(r);
+                Some("wait for it to finish; a lock whose holder is gone is taken over by itself"),
+            ));
         } else if st.dry_run {
-            rows[i] = Some(row(Action::WouldRebuild, d.reason, None));
+            rows[i] = Some(row(Action::WouldRebuild, d.reason, None, None));
         } else {
             let ship = st.mode == Mode::Fleet
                 && state.and_then(|s| s.hash.as_deref()) != Some(c.hash.as_str());
@@ -270,17 +439,7 @@ async fn work(ctx: &Ctx, h: &Host, conn: &Conn, started: Instant) -> Vec<Row> {
             log: vec![],
         });
     }
-
-    // 3. ship and rebuild what is due: one more command
-    if !due.is_empty() {
-        let results = apply(ctx, h, conn, &due).await;
-        for ((i, _, _), row) in due.iter().zip(results) {
-            rows[*i] = Some(row);
-        }
-    }
-    rows.into_iter()
-        .map(|r| r.expect("every stack has a row"))
-        .collect()
+    Ok((rows, due))
 }
 
 /// The payload carrying these stacks, built once per distinct set.
@@ -304,7 +463,7 @@ fn payload_for(ctx: &Ctx, stacks: &[&Stack]) -> Result<Arc<Vec<u8>>, stack::Stac
     Ok(p)
 }
 
-async fn apply(ctx: &Ctx, h: &Host, conn: &Conn, due: &[(usize, Reason, bool)]) -> Vec<Row> {
+async fn apply(ctx: &Ctx, h: &Host, conn: &Conn, due: &[Due]) -> Vec<Row> {
     let st = &ctx.settings;
     let shipped: Vec<&Stack> = due
         .iter()

@@ -24,6 +24,7 @@
 //! src/host/local.rs      on this machine, under sh
 //! src/fleet.rs           the executor: bounded concurrency, one check and at most one apply per host
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
+//! src/manual.rs          `rbuild history` and `rbuild rollback` on one stack of one host
 //! src/report/mod.rs      rows, actions, progress events
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
 //! src/report/table.rs    the summary table
@@ -40,6 +41,7 @@ pub mod exit;
 pub mod fleet;
 pub mod host;
 pub mod inventory;
+pub mod manual;
 pub mod remote;
 pub mod report;
 pub mod rollout;

@@ -79,6 +79,51 @@ pub fn apply_args(
     a
 }
 
+/// `rollback`: put the previous generation of one stack back, by hand.
+pub fn rollback_args(
+    state_dir: Option<&str>,
+    compose: &str,
+    name: &str,
+    dir: &str,
+    compose_file: &str,
+    up_timeout: u64,
+) -> Vec<String> {
+    [
+        "rbuild",
+        PROTOCOL,
+        "rollback",
+        state_dir.unwrap_or(""),
+        compose,
+        name,
+        dir,
+        compose_file,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([up_timeout.to_string()])
+    .collect()
+}
+
+/// `history`: the recorded attempts of one stack.
+pub fn history_args(state_dir: Option<&str>, name: &str) -> Vec<String> {
+    ["rbuild", PROTOCOL, "history", state_dir.unwrap_or(""), name]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// One recorded attempt (a line of `NAME.history` on the host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Host time of the attempt.
+    pub at: u64,
+    pub hash: String,
+    pub result: String,
+    /// `service=image-id,...` running after the attempt.
+    pub images: String,
+    pub detail: String,
+}
+
 /// One `@rbuild` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -105,6 +150,10 @@ pub enum Event {
         stack: String,
         result: String,
         detail: String,
+    },
+    History {
+        stack: String,
+        attempt: Attempt,
     },
     Fatal {
         text: String,
@@ -177,6 +226,23 @@ pub fn parse_line(line: &str) -> Option<Event> {
                 stack: stack.to_owned(),
                 result: result.to_owned(),
                 detail: detail.trim().to_owned(),
+            }
+        }
+        "history" => {
+            let (stack, rest) = split_word(rest);
+            let (at, rest) = split_word(rest);
+            let (hash, rest) = split_word(rest);
+            let (result, rest) = split_word(rest);
+            let (images, detail) = split_word(rest);
+            Event::History {
+                stack: stack.to_owned(),
+                attempt: Attempt {
+                    at: at.parse().ok()?,
+                    hash: hash.to_owned(),
+                    result: result.to_owned(),
+                    images: images.to_owned(),
+                    detail: detail.trim().to_owned(),
+                },
             }
         }
         "fatal" => Event::Fatal {
@@ -255,6 +321,21 @@ mod tests {
             Some(Event::Log {
                 stack: "web".into(),
                 text: "Step 1/3 : FROM x".into()
+            })
+        );
+        assert_eq!(
+            parse_line(
+                "@rbuild history web 1700000000 abc rolled_back app=sha256:1 not healthy: app(unhealthy)"
+            ),
+            Some(Event::History {
+                stack: "web".into(),
+                attempt: Attempt {
+                    at: 1700000000,
+                    hash: "abc".into(),
+                    result: "rolled_back".into(),
+                    images: "app=sha256:1".into(),
+                    detail: "not healthy: app(unhealthy)".into()
+                }
             })
         );
         assert_eq!(parse_line("Building web"), None);

@@ -10,7 +10,12 @@
 #   @rbuild state STACK exists=0|1 hash=H built_at=T last_result=R failed_hash=H failed_at=T locked=PID|-
 #   @rbuild step STACK NAME                 (build, pull, up, wait, prune, rollback)
 #   @rbuild log STACK TEXT                  (tail of a failed docker command)
-#   @rbuild done STACK RESULT DETAIL...      (RESULT: rebuilt, failed, locked)
+#   @rbuild done STACK RESULT DETAIL...      (RESULT: rebuilt, rolled_back, failed, locked)
+#   @rbuild history STACK TIME HASH RESULT IMAGES DETAIL...
+#
+# Commands: check STACK...; apply COMPOSE REMOVE HAS_PAYLOAD (NAME DIR FILE
+# SHIPPED UP_TIMEOUT HASH)...; rollback COMPOSE NAME DIR FILE UP_TIMEOUT;
+# history STACK.
 #
 # State file (NAME.state, one key=value a line, first line version=1) is
 # written to a temp file, synced, then renamed over the old one, and only
@@ -85,7 +90,10 @@ release_locks() {
 trap 'release_locks' EXIT
 trap 'release_locks; exit 130' INT
 trap 'release_locks; exit 143' TERM
-trap 'release_locks; exit 129' HUP
+# A controller that dies (or a connection that drops) closes our stdout: a
+# rebuild under way still runs to its end, state and lock included, rather
+# than stopping half-way.
+trap '' PIPE HUP
 
 # lock_take NAME: take the stack's lock, or print its holder and fail.
 lock_take() {
@@ -127,6 +135,18 @@ write_state() {
 	mv -f "$tmp" "$state_dir/$n.state"
 }
 
+# add_history NAME RESULT DETAIL: append one attempt to NAME.history, keeping
+# the last 20, atomically.
+add_history() {
+	h=$state_dir/$1.history
+	tmp=$state_dir/.$1.history.tmp.$$
+	{
+		[ -f "$h" ] && tail -n 19 "$h"
+		echo "$(now) ${hash:--} $2 $(stack_images "$1" 2>/dev/null || echo -) $3" | tr -d '\n' | tr '\t' ' '
+		echo
+	} >"$tmp" && mv -f "$tmp" "$h"
+}
+
 emit_log_tail() {
 	tail -n 15 "$2" 2>/dev/null | tr -d '\r' | while IFS= read -r line; do
 		echo "@rbuild log $1 $line"
@@ -145,19 +165,23 @@ do_check() {
 # Compose flavour: v2 plugin where present, else v1.
 pick_compose() {
 	case $1 in
-	v2) dc="docker compose" ;;
-	v1) dc="docker-compose" ;;
+	v2) flavour=v2 ;;
+	v1) flavour=v1 ;;
 	*)
 		if docker compose version >/dev/null 2>&1; then
-			dc="docker compose"
+			flavour=v2
 		elif command -v docker-compose >/dev/null 2>&1; then
-			dc="docker-compose"
+			flavour=v1
 		else
 			return 1
 		fi
 		;;
 	esac
-	case $dc in "docker compose") flavour=v2 ;; *) flavour=v1 ;; esac
+}
+
+# dc ARGS...: the picked compose flavour.
+dc() {
+	if [ "$flavour" = v2 ]; then docker compose "$@"; else docker-compose "$@"; fi
 }
 
 # Image IDs of the stack's service containers, as "service=id,..." (or -).
@@ -181,7 +205,7 @@ stack_image_names() {
 wait_healthy() {
 	while :; do
 		ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False)
-		bad= pending=
+		bad='' pending=''
 		if [ -n "$ids" ]; then
 			# shellcheck disable=SC2086
 			states=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}}' $ids) || return 1
@@ -223,13 +247,16 @@ run_logged() {
 	"$@" >>"$log" 2>&1 </dev/null
 }
 
-# with_timeout SECS CMD...: bound a command where `timeout` exists.
-with_timeout() {
-	if command -v timeout >/dev/null 2>&1; then
-		timeout "$@"
+# dc_timeout SECS ARGS...: compose, bounded where `timeout` exists.
+dc_timeout() {
+	secs=$1
+	shift
+	if ! command -v timeout >/dev/null 2>&1; then
+		dc "$@"
+	elif [ "$flavour" = v2 ]; then
+		timeout "$secs" docker compose "$@"
 	else
-		shift
-		"$@"
+		timeout "$secs" docker-compose "$@"
 	fi
 }
 
@@ -246,9 +273,29 @@ remove_images() {
 	done
 }
 
+# restore_images LIST NAMES DEADLINE: tag each "svc=id" of LIST with the
+# name compose uses for svc (from NAMES, "svc=name"), bring the stack up
+# without building and gate it. Prints what went wrong.
+restore_images() {
+	for pair in $(echo "$2" | tr ',' ' '); do
+		svc=${pair%%=*}
+		name=${pair#*=}
+		id=$(echo ",$1," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
+		[ -n "$id" ] && docker tag "$id" "$name" >>"$log" 2>&1
+	done
+	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
+		emit_log_tail "$n" "$log"
+		echo "up of the previous images failed"
+		return 1
+	fi
+	if ! v=$(wait_healthy "$n" "$3"); then
+		echo "previous images $v"
+		return 1
+	fi
+}
+
 # apply_stack: rebuild one stack; sets result and detail.
 apply_stack() {
-	target=$dir
 	parent=${dir%/*}
 	[ -n "$parent" ] || parent=/
 	base=${dir##*/}
@@ -262,11 +309,11 @@ apply_stack() {
 
 	if [ "$shipped" = 1 ]; then
 		echo "@rbuild step $n ship"
-		mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
-			tar -xof "$payload" -C "$stage" "$n" || {
+		if ! { mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
+			tar -xof "$payload" -C "$stage" "$n"; }; then
 			result=failed detail="could not unpack the stack into $stage"
 			return
-		}
+		fi
 		chmod 700 "$stage/$n"
 		rm -rf "$old"
 		if [ -e "$dir" ]; then mv "$dir" "$old" || {
@@ -275,7 +322,6 @@ apply_stack() {
 		}; fi
 		mv "$stage/$n" "$dir" && rmdir "$stage"
 	fi
-	chmod 700 "$dir" 2>/dev/null
 
 	read_state "$n"
 	file=$dir/$compose_file
@@ -301,32 +347,23 @@ apply_stack() {
 			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "prev_images=$st_prev_images" ||
 			echo "@rbuild note $n could not record the failed attempt in $state_dir"
 		if [ "$before" = - ]; then
-			result=failed detail="$why; nothing to roll back to (first build)"
+			# nothing ran before: stop the new containers rather than leave
+			# them crash-looping (kept, for their logs)
+			run_logged "$log" dc -p "$n" -f "$file" stop
+			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
 		fi
 		echo "@rbuild step $n rollback"
 		undo_ship
-		for pair in $(echo "$before_names" | tr ',' ' '); do
-			svc=${pair%%=*}
-			name=${pair#*=}
-			id=$(echo ",$before," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
-			[ -n "$id" ] && docker tag "$id" "$name" >>"$log" 2>&1
-		done
-		rb_deadline=$(($(now) + up_timeout))
-		if ! run_logged "$log" with_timeout "$up_timeout" $dc -p "$n" -f "$file" up -d --remove-orphans; then
-			emit_log_tail "$n" "$log"
-			result=failed detail="$why; rollback failed too: up of the previous images failed"
-			return
-		fi
-		if ! rb_verdict=$(wait_healthy "$n" "$rb_deadline"); then
-			result=failed detail="$why; rollback failed too: previous images $rb_verdict"
+		if ! rb=$(restore_images "$before" "$before_names" "$(($(now) + up_timeout))"); then
+			result=failed detail="$why; rollback failed too: $rb"
 			return
 		fi
 		result=rolled_back detail="$why"
 	}
 
 	echo "@rbuild step $n build"
-	if ! run_logged "$log" $dc -p "$n" -f "$file" build --pull --no-cache; then
+	if ! run_logged "$log" dc -p "$n" -f "$file" build --pull --no-cache; then
 		emit_log_tail "$n" "$log"
 		undo_ship
 		result=failed detail="build failed; the running containers were left as they were"
@@ -335,10 +372,10 @@ apply_stack() {
 	echo "@rbuild step $n pull"
 	if [ "$flavour" = v2 ]; then
 		pull_ok=0
-		run_logged "$log" $dc -p "$n" -f "$file" pull --ignore-buildable --quiet && pull_ok=1
+		run_logged "$log" dc -p "$n" -f "$file" pull --ignore-buildable --quiet && pull_ok=1
 	else
 		pull_ok=0
-		run_logged "$log" $dc -p "$n" -f "$file" pull --ignore-pull-failures --quiet && pull_ok=1
+		run_logged "$log" dc -p "$n" -f "$file" pull --ignore-pull-failures --quiet && pull_ok=1
 	fi
 	if [ "$pull_ok" = 0 ]; then
 		emit_log_tail "$n" "$log"
@@ -349,7 +386,7 @@ apply_stack() {
 
 	echo "@rbuild step $n up"
 	deadline=$(($(now) + up_timeout))
-	if ! run_logged "$log" with_timeout "$up_timeout" $dc -p "$n" -f "$file" up -d --remove-orphans; then
+	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
 		rollback "up failed or took longer than ${up_timeout}s"
 		return
@@ -381,15 +418,65 @@ apply_stack() {
 	result=rebuilt detail=$flavour
 }
 
+# rollback by hand: the previous generation (prev_images) back, gated.
+do_rollback() {
+	n=$2 dir=$3 compose_file=$4 up_timeout=$5
+	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	pick_compose "$1" || {
+		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
+		exit 3
+	}
+	[ -n "$dir" ] || dir=$(default_dir "$n")
+	if ! holder=$(lock_take "$n"); then
+		echo "@rbuild done $n locked $holder"
+		return 0
+	fi
+	file=$dir/$compose_file
+	log=$state_dir/$n.log
+	: >"$log"
+	read_state "$n"
+	hash=$st_hash
+	if [ "$st_prev_images" = - ]; then
+		result=failed detail="no previous generation is kept (first build, or --remove-images)"
+	else
+		current=$(stack_images "$n") || current=-
+		names=$(stack_image_names "$n") || names=-
+		echo "@rbuild step $n rollback"
+		if rb=$(restore_images "$st_prev_images" "$names" "$(($(now) + up_timeout))"); then
+			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
+				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "prev_images=$current"
+			result=rolled_back detail="by hand, to the previous generation"
+		else
+			result=failed detail="rollback failed: $rb"
+		fi
+	fi
+	add_history "$n" "$result" "$detail"
+	unlock "$n"
+	echo "@rbuild done $n $result $detail"
+}
+
+do_history() {
+	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	h=$state_dir/$1.history
+	[ -f "$h" ] || return 0
+	while IFS= read -r line; do
+		echo "@rbuild history $1 $line"
+	done <"$h"
+}
+
+default_dir() {
+	if [ "$(id -u)" = 0 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
+}
+
 do_apply() {
 	compose_pref=$1
 	remove=$2
 	has_payload=$3
 	shift 3
-	mkdir -p "$state_dir" && chmod 700 "$state_dir" || {
+	if ! { mkdir -p "$state_dir" && chmod 700 "$state_dir"; }; then
 		echo "@rbuild fatal could not create the state directory $state_dir"
 		exit 3
-	}
+	fi
 	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
 	payload=
 	if [ "$has_payload" = 1 ]; then
@@ -407,15 +494,14 @@ do_apply() {
 	while [ $# -ge 6 ]; do
 		n=$1 dir=$2 compose_file=$3 shipped=$4 up_timeout=$5 hash=$6
 		shift 6
-		if [ -z "$dir" ]; then
-			if [ "$(id -u)" = 0 ]; then dir=/srv/rbuild/$n; else dir=$HOME/.local/share/rbuild/stacks/$n; fi
-		fi
+		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! holder=$(lock_take "$n"); then
 			echo "@rbuild done $n locked $holder"
 			continue
 		fi
 		result=failed detail=
 		apply_stack
+		add_history "$n" "$result" "$detail"
 		unlock "$n"
 		echo "@rbuild done $n $result $detail"
 	done
@@ -426,6 +512,8 @@ do_apply() {
 case $cmd in
 check) do_check "$@" ;;
 apply) do_apply "$@" ;;
+rollback) do_rollback "$@" ;;
+history) do_history "$@" ;;
 *)
 	echo "@rbuild fatal unknown command $cmd"
 	exit 3

@@ -106,7 +106,8 @@ struct StackRollout {
     canary: Canary,
     in_flight: usize,
     failures: usize,
-    halted: bool,
+    /// Why the rollout stopped, once it has.
+    halted: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +155,7 @@ impl Coordinator {
                     },
                     in_flight: 0,
                     failures: 0,
-                    halted: false,
+                    halted: None,
                 };
                 (name, r)
             })
@@ -172,7 +173,7 @@ impl Coordinator {
         let mut map = self.stacks.lock().expect("not poisoned");
         let (halted, live): (Vec<&String>, Vec<&String>) = due
             .iter()
-            .partition(|s| map.get(*s).is_some_and(|r| r.halted));
+            .partition(|s| map.get(*s).is_some_and(|r| r.halted.is_some()));
         let ready = live.iter().all(|s| match map.get(*s) {
             None => true,
             Some(r) => match r.canary {
@@ -213,30 +214,59 @@ impl Coordinator {
         }
     }
 
-    /// Report the results of stacks started with `try_start`/`start`:
-    /// `(stack, ok)`.
-    pub fn finish(&self, results: &[(String, bool)]) {
+    /// Report how the stacks started with `try_start`/`start` went.
+    pub fn finish(&self, results: &[(String, Outcome)]) {
         let mut map = self.stacks.lock().expect("not poisoned");
-        for (s, ok) in results {
+        for (s, outcome) in results {
             let Some(r) = map.get_mut(s) else { continue };
             r.in_flight = r.in_flight.saturating_sub(1);
-            if r.canary == Canary::Running {
-                if *ok {
-                    r.canary = Canary::Passed;
-                } else {
-                    r.halted = true;
+            match outcome {
+                Outcome::Passed => {
+                    if r.canary == Canary::Running {
+                        r.canary = Canary::Passed;
+                    }
                 }
-            }
-            if !ok {
-                r.failures += 1;
-                if r.max_failures.is_some_and(|m| r.failures > m) {
-                    r.halted = true;
+                Outcome::Neutral => {
+                    if r.canary == Canary::Running {
+                        r.canary = Canary::Pending; // the next host is the canary
+                    }
+                }
+                Outcome::Failed => {
+                    r.failures += 1;
+                    if r.canary == Canary::Running {
+                        r.halted = Some("its canary failed".into());
+                    } else if let Some(m) = r.max_failures
+                        && r.failures > m
+                    {
+                        r.halted = Some(format!(
+                            "{} of its rebuilds failed, more than max_failures ({m})",
+                            r.failures
+                        ));
+                    }
                 }
             }
         }
         drop(map);
         self.changed.send_modify(|v| *v += 1);
     }
+
+    /// Why a stack's rollout halted, if it did.
+    pub fn halt_reason(&self, stack: &str) -> Option<String> {
+        let map = self.stacks.lock().expect("not poisoned");
+        map.get(stack).and_then(|r| r.halted.clone())
+    }
+}
+
+/// How a started rebuild went, for the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rebuilt and healthy.
+    Passed,
+    /// Failed or rolled back: counts against the budget.
+    Failed,
+    /// Says nothing about the new version (the host was unreachable, the
+    /// stack was locked by another run): frees the slot, counts nothing.
+    Neutral,
 }
 
 #[cfg(test)]
@@ -272,7 +302,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
         }
-        c.finish(&[("web".into(), false)]);
+        c.finish(&[("web".into(), Outcome::Failed)]);
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
     }
 
@@ -286,7 +316,7 @@ mod tests {
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
         assert_eq!(c.try_start(&names(&["web"])), Clearance::Wait);
-        c.finish(&[("web".into(), true)]);
+        c.finish(&[("web".into(), Outcome::Passed)]);
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
     }
 
@@ -304,7 +334,7 @@ mod tests {
             Clearance::Wait,
             "canary runs"
         );
-        c.finish(&[("web".into(), true)]);
+        c.finish(&[("web".into(), Outcome::Passed)]);
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
         assert_eq!(c.try_start(&names(&["web"])), Clearance::Wait, "batch of 2");
@@ -318,8 +348,27 @@ mod tests {
         };
         let c = Coordinator::new([("web".into(), p, 6), ("db".into(), Policy::default(), 6)]);
         assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
-        c.finish(&[("web".into(), false)]);
+        c.finish(&[("web".into(), Outcome::Failed)]);
         assert_eq!(c.try_start(&names(&["web", "db"])), go(&["db"], &["web"]));
+        assert_eq!(c.halt_reason("web").as_deref(), Some("its canary failed"));
+        assert_eq!(c.halt_reason("db"), None);
+    }
+
+    #[test]
+    fn an_unreachable_canary_hands_the_role_on() {
+        let p = Policy {
+            canary: true,
+            ..Policy::default()
+        };
+        let c = Coordinator::new([("web".into(), p, 3)]);
+        assert_eq!(c.try_start(&names(&["web"])), go(&["web"], &[]));
+        c.finish(&[("web".into(), Outcome::Neutral)]);
+        assert_eq!(
+            c.try_start(&names(&["web"])),
+            go(&["web"], &[]),
+            "new canary"
+        );
+        assert_eq!(c.try_start(&names(&["web"])), Clearance::Wait);
     }
 
     #[test]
@@ -329,13 +378,13 @@ mod tests {
             ..Policy::default()
         };
         let c = Coordinator::new([("web".into(), p, 6)]);
-        c.finish(&[("web".into(), false)]);
+        c.finish(&[("web".into(), Outcome::Failed)]);
         assert_eq!(
             c.try_start(&names(&["web"])),
             go(&["web"], &[]),
             "1 failure is within budget"
         );
-        c.finish(&[("web".into(), false)]);
+        c.finish(&[("web".into(), Outcome::Failed)]);
         assert_eq!(
             c.try_start(&names(&["web"])),
             go(&[], &["web"]),
@@ -368,7 +417,7 @@ mod tests {
         let waiter = tokio::spawn(async move { c2.start(&names(&["web"])).await });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        c.finish(&[("web".into(), true)]);
+        c.finish(&[("web".into(), Outcome::Passed)]);
         assert_eq!(waiter.await.unwrap(), (names(&["web"]), vec![]));
     }
 }

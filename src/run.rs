@@ -20,9 +20,10 @@ use crate::report::{self, progress};
 pub fn main() -> anyhow::Result<Exit> {
     let matches = Cli::command().get_matches();
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
-    let cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
     init_logging(cli.verbose, cli.quiet);
-    let settings = match Settings::from_cli(cli, inventory_from_env) {
+    let command = cli.command.take();
+    let settings = match Settings::from_cli(cli, inventory_from_env, command.is_some()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -33,7 +34,23 @@ pub fn main() -> anyhow::Result<Exit> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(settings))
+    match command {
+        None => rt.block_on(run(settings)),
+        Some(cmd) => rt.block_on(async {
+            let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
+            let ssh = ssh_settings(&settings, control.path());
+            crate::manual::run(cmd, settings, ssh).await
+        }),
+    }
+}
+
+fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettings {
+    SshSettings {
+        connect_timeout: settings.connect_timeout,
+        config_file: settings.ssh_config.clone(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+        control_dir: control_dir.to_owned(),
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -66,12 +83,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
     };
     // A private directory for this run's ssh control sockets.
     let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
-    let ssh = SshSettings {
-        connect_timeout: settings.connect_timeout,
-        config_file: settings.ssh_config.clone(),
-        accept_new_host_keys: settings.accept_new_host_keys,
-        control_dir: control.path().to_owned(),
-    };
+    let ssh = ssh_settings(&settings, control.path());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),

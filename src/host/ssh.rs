@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use std::num::NonZeroUsize;
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use super::{HostError, Output, drive};
 use crate::inventory::Host;
@@ -105,6 +107,11 @@ pub async fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, Hos
     })
     .connect_timeout(timeout)
     .server_alive_interval(Duration::from_secs(5))
+    // closed explicitly at the end; this only bounds a master orphaned by a
+    // controller that was killed
+    .control_persist(ControlPersist::IdleFor(
+        NonZeroUsize::new(60).expect("non-zero"),
+    ))
     .control_directory(&settings.control_dir);
     if let Some(u) = &host.user {
         b.user(u.clone());

@@ -106,3 +106,13 @@ pub fn human_duration(d: Duration) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     }
 }
+
+/// A coarse age: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

@@ -63,9 +63,17 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     assert_eq!(st["failed_hash"].len(), 64);
     assert!(Fleet::snapshot(&f.remote_dir("h1", &name)) == good_files);
 
-    // the same broken input is not rebuilt again
+    // the same broken input is not rebuilt again, but it is not fine either:
+    // the run says so, and exits 1
     let run = f.run(&["--up-timeout-period", "30"]);
     run.expect("h1", &name, "skipped", "previous_failure");
+    run.assert_code(1);
+    assert!(
+        run.error_of("h1", &name)
+            .contains("previous version still runs"),
+        "{}",
+        run.dump()
+    );
     assert_eq!(assert_running(&name), now, "nothing was touched");
     assert_eq!(f.state("h1", &name), st);
 }
@@ -110,4 +118,10 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
     assert_eq!(st["failed_hash"].len(), 64);
     let run = f.run(&["--up-timeout-period", "30"]);
     run.expect("h1", &name, "skipped", "previous_failure");
+    run.assert_code(1);
+    assert!(
+        run.error_of("h1", &name).contains("no version runs"),
+        "{}",
+        run.dump()
+    );
 }
