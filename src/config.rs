@@ -165,7 +165,7 @@ fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
     let hosts: Vec<Host> = inv
         .hosts
         .into_iter()
-        .filter(|h| set.is_match(&h.name))
+        .filter(|h| set.is_match(&h.name) || h.groups.iter().any(|g| set.is_match(g)))
         .collect();
     if hosts.is_empty() {
         return Err(UsageError::new(

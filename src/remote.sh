@@ -33,8 +33,18 @@ if [ "$proto" != 1 ]; then
 	exit 3
 fi
 
+# The user id without a fork where /proc is there (the check path is hot:
+# every fork is a cost on every host of every run).
+uid=
+if [ -r /proc/self/status ]; then
+	while read -r k v _; do
+		if [ "$k" = Uid: ]; then uid=$v && break; fi
+	done </proc/self/status
+fi
+[ -n "$uid" ] || uid=$(id -u)
+
 if [ -z "$state_dir" ]; then
-	if [ "$(id -u)" = 0 ]; then
+	if [ "$uid" = 0 ]; then
 		state_dir=/var/lib/rbuild
 	else
 		state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/rbuild
@@ -68,7 +78,11 @@ lock_holder() {
 	l=$state_dir/$1.lock
 	[ -d "$l" ] || return 1
 	pid=- boot=-
-	[ -f "$l/owner" ] && read -r pid boot <"$l/owner"
+	if [ -f "$l/owner" ]; then
+		read -r pid boot <"$l/owner"
+	elif [ -n "$(find "$l" -prune -mmin +1 2>/dev/null)" ]; then
+		return 1 # no owner a minute after it was made: its maker died at once
+	fi
 	if [ "$boot" != - ] && [ -r /proc/sys/kernel/random/boot_id ]; then
 		read -r cur </proc/sys/kernel/random/boot_id
 		[ "$cur" = "$boot" ] || return 1
@@ -95,18 +109,20 @@ trap 'release_locks; exit 143' TERM
 # than stopping half-way.
 trap '' PIPE HUP
 
-# lock_take NAME: take the stack's lock, or print its holder and fail.
+# lock_take NAME: take the stack's lock, or set holder to its holder and
+# fail. Not to be run in a subshell: it prints an event and records the lock
+# in held_locks.
 lock_take() {
 	l=$state_dir/$1.lock
+	holder=
 	if ! mkdir "$l" 2>/dev/null; then
 		if holder=$(lock_holder "$1"); then
-			echo "$holder"
 			return 1
 		fi
 		# stale: its holder is gone (killed run or reboot); take it over
 		echo "@rbuild note $1 stale lock recovered"
 		rm -rf "$l"
-		mkdir "$l" 2>/dev/null || { echo unknown; return 1; }
+		mkdir "$l" 2>/dev/null || { holder=unknown; return 1; }
 	fi
 	boot=-
 	[ -r /proc/sys/kernel/random/boot_id ] && read -r boot </proc/sys/kernel/random/boot_id
@@ -154,10 +170,11 @@ emit_log_tail() {
 }
 
 do_check() {
-	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
 	for n in "$@"; do
 		read_state "$n"
-		holder=$(lock_holder "$n") || holder=-
+		holder=-
+		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
 		echo "@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 	done
 }
@@ -354,11 +371,14 @@ apply_stack() {
 			return
 		fi
 		echo "@rbuild step $n rollback"
+		failed_gen=$(stack_images "$n") || failed_gen=-
 		undo_ship
 		if ! rb=$(restore_images "$before" "$before_names" "$(($(now) + up_timeout))"); then
 			result=failed detail="$why; rollback failed too: $rb"
 			return
 		fi
+		# the failed generation's images go; an image in use stays
+		remove_images "$failed_gen" "$before"
 		result=rolled_back detail="$why"
 	}
 
@@ -421,13 +441,13 @@ apply_stack() {
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
 	n=$2 dir=$3 compose_file=$4 up_timeout=$5
-	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
 	pick_compose "$1" || {
 		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
 		exit 3
 	}
 	[ -n "$dir" ] || dir=$(default_dir "$n")
-	if ! holder=$(lock_take "$n"); then
+	if ! lock_take "$n"; then
 		echo "@rbuild done $n locked $holder"
 		return 0
 	fi
@@ -456,7 +476,7 @@ do_rollback() {
 }
 
 do_history() {
-	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
 	h=$state_dir/$1.history
 	[ -f "$h" ] || return 0
 	while IFS= read -r line; do
@@ -465,7 +485,7 @@ do_history() {
 }
 
 default_dir() {
-	if [ "$(id -u)" = 0 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
+	if [ "$uid" = 0 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
 }
 
 do_apply() {
@@ -477,7 +497,7 @@ do_apply() {
 		echo "@rbuild fatal could not create the state directory $state_dir"
 		exit 3
 	fi
-	echo "@rbuild hello proto=1 now=$(now) uid=$(id -u)"
+	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
 	payload=
 	if [ "$has_payload" = 1 ]; then
 		payload=$state_dir/.payload.$$.tar
@@ -495,7 +515,7 @@ do_apply() {
 		n=$1 dir=$2 compose_file=$3 shipped=$4 up_timeout=$5 hash=$6
 		shift 6
 		[ -n "$dir" ] || dir=$(default_dir "$n")
-		if ! holder=$(lock_take "$n"); then
+		if ! lock_take "$n"; then
 			echo "@rbuild done $n locked $holder"
 			continue
 		fi

@@ -21,5 +21,8 @@ mod suite {
     mod health;
     mod inventory;
     mod local;
+    mod manual;
+    mod recovery;
+    mod rollout;
     mod security;
 }

@@ -110,6 +110,11 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
     run.expect("h1", &name, "failed", "first_build");
     let err = run.error_of("h1", &name);
     assert!(err.contains("nothing to roll back to"), "{}", run.dump());
+    assert!(err.contains("the new containers were stopped"), "{err}");
+    // they are kept (for their logs), stopped: not running, not restarting
+    // (restart: unless-stopped would bring them back unless stopped by hand)
+    let c = the_container(&name);
+    assert_eq!(c.status, "exited", "{c:?}");
 
     // no success was claimed; the failed input is remembered
     let st = f.state("h1", &name);

@@ -156,6 +156,33 @@ impl StackDef {
         }
     }
 
+    /// A sleeper with a 1 s healthcheck and a restart policy, so a crashing
+    /// version crash-loops instead of just exiting.
+    pub fn gated(cmd: &str, retries: u32) -> StackDef {
+        StackDef::sleeper("v1")
+            .with("Dockerfile", &dockerfile(None, cmd))
+            .with(
+                "compose.yml",
+                &compose(&format!(
+                    "    restart: unless-stopped\n{}",
+                    healthcheck(retries)
+                )),
+            )
+    }
+
+    /// A sleeper (`version`) that is healthy only while `GATE/open` exists on
+    /// the host: `gate` is bind-mounted at /gate and checked every second;
+    /// `retries` failed checks make it unhealthy.
+    pub fn behind_gate(version: &str, gate: &Path, retries: u32) -> StackDef {
+        StackDef::sleeper(version).with(
+            "compose.yml",
+            &compose(&format!(
+                "    volumes:\n      - {}:/gate\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/gate/open\"]\n      interval: 1s\n      timeout: 3s\n      retries: {retries}\n",
+                gate.display()
+            )),
+        )
+    }
+
     /// Replace (or add) one file.
     pub fn with(mut self, path: &str, contents: &str) -> StackDef {
         self.files.retain(|(p, _, _)| p != path);
@@ -233,39 +260,60 @@ impl Container {
 }
 
 /// Every container of compose project `project`, sorted by service.
+///
+/// Safe to poll while compose works on the project: a container removed
+/// between the listing and the inspection makes it look again.
 pub fn containers(project: &str) -> Vec<Container> {
-    let ids = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-    ]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if ids.is_empty() {
-        return vec![];
+    let mut attempt = 0;
+    loop {
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            return vec![];
+        }
+        let mut args = vec![
+            "inspect",
+            "--format",
+            "{{.ID}} {{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.Image}}",
+        ];
+        args.extend(ids);
+        let out = Command::new("docker")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker runs");
+        if !out.status.success() {
+            attempt += 1;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                attempt < 50 && err.contains("No such"),
+                "docker inspect failed: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let mut v: Vec<Container> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Container {
+                    id: f[0].into(),
+                    service: f[1].into(),
+                    status: f[2].into(),
+                    health: f[3].into(),
+                    image: f[4].into(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.service.cmp(&b.service));
+        return v;
     }
-    let mut args = vec![
-        "inspect",
-        "--format",
-        "{{.ID}} {{index .Config.Labels \"com.docker.compose.service\"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.Image}}",
-    ];
-    args.extend(ids);
-    let mut v: Vec<Container> = docker(&args)
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Container {
-                id: f[0].into(),
-                service: f[1].into(),
-                status: f[2].into(),
-                health: f[3].into(),
-                image: f[4].into(),
-            }
-        })
-        .collect();
-    v.sort_by(|a, b| a.service.cmp(&b.service));
-    v
 }
 
 /// The one container of a one-service project; panics unless exactly one.
@@ -304,6 +352,12 @@ pub struct DockerGuard {
     projects: RefCell<Vec<String>>,
     /// State files whose `images=`/`prev_images=` lines name images to remove.
     state_files: RefCell<Vec<PathBuf>>,
+    /// Image references (`repo:tag`) the test made, untagged after the projects.
+    refs: RefCell<Vec<String>>,
+    /// Image IDs the test made, removed (never forced) once untagged.
+    ids: RefCell<Vec<String>>,
+    /// Manifests the test pushed to the local registry: (repository, digest).
+    manifests: RefCell<Vec<(String, String)>>,
 }
 
 impl DockerGuard {
@@ -315,6 +369,21 @@ impl DockerGuard {
         self.state_files.borrow_mut().push(p);
     }
 }
+
+/// Untag `refs`, then remove `ids` that no tag names any more (never forced).
+const IMAGES_SH: &str = r#"
+n=$1; shift
+i=0
+for x in "$@"; do
+  i=$((i + 1))
+  if [ "$i" -le "$n" ]; then
+    docker image rm "$x" >/dev/null 2>&1
+  elif [ "$(docker image inspect --format '{{len .RepoTags}}' "$x" 2>/dev/null)" = 0 ]; then
+    docker image rm "$x" >/dev/null 2>&1
+  fi
+done
+true
+"#;
 
 const CLEANUP_SH: &str = r#"
 p=$1; shift
@@ -364,7 +433,67 @@ impl Drop for DockerGuard {
                 .stderr(Stdio::null())
                 .status();
         }
+        let refs = self.refs.borrow();
+        let ids = self.ids.borrow();
+        if !refs.is_empty() || !ids.is_empty() {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(IMAGES_SH)
+                .arg("images")
+                .arg(refs.len().to_string())
+                .args(refs.iter())
+                .args(ids.iter())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        for (repo, digest) in self.manifests.borrow().iter() {
+            let _ = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "-X", "DELETE"])
+                .arg(format!("http://{REGISTRY}/v2/{repo}/manifests/{digest}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+// ---------------------------------------------------------------- registry
+
+/// The local registry (see scripts/setup-deps.sh); deleting is enabled.
+pub const REGISTRY: &str = "127.0.0.1:5000";
+
+/// The ID (`sha256:...`) of a local image.
+pub fn image_id(reference: &str) -> String {
+    docker(&["image", "inspect", "--format", "{{.Id}}", reference])
+        .trim()
+        .to_owned()
+}
+
+/// The digest of the manifest the registry serves for `repo:tag`.
+pub fn registry_digest(repo: &str, tag: &str) -> String {
+    let out = sh(Command::new("curl")
+        .args(["-fsSI"])
+        .args([
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .args([
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.list.v2+json",
+        ])
+        .args(["-H", "Accept: application/vnd.oci.image.index.v1+json"])
+        .arg(format!("http://{REGISTRY}/v2/{repo}/manifests/{tag}")));
+    out.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no digest for {repo}:{tag}:\n{out}"))
 }
 
 // ---------------------------------------------------------------- runs
@@ -502,6 +631,16 @@ struct InvStack {
     compose_file: String,
     /// Extra `key: "value"` lines for the stack entry.
     extra: Vec<(String, String)>,
+    /// A top-level shared stack (then `host` is empty).
+    shared: Option<Placement>,
+}
+
+/// Where a shared stack runs, and its `rollout:` (YAML flow map) if any.
+#[derive(Debug, Clone)]
+struct Placement {
+    hosts: Vec<String>,
+    groups: Vec<String>,
+    rollout: Option<String>,
 }
 
 /// N real sshd test hosts (h1..hN) on a loopback range of their own, the
@@ -518,6 +657,10 @@ pub struct Fleet {
     pub prefix: String,
     pub hosts: usize,
     stacks: RefCell<Vec<InvStack>>,
+    /// `groups:` of each host.
+    groups: RefCell<BTreeMap<String, Vec<String>>>,
+    /// The body of `defaults:` (YAML, indented 2 spaces), if any.
+    defaults: RefCell<String>,
     dropped: Cell<bool>,
 }
 
@@ -544,6 +687,8 @@ impl Fleet {
             prefix,
             hosts: n,
             stacks: RefCell::new(vec![]),
+            groups: RefCell::new(BTreeMap::new()),
+            defaults: RefCell::new(String::new()),
             dropped: Cell::new(false),
         };
         let mut last = String::new();
@@ -613,8 +758,87 @@ impl Fleet {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            shared: None,
         });
         name
+    }
+
+    /// The compose project (and stack) name of shared stack `stack`: the
+    /// same on every host that runs it.
+    pub fn shared_name(&self, stack: &str) -> String {
+        format!("{}-{stack}", self.prefix)
+    }
+
+    /// Add `def` as a top-level shared stack `stack`, run by `hosts` and by
+    /// the hosts of `groups`, with `rollout` (a YAML flow map such as
+    /// `{canary: true}`) if given; returns its name.
+    ///
+    /// Every test host shares the one Docker engine, so a shared stack is
+    /// ONE compose project there, whichever host works on it.
+    pub fn add_shared_stack(
+        &self,
+        stack: &str,
+        def: &StackDef,
+        hosts: &[&str],
+        groups: &[&str],
+        rollout: Option<&str>,
+    ) -> String {
+        let name = self.shared_name(stack);
+        let dir = self
+            .root
+            .path()
+            .join("stacks")
+            .join(format!("shared-{stack}"));
+        def.write_to(&dir);
+        self.docker.project(&name);
+        for h in self.host_names() {
+            self.docker.state_file(self.state_path(&h, &name));
+        }
+        self.stacks.borrow_mut().push(InvStack {
+            host: String::new(),
+            name: name.clone(),
+            dir,
+            compose_file: def.compose_file_name(),
+            extra: vec![],
+            shared: Some(Placement {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                rollout: rollout.map(str::to_owned),
+            }),
+        });
+        name
+    }
+
+    /// Put `host` in `groups` (its `groups:` key).
+    pub fn set_groups(&self, host: &str, groups: &[&str]) {
+        self.groups.borrow_mut().insert(
+            host.to_owned(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        );
+    }
+
+    /// The body of the inventory's `defaults:`, YAML indented 2 spaces,
+    /// e.g. `"  rollout: {canary: true}\n"`.
+    pub fn set_defaults(&self, yaml: &str) {
+        *self.defaults.borrow_mut() = yaml.to_owned();
+    }
+
+    /// Remove the local image reference `r` (`repo:tag`) on drop.
+    pub fn track_ref(&self, r: &str) {
+        self.docker.refs.borrow_mut().push(r.to_owned());
+    }
+
+    /// Remove image `id` on drop, once no tag names it (never forced).
+    pub fn track_image(&self, id: &str) {
+        self.docker.ids.borrow_mut().push(id.to_owned());
+    }
+
+    /// Delete the manifest `digest` of `repo` from the local registry on drop.
+    pub fn track_manifest(&self, repo: &str, digest: &str) {
+        self.docker
+            .manifests
+            .borrow_mut()
+            .push((repo.to_owned(), digest.to_owned()));
     }
 
     /// One `web` sleeper stack on every host; returns the names, h1 first.
@@ -648,27 +872,75 @@ impl Fleet {
         self.root.path().join("inventory.yaml")
     }
 
-    /// The inventory for the stacks added so far.
+    /// The inventory for the stacks, groups and defaults added so far.
     pub fn inventory_text(&self) -> String {
         let q = |s: &str| serde_json::to_string(s).unwrap(); // JSON strings are YAML
-        let mut by_host: BTreeMap<String, Vec<InvStack>> = BTreeMap::new();
-        for s in self.stacks.borrow().iter() {
-            by_host.entry(s.host.clone()).or_default().push(s.clone());
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|s| q(s)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let rel = |s: &InvStack| {
+            let p = s
+                .dir
+                .strip_prefix(self.root.path())
+                .unwrap()
+                .join(&s.compose_file);
+            q(p.to_str().unwrap())
+        };
+        let mut t = String::new();
+        let defaults = self.defaults.borrow();
+        if !defaults.is_empty() {
+            t.push_str("defaults:\n");
+            t.push_str(&defaults);
         }
-        let mut t = String::from("hosts:\n");
+        let mut by_host: BTreeMap<String, Vec<InvStack>> = BTreeMap::new();
+        let mut shared = String::new();
+        for s in self.stacks.borrow().iter() {
+            match &s.shared {
+                None => by_host.entry(s.host.clone()).or_default().push(s.clone()),
+                Some(p) => {
+                    shared.push_str(&format!("  {}:\n", q(&s.name)));
+                    shared.push_str(&format!("    compose_file: {}\n", rel(s)));
+                    if !p.hosts.is_empty() {
+                        shared.push_str(&format!("    hosts: {}\n", list(&p.hosts)));
+                        for h in &p.hosts {
+                            by_host.entry(h.clone()).or_default();
+                        }
+                    }
+                    if !p.groups.is_empty() {
+                        shared.push_str(&format!("    groups: {}\n", list(&p.groups)));
+                    }
+                    if let Some(r) = &p.rollout {
+                        shared.push_str(&format!("    rollout: {r}\n"));
+                    }
+                }
+            }
+        }
+        if !shared.is_empty() {
+            t.push_str("stacks:\n");
+            t.push_str(&shared);
+        }
+        for h in self.groups.borrow().keys() {
+            by_host.entry(h.clone()).or_default();
+        }
+        t.push_str("hosts:\n");
         for (h, stacks) in by_host {
-            t.push_str(&format!("  {h}:\n    stacks:\n"));
+            let groups = self.groups.borrow().get(&h).cloned().unwrap_or_default();
+            if stacks.is_empty() && groups.is_empty() {
+                t.push_str(&format!("  {h}: {{}}\n"));
+                continue;
+            }
+            t.push_str(&format!("  {h}:\n"));
+            if !groups.is_empty() {
+                t.push_str(&format!("    groups: {}\n", list(&groups)));
+            }
+            if stacks.is_empty() {
+                continue;
+            }
+            t.push_str("    stacks:\n");
             for s in stacks {
-                let rel = s
-                    .dir
-                    .strip_prefix(self.root.path())
-                    .unwrap()
-                    .join(&s.compose_file);
                 t.push_str(&format!("      - name: {}\n", q(&s.name)));
-                t.push_str(&format!(
-                    "        compose_file: {}\n",
-                    q(rel.to_str().unwrap())
-                ));
+                t.push_str(&format!("        compose_file: {}\n", rel(&s)));
                 for (k, v) in &s.extra {
                     t.push_str(&format!("        {k}: {}\n", q(v)));
                 }
@@ -761,6 +1033,20 @@ impl Fleet {
 
     pub fn state_path(&self, host: &str, name: &str) -> PathBuf {
         self.state_dir(host).join(format!("{name}.state"))
+    }
+
+    /// The stack's lock directory on the host.
+    pub fn lock_dir(&self, host: &str, name: &str) -> PathBuf {
+        self.state_dir(host).join(format!("{name}.lock"))
+    }
+
+    /// The lines of the stack's history file on the host (none if missing).
+    pub fn history_lines(&self, host: &str, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.state_dir(host).join(format!("{name}.history")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The state file's text, if any.
@@ -856,6 +1142,22 @@ impl Background {
     pub fn spawn(mut c: Command) -> Background {
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         Background(Some(c.spawn().expect("spawn")))
+    }
+
+    /// Like [`Background::spawn`], with stderr written to `path` (so a test
+    /// can read the progress lines while it runs); [`Background::finish`]
+    /// then has an empty `stderr`.
+    pub fn spawn_stderr_to(mut c: Command, path: &Path) -> Background {
+        let f = std::fs::File::create(path).unwrap();
+        c.stdout(Stdio::piped()).stderr(f);
+        Background(Some(c.spawn().expect("spawn")))
+    }
+
+    /// SIGKILL it (no chance to clean up) and reap it.
+    pub fn kill9(mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().expect("SIGKILL");
+        c.wait().unwrap();
     }
 
     /// Whether it is still running.

@@ -1,0 +1,261 @@
+//! Recovering from what goes wrong: a broken image pulled under an old tag,
+//! a rollback that fails too, a controller killed mid-rebuild, a stale lock.
+
+use std::process::Command;
+
+use crate::support::*;
+
+/// An image on the test base with `cmd`, built here (context dir `label`)
+/// and pushed as `repo:tag`; returns its ID. The local tag is tracked for
+/// removal, the pushed manifest for deletion from the registry.
+fn push_image(f: &Fleet, label: &str, repo: &str, tag: &str, cmd: &str) -> String {
+    let ctx = f.root.path().join(format!("image-{label}"));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile(None, cmd)).unwrap();
+    let reference = format!("{REGISTRY}/{repo}:{tag}");
+    f.track_ref(&reference);
+    sh(Command::new("docker")
+        .args(["build", "-q", "-t", &reference])
+        .arg(&ctx));
+    let id = image_id(&reference);
+    f.track_image(&id);
+    sh(Command::new("docker").args(["push", "-q", &reference]));
+    f.track_manifest(repo, &registry_digest(repo, tag));
+    id
+}
+
+#[test]
+fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
+    let f = Fleet::new("imageonly", 1);
+    let repo = format!("{}/app", f.prefix);
+    let reference = format!("{REGISTRY}/{repo}:stable");
+    let good = push_image(&f, "good", &repo, "stable", &sleeper_cmd("good"));
+    // the host pulls it: nothing of it is here before the first run
+    sh(Command::new("docker").args(["image", "rm", &reference]));
+
+    let def = StackDef {
+        files: vec![(
+            "compose.yml".into(),
+            format!(
+                "services:\n  app:\n    image: {reference}\n    init: true\n    restart: unless-stopped\n{}",
+                healthcheck(3)
+            ),
+            0o644,
+        )],
+    };
+    let name = f.add_stack("h1", "app", &def);
+    f.run(&["--up-timeout-period", "60"]).assert_code(0).expect(
+        "h1",
+        &name,
+        "rebuilt",
+        "first_build",
+    );
+    let v1 = assert_running(&name);
+    assert_eq!(v1.image, good, "runs the pushed image");
+    assert_eq!(v1.health, "healthy");
+    let st_good = f.state("h1", &name);
+
+    // a broken image is pushed under the same tag; locally the tag still
+    // names the good one, so only the run's pull can bring the broken one
+    let broken = push_image(
+        &f,
+        "broken",
+        &repo,
+        "stable",
+        "echo broken >/tmp/version; exit 1",
+    );
+    assert_ne!(broken, good);
+    sh(Command::new("docker").args(["tag", &good, &reference]));
+
+    let run = f.run(&["--force-rebuild", "--up-timeout-period", "60"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "rolled_back", "forced");
+    let err = run.error_of("h1", &name);
+    assert!(err.contains("not healthy"), "{}", run.dump());
+    // the broken image was pulled and ran, then went with the failed
+    // generation; the old one runs again, healthy, under the tag compose uses
+    let gone = std::process::Command::new("docker")
+        .args(["image", "inspect", &broken])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the failed generation's image is removed");
+    let now = assert_running(&name);
+    assert_eq!(now.image, good, "runs the OLD image again");
+    assert_eq!(now.health, "healthy");
+    assert_eq!(container_file(&now.id, "/tmp/version"), "good\n");
+    assert_eq!(
+        image_id(&reference),
+        good,
+        "the tag names the old image again, so a later `up` runs it too"
+    );
+    let st = f.state("h1", &name);
+    assert_eq!(st["hash"], st_good["hash"]);
+    assert_eq!(st["images"], st_good["images"]);
+    assert_eq!(st["last_result"], "failed");
+}
+
+#[test]
+fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
+    let f = Fleet::new("rollbackfails", 1);
+    // the old version is healthy only while GATE/open exists
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    std::fs::write(gate.join("open"), "").unwrap();
+    let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 3));
+    f.run(&["--up-timeout-period", "60"]).assert_code(0);
+    let v1 = assert_running(&name);
+    assert_eq!(v1.health, "healthy");
+    let good = f.state("h1", &name);
+    let good_files = Fleet::snapshot(&f.remote_dir("h1", &name));
+
+    // the new version crashes, and the old one cannot be healthy any more
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exit 1"),
+    );
+    std::fs::remove_file(gate.join("open")).unwrap();
+    let run = f.run(&["--up-timeout-period", "60"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "config_changed");
+    let err = run.error_of("h1", &name);
+    let (first, second) = err
+        .split_once("rollback failed too")
+        .unwrap_or_else(|| panic!("names both failures: {}", run.dump()));
+    assert!(first.contains("not healthy: app("), "{err}");
+    assert!(second.contains("previous images not healthy"), "{err}");
+    assert!(second.contains("unhealthy"), "{err}");
+
+    // what runs: the old image, put back, but not healthy
+    let now = the_container(&name);
+    assert_eq!(now.image, v1.image);
+    assert_eq!(now.health, "unhealthy", "{now:?}");
+    // no success claimed: the last good build is still what the state names
+    let st = f.state("h1", &name);
+    assert_eq!(st["hash"], good["hash"]);
+    assert_eq!(st["built_at"], good["built_at"]);
+    assert_eq!(st["images"], good["images"]);
+    assert_eq!(st["last_result"], "failed");
+    assert_eq!(st["failed_hash"].len(), 64);
+    assert_ne!(st["failed_hash"], good["hash"]);
+    assert!(Fleet::snapshot(&f.remote_dir("h1", &name)) == good_files);
+    let hist = f.history_lines("h1", &name);
+    assert_eq!(hist.len(), 2, "{hist:?}");
+    assert!(hist[1].contains(" failed "), "{hist:?}");
+    assert!(!f.lock_dir("h1", &name).exists());
+}
+
+#[test]
+fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
+    let f = Fleet::new("killed", 1);
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    std::fs::write(gate.join("open"), "").unwrap();
+    let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
+    f.run(&["--up-timeout-period", "60"]).assert_code(0);
+    let v1 = assert_running(&name);
+    let lock = f.lock_dir("h1", &name);
+
+    // v2's rebuild waits in its health gate (closed) when the controller is
+    // killed; its ssh control sockets go under the test's root
+    f.write(&name, "Dockerfile", &dockerfile(None, &sleeper_cmd("v2")));
+    std::fs::remove_file(gate.join("open")).unwrap();
+    let tmp = f.root.path().join("t");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut c = f.command(&["--json", "--up-timeout-period", "600"]);
+    c.env("TMPDIR", &tmp);
+    let mut bg = Background::spawn(c);
+    wait_for("the rebuild to wait in its health gate", || {
+        !bg.running()
+            || containers(&name)
+                .iter()
+                .any(|c| c.image != v1.image && c.health == "starting")
+    });
+    assert!(bg.running(), "the run ended early: {}", bg.finish().dump());
+    let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
+    bg.kill9();
+
+    // the rebuild goes on without its controller, holding the lock: a run
+    // meanwhile is refused
+    let pid = owner.split_whitespace().next().unwrap();
+    assert!(
+        std::path::Path::new("/proc").join(pid).exists(),
+        "the remote run ({owner}) outlived its controller"
+    );
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "locked");
+
+    // once healthy, it finishes by itself: state written, lock released
+    std::fs::write(gate.join("open"), "").unwrap();
+    wait_for("the orphaned rebuild to release the lock", || {
+        !lock.exists()
+    });
+    let now = assert_running(&name);
+    assert_eq!(now.health, "healthy");
+    assert_ne!(now.image, v1.image);
+    assert_eq!(container_file(&now.id, "/tmp/version"), "v2\n");
+    let st = f.state("h1", &name);
+    assert_eq!(st["last_result"], "ok");
+    assert_eq!(st["images"], format!("app={}", now.image));
+    let hist = f.history_lines("h1", &name);
+    assert!(
+        hist.last().is_some_and(|l| l.contains(" rebuilt ")),
+        "{hist:?}"
+    );
+
+    // the next run finds it done
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "skipped", "up_to_date");
+    assert_eq!(assert_running(&name), now);
+    assert!(!lock.exists());
+}
+
+/// A pid no process has now.
+fn dead_pid() -> u32 {
+    (900_000..)
+        .find(|p| !std::path::Path::new("/proc").join(p.to_string()).exists())
+        .unwrap()
+}
+
+#[test]
+fn a_stale_lock_is_taken_over_and_reported() {
+    let f = Fleet::new("stalelock", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    f.run(&[]).assert_code(0);
+    let lock = f.lock_dir("h1", &name);
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot = boot.trim();
+
+    // a run killed on this boot, and a run from before a reboot (pid 1 is
+    // alive, but not the same boot)
+    for (version, owner) in [
+        ("v2", format!("{} {boot}\n", dead_pid())),
+        ("v3", "1 00000000-0000-0000-0000-000000000000\n".to_owned()),
+    ] {
+        std::fs::create_dir(&lock).unwrap();
+        std::fs::write(lock.join("owner"), &owner).unwrap();
+        f.write(
+            &name,
+            "Dockerfile",
+            &dockerfile(None, &sleeper_cmd(version)),
+        );
+        let run = f.run(&[]);
+        run.assert_code(0);
+        run.expect("h1", &name, "rebuilt", "config_changed");
+        assert!(
+            run.stderr
+                .contains(&format!("h1 {name}: stale lock recovered")),
+            "the run says it took the lock over ({owner}):\n{}",
+            run.dump()
+        );
+        let c = assert_running(&name);
+        assert_eq!(
+            container_file(&c.id, "/tmp/version"),
+            format!("{version}\n")
+        );
+        assert_eq!(f.state("h1", &name)["last_result"], "ok");
+        assert!(!lock.exists(), "released after the rebuild");
+    }
+}

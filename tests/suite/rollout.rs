@@ -1,0 +1,299 @@
+//! Rollouts across hosts: a failed canary or a spent failure budget halts a
+//! shared stack's rollout, and the hosts that had not started are not
+//! touched; checks are never held back; `--limit` matches groups.
+//!
+//! Every test host shares the one Docker engine, and a shared stack has the
+//! same compose project name on every host: on this engine it is ONE
+//! project, whichever host works on it. That works because the same files
+//! build the same image, so after the first host the others' `up` changes
+//! nothing; but hosts must never CHANGE containers at once (two `compose up`
+//! recreating one project would race on one engine, which real hosts never
+//! do): a broken version is rolled out one host at a time or halted by its
+//! canary. A halted host is shown untouched by what is per host: its state
+//! directory (state file, history, the rebuild log every attempt truncates,
+//! no lock) and its stack directory are byte-identical, so nothing was
+//! shipped and no attempt was made there. "Its containers" cannot be told
+//! apart from the canary's on one engine.
+
+use std::collections::BTreeMap;
+
+use crate::support::*;
+
+/// Everything a host holds for a stack: state dir and srv dir, recursively.
+type HostFiles = (
+    BTreeMap<String, (u32, Vec<u8>)>,
+    BTreeMap<String, (u32, Vec<u8>)>,
+);
+
+fn host_files(f: &Fleet, host: &str) -> HostFiles {
+    (
+        Fleet::snapshot(&f.state_dir(host)),
+        Fleet::snapshot(&f.srv_dir(host)),
+    )
+}
+
+/// The hosts whose row for `name` has `action`.
+fn hosts_with(run: &Run, name: &str, action: &str) -> Vec<String> {
+    run.rows()
+        .iter()
+        .filter(|r| r["stack"] == name && r["action"] == action)
+        .map(|r| r["host"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A host that was rolled back: it still claims its good build, remembers
+/// the failed input, and recorded the attempt.
+fn assert_rolled_back_on(f: &Fleet, host: &str, name: &str, good: &BTreeMap<String, String>) {
+    let st = f.state(host, name);
+    assert_eq!(st["hash"], good["hash"], "{host}");
+    assert_eq!(st["images"], good["images"], "{host}");
+    assert_eq!(st["last_result"], "failed", "{host}");
+    assert_eq!(st["failed_hash"].len(), 64, "{host}");
+    assert_ne!(st["failed_hash"], good["hash"], "{host}");
+    let hist = f.history_lines(host, name);
+    assert!(
+        hist.last().is_some_and(|l| l.contains(" rolled_back ")),
+        "{host}: {hist:?}"
+    );
+    assert!(!f.lock_dir(host, name).exists(), "{host}");
+}
+
+#[test]
+fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
+    let f = Fleet::new("canary", 6);
+    let hosts = f.host_names();
+    for h in &hosts {
+        f.set_groups(h, &["front"]);
+    }
+    let name = f.add_shared_stack(
+        "web",
+        &StackDef::gated(&sleeper_cmd("v1"), 3),
+        &[],
+        &["front"],
+        Some("{canary: true}"),
+    );
+    let inv = f.inventory_text();
+    assert!(inv.contains("groups: [\"front\"]"), "{inv}");
+
+    // the first rollout, canary first, then the other five at once, passes
+    let run = f.run(&["--up-timeout-period", "120"]);
+    run.assert_code(0);
+    for h in &hosts {
+        run.expect(h, &name, "rebuilt", "first_build");
+        let st = f.state(h, &name);
+        assert_eq!(st["last_result"], "ok", "{h}");
+        assert_eq!(f.history_lines(h, &name).len(), 1, "{h}");
+        assert!(f.remote_dir(h, &name).join("compose.yml").is_file(), "{h}");
+    }
+    let v1 = assert_running(&name);
+    assert_eq!(v1.health, "healthy");
+    let good: BTreeMap<String, BTreeMap<String, String>> = hosts
+        .iter()
+        .map(|h| (h.clone(), f.state(h, &name)))
+        .collect();
+    let before: BTreeMap<String, HostFiles> = hosts
+        .iter()
+        .map(|h| (h.clone(), host_files(&f, h)))
+        .collect();
+
+    // a broken version: it crash-loops on the canary, which is rolled back,
+    // and nobody else starts
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exit 1"),
+    );
+    let run = f.run(&["--up-timeout-period", "60"]);
+    run.assert_code(1);
+    let canary = hosts_with(&run, &name, "rolled_back");
+    assert_eq!(canary.len(), 1, "exactly one canary:\n{}", run.dump());
+    let canary = &canary[0];
+    run.expect(canary, &name, "rolled_back", "config_changed");
+    let halted: Vec<&String> = hosts.iter().filter(|h| *h != canary).collect();
+    for h in &halted {
+        run.expect(h, &name, "skipped", "rollout_halted");
+        let err = run.error_of(h, &name);
+        assert!(err.contains("canary failed"), "{h}: {err}");
+        assert!(err.contains(&name), "{h}: {err}");
+    }
+
+    // the canary is back on the old image, healthy
+    let now = assert_running(&name);
+    assert_eq!(now.image, v1.image, "runs the image recorded before");
+    assert_eq!(now.health, "healthy");
+    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+    assert_rolled_back_on(&f, canary, &name, &good[canary]);
+    assert!(
+        host_files(&f, canary).1 == before[canary].1,
+        "the canary's files are the old ones again"
+    );
+    // the others were not touched at all
+    for h in &halted {
+        assert!(
+            host_files(&f, h) == before[*h],
+            "{h}: its state dir and stack dir are byte-identical"
+        );
+    }
+}
+
+#[test]
+fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
+    let f = Fleet::new("budget", 4);
+    let hosts = f.host_names();
+    let all: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let name = f.add_shared_stack(
+        "web",
+        &StackDef::gated(&sleeper_cmd("v1"), 3),
+        &all,
+        &[],
+        None,
+    );
+    let run = f.run(&["--serial", "1", "--up-timeout-period", "120"]);
+    run.assert_code(0);
+    for h in &hosts {
+        run.expect(h, &name, "rebuilt", "first_build");
+    }
+    let v1 = assert_running(&name);
+    let good: BTreeMap<String, BTreeMap<String, String>> = hosts
+        .iter()
+        .map(|h| (h.clone(), f.state(h, &name)))
+        .collect();
+    let before: BTreeMap<String, HostFiles> = hosts
+        .iter()
+        .map(|h| (h.clone(), host_files(&f, h)))
+        .collect();
+
+    // broken everywhere, one host at a time, one failure tolerated: the
+    // second failure halts the rollout
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exit 1"),
+    );
+    let run = f.run(&[
+        "--serial",
+        "1",
+        "--max-failures",
+        "1",
+        "--up-timeout-period",
+        "60",
+    ]);
+    run.assert_code(1);
+    let failed = hosts_with(&run, &name, "rolled_back");
+    assert_eq!(failed.len(), 2, "{}", run.dump());
+    let halted = hosts_with(&run, &name, "skipped");
+    assert_eq!(halted.len(), 2, "{}", run.dump());
+    for h in &failed {
+        run.expect(h, &name, "rolled_back", "config_changed");
+        assert_rolled_back_on(&f, h, &name, &good[h]);
+    }
+    for h in &halted {
+        run.expect(h, &name, "skipped", "rollout_halted");
+        let err = run.error_of(h, &name);
+        assert!(
+            err.contains("2 of its rebuilds failed") && err.contains("max_failures (1)"),
+            "{h}: {err}"
+        );
+        assert!(
+            host_files(&f, h) == before[h],
+            "{h}: its state dir and stack dir are byte-identical"
+        );
+    }
+    let now = assert_running(&name);
+    assert_eq!(now.image, v1.image);
+    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+}
+
+#[test]
+fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
+    let f = Fleet::new("nowait", 3);
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    std::fs::write(gate.join("open"), "").unwrap();
+    let name = f.add_shared_stack(
+        "web",
+        &StackDef::behind_gate("v1", &gate, 100000),
+        &["h1", "h2", "h3"],
+        &[],
+        None,
+    );
+    f.run(&["--serial", "1", "--up-timeout-period", "120"])
+        .assert_code(0);
+    let h3_files = host_files(&f, "h3");
+
+    // h1 and h2 are due (their state is gone), h3 is not. The container is
+    // gone too, so the rebuild starts a new one (the same files build the
+    // same image, which compose would leave running). With --serial 1 one
+    // of h1/h2 rebuilds and waits in its health gate until the test opens
+    // it; the other waits for its turn; h3 is reported meanwhile.
+    for h in ["h1", "h2"] {
+        std::fs::remove_file(f.state_path(h, &name)).unwrap();
+    }
+    let old = the_container(&name);
+    sh(std::process::Command::new("docker").args(["rm", "-f", &old.id]));
+    std::fs::remove_file(gate.join("open")).unwrap();
+    let progress = f.root.path().join("progress.log");
+    let mut bg = Background::spawn_stderr_to(
+        f.command(&[
+            "--json",
+            "-v",
+            "--serial",
+            "1",
+            "--up-timeout-period",
+            "600",
+        ]),
+        &progress,
+    );
+    let line = |h: &str| format!("{h} {name}: skipped (up_to_date)");
+    wait_for(
+        "h3 to be reported while a rebuild waits in its gate",
+        || {
+            let text = std::fs::read_to_string(&progress).unwrap_or_default();
+            !bg.running()
+                || (text.contains(&line("h3"))
+                    && containers(&name).iter().any(|c| c.health == "starting"))
+        },
+    );
+    assert!(
+        bg.running(),
+        "the run ended with the gate closed: {}",
+        std::fs::read_to_string(&progress).unwrap_or_default()
+    );
+    // exactly one of h1/h2 is rebuilding: the other is held back
+    let locked: Vec<&str> = ["h1", "h2"]
+        .into_iter()
+        .filter(|h| f.lock_dir(h, &name).exists())
+        .collect();
+    assert_eq!(locked.len(), 1, "{locked:?}");
+
+    std::fs::write(gate.join("open"), "").unwrap();
+    let run = bg.finish();
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    run.expect("h2", &name, "rebuilt", "first_build");
+    run.expect("h3", &name, "skipped", "up_to_date");
+    assert!(host_files(&f, "h3") == h3_files, "h3 was not touched");
+    assert_eq!(assert_running(&name).health, "healthy");
+}
+
+#[test]
+fn limit_selects_hosts_by_group() {
+    let f = Fleet::new("limitgroup", 3);
+    f.set_groups("h1", &["front"]);
+    f.set_groups("h2", &["front", "eu"]);
+    f.set_groups("h3", &["back"]);
+    let names = f.web_everywhere();
+
+    let run = f.run(&["--limit", "front"]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    run.expect("h2", &names[1], "rebuilt", "first_build");
+    assert_eq!(run.rows().len(), 2, "only the front hosts:\n{}", run.dump());
+    assert_running(&names[0]);
+    assert_running(&names[1]);
+    // h3 was not even contacted
+    assert_eq!(f.accepted_logins("h3"), 0);
+    assert!(containers(&names[2]).is_empty());
+    assert_eq!(Fleet::entries(&f.state_dir("h3")), Vec::<String>::new());
+    assert_eq!(Fleet::entries(&f.srv_dir("h3")), Vec::<String>::new());
+}
