@@ -78,7 +78,10 @@ fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
         .args(["image", "inspect", &broken])
         .output()
         .unwrap();
-    assert!(!gone.status.success(), "the failed generation's image is removed");
+    assert!(
+        !gone.status.success(),
+        "the failed generation's image is removed"
+    );
     let now = assert_running(&name);
     assert_eq!(now.image, good, "runs the OLD image again");
     assert_eq!(now.health, "healthy");
