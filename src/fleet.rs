@@ -217,47 +217,23 @@ async fn run_host(ctx: &Ctx, h: &Host) -> Vec<Row> {
     };
     if due.is_empty() {
         conn.close().await;
-        return rows.into_iter().map(|r| r.expect("decided")).collect();
+        return settle(rows);
     }
 
-    // Rebuilds wait for their turn in the rollout; a waiting host lets go of
-    // its connection and its slot.
     let names: Vec<String> = due.iter().map(|d| h.stacks[d.0].name.clone()).collect();
     let (conn, _slot, start, halted) = match ctx.rollout.try_start(&names) {
-        Clearance::Go { start, halted } => (Some(conn), Some(slot), start, halted),
+        Clearance::Go { start, halted } => (conn, slot, start, halted),
         Clearance::Wait => {
+            // a waiting host lets go of its connection and its slot
             conn.close().await;
             drop(slot);
-            let mut cancel = ctx.cancel.clone();
-            let cleared = tokio::select! {
-                c = ctx.rollout.start(&names) => Some(c),
-                Ok(_) = cancel.wait_for(|c| *c) => None,
-            };
-            let Some((start, halted)) = cleared else {
-                for (i, _, _) in &due {
-                    rows[*i] = Some(interrupted_row(h, &h.stacks[*i]));
+            match wait_turn(ctx, h, &names).await {
+                Turn::Go(conn, slot, start, halted) => (conn, slot, start, halted),
+                Turn::AllHalted(halted) => {
+                    halt_rows(ctx, h, &due, &halted, &mut rows);
+                    return settle(rows);
                 }
-                return rows.into_iter().map(|r| r.expect("decided")).collect();
-            };
-            let resumed = if start.is_empty() {
-                Ok((None, None))
-            } else {
-                match ctx.slot().await {
-                    None => Err(None),
-                    Some(slot) => match ctx.connect(h).await {
-                        Ok(c) => Ok((Some(c), Some(slot))),
-                        Err(e) => Err(Some(e)),
-                    },
-                }
-            };
-            match resumed {
-                Ok((conn, slot)) => (conn, slot, start, halted),
-                Err(e) => {
-                    let neutral: Vec<_> = start
-                        .iter()
-                        .map(|s| (s.clone(), Outcome::Neutral))
-                        .collect();
-                    ctx.rollout.finish(&neutral);
+                Turn::Failed(e) => {
                     for (i, reason, _) in &due {
                         let s = &h.stacks[*i];
                         rows[*i] = Some(match &e {
@@ -271,12 +247,86 @@ async fn run_host(ctx: &Ctx, h: &Host) -> Vec<Row> {
                             },
                         });
                     }
-                    return rows.into_iter().map(|r| r.expect("decided")).collect();
+                    return settle(rows);
                 }
             }
         }
     };
-    for (i, reason, _) in &due {
+    halt_rows(ctx, h, &due, &halted, &mut rows);
+    let go: Vec<Due> = due
+        .iter()
+        .filter(|d| start.contains(&h.stacks[d.0].name))
+        .copied()
+        .collect();
+    if !go.is_empty() {
+        let results = apply(ctx, h, &conn, &go).await;
+        let outcomes: Vec<(String, Outcome)> = results
+            .iter()
+            .map(|r| {
+                let o = match (r.action, r.reason) {
+                    (Action::Rebuilt, _) => Outcome::Passed,
+                    (_, Reason::Locked) => Outcome::Neutral,
+                    _ => Outcome::Failed,
+                };
+                (r.stack.clone(), o)
+            })
+            .collect();
+        ctx.rollout.finish(&outcomes);
+        for ((i, _, _), row) in go.iter().zip(results) {
+            rows[*i] = Some(row);
+        }
+    }
+    conn.close().await;
+    settle(rows)
+}
+
+/// Every stack of a host has its row by now.
+fn settle(rows: Vec<Option<Row>>) -> Vec<Row> {
+    rows.into_iter().map(|r| r.expect("decided")).collect()
+}
+
+/// How waiting for a host's turn in a rollout ended.
+enum Turn<'a> {
+    /// Start these stacks (the others halted), with a new connection.
+    Go(Conn, SemaphorePermit<'a>, Vec<String>, Vec<String>),
+    /// Every due stack's rollout halted: nothing to start.
+    AllHalted(Vec<String>),
+    /// Ctrl-C (`None`), or the host could not be reached again.
+    Failed(Option<HostError>),
+}
+
+/// Wait until the host's due stacks may start, then take a slot and
+/// connect again.
+async fn wait_turn<'a>(ctx: &'a Ctx, h: &Host, names: &[String]) -> Turn<'a> {
+    let mut cancel = ctx.cancel.clone();
+    let (start, halted) = tokio::select! {
+        c = ctx.rollout.start(names) => c,
+        Ok(_) = cancel.wait_for(|c| *c) => return Turn::Failed(None),
+    };
+    if start.is_empty() {
+        return Turn::AllHalted(halted);
+    }
+    let resumed = match ctx.slot().await {
+        None => Err(None),
+        Some(slot) => ctx.connect(h).await.map(|c| (c, slot)).map_err(Some),
+    };
+    match resumed {
+        Ok((conn, slot)) => Turn::Go(conn, slot, start, halted),
+        Err(e) => {
+            // the slots taken in the rollout say nothing of the new version
+            let neutral: Vec<_> = start
+                .iter()
+                .map(|s| (s.clone(), Outcome::Neutral))
+                .collect();
+            ctx.rollout.finish(&neutral);
+            Turn::Failed(e)
+        }
+    }
+}
+
+/// Rows for the due stacks whose rollout halted.
+fn halt_rows(ctx: &Ctx, h: &Host, due: &[Due], halted: &[String], rows: &mut [Option<Row>]) {
+    for (i, reason, _) in due {
         let s = &h.stacks[*i];
         if halted.contains(&s.name) {
             let why = ctx.rollout.halt_reason(&s.name).unwrap_or_default();
@@ -292,33 +342,6 @@ async fn run_host(ctx: &Ctx, h: &Host) -> Vec<Row> {
             });
         }
     }
-    let go: Vec<_> = due
-        .iter()
-        .filter(|d| start.contains(&h.stacks[d.0].name))
-        .copied()
-        .collect();
-    if let Some(conn) = conn {
-        if !go.is_empty() {
-            let results = apply(ctx, h, &conn, &go).await;
-            let outcomes: Vec<(String, Outcome)> = results
-                .iter()
-                .map(|r| {
-                    let o = match (r.action, r.reason) {
-                        (Action::Rebuilt, _) => Outcome::Passed,
-                        (_, Reason::Locked) => Outcome::Neutral,
-                        _ => Outcome::Failed,
-                    };
-                    (r.stack.clone(), o)
-                })
-                .collect();
-            ctx.rollout.finish(&outcomes);
-            for ((i, _, _), row) in go.iter().zip(results) {
-                rows[*i] = Some(row);
-            }
-        }
-        conn.close().await;
-    }
-    rows.into_iter().map(|r| r.expect("decided")).collect()
 }
 
 fn interrupted_row(h: &Host, s: &Stack) -> Row {

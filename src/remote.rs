@@ -2,8 +2,27 @@
 //! `remote.sh` takes and the `@rbuild` lines it prints. Pure: building
 //! argument lists and parsing lines, no I/O.
 
-/// The POSIX sh script that does all work on a host, shipped on every call.
-pub const SCRIPT: &str = include_str!("remote.sh");
+/// The POSIX sh script that does all work on a host, as written.
+pub const SOURCE: &str = include_str!("remote.sh");
+
+/// The script as shipped on every call: the source without its comment
+/// lines and indentation, so that every host parses (and the network
+/// carries) about half the bytes. The script has no here-document whose
+/// lines could start with `#` or need their indentation.
+pub fn script() -> &'static str {
+    static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        SOURCE
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .fold(String::with_capacity(SOURCE.len()), |mut s, l| {
+                s.push_str(l);
+                s.push('\n');
+                s
+            })
+    })
+}
 
 /// The protocol version this controller speaks; the script refuses others.
 pub const PROTOCOL: &str = "1";
@@ -340,6 +359,24 @@ mod tests {
         );
         assert_eq!(parse_line("Building web"), None);
         assert_eq!(parse_line("@rbuild bogus x"), None);
+    }
+
+    #[test]
+    fn the_shipped_script_is_valid_sh_and_smaller() {
+        let s = script();
+        assert!(s.len() < SOURCE.len() * 3 / 4, "{} vs {}", s.len(), SOURCE.len());
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", s])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // a protocol mismatch is refused, by the stripped script too
+        let out = std::process::Command::new("sh")
+            .args(["-c", s, "rbuild", "999", "check", "/nonexistent"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("@rbuild fatal protocol 999"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::Cli;
-use crate::config::{Mode, Settings};
+use crate::config::Settings;
 use crate::exit::Exit;
 use crate::fleet;
 use crate::host::ssh::SshSettings;
@@ -81,7 +81,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    // A private directory for this run's ssh control sockets.
+    // A private directory for this run's ssh control sockets, removed at
+    // the end of the run.
     let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
     let ssh = ssh_settings(&settings, control.path());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -131,9 +132,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e.into());
-    }
-    if settings.mode == Mode::Fleet {
-        drop(control);
     }
     Ok(exit)
 }

@@ -12,7 +12,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 
 use super::{HostError, Output, drive};
 use crate::inventory::Host;
-use crate::remote::{Event, SCRIPT};
+use crate::remote::{Event, script};
 
 /// How rbuild connects, for every host.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ impl SshConn {
             message: classify(&e).0,
         };
         let mut cmd = self.session.command("sh");
-        cmd.arg("-c").arg(SCRIPT).args(args);
+        cmd.arg("-c").arg(script()).args(args);
         cmd.stdin(if payload.is_some() {
             Stdio::piped()
         } else {
