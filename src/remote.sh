@@ -165,14 +165,14 @@ write_state() {
 	mv -f "$tmp" "$state_dir/$n.state"
 }
 
-# add_history NAME RESULT DETAIL: append one attempt to NAME.history, keeping
-# the last 20, atomically.
+# add_history NAME RESULT IMAGES DETAIL: append one attempt to NAME.history,
+# keeping the last 20, atomically.
 add_history() {
 	h=$state_dir/$1.history
 	tmp=$state_dir/.$1.history.tmp.$$
 	{
 		[ -f "$h" ] && tail -n 19 "$h"
-		echo "$(now) ${hash:--} $2 $(stack_images "$1" 2>/dev/null || echo -) $3" | tr -d '\n' | tr '\t' ' '
+		echo "$(now) ${hash:--} $2 ${3:--} $4" | tr -d '\n' | tr '\t' ' '
 		echo
 	} >"$tmp" && mv -f "$tmp" "$h"
 }
@@ -216,32 +216,45 @@ dc() {
 	if [ "$flavour" = v2 ]; then docker compose "$@"; else docker-compose "$@"; fi
 }
 
-# Image IDs of the stack's service containers, as "service=id,..." (or -).
-stack_images() {
-	ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
-	[ -n "$ids" ] || { echo -; return 0; }
-	# shellcheck disable=SC2086
-	docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}={{.Image}}' $ids | sort -u | paste -sd, -
+# The stack's service containers (not one-off `run` containers).
+stack_containers() {
+	docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False
 }
 
-# Image names compose uses for the stack's services, as "service=name,...".
-stack_image_names() {
-	ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
-	[ -n "$ids" ] || { echo -; return 0; }
-	# shellcheck disable=SC2086
-	docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}={{.Config.Image}}' $ids | sort -u | paste -sd, -
+# snapshot PROJECT: one look at what the stack runs. Sets snap_images
+# ("service=image-id,...") and snap_names ("service=image-name,..."), or -.
+snapshot() {
+	snap_images='' snap_names=''
+	ids=$(stack_containers "$1") || return 1
+	if [ -n "$ids" ]; then
+		# shellcheck disable=SC2086
+		lines=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}}' $ids) || return 1
+		while read -r svc img ref; do
+			case ",$snap_images," in *",$svc=$img,"*) continue ;; esac
+			snap_images="${snap_images:+$snap_images,}$svc=$img"
+			snap_names="${snap_names:+$snap_names,}$svc=$ref"
+		done <<EOF
+$lines
+EOF
+	fi
+	: "${snap_images:=-}" "${snap_names:=-}"
 }
 
 # wait_healthy PROJECT DEADLINE: every service container running, and healthy
-# where it has a healthcheck, before DEADLINE. Prints the verdict's reason.
+# where it has a healthcheck, before DEADLINE. Sets verdict (what is wrong)
+# or, on success, snap_images (what runs now).
 wait_healthy() {
 	while :; do
-		ids=$(docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False)
-		bad='' pending=''
+		ids=$(stack_containers "$1") || { verdict="could not list the containers"; return 1; }
+		bad='' pending='' snap_images=''
 		if [ -n "$ids" ]; then
 			# shellcheck disable=SC2086
-			states=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}}' $ids) || return 1
-			while read -r svc status health restarts code; do
+			states=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}}' $ids) || {
+				verdict="could not inspect the containers"
+				return 1
+			}
+			while read -r svc status health restarts code img; do
+				case ",$snap_images," in *",$svc=$img,"*) ;; *) snap_images="${snap_images:+$snap_images,}$svc=$img" ;; esac
 				case $status/$health in
 				running/none | running/healthy)
 					[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
@@ -257,15 +270,16 @@ wait_healthy() {
 $states
 EOF
 		fi
+		: "${snap_images:=-}"
 		if [ -n "$bad" ]; then
-			echo "not healthy:$bad"
+			verdict="not healthy:$bad"
 			return 1
 		fi
 		if [ -z "$pending" ]; then
 			return 0
 		fi
 		if [ "$(now)" -ge "$2" ]; then
-			echo "not healthy within the up timeout:$pending"
+			verdict="not healthy within the up timeout:$pending"
 			return 1
 		fi
 		sleep 1
@@ -307,21 +321,21 @@ remove_images() {
 
 # restore_images LIST NAMES DEADLINE: tag each "svc=id" of LIST with the
 # name compose uses for svc (from NAMES, "svc=name"), bring the stack up
-# without building and gate it. Prints what went wrong.
+# without building and gate it. Sets rb to what went wrong.
 restore_images() {
 	for pair in $(echo "$2" | tr ',' ' '); do
 		svc=${pair%%=*}
-		name=${pair#*=}
+		ref=${pair#*=}
 		id=$(echo ",$1," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
-		[ -n "$id" ] && docker tag "$id" "$name" >>"$log" 2>&1
+		[ -n "$id" ] && docker tag "$id" "$ref" >>"$log" 2>&1
 	done
 	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
-		echo "up of the previous images failed"
+		rb="up of the previous images failed"
 		return 1
 	fi
-	if ! v=$(wait_healthy "$n" "$3"); then
-		echo "previous images $v"
+	if ! wait_healthy "$n" "$3"; then
+		rb="previous images $verdict"
 		return 1
 	fi
 }
@@ -357,7 +371,9 @@ apply_stack() {
 
 	read_state "$n"
 	file=$dir/$compose_file
-	before=$(stack_images "$n") || before=-
+	# what runs now: the generation a failed rebuild goes back to
+	snapshot "$n" || snap_images=- snap_names=-
+	before=$snap_images before_names=$snap_names
 
 	# undo_ship: put the previous copy back after a failed build or pull, so
 	# the files on the host match the containers that still run.
@@ -366,8 +382,6 @@ apply_stack() {
 			rm -rf "$dir" && mv "$old" "$dir"
 		fi
 	}
-
-	before_names=$(stack_image_names "$n") || before_names=-
 
 	# rollback WHY: the new generation failed its gate. Put the recorded images
 	# back under the names compose uses, restore the previous files, bring the
@@ -386,9 +400,8 @@ apply_stack() {
 			return
 		fi
 		echo "@rbuild step $n rollback"
-		failed_gen=$(stack_images "$n") || failed_gen=-
 		undo_ship
-		if ! rb=$(restore_images "$before" "$before_names" "$(($(now) + up_timeout))"); then
+		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 			result=failed detail="$why; rollback failed too: $rb"
 			return
 		fi
@@ -423,16 +436,18 @@ apply_stack() {
 	deadline=$(($(now) + up_timeout))
 	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
+		failed_gen=-
 		rollback "up failed or took longer than ${up_timeout}s"
 		return
 	fi
 	echo "@rbuild step $n wait"
-	if ! verdict=$(wait_healthy "$n" "$deadline"); then
-		rollback "${verdict:-could not inspect the containers}"
+	if ! wait_healthy "$n" "$deadline"; then
+		failed_gen=$snap_images
+		rollback "$verdict"
 		return
 	fi
 
-	after=$(stack_images "$n") || after=-
+	after=$snap_images
 	echo "@rbuild step $n prune"
 	# Keep one generation (the images that ran before this rebuild) for
 	# rollback; remove the generation before it. --remove-images removes the
@@ -470,14 +485,14 @@ do_rollback() {
 	log=$state_dir/$n.log
 	: >"$log"
 	read_state "$n"
-	hash=$st_hash
+	hash=$st_hash snap_images=-
 	if [ "$st_prev_images" = - ]; then
 		result=failed detail="no previous generation is kept (first build, or --remove-images)"
 	else
-		current=$(stack_images "$n") || current=-
-		names=$(stack_image_names "$n") || names=-
+		snapshot "$n" || snap_images=- snap_names=-
+		current=$snap_images
 		echo "@rbuild step $n rollback"
-		if rb=$(restore_images "$st_prev_images" "$names" "$(($(now) + up_timeout))"); then
+		if restore_images "$st_prev_images" "$snap_names" "$(($(now) + up_timeout))"; then
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
 				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "prev_images=$current"
 			result=rolled_back detail="by hand, to the previous generation"
@@ -485,7 +500,7 @@ do_rollback() {
 			result=failed detail="rollback failed: $rb"
 		fi
 	fi
-	add_history "$n" "$result" "$detail"
+	add_history "$n" "$result" "$snap_images" "$detail"
 	unlock "$n"
 	echo "@rbuild done $n $result $detail"
 }
@@ -534,9 +549,9 @@ do_apply() {
 			echo "@rbuild done $n locked $holder"
 			continue
 		fi
-		result=failed detail=
+		result=failed detail='' snap_images=-
 		apply_stack
-		add_history "$n" "$result" "$detail"
+		add_history "$n" "$result" "$snap_images" "$detail"
 		unlock "$n"
 		echo "@rbuild done $n $result $detail"
 	done
