@@ -364,12 +364,21 @@ mod tests {
     #[test]
     fn the_shipped_script_is_valid_sh_and_smaller() {
         let s = script();
-        assert!(s.len() < SOURCE.len() * 3 / 4, "{} vs {}", s.len(), SOURCE.len());
+        assert!(
+            s.len() < SOURCE.len() * 3 / 4,
+            "{} vs {}",
+            s.len(),
+            SOURCE.len()
+        );
         let out = std::process::Command::new("sh")
             .args(["-n", "-c", s])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // a protocol mismatch is refused, by the stripped script too
         let out = std::process::Command::new("sh")
             .args(["-c", s, "rbuild", "999", "check", "/nonexistent"])

@@ -130,3 +130,30 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
         run.dump()
     );
 }
+
+#[test]
+fn a_running_but_unhealthy_rebuild_is_rolled_back() {
+    let f = Fleet::new("unhealthy", 1);
+    let name = f.add_stack("h1", "web", &gated(&sleeper_cmd("v1"), 2));
+    f.run(&["--up-timeout-period", "60"]).assert_code(0);
+    let v1 = assert_running(&name);
+    assert_eq!(v1.health, "healthy");
+
+    // v2 runs, but never creates /tmp/ok: its healthcheck fails
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exec sleep 1000000"),
+    );
+    let run = f.run(&["--up-timeout-period", "30"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "rolled_back", "config_changed");
+    let err = run.error_of("h1", &name);
+    assert!(err.contains("app(unhealthy)"), "names the service: {err}");
+
+    let now = assert_running(&name);
+    assert_eq!(now.image, v1.image, "runs the image recorded before");
+    assert_eq!(now.health, "healthy");
+    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.state("h1", &name)["last_result"], "failed");
+}
