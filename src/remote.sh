@@ -374,6 +374,13 @@ apply_stack() {
 	# what runs now: the generation a failed rebuild goes back to
 	snapshot "$n" || snap_images=- snap_names=-
 	before=$snap_images before_names=$snap_names
+	# ... recorded in the state before anything is replaced, so it outlives
+	# this run (a stack changed by hand since its last build included)
+	if [ "$before" != - ] && [ "$before" != "$st_images" ]; then
+		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
+			"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$before" \
+			"prev_images=$st_prev_images" && st_images=$before
+	fi
 
 	# undo_ship: put the previous copy back after a failed build or pull, so
 	# the files on the host match the containers that still run.
