@@ -43,7 +43,19 @@ pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
     t.set_header(["TIME (UTC)", "HASH", "RESULT", "IMAGES", "DETAIL"]);
     for a in attempts {
         let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(a.at));
-        let images = a.images.replace(',', "\n");
+        // `service=sha256:0123…` as `service=0123456789ab`, one a line
+        let images = a
+            .images
+            .split(',')
+            .map(|p| match p.split_once('=') {
+                Some((svc, id)) => {
+                    let id = id.strip_prefix("sha256:").unwrap_or(id);
+                    format!("{svc}={}", id.get(..12).unwrap_or(id))
+                }
+                None => p.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         t.add_row([
             time.to_string().as_str(),
             a.hash.get(..12).unwrap_or(&a.hash),

@@ -472,7 +472,7 @@ apply_stack() {
 		result=failed detail="rebuilt, but could not write the state file in $state_dir"
 		return
 	fi
-	result=rebuilt detail=$flavour
+	result=rebuilt detail="with compose $flavour"
 }
 
 # rollback by hand: the previous generation (prev_images) back, gated.
