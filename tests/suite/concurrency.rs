@@ -60,3 +60,30 @@ fn a_second_run_during_a_rebuild_reports_locked() {
         .expect("h1", &name, "skipped", "up_to_date");
     assert_eq!(assert_running(&name), c);
 }
+
+#[test]
+fn ctrl_c_starts_no_new_host_and_lets_the_one_in_flight_finish() {
+    let f = Fleet::new("ctrlc", 2);
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let first = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100_000));
+    let second = f.add_stack("h2", "web", &StackDef::sleeper("v1"));
+
+    // one host at a time: h1 is in flight (held in its health gate), h2 waits
+    let mut run =
+        Background::spawn(f.command(&["--json", "-j", "1", "--up-timeout-period", "600"]));
+    wait_for("h1 to wait in its health gate", || {
+        !run.running() || containers(&first).iter().any(|c| c.health == "starting")
+    });
+    assert!(run.running(), "ended early: {}", run.finish().dump());
+    run.interrupt();
+    std::fs::write(gate.join("open"), "").unwrap();
+    let run = run.finish();
+
+    run.assert_code(130);
+    run.expect("h1", &first, "rebuilt", "first_build");
+    run.expect("h2", &second, "skipped", "interrupted");
+    assert_eq!(assert_running(&first).health, "healthy");
+    assert!(containers(&second).is_empty(), "h2 was not touched");
+    assert!(!f.state_dir("h2").join(format!("{second}.state")).exists());
+}

@@ -1160,6 +1160,13 @@ impl Background {
         c.wait().unwrap();
     }
 
+    /// Send SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        let pid = self.0.as_ref().unwrap().id().to_string();
+        let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(ok.success(), "kill -INT {pid}");
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         let c = self.0.as_mut().unwrap();
