@@ -10,7 +10,9 @@
 #   1. the first run builds every stack (first_build);
 #   2. a second run has nothing to do (up_to_date: one ssh command per host);
 #   3. one stack's file changes: only the hosts running it rebuild;
-#   4. a dry run with --force-rebuild shows what would happen, changing nothing.
+#   4. a dry run with --force-rebuild shows what would happen, changing nothing;
+#   5. a broken change fails its health gate and is rolled back by itself;
+#   6. the stack's history on one host.
 # Then it tears everything down, unless --keep is given (the hosts stay up
 # and the commands to use them are printed).
 set -euo pipefail
@@ -29,7 +31,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 	exit 2
 fi
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+else
+	say() { printf '\n== %s\n' "$*" >&2; }
+fi
 
 "$here/setup-deps.sh"
 
@@ -103,6 +109,11 @@ echo '<h1>rbuild demo, v2</h1>' >"$work/stacks/web/index.html"
 run
 say "4. --dry-run --force-rebuild: what would happen, nothing changes"
 run --dry-run --force-rebuild
+say "5. a broken change (its healthcheck now fails): rolled back by itself"
+sed -i 's|CMD test -f /www/index.html|CMD test -f /www/missing.html|' "$work/stacks/web/Dockerfile"
+run --up-timeout-period 30
+say "6. what h1 recorded for demo-web"
+"$rbuild" -F "$hosts/ssh_config" -i "$work/inventory.yaml" history h1 demo-web || true
 say "the containers that run now"
 docker ps --filter label=com.docker.compose.project --format '{{.Label "com.docker.compose.project"}}\t{{.Image}}\t{{.Status}}' |
 	grep '^demo-' >&2 || true
