@@ -55,10 +55,6 @@ pub enum Conn {
 }
 
 impl Conn {
-    pub fn is_local(&self) -> bool {
-        matches!(self, Conn::Local)
-    }
-
     /// Run the remote script with `args` (`$0` first), feeding `payload` on
     /// its stdin, calling `on_event` for each event as it arrives.
     pub async fn run(

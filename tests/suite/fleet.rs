@@ -242,3 +242,37 @@ fn quiet_prints_nothing_when_nothing_happened() {
     assert_eq!(second.stdout, "", "{}", second.dump());
     assert_running(&names[0]);
 }
+
+#[test]
+fn ssh_options_from_the_inventory_win_over_the_ssh_config() {
+    let f = Fleet::new("sshopts", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let hosts = std::fs::read_to_string(f.th.join("hosts.txt")).unwrap();
+    let ip = hosts.split_whitespace().nth(1).unwrap().to_owned();
+    // By IP, ssh_config's `Host h1` block does not apply: no key, no user.
+    // The inventory's address and ssh_options supply them.
+    let key = f.th.join("id_ed25519");
+    let text = f.inventory_text().replacen(
+        "  h1:\n",
+        &format!(
+            "  h1:\n    address: \"{ip}\"\n    ssh_options:\n      User: root\n      IdentityFile: \"{}\"\n      IdentitiesOnly: \"yes\"\n      UserKnownHostsFile: \"{}\"\n",
+            key.display(),
+            f.th.join("known_hosts").display()
+        ),
+        1,
+    );
+    std::fs::write(f.inventory_path(), &text).unwrap();
+    let run = Run::from_command(f.command_raw(&["--json"]));
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    assert_running(&name);
+
+    // without them, the same address is refused (no key offered)
+    let bare =
+        f.inventory_text()
+            .replacen("  h1:\n", &format!("  h1:\n    address: \"{ip}\"\n"), 1);
+    std::fs::write(f.inventory_path(), &bare).unwrap();
+    let run = Run::from_command(f.command_raw(&["--json"]));
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "host_failed");
+}

@@ -3,24 +3,10 @@
 
 use crate::support::*;
 
-/// A sleeper with a 1 s healthcheck and a restart policy, so a crashing
-/// version crash-loops instead of just exiting.
-fn gated(cmd: &str, retries: u32) -> StackDef {
-    StackDef::sleeper("v1")
-        .with("Dockerfile", &dockerfile(None, cmd))
-        .with(
-            "compose.yml",
-            &compose(&format!(
-                "    restart: unless-stopped\n{}",
-                healthcheck(retries)
-            )),
-        )
-}
-
 #[test]
 fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     let f = Fleet::new("rollback", 1);
-    let name = f.add_stack("h1", "web", &gated(&sleeper_cmd("v1"), 3));
+    let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
     f.run(&["--up-timeout-period", "60"]).assert_code(0).expect(
         "h1",
         &name,
@@ -81,7 +67,7 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
 #[test]
 fn a_service_slow_to_get_healthy_within_the_timeout_is_rebuilt() {
     let f = Fleet::new("slowhealthy", 1);
-    let name = f.add_stack("h1", "web", &gated(&sleeper_cmd("v1"), 60));
+    let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 60));
     f.run(&["--up-timeout-period", "30"]).assert_code(0);
     let v1 = assert_running(&name);
 
@@ -103,7 +89,7 @@ fn a_service_slow_to_get_healthy_within_the_timeout_is_rebuilt() {
 #[test]
 fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
     let f = Fleet::new("firstgate", 1);
-    let name = f.add_stack("h1", "web", &gated("exit 1", 3));
+    let name = f.add_stack("h1", "web", &StackDef::gated("exit 1", 3));
 
     let run = f.run(&["--up-timeout-period", "30"]);
     run.assert_code(1);
@@ -134,7 +120,7 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
 #[test]
 fn a_running_but_unhealthy_rebuild_is_rolled_back() {
     let f = Fleet::new("unhealthy", 1);
-    let name = f.add_stack("h1", "web", &gated(&sleeper_cmd("v1"), 2));
+    let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 2));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
     let v1 = assert_running(&name);
     assert_eq!(v1.health, "healthy");

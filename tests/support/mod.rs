@@ -509,6 +509,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Run a prepared command to its end.
+    pub fn from_command(mut c: Command) -> Run {
+        Run::from_output(c.output().expect("run rbuild"))
+    }
+
     fn from_output(out: std::process::Output) -> Run {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
