@@ -30,8 +30,17 @@
 //! src/report/table.rs    the summary table
 //! src/report/json.rs     the `--json` document
 //! src/exit.rs            exit codes and their merge
-//! tests/                 integration tests against real sshd hosts and a real Docker engine
-//! scripts/               set-up, demo and test-host scripts that the README and .ci/run call
+//! src/**/snapshots/      insta snapshots of the rendered table and history
+//! tests/tests.rs         the one integration test binary (tests/suite/*.rs, by topic)
+//! tests/support/mod.rs   its fixture: sshd test hosts, stacks, inventories, cleanup
+//! scripts/setup-deps.sh  installs and starts Docker, Compose v1+v2, sshd, a local registry
+//! scripts/testhosts.sh   local sshd "hosts" on 127.0.x.y, each in a mount namespace
+//! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback
+//! scripts/test.sh        the test command (README, .ci/run)
+//! scripts/bench.sh       the benchmark against the ssh floor (scripts/bench/: helpers, results)
+//! scripts/demo/stacks/   the demo's compose stacks
+//! inventory.example.yaml every inventory key, explained
+//! .ci/run                CI: fmt, clippy, scripts/test.sh
 //! ```
 
 pub mod cli;
