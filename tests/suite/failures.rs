@@ -68,3 +68,69 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     run.expect("h1", &name, "failed", "config_changed");
     assert_eq!(assert_running(&name), before);
 }
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused_with_a_hint() {
+    let f = Fleet::new("hostkeys", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let known = f.th.join("known_hosts");
+    let original = std::fs::read_to_string(&known).unwrap();
+
+    // unknown: strict checking refuses it, says why and how to fix it
+    std::fs::write(&known, "").unwrap();
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "host_failed");
+    let err = run.error_of("h1", &name);
+    assert!(err.contains("Host key verification failed"), "{err}");
+    let hint = run.row("h1", &name)["hint"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(hint.contains("known_hosts"), "{hint}");
+    assert!(
+        Fleet::entries(&f.state_dir("h1")).is_empty(),
+        "nothing ran on h1"
+    );
+
+    // a changed key is refused even with --accept-new-host-keys
+    let other = tempfile::tempdir().unwrap();
+    let fake = other.path().join("k");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&fake)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let fake_pub = std::fs::read_to_string(fake.with_extension("pub")).unwrap();
+    let key = fake_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let changed: String = original
+        .lines()
+        .map(|l| {
+            let host = l.split_whitespace().next().unwrap_or("");
+            format!("{host} {key}\n")
+        })
+        .collect();
+    std::fs::write(&known, &changed).unwrap();
+    let run = f.run(&["--accept-new-host-keys"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "host_failed");
+    assert!(
+        Fleet::entries(&f.state_dir("h1")).is_empty(),
+        "nothing ran on h1"
+    );
+
+    // unknown, with --accept-new-host-keys: trusted, recorded, rebuilt
+    std::fs::write(&known, "").unwrap();
+    let run = f.run(&["--accept-new-host-keys"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    assert!(
+        !std::fs::read_to_string(&known).unwrap().is_empty(),
+        "key recorded"
+    );
+}
