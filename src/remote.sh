@@ -355,8 +355,12 @@ apply_stack() {
 
 	if [ "$shipped" = 1 ]; then
 		echo "@rbuild step $n ship"
+		# -m: files get the time they land here, not the controller's. The
+		# builder caches a build context by path, size and time: a file
+		# shipped twice in one second at one size would otherwise be
+		# taken for the old one.
 		if ! { mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
-			tar -xof "$payload" -C "$stage" "$n"; }; then
+			tar -xmof "$payload" -C "$stage" "$n"; }; then
 			result=failed detail="could not unpack the stack into $stage"
 			return
 		fi
@@ -459,10 +463,16 @@ apply_stack() {
 	# Keep one generation (the images that ran before this rebuild) for
 	# rollback; remove the generation before it. --remove-images removes the
 	# replaced generation now as well.
-	remove_images "$st_prev_images" "$after"
-	prev=$before
+	# A rebuild that produced the very images that ran replaced nothing: the
+	# generation kept for rollback stays.
+	if [ "$before" = "$after" ]; then
+		prev=$st_prev_images
+	else
+		remove_images "$st_prev_images" "$after"
+		prev=$before
+	fi
 	if [ "$remove" = 1 ]; then
-		remove_images "$before" "$after"
+		remove_images "$prev" "$after"
 		prev=-
 	fi
 	[ "$shipped" = 1 ] && rm -rf "$old"
