@@ -27,7 +27,13 @@ pub struct Cli {
     pub compose_files: Vec<PathBuf>,
 
     /// Run against the fleet in this inventory file.
-    #[arg(short, long, env = "RBUILD_INVENTORY", value_name = "INVENTORY")]
+    #[arg(
+        short,
+        long,
+        env = "RBUILD_INVENTORY",
+        value_name = "INVENTORY",
+        global = true
+    )]
     pub inventory: Option<PathBuf>,
 
     /// Rebuild when the last build is older than this many seconds
@@ -37,7 +43,7 @@ pub struct Cli {
 
     /// Seconds to wait for `up` and for the containers to run and be healthy
     /// [default: 60, or the inventory's `up_timeout`].
-    #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS")]
+    #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS", global = true)]
     pub up_timeout_period: Option<u64>,
 
     /// Rebuild every selected stack, due or not.
@@ -82,7 +88,7 @@ pub struct Cli {
     pub dry_run: bool,
 
     /// Print one JSON document on stdout instead of the table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// Print nothing when nothing changed and nothing failed (for cron).
@@ -90,7 +96,7 @@ pub struct Cli {
     pub quiet: bool,
 
     /// More logs on stderr (-v: steps, -vv: debug, -vvv: trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
     /// Seconds to wait for a host's SSH connection.
@@ -103,12 +109,18 @@ pub struct Cli {
     pub connect_timeout: u64,
 
     /// Use this ssh config file instead of `~/.ssh/config`.
-    #[arg(short = 'F', long, env = "RBUILD_SSH_CONFIG", value_name = "FILE")]
+    #[arg(
+        short = 'F',
+        long,
+        env = "RBUILD_SSH_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
     pub ssh_config: Option<PathBuf>,
 
     /// Trust the key of a host never seen before (ssh's `accept-new`). A
     /// changed key is always refused.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
 
     /// Local mode: keep state in this directory

@@ -14,7 +14,12 @@ use crate::rollout::{Limit, Policy};
 
 /// An inventory error: where it is and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+#[error(
+    "{}{}: {message}{}",
+    file.display(),
+    if *line > 0 { format!(":{line}") } else { String::new() },
+    hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
+)]
 pub struct InventoryError {
     pub file: PathBuf,
     /// 1-based line, 0 when the error is about the whole file.
