@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc::UnboundedSender, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch};
 
 use crate::config::{Mode, Settings};
 use crate::decide::{self, Reason};
@@ -58,20 +57,20 @@ struct Ctx {
     payloads: PayloadCache,
     /// Hosts being connected to or worked on at once (`-j`). A host waiting
     /// for its turn in a rollout holds no slot and no connection.
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     rollout: Coordinator,
     cancel: watch::Receiver<bool>,
 }
 
 impl Ctx {
     /// A slot, or `None` once Ctrl-C was pressed.
-    async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         let mut cancel = self.cancel.clone();
         if *cancel.borrow_and_update() {
             return None;
         }
         tokio::select! {
-            p = self.slots.acquire() => p.ok().filter(|_| !*self.cancel.borrow()),
+            p = self.slots.clone().acquire_owned() => p.ok().filter(|_| !*self.cancel.borrow()),
             Ok(_) = cancel.wait_for(|c| *c) => None,
         }
     }
@@ -115,19 +114,32 @@ pub async fn run(
         ssh,
         tx,
         payloads: Default::default(),
-        slots: Semaphore::new(settings.concurrency),
+        slots: Arc::new(Semaphore::new(settings.concurrency)),
         rollout: coordinator(&settings.hosts),
         cancel,
     });
-    // Every host is a task at once; the slots bound the work, first come
-    // (inventory order) first served.
-    let tasks = settings.hosts.iter().cloned().enumerate().map(|(i, h)| {
+    // Hosts start in inventory order, each on its own task once it has a
+    // slot; after Ctrl-C the rest do not start.
+    let mut tasks = Vec::with_capacity(settings.hosts.len());
+    for h in settings.hosts.iter().cloned() {
+        let slot = ctx.slot().await;
         let ctx = ctx.clone();
-        async move {
-            let (ctx2, h2) = (ctx.clone(), h.clone());
-            let rows = match tokio::spawn(async move { run_host(&ctx2, &h2).await }).await {
-                Ok(rows) => rows,
-                Err(e) => failed_rows(&h, Reason::HostFailed, format!("internal error: {e}"), None),
+        tasks.push(tokio::spawn(async move {
+            let rows = match slot {
+                None => interrupted_rows(&h),
+                Some(slot) => {
+                    let (ctx2, h2) = (ctx.clone(), h.clone());
+                    // a panic stays with its host
+                    match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await }).await {
+                        Ok(rows) => rows,
+                        Err(e) => failed_rows(
+                            &h,
+                            Reason::HostFailed,
+                            format!("internal error: {e}"),
+                            None,
+                        ),
+                    }
+                }
             };
             for r in &rows {
                 if matches!(
@@ -143,15 +155,14 @@ pub async fn run(
             let _ = ctx.tx.send(Progress::HostDone {
                 host: h.name.clone(),
             });
-            (i, rows)
-        }
-    });
-    let mut done: Vec<(usize, Vec<Row>)> = futures::stream::iter(tasks)
-        .buffer_unordered(settings.hosts.len().max(1))
-        .collect()
-        .await;
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().flat_map(|(_, rows)| rows).collect()
+            rows
+        }));
+    }
+    let mut rows = Vec::new();
+    for t in tasks {
+        rows.extend(t.await.expect("a host task reports its own panics"));
+    }
+    rows
 }
 
 fn interrupted_rows(h: &Host) -> Vec<Row> {
@@ -199,11 +210,8 @@ fn protocol_error(out: &host::Output) -> String {
     msg
 }
 
-async fn run_host(ctx: &Ctx, h: &Host) -> Vec<Row> {
+async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
     let started = Instant::now();
-    let Some(slot) = ctx.slot().await else {
-        return interrupted_rows(h);
-    };
     let conn = match ctx.connect(h).await {
         Ok(c) => c,
         Err(e) => return host_error_rows(h, &e, started),
@@ -286,9 +294,9 @@ fn settle(rows: Vec<Option<Row>>) -> Vec<Row> {
 }
 
 /// How waiting for a host's turn in a rollout ended.
-enum Turn<'a> {
+enum Turn {
     /// Start these stacks (the others halted), with a new connection.
-    Go(Conn, SemaphorePermit<'a>, Vec<String>, Vec<String>),
+    Go(Conn, OwnedSemaphorePermit, Vec<String>, Vec<String>),
     /// Every due stack's rollout halted: nothing to start.
     AllHalted(Vec<String>),
     /// Ctrl-C (`None`), or the host could not be reached again.
@@ -297,7 +305,7 @@ enum Turn<'a> {
 
 /// Wait until the host's due stacks may start, then take a slot and
 /// connect again.
-async fn wait_turn<'a>(ctx: &'a Ctx, h: &Host, names: &[String]) -> Turn<'a> {
+async fn wait_turn(ctx: &Ctx, h: &Host, names: &[String]) -> Turn {
     let mut cancel = ctx.cancel.clone();
     let (start, halted) = tokio::select! {
         c = ctx.rollout.start(names) => c,
