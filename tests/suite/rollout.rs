@@ -33,6 +33,28 @@ fn host_files(f: &Fleet, host: &str) -> HostFiles {
 }
 
 /// The hosts whose row for `name` has `action`.
+/// Each host's state file and its files (state and stack directories), to
+/// prove later that a host was not touched.
+#[allow(clippy::type_complexity)]
+fn record_hosts(
+    f: &Fleet,
+    hosts: &[String],
+    name: &str,
+) -> (
+    BTreeMap<String, BTreeMap<String, String>>,
+    BTreeMap<String, HostFiles>,
+) {
+    let good = hosts
+        .iter()
+        .map(|h| (h.clone(), f.state(h, name)))
+        .collect();
+    let before = hosts
+        .iter()
+        .map(|h| (h.clone(), host_files(f, h)))
+        .collect();
+    (good, before)
+}
+
 fn hosts_with(run: &Run, name: &str, action: &str) -> Vec<String> {
     run.rows()
         .iter()
@@ -87,14 +109,7 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
     }
     let v1 = assert_running(&name);
     assert_eq!(v1.health, "healthy");
-    let good: BTreeMap<String, BTreeMap<String, String>> = hosts
-        .iter()
-        .map(|h| (h.clone(), f.state(h, &name)))
-        .collect();
-    let before: BTreeMap<String, HostFiles> = hosts
-        .iter()
-        .map(|h| (h.clone(), host_files(&f, h)))
-        .collect();
+    let (good, before) = record_hosts(&f, &hosts, &name);
 
     // a broken version: it crash-loops on the canary, which is rolled back,
     // and nobody else starts
@@ -154,14 +169,7 @@ fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
         run.expect(h, &name, "rebuilt", "first_build");
     }
     let v1 = assert_running(&name);
-    let good: BTreeMap<String, BTreeMap<String, String>> = hosts
-        .iter()
-        .map(|h| (h.clone(), f.state(h, &name)))
-        .collect();
-    let before: BTreeMap<String, HostFiles> = hosts
-        .iter()
-        .map(|h| (h.clone(), host_files(&f, h)))
-        .collect();
+    let (good, before) = record_hosts(&f, &hosts, &name);
 
     // broken everywhere, one host at a time, one failure tolerated: the
     // second failure halts the rollout
