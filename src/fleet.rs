@@ -529,11 +529,7 @@ async fn apply(ctx: &Ctx, h: &Host, conn: &Conn, due: &[Due]) -> Vec<Row> {
             ApplyStack {
                 name: s.name.clone(),
                 dir: s.remote_dir.clone().unwrap_or_default(),
-                compose_file: s
-                    .compose_file
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                compose_file: s.compose_file_name(),
                 shipped: *ship,
                 up_timeout: st.up_timeout(s),
                 hash: ctx.hashed[&stack_dir(s)].hash.clone(),

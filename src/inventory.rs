@@ -220,6 +220,16 @@ pub struct Stack {
     pub rollout: Policy,
 }
 
+impl Stack {
+    /// The compose file's name, as it is in the stack's directory on a host.
+    pub fn compose_file_name(&self) -> String {
+        self.compose_file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// Is `name` usable as a compose project name, a directory and a file name?
 /// Lowercase letters, digits, `-` and `_`, starting with a letter or digit.
 pub fn valid_stack_name(name: &str) -> bool {

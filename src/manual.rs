@@ -1,7 +1,6 @@
 //! Commands on one stack of one host: `rbuild history HOST STACK` and
 //! `rbuild rollback HOST STACK`. Same seam, same remote script.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use comfy_table::{Table, presets};
@@ -101,10 +100,7 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
             h.compose.as_arg(),
             &s.name,
             s.remote_dir.as_deref().unwrap_or(""),
-            &s.compose_file
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            &s.compose_file_name(),
             settings.up_timeout(s),
         ),
     };
@@ -181,17 +177,22 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
                 Some((_, detail)) => row.error = Some(detail),
                 None => row.error = Some("no result from the host".into()),
             }
-            let ok = row.action == Action::RolledBack;
-            let rows = Arc::new(vec![row]);
+            // a rollback asked for is a success (a rebuild's is not)
+            let exit = if row.action == Action::RolledBack {
+                Exit::Success
+            } else {
+                Exit::Failure
+            };
+            let rows = [row];
             if settings.json {
-                print!("{}", report::json::render(&rows, if ok { 0 } else { 1 }));
+                print!("{}", report::json::render(&rows, exit.code()));
             } else {
                 print!(
                     "{}",
                     report::table::render(&rows, started.elapsed(), terminal, None)
                 );
             }
-            Ok(if ok { Exit::Success } else { Exit::Failure })
+            Ok(exit)
         }
     }
 }
