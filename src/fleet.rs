@@ -14,7 +14,7 @@ use crate::config::{Mode, Settings};
 use crate::decide::{self, Reason};
 use crate::host::{self, Conn, HostError, ssh};
 use crate::inventory::{Host, Stack};
-use crate::remote::{self, ApplyStack, Event, StackState};
+use crate::remote::{self, ApplyStack, CheckStack, Event, StackState};
 use crate::report::{Action, Progress, Row};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
 use crate::stack::{self, Contents};
@@ -78,7 +78,7 @@ impl Ctx {
     async fn connect(&self, h: &Host) -> Result<Conn, HostError> {
         match self.settings.mode {
             Mode::Local => Ok(Conn::Local),
-            Mode::Fleet => ssh::connect(h, &self.ssh).await.map(Conn::Ssh),
+            Mode::Fleet => ssh::connect(h, &self.ssh).map(|c| Conn::Ssh(Box::new(c))),
         }
     }
 }
@@ -212,11 +212,11 @@ fn protocol_error(out: &host::Output) -> String {
 
 async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
     let started = Instant::now();
-    let conn = match ctx.connect(h).await {
+    let mut conn = match ctx.connect(h).await {
         Ok(c) => c,
         Err(e) => return host_error_rows(h, &e, started),
     };
-    let (mut rows, due) = match check(ctx, h, &conn, started).await {
+    let (mut rows, due) = match check(ctx, h, &mut conn, started).await {
         Ok(checked) => checked,
         Err(rows) => {
             conn.close().await;
@@ -229,7 +229,7 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
     }
 
     let names: Vec<String> = due.iter().map(|d| h.stacks[d.0].name.clone()).collect();
-    let (conn, _slot, start, halted) = match ctx.rollout.try_start(&names) {
+    let (mut conn, _slot, start, halted) = match ctx.rollout.try_start(&names) {
         Clearance::Go { start, halted } => (conn, slot, start, halted),
         Clearance::Wait => {
             // a waiting host lets go of its connection and its slot
@@ -267,7 +267,7 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
         .copied()
         .collect();
     if !go.is_empty() {
-        let results = apply(ctx, h, &conn, &go).await;
+        let results = apply(ctx, h, &mut conn, &go).await;
         let outcomes: Vec<(String, Outcome)> = results
             .iter()
             .map(|r| {
@@ -374,14 +374,25 @@ type Due = (usize, Reason, bool);
 async fn check(
     ctx: &Ctx,
     h: &Host,
-    conn: &Conn,
+    conn: &mut Conn,
     started: Instant,
 ) -> Result<(Vec<Option<Row>>, Vec<Due>), Vec<Row>> {
     let st = &ctx.settings;
-    let names: Vec<&str> = h.stacks.iter().map(|s| s.name.as_str()).collect();
+    let stacks: Vec<CheckStack> = h
+        .stacks
+        .iter()
+        .map(|s| CheckStack {
+            name: &s.name,
+            hash: &ctx.hashed[&stack_dir(s)].hash,
+            // forced: every stack is due
+            period: if st.force { 0 } else { st.build_period(s) },
+        })
+        .collect();
+    // a dry run never applies: nothing to hold the connection for
+    let hold = !st.dry_run;
     let out = conn
         .run(
-            &remote::check_args(h.state_dir.as_deref(), &names),
+            &remote::check_args(h.state_dir.as_deref(), hold, &stacks),
             None,
             &mut |_| {},
         )
@@ -494,7 +505,7 @@ fn payload_for(ctx: &Ctx, stacks: &[&Stack]) -> Result<Arc<Vec<u8>>, stack::Stac
     Ok(p)
 }
 
-async fn apply(ctx: &Ctx, h: &Host, conn: &Conn, due: &[Due]) -> Vec<Row> {
+async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
     let st = &ctx.settings;
     let shipped: Vec<&Stack> = due
         .iter()

@@ -10,7 +10,7 @@ use crate::cli::Command;
 use crate::config::Settings;
 use crate::decide::Reason;
 use crate::exit::Exit;
-use crate::host::{Conn, ssh};
+use crate::host::{Conn, HostError, ssh};
 use crate::remote::{self, Attempt, Event};
 use crate::report::{self, Action, Row};
 
@@ -83,15 +83,16 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
         return Ok(Exit::Usage);
     };
     let started = Instant::now();
-    let conn = match ssh::connect(h, &ssh).await {
-        Ok(c) => Conn::Ssh(c),
-        Err(e) => {
-            eprintln!("error: {host}: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
-            }
-            return Ok(Exit::Failure);
+    let failed = |e: HostError| {
+        eprintln!("error: {host}: {e}");
+        if let Some(hint) = e.hint() {
+            eprintln!("hint: {hint}");
         }
+        Ok(Exit::Failure)
+    };
+    let mut conn = match ssh::connect(h, &ssh) {
+        Ok(c) => Conn::Ssh(Box::new(c)),
+        Err(e) => return failed(e),
     };
     let args = match &cmd {
         Command::History { .. } => remote::history_args(h.state_dir.as_deref(), &s.name),
@@ -108,10 +109,7 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
     conn.close().await;
     let out = match out {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {host}: {e}");
-            return Ok(Exit::Failure);
-        }
+        Err(e) => return failed(e),
     };
     if let Some(Event::Fatal { text }) =
         out.events.iter().find(|e| matches!(e, Event::Fatal { .. }))

@@ -1,31 +1,74 @@
-//! The remote side's protocol (version 1): the arguments the embedded
+//! The remote side's protocol (version 2): the arguments the embedded
 //! `remote.sh` takes and the `@rbuild` lines it prints. Pure: building
 //! argument lists and parsing lines, no I/O.
 
 /// The POSIX sh script that does all work on a host, as written.
 pub const SOURCE: &str = include_str!("remote.sh");
 
-/// The script as shipped on every call: the source without its comment
-/// lines and indentation, so that every host parses (and the network
-/// carries) about half the bytes. The script has no here-document whose
-/// lines could start with `#` or need their indentation.
+/// The line of [`SOURCE`] after which only the commands that change things
+/// follow: a check ships the script up to it.
+const CUT: &str = "\n#@rbuild-cut\n";
+
+/// The source without its comment lines and indentation, so that every host
+/// parses (and the network carries) about half the bytes. The script has no
+/// here-document whose lines could start with `#` or need their indentation.
+fn strip(source: &str) -> String {
+    source
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .fold(String::with_capacity(source.len()), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
+}
+
+/// The whole script as shipped: for the commands that change things.
 pub fn script() -> &'static str {
     static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| strip(SOURCE))
+}
+
+/// The script as shipped for a check: the part before the cut, about a
+/// quarter of the whole. The check runs on every host on every run, and
+/// each host parses what it is sent.
+pub fn check_script() -> &'static str {
+    static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| {
-        SOURCE
-            .lines()
-            .map(str::trim_start)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .fold(String::with_capacity(SOURCE.len()), |mut s, l| {
-                s.push_str(l);
-                s.push('\n');
-                s
-            })
+        let cut = SOURCE.find(CUT).expect("remote.sh has its cut line");
+        strip(&SOURCE[..cut])
     })
 }
 
+/// The script to ship with these arguments (`$0` first, as built here).
+pub fn script_for(args: &[String]) -> &'static str {
+    if args.get(2).is_some_and(|c| c == "check") {
+        check_script()
+    } else {
+        script()
+    }
+}
+
+/// Whether the command may end its output with `@rbuild end hold` and then
+/// wait for its stdin to close: a check asked to hold, so that an ssh master
+/// running it as its own session stays up for an apply over the same
+/// connection.
+pub fn holds(args: &[String]) -> bool {
+    args.get(2).is_some_and(|c| c == "check") && args.get(4).is_some_and(|m| m == "hold")
+}
+
+/// The whole remote command line, `sh -c SCRIPT ARGS...`, every word quoted
+/// for the remote user's shell (which joins and parses it).
+pub fn command_line(args: &[String]) -> String {
+    let words = ["sh", "-c", script_for(args)]
+        .into_iter()
+        .chain(args.iter().map(String::as_str));
+    shlex::try_join(words).expect("no NUL in a validated value")
+}
+
 /// The protocol version this controller speaks; the script refuses others.
-pub const PROTOCOL: &str = "1";
+pub const PROTOCOL: &str = "2";
 
 /// What a host recorded about one stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,15 +99,30 @@ pub struct ApplyStack {
     pub hash: String,
 }
 
-/// Arguments after `sh -c SCRIPT`: `$0` then the script's own.
-pub fn check_args(state_dir: Option<&str>, stacks: &[&str]) -> Vec<String> {
+/// One stack of a check: its name, the hash it would have if rebuilt now,
+/// and its build period in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckStack<'a> {
+    pub name: &'a str,
+    pub hash: &'a str,
+    pub period: u64,
+}
+
+/// Arguments after `sh -c SCRIPT`: `$0` then the script's own. With `hold`,
+/// a host where some stack may be due keeps the check's session open for
+/// an apply to follow (see [`holds`]); one whose every stack has its hash
+/// and a build younger than its period lets it go at once.
+pub fn check_args(state_dir: Option<&str>, hold: bool, stacks: &[CheckStack]) -> Vec<String> {
     let mut a = vec![
         "rbuild".to_owned(),
         PROTOCOL.to_owned(),
         "check".to_owned(),
         state_dir.unwrap_or("").to_owned(),
+        if hold { "hold" } else { "nohold" }.to_owned(),
     ];
-    a.extend(stacks.iter().map(|s| s.to_string()));
+    for s in stacks {
+        a.extend([s.name.to_owned(), s.hash.to_owned(), s.period.to_string()]);
+    }
     a
 }
 
@@ -177,6 +235,11 @@ pub enum Event {
     Fatal {
         text: String,
     },
+    /// The check's output is complete; with `hold`, it then waits for its
+    /// stdin to close.
+    End {
+        hold: bool,
+    },
 }
 
 /// Parse one output line; `None` for lines that are not events.
@@ -184,6 +247,9 @@ pub fn parse_line(line: &str) -> Option<Event> {
     let rest = line.strip_prefix("@rbuild ")?;
     let (kind, rest) = split_word(rest);
     let ev = match kind {
+        "end" => Event::End {
+            hold: rest.trim() == "hold",
+        },
         "hello" => Event::Hello {
             now: fields(rest).find(|(k, _)| *k == "now")?.1.parse().ok()?,
         },
@@ -324,7 +390,7 @@ mod tests {
     #[test]
     fn parses_other_events_and_ignores_noise() {
         assert_eq!(
-            parse_line("@rbuild hello proto=1 now=1700000000 uid=0"),
+            parse_line("@rbuild hello proto=2 now=1700000000"),
             Some(Event::Hello { now: 1700000000 })
         );
         assert_eq!(
@@ -361,31 +427,253 @@ mod tests {
         assert_eq!(parse_line("@rbuild bogus x"), None);
     }
 
+    fn sh(script: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     #[test]
-    fn the_shipped_script_is_valid_sh_and_smaller() {
-        let s = script();
+    fn the_shipped_scripts_are_valid_sh_and_small() {
+        let (full, check) = (script(), check_script());
         assert!(
-            s.len() < SOURCE.len() * 3 / 4,
+            full.len() < SOURCE.len() * 3 / 4,
             "{} vs {}",
-            s.len(),
+            full.len(),
             SOURCE.len()
         );
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", s])
-            .output()
-            .unwrap();
         assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            check.len() < full.len() / 3,
+            "{} vs {}",
+            check.len(),
+            full.len()
         );
-        // a protocol mismatch is refused, by the stripped script too
-        let out = std::process::Command::new("sh")
-            .args(["-c", s, "rbuild", "999", "check", "/nonexistent"])
-            .output()
+        assert!(
+            full.starts_with(check),
+            "the check part is the script's head"
+        );
+        for s in [full, check] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", s])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // a protocol mismatch is refused, by the stripped scripts too
+            let out = sh(s, &["rbuild", "999", "check", "/nonexistent"]);
+            assert_eq!(out.status.code(), Some(3));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("@rbuild fatal protocol 999"));
+        }
+        // the check ships alone; everything else ships the whole script
+        let web = CheckStack {
+            name: "web",
+            hash: "h",
+            period: 60,
+        };
+        let check_args = check_args(None, true, &[web]);
+        assert_eq!(script_for(&check_args), check);
+        assert!(holds(&check_args));
+        assert!(!holds(&self::check_args(None, false, &[web])));
+        let history = history_args(None, "web");
+        assert_eq!(script_for(&history), full);
+        assert!(!holds(&history));
+    }
+
+    #[test]
+    fn the_command_line_quotes_every_word_for_the_remote_shell() {
+        let nasty = [
+            "",
+            "a b",
+            "it's",
+            "$(touch /tmp/rbuild-pwned)",
+            "`id`",
+            "x;y|z&",
+            "\"q\"",
+            "new\nline",
+            "back\\slash",
+            "*",
+            "~",
+            "!bang",
+        ];
+        let mut args: Vec<String> = ["rbuild", "2", "history", "/nonexistent-rbuild-state"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(nasty.iter().map(|s| s.to_string()));
+        let line = command_line(&args);
+        assert!(line.starts_with("sh -c "), "{line}");
+        // the remote user's shell splits it back into exactly these words
+        let words = shlex::split(&line).expect("splits");
+        assert_eq!(words[..3], ["sh", "-c", script()]);
+        assert_eq!(words[3..], args[..]);
+        // and so do real shells: print the words back instead of running
+        // the script
+        let printed = line.replacen(
+            &shlex::try_quote(script()).unwrap().into_owned(),
+            "'for a; do printf \"<%s>\" \"$a\"; done'",
+            1,
+        );
+        let want: String = args[1..].iter().map(|a| format!("<{a}>")).collect();
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .arg("-c")
+                .arg(&printed)
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{shell}");
+        }
+    }
+
+    /// Run the check script on a state directory; its stdout.
+    fn check_in(dir: &std::path::Path) -> String {
+        let out = sh(
+            check_script(),
+            &[
+                "rbuild",
+                PROTOCOL,
+                "check",
+                dir.to_str().unwrap(),
+                "hold",
+                "web",
+                "h",
+                "60",
+            ],
+        );
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn now_of(out: &str) -> u64 {
+        match out.lines().find_map(parse_line) {
+            Some(Event::Hello { now }) => now,
+            other => panic!("{other:?} in {out}"),
+        }
+    }
+
+    #[test]
+    fn the_check_reads_the_time_from_the_clock_an_apply_left() {
+        if !std::path::Path::new("/proc/uptime").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        let uptime = std::fs::read_to_string("/proc/uptime").unwrap();
+        let up: u64 = uptime.split('.').next().unwrap().parse().unwrap();
+        // an apply (up to) 1000 s of uptime ago, when the clock said 5000
+        let then = up.saturating_sub(1000);
+        let clock = dir.path().join(".clock");
+        std::fs::write(&clock, format!("{} 5000 {then}\n", boot.trim())).unwrap();
+        let now = now_of(&check_in(dir.path()));
+        let want = 5000 + up - then;
+        assert!((want..want + 60).contains(&now), "{now}, want {want}");
+        // after a reboot (another boot id) the clock is not used
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for stale in [
+            format!("00000000-0000-0000-0000-000000000000 5000 {then}\n"),
+            "garbage\n".to_owned(),
+            String::new(),
+        ] {
+            std::fs::write(&clock, stale).unwrap();
+            let now = now_of(&check_in(dir.path()));
+            assert!(now.abs_diff(wall) < 60, "{now} vs {wall}");
+        }
+        std::fs::remove_file(&clock).unwrap();
+        let now = now_of(&check_in(dir.path()));
+        assert!(now.abs_diff(wall) < 60, "{now} vs {wall}");
+    }
+
+    /// Start the check script on a state directory with stdin open; its
+    /// events up to `end`, and the process.
+    fn start_check(
+        dir: &std::path::Path,
+        mode: &str,
+        hash: &str,
+        period: &str,
+    ) -> (Vec<Event>, bool, std::process::Child) {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(check_script())
+            .args(["rbuild", PROTOCOL, "check", dir.to_str().unwrap(), mode])
+            .args(["web", hash, period])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-        assert_eq!(out.status.code(), Some(3));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("@rbuild fatal protocol 999"));
+        let mut events = vec![];
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            match parse_line(&line.unwrap()).expect("only events") {
+                Event::End { hold } => return (events, hold, child),
+                ev => events.push(ev),
+            }
+        }
+        panic!("no end: {events:?}");
+    }
+
+    #[test]
+    fn a_check_that_may_be_due_ends_its_output_then_waits_for_its_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        // never built: due
+        let (events, hold, mut child) = start_check(dir.path(), "hold", "h1", "60");
+        assert!(matches!(events[0], Event::Hello { .. }), "{events:?}");
+        assert!(
+            matches!(&events[1], Event::State { stack, state: None } if stack == "web"),
+            "{events:?}"
+        );
+        assert!(hold);
+        // still there, holding: the controller decides meanwhile
+        assert_eq!(child.try_wait().unwrap(), None);
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_check_with_nothing_due_does_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(
+            dir.path().join("web.state"),
+            format!("version=1\nhash=h1\nbuilt_at={now}\nlast_result=ok\n"),
+        )
+        .unwrap();
+        // same hash, built within the period: it exits with stdin open
+        let (_, hold, mut child) = start_check(dir.path(), "hold", "h1", "3600");
+        assert!(!hold);
+        assert!(child.wait().unwrap().success());
+        // another hash, an expired build, a forced rebuild (period 0), or a
+        // broken state file: it may be due, so it waits
+        for (hash, period) in [("h2", "3600"), ("h1", "0")] {
+            let (_, hold, mut child) = start_check(dir.path(), "hold", hash, period);
+            assert!(hold, "{hash} {period}");
+            drop(child.stdin.take());
+            assert!(child.wait().unwrap().success());
+        }
+        std::fs::write(
+            dir.path().join("web.state"),
+            "version=1\nhash=h1\nbuilt_at=x\n",
+        )
+        .unwrap();
+        let (_, hold, mut child) = start_check(dir.path(), "hold", "h1", "3600");
+        assert!(hold);
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        // `nohold` (a dry run, this machine) never waits
+        let (_, hold, mut child) = start_check(dir.path(), "nohold", "h2", "3600");
+        assert!(!hold);
+        assert!(child.wait().unwrap().success());
     }
 
     #[test]
@@ -408,7 +696,7 @@ mod tests {
             a,
             [
                 "rbuild",
-                "1",
+                "2",
                 "apply",
                 "",
                 "auto",
@@ -423,8 +711,25 @@ mod tests {
             ]
         );
         assert_eq!(
-            check_args(Some("/st"), &["a", "b"]),
-            ["rbuild", "1", "check", "/st", "a", "b"]
+            check_args(
+                Some("/st"),
+                true,
+                &[
+                    CheckStack {
+                        name: "a",
+                        hash: "ha",
+                        period: 1
+                    },
+                    CheckStack {
+                        name: "b",
+                        hash: "hb",
+                        period: 2
+                    }
+                ]
+            ),
+            [
+                "rbuild", "2", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
+            ]
         );
     }
 }

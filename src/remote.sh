@@ -1,4 +1,4 @@
-# rbuild remote side (protocol 1). Shipped by the controller and run as
+# rbuild remote side (protocol 2). Shipped by the controller and run as
 #   sh -c "$SCRIPT" rbuild 1 COMMAND STATE_DIR [ARGS...]
 # with every argument quoted by the controller. POSIX sh plus `date +%s`,
 # `tar`, `mkdir`, `mv`; docker only where work is due.
@@ -6,16 +6,19 @@
 # Output protocol: lines that start with "@rbuild " are events for the
 # controller; anything else is noise it ignores. Fields are separated by one
 # space; a line's last field may be free text (an error message, a log line).
-#   @rbuild hello proto=1 now=EPOCH uid=UID
+#   @rbuild hello proto=2 now=EPOCH
 #   @rbuild state STACK exists=0|1 hash=H built_at=T last_result=R failed_hash=H failed_at=T locked=PID|-
 #   @rbuild step STACK NAME                 (build, pull, up, wait, prune, rollback)
 #   @rbuild log STACK TEXT                  (tail of a failed docker command)
 #   @rbuild done STACK RESULT DETAIL...      (RESULT: rebuilt, rolled_back, failed, locked)
 #   @rbuild history STACK TIME HASH RESULT IMAGES DETAIL...
+#   @rbuild end [hold]                      (the check's output is complete; hold:
+#                                            it waits for its stdin to close)
 #
-# Commands: check STACK...; apply COMPOSE REMOVE HAS_PAYLOAD (NAME DIR FILE
+# Commands: check hold|nohold (STACK HASH PERIOD)...; apply COMPOSE REMOVE HAS_PAYLOAD (NAME DIR FILE
 # SHIPPED UP_TIMEOUT HASH)...; rollback COMPOSE NAME DIR FILE UP_TIMEOUT;
-# history STACK.
+# history STACK. The check is shipped alone: the script up to the line
+# `#@rbuild-cut`, a quarter of the whole.
 #
 # State file (NAME.state, one key=value a line, first line version=1) is
 # written to a temp file, synced, then renamed over the old one, and only
@@ -28,23 +31,18 @@ cmd=$2
 state_dir=$3
 shift 3
 
-if [ "$proto" != 1 ]; then
-	echo "@rbuild fatal protocol $proto not supported (remote speaks 1)"
+if [ "$proto" != 2 ]; then
+	echo "@rbuild fatal protocol $proto not supported (remote speaks 2)"
 	exit 3
 fi
 
-# The user id without a fork where /proc is there (the check path is hot:
-# every fork is a cost on every host of every run).
-uid=
-if [ -r /proc/self/status ]; then
-	while read -r k v _; do
-		if [ "$k" = Uid: ]; then uid=$v && break; fi
-	done </proc/self/status
-fi
-[ -n "$uid" ] || uid=$(id -u)
+# Root or not, without a fork (the check path is hot: every fork is a cost
+# on every host of every run): root owns `/`.
+root=0
+if [ -O / ] 2>/dev/null; then root=1; fi
 
 if [ -z "$state_dir" ]; then
-	if [ "$uid" = 0 ]; then
+	if [ "$root" = 1 ]; then
 		state_dir=/var/lib/rbuild
 	else
 		state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/rbuild
@@ -53,16 +51,30 @@ fi
 
 now() { date +%s; }
 
-# now_nofork: the time in `now` without a fork where /proc is there (boot
-# time plus uptime); the check path runs on every host on every run.
+# now_nofork: the time in `now` without a fork; the check runs on every
+# host on every run. The shell reads a file a byte at a time, and /proc/stat
+# (boot time) is a kilobyte, so an apply leaves STATE_DIR/.clock, "BOOT_ID
+# EPOCH UPTIME", and while the host has not rebooted the time is that epoch
+# plus the uptime since: three short reads. Else boot time plus uptime, and
+# `date` where there is no /proc.
 now_nofork() {
-	now=
-	if [ -r /proc/stat ] && [ -r /proc/uptime ]; then
-		while read -r k v; do
-			if [ "$k" = btime ]; then now=$v && break; fi
-		done </proc/stat
+	now= up= boot=-
+	if [ -r /proc/uptime ]; then
 		read -r up _ </proc/uptime
-		now=$((now + ${up%%.*}))
+		up=${up%%.*}
+		[ -f "$state_dir/.clock" ] && read -r boot </proc/sys/kernel/random/boot_id
+	fi
+	if [ "$boot" != - ]; then
+		read -r c_boot c_epoch c_up _ <"$state_dir/.clock" || :
+		case ${c_epoch:-x}${c_up:-x} in
+		*[!0-9]*) ;;
+		*) [ "$c_boot" = "$boot" ] && [ "$up" -ge "$c_up" ] && now=$((c_epoch + up - c_up)) ;;
+		esac
+	fi
+	if [ -z "$now" ] && [ -n "$up" ] && [ -r /proc/stat ]; then
+		while read -r k v; do
+			if [ "$k" = btime ]; then now=$((v + up)) && break; fi
+		done </proc/stat
 	fi
 	[ -n "$now" ] || now=$(date +%s)
 }
@@ -108,6 +120,61 @@ lock_holder() {
 		kill -0 "$pid" 2>/dev/null || return 1
 	fi
 	echo "$pid"
+}
+
+# do_check (NAME HASH PERIOD)...: report each stack's state. Sets may_be_due
+# when a stack's recorded hash is not HASH or its build is PERIOD seconds
+# old: the controller decides, this only lets a host with nothing to do go
+# without waiting for its verdict.
+do_check() {
+	now_nofork
+	echo "@rbuild hello proto=2 now=$now"
+	may_be_due=0
+	while [ $# -ge 3 ]; do
+		n=$1 want=$2 period=$3
+		shift 3
+		read_state "$n"
+		holder=-
+		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
+		echo "@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+		case $st_built_at in
+		'' | *[!0-9]*) may_be_due=1 ;;
+		*)
+			age=$((now - st_built_at))
+			[ "$age" -ge 0 ] || age=0
+			[ "$st_hash" = "$want" ] && [ "$age" -lt "$period" ] || may_be_due=1
+			;;
+		esac
+	done
+}
+
+# The check ends here, and so does the script it ships (the controller cuts
+# it at the next line): everything below is for commands that change things.
+# `check STATE_DIR hold|nohold (NAME HASH PERIOD)...`: with `hold`, when a
+# stack may be due, `end hold` closes the output and the check waits for its
+# stdin to close, so that an ssh master running it as its own session stays
+# up while the controller decides whether an apply follows over it.
+if [ "$cmd" = check ]; then
+	mode=$1
+	shift
+	do_check "$@"
+	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
+		echo "@rbuild end hold"
+		read -r _ || :
+	else
+		echo "@rbuild end"
+	fi
+	exit 0
+fi
+#@rbuild-cut
+
+# save_clock: leave STATE_DIR/.clock for now_nofork (see there).
+save_clock() {
+	[ -r /proc/uptime ] && [ -r /proc/sys/kernel/random/boot_id ] || return 0
+	read -r up _ </proc/uptime
+	read -r boot </proc/sys/kernel/random/boot_id
+	echo "$boot $(date +%s) ${up%%.*}" >"$state_dir/.clock.$$" &&
+		mv -f "$state_dir/.clock.$$" "$state_dir/.clock"
 }
 
 held_locks=
@@ -180,17 +247,6 @@ add_history() {
 emit_log_tail() {
 	tail -n 15 "$2" 2>/dev/null | tr -d '\r' | while IFS= read -r line; do
 		echo "@rbuild log $1 $line"
-	done
-}
-
-do_check() {
-	now_nofork
-	echo "@rbuild hello proto=1 now=$now uid=$uid"
-	for n in "$@"; do
-		read_state "$n"
-		holder=-
-		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
-		echo "@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 	done
 }
 
@@ -488,7 +544,7 @@ apply_stack() {
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
 	n=$2 dir=$3 compose_file=$4 up_timeout=$5
-	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
+	echo "@rbuild hello proto=2 now=$(now)"
 	pick_compose "$1" || {
 		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
 		exit 3
@@ -523,7 +579,7 @@ do_rollback() {
 }
 
 do_history() {
-	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
+	echo "@rbuild hello proto=2 now=$(now)"
 	h=$state_dir/$1.history
 	[ -f "$h" ] || return 0
 	while IFS= read -r line; do
@@ -532,7 +588,7 @@ do_history() {
 }
 
 default_dir() {
-	if [ "$uid" = 0 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
+	if [ "$root" = 1 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
 }
 
 do_apply() {
@@ -544,7 +600,8 @@ do_apply() {
 		echo "@rbuild fatal could not create the state directory $state_dir"
 		exit 3
 	fi
-	echo "@rbuild hello proto=1 now=$(now) uid=$uid"
+	echo "@rbuild hello proto=2 now=$(now)"
+	save_clock
 	payload=
 	if [ "$has_payload" = 1 ]; then
 		payload=$state_dir/.payload.$$.tar
@@ -577,7 +634,6 @@ do_apply() {
 }
 
 case $cmd in
-check) do_check "$@" ;;
 apply) do_apply "$@" ;;
 rollback) do_rollback "$@" ;;
 history) do_history "$@" ;;

@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use super::{HostError, Output, drive};
-use crate::remote::{Event, script};
+use crate::remote::{Event, script_for};
 
 pub async fn run(
     args: &[String],
@@ -13,7 +13,7 @@ pub async fn run(
 ) -> Result<Output, HostError> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
-        .arg(script())
+        .arg(script_for(args))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -51,14 +51,14 @@ pub struct Output {
 /// An open connection to a host.
 pub enum Conn {
     Local,
-    Ssh(ssh::SshConn),
+    Ssh(Box<ssh::SshConn>),
 }
 
 impl Conn {
     /// Run the remote script with `args` (`$0` first), feeding `payload` on
     /// its stdin, calling `on_event` for each event as it arrives.
     pub async fn run(
-        &self,
+        &mut self,
         args: &[String],
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),

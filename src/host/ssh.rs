@@ -1,18 +1,29 @@
-//! A host over OpenSSH: one multiplexed master per host (the `openssh` crate
-//! with native mux), so the user's ssh config, agent and jump hosts apply and
-//! every command after the first costs no handshake.
+//! A host over OpenSSH, so the user's ssh config, agent and jump hosts apply.
+//!
+//! The connection is one `ssh` process per host, started by the first
+//! command: it is the ControlMaster of the connection and runs that command
+//! as its own session, in the foreground. An up-to-date host therefore costs
+//! what one `ssh host true` costs: one handshake, one process, no fork into
+//! the background. The check holds its session open (it waits for its stdin
+//! to close) until the controller has decided; a rebuild then runs as a
+//! second session over the same connection through the `openssh` crate's
+//! native multiplexing, with no second handshake.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use std::num::NonZeroUsize;
-
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{Session, Stdio};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::task::JoinHandle;
 
 use super::{HostError, Output, drive};
 use crate::inventory::Host;
-use crate::remote::{Event, script};
+use crate::remote::{self, Event};
 
 /// How rbuild connects, for every host.
 #[derive(Debug, Clone)]
@@ -28,20 +39,31 @@ pub struct SshSettings {
     pub control_dir: PathBuf,
 }
 
+/// A host's connection: the ssh command line, and once the first command
+/// has started it, the master.
 pub struct SshConn {
-    session: Session,
+    /// `ssh` arguments up to and including the destination.
+    argv: Vec<OsString>,
+    /// The master's control socket.
+    ctl: PathBuf,
+    /// How long the handshake may take before the first line arrives.
+    bound: Duration,
+    master: Option<Master>,
 }
 
-/// The message and hint for an ssh connection failure.
-fn classify(e: &openssh::Error) -> (String, Option<&'static str>) {
-    let mut message = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        message = format!("{message}: {s}");
-        src = s.source();
-    }
+/// A running master whose own session (a check) waits for its stdin to
+/// close.
+struct Master {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: JoinHandle<String>,
+}
+
+/// The message and hint for an ssh failure, from its text.
+fn classify(message: &str) -> Option<&'static str> {
     let lower = message.to_lowercase();
-    let hint = if lower.contains("host key verification failed")
+    if lower.contains("host key verification failed")
         || lower.contains("no matching host key")
         || lower.contains("host key for")
     {
@@ -60,8 +82,18 @@ fn classify(e: &openssh::Error) -> (String, Option<&'static str>) {
         Some("the host is down or a firewall drops packets")
     } else {
         None
-    };
-    (message, hint)
+    }
+}
+
+/// An `openssh` error with its sources, as one line.
+fn mux_error(e: &openssh::Error) -> HostError {
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message = format!("{message}: {s}");
+        src = s.source();
+    }
+    HostError::Run { message }
 }
 
 /// Write a config holding the host's extra options, then the user's config:
@@ -94,66 +126,205 @@ fn extra_options_config(
     Ok(Some(path))
 }
 
-pub async fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError> {
+/// Prepare the connection to a host; the first command makes it.
+pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let timeout = host
         .connect_timeout
         .map(Duration::from_secs)
         .unwrap_or(settings.connect_timeout);
-    let mut b = SessionBuilder::default();
-    b.known_hosts_check(if settings.accept_new_host_keys {
-        KnownHosts::Add
-    } else {
-        KnownHosts::Strict
-    })
-    .connect_timeout(timeout)
-    .server_alive_interval(Duration::from_secs(5))
-    // closed explicitly at the end; this only bounds a master orphaned by a
-    // controller that was killed
-    .control_persist(ControlPersist::IdleFor(
-        NonZeroUsize::new(60).expect("non-zero"),
-    ))
-    .control_directory(&settings.control_dir);
-    if let Some(u) = &host.user {
-        b.user(u.clone());
+    // short: a socket path has a length limit (108 bytes on Linux)
+    let ctl = settings
+        .control_dir
+        .join(format!("m{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let opt = |argv: &mut Vec<OsString>, o: String| {
+        argv.push("-o".into());
+        argv.push(o.into());
+    };
+    let mut argv: Vec<OsString> = vec!["-T".into()];
+    let mut control_path = OsString::from("ControlPath=");
+    control_path.push(&ctl);
+    argv.extend(["-o".into(), control_path]);
+    for o in [
+        "ControlMaster=yes".to_owned(),
+        // the master stays in the foreground and ends with its sessions,
+        // whatever the user's config says
+        "ControlPersist=no".to_owned(),
+        "ClearAllForwardings=yes".to_owned(),
+        "BatchMode=yes".to_owned(),
+        format!(
+            "StrictHostKeyChecking={}",
+            if settings.accept_new_host_keys {
+                "accept-new"
+            } else {
+                "yes"
+            }
+        ),
+        format!("ConnectTimeout={}", timeout.as_secs()),
+        "ServerAliveInterval=5".to_owned(),
+    ] {
+        opt(&mut argv, o);
     }
     if let Some(p) = host.port {
-        b.port(p);
+        argv.extend(["-p".into(), p.to_string().into()]);
+    }
+    if let Some(u) = &host.user {
+        argv.extend(["-l".into(), u.into()]);
     }
     if let Some(k) = &host.identity_file {
-        b.keyfile(k);
+        // the given key, and only it
+        opt(&mut argv, "IdentitiesOnly=yes".to_owned());
+        argv.extend(["-i".into(), k.into()]);
     }
     let generated = extra_options_config(host, settings).map_err(|e| HostError::Connect {
         message: format!("cannot write the ssh config for its ssh_options: {e}"),
         hint: None,
     })?;
     if let Some(c) = generated.as_ref().or(settings.config_file.as_ref()) {
-        b.config_file(c);
+        argv.extend(["-F".into(), c.into()]);
     }
-    // ssh's own ConnectTimeout covers the TCP connect; this bounds the whole
-    // handshake too, for hosts that accept and then go silent.
-    let bound = timeout + Duration::from_secs(5);
-    match tokio::time::timeout(bound, b.connect_mux(&host.address)).await {
-        Err(_) => Err(HostError::ConnectTimeout(bound.as_secs())),
-        Ok(Err(e)) => {
-            let (message, hint) = classify(&e);
-            Err(HostError::Connect { message, hint })
-        }
-        Ok(Ok(session)) => Ok(SshConn { session }),
-    }
+    // the address is validated (no leading `-`); `--` all the same
+    argv.extend(["--".into(), host.address.clone().into()]);
+    Ok(SshConn {
+        argv,
+        ctl,
+        // ssh's own ConnectTimeout covers the TCP connect; this bounds the
+        // whole handshake too, for hosts that accept and then go silent.
+        bound: timeout + Duration::from_secs(5),
+        master: None,
+    })
+}
+
+/// The last lines a stream printed, once it ends.
+fn tail_of(mut r: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf).await;
+        let s = String::from_utf8_lossy(&buf);
+        let tail: Vec<&str> = s.lines().rev().take(10).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    })
 }
 
 impl SshConn {
+    /// Run the remote script with `args`, feeding `payload` on its stdin.
+    /// The first command starts the connection; later ones share it.
     pub async fn run(
-        &self,
+        &mut self,
         args: &[String],
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Output, HostError> {
-        let run_err = |e: openssh::Error| HostError::Run {
-            message: classify(&e).0,
+        if self.master.is_some() {
+            self.run_mux(args, payload, on_event).await
+        } else {
+            self.start(args, payload, on_event).await
+        }
+    }
+
+    /// Start the master with this command as its own session.
+    async fn start(
+        &mut self,
+        args: &[String],
+        payload: Option<Arc<Vec<u8>>>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Output, HostError> {
+        let hold = payload.is_none() && remote::holds(args);
+        let mut child = tokio::process::Command::new("ssh")
+            .args(&self.argv)
+            .arg(remote::command_line(args))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            // its own process group: a Ctrl-C at the terminal is rbuild's
+            // to handle (it lets the hosts in flight finish)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| HostError::Connect {
+                message: format!("cannot start `ssh`: {e}"),
+                hint: Some("rbuild needs OpenSSH's client (`ssh`) on its PATH"),
+            })?;
+        let mut stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let stderr = tail_of(child.stderr.take().expect("piped"));
+
+        // a failed write shows as the script's own failure: not an error here
+        let write = async {
+            let written = async {
+                if let (Some(p), Some(w)) = (&payload, stdin.as_mut()) {
+                    w.write_all(p).await?;
+                }
+                if !hold {
+                    // closed (dropped): the end of the payload
+                    stdin = None;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            if let Err(e) = written.await {
+                tracing::debug!("writing to ssh: {e}");
+            }
+            Ok::<(), HostError>(())
         };
-        let mut cmd = self.session.command("sh");
-        cmd.arg("-c").arg(script()).args(args);
+        let bound = self.bound;
+        let read = async {
+            let mut events = Vec::new();
+            let mut first = true;
+            loop {
+                let next = if first {
+                    first = false;
+                    match tokio::time::timeout(bound, stdout.next_line()).await {
+                        Ok(l) => l,
+                        Err(_) => return Err(HostError::ConnectTimeout(bound.as_secs())),
+                    }
+                } else {
+                    stdout.next_line().await
+                };
+                match next {
+                    Ok(Some(line)) => match remote::parse_line(&line) {
+                        Some(Event::End { hold }) => return Ok((events, hold)),
+                        Some(ev) => {
+                            on_event(&ev);
+                            events.push(ev);
+                        }
+                        None => tracing::debug!(target: "rbuild::remote", "{line}"),
+                    },
+                    Ok(None) | Err(_) => return Ok((events, false)),
+                }
+            }
+        };
+        // a timed-out handshake ends the write too
+        let ((), (events, held)) = tokio::try_join!(write, read)?;
+        if let (true, Some(stdin)) = (held, stdin.take()) {
+            self.master = Some(Master {
+                child,
+                stdin,
+                stdout,
+                stderr,
+            });
+            return Ok(Output {
+                events,
+                code: Some(0),
+                stderr: String::new(),
+            });
+        }
+        drop(stdin);
+        let status = child.wait().await.map_err(|e| HostError::Run {
+            message: e.to_string(),
+        })?;
+        let stderr = stderr.await.unwrap_or_default();
+        finished(events, status, stderr)
+    }
+
+    /// A further command, as a session of its own over the running master.
+    async fn run_mux(
+        &mut self,
+        args: &[String],
+        payload: Option<Arc<Vec<u8>>>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Output, HostError> {
+        let session = Session::resume_mux(self.ctl.clone().into_boxed_path(), None);
+        let mut cmd = session.raw_command(remote::command_line(args));
         cmd.stdin(if payload.is_some() {
             Stdio::piped()
         } else {
@@ -161,7 +332,7 @@ impl SshConn {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let mut child = cmd.spawn().await.map_err(run_err)?;
+        let mut child = cmd.spawn().await.map_err(|e| mux_error(&e))?;
         let stdin = child.stdin().take();
         let stdout = child.stdout().take().expect("piped");
         let stderr = child.stderr().take().expect("piped");
@@ -169,7 +340,7 @@ impl SshConn {
         let code = match child.wait().await {
             Ok(status) => status.code(),
             Err(openssh::Error::RemoteProcessTerminated) => None,
-            Err(e) => return Err(run_err(e)),
+            Err(e) => return Err(mux_error(&e)),
         };
         Ok(Output {
             events,
@@ -178,9 +349,64 @@ impl SshConn {
         })
     }
 
+    /// Let the master's own session end, and the master with it.
     pub async fn close(self) {
-        if let Err(e) = self.session.close().await {
-            tracing::debug!("closing the ssh master: {e}");
+        let Some(Master {
+            mut child,
+            stdin,
+            mut stdout,
+            stderr,
+        }) = self.master
+        else {
+            return;
+        };
+        drop(stdin);
+        let ended = async {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                tracing::debug!(target: "rbuild::remote", "{line}");
+            }
+            child.wait().await
+        };
+        // a host that went silent is given up on after ssh's own
+        // keep-alives would have (3 x 5 s)
+        match tokio::time::timeout(Duration::from_secs(20), ended).await {
+            Ok(Ok(status)) if !status.success() => {
+                let err = stderr.await.unwrap_or_default();
+                tracing::debug!("ssh exited with {status}: {err}");
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::debug!("ssh did not exit; killing it");
+                let _ = child.kill().await;
+            }
         }
+    }
+}
+
+/// The output of a command whose ssh process has exited. Exit status 255
+/// is ssh's own failure: before the script said hello, the connection
+/// failed; after, it was lost.
+fn finished(events: Vec<Event>, status: ExitStatus, stderr: String) -> Result<Output, HostError> {
+    let said_hello = events.iter().any(|e| matches!(e, Event::Hello { .. }));
+    match status.code() {
+        Some(255) if !said_hello => {
+            let message = if stderr.trim().is_empty() {
+                "ssh failed (exit status 255)".to_owned()
+            } else {
+                stderr.trim().replace('\n', " / ")
+            };
+            let hint = classify(&message);
+            Err(HostError::Connect { message, hint })
+        }
+        Some(255) => Ok(Output {
+            events,
+            code: None,
+            stderr,
+        }),
+        code => Ok(Output {
+            events,
+            code,
+            stderr,
+        }),
     }
 }

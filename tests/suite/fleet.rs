@@ -72,6 +72,52 @@ fn second_run_skips_everything_up_to_date() {
 }
 
 #[test]
+fn a_check_is_one_login_and_one_command_and_a_rebuild_one_more_command() {
+    let f = Fleet::new("cost", 2);
+    let names = f.web_everywhere();
+    let count = |h: &str| (f.accepted_logins(h), f.remote_commands(h));
+
+    // a first build: the check, then the apply over the same connection
+    f.run(&[]).assert_code(0);
+    assert_eq!(count("h1"), (1, 2), "first build on h1");
+    assert_eq!(count("h2"), (1, 2), "first build on h2");
+
+    // up to date: one login and one command per host, and the check
+    // writes nothing on the host
+    let state_before = Fleet::snapshot(&f.state_dir("h1"));
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+    assert_eq!(count("h1"), (2, 3), "up-to-date check on h1");
+    assert_eq!(count("h2"), (2, 3), "up-to-date check on h2");
+    assert_eq!(Fleet::snapshot(&f.state_dir("h1")), state_before);
+
+    // one stack changed: two commands over one login on its host, one on
+    // the other
+    f.write(
+        &names[1],
+        "Dockerfile",
+        &dockerfile(None, &sleeper_cmd("v2")),
+    );
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h2", &names[1], "rebuilt", "config_changed");
+    assert_eq!(count("h1"), (3, 4), "up-to-date check on h1");
+    assert_eq!(count("h2"), (3, 5), "rebuild on h2");
+    // no ssh process is left behind
+    let config = f.host_dir("h1").parent().unwrap().join("ssh_config");
+    let left = std::process::Command::new("pgrep")
+        .args(["-a", "-f", &format!("^ssh .*{}", config.display())])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
 fn a_changed_file_rebuilds_only_that_stack() {
     let f = Fleet::new("changed", 3);
     let names = f.web_everywhere();

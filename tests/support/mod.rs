@@ -1083,12 +1083,22 @@ impl Fleet {
         v
     }
 
-    /// Lines of the host's sshd log saying a key was accepted.
+    /// Remote commands the host's sshd started (sessions with a command;
+    /// the sshd logs at VERBOSE).
+    pub fn remote_commands(&self, host: &str) -> usize {
+        std::fs::read_to_string(self.host_dir(host).join("sshd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Starting session: command"))
+            .count()
+    }
+
+    /// Logins (ssh handshakes) the host's sshd accepted.
     pub fn accepted_logins(&self, host: &str) -> usize {
         std::fs::read_to_string(self.host_dir(host).join("sshd.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("Accepted"))
+            .filter(|l| l.contains("Accepted publickey"))
             .count()
     }
 
