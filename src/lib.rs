@@ -20,7 +20,7 @@
 //! src/remote.sh          the one POSIX sh script that does all work on a host
 //! src/remote.rs          its versioned protocol: arguments in, `@rbuild` lines out
 //! src/host/mod.rs        the seam: a connection that runs the script with a payload
-//! src/host/ssh.rs        over OpenSSH, one multiplexed master per host (openssh, native-mux)
+//! src/host/ssh.rs        over OpenSSH: the first command is the master's own session, the next one goes over native mux (openssh)
 //! src/host/local.rs      on this machine, under sh
 //! src/fleet.rs           the executor: bounded concurrency, one check and at most one apply per host
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget

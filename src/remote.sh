@@ -122,13 +122,14 @@ lock_holder() {
 	echo "$pid"
 }
 
-# do_check (NAME HASH PERIOD)...: report each stack's state. Sets may_be_due
+# do_check (NAME HASH PERIOD)...: each stack's state, as lines in `out` (the
+# check prints them in one write: one packet to the controller). Sets may_be_due
 # when a stack's recorded hash is not HASH or its build is PERIOD seconds
 # old: the controller decides, this only lets a host with nothing to do go
 # without waiting for its verdict.
 do_check() {
 	now_nofork
-	echo "@rbuild hello proto=2 now=$now"
+	out="@rbuild hello proto=2 now=$now"
 	may_be_due=0
 	while [ $# -ge 3 ]; do
 		n=$1 want=$2 period=$3
@@ -136,7 +137,8 @@ do_check() {
 		read_state "$n"
 		holder=-
 		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
-		echo "@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+		out="$out
+@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 		case $st_built_at in
 		'' | *[!0-9]*) may_be_due=1 ;;
 		*)
@@ -159,10 +161,10 @@ if [ "$cmd" = check ]; then
 	shift
 	do_check "$@"
 	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
-		echo "@rbuild end hold"
+		printf '%s\n@rbuild end hold\n' "$out"
 		read -r _ || :
 	else
-		echo "@rbuild end"
+		printf '%s\n@rbuild end\n' "$out"
 	fi
 	exit 0
 fi

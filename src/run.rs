@@ -37,11 +37,21 @@ pub fn main() -> anyhow::Result<Exit> {
     match command {
         None => rt.block_on(run(settings)),
         Some(cmd) => rt.block_on(async {
-            let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
+            let control = control_dir()?;
             let ssh = ssh_settings(&settings, control.path());
             crate::manual::run(cmd, settings, ssh).await
         }),
     }
+}
+
+/// A private directory (0700) for this run's ssh control sockets and
+/// generated ssh configs, removed at the end of the run.
+fn control_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("rbuild-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
 }
 
 fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettings {
@@ -81,9 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
             return Ok(Exit::Usage);
         }
     };
-    // A private directory for this run's ssh control sockets, removed at
-    // the end of the run.
-    let control = tempfile::Builder::new().prefix("rbuild-").tempdir()?;
+    let control = control_dir()?;
     let ssh = ssh_settings(&settings, control.path());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {

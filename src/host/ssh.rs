@@ -410,3 +410,38 @@ fn finished(events: Vec<Event>, status: ExitStatus, stderr: String) -> Result<Ou
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn status(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn ssh_failing_before_the_script_spoke_is_a_connection_failure_with_a_hint() {
+        let e = finished(
+            vec![],
+            status(255),
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused".into(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("Connection refused"), "{e}");
+        assert!(e.hint().unwrap().contains("sshd running"));
+        let e = finished(vec![], status(255), "Host key verification failed.".into()).unwrap_err();
+        assert!(e.hint().unwrap().contains("known_hosts"));
+        let e = finished(vec![], status(255), String::new()).unwrap_err();
+        assert!(e.to_string().contains("exit status 255"), "{e}");
+    }
+
+    #[test]
+    fn ssh_failing_after_the_script_spoke_is_a_lost_connection() {
+        let hello = vec![Event::Hello { now: 1 }];
+        let out = finished(hello.clone(), status(255), "broken pipe".into()).unwrap();
+        assert_eq!(out.code, None, "lost, not an exit status");
+        let out = finished(hello, status(3), String::new()).unwrap();
+        assert_eq!(out.code, Some(3), "the script's own status");
+    }
+}

@@ -1083,23 +1083,23 @@ impl Fleet {
         v
     }
 
-    /// Remote commands the host's sshd started (sessions with a command;
-    /// the sshd logs at VERBOSE).
-    pub fn remote_commands(&self, host: &str) -> usize {
+    /// Lines of the host's sshd log (LogLevel VERBOSE) that contain `what`.
+    fn sshd_log_count(&self, host: &str, what: &str) -> usize {
         std::fs::read_to_string(self.host_dir(host).join("sshd.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("Starting session: command"))
+            .filter(|l| l.contains(what))
             .count()
+    }
+
+    /// Remote commands the host's sshd started (sessions with a command).
+    pub fn remote_commands(&self, host: &str) -> usize {
+        self.sshd_log_count(host, "Starting session: command")
     }
 
     /// Logins (ssh handshakes) the host's sshd accepted.
     pub fn accepted_logins(&self, host: &str) -> usize {
-        std::fs::read_to_string(self.host_dir(host).join("sshd.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("Accepted publickey"))
-            .count()
+        self.sshd_log_count(host, "Accepted publickey")
     }
 
     /// The files of a directory, recursively, with contents and modes.
