@@ -27,9 +27,9 @@
 #   3. rbuild when one stack in ten needs a rebuild; 4. one host: rbuild vs `ssh true`;
 #   5. `rbuild --version` start-up.
 # Per run it records (scripts/bench/measure.py): wall time, rbuild's own CPU and peak
-# RSS, the CPU of everything on the client side (a cpuacct cgroup: the daemonized ssh
-# masters too), the CPU of the sshd side (another cgroup), the number of handshakes and
-# of remote commands per host (sshd.log, LogLevel VERBOSE) and the CPU the rest of the
+# RSS, the CPU of everything on the client side (a cpuacct cgroup: every ssh process),
+# the CPU of the sshd side (another cgroup), the number of handshakes and of remote
+# commands per host (sshd.log, LogLevel VERBOSE) and the CPU the rest of the
 # machine used meanwhile (noise). Prints Markdown tables at the end (scripts/bench/report.py).
 #
 # Everything started is torn down on exit (trap): hosts, forwarders, cgroups, and the
@@ -372,8 +372,8 @@ if [ "$PROFILE" = 1 ]; then
   strace -f -qq -z -e trace=execve -e signal=none -o "$W/prof/execve.txt" \
     "$RB" -F "$c" -i "$W/inv/n$n.yaml" -j "$J" -q || true
   strace -f -c -o "$W/prof/strace-c.txt" "$RB" -F "$c" -i "$W/inv/n$n.yaml" -j "$J" -q || true
-  # one host's timeline: rbuild start, ssh master exec, master ready (pre-fork parent exits),
-  # mux session, stop request
+  # one host's timeline: rbuild start, the ssh exec (the master, running the check as its
+  # own session), its exit
   strace -f -ttt -qq -z -e trace=execve,connect,exit_group -e signal=none -o "$W/prof/timeline.txt" \
     "$RB" -F "$c" -i "$W/inv/n1.yaml" -q || true
   {
