@@ -3,6 +3,8 @@
 //! file, the line and the key at fault. Nothing here touches a host.
 
 use std::collections::{BTreeMap, HashSet};
+
+use indexmap::IndexMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +109,9 @@ struct RawInventory {
     /// Stacks defined once and placed on hosts by name or group.
     #[serde(default)]
     stacks: BTreeMap<String, Spanned<RawSharedStack>>,
-    hosts: Spanned<BTreeMap<String, Spanned<RawHost>>>,
+    /// In the order the file lists them: hosts start (and a canary is
+    /// picked) in that order, and the summary lists them so.
+    hosts: Spanned<IndexMap<String, Spanned<RawHost>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -676,6 +680,29 @@ mod tests {
         assert_eq!(h.stacks[0].up_timeout, Some(90));
         assert_eq!(h.stacks[0].remote_dir.as_deref(), Some("/opt/stacks/web"));
         assert!(h.stacks[0].compose_file.ends_with("web/compose.yml"));
+    }
+
+    #[test]
+    fn hosts_keep_the_order_of_the_file() {
+        let d = dir_with_compose();
+        let host = |n: &str| {
+            format!(
+                "  {n}:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n"
+            )
+        };
+        let text = format!(
+            "hosts:\n{}{}{}{}",
+            host("web10"),
+            host("web2"),
+            host("db"),
+            host("web1")
+        );
+        let inv = parse(&d, &text).unwrap();
+        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["web10", "web2", "db", "web1"]);
+        // a host listed twice is refused, not merged
+        let e = parse(&d, &format!("{text}{}", host("db"))).unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("duplicate"), "{e}");
     }
 
     #[test]
