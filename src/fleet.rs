@@ -246,13 +246,7 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
                         let s = &h.stacks[*i];
                         rows[*i] = Some(match &e {
                             None => interrupted_row(h, s),
-                            Some(e) => Row {
-                                action: Action::Failed,
-                                reason: *reason,
-                                error: Some(format!("reconnecting for the rebuild: {e}")),
-                                hint: e.hint().map(str::to_owned),
-                                ..interrupted_row(h, s)
-                            },
+                            Some(e) => unreached_row(h, s, *reason, e),
                         });
                     }
                     return settle(rows);
@@ -267,18 +261,36 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
         .copied()
         .collect();
     if !go.is_empty() {
-        let results = apply(ctx, h, &mut conn, &go).await;
-        let outcomes: Vec<(String, Outcome)> = results
-            .iter()
-            .map(|r| {
-                let o = match (r.action, r.reason) {
-                    (Action::Rebuilt, _) => Outcome::Passed,
-                    (_, Reason::Locked) => Outcome::Neutral,
-                    _ => Outcome::Failed,
-                };
-                (r.stack.clone(), o)
-            })
-            .collect();
+        let (results, outcomes): (Vec<Row>, Vec<(String, Outcome)>) =
+            match apply(ctx, h, &mut conn, &go).await {
+                Ok(results) => {
+                    let outcomes = results
+                        .iter()
+                        .map(|r| {
+                            let o = match (r.action, r.reason) {
+                                (Action::Rebuilt, _) => Outcome::Passed,
+                                (_, Reason::Locked) => Outcome::Neutral,
+                                _ => Outcome::Failed,
+                            };
+                            (r.stack.clone(), o)
+                        })
+                        .collect();
+                    (results, outcomes)
+                }
+                // nothing started: that says nothing of the new version
+                Err(e) => go
+                    .iter()
+                    .map(|(i, reason, _)| {
+                        let s = &h.stacks[*i];
+                        let row = unreached_row(h, s, *reason, &e);
+                        let _ = ctx.tx.send(Progress::Result {
+                            row: row.clone(),
+                            log: vec![],
+                        });
+                        (row, (s.name.clone(), Outcome::Neutral))
+                    })
+                    .unzip(),
+            };
         ctx.rollout.finish(&outcomes);
         for ((i, _, _), row) in go.iter().zip(results) {
             rows[*i] = Some(row);
@@ -352,6 +364,17 @@ fn halt_rows(ctx: &Ctx, h: &Host, due: &[Due], halted: &[String], rows: &mut [Op
     }
 }
 
+/// A due stack whose host could not be reached for its rebuild.
+fn unreached_row(h: &Host, s: &Stack, reason: Reason, e: &HostError) -> Row {
+    Row {
+        action: Action::Failed,
+        reason,
+        error: Some(format!("connecting for the rebuild: {e}")),
+        hint: e.hint().map(str::to_owned),
+        ..interrupted_row(h, s)
+    }
+}
+
 fn interrupted_row(h: &Host, s: &Stack) -> Row {
     Row {
         host: h.name.clone(),
@@ -398,10 +421,14 @@ async fn check(
         )
         .await
         .map_err(|e| host_error_rows(h, &e, started))?;
-    let Some(now) = out.events.iter().find_map(|e| match e {
+    // the whole answer, `end` included: a connection lost half-way must not
+    // make the stacks it did not report look never built
+    let ended = out.events.iter().any(|e| matches!(e, Event::End { .. }));
+    let hello = out.events.iter().find_map(|e| match e {
         Event::Hello { now } => Some(*now),
         _ => None,
-    }) else {
+    });
+    let (Some(now), true) = (hello, ended) else {
         let mut rows = failed_rows(h, Reason::HostFailed, protocol_error(&out), None);
         rows.iter_mut().for_each(|r| r.duration = started.elapsed());
         return Err(rows);
@@ -505,7 +532,9 @@ fn payload_for(ctx: &Ctx, stacks: &[&Stack]) -> Result<Arc<Vec<u8>>, stack::Stac
     Ok(p)
 }
 
-async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
+/// Ship and rebuild the due stacks of a host: a row for each, or `Err` when
+/// the host could not be reached (nothing started).
+async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Result<Vec<Row>, HostError> {
     let st = &ctx.settings;
     let shipped: Vec<&Stack> = due
         .iter()
@@ -518,7 +547,7 @@ async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
         match payload_for(ctx, &shipped) {
             Ok(p) => Some(p),
             Err(e) => {
-                return due
+                return Ok(due
                     .iter()
                     .map(|(i, reason, _)| Row {
                         host: h.name.clone(),
@@ -529,7 +558,7 @@ async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
                         error: Some(format!("cannot pack the stack: {e}")),
                         hint: None,
                     })
-                    .collect();
+                    .collect());
             }
         }
     };
@@ -589,9 +618,11 @@ async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
             let lost = protocol_error(&o);
             (o.events, lost)
         }
+        Err(e @ (HostError::Connect { .. } | HostError::ConnectTimeout(_))) => return Err(e),
         Err(e) => (vec![], e.to_string()),
     };
-    due.iter()
+    Ok(due
+        .iter()
         .map(|(i, reason, _)| {
             let s = &h.stacks[*i];
             let done = events.iter().find_map(|e| match e {
@@ -637,5 +668,5 @@ async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Vec<Row> {
             });
             row
         })
-        .collect()
+        .collect())
 }

@@ -400,6 +400,17 @@ impl Inventory {
                         Some("ssh options are written as in ssh_config, e.g. `ProxyJump: bastion`"),
                     ));
                 }
+                if ["host", "match", "include"].contains(&k.to_ascii_lowercase().as_str()) {
+                    // they would change which lines apply to the host,
+                    // the user's own config included
+                    return Err(err(
+                        v.referenced.line(),
+                        format!("host `{name}`: `{k}` is not an ssh option but a config block"),
+                        Some(
+                            "put `Host`/`Match` blocks and `Include` in your ssh config; `ssh_options` takes options",
+                        ),
+                    ));
+                }
                 if v.value.chars().any(|c| c.is_control()) {
                     return Err(err(
                         v.referenced.line(),
@@ -680,6 +691,20 @@ mod tests {
         assert_eq!(h.stacks[0].up_timeout, Some(90));
         assert_eq!(h.stacks[0].remote_dir.as_deref(), Some("/opt/stacks/web"));
         assert!(h.stacks[0].compose_file.ends_with("web/compose.yml"));
+    }
+
+    #[test]
+    fn ssh_config_blocks_are_not_ssh_options() {
+        let d = dir_with_compose();
+        for key in ["Match", "Host", "include"] {
+            let e = parse(
+                &d,
+                &format!("hosts:\n  web1:\n    ssh_options:\n      {key}: all\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n"),
+            )
+            .unwrap_err();
+            assert_eq!(e.line, 4, "{e}");
+            assert!(e.message.contains("config block"), "{e}");
+        }
     }
 
     #[test]

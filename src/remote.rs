@@ -580,6 +580,9 @@ mod tests {
             .as_secs();
         for stale in [
             format!("00000000-0000-0000-0000-000000000000 5000 {then}\n"),
+            format!("{} 05000 {then}\n", boot.trim()),
+            format!("{} 99999999999999999999 {then}\n", boot.trim()),
+            format!("{} 5000\n", boot.trim()),
             "garbage\n".to_owned(),
             String::new(),
         ] {
@@ -661,15 +664,18 @@ mod tests {
             drop(child.stdin.take());
             assert!(child.wait().unwrap().success());
         }
-        std::fs::write(
-            dir.path().join("web.state"),
-            "version=1\nhash=h1\nbuilt_at=x\n",
-        )
-        .unwrap();
-        let (_, hold, mut child) = start_check(dir.path(), "hold", "h1", "3600");
-        assert!(hold);
-        drop(child.stdin.take());
-        assert!(child.wait().unwrap().success());
+        // numbers the shell's arithmetic would choke on (octal, overflow)
+        for bad in ["x", "08", "-5", "99999999999999999999", ""] {
+            std::fs::write(
+                dir.path().join("web.state"),
+                format!("version=1\nhash=h1\nbuilt_at={bad}\n"),
+            )
+            .unwrap();
+            let (_, hold, mut child) = start_check(dir.path(), "hold", "h1", "3600");
+            assert!(hold, "built_at={bad}");
+            drop(child.stdin.take());
+            assert!(child.wait().unwrap().success(), "built_at={bad}");
+        }
         // `nohold` (a dry run, this machine) never waits
         let (_, hold, mut child) = start_check(dir.path(), "nohold", "h2", "3600");
         assert!(!hold);

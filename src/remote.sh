@@ -1,5 +1,5 @@
 # rbuild remote side (protocol 2). Shipped by the controller and run as
-#   sh -c "$SCRIPT" rbuild 1 COMMAND STATE_DIR [ARGS...]
+#   sh -c "$SCRIPT" rbuild 2 COMMAND STATE_DIR [ARGS...]
 # with every argument quoted by the controller. POSIX sh plus `date +%s`,
 # `tar`, `mkdir`, `mv`; docker only where work is due.
 #
@@ -51,6 +51,12 @@ fi
 
 now() { date +%s; }
 
+# is_num VALUE: a decimal the shell's arithmetic takes (no sign, no leading
+# zero, which would read as octal, at most 17 digits).
+is_num() {
+	case $1 in '' | *[!0-9]* | 0?* | ??????????????????*) return 1 ;; esac
+}
+
 # now_nofork: the time in `now` without a fork; the check runs on every
 # host on every run. The shell reads a file a byte at a time, and /proc/stat
 # (boot time) is a kilobyte, so an apply leaves STATE_DIR/.clock, "BOOT_ID
@@ -66,10 +72,9 @@ now_nofork() {
 	fi
 	if [ "$boot" != - ]; then
 		read -r c_boot c_epoch c_up _ <"$state_dir/.clock" || :
-		case ${c_epoch:-x}${c_up:-x} in
-		*[!0-9]*) ;;
-		*) [ "$c_boot" = "$boot" ] && [ "$up" -ge "$c_up" ] && now=$((c_epoch + up - c_up)) ;;
-		esac
+		if [ "$c_boot" = "$boot" ] && is_num "${c_epoch-}" && is_num "${c_up-}" && [ "$up" -ge "$c_up" ]; then
+			now=$((c_epoch + up - c_up))
+		fi
 	fi
 	if [ -z "$now" ] && [ -n "$up" ] && [ -r /proc/stat ]; then
 		while read -r k v; do
@@ -139,14 +144,13 @@ do_check() {
 		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
 		out="$out
 @rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
-		case $st_built_at in
-		'' | *[!0-9]*) may_be_due=1 ;;
-		*)
+		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			[ "$age" -ge 0 ] || age=0
 			[ "$st_hash" = "$want" ] && [ "$age" -lt "$period" ] || may_be_due=1
-			;;
-		esac
+		else
+			may_be_due=1
+		fi
 	done
 }
 

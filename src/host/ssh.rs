@@ -63,10 +63,12 @@ struct Master {
 /// The message and hint for an ssh failure, from its text.
 fn classify(message: &str) -> Option<&'static str> {
     let lower = message.to_lowercase();
-    if lower.contains("host key verification failed")
-        || lower.contains("no matching host key")
-        || lower.contains("host key for")
-    {
+    if lower.contains("no matching host key type") {
+        Some(
+            "the host offers no host key type this ssh accepts: check `HostKeyAlgorithms` \
+             in your ssh config against the host's keys",
+        )
+    } else if lower.contains("host key verification failed") || lower.contains("host key for") {
         Some(
             "the host's key is unknown or has changed; check it, then add it to known_hosts \
              (`ssh-keyscan HOST >> ~/.ssh/known_hosts` after verifying), or pass \
@@ -142,8 +144,10 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         argv.push(o.into());
     };
     let mut argv: Vec<OsString> = vec!["-T".into()];
-    let mut control_path = OsString::from("ControlPath=");
-    control_path.push(&ctl);
+    // ssh expands `%` in it and splits the option at blanks, unless quoted
+    let mut control_path = OsString::from("ControlPath=\"");
+    control_path.push(ctl.as_os_str().to_string_lossy().replace('%', "%%"));
+    control_path.push("\"");
     argv.extend(["-o".into(), control_path]);
     for o in [
         "ControlMaster=yes".to_owned(),
@@ -215,11 +219,22 @@ impl SshConn {
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Output, HostError> {
-        if self.master.is_some() {
-            self.run_mux(args, payload, on_event).await
-        } else {
-            self.start(args, payload, on_event).await
+        if let Some(master) = self.master.as_mut() {
+            if matches!(master.child.try_wait(), Ok(None)) {
+                match self.run_mux(args, payload.clone(), on_event).await {
+                    Err(Refused(e)) => {
+                        tracing::debug!("a second session was refused ({e}); connecting again")
+                    }
+                    Ok(out) => return out,
+                }
+            }
+            // the master is gone (its session ended early) or refused a
+            // second session (`MaxSessions 1`): a connection of its own
+            if let Some(m) = self.master.take() {
+                m.close().await;
+            }
         }
+        self.start(args, payload, on_event).await
     }
 
     /// Start the master with this command as its own session.
@@ -282,7 +297,10 @@ impl SshConn {
                 };
                 match next {
                     Ok(Some(line)) => match remote::parse_line(&line) {
-                        Some(Event::End { hold }) => return Ok((events, hold)),
+                        Some(Event::End { hold }) => {
+                            events.push(Event::End { hold });
+                            return Ok((events, hold));
+                        }
                         Some(ev) => {
                             on_event(&ev);
                             events.push(ev);
@@ -316,13 +334,14 @@ impl SshConn {
         finished(events, status, stderr)
     }
 
-    /// A further command, as a session of its own over the running master.
+    /// A further command, as a session of its own over the running master;
+    /// `Err` if the session could not be opened (nothing ran).
     async fn run_mux(
         &mut self,
         args: &[String],
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Output, HostError> {
+    ) -> Result<Result<Output, HostError>, Refused> {
         let session = Session::resume_mux(self.ctl.clone().into_boxed_path(), None);
         let mut cmd = session.raw_command(remote::command_line(args));
         cmd.stdin(if payload.is_some() {
@@ -332,7 +351,10 @@ impl SshConn {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let mut child = cmd.spawn().await.map_err(|e| mux_error(&e))?;
+        let mut child = match cmd.spawn().await {
+            Ok(c) => c,
+            Err(e) => return Err(Refused(mux_error(&e))),
+        };
         let stdin = child.stdin().take();
         let stdout = child.stdout().take().expect("piped");
         let stderr = child.stderr().take().expect("piped");
@@ -340,26 +362,34 @@ impl SshConn {
         let code = match child.wait().await {
             Ok(status) => status.code(),
             Err(openssh::Error::RemoteProcessTerminated) => None,
-            Err(e) => return Err(mux_error(&e)),
+            Err(e) => return Ok(Err(mux_error(&e))),
         };
-        Ok(Output {
+        Ok(Ok(Output {
             events,
             code,
             stderr,
-        })
+        }))
     }
 
     /// Let the master's own session end, and the master with it.
     pub async fn close(self) {
-        let Some(Master {
+        if let Some(m) = self.master {
+            m.close().await;
+        }
+    }
+}
+
+/// A second session the master would not open.
+struct Refused(HostError);
+
+impl Master {
+    async fn close(self) {
+        let Master {
             mut child,
             stdin,
             mut stdout,
             stderr,
-        }) = self.master
-        else {
-            return;
-        };
+        } = self;
         drop(stdin);
         let ended = async {
             while let Ok(Some(line)) = stdout.next_line().await {

@@ -118,6 +118,25 @@ fn a_check_is_one_login_and_one_command_and_a_rebuild_one_more_command() {
 }
 
 #[test]
+fn a_host_that_allows_one_session_per_connection_still_rebuilds() {
+    let f = Fleet::new("onesess", 1);
+    let names = f.web_everywhere();
+    f.restart_host_with("h1", "MaxSessions 1");
+
+    // the check holds the connection's one session, so the apply cannot
+    // open a second one beside it: it gets a connection of its own
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    assert_eq!(f.accepted_logins("h1"), 2);
+    assert_eq!(f.remote_commands("h1"), 2);
+    let c = assert_running(&names[0]);
+    assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+    f.run(&[]).assert_code(0);
+    assert_eq!(f.accepted_logins("h1"), 3, "up to date: one login");
+}
+
+#[test]
 fn a_changed_file_rebuilds_only_that_stack() {
     let f = Fleet::new("changed", 3);
     let names = f.web_everywhere();

@@ -1011,6 +1011,16 @@ impl Fleet {
         self.testhosts("stop", host);
     }
 
+    /// Restart a host's sshd with this line first in its sshd_config (sshd
+    /// takes the first value it reads).
+    pub fn restart_host_with(&self, host: &str, sshd_line: &str) {
+        self.testhosts("stop", host);
+        let conf = self.host_dir(host).join("sshd_config");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, format!("{sshd_line}\n{text}")).unwrap();
+        self.testhosts("start", host);
+    }
+
     /// Silently drop tcp/22 to the host (undone on drop, panics included).
     pub fn drop_packets(&self, host: &str) {
         self.dropped.set(true);
