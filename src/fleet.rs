@@ -446,11 +446,11 @@ async fn check(
     let mut rows: Vec<Option<Row>> = vec![None; h.stacks.len()];
     let mut due: Vec<Due> = Vec::new();
     for (i, s) in h.stacks.iter().enumerate() {
-        let c = &ctx.hashed[&stack_dir(s)];
+        let hash = stacks[i].hash;
         let state = states.get(s.name.as_str()).copied().flatten();
         let d = decide::decide(&decide::Input {
             force: st.force,
-            hash: &c.hash,
+            hash,
             state,
             now,
             build_period: st.build_period(s),
@@ -497,8 +497,8 @@ async fn check(
         } else if st.dry_run {
             rows[i] = Some(row(Action::WouldRebuild, d.reason, None, None));
         } else {
-            let ship = st.mode == Mode::Fleet
-                && state.and_then(|s| s.hash.as_deref()) != Some(c.hash.as_str());
+            let ship =
+                st.mode == Mode::Fleet && state.and_then(|s| s.hash.as_deref()) != Some(hash);
             due.push((i, d.reason, ship));
         }
     }

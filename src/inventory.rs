@@ -3,11 +3,10 @@
 //! file, the line and the key at fault. Nothing here touches a host.
 
 use std::collections::{BTreeMap, HashSet};
-
-use indexmap::IndexMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
@@ -109,8 +108,8 @@ struct RawInventory {
     /// Stacks defined once and placed on hosts by name or group.
     #[serde(default)]
     stacks: BTreeMap<String, Spanned<RawSharedStack>>,
-    /// In the order the file lists them: hosts start (and a canary is
-    /// picked) in that order, and the summary lists them so.
+    /// In the order the file lists them: hosts start in that order, and the
+    /// summary lists them so.
     hosts: Spanned<IndexMap<String, Spanned<RawHost>>>,
 }
 

@@ -41,9 +41,14 @@ pub fn check_script() -> &'static str {
     })
 }
 
-/// The script to ship with these arguments (`$0` first, as built here).
+/// Whether these arguments (`$0` first, as built here) are a check's.
+fn is_check(args: &[String]) -> bool {
+    args.get(2).is_some_and(|c| c == "check")
+}
+
+/// The script to ship with these arguments.
 pub fn script_for(args: &[String]) -> &'static str {
-    if args.get(2).is_some_and(|c| c == "check") {
+    if is_check(args) {
         check_script()
     } else {
         script()
@@ -55,7 +60,7 @@ pub fn script_for(args: &[String]) -> &'static str {
 /// running it as its own session stays up for an apply over the same
 /// connection.
 pub fn holds(args: &[String]) -> bool {
-    args.get(2).is_some_and(|c| c == "check") && args.get(4).is_some_and(|m| m == "hold")
+    is_check(args) && args.get(4).is_some_and(|m| m == "hold")
 }
 
 /// The whole remote command line, `sh -c SCRIPT ARGS...`, every word quoted

@@ -174,12 +174,13 @@ if [ "$cmd" = check ]; then
 fi
 #@rbuild-cut
 
-# save_clock: leave STATE_DIR/.clock for now_nofork (see there).
+# save_clock EPOCH: leave STATE_DIR/.clock for now_nofork (see there), EPOCH
+# being the time now.
 save_clock() {
 	[ -r /proc/uptime ] && [ -r /proc/sys/kernel/random/boot_id ] || return 0
 	read -r up _ </proc/uptime
 	read -r boot </proc/sys/kernel/random/boot_id
-	echo "$boot $(date +%s) ${up%%.*}" >"$state_dir/.clock.$$" &&
+	echo "$boot $1 ${up%%.*}" >"$state_dir/.clock.$$" &&
 		mv -f "$state_dir/.clock.$$" "$state_dir/.clock"
 }
 
@@ -618,8 +619,9 @@ do_apply() {
 		echo "@rbuild fatal could not create the state directory $state_dir"
 		exit 3
 	fi
-	echo "@rbuild hello proto=2 now=$(now)"
-	save_clock
+	now=$(now)
+	echo "@rbuild hello proto=2 now=$now"
+	save_clock "$now"
 	payload=
 	if [ "$has_payload" = 1 ]; then
 		payload=$state_dir/.payload.$$.tar

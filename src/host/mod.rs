@@ -95,27 +95,39 @@ pub(crate) async fn drive(
         }
         Ok::<(), std::io::Error>(())
     };
-    let read_err = async move {
-        let mut buf = Vec::new();
-        let mut stderr = stderr;
-        let _ = stderr.read_to_end(&mut buf).await;
-        let s = String::from_utf8_lossy(&buf);
-        let tail: Vec<&str> = s.lines().rev().take(10).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    };
     let read_out = async {
         let mut events = Vec::new();
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(ev) = remote::parse_line(&line) {
-                on_event(&ev);
-                events.push(ev);
-            } else {
-                tracing::debug!(target: "rbuild::remote", "{line}");
-            }
+            record(&line, &mut events, on_event);
         }
         events
     };
-    let (w, events, err) = tokio::join!(write, read_out, read_err);
+    let (w, events, err) = tokio::join!(write, read_out, stderr_tail(stderr));
     (events, err, w)
+}
+
+/// One line of the script's stdout: an event is handed to `on_event` and
+/// kept, anything else is logged at debug level.
+pub(crate) fn record(
+    line: &str,
+    events: &mut Vec<Event>,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) {
+    if let Some(ev) = remote::parse_line(line) {
+        on_event(&ev);
+        events.push(ev);
+    } else {
+        tracing::debug!(target: "rbuild::remote", "{line}");
+    }
+}
+
+/// The last lines the script wrote to stderr, once it closes, for error
+/// messages.
+pub(crate) async fn stderr_tail(mut stderr: impl AsyncRead + Unpin) -> String {
+    let mut buf = Vec::new();
+    let _ = stderr.read_to_end(&mut buf).await;
+    let s = String::from_utf8_lossy(&buf);
+    let tail: Vec<&str> = s.lines().rev().take(10).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }

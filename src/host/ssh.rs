@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
-use super::{HostError, Output, drive};
+use super::{HostError, Output, drive, record, stderr_tail};
 use crate::inventory::Host;
 use crate::remote::{self, Event};
 
@@ -199,17 +199,6 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
     })
 }
 
-/// The last lines a stream printed, once it ends.
-fn tail_of(mut r: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf).await;
-        let s = String::from_utf8_lossy(&buf);
-        let tail: Vec<&str> = s.lines().rev().take(10).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    })
-}
-
 impl SshConn {
     /// Run the remote script with `args`, feeding `payload` on its stdin.
     /// The first command starts the connection; later ones share it.
@@ -262,22 +251,19 @@ impl SshConn {
             })?;
         let mut stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let stderr = tail_of(child.stderr.take().expect("piped"));
+        // read apart: while the check holds its session, stderr stays open
+        let stderr = tokio::spawn(stderr_tail(child.stderr.take().expect("piped")));
 
-        // a failed write shows as the script's own failure: not an error here
         let write = async {
-            let written = async {
-                if let (Some(p), Some(w)) = (&payload, stdin.as_mut()) {
-                    w.write_all(p).await?;
-                }
-                if !hold {
-                    // closed (dropped): the end of the payload
-                    stdin = None;
-                }
-                Ok::<(), std::io::Error>(())
-            };
-            if let Err(e) = written.await {
+            if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
+                && let Err(e) = w.write_all(p).await
+            {
+                // it shows as the script's own failure: not an error here
                 tracing::debug!("writing to ssh: {e}");
+            }
+            if !hold {
+                // closed (dropped): the end of the payload
+                stdin = None;
             }
             Ok::<(), HostError>(())
         };
@@ -296,17 +282,12 @@ impl SshConn {
                     stdout.next_line().await
                 };
                 match next {
-                    Ok(Some(line)) => match remote::parse_line(&line) {
-                        Some(Event::End { hold }) => {
-                            events.push(Event::End { hold });
+                    Ok(Some(line)) => {
+                        record(&line, &mut events, on_event);
+                        if let Some(&Event::End { hold }) = events.last() {
                             return Ok((events, hold));
                         }
-                        Some(ev) => {
-                            on_event(&ev);
-                            events.push(ev);
-                        }
-                        None => tracing::debug!(target: "rbuild::remote", "{line}"),
-                    },
+                    }
                     Ok(None) | Err(_) => return Ok((events, false)),
                 }
             }

@@ -20,11 +20,7 @@ fn compose_v1_and_v2_hosts_both_rebuild() {
     }
 
     // both keep working on a change
-    f.write(
-        &names[1],
-        "Dockerfile",
-        &dockerfile(None, &sleeper_cmd("v2")),
-    );
+    f.write(&names[1], "Dockerfile", &sleeper_dockerfile("v2"));
     let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h2", &names[1], "rebuilt", "config_changed");

@@ -94,11 +94,7 @@ fn a_check_is_one_login_and_one_command_and_a_rebuild_one_more_command() {
 
     // one stack changed: two commands over one login on its host, one on
     // the other
-    f.write(
-        &names[1],
-        "Dockerfile",
-        &dockerfile(None, &sleeper_cmd("v2")),
-    );
+    f.write(&names[1], "Dockerfile", &sleeper_dockerfile("v2"));
     let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h2", &names[1], "rebuilt", "config_changed");
@@ -144,7 +140,7 @@ fn a_changed_file_rebuilds_only_that_stack() {
     let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
     let old_hash = f.state("h2", &names[1])["hash"].clone();
 
-    let v2 = dockerfile(None, &sleeper_cmd("v2"));
+    let v2 = sleeper_dockerfile("v2");
     f.write(&names[1], "Dockerfile", &v2);
     let run = f.run(&[]);
     run.assert_code(0);
@@ -273,11 +269,7 @@ fn dry_run_on_a_built_fleet_with_a_change_touches_nothing() {
     let hosts = ["h1", "h2", "h3"];
     let on_disk: Vec<_> = hosts.iter().map(|h| snap(h)).collect();
 
-    f.write(
-        &names[0],
-        "Dockerfile",
-        &dockerfile(None, &sleeper_cmd("v2")),
-    );
+    f.write(&names[0], "Dockerfile", &sleeper_dockerfile("v2"));
     let run = f.run(&["--dry-run"]);
     run.assert_code(0);
     run.expect("h1", &names[0], "would_rebuild", "config_changed");

@@ -64,7 +64,7 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
     let v1 = assert_running(&name);
-    f.write(&name, "Dockerfile", &dockerfile(None, &sleeper_cmd("v2")));
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
     f.run(&["--up-timeout-period", "60"]).assert_code(0).expect(
         "h1",
         &name,

@@ -161,7 +161,7 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
 
     // v2's rebuild waits in its health gate (closed) when the controller is
     // killed; its ssh control sockets go under the test's root
-    f.write(&name, "Dockerfile", &dockerfile(None, &sleeper_cmd("v2")));
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
     std::fs::remove_file(gate.join("open")).unwrap();
     let tmp = f.root.path().join("t");
     std::fs::create_dir(&tmp).unwrap();
@@ -239,11 +239,7 @@ fn a_stale_lock_is_taken_over_and_reported() {
     ] {
         std::fs::create_dir(&lock).unwrap();
         std::fs::write(lock.join("owner"), &owner).unwrap();
-        f.write(
-            &name,
-            "Dockerfile",
-            &dockerfile(None, &sleeper_cmd(version)),
-        );
+        f.write(&name, "Dockerfile", &sleeper_dockerfile(version));
         let run = f.run(&[]);
         run.assert_code(0);
         run.expect("h1", &name, "rebuilt", "config_changed");

@@ -118,6 +118,12 @@ pub fn sleeper_cmd(version: &str) -> String {
     format!("echo {version} >/tmp/version; touch /tmp/ok; exec sleep 1000000")
 }
 
+/// The Dockerfile of a plain sleeper image at `version` (`FROM` the test
+/// base image, `CMD` the sleeper).
+pub fn sleeper_dockerfile(version: &str) -> String {
+    dockerfile(None, &sleeper_cmd(version))
+}
+
 /// A compose file with one service `app` built from `.`; `init: true` so
 /// stops are fast. `extra` is YAML for the service, indented 4 spaces.
 pub fn compose(extra: &str) -> String {
@@ -145,11 +151,7 @@ impl StackDef {
     pub fn sleeper(version: &str) -> StackDef {
         StackDef {
             files: vec![
-                (
-                    "Dockerfile".into(),
-                    dockerfile(None, &sleeper_cmd(version)),
-                    0o644,
-                ),
+                ("Dockerfile".into(), sleeper_dockerfile(version), 0o644),
                 ("compose.yml".into(), compose(""), 0o644),
                 (".env".into(), format!("SECRET={version}\n"), 0o600),
             ],
