@@ -31,6 +31,7 @@ TRIXIE_DIR=/tmp/trixie
 PACKAGES=(
   docker.io docker-compose busybox-static openssh-server openssh-client
   iptables docker-registry curl ca-certificates procps util-linux iproute2
+  zsh fish mksh
 )
 
 t0=$(date +%s.%N)

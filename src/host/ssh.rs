@@ -208,9 +208,32 @@ impl SshConn {
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Output, HostError> {
+        let line = remote::command_line(args);
+        let out = self.run_line(args, line, payload.clone(), on_event).await?;
+        if out.events.is_empty() && remote::is_check(args) {
+            // the check ran in the login shell itself, which could not
+            // parse it (fish, csh): `sh -c`, over a connection of its own
+            tracing::info!(
+                "the remote login shell did not run the check (not a POSIX shell?): \
+                 running it under sh; a POSIX login shell saves a connection per run"
+            );
+            let line = remote::sh_command_line(args);
+            return self.run_line(args, line, payload, on_event).await;
+        }
+        Ok(out)
+    }
+
+    /// Run one command line: over the running master, else starting one.
+    async fn run_line(
+        &mut self,
+        args: &[String],
+        line: String,
+        payload: Option<Arc<Vec<u8>>>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Output, HostError> {
         if let Some(master) = self.master.as_mut() {
             if matches!(master.child.try_wait(), Ok(None)) {
-                match self.run_mux(args, payload.clone(), on_event).await {
+                match self.run_mux(&line, payload.clone(), on_event).await {
                     Err(Refused(e)) => {
                         tracing::debug!("a second session was refused ({e}); connecting again")
                     }
@@ -223,20 +246,21 @@ impl SshConn {
                 m.close().await;
             }
         }
-        self.start(args, payload, on_event).await
+        self.start(args, line, payload, on_event).await
     }
 
     /// Start the master with this command as its own session.
     async fn start(
         &mut self,
         args: &[String],
+        line: String,
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Output, HostError> {
         let hold = payload.is_none() && remote::holds(args);
         let mut child = tokio::process::Command::new("ssh")
             .args(&self.argv)
-            .arg(remote::command_line(args))
+            .arg(line)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -319,12 +343,12 @@ impl SshConn {
     /// `Err` if the session could not be opened (nothing ran).
     async fn run_mux(
         &mut self,
-        args: &[String],
+        line: &str,
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Result<Output, HostError>, Refused> {
         let session = Session::resume_mux(self.ctl.clone().into_boxed_path(), None);
-        let mut cmd = session.raw_command(remote::command_line(args));
+        let mut cmd = session.raw_command(line);
         cmd.stdin(if payload.is_some() {
             Stdio::piped()
         } else {

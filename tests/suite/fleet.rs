@@ -114,6 +114,58 @@ fn a_check_is_one_login_and_one_command_and_a_rebuild_one_more_command() {
 }
 
 #[test]
+fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
+    // declared first, dropped last: the fleet's clean-up reads their state
+    let zsh = LoginUser::new("z", "/usr/bin/zsh");
+    let fish = LoginUser::new("f", "/usr/bin/fish");
+    let f = Fleet::new("shells", 2);
+    f.set_user("h1", &zsh.name);
+    f.set_user("h2", &fish.name);
+    let names = f.web_everywhere();
+    let state = |u: &LoginUser, name: &str| {
+        u.home
+            .join(".local/state/rbuild")
+            .join(format!("{name}.state"))
+    };
+    f.track_state_file(state(&zsh, &names[0]));
+    f.track_state_file(state(&fish, &names[1]));
+    let count = |h: &str| (f.accepted_logins(h), f.remote_commands(h));
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    run.expect("h2", &names[1], "rebuilt", "first_build");
+    for n in &names {
+        let c = assert_running(n);
+        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+    }
+    // zsh runs the check itself; fish cannot, so the check runs again
+    // under `sh` over a new connection, and the apply follows over that
+    assert_eq!(count("h1"), (1, 2), "first build, zsh");
+    assert_eq!(count("h2"), (2, 3), "first build, fish");
+    // a non-root user's state and stacks live in its home, private
+    for (u, n) in [(&zsh, &names[0]), (&fish, &names[1])] {
+        let mode = |p: &std::path::Path| {
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o777
+        };
+        assert_eq!(mode(&state(u, n)), 0o600);
+        assert_eq!(mode(&u.home.join(".local/state/rbuild")), 0o700);
+        assert_eq!(
+            mode(&u.home.join(".local/share/rbuild/stacks").join(n)),
+            0o700
+        );
+    }
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+    run.expect("h2", &names[1], "skipped", "up_to_date");
+    assert_eq!(count("h1"), (2, 3), "up to date, zsh: one command");
+    assert_eq!(count("h2"), (4, 5), "up to date, fish: two");
+}
+
+#[test]
 fn a_host_that_allows_one_session_per_connection_still_rebuilds() {
     let f = Fleet::new("onesess", 1);
     let names = f.web_everywhere();

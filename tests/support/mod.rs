@@ -462,6 +462,48 @@ impl Drop for DockerGuard {
     }
 }
 
+// ---------------------------------------------------------------- users
+
+/// A local user whose login shell is `shell`, in the `docker` group, with
+/// no password (not locked: sshd without PAM refuses locked accounts). The
+/// test hosts take the test key for every user (one AuthorizedKeysFile).
+/// Removed with its home on drop.
+pub struct LoginUser {
+    pub name: String,
+    pub home: PathBuf,
+}
+
+impl LoginUser {
+    pub fn new(tag: &str, shell: &str) -> LoginUser {
+        assert!(
+            Path::new(shell).exists(),
+            "{shell} is not installed (scripts/setup-deps.sh installs it)"
+        );
+        let name = format!("rbt{tag}{}", token());
+        let home = PathBuf::from("/home").join(&name);
+        let out = Command::new("useradd")
+            .args(["--create-home", "--shell", shell, "--groups", "docker"])
+            .args(["--password", "*", &name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "useradd {name}: {out:?}");
+        LoginUser { name, home }
+    }
+}
+
+impl Drop for LoginUser {
+    fn drop(&mut self) {
+        // its processes (a fish that lingers) first
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        let _ = Command::new("userdel")
+            .args(["--remove", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 // ---------------------------------------------------------------- registry
 
 /// The local registry (see scripts/setup-deps.sh); deleting is enabled.
@@ -666,6 +708,8 @@ pub struct Fleet {
     stacks: RefCell<Vec<InvStack>>,
     /// `groups:` of each host.
     groups: RefCell<BTreeMap<String, Vec<String>>>,
+    /// `user:` of each host.
+    users: RefCell<BTreeMap<String, String>>,
     /// The body of `defaults:` (YAML, indented 2 spaces), if any.
     defaults: RefCell<String>,
     dropped: Cell<bool>,
@@ -695,6 +739,7 @@ impl Fleet {
             hosts: n,
             stacks: RefCell::new(vec![]),
             groups: RefCell::new(BTreeMap::new()),
+            users: RefCell::new(BTreeMap::new()),
             defaults: RefCell::new(String::new()),
             dropped: Cell::new(false),
         };
@@ -824,6 +869,19 @@ impl Fleet {
         );
     }
 
+    /// Log in to `host` as `user` (the host's `user:`).
+    pub fn set_user(&self, host: &str, user: &str) {
+        self.users
+            .borrow_mut()
+            .insert(host.to_owned(), user.to_owned());
+    }
+
+    /// Remove the images a state file at `p` names on drop (for state
+    /// directories other than a host's `/var/lib/rbuild`).
+    pub fn track_state_file(&self, p: PathBuf) {
+        self.docker.state_file(p);
+    }
+
     /// The body of the inventory's `defaults:`, YAML indented 2 spaces,
     /// e.g. `"  rollout: {canary: true}\n"`.
     pub fn set_defaults(&self, yaml: &str) {
@@ -927,17 +985,26 @@ impl Fleet {
             t.push_str("stacks:\n");
             t.push_str(&shared);
         }
-        for h in self.groups.borrow().keys() {
+        for h in self
+            .groups
+            .borrow()
+            .keys()
+            .chain(self.users.borrow().keys())
+        {
             by_host.entry(h.clone()).or_default();
         }
         t.push_str("hosts:\n");
         for (h, stacks) in by_host {
             let groups = self.groups.borrow().get(&h).cloned().unwrap_or_default();
-            if stacks.is_empty() && groups.is_empty() {
+            let user = self.users.borrow().get(&h).cloned();
+            if stacks.is_empty() && groups.is_empty() && user.is_none() {
                 t.push_str(&format!("  {h}: {{}}\n"));
                 continue;
             }
             t.push_str(&format!("  {h}:\n"));
+            if let Some(u) = user {
+                t.push_str(&format!("    user: {}\n", q(&u)));
+            }
             if !groups.is_empty() {
                 t.push_str(&format!("    groups: {}\n", list(&groups)));
             }
