@@ -85,9 +85,9 @@ pub fn command_line(args: &[String]) -> String {
 
 /// The first line of a check run in the login shell: zsh emulates sh
 /// (word splitting, globbing, option names); sh, dash, bash, ksh, mksh and
-/// busybox run the script as it is. A shell that cannot parse this (fish,
-/// csh) prints no `@rbuild` line, and the controller runs the check again
-/// as `sh -c`.
+/// busybox run the script as it is (with `errexit` too, should the user's
+/// rc files set it). A shell that cannot parse this (fish, csh) prints no
+/// `@rbuild` line, and the controller runs the check again as `sh -c`.
 const IN_LOGIN_SHELL: &str = "[ -z \"${ZSH_VERSION-}\" ] || emulate sh\n";
 
 /// `sh -c SCRIPT ARGS...` (`$0` being the first of `args`), every word
@@ -632,9 +632,10 @@ mod tests {
             && s.locked_by.as_deref() == Some(std::process::id().to_string().as_str()))
         );
         assert_eq!(want[4], Event::End { hold: false });
-        let mut shells: Vec<&[&str]> = vec![&["sh"], &["bash"]];
+        // `-e`: as if the user's rc files had set errexit
+        let mut shells: Vec<&[&str]> = vec![&["sh"], &["bash"], &["bash", "-e"]];
         // installed by scripts/setup-deps.sh (CI); a developer may lack them
-        for extra in [&["zsh"][..], &["mksh"], &["busybox", "sh"]] {
+        for extra in [&["zsh"][..], &["zsh", "-e"], &["mksh"], &["busybox", "sh"]] {
             if installed(extra) {
                 shells.push(extra);
             } else {

@@ -1,7 +1,10 @@
 # rbuild remote side (protocol 2). Shipped by the controller and run as
 #   sh -c "$SCRIPT" rbuild 2 COMMAND STATE_DIR [ARGS...]
-# with every argument quoted by the controller. POSIX sh plus `date +%s`,
-# `tar`, `mkdir`, `mv`; docker only where work is due.
+# with every argument quoted by the controller, except the check, which runs
+# in the remote user's login shell itself after `set -- 2 check ...` (so the
+# part before the cut is POSIX sh that bash, zsh's sh emulation, mksh and
+# busybox run alike). POSIX sh plus `date +%s`, `tar`, `mkdir`, `mv`; docker
+# only where work is due.
 #
 # Output protocol: lines that start with "@rbuild " are events for the
 # controller; anything else is noise it ignores. Fields are separated by one
