@@ -26,6 +26,15 @@ def rng(xs, nd=2):
     return f"{f(med(xs), nd)} [{f(min(xs), nd)}–{f(max(xs), nd)}]"
 
 
+def paired(fl, rb):
+    """Median over repetitions of rbuild's wall / the floor's of the same
+    repetition (the two run back to back, in alternating order): a drift in
+    the machine's speed between repetitions cancels out."""
+    by_rep = {r.get("rep"): r["wall_s"] for r in fl}
+    rs = [r["wall_s"] / by_rep[r.get("rep")] for r in rb if by_rep.get(r.get("rep"))]
+    return med(rs)
+
+
 def fit(points):
     """least-squares line through (n, t): slope s/host, intercept s"""
     if len({n for n, _ in points}) < 2:
@@ -63,14 +72,16 @@ def main():
     if keys:
         P("## Up-to-date run (the nightly cron case): `rbuild -q` vs the floor\n")
         P("Floor: one fresh `ssh -F CFG hK true` per host, same concurrency (`xargs -P J`). "
-          "Wall seconds, median [min–max] over the repetitions. Ratio = rbuild median / floor median; 'min ratio' = rbuild min / floor min (noise only "
+          "Wall seconds, median [min–max] over the repetitions. Ratio = rbuild median / floor median; "
+          "paired = median over the repetitions of rbuild / floor within one repetition (the two ran back to "
+          "back, in alternating order, so a drift of the machine's speed cancels out); 'min ratio' = rbuild min / floor min (noise only "
           "ever adds time, so on a shared machine the minima are the steadier estimate); "
           "CPU ratio = (client + sshd-side CPU of rbuild) / (the same for the floor), medians: "
           "independent of other load, and what the wall ratio tends to when everything is CPU-bound.\n")
-        P("| N | RTT ms | kex | floor s | rbuild s | ratio | min ratio | CPU ratio | cmds/host | handshakes/host | "
+        P("| N | RTT ms | kex | floor s | rbuild s | ratio | paired | min ratio | CPU ratio | cmds/host | handshakes/host | "
           "rbuild peak RSS MiB (own / wait4) | rbuild own CPU s | rbuild+waited ssh CPU s | "
           "client CPU s rbuild / floor | sshd-side CPU s rbuild / floor | other load CPU s | failures |")
-        P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k in keys:
             fl, rb = g.get(k + ("floor",), []), g.get(k + ("rbuild",), [])
             fm, rm = med([r["wall_s"] for r in fl]), med([r["wall_s"] for r in rb])
@@ -87,7 +98,7 @@ def main():
             cratio = f"{rt / ft:.2f}" if ft and rt else "n/a"
             fails = sum(1 for r in fl + rb if r.get("rc") != 0)
             P(f"| {k[0]} | {k[1]} | {k[2]} | {rng([r['wall_s'] for r in fl])} | "
-              f"{rng([r['wall_s'] for r in rb])} | {ratio} | {mratio} | {cratio} | {per_host(rb, 'sessions_per_host')} "
+              f"{rng([r['wall_s'] for r in rb])} | {ratio} | {f(paired(fl, rb))} | {mratio} | {cratio} | {per_host(rb, 'sessions_per_host')} "
               f"(floor {per_host(fl, 'sessions_per_host')}) | {per_host(rb, 'accepted_per_host')} "
               f"(floor {per_host(fl, 'accepted_per_host')}) | "
               f"{f(hwm / 1024 if hwm else None, 1)} / {f(mrss / 1024 if mrss else None, 1)} | "
@@ -148,14 +159,14 @@ def main():
             g1[(int(r["rtt"]), r["kex"], r["tool"])].append(r)
     if g1:
         P("## One host (the CI deploy step): `rbuild -i` (1 host, up to date) vs one `ssh host true`\n")
-        P("| RTT ms | kex | ssh true s | rbuild s | ratio | rbuild own CPU s | rbuild peak RSS MiB | reps |")
-        P("|---|---|---|---|---|---|---|---|")
+        P("| RTT ms | kex | ssh true s | rbuild s | ratio | paired | rbuild own CPU s | rbuild peak RSS MiB | reps |")
+        P("|---|---|---|---|---|---|---|---|---|")
         for rtt, kex in sorted({(k[0], k[1]) for k in g1}):
             fl, rb = g1.get((rtt, kex, "floor"), []), g1.get((rtt, kex, "rbuild"), [])
             fm, rm = med([r["wall_s"] for r in fl]), med([r["wall_s"] for r in rb])
             hwm = med([r.get("hwm_kb") for r in rb])
             P(f"| {rtt} | {kex} | {rng([r['wall_s'] for r in fl], 3)} | {rng([r['wall_s'] for r in rb], 3)} | "
-              f"{f(rm / fm) if fm and rm else 'n/a'} | {f(med([r.get('self_cpu_s') for r in rb]))} | "
+              f"{f(rm / fm) if fm and rm else 'n/a'} | {f(paired(fl, rb))} | {f(med([r.get('self_cpu_s') for r in rb]))} | "
               f"{f(hwm / 1024 if hwm else None, 1)} | {len(rb)} |")
         P("")
     ver = [r for r in rows if r.get("case") == "version"]
