@@ -147,7 +147,9 @@ cleanup() {
   [ -d "$TH" ] && "$REPO/scripts/testhosts.sh" down "$TH" 2>/dev/null
   ids=$(docker ps -a --filter label=com.docker.compose.project \
     --format '{{.ID}} {{.Label "com.docker.compose.project"}}' | awk '$2 ~ /^bench-h[0-9]+-app$/ { print $1 }')
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null
+  # in batches: one `docker rm -f` of 500 containers removes them all at
+  # once, and has stalled the engine here
+  [ -n "$ids" ] && printf '%s\n' $ids | xargs -n 25 docker rm -f >/dev/null
   ids=$(docker network ls --filter label=com.docker.compose.project \
     --format '{{.ID}} {{.Label "com.docker.compose.project"}}' | awk '$2 ~ /^bench-h[0-9]+-app$/ { print $1 }')
   [ -n "$ids" ] && docker network rm $ids >/dev/null

@@ -42,6 +42,8 @@ pub struct SshSettings {
 /// A host's connection: the ssh command line, and once the first command
 /// has started it, the master.
 pub struct SshConn {
+    /// The host's inventory name, for logs.
+    name: String,
     /// `ssh` arguments up to and including the destination.
     argv: Vec<OsString>,
     /// The master's control socket.
@@ -190,6 +192,7 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
     // the address is validated (no leading `-`); `--` all the same
     argv.extend(["--".into(), host.address.clone().into()]);
     Ok(SshConn {
+        name: host.name.clone(),
         argv,
         ctl,
         // ssh's own ConnectTimeout covers the TCP connect; this bounds the
@@ -214,9 +217,11 @@ impl SshConn {
             // the check ran in the login shell itself, which could not
             // parse it (fish, csh): `sh -c`, over a connection of its own
             tracing::info!(
-                "the remote login shell did not run the check (not a POSIX shell?): \
-                 running it under sh; a POSIX login shell saves a connection per run"
+                "{}: the remote login shell did not run the check (not a POSIX shell?): \
+                 running it under sh; a POSIX login shell saves a connection per run",
+                self.name
             );
+            tracing::debug!("{}: the login shell said: {}", self.name, out.stderr);
             let line = remote::sh_command_line(args);
             return self.run_line(args, line, payload, on_event).await;
         }
@@ -235,7 +240,10 @@ impl SshConn {
             if matches!(master.child.try_wait(), Ok(None)) {
                 match self.run_mux(&line, payload.clone(), on_event).await {
                     Err(Refused(e)) => {
-                        tracing::debug!("a second session was refused ({e}); connecting again")
+                        tracing::debug!(
+                            "{}: a second session was refused ({e}); connecting again",
+                            self.name
+                        )
                     }
                     Ok(out) => return out,
                 }
