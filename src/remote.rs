@@ -83,12 +83,18 @@ pub fn command_line(args: &[String]) -> String {
     }
 }
 
-/// The first line of a check run in the login shell: zsh emulates sh
-/// (word splitting, globbing, option names); sh, dash, bash, ksh, mksh and
-/// busybox run the script as it is (with `errexit` too, should the user's
-/// rc files set it). A shell that cannot parse this (fish, csh) prints no
-/// `@rbuild` line, and the controller runs the check again as `sh -c`.
-const IN_LOGIN_SHELL: &str = "[ -z \"${ZSH_VERSION-}\" ] || emulate sh\n";
+/// The first lines of a check run in the login shell, which has read the
+/// user's rc files (`~/.bashrc` under sshd, `~/.zshenv`): no aliases (bash
+/// expands them line by line, so this holds for the rest), zsh emulates sh
+/// (word splitting, globbing, options), and `IFS` is the default again, so
+/// that `read` splits as the script expects. zsh parses the whole line
+/// before running any of it, so the check's part of the script must also
+/// parse as zsh (tested) and an alias defined in `~/.zshenv` still applies.
+/// sh, dash, bash, mksh and busybox run it as it is. A shell that cannot
+/// parse this (fish) prints no `@rbuild` line, and the controller runs the
+/// check again as `sh -c`.
+const IN_LOGIN_SHELL: &str =
+    "\\unalias -a\n[ -z \"${ZSH_VERSION-}\" ] || emulate -R sh\nIFS=' \t\n'\n";
 
 /// `sh -c SCRIPT ARGS...` (`$0` being the first of `args`), every word
 /// quoted: runs under any login shell that splits words as POSIX sh does.
@@ -564,14 +570,21 @@ mod tests {
     }
 
     /// `shell -c LINE`, the way sshd runs a command in a login shell.
-    fn login_shell(shell: &[&str], line: &str) -> std::process::Output {
-        std::process::Command::new(shell[0])
-            .args(&shell[1..])
+    /// `rc`: the user's rc files, `.zshenv` for zsh and `bashrc`, which
+    /// bash reads as its `BASH_ENV` (as it reads `~/.bashrc` under sshd).
+    fn login_shell(shell: &[&str], line: &str, rc: &std::path::Path) -> std::process::Output {
+        let mut c = std::process::Command::new(shell[0]);
+        c.args(&shell[1..])
             .arg("-c")
             .arg(line)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .env("ZDOTDIR", rc)
+            .env_remove("ENV")
+            .env_remove("BASH_ENV")
+            .stdin(std::process::Stdio::null());
+        if rc.join("bashrc").exists() {
+            c.env("BASH_ENV", rc.join("bashrc"));
+        }
+        c.output().unwrap()
     }
 
     fn installed(shell: &[&str]) -> bool {
@@ -625,7 +638,8 @@ mod tests {
                 })
                 .collect()
         };
-        let want = events(&login_shell(&["sh"], &sh_command_line(&args)));
+        let clean = tempfile::tempdir().unwrap();
+        let want = events(&login_shell(&["sh"], &sh_command_line(&args), clean.path()));
         assert_eq!(want.len(), 5, "{want:?}");
         assert!(
             matches!(&want[3], Event::State { stack, state: Some(s) } if stack == "db"
@@ -643,20 +657,36 @@ mod tests {
             }
         }
         for shell in shells {
-            let out = login_shell(shell, &line);
+            let out = login_shell(shell, &line, clean.path());
             assert!(
                 out.status.success() && out.stderr.is_empty(),
                 "{shell:?}: {out:?}"
             );
             assert_eq!(events(&out), want, "{shell:?}");
         }
+        // rc files that set IFS (which breaks `read`) and aliases (bash):
+        // the check resets what it relies on
+        let hostile = tempfile::tempdir().unwrap();
+        let ifs = "IFS=$(printf '\\n\\t')\n";
+        std::fs::write(
+            hostile.path().join("bashrc"),
+            format!("{ifs}shopt -s expand_aliases\nalias read=false printf=false\nTMOUT=1\n"),
+        )
+        .unwrap();
+        std::fs::write(hostile.path().join(".zshenv"), ifs).unwrap();
+        for shell in [&["bash"][..], &["zsh"]] {
+            if installed(shell) {
+                let out = login_shell(shell, &line, hostile.path());
+                assert_eq!(events(&out), want, "{shell:?} with rc files: {out:?}");
+            }
+        }
         // fish cannot run the direct line: it prints no event (and exits
         // 0 all the same), which is what makes the controller run the check
         // again as `sh -c`, which fish runs
         if installed(&["fish"]) {
-            let out = login_shell(&["fish"], &line);
+            let out = login_shell(&["fish"], &line, clean.path());
             assert!(events(&out).is_empty(), "{out:?}");
-            let out = login_shell(&["fish"], &sh_command_line(&args));
+            let out = login_shell(&["fish"], &sh_command_line(&args), clean.path());
             assert_eq!(events(&out), want, "{out:?}");
         }
     }

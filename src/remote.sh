@@ -169,7 +169,9 @@ if [ "$cmd" = check ]; then
 	do_check "$@"
 	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
 		printf '%s\n@rbuild end hold\n' "$out"
-		read -r _ || :
+		# `cat`, not `read`: a TMOUT in the user's rc files would end a
+		# `read` in bash early (a fork only where something may be due)
+		cat >/dev/null || :
 	else
 		printf '%s\n@rbuild end\n' "$out"
 	fi

@@ -214,16 +214,21 @@ impl SshConn {
         let line = remote::command_line(args);
         let out = self.run_line(args, line, payload.clone(), on_event).await?;
         if out.events.is_empty() && remote::is_check(args) {
-            // the check ran in the login shell itself, which could not
-            // parse it (fish, csh): `sh -c`, over a connection of its own
+            // the check ran in the login shell itself and printed nothing
+            // rbuild reads (fish cannot parse it): again as `sh -c`, over a
+            // connection of its own
             tracing::info!(
-                "{}: the remote login shell did not run the check (not a POSIX shell?): \
-                 running it under sh; a POSIX login shell saves a connection per run",
+                "{}: the check printed no answer in the login shell; running it under sh \
+                 (a POSIX login shell saves a connection per run)",
                 self.name
             );
-            tracing::debug!("{}: the login shell said: {}", self.name, out.stderr);
             let line = remote::sh_command_line(args);
-            return self.run_line(args, line, payload, on_event).await;
+            let mut again = self.run_line(args, line, payload, on_event).await?;
+            if again.events.is_empty() && !out.stderr.is_empty() {
+                // both failed: what the login shell said may be the reason
+                again.stderr = format!("{}\n{}", out.stderr, again.stderr);
+            }
+            return Ok(again);
         }
         Ok(out)
     }

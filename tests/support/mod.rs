@@ -479,8 +479,15 @@ impl LoginUser {
             Path::new(shell).exists(),
             "{shell} is not installed (scripts/setup-deps.sh installs it)"
         );
-        let name = format!("rbt{tag}{}", token());
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let name = format!("rbt{tag}{n}{}", token());
         let home = PathBuf::from("/home").join(&name);
+        // one left by a killed run whose pid this one reuses
+        let _ = Command::new("userdel")
+            .args(["--remove", &name])
+            .stderr(Stdio::null())
+            .status();
         let out = Command::new("useradd")
             .args(["--create-home", "--shell", shell, "--groups", "docker"])
             .args(["--password", "*", &name])

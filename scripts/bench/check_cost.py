@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Host-side CPU of one check, as sshd runs it (`LOGIN_SHELL -c LINE`).
+
+Usage: scripts/bench/check_cost.py [RUNS] [SHELL...]   (default 1000 runs; bash)
+
+Runs each command line RUNS times on this machine and prints the CPU time
+(user + system, from the children's rusage) per run: `true` (the floor's
+command), the check under `sh -c` (how it was sent before), and the check
+as rbuild sends it now (in the login shell itself). The state directory
+holds one up-to-date stack and the clock an apply leaves, as on a host
+with nothing due. The command lines are built here the way src/remote.rs
+builds them; the check's unit tests pin that format.
+"""
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = open(os.path.join(HERE, "..", "..", "src", "remote.sh")).read()
+CHECK = SOURCE[: SOURCE.index("\n#@rbuild-cut\n")]
+# as src/remote.rs strip(): no comment lines, no indentation
+CHECK = "".join(l.lstrip() + "\n" for l in CHECK.splitlines() if l.strip() and not l.lstrip().startswith("#"))
+PRELUDE = "\\unalias -a\n[ -z \"${ZSH_VERSION-}\" ] || emulate -R sh\nIFS=' \t\n'\n"
+
+
+def cpu_ms(shell, line, runs):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run([shell, "-c", line], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return used / runs * 1000
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    shells = sys.argv[2:] or ["bash"]
+    with tempfile.TemporaryDirectory() as state:
+        now = int(time.time())
+        with open(os.path.join(state, "web.state"), "w") as f:
+            f.write(f"version=1\nhash=h1\nbuilt_at={now}\nlast_result=ok\n")
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+        up = open("/proc/uptime").read().split(".")[0]
+        with open(os.path.join(state, ".clock"), "w") as f:
+            f.write(f"{boot} {now} {up}\n")
+        args = ["2", "check", state, "hold", "web", "h1", "86400"]
+        direct = PRELUDE + shlex.join(["set", "--"] + args) + "\n" + CHECK
+        wrapped = shlex.join(["sh", "-c", CHECK, "rbuild"] + args)
+        out = subprocess.run(["bash", "-c", direct], capture_output=True, text=True).stdout
+        assert "@rbuild end\n" in out, out
+        print(f"{runs} runs each; CPU ms per run (user + system)")
+        for shell in shells:
+            for name, line in [("true", "true"), ("check under sh -c", wrapped), ("check in the login shell", direct)]:
+                print(f"{shell:5} {name:26} {cpu_ms(shell, line, runs):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
