@@ -241,13 +241,15 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
                     halt_rows(ctx, h, &due, &halted, &mut rows);
                     return settle(rows);
                 }
-                Turn::Failed(e) => {
-                    for (i, reason, _) in &due {
-                        let s = &h.stacks[*i];
-                        rows[*i] = Some(match &e {
-                            None => interrupted_row(h, s),
-                            Some(e) => unreached_row(h, s, *reason, e),
-                        });
+                Turn::Failed(None) => {
+                    for (i, _, _) in &due {
+                        rows[*i] = Some(interrupted_row(h, &h.stacks[*i]));
+                    }
+                    return settle(rows);
+                }
+                Turn::Failed(Some(e)) => {
+                    for ((i, _, _), row) in due.iter().zip(unreached_rows(ctx, h, &due, &e)) {
+                        rows[*i] = Some(row);
                     }
                     return settle(rows);
                 }
@@ -278,18 +280,14 @@ async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
                     (results, outcomes)
                 }
                 // nothing started: that says nothing of the new version
-                Err(e) => go
-                    .iter()
-                    .map(|(i, reason, _)| {
-                        let s = &h.stacks[*i];
-                        let row = unreached_row(h, s, *reason, &e);
-                        let _ = ctx.tx.send(Progress::Result {
-                            row: row.clone(),
-                            log: vec![],
-                        });
-                        (row, (s.name.clone(), Outcome::Neutral))
-                    })
-                    .unzip(),
+                Err(e) => {
+                    let rows = unreached_rows(ctx, h, &go, &e);
+                    let outcomes = rows
+                        .iter()
+                        .map(|r| (r.stack.clone(), Outcome::Neutral))
+                        .collect();
+                    (rows, outcomes)
+                }
             };
         ctx.rollout.finish(&outcomes);
         for ((i, _, _), row) in go.iter().zip(results) {
@@ -364,15 +362,25 @@ fn halt_rows(ctx: &Ctx, h: &Host, due: &[Due], halted: &[String], rows: &mut [Op
     }
 }
 
-/// A due stack whose host could not be reached for its rebuild.
-fn unreached_row(h: &Host, s: &Stack, reason: Reason, e: &HostError) -> Row {
-    Row {
-        action: Action::Failed,
-        reason,
-        error: Some(format!("connecting for the rebuild: {e}")),
-        hint: e.hint().map(str::to_owned),
-        ..interrupted_row(h, s)
-    }
+/// Rows for due stacks whose host could not be reached for their rebuild,
+/// each shown as it settles.
+fn unreached_rows(ctx: &Ctx, h: &Host, due: &[Due], e: &HostError) -> Vec<Row> {
+    due.iter()
+        .map(|(i, reason, _)| {
+            let row = Row {
+                action: Action::Failed,
+                reason: *reason,
+                error: Some(format!("connecting for the rebuild: {e}")),
+                hint: e.hint().map(str::to_owned),
+                ..interrupted_row(h, &h.stacks[*i])
+            };
+            let _ = ctx.tx.send(Progress::Result {
+                row: row.clone(),
+                log: vec![],
+            });
+            row
+        })
+        .collect()
 }
 
 fn interrupted_row(h: &Host, s: &Stack) -> Row {

@@ -241,23 +241,21 @@ impl SshConn {
         payload: Option<Arc<Vec<u8>>>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Output, HostError> {
-        if let Some(master) = self.master.as_mut() {
-            if matches!(master.child.try_wait(), Ok(None)) {
-                match self.run_mux(&line, payload.clone(), on_event).await {
-                    Err(Refused(e)) => {
-                        tracing::debug!(
-                            "{}: a second session was refused ({e}); connecting again",
-                            self.name
-                        )
-                    }
-                    Ok(out) => return out,
-                }
+        if let Some(master) = self.master.as_mut()
+            && matches!(master.child.try_wait(), Ok(None))
+        {
+            match self.run_mux(&line, payload.clone(), on_event).await {
+                Ok(out) => return out,
+                Err(Refused(e)) => tracing::debug!(
+                    "{}: a second session was refused ({e}); connecting again",
+                    self.name
+                ),
             }
-            // the master is gone (its session ended early) or refused a
-            // second session (`MaxSessions 1`): a connection of its own
-            if let Some(m) = self.master.take() {
-                m.close().await;
-            }
+        }
+        // no master yet, or it is gone (its session ended early) or refused
+        // a second session (`MaxSessions 1`): a connection of its own
+        if let Some(m) = self.master.take() {
+            m.close().await;
         }
         self.start(args, line, payload, on_event).await
     }
