@@ -24,6 +24,9 @@ pub enum Reason {
     PreviousFailure,
     /// Another run holds the stack's lock on the host.
     Locked,
+    /// The stack's state file on the host is in a version this rbuild does
+    /// not read: nothing is decided from it.
+    StateUnreadable,
     /// The host could not be reached or its remote side failed.
     HostFailed,
     /// Ctrl-C stopped the run before this host started.
@@ -45,6 +48,7 @@ impl Reason {
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
+            Reason::StateUnreadable => "state_unreadable",
             Reason::HostFailed => "host_failed",
             Reason::Interrupted => "interrupted",
             Reason::RolloutHalted => "rollout_halted",

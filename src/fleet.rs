@@ -1,60 +1,35 @@
-//! The executor: every selected host, a bounded number at once. Per host,
-//! one remote command checks every stack (reading state files only, no
-//! docker CLI); a second one ships and rebuilds what is due. A failed host
-//! becomes rows in the summary, never an abort of the others.
+//! The executor: every selected host, a bounded number at once. Per host it
+//! reads: connect, check (one remote command for all its stacks, reading
+//! state files only), plan ([`crate::plan`]), wait for its turn where a
+//! rollout holds it back, apply (a second command that ships and rebuilds
+//! what is due), report. A failed host becomes rows in the summary, never
+//! an abort of the others.
+//!
+//! It runs against any [`Connect`]: the real world ([`crate::host::World`])
+//! or, in its unit tests, a scripted one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch};
 
 use crate::config::{Mode, Settings};
-use crate::decide::{self, Reason};
-use crate::host::{self, Conn, HostError, ssh};
+use crate::decide::Reason;
+use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
-use crate::remote::{self, ApplyStack, CheckStack, Event, StackState};
-use crate::report::{Action, Progress, Row};
+use crate::plan::{self, Verdict};
+use crate::remote::{Apply, ApplyStack, Check, CheckStack, Event};
+use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
-use crate::stack::{self, Contents};
-
-/// Hashed stack directories, shared by every host that runs them.
-pub type Hashed = HashMap<PathBuf, Arc<Contents>>;
-
-/// Hash every distinct stack directory once, before any host is touched.
-pub fn hash_stacks(hosts: &[Host]) -> Result<Hashed, stack::StackError> {
-    let mut out = Hashed::new();
-    for h in hosts {
-        for s in &h.stacks {
-            let dir = stack_dir(s);
-            if let std::collections::hash_map::Entry::Vacant(e) = out.entry(dir) {
-                let c = stack::read(e.key())?;
-                e.insert(Arc::new(c));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn stack_dir(s: &Stack) -> PathBuf {
-    s.compose_file
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default()
-}
-
-/// Payloads by the stacks (name, directory) they carry.
-type PayloadCache = std::sync::Mutex<HashMap<Vec<(String, PathBuf)>, Arc<Vec<u8>>>>;
+use crate::ship::Shipments;
 
 /// What every host task shares.
-struct Ctx {
+struct Ctx<C> {
     settings: Arc<Settings>,
-    hashed: Arc<Hashed>,
-    ssh: ssh::SshSettings,
+    shipments: Arc<Shipments>,
+    world: Arc<C>,
     tx: UnboundedSender<Progress>,
-    /// Payloads already built, by the set of stack directories they carry.
-    payloads: PayloadCache,
     /// Hosts being connected to or worked on at once (`-j`). A host waiting
     /// for its turn in a rollout holds no slot and no connection.
     slots: Arc<Semaphore>,
@@ -62,7 +37,7 @@ struct Ctx {
     cancel: watch::Receiver<bool>,
 }
 
-impl Ctx {
+impl<C: Connect> Ctx<C> {
     /// A slot, or `None` once Ctrl-C was pressed.
     async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         let mut cancel = self.cancel.clone();
@@ -75,11 +50,12 @@ impl Ctx {
         }
     }
 
-    async fn connect(&self, h: &Host) -> Result<Conn, HostError> {
-        match self.settings.mode {
-            Mode::Local => Ok(Conn::Local),
-            Mode::Fleet => ssh::connect(h, &self.ssh).map(|c| Conn::Ssh(Box::new(c))),
-        }
+    /// Show a row as it settles (with the tail of its docker output).
+    fn report(&self, row: &Row, log: Vec<String>) {
+        let _ = self.tx.send(Progress::Result {
+            row: row.clone(),
+            log,
+        });
     }
 }
 
@@ -97,11 +73,15 @@ fn coordinator(hosts: &[Host]) -> Coordinator {
     )
 }
 
+fn names(h: &Host) -> impl Iterator<Item = &str> {
+    h.stacks.iter().map(|s| s.name.as_str())
+}
+
 /// Run every host; returns one row per stack per host, in inventory order.
-pub async fn run(
+pub async fn run<C: Connect>(
     settings: Arc<Settings>,
-    hashed: Arc<Hashed>,
-    ssh: ssh::SshSettings,
+    shipments: Arc<Shipments>,
+    world: Arc<C>,
     tx: UnboundedSender<Progress>,
     cancel: watch::Receiver<bool>,
 ) -> Vec<Row> {
@@ -110,10 +90,9 @@ pub async fn run(
     });
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
-        hashed,
-        ssh,
+        shipments,
+        world,
         tx,
-        payloads: Default::default(),
         slots: Arc::new(Semaphore::new(settings.concurrency)),
         rollout: coordinator(&settings.hosts),
         cancel,
@@ -126,32 +105,24 @@ pub async fn run(
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
             let rows = match slot {
-                None => interrupted_rows(&h),
+                None => {
+                    let rows: Vec<Row> = names(&h).map(|s| rows::interrupted(&h.name, s)).collect();
+                    rows.iter().for_each(|r| ctx.report(r, vec![]));
+                    rows
+                }
                 Some(slot) => {
                     let (ctx2, h2) = (ctx.clone(), h.clone());
                     // a panic stays with its host
                     match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await }).await {
                         Ok(rows) => rows,
-                        Err(e) => failed_rows(
-                            &h,
-                            Reason::HostFailed,
-                            format!("internal error: {e}"),
-                            None,
-                        ),
+                        Err(e) => {
+                            let rows = rows::internal_error(&h.name, names(&h), &e);
+                            rows.iter().for_each(|r| ctx.report(r, vec![]));
+                            rows
+                        }
                     }
                 }
             };
-            for r in &rows {
-                if matches!(
-                    r.reason,
-                    Reason::HostFailed | Reason::Interrupted | Reason::RolloutHalted
-                ) {
-                    let _ = ctx.tx.send(Progress::Result {
-                        row: r.clone(),
-                        log: vec![],
-                    });
-                }
-            }
             let _ = ctx.tx.send(Progress::HostDone {
                 host: h.name.clone(),
             });
@@ -165,148 +136,114 @@ pub async fn run(
     rows
 }
 
-fn interrupted_rows(h: &Host) -> Vec<Row> {
-    h.stacks.iter().map(|s| interrupted_row(h, s)).collect()
+/// A stack that is due: its index on the host, why, and whether its files
+/// must be shipped.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    index: usize,
+    reason: Reason,
+    ship: bool,
 }
 
-fn failed_rows(h: &Host, reason: Reason, error: String, hint: Option<&str>) -> Vec<Row> {
-    h.stacks
-        .iter()
-        .map(|s| Row {
-            host: h.name.clone(),
-            stack: s.name.clone(),
-            action: Action::Failed,
-            reason,
-            duration: Duration::ZERO,
-            error: Some(error.clone()),
-            hint: hint.map(str::to_owned),
-        })
-        .collect()
-}
+/// The rows of a host as they settle, one per stack.
+struct HostRows(Vec<Option<Row>>);
 
-fn host_error_rows(h: &Host, e: &HostError, started: Instant) -> Vec<Row> {
-    let mut rows = failed_rows(h, Reason::HostFailed, e.to_string(), e.hint());
-    for r in &mut rows {
-        r.duration = started.elapsed();
+impl HostRows {
+    fn set(&mut self, index: usize, row: Row) {
+        self.0[index] = Some(row);
     }
-    rows
+
+    /// Every stack of a host has its row by now.
+    fn settle(self) -> Vec<Row> {
+        self.0.into_iter().map(|r| r.expect("decided")).collect()
+    }
 }
 
-/// A remote run that did not speak the protocol: say what it printed.
-fn protocol_error(out: &host::Output) -> String {
-    if let Some(Event::Fatal { text }) =
-        out.events.iter().find(|e| matches!(e, Event::Fatal { .. }))
-    {
-        return text.clone();
-    }
-    let mut msg = match out.code {
-        Some(c) => format!("the remote script exited with status {c}"),
-        None => "the connection was lost while the remote script ran".to_owned(),
-    };
-    if !out.stderr.trim().is_empty() {
-        msg.push_str(": ");
-        msg.push_str(&out.stderr.trim().replace('\n', " / "));
-    }
-    msg
-}
-
-async fn run_host(ctx: &Ctx, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
+async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
     let started = Instant::now();
-    let mut conn = match ctx.connect(h).await {
+    let failed = |e: &HostError| {
+        let rows = rows::host_failed(&h.name, names(h), e, started.elapsed());
+        rows.iter().for_each(|r| ctx.report(r, vec![]));
+        rows
+    };
+    let mut conn = match ctx.world.connect(h).await {
         Ok(c) => c,
-        Err(e) => return host_error_rows(h, &e, started),
+        Err(e) => return failed(&e),
     };
     let (mut rows, due) = match check(ctx, h, &mut conn, started).await {
         Ok(checked) => checked,
-        Err(rows) => {
+        Err(e) => {
             conn.close().await;
-            return rows;
+            return failed(&e);
         }
     };
     if due.is_empty() {
         conn.close().await;
-        return settle(rows);
+        return rows.settle();
     }
 
-    let names: Vec<String> = due.iter().map(|d| h.stacks[d.0].name.clone()).collect();
-    let (mut conn, _slot, start, halted) = match ctx.rollout.try_start(&names) {
+    let due_names: Vec<String> = due.iter().map(|d| h.stacks[d.index].name.clone()).collect();
+    let (mut conn, _slot, start, halted) = match ctx.rollout.try_start(&due_names) {
         Clearance::Go { start, halted } => (conn, slot, start, halted),
         Clearance::Wait => {
             // a waiting host lets go of its connection and its slot
             conn.close().await;
             drop(slot);
-            match wait_turn(ctx, h, &names).await {
+            match wait_turn(ctx, h, &due_names).await {
                 Turn::Go(conn, slot, start, halted) => (conn, slot, start, halted),
                 Turn::AllHalted(halted) => {
-                    halt_rows(ctx, h, &due, &halted, &mut rows);
-                    return settle(rows);
+                    halt(ctx, h, &due, &halted, &mut rows);
+                    return rows.settle();
                 }
-                Turn::Failed(None) => {
-                    for (i, _, _) in &due {
-                        rows[*i] = Some(interrupted_row(h, &h.stacks[*i]));
+                Turn::Failed(e) => {
+                    for d in &due {
+                        let s = &h.stacks[d.index].name;
+                        let row = match &e {
+                            None => rows::interrupted(&h.name, s),
+                            Some(e) => rows::unreached(&h.name, s, d.reason, e),
+                        };
+                        ctx.report(&row, vec![]);
+                        rows.set(d.index, row);
                     }
-                    return settle(rows);
-                }
-                Turn::Failed(Some(e)) => {
-                    for ((i, _, _), row) in due.iter().zip(unreached_rows(ctx, h, &due, &e)) {
-                        rows[*i] = Some(row);
-                    }
-                    return settle(rows);
+                    return rows.settle();
                 }
             }
         }
     };
-    halt_rows(ctx, h, &due, &halted, &mut rows);
+    halt(ctx, h, &due, &halted, &mut rows);
     let go: Vec<Due> = due
         .iter()
-        .filter(|d| start.contains(&h.stacks[d.0].name))
+        .filter(|d| start.contains(&h.stacks[d.index].name))
         .copied()
         .collect();
     if !go.is_empty() {
-        let (results, outcomes): (Vec<Row>, Vec<(String, Outcome)>) =
-            match apply(ctx, h, &mut conn, &go).await {
-                Ok(results) => {
-                    let outcomes = results
-                        .iter()
-                        .map(|r| {
-                            let o = match (r.action, r.reason) {
-                                (Action::Rebuilt, _) => Outcome::Passed,
-                                (_, Reason::Locked) => Outcome::Neutral,
-                                _ => Outcome::Failed,
-                            };
-                            (r.stack.clone(), o)
-                        })
-                        .collect();
-                    (results, outcomes)
-                }
-                // nothing started: that says nothing of the new version
-                Err(e) => {
-                    let rows = unreached_rows(ctx, h, &go, &e);
-                    let outcomes = rows
-                        .iter()
-                        .map(|r| (r.stack.clone(), Outcome::Neutral))
-                        .collect();
-                    (rows, outcomes)
-                }
-            };
+        let results = apply(ctx, h, &mut conn, &go).await;
+        let outcomes: Vec<(String, Outcome)> = results
+            .iter()
+            .map(|(r, reached)| {
+                let o = match (reached, r.action, r.reason) {
+                    // nothing started: that says nothing of the new version
+                    (false, _, _) => Outcome::Neutral,
+                    (_, Action::Rebuilt, _) => Outcome::Passed,
+                    (_, _, Reason::Locked) => Outcome::Neutral,
+                    _ => Outcome::Failed,
+                };
+                (r.stack.clone(), o)
+            })
+            .collect();
         ctx.rollout.finish(&outcomes);
-        for ((i, _, _), row) in go.iter().zip(results) {
-            rows[*i] = Some(row);
+        for (d, (row, _)) in go.iter().zip(results) {
+            rows.set(d.index, row);
         }
     }
     conn.close().await;
-    settle(rows)
-}
-
-/// Every stack of a host has its row by now.
-fn settle(rows: Vec<Option<Row>>) -> Vec<Row> {
-    rows.into_iter().map(|r| r.expect("decided")).collect()
+    rows.settle()
 }
 
 /// How waiting for a host's turn in a rollout ended.
-enum Turn {
+enum Turn<T> {
     /// Start these stacks (the others halted), with a new connection.
-    Go(Conn, OwnedSemaphorePermit, Vec<String>, Vec<String>),
+    Go(T, OwnedSemaphorePermit, Vec<String>, Vec<String>),
     /// Every due stack's rollout halted: nothing to start.
     AllHalted(Vec<String>),
     /// Ctrl-C (`None`), or the host could not be reached again.
@@ -315,7 +252,7 @@ enum Turn {
 
 /// Wait until the host's due stacks may start, then take a slot and
 /// connect again.
-async fn wait_turn(ctx: &Ctx, h: &Host, names: &[String]) -> Turn {
+async fn wait_turn<C: Connect>(ctx: &Ctx<C>, h: &Host, names: &[String]) -> Turn<C::Conn> {
     let mut cancel = ctx.cancel.clone();
     let (start, halted) = tokio::select! {
         c = ctx.rollout.start(names) => c,
@@ -326,7 +263,7 @@ async fn wait_turn(ctx: &Ctx, h: &Host, names: &[String]) -> Turn {
     }
     let resumed = match ctx.slot().await {
         None => Err(None),
-        Some(slot) => ctx.connect(h).await.map(|c| (c, slot)).map_err(Some),
+        Some(slot) => ctx.world.connect(h).await.map(|c| (c, slot)).map_err(Some),
     };
     match resumed {
         Ok((conn, slot)) => Turn::Go(conn, slot, start, halted),
@@ -343,338 +280,620 @@ async fn wait_turn(ctx: &Ctx, h: &Host, names: &[String]) -> Turn {
 }
 
 /// Rows for the due stacks whose rollout halted.
-fn halt_rows(ctx: &Ctx, h: &Host, due: &[Due], halted: &[String], rows: &mut [Option<Row>]) {
-    for (i, reason, _) in due {
-        let s = &h.stacks[*i];
+fn halt<C: Connect>(ctx: &Ctx<C>, h: &Host, due: &[Due], halted: &[String], rows: &mut HostRows) {
+    for d in due {
+        let s = &h.stacks[d.index];
         if halted.contains(&s.name) {
             let why = ctx.rollout.halt_reason(&s.name).unwrap_or_default();
-            rows[*i] = Some(Row {
-                action: Action::Skipped,
-                reason: Reason::RolloutHalted,
-                error: Some(format!(
-                    "not rebuilt ({}): the rollout of `{}` halted, {why}",
-                    reason.as_str(),
-                    s.name
-                )),
-                ..interrupted_row(h, s)
-            });
+            let row = rows::halted(&h.name, &s.name, d.reason, &why);
+            ctx.report(&row, vec![]);
+            rows.set(d.index, row);
         }
     }
 }
 
-/// Rows for due stacks whose host could not be reached for their rebuild,
-/// each shown as it settles.
-fn unreached_rows(ctx: &Ctx, h: &Host, due: &[Due], e: &HostError) -> Vec<Row> {
-    due.iter()
-        .map(|(i, reason, _)| {
-            let row = Row {
-                action: Action::Failed,
-                reason: *reason,
-                error: Some(format!("connecting for the rebuild: {e}")),
-                hint: e.hint().map(str::to_owned),
-                ..interrupted_row(h, &h.stacks[*i])
-            };
-            let _ = ctx.tx.send(Progress::Result {
-                row: row.clone(),
-                log: vec![],
-            });
-            row
-        })
-        .collect()
-}
-
-fn interrupted_row(h: &Host, s: &Stack) -> Row {
-    Row {
-        host: h.name.clone(),
-        stack: s.name.clone(),
-        action: Action::Skipped,
-        reason: Reason::Interrupted,
-        duration: Duration::ZERO,
-        error: None,
-        hint: None,
-    }
-}
-
-/// A stack that is due: its index on the host, why, and whether its files
-/// must be shipped.
-type Due = (usize, Reason, bool);
-
-/// Check every stack of a host with one command and decide. Returns a row
-/// for each stack that is settled and the list of due ones, or the rows of
-/// a failed host.
-async fn check(
-    ctx: &Ctx,
+/// Check every stack of a host with one command and plan. Returns a row
+/// for each stack that is settled and the list of due ones.
+async fn check<C: Connect>(
+    ctx: &Ctx<C>,
     h: &Host,
-    conn: &mut Conn,
+    conn: &mut C::Conn,
     started: Instant,
-) -> Result<(Vec<Option<Row>>, Vec<Due>), Vec<Row>> {
+) -> Result<(HostRows, Vec<Due>), HostError> {
     let st = &ctx.settings;
-    let stacks: Vec<CheckStack> = h
-        .stacks
-        .iter()
-        .map(|s| CheckStack {
-            name: &s.name,
-            hash: &ctx.hashed[&stack_dir(s)].hash,
-            // forced: every stack is due
-            period: if st.force { 0 } else { st.build_period(s) },
-        })
-        .collect();
-    // a dry run never applies: nothing to hold the connection for
-    let hold = !st.dry_run;
-    let out = conn
-        .run(
-            &remote::check_args(h.state_dir.as_deref(), hold, &stacks),
-            None,
-            &mut |_| {},
-        )
-        .await
-        .map_err(|e| host_error_rows(h, &e, started))?;
-    // the whole answer, `end` included: a connection lost half-way must not
-    // make the stacks it did not report look never built
-    let ended = out.events.iter().any(|e| matches!(e, Event::End { .. }));
-    let hello = out.events.iter().find_map(|e| match e {
-        Event::Hello { now } => Some(*now),
-        _ => None,
-    });
-    let (Some(now), true) = (hello, ended) else {
-        let mut rows = failed_rows(h, Reason::HostFailed, protocol_error(&out), None);
-        rows.iter_mut().for_each(|r| r.duration = started.elapsed());
-        return Err(rows);
+    let hash = |s: &Stack| ctx.shipments.hash_of(s).to_owned();
+    let call = Check {
+        state_dir: h.state_dir.clone(),
+        // a dry run never applies: nothing to hold the connection for
+        hold: !st.dry_run,
+        stacks: h
+            .stacks
+            .iter()
+            .map(|s| CheckStack {
+                name: s.name.clone(),
+                hash: hash(s),
+                // forced: every stack is due
+                period: if st.force { 0 } else { st.build_period(s) },
+            })
+            .collect(),
     };
-    let states: HashMap<&str, Option<&StackState>> = out
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::State { stack, state } => Some((stack.as_str(), state.as_ref())),
-            _ => None,
-        })
-        .collect();
+    let answer = conn.check(call).await?;
     let checked = started.elapsed();
-
-    let mut rows: Vec<Option<Row>> = vec![None; h.stacks.len()];
-    let mut due: Vec<Due> = Vec::new();
-    for (i, s) in h.stacks.iter().enumerate() {
-        let hash = stacks[i].hash;
-        let state = states.get(s.name.as_str()).copied().flatten();
-        let d = decide::decide(&decide::Input {
-            force: st.force,
-            hash,
-            state,
-            now,
+    let opts = plan::Options {
+        force: st.force,
+        dry_run: st.dry_run,
+        ships: st.mode == Mode::Fleet,
+    };
+    let mut rows = HostRows(vec![None; h.stacks.len()]);
+    let mut due = Vec::new();
+    for (index, s) in h.stacks.iter().enumerate() {
+        let input = plan::Input {
+            hash: ctx.shipments.hash_of(s),
             build_period: st.build_period(s),
-        });
-        let row = |action, reason, error: Option<String>, hint: Option<&str>| Row {
-            host: h.name.clone(),
-            stack: s.name.clone(),
-            action,
-            reason,
-            duration: checked,
-            error,
-            hint: hint.map(str::to_owned),
+            recorded: &answer.stacks[&s.name],
         };
-        if d.reason == Reason::PreviousFailure {
-            let ago = now.saturating_sub(state.map_or(0, |s| s.failed_at));
-            let runs = if state.is_some_and(|s| s.hash.is_some()) {
-                "the previous version still runs"
-            } else {
-                "no version runs (it never built)"
-            };
-            rows[i] = Some(row(
-                Action::Skipped,
-                d.reason,
-                Some(format!(
-                    "these files failed their rebuild {} ago; {runs}",
-                    crate::report::human_age(ago)
-                )),
-                Some(
-                    "fix the stack (any change is retried), or `--force-rebuild` to retry as it is",
-                ),
-            ));
-        } else if !d.rebuild {
-            rows[i] = Some(row(Action::Skipped, d.reason, None, None));
-        } else if let Some(pid) = state.and_then(|s| s.locked_by.as_deref()) {
-            rows[i] = Some(row(
-                Action::Failed,
-                Reason::Locked,
-                Some(format!(
-                    "another rbuild run (pid {pid} on the host) holds the lock of this stack ({})",
-                    d.reason.as_str()
-                )),
-                Some("wait for it to finish; a lock whose holder is gone is taken over by itself"),
-            ));
-        } else if st.dry_run {
-            rows[i] = Some(row(Action::WouldRebuild, d.reason, None, None));
-        } else {
-            let ship =
-                st.mode == Mode::Fleet && state.and_then(|s| s.hash.as_deref()) != Some(hash);
-            due.push((i, d.reason, ship));
+        match plan::plan(&opts, answer.now, &input) {
+            Verdict::Rebuild { reason, ship } => due.push(Due {
+                index,
+                reason,
+                ship,
+            }),
+            v => {
+                let row = rows::settled(&h.name, &s.name, &v, checked);
+                ctx.report(&row, vec![]);
+                rows.set(index, row);
+            }
         }
-    }
-    for r in rows.iter().flatten() {
-        let _ = ctx.tx.send(Progress::Result {
-            row: r.clone(),
-            log: vec![],
-        });
     }
     Ok((rows, due))
 }
 
-/// The payload carrying these stacks, built once per distinct set.
-fn payload_for(ctx: &Ctx, stacks: &[&Stack]) -> Result<Arc<Vec<u8>>, stack::StackError> {
-    let key: Vec<(String, PathBuf)> = stacks
-        .iter()
-        .map(|s| (s.name.clone(), stack_dir(s)))
-        .collect();
-    if let Some(p) = ctx.payloads.lock().expect("not poisoned").get(&key) {
-        return Ok(p.clone());
-    }
-    let parts: Vec<(&str, &Contents)> = stacks
-        .iter()
-        .map(|s| (s.name.as_str(), ctx.hashed[&stack_dir(s)].as_ref()))
-        .collect();
-    let p = Arc::new(stack::payload(&parts)?);
-    ctx.payloads
-        .lock()
-        .expect("not poisoned")
-        .insert(key, p.clone());
-    Ok(p)
-}
-
-/// Ship and rebuild the due stacks of a host: a row for each, or `Err` when
-/// the host could not be reached (nothing started).
-async fn apply(ctx: &Ctx, h: &Host, conn: &mut Conn, due: &[Due]) -> Result<Vec<Row>, HostError> {
+/// Ship and rebuild the due stacks of a host: a row for each, and whether
+/// the host was reached for it.
+async fn apply<C: Connect>(
+    ctx: &Ctx<C>,
+    h: &Host,
+    conn: &mut C::Conn,
+    due: &[Due],
+) -> Vec<(Row, bool)> {
     let st = &ctx.settings;
-    let shipped: Vec<&Stack> = due
-        .iter()
-        .filter(|(_, _, ship)| *ship)
-        .map(|(i, _, _)| &h.stacks[*i])
-        .collect();
+    let stack = |d: &Due| &h.stacks[d.index];
+    let shipped: Vec<&Stack> = due.iter().filter(|d| d.ship).map(stack).collect();
     let payload = if shipped.is_empty() {
         None
     } else {
-        match payload_for(ctx, &shipped) {
+        match ctx.shipments.payload(&shipped) {
             Ok(p) => Some(p),
             Err(e) => {
-                return Ok(due
+                return due
                     .iter()
-                    .map(|(i, reason, _)| Row {
-                        host: h.name.clone(),
-                        stack: h.stacks[*i].name.clone(),
-                        action: Action::Failed,
-                        reason: *reason,
-                        duration: Duration::ZERO,
-                        error: Some(format!("cannot pack the stack: {e}")),
-                        hint: None,
+                    .map(|d| {
+                        let row = rows::pack_failed(&h.name, &stack(d).name, d.reason, &e);
+                        ctx.report(&row, vec![]);
+                        (row, true)
                     })
-                    .collect());
+                    .collect();
             }
         }
     };
-    let specs: Vec<ApplyStack> = due
-        .iter()
-        .map(|(i, _, ship)| {
-            let s = &h.stacks[*i];
-            ApplyStack {
-                name: s.name.clone(),
-                dir: s.remote_dir.clone().unwrap_or_default(),
-                compose_file: s.compose_file_name(),
-                shipped: *ship,
-                up_timeout: st.up_timeout(s),
-                hash: ctx.hashed[&stack_dir(s)].hash.clone(),
-            }
-        })
-        .collect();
-    let args = remote::apply_args(
-        h.state_dir.as_deref(),
-        h.compose.as_arg(),
-        st.remove_images,
-        payload.is_some(),
-        &specs,
-    );
+    let call = Apply {
+        state_dir: h.state_dir.clone(),
+        compose: h.compose,
+        remove_images: st.remove_images,
+        stacks: due
+            .iter()
+            .map(|d| {
+                let s = stack(d);
+                ApplyStack {
+                    name: s.name.clone(),
+                    dir: s.remote_dir.clone(),
+                    compose_file: s.compose_file_name(),
+                    shipped: d.ship,
+                    up_timeout: st.up_timeout(s),
+                    hash: ctx.shipments.hash_of(s).to_owned(),
+                }
+            })
+            .collect(),
+    };
 
-    // Per-stack timing and logs, gathered as events stream in.
+    // Per-stack timing, as the events stream in; steps and notes shown live.
     let mut mark = Instant::now();
     let mut durations: HashMap<String, Duration> = HashMap::new();
-    let mut logs: HashMap<String, Vec<String>> = HashMap::new();
     let tx = ctx.tx.clone();
-    let host_name = h.name.clone();
+    let host = h.name.clone();
     let mut on_event = |e: &Event| match e {
         Event::Step { stack, step } => {
             let _ = tx.send(Progress::Step {
-                host: host_name.clone(),
+                host: host.clone(),
                 stack: stack.clone(),
                 step: step.clone(),
             });
         }
         Event::Note { stack, text } => {
             let _ = tx.send(Progress::Note {
-                host: host_name.clone(),
+                host: host.clone(),
                 stack: stack.clone(),
                 text: text.clone(),
             });
         }
-        Event::Log { stack, text } => logs.entry(stack.clone()).or_default().push(text.clone()),
         Event::Done { stack, .. } => {
             durations.insert(stack.clone(), mark.elapsed());
             mark = Instant::now();
         }
         _ => {}
     };
-    let out = conn.run(&args, payload, &mut on_event).await;
-    let (events, lost) = match out {
-        Ok(o) => {
-            let lost = protocol_error(&o);
-            (o.events, lost)
-        }
-        Err(e @ (HostError::Connect { .. } | HostError::ConnectTimeout(_))) => return Err(e),
-        Err(e) => (vec![], e.to_string()),
-    };
-    Ok(due
-        .iter()
-        .map(|(i, reason, _)| {
-            let s = &h.stacks[*i];
-            let done = events.iter().find_map(|e| match e {
-                Event::Done {
-                    stack,
-                    result,
-                    detail,
-                } if *stack == s.name => Some((result.as_str(), detail.as_str())),
-                _ => None,
-            });
-            let mut row = Row {
-                host: h.name.clone(),
-                stack: s.name.clone(),
-                action: Action::Failed,
-                reason: *reason,
-                duration: durations.get(&s.name).copied().unwrap_or_default(),
-                error: None,
-                hint: None,
+    let answer = conn.apply(call, payload, &mut on_event).await;
+    due.iter()
+        .map(|d| {
+            let s = &stack(d).name;
+            let (row, log, reached) = match &answer {
+                Err(e) => (rows::unreached(&h.name, s, d.reason, e), vec![], false),
+                Ok(a) => {
+                    let result = a.results.get(s);
+                    let took = durations.get(s).copied().unwrap_or_default();
+                    let row = rows::applied(&h.name, s, d.reason, result, a.cut.as_ref(), took);
+                    let log = result.map(|r| r.log.clone()).unwrap_or_default();
+                    (row, log, true)
+                }
             };
-            match done {
-                Some(("rebuilt", _)) => row.action = Action::Rebuilt,
-                Some(("rolled_back", detail)) => {
-                    row.action = Action::RolledBack;
-                    row.error = Some(format!("{detail}; rolled back to the previous images"));
-                }
-                Some(("locked", pid)) => {
-                    row.reason = Reason::Locked;
-                    row.error = Some(format!(
-                        "another rbuild run (pid {pid} on the host) holds the lock of this stack"
-                    ));
-                }
-                Some((_, detail)) => row.error = Some(detail.to_owned()),
-                None => {
-                    row.error = Some(format!(
-                        "no result: {lost}; a rebuild may still be running on the host (it holds the stack's lock)"
-                    ))
-                }
-            }
-            let log = logs.remove(&s.name).unwrap_or_default();
-            let _ = ctx.tx.send(Progress::Result {
-                row: row.clone(),
-                log,
-            });
-            row
+            ctx.report(&row, log);
+            (row, reached)
         })
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The executor against a scripted host: rows for hosts that cannot be
+    //! reached, locked stacks, halted rollouts, cut connections and Ctrl-C,
+    //! without sshd or docker.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::host::Payload;
+    use crate::inventory::ComposePref;
+    use crate::remote::{Call, Outcome as Ended, Recorded, StackState, Transcript};
+    use crate::rollout::Policy;
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// How one scripted host behaves.
+    #[derive(Clone, Default)]
+    struct Behaviour {
+        /// Connecting fails.
+        down: bool,
+        /// What the check finds, by stack (default: never built).
+        recorded: HashMap<String, Recorded>,
+        /// How each stack's apply ends (default: rebuilt).
+        ends: HashMap<String, Ended>,
+        /// The connection is lost after this many stacks of an apply.
+        cut_after: Option<usize>,
+    }
+
+    #[derive(Default)]
+    struct World {
+        hosts: HashMap<String, Behaviour>,
+        /// Every call made: (host, command, stacks).
+        calls: Mutex<Vec<(String, &'static str, Vec<String>)>>,
+    }
+
+    impl World {
+        fn calls(&self, host: &str, command: &str) -> Vec<Vec<String>> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(h, c, _)| h == host && *c == command)
+                .map(|(_, _, s)| s.clone())
+                .collect()
+        }
+    }
+
+    struct Scripted {
+        host: String,
+        world: Arc<World>,
+    }
+
+    impl Connect for Arc<World> {
+        type Conn = Scripted;
+
+        async fn connect(&self, host: &Host) -> Result<Scripted, HostError> {
+            if self.hosts.get(&host.name).is_some_and(|b| b.down) {
+                return Err(HostError::Connect {
+                    message: "Connection refused".into(),
+                    hint: Some("is sshd running?"),
+                });
+            }
+            Ok(Scripted {
+                host: host.name.clone(),
+                world: self.clone(),
+            })
+        }
+    }
+
+    impl Conn for Scripted {
+        async fn run(
+            &mut self,
+            call: &Call,
+            _payload: Option<Payload>,
+            on_event: &mut (dyn FnMut(&Event) + Send),
+        ) -> Result<Transcript, HostError> {
+            let b = self
+                .world
+                .hosts
+                .get(&self.host)
+                .cloned()
+                .unwrap_or_default();
+            let hello = Event::Hello {
+                proto: crate::remote::PROTOCOL.to_string(),
+                now: NOW,
+            };
+            let mut events = vec![hello];
+            let mut code = Some(0);
+            let stacks: Vec<String> = match call {
+                Call::Check(c) => {
+                    for s in &c.stacks {
+                        let recorded = b.recorded.get(&s.name).cloned().unwrap_or(Recorded {
+                            state: Ok(None),
+                            locked_by: None,
+                        });
+                        events.push(Event::State {
+                            stack: s.name.clone(),
+                            recorded,
+                        });
+                    }
+                    events.push(Event::End { hold: c.hold });
+                    c.stacks.iter().map(|s| s.name.clone()).collect()
+                }
+                Call::Apply(a) => {
+                    for (k, s) in a.stacks.iter().enumerate() {
+                        if b.cut_after == Some(k) {
+                            code = None;
+                            break;
+                        }
+                        events.push(Event::Step {
+                            stack: s.name.clone(),
+                            step: "build".into(),
+                        });
+                        events.push(Event::Done {
+                            stack: s.name.clone(),
+                            outcome: b.ends.get(&s.name).cloned().unwrap_or(Ended::Rebuilt),
+                            detail: "scripted".into(),
+                        });
+                    }
+                    a.stacks.iter().map(|s| s.name.clone()).collect()
+                }
+                Call::Rollback(_) | Call::History(_) => unreachable!("not the executor's"),
+            };
+            self.world
+                .calls
+                .lock()
+                .unwrap()
+                .push((self.host.clone(), call.name(), stacks));
+            events.iter().for_each(on_event);
+            Ok(Transcript {
+                events,
+                code,
+                stderr: String::new(),
+            })
+        }
+
+        async fn close(self) {}
+    }
+
+    /// Hosts running the named stacks (compose files in `dir`).
+    fn hosts(dir: &std::path::Path, spec: &[(&str, &[&str])], policy: Policy) -> Vec<Host> {
+        spec.iter()
+            .map(|(h, stacks)| Host {
+                name: h.to_string(),
+                address: h.to_string(),
+                user: None,
+                port: None,
+                identity_file: None,
+                ssh_options: Default::default(),
+                state_dir: None,
+                compose: ComposePref::Auto,
+                connect_timeout: None,
+                groups: vec![],
+                stacks: stacks
+                    .iter()
+                    .map(|s| {
+                        let compose_file = dir.join(s).join("compose.yml");
+                        std::fs::create_dir_all(compose_file.parent().unwrap()).unwrap();
+                        std::fs::write(&compose_file, format!("# {s}\nservices: {{}}\n")).unwrap();
+                        Stack {
+                            name: s.to_string(),
+                            compose_file,
+                            remote_dir: None,
+                            build_period: None,
+                            up_timeout: None,
+                            rollout: policy,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn settings(hosts: Vec<Host>) -> Settings {
+        Settings {
+            mode: Mode::Fleet,
+            hosts,
+            force: false,
+            dry_run: false,
+            remove_images: false,
+            build_period: None,
+            up_timeout: None,
+            concurrency: 4,
+            json: false,
+            quiet: true,
+            verbose: 0,
+            connect_timeout: Duration::from_secs(1),
+            ssh_config: None,
+            accept_new_host_keys: false,
+        }
+    }
+
+    /// Run the executor; the rows, and every progress event it sent.
+    async fn execute(
+        settings: Settings,
+        world: &Arc<World>,
+        cancelled: bool,
+    ) -> (Vec<Row>, Vec<Progress>) {
+        let shipments = Arc::new(Shipments::hash(&settings.hosts).unwrap());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (cancel_tx, cancel_rx) = watch::channel(cancelled);
+        let rows = run(
+            Arc::new(settings),
+            shipments,
+            Arc::new(world.clone()),
+            tx,
+            cancel_rx,
+        )
+        .await;
+        drop(cancel_tx);
+        let mut events = vec![];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (rows, events)
+    }
+
+    fn summary(rows: &[Row]) -> Vec<(String, String, &'static str, &'static str)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.host.clone(),
+                    r.stack.clone(),
+                    r.action.as_str(),
+                    r.reason.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    fn row<'a>(rows: &'a [Row], host: &str, stack: &str) -> &'a Row {
+        rows.iter()
+            .find(|r| r.host == host && r.stack == stack)
+            .unwrap()
+    }
+
+    /// Every row was shown once, as it settled.
+    fn shown_once(rows: &[Row], events: &[Progress]) {
+        let shown: Vec<&Row> = events
+            .iter()
+            .filter_map(|e| match e {
+                Progress::Result { row, .. } => Some(row),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shown.len(), rows.len(), "{shown:?}");
+        for r in rows {
+            assert!(shown.contains(&r), "{r:?} not shown");
+        }
+    }
+
+    fn up_to_date(dir: &std::path::Path, stack: &str) -> Recorded {
+        let c = crate::stack::read(&dir.join(stack)).unwrap();
+        Recorded {
+            state: Ok(Some(StackState {
+                hash: Some(c.hash),
+                built_at: NOW - 10,
+                last_result: Some("ok".into()),
+                ..StackState::default()
+            })),
+            locked_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_is_its_rows_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web", "db"]), ("h2", &["web"])],
+            Policy::default(),
+        );
+        let mut w = World::default();
+        w.hosts.insert(
+            "h1".into(),
+            Behaviour {
+                down: true,
+                ..Behaviour::default()
+            },
+        );
+        let w = Arc::new(w);
+        let (rows, events) = execute(settings(hs), &w, false).await;
+        assert_eq!(
+            summary(&rows),
+            [
+                ("h1".into(), "web".into(), "failed", "host_failed"),
+                ("h1".into(), "db".into(), "failed", "host_failed"),
+                ("h2".into(), "web".into(), "rebuilt", "first_build"),
+            ]
+        );
+        let r = row(&rows, "h1", "db");
+        assert_eq!(
+            r.error.as_deref(),
+            Some("cannot connect: Connection refused")
+        );
+        assert_eq!(r.hint.as_deref(), Some("is sshd running?"));
+        shown_once(&rows, &events);
+        assert_eq!(w.calls("h2", "apply"), [vec!["web".to_string()]]);
+    }
+
+    #[tokio::test]
+    async fn a_locked_stack_is_not_applied_and_up_to_date_ones_stay_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web", "db", "cache"])],
+            Policy::default(),
+        );
+        let mut b = Behaviour::default();
+        b.recorded.insert(
+            "web".into(),
+            Recorded {
+                state: Ok(None),
+                locked_by: Some("4242".into()),
+            },
+        );
+        b.recorded
+            .insert("cache".into(), up_to_date(dir.path(), "cache"));
+        let mut w = World::default();
+        w.hosts.insert("h1".into(), b);
+        let w = Arc::new(w);
+        let (rows, events) = execute(settings(hs), &w, false).await;
+        assert_eq!(
+            summary(&rows),
+            [
+                ("h1".into(), "web".into(), "failed", "locked"),
+                ("h1".into(), "db".into(), "rebuilt", "first_build"),
+                ("h1".into(), "cache".into(), "skipped", "up_to_date"),
+            ]
+        );
+        assert!(
+            row(&rows, "h1", "web")
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("pid 4242"),
+            "{rows:?}"
+        );
+        assert_eq!(w.calls("h1", "apply"), [vec!["db".to_string()]]);
+        shown_once(&rows, &events);
+    }
+
+    #[tokio::test]
+    async fn a_failed_canary_halts_the_rollout_on_hosts_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy {
+            canary: true,
+            ..Policy::default()
+        };
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web"]), ("h2", &["web"]), ("h3", &["web"])],
+            policy,
+        );
+        let mut w = World::default();
+        for h in ["h1", "h2", "h3"] {
+            let mut b = Behaviour::default();
+            b.ends.insert("web".into(), Ended::RolledBack);
+            w.hosts.insert(h.into(), b);
+        }
+        let w = Arc::new(w);
+        let (rows, events) = execute(settings(hs), &w, false).await;
+        let canary: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.action == Action::RolledBack)
+            .collect();
+        assert_eq!(canary.len(), 1, "{rows:?}");
+        for r in rows.iter().filter(|r| r.host != canary[0].host) {
+            assert_eq!(
+                (r.action, r.reason),
+                (Action::Skipped, Reason::RolloutHalted)
+            );
+            assert_eq!(
+                r.error.as_deref(),
+                Some("not rebuilt (first_build): the rollout of `web` halted, its canary failed")
+            );
+            assert!(
+                w.calls(&r.host, "apply").is_empty(),
+                "{} was applied",
+                r.host
+            );
+            assert_eq!(w.calls(&r.host, "check").len(), 1, "checked all the same");
+        }
+        shown_once(&rows, &events);
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_mid_apply_leaves_the_rest_without_a_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(dir.path(), &[("h1", &["web", "db"])], Policy::default());
+        let mut w = World::default();
+        w.hosts.insert(
+            "h1".into(),
+            Behaviour {
+                cut_after: Some(1),
+                ..Behaviour::default()
+            },
+        );
+        let w = Arc::new(w);
+        let (rows, _) = execute(settings(hs), &w, false).await;
+        assert_eq!(row(&rows, "h1", "web").action, Action::Rebuilt);
+        let db = row(&rows, "h1", "db");
+        assert_eq!((db.action, db.reason), (Action::Failed, Reason::FirstBuild));
+        assert_eq!(
+            db.error.as_deref(),
+            Some(
+                "no result: the connection was lost while the remote script ran; a rebuild may still be running on the host (it holds the stack's lock)"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn after_ctrl_c_no_host_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web"]), ("h2", &["web", "db"])],
+            Policy::default(),
+        );
+        let w = Arc::new(World::default());
+        let (rows, events) = execute(settings(hs), &w, true).await;
+        assert!(
+            rows.iter()
+                .all(|r| (r.action, r.reason) == (Action::Skipped, Reason::Interrupted)),
+            "{rows:?}"
+        );
+        assert_eq!(rows.len(), 3);
+        assert!(w.calls.lock().unwrap().is_empty(), "nothing was contacted");
+        shown_once(&rows, &events);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_checks_and_applies_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(dir.path(), &[("h1", &["web", "db"])], Policy::default());
+        let mut b = Behaviour::default();
+        b.recorded.insert("db".into(), up_to_date(dir.path(), "db"));
+        let mut w = World::default();
+        w.hosts.insert("h1".into(), b);
+        let w = Arc::new(w);
+        let mut s = settings(hs);
+        s.dry_run = true;
+        let (rows, _) = execute(s, &w, false).await;
+        assert_eq!(
+            summary(&rows),
+            [
+                ("h1".into(), "web".into(), "would_rebuild", "first_build"),
+                ("h1".into(), "db".into(), "skipped", "up_to_date"),
+            ]
+        );
+        assert!(w.calls("h1", "apply").is_empty());
+    }
 }

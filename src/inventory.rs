@@ -224,6 +224,14 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The local directory that is the stack: what is hashed and shipped.
+    pub fn dir(&self) -> PathBuf {
+        self.compose_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// The compose file's name, as it is in the stack's directory on a host.
     pub fn compose_file_name(&self) -> String {
         self.compose_file

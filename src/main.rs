@@ -7,8 +7,8 @@ fn main() -> ExitCode {
     match rbuild::run::main() {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(rbuild::exit::Exit::Usage.code())
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit().code())
         }
     }
 }

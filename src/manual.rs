@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use crate::cli::Command;
 use crate::config::Settings;
-use crate::decide::Reason;
 use crate::exit::Exit;
-use crate::host::{Conn, HostError, ssh};
-use crate::remote::{self, Attempt, Event};
-use crate::report::{self, Action, Row};
+use crate::host::{Conn, Connect, HostError, World};
+use crate::remote::{self, Attempt};
+use crate::report::{self, Action, rows};
+use crate::run::{Error, print_out};
 
 #[derive(Serialize)]
 struct HistoryDoc<'a> {
@@ -66,68 +66,39 @@ pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
     format!("{t}\n")
 }
 
-/// Run a command on one stack. `Err` for usage errors (unknown host or
-/// stack): exit 2, nothing touched.
-pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> anyhow::Result<Exit> {
+/// Run a command on one stack. An unknown host or stack is a usage error
+/// (exit 2, nothing touched); a host that fails, a failure (exit 1).
+pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit, Error> {
     let (Command::History { host, stack } | Command::Rollback { host, stack }) = &cmd;
     let Some(h) = settings.hosts.iter().find(|h| h.name == *host) else {
-        eprintln!("error: host `{host}` is not in the inventory");
-        return Ok(Exit::Usage);
+        return Err(Error::usage(format!(
+            "host `{host}` is not in the inventory"
+        )));
     };
     let Some(s) = h.stacks.iter().find(|s| s.name == *stack) else {
         let names: Vec<&str> = h.stacks.iter().map(|s| s.name.as_str()).collect();
-        eprintln!(
-            "error: host `{host}` runs no stack `{stack}`\nhint: its stacks: {}",
+        return Err(Error::usage(format!(
+            "host `{host}` runs no stack `{stack}`\nhint: its stacks: {}",
             names.join(", ")
-        );
-        return Ok(Exit::Usage);
+        )));
     };
     let started = Instant::now();
     let failed = |e: HostError| {
-        eprintln!("error: {host}: {e}");
-        if let Some(hint) = e.hint() {
-            eprintln!("hint: {hint}");
-        }
-        Ok(Exit::Failure)
+        let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
+        Error::failed(format!("{host}: {e}{hint}"))
     };
-    let mut conn = match ssh::connect(h, &ssh) {
-        Ok(c) => Conn::Ssh(Box::new(c)),
-        Err(e) => return failed(e),
-    };
-    let args = match &cmd {
-        Command::History { .. } => remote::history_args(h.state_dir.as_deref(), &s.name),
-        Command::Rollback { .. } => remote::rollback_args(
-            h.state_dir.as_deref(),
-            h.compose.as_arg(),
-            &s.name,
-            s.remote_dir.as_deref().unwrap_or(""),
-            &s.compose_file_name(),
-            settings.up_timeout(s),
-        ),
-    };
-    let out = conn.run(&args, None, &mut |_| {}).await;
-    conn.close().await;
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => return failed(e),
-    };
-    if let Some(Event::Fatal { text }) =
-        out.events.iter().find(|e| matches!(e, Event::Fatal { .. }))
-    {
-        eprintln!("error: {host}: {text}");
-        return Ok(Exit::Failure);
-    }
+    let mut conn = world.connect(h).await.map_err(failed)?;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match cmd {
         Command::History { .. } => {
-            let attempts: Vec<Attempt> = out
-                .events
-                .into_iter()
-                .filter_map(|e| match e {
-                    Event::History { attempt, .. } => Some(attempt),
-                    _ => None,
+            let attempts = conn
+                .history(remote::History {
+                    state_dir: h.state_dir.clone(),
+                    name: s.name.clone(),
                 })
-                .collect();
+                .await;
+            conn.close().await;
+            let attempts = attempts.map_err(failed)?;
             if settings.json {
                 let doc = HistoryDoc {
                     version: 1,
@@ -144,37 +115,33 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
                         })
                         .collect(),
                 };
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                let mut text = serde_json::to_string_pretty(&doc).expect("serializable");
+                text.push('\n');
+                print_out(&text)?;
             } else if attempts.is_empty() {
                 eprintln!("{host} {stack}: no rebuild recorded yet");
             } else {
-                print!("{}", render_history(&attempts, terminal));
+                print_out(&render_history(&attempts, terminal))?;
             }
             Ok(Exit::Success)
         }
         Command::Rollback { .. } => {
-            let done = out.events.iter().find_map(|e| match e {
-                Event::Done { result, detail, .. } => Some((result.clone(), detail.clone())),
-                _ => None,
-            });
-            let mut row = Row {
-                host: host.clone(),
-                stack: stack.clone(),
-                action: Action::Failed,
-                reason: Reason::Manual,
-                duration: started.elapsed(),
-                error: None,
-                hint: None,
-            };
-            match done {
-                Some((r, _)) if r == "rolled_back" => row.action = Action::RolledBack,
-                Some((r, pid)) if r == "locked" => {
-                    row.reason = Reason::Locked;
-                    row.error = Some(format!("another rbuild run (pid {pid}) holds the lock"));
-                }
-                Some((_, detail)) => row.error = Some(detail),
-                None => row.error = Some("no result from the host".into()),
-            }
+            let result = conn
+                .rollback(
+                    remote::Rollback {
+                        state_dir: h.state_dir.clone(),
+                        compose: h.compose,
+                        name: s.name.clone(),
+                        dir: s.remote_dir.clone(),
+                        compose_file: s.compose_file_name(),
+                        up_timeout: settings.up_timeout(s),
+                    },
+                    &mut |_| {},
+                )
+                .await;
+            conn.close().await;
+            let result = result.map_err(failed)?;
+            let row = rows::rolled_back_by_hand(host, stack, &result, started.elapsed());
             // a rollback asked for is a success (a rebuild's is not)
             let exit = if row.action == Action::RolledBack {
                 Exit::Success
@@ -182,14 +149,12 @@ pub async fn run(cmd: Command, settings: Settings, ssh: ssh::SshSettings) -> any
                 Exit::Failure
             };
             let rows = [row];
-            if settings.json {
-                print!("{}", report::json::render(&rows, exit.code()));
+            let out = if settings.json {
+                report::json::render(&rows, exit.code())
             } else {
-                print!(
-                    "{}",
-                    report::table::render(&rows, started.elapsed(), terminal, None)
-                );
-            }
+                report::table::render(&rows, started.elapsed(), terminal, None)
+            };
+            print_out(&out)?;
             Ok(exit)
         }
     }

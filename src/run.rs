@@ -12,35 +12,86 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::fleet;
+use crate::host::World;
 use crate::host::ssh::SshSettings;
 use crate::report::{self, progress};
+use crate::ship::Shipments;
 
-/// Parse the process's arguments and run. `Err` only for usage errors,
-/// before anything was touched.
-pub fn main() -> anyhow::Result<Exit> {
+/// Why a run stopped with an error, classified once, here: printed once by
+/// `main`, which exits with [`Error::exit`].
+#[derive(Debug)]
+pub enum Error {
+    /// Bad usage, an invalid inventory, a stack that cannot be read: found
+    /// before any host was contacted (exit 2, nothing touched).
+    Usage(anyhow::Error),
+    /// Something failed after hosts were contacted (exit 1).
+    Failed(anyhow::Error),
+}
+
+impl Error {
+    pub fn usage(msg: impl std::fmt::Display) -> Error {
+        Error::Usage(anyhow::anyhow!("{msg}"))
+    }
+
+    pub fn failed(msg: impl std::fmt::Display) -> Error {
+        Error::Failed(anyhow::anyhow!("{msg}"))
+    }
+
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Usage(_) => Exit::Usage,
+            Error::Failed(_) => Exit::Failure,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Usage(e) | Error::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// Write data for stdout; a closed pipe (`rbuild ... | head`) is not an
+/// error.
+pub fn print_out(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Failed(
+            anyhow::Error::new(e).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Parse the process's arguments and run.
+pub fn main() -> Result<Exit, Error> {
     let matches = Cli::command().get_matches();
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
-    let mut cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     init_logging(cli.verbose, cli.quiet);
     let command = cli.command.take();
-    let settings = match Settings::from_cli(cli, inventory_from_env, command.is_some()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
-        }
-    };
+    let settings = Settings::from_cli(cli, inventory_from_env, command.is_some())
+        .map_err(|e| Error::Usage(e.into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|e| Error::Usage(anyhow::Error::new(e).context("starting the runtime")))?;
+    let control = control_dir().map_err(|e| {
+        Error::Usage(anyhow::Error::new(e).context("creating the run's private directory"))
+    })?;
+    let world = World {
+        mode: settings.mode,
+        ssh: ssh_settings(&settings, control.path()),
+    };
     match command {
-        None => rt.block_on(run(settings)),
-        Some(cmd) => rt.block_on(async {
-            let control = control_dir()?;
-            let ssh = ssh_settings(&settings, control.path());
-            crate::manual::run(cmd, settings, ssh).await
-        }),
+        None => rt.block_on(run(settings, world)),
+        Some(cmd) => rt.block_on(crate::manual::run(cmd, settings, world)),
     }
 }
 
@@ -82,17 +133,10 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 /// Run with resolved settings.
-pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
+pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
     let started = Instant::now();
-    let hashed = match fleet::hash_stacks(&settings.hosts) {
-        Ok(h) => Arc::new(h),
-        Err(e) => {
-            eprintln!("error: cannot read a stack: {e}");
-            return Ok(Exit::Usage);
-        }
-    };
-    let control = control_dir()?;
-    let ssh = ssh_settings(&settings, control.path());
+    let shipments = Shipments::hash(&settings.hosts)
+        .map_err(|e| Error::usage(format!("cannot read a stack: {e}")))?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),
@@ -119,7 +163,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
     });
 
     let settings = Arc::new(settings);
-    let rows = fleet::run(settings.clone(), hashed, ssh, tx, cancel_rx.clone()).await;
+    let rows = fleet::run(
+        settings.clone(),
+        Arc::new(shipments),
+        Arc::new(world),
+        tx,
+        cancel_rx.clone(),
+    )
+    .await;
     let _ = monitor.await;
     let interrupted = *cancel_rx.borrow();
     let exit = Exit::merge(&rows, interrupted);
@@ -133,14 +184,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Exit> {
         let width = terminal.then(terminal_width).flatten();
         report::table::render(&rows, started.elapsed(), terminal, width)
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(out.as_bytes())
-        .and_then(|_| stdout.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e.into());
-    }
+    print_out(&out)?;
     Ok(exit)
 }
 

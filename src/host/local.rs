@@ -1,20 +1,19 @@
 //! This machine as a host: the script runs under `sh` here, no SSH.
 
 use std::process::Stdio;
-use std::sync::Arc;
 
-use super::{HostError, Output, drive};
-use crate::remote::{Event, script_for};
+use super::{HostError, Payload, drive};
+use crate::remote::{Call, Event, Transcript};
 
 pub async fn run(
-    args: &[String],
-    payload: Option<Arc<Vec<u8>>>,
+    call: &Call,
+    payload: Option<Payload>,
     on_event: &mut (dyn FnMut(&Event) + Send),
-) -> Result<Output, HostError> {
+) -> Result<Transcript, HostError> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
-        .arg(script_for(args))
-        .args(args)
+        .arg(call.script())
+        .args(call.args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -32,7 +31,7 @@ pub async fn run(
     let status = child.wait().await.map_err(|e| HostError::Run {
         message: e.to_string(),
     })?;
-    Ok(Output {
+    Ok(Transcript {
         events,
         code: status.code(),
         stderr,

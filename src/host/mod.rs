@@ -1,16 +1,30 @@
-//! The one seam to the world: a host that runs the remote script with some
-//! arguments and an optional payload on its stdin, and streams back its
-//! `@rbuild` events. Over SSH ([`ssh`]) or on this machine ([`local`]), so
-//! the fleet and local modes are one pipeline.
+//! The one seam to the world: a connection to a host that runs a typed
+//! [`Call`] of the remote script, with an optional payload on its stdin,
+//! and streams back its events. Over SSH ([`ssh`]) or on this machine
+//! ([`local`]), so the fleet and local modes are one pipeline; a scripted
+//! host stands in for both in the executor's unit tests.
+//!
+//! [`Conn::run`] is the one primitive; the typed calls ([`Conn::check`],
+//! [`Conn::apply`], [`Conn::rollback`], [`Conn::history`]) are built on it
+//! and hand back typed answers, so nothing above this seam reads a line.
 
 pub mod local;
 pub mod ssh;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::remote::{self, Event};
+use crate::config::Mode;
+use crate::inventory::Host;
+use crate::remote::{
+    self, Apply, ApplyAnswer, Attempt, Call, Check, CheckAnswer, Event, History, RemoteError,
+    Rollback, StackResult, Transcript,
+};
+
+/// The shipped stacks, one tar stream.
+pub type Payload = Arc<Vec<u8>>;
 
 /// A failure to reach a host or to run the script there.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +38,9 @@ pub enum HostError {
     ConnectTimeout(u64),
     #[error("the remote command failed: {message}")]
     Run { message: String },
+    /// The script ran but its output is not a whole answer.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
 }
 
 impl HostError {
@@ -33,45 +50,145 @@ impl HostError {
             HostError::ConnectTimeout(_) => {
                 Some("the host is down or a firewall drops packets; `ssh HOST true` tells more")
             }
-            HostError::Run { .. } => None,
+            HostError::Run { .. } | HostError::Remote(_) => None,
+        }
+    }
+
+    /// The host was never reached: nothing ran there.
+    pub fn unreached(&self) -> bool {
+        matches!(
+            self,
+            HostError::Connect { .. } | HostError::ConnectTimeout(_)
+        )
+    }
+}
+
+/// An open connection to a host.
+pub trait Conn: Send + Sized {
+    /// Run `call`, feeding `payload` on its stdin, handing each event to
+    /// `on_event` as it arrives.
+    fn run(
+        &mut self,
+        call: &Call,
+        payload: Option<Payload>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> impl Future<Output = Result<Transcript, HostError>> + Send;
+
+    /// Close the connection.
+    fn close(self) -> impl Future<Output = ()> + Send;
+
+    /// Check every stack of `call` with one command.
+    fn check(
+        &mut self,
+        call: Check,
+    ) -> impl Future<Output = Result<CheckAnswer, HostError>> + Send {
+        async move {
+            let call = Call::Check(call);
+            let t = self.run(&call, None, &mut |_| {}).await?;
+            let Call::Check(check) = &call else {
+                unreachable!("built above")
+            };
+            Ok(remote::check_answer(&t, check)?)
+        }
+    }
+
+    /// Ship and rebuild. `Err` only when the host could not be reached
+    /// (nothing started); any later failure is the answer's `cut`.
+    fn apply(
+        &mut self,
+        call: Apply,
+        payload: Option<Payload>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> impl Future<Output = Result<ApplyAnswer, HostError>> + Send {
+        async move {
+            let call = Call::Apply(call);
+            let out = self.run(&call, payload, on_event).await;
+            let Call::Apply(apply) = &call else {
+                unreachable!("built above")
+            };
+            match out {
+                Ok(t) => Ok(remote::apply_answer(&t, apply)),
+                Err(e) if e.unreached() => Err(e),
+                Err(e) => Ok(ApplyAnswer {
+                    results: Default::default(),
+                    cut: Some(RemoteError::Transport(e.to_string())),
+                }),
+            }
+        }
+    }
+
+    /// Put one stack's previous generation back, by hand.
+    fn rollback(
+        &mut self,
+        call: Rollback,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> impl Future<Output = Result<StackResult, HostError>> + Send {
+        async move {
+            let name = call.name.clone();
+            let t = self.run(&Call::Rollback(call), None, on_event).await?;
+            Ok(remote::rollback_answer(&t, &name)?)
+        }
+    }
+
+    /// One stack's recorded attempts, oldest first.
+    fn history(
+        &mut self,
+        call: History,
+    ) -> impl Future<Output = Result<Vec<Attempt>, HostError>> + Send {
+        async move {
+            let t = self.run(&Call::History(call), None, &mut |_| {}).await?;
+            Ok(remote::history_answer(&t)?)
         }
     }
 }
 
-/// What one run of the script produced.
-#[derive(Debug, Default)]
-pub struct Output {
-    pub events: Vec<Event>,
-    /// The script's exit code (`None`: killed, or the connection was lost).
-    pub code: Option<i32>,
-    /// The tail of what it wrote to stderr, for error messages.
-    pub stderr: String,
+/// What opens connections to hosts, for the executor and the manual
+/// commands alike.
+pub trait Connect: Send + Sync + 'static {
+    type Conn: Conn + 'static;
+
+    fn connect(&self, host: &Host) -> impl Future<Output = Result<Self::Conn, HostError>> + Send;
 }
 
-/// An open connection to a host.
-pub enum Conn {
+/// The real world: this machine in local mode, SSH in fleet mode.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub mode: Mode,
+    pub ssh: ssh::SshSettings,
+}
+
+/// A connection of the real world.
+pub enum AnyConn {
     Local,
     Ssh(Box<ssh::SshConn>),
 }
 
-impl Conn {
-    /// Run the remote script with `args` (`$0` first), feeding `payload` on
-    /// its stdin, calling `on_event` for each event as it arrives.
-    pub async fn run(
+impl Connect for World {
+    type Conn = AnyConn;
+
+    async fn connect(&self, host: &Host) -> Result<AnyConn, HostError> {
+        match self.mode {
+            Mode::Local => Ok(AnyConn::Local),
+            Mode::Fleet => ssh::connect(host, &self.ssh).map(|c| AnyConn::Ssh(Box::new(c))),
+        }
+    }
+}
+
+impl Conn for AnyConn {
+    async fn run(
         &mut self,
-        args: &[String],
-        payload: Option<Arc<Vec<u8>>>,
+        call: &Call,
+        payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Output, HostError> {
+    ) -> Result<Transcript, HostError> {
         match self {
-            Conn::Local => local::run(args, payload, on_event).await,
-            Conn::Ssh(c) => c.run(args, payload, on_event).await,
+            AnyConn::Local => local::run(call, payload, on_event).await,
+            AnyConn::Ssh(c) => c.run(call, payload, on_event).await,
         }
     }
 
-    /// Close the connection (the ssh master, for SSH).
-    pub async fn close(self) {
-        if let Conn::Ssh(c) = self {
+    async fn close(self) {
+        if let AnyConn::Ssh(c) = self {
             c.close().await;
         }
     }
@@ -83,7 +200,7 @@ pub(crate) async fn drive(
     stdin: Option<impl AsyncWrite + Unpin>,
     stdout: impl AsyncRead + Unpin,
     stderr: impl AsyncRead + Unpin,
-    payload: Option<Arc<Vec<u8>>>,
+    payload: Option<Payload>,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> (Vec<Event>, String, std::io::Result<()>) {
     let write = async move {

@@ -12,7 +12,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -21,9 +20,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
-use super::{HostError, Output, drive, record, stderr_tail};
+use super::{HostError, Payload, drive, record, stderr_tail};
 use crate::inventory::Host;
-use crate::remote::{self, Event};
+use crate::remote::{Call, Event, Transcript};
 
 /// How rbuild connects, for every host.
 #[derive(Debug, Clone)]
@@ -207,13 +206,14 @@ impl SshConn {
     /// The first command starts the connection; later ones share it.
     pub async fn run(
         &mut self,
-        args: &[String],
-        payload: Option<Arc<Vec<u8>>>,
+        call: &Call,
+        payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Output, HostError> {
-        let line = remote::command_line(args);
-        let out = self.run_line(args, line, payload.clone(), on_event).await?;
-        if out.events.is_empty() && remote::is_check(args) {
+    ) -> Result<Transcript, HostError> {
+        let out = self
+            .run_line(call, call.command_line(), payload.clone(), on_event)
+            .await?;
+        if out.events.is_empty() && call.is_check() {
             // the check ran in the login shell itself and printed nothing
             // rbuild reads (fish cannot parse it): again as `sh -c`, over a
             // connection of its own
@@ -222,8 +222,8 @@ impl SshConn {
                  (a POSIX login shell saves a connection per run)",
                 self.name
             );
-            let line = remote::sh_command_line(args);
-            let mut again = self.run_line(args, line, payload, on_event).await?;
+            let line = call.sh_command_line();
+            let mut again = self.run_line(call, line, payload, on_event).await?;
             if again.events.is_empty() && !out.stderr.is_empty() {
                 // both failed: what the login shell said may be the reason
                 again.stderr = format!("{}\n{}", out.stderr, again.stderr);
@@ -236,11 +236,11 @@ impl SshConn {
     /// Run one command line: over the running master, else starting one.
     async fn run_line(
         &mut self,
-        args: &[String],
+        call: &Call,
         line: String,
-        payload: Option<Arc<Vec<u8>>>,
+        payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Output, HostError> {
+    ) -> Result<Transcript, HostError> {
         if let Some(master) = self.master.as_mut()
             && matches!(master.child.try_wait(), Ok(None))
         {
@@ -257,18 +257,18 @@ impl SshConn {
         if let Some(m) = self.master.take() {
             m.close().await;
         }
-        self.start(args, line, payload, on_event).await
+        self.start(call, line, payload, on_event).await
     }
 
     /// Start the master with this command as its own session.
     async fn start(
         &mut self,
-        args: &[String],
+        call: &Call,
         line: String,
-        payload: Option<Arc<Vec<u8>>>,
+        payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Output, HostError> {
-        let hold = payload.is_none() && remote::holds(args);
+    ) -> Result<Transcript, HostError> {
+        let hold = payload.is_none() && call.holds();
         let mut child = tokio::process::Command::new("ssh")
             .args(&self.argv)
             .arg(line)
@@ -336,7 +336,7 @@ impl SshConn {
                 stdout,
                 stderr,
             });
-            return Ok(Output {
+            return Ok(Transcript {
                 events,
                 code: Some(0),
                 stderr: String::new(),
@@ -355,9 +355,9 @@ impl SshConn {
     async fn run_mux(
         &mut self,
         line: &str,
-        payload: Option<Arc<Vec<u8>>>,
+        payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
-    ) -> Result<Result<Output, HostError>, Refused> {
+    ) -> Result<Result<Transcript, HostError>, Refused> {
         let session = Session::resume_mux(self.ctl.clone().into_boxed_path(), None);
         let mut cmd = session.raw_command(line);
         cmd.stdin(if payload.is_some() {
@@ -380,7 +380,7 @@ impl SshConn {
             Err(openssh::Error::RemoteProcessTerminated) => None,
             Err(e) => return Ok(Err(mux_error(&e))),
         };
-        Ok(Ok(Output {
+        Ok(Ok(Transcript {
             events,
             code,
             stderr,
@@ -432,7 +432,11 @@ impl Master {
 /// The output of a command whose ssh process has exited. Exit status 255
 /// is ssh's own failure: before the script said hello, the connection
 /// failed; after, it was lost.
-fn finished(events: Vec<Event>, status: ExitStatus, stderr: String) -> Result<Output, HostError> {
+fn finished(
+    events: Vec<Event>,
+    status: ExitStatus,
+    stderr: String,
+) -> Result<Transcript, HostError> {
     let said_hello = events.iter().any(|e| matches!(e, Event::Hello { .. }));
     match status.code() {
         Some(255) if !said_hello => {
@@ -444,12 +448,12 @@ fn finished(events: Vec<Event>, status: ExitStatus, stderr: String) -> Result<Ou
             let hint = classify(&message);
             Err(HostError::Connect { message, hint })
         }
-        Some(255) => Ok(Output {
+        Some(255) => Ok(Transcript {
             events,
             code: None,
             stderr,
         }),
-        code => Ok(Output {
+        code => Ok(Transcript {
             events,
             code,
             stderr,
@@ -484,7 +488,10 @@ mod tests {
 
     #[test]
     fn ssh_failing_after_the_script_spoke_is_a_lost_connection() {
-        let hello = vec![Event::Hello { now: 1 }];
+        let hello = vec![Event::Hello {
+            proto: "3".into(),
+            now: 1,
+        }];
         let out = finished(hello.clone(), status(255), "broken pipe".into()).unwrap();
         assert_eq!(out.code, None, "lost, not an exit status");
         let out = finished(hello, status(3), String::new()).unwrap();

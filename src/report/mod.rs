@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod progress;
+pub mod rows;
 pub mod table;
 
 use std::time::Duration;

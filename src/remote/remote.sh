@@ -1,41 +1,34 @@
-# rbuild remote side (protocol 2). Shipped by the controller and run as
-#   sh -c "$SCRIPT" rbuild 2 COMMAND STATE_DIR [ARGS...]
+# rbuild remote side. Shipped by the controller and run as
+#   sh -c "$SCRIPT" rbuild PROTO COMMAND STATE_DIR [ARGS...]
 # with every argument quoted by the controller, except the check, which runs
-# in the remote user's login shell itself after `set -- 2 check ...` (so the
-# part before the cut is POSIX sh that bash, zsh's sh emulation, mksh and
+# in the remote user's login shell itself after `set -- PROTO check ...` (so
+# the part before the cut is POSIX sh that bash, zsh's sh emulation, mksh and
 # busybox run alike). POSIX sh plus `date +%s`, `tar`, `mkdir`, `mv`; docker
 # only where work is due.
 #
-# Output protocol: lines that start with "@rbuild " are events for the
-# controller; anything else is noise it ignores. Fields are separated by one
-# space; a line's last field may be free text (an error message, a log line).
-#   @rbuild hello proto=2 now=EPOCH
-#   @rbuild state STACK exists=0|1 hash=H built_at=T last_result=R failed_hash=H failed_at=T locked=PID|-
-#   @rbuild step STACK NAME                 (build, pull, up, wait, prune, rollback)
-#   @rbuild log STACK TEXT                  (tail of a failed docker command)
-#   @rbuild done STACK RESULT DETAIL...      (RESULT: rebuilt, rolled_back, failed, locked)
-#   @rbuild history STACK TIME HASH RESULT IMAGES DETAIL...
-#   @rbuild end [hold]                      (the check's output is complete; hold:
-#                                            it waits for its stdin to close)
+# Every line it prints, every file it keeps on a host, and the commands with
+# their arguments are listed in PROTOCOL.md beside this file; src/remote/
+# holds their typed counterparts on the controller. Lines that start with
+# "@rbuild " are events; anything else is noise the controller ignores.
 #
-# Commands: check hold|nohold (STACK HASH PERIOD)...; apply COMPOSE REMOVE HAS_PAYLOAD (NAME DIR FILE
-# SHIPPED UP_TIMEOUT HASH)...; rollback COMPOSE NAME DIR FILE UP_TIMEOUT;
-# history STACK. The check is shipped alone: the script up to the line
-# `#@rbuild-cut`, a quarter of the whole.
-#
-# State file (NAME.state, one key=value a line, first line version=1) is
-# written to a temp file, synced, then renamed over the old one, and only
-# after a successful rebuild: a failed attempt never claims success.
+# The check is shipped alone: the script up to the line `#@rbuild-cut`, a
+# quarter of the whole.
 set -u
 umask 077
+
+# The protocol this script speaks (src/remote/mod.rs has the same number;
+# a unit test keeps them equal).
+rbuild_proto=3
+# The state file version this script writes and reads.
+state_version=1
 
 proto=$1
 cmd=$2
 state_dir=$3
 shift 3
 
-if [ "$proto" != 2 ]; then
-	echo "@rbuild fatal protocol $proto not supported (remote speaks 2)"
+if [ "$proto" != "$rbuild_proto" ]; then
+	echo "@rbuild fatal protocol $proto not supported (remote speaks $rbuild_proto)"
 	exit 3
 fi
 
@@ -88,14 +81,17 @@ now_nofork() {
 }
 
 # read_state NAME: load NAME.state into st_* variables (builtins only).
+# st_version is the file's `version=` (- if it has none): a version other
+# than $state_version is not this script's to interpret.
 read_state() {
-	st_exists=0 st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
+	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
 	st_images=- st_prev_images=-
 	f=$state_dir/$1.state
 	[ -f "$f" ] || return 0
 	st_exists=1
 	while IFS='=' read -r k v; do
 		case $k in
+		version) st_version=$v ;;
 		hash) st_hash=$v ;;
 		built_at) st_built_at=$v ;;
 		last_result) st_last_result=$v ;;
@@ -137,7 +133,7 @@ lock_holder() {
 # without waiting for its verdict.
 do_check() {
 	now_nofork
-	out="@rbuild hello proto=2 now=$now"
+	out="@rbuild hello proto=$rbuild_proto now=$now"
 	may_be_due=0
 	while [ $# -ge 3 ]; do
 		n=$1 want=$2 period=$3
@@ -146,7 +142,7 @@ do_check() {
 		holder=-
 		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
 		out="$out
-@rbuild state $n exists=$st_exists hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+@rbuild state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			[ "$age" -ge 0 ] || age=0
@@ -231,13 +227,21 @@ unlock() {
 	held_locks=$rest
 }
 
+# state_foreign: the state file read_state read was written in a version
+# this script does not read (a newer rbuild's, or one without a version):
+# nothing in it is to be trusted or overwritten.
+state_foreign() { [ "$st_exists" = 1 ] && [ "$st_version" != "$state_version" ]; }
+foreign_detail() {
+	echo "its state file has version $st_version; this rbuild reads version $state_version (upgrade rbuild on the controller)"
+}
+
 # write_state NAME KEY=VALUE...: atomic replace of NAME.state.
 write_state() {
 	n=$1
 	shift
 	tmp=$state_dir/.$n.state.tmp.$$
 	{
-		echo version=1
+		echo "version=$state_version"
 		for kv in "$@"; do echo "$kv"; done
 	} >"$tmp" || return 1
 	sync "$tmp" 2>/dev/null || sync
@@ -430,6 +434,12 @@ apply_stack() {
 	log=$state_dir/$n.log
 	: >"$log"
 
+	read_state "$n"
+	if state_foreign; then
+		result=failed detail="$(foreign_detail)"
+		return
+	fi
+
 	# A run killed between the two renames below left the old copy aside.
 	if [ ! -e "$dir" ] && [ -d "$old" ]; then mv "$old" "$dir"; fi
 
@@ -453,7 +463,6 @@ apply_stack() {
 		mv "$stage/$n" "$dir" && rmdir "$stage"
 	fi
 
-	read_state "$n"
 	file=$dir/$compose_file
 	# what runs now: the generation a failed rebuild goes back to
 	snapshot "$n" || snap_images=- snap_names=-
@@ -568,7 +577,7 @@ apply_stack() {
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
 	n=$2 dir=$3 compose_file=$4 up_timeout=$5
-	echo "@rbuild hello proto=2 now=$(now)"
+	echo "@rbuild hello proto=$rbuild_proto now=$(now)"
 	pick_compose "$1" || {
 		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
 		exit 3
@@ -583,7 +592,9 @@ do_rollback() {
 	: >"$log"
 	read_state "$n"
 	hash=$st_hash snap_images=-
-	if [ "$st_prev_images" = - ]; then
+	if state_foreign; then
+		result=failed detail="$(foreign_detail)"
+	elif [ "$st_prev_images" = - ]; then
 		result=failed detail="no previous generation is kept (first build, or --remove-images)"
 	else
 		snapshot "$n" || snap_images=- snap_names=-
@@ -603,7 +614,7 @@ do_rollback() {
 }
 
 do_history() {
-	echo "@rbuild hello proto=2 now=$(now)"
+	echo "@rbuild hello proto=$rbuild_proto now=$(now)"
 	h=$state_dir/$1.history
 	[ -f "$h" ] || return 0
 	while IFS= read -r line; do
@@ -625,7 +636,7 @@ do_apply() {
 		exit 3
 	fi
 	now=$(now)
-	echo "@rbuild hello proto=2 now=$now"
+	echo "@rbuild hello proto=$rbuild_proto now=$now"
 	save_clock "$now"
 	payload=
 	if [ "$has_payload" = 1 ]; then

@@ -1,0 +1,199 @@
+//! The plan, pure: from what a host's check found for a stack, the stack's
+//! hash now and the run's options, what happens to the stack and why. The
+//! executor acts on the verdicts; [`crate::report::rows`] words them.
+
+use crate::decide::{self, Reason};
+use crate::remote::Recorded;
+
+/// The run's options that planning reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--force-rebuild`.
+    pub force: bool,
+    /// `--dry-run`: nothing is rebuilt.
+    pub dry_run: bool,
+    /// Fleet mode: a stack's files are shipped to its host when the hash
+    /// recorded there is not theirs (local mode builds them in place).
+    pub ships: bool,
+}
+
+/// One stack, as the controller sees it and its host recorded it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// sha256 of the stack as it would be shipped now.
+    pub hash: &'a str,
+    pub build_period: u64,
+    pub recorded: &'a Recorded,
+}
+
+/// What happens to one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing is due.
+    Skip(Reason),
+    /// These very files failed their rebuild within the build period: not
+    /// tried again until they change, the run is forced or the period ends.
+    PreviousFailure {
+        /// Seconds since the failed attempt (host clock).
+        failed_ago: u64,
+        /// An earlier build still runs (else the stack never built).
+        earlier_runs: bool,
+    },
+    /// Due, but another run holds the stack's lock on the host.
+    Locked { pid: String, due: Reason },
+    /// Due; the run is a dry run.
+    WouldRebuild(Reason),
+    /// The state file is in a version this rbuild does not read (`-`: it
+    /// names none): nothing is decided from it, nothing overwrites it.
+    Unreadable { version: String },
+    /// Rebuild, shipping the files first when `ship`.
+    Rebuild { reason: Reason, ship: bool },
+}
+
+/// The verdict for one stack. `now` is the host's clock.
+pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
+    let state = match &i.recorded.state {
+        Err(version) => {
+            return Verdict::Unreadable {
+                version: version.clone(),
+            };
+        }
+        Ok(s) => s.as_ref(),
+    };
+    let d = decide::decide(&decide::Input {
+        force: o.force,
+        hash: i.hash,
+        state,
+        now,
+        build_period: i.build_period,
+    });
+    if d.reason == Reason::PreviousFailure {
+        return Verdict::PreviousFailure {
+            failed_ago: now.saturating_sub(state.map_or(0, |s| s.failed_at)),
+            earlier_runs: state.is_some_and(|s| s.hash.is_some()),
+        };
+    }
+    if !d.rebuild {
+        return Verdict::Skip(d.reason);
+    }
+    // a live lock beats a due rebuild: the other run is at it
+    if let Some(pid) = &i.recorded.locked_by {
+        return Verdict::Locked {
+            pid: pid.clone(),
+            due: d.reason,
+        };
+    }
+    if o.dry_run {
+        return Verdict::WouldRebuild(d.reason);
+    }
+    Verdict::Rebuild {
+        reason: d.reason,
+        // the host has these files already when it recorded their hash
+        ship: o.ships && state.and_then(|s| s.hash.as_deref()) != Some(i.hash),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::StackState;
+
+    #[test]
+    fn plan_table() {
+        let day = 86400;
+        let now = 10 * day;
+        let rec = |state: Option<StackState>, lock: Option<&str>| Recorded {
+            state: Ok(state),
+            locked_by: lock.map(str::to_owned),
+        };
+        let built = StackState {
+            hash: Some("h1".into()),
+            built_at: now - 100,
+            last_result: Some("ok".into()),
+            ..StackState::default()
+        };
+        let old = StackState {
+            built_at: now - 2 * day,
+            ..built.clone()
+        };
+        let failed = StackState {
+            failed_hash: Some("h2".into()),
+            failed_at: now - 60,
+            ..built.clone()
+        };
+        let failed_first = StackState {
+            hash: None,
+            ..failed.clone()
+        };
+        let never = rec(None, None);
+        let up = rec(Some(built.clone()), None);
+        let up_locked = rec(Some(built.clone()), Some("42"));
+        let expired = rec(Some(old.clone()), None);
+        let failed_rec = rec(Some(failed), Some("42"));
+        let failed_first = rec(Some(failed_first), None);
+        let never_locked = rec(None, Some("7"));
+        let foreign = Recorded {
+            state: Err("2".into()),
+            locked_by: Some("9".into()),
+        };
+        let fleet = Options {
+            ships: true,
+            ..Options::default()
+        };
+        let local = Options::default();
+        let dry = Options {
+            dry_run: true,
+            ..fleet
+        };
+        let force = Options {
+            force: true,
+            ..fleet
+        };
+        let rebuild = |reason, ship| Verdict::Rebuild { reason, ship };
+        let locked = |pid: &str, due| Verdict::Locked {
+            pid: pid.into(),
+            due,
+        };
+        use Reason::*;
+        #[rustfmt::skip]
+        let table: Vec<(&Options, &str, &Recorded, Verdict)> = vec![
+            // options  hash   recorded       verdict
+            (&fleet, "h1", &never,         rebuild(FirstBuild, true)),
+            (&local, "h1", &never,         rebuild(FirstBuild, false)),
+            (&fleet, "h1", &up,            Verdict::Skip(UpToDate)),
+            (&fleet, "h2", &up,            rebuild(ConfigChanged, true)),
+            // expired, same files: rebuilt without shipping them again
+            (&fleet, "h1", &expired,       rebuild(Expired, false)),
+            (&force, "h1", &up,            rebuild(Forced, false)),
+            (&force, "h2", &up,            rebuild(Forced, true)),
+            // a lock matters only to a stack that is due
+            (&fleet, "h1", &up_locked,     Verdict::Skip(UpToDate)),
+            (&fleet, "h2", &up_locked,     locked("42", ConfigChanged)),
+            (&fleet, "h1", &never_locked,  locked("7", FirstBuild)),
+            // a dry run changes nothing, and says so
+            (&dry,   "h2", &up,            Verdict::WouldRebuild(ConfigChanged)),
+            (&dry,   "h1", &up,            Verdict::Skip(UpToDate)),
+            (&dry,   "h2", &up_locked,     locked("42", ConfigChanged)),
+            // a failed input is held back, locked or not; other files go
+            (&fleet, "h2", &failed_rec,    Verdict::PreviousFailure { failed_ago: 60, earlier_runs: true }),
+            (&fleet, "h2", &failed_first,  Verdict::PreviousFailure { failed_ago: 60, earlier_runs: false }),
+            (&fleet, "h3", &failed_first,  rebuild(FirstBuild, true)),
+            (&force, "h2", &failed_first,  rebuild(Forced, true)),
+            // a state file of another version decides nothing
+            (&fleet, "h1", &foreign,       Verdict::Unreadable { version: "2".into() }),
+            (&force, "h1", &foreign,       Verdict::Unreadable { version: "2".into() }),
+        ];
+        for (n, (o, hash, recorded, want)) in table.into_iter().enumerate() {
+            let got = plan(
+                o,
+                now,
+                &Input {
+                    hash,
+                    build_period: day,
+                    recorded,
+                },
+            );
+            assert_eq!(got, want, "row {n}");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! What a call's output means: the typed answer of each call, decoded from
+//! its events once, here, with the handshake (`hello` in this protocol,
+//! `end` for a check) checked. Everything else reads these answers.
+
+use std::collections::HashMap;
+
+use super::PROTOCOL;
+use super::call::{Apply, Check};
+use super::event::{Attempt, Event, Outcome, Recorded};
+
+/// What one run of a call printed, as the host seam hands it back.
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    pub events: Vec<Event>,
+    /// The script's exit status (`None`: killed, or the connection was lost).
+    pub code: Option<i32>,
+    /// The tail of what it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Why a call's output does not make a whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The command could not run on this host; the script said why.
+    #[error("{0}")]
+    Fatal(String),
+    /// The host answered in another protocol.
+    #[error("the host's remote side speaks protocol {found}, this rbuild {PROTOCOL}")]
+    Protocol { found: String },
+    /// The output ended before the answer was complete.
+    #[error("{}", cut_off(*code, stderr))]
+    Cut { code: Option<i32>, stderr: String },
+    /// A complete check that left out a stack it was asked about.
+    #[error("the check did not report the stack `{0}`")]
+    Unreported(String),
+    /// The connection failed while the command ran.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl RemoteError {
+    /// Whether the remote script may still be running: the connection was
+    /// lost, not the script ended.
+    pub fn may_still_run(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Cut { code: None, .. } | RemoteError::Transport(_)
+        )
+    }
+}
+
+fn cut_off(code: Option<i32>, stderr: &str) -> String {
+    let mut msg = match code {
+        Some(c) => format!("the remote script exited with status {c}"),
+        None => "the connection was lost while the remote script ran".to_owned(),
+    };
+    if !stderr.trim().is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&stderr.trim().replace('\n', " / "));
+    }
+    msg
+}
+
+impl Transcript {
+    fn cut(&self) -> RemoteError {
+        RemoteError::Cut {
+            code: self.code,
+            stderr: self.stderr.clone(),
+        }
+    }
+
+    /// The command spoke this protocol and did not give up: the host's
+    /// clock from its `hello`.
+    fn greeted(&self) -> Result<u64, RemoteError> {
+        if let Some(text) = self.events.iter().find_map(|e| match e {
+            Event::Fatal { text } => Some(text),
+            _ => None,
+        }) {
+            return Err(RemoteError::Fatal(text.clone()));
+        }
+        match self.events.iter().find_map(|e| match e {
+            Event::Hello { proto, now } => Some((proto, *now)),
+            _ => None,
+        }) {
+            Some((proto, now)) if *proto == PROTOCOL.to_string() => Ok(now),
+            Some((proto, _)) => Err(RemoteError::Protocol {
+                found: proto.clone(),
+            }),
+            None => Err(self.cut()),
+        }
+    }
+}
+
+/// The answer of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAnswer {
+    /// The host's clock.
+    pub now: u64,
+    /// What was found for each stack the check was asked about.
+    pub stacks: HashMap<String, Recorded>,
+    /// The check holds its session open (`end hold`).
+    pub held: bool,
+}
+
+/// Decode a check: the whole answer, `end` included, so that a connection
+/// lost half-way never makes the stacks it did not report look never built.
+pub fn check_answer(t: &Transcript, call: &Check) -> Result<CheckAnswer, RemoteError> {
+    let now = t.greeted()?;
+    let held = t
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::End { hold } => Some(*hold),
+            _ => None,
+        })
+        .ok_or_else(|| t.cut())?;
+    let mut found: HashMap<&str, &Recorded> = HashMap::new();
+    for e in &t.events {
+        if let Event::State { stack, recorded } = e {
+            found.insert(stack, recorded);
+        }
+    }
+    let mut stacks = HashMap::new();
+    for s in &call.stacks {
+        let r = found
+            .get(s.name.as_str())
+            .ok_or_else(|| RemoteError::Unreported(s.name.clone()))?;
+        stacks.insert(s.name.clone(), (*r).clone());
+    }
+    Ok(CheckAnswer { now, stacks, held })
+}
+
+/// How a stack's apply or rollback ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackResult {
+    pub outcome: Outcome,
+    pub detail: String,
+    /// The tail of the failed docker command's output, if any.
+    pub log: Vec<String>,
+}
+
+/// The answer of an apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyAnswer {
+    /// Each stack that reported how it ended.
+    pub results: HashMap<String, StackResult>,
+    /// Why some stack has no result; `None` when every stack has one.
+    pub cut: Option<RemoteError>,
+}
+
+/// Decode an apply: each stack's result, and for those without one, why.
+pub fn apply_answer(t: &Transcript, call: &Apply) -> ApplyAnswer {
+    let greeted = t.greeted();
+    let mut results = results(t);
+    if greeted.is_err() {
+        results.clear();
+    }
+    let complete = call.stacks.iter().all(|s| results.contains_key(&s.name));
+    let cut = (!complete).then(|| greeted.err().unwrap_or_else(|| t.cut()));
+    ApplyAnswer { results, cut }
+}
+
+/// Decode a rollback of stack `name`.
+pub fn rollback_answer(t: &Transcript, name: &str) -> Result<StackResult, RemoteError> {
+    t.greeted()?;
+    results(t).remove(name).ok_or_else(|| t.cut())
+}
+
+/// Decode a history: every attempt, oldest first.
+pub fn history_answer(t: &Transcript) -> Result<Vec<Attempt>, RemoteError> {
+    t.greeted()?;
+    if t.code != Some(0) {
+        return Err(t.cut());
+    }
+    Ok(t.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::History { attempt, .. } => Some(attempt.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every `done`, with the stack's `log` lines.
+fn results(t: &Transcript) -> HashMap<String, StackResult> {
+    let mut logs: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut out = HashMap::new();
+    for e in &t.events {
+        match e {
+            Event::Log { stack, text } => logs.entry(stack).or_default().push(text.clone()),
+            Event::Done {
+                stack,
+                outcome,
+                detail,
+            } => {
+                out.insert(
+                    stack.clone(),
+                    StackResult {
+                        outcome: outcome.clone(),
+                        detail: detail.clone(),
+                        log: logs.remove(stack.as_str()).unwrap_or_default(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::ComposePref;
+    use crate::remote::call::{ApplyStack, CheckStack};
+    use crate::remote::event::parse_line;
+
+    fn transcript(lines: &[&str], code: Option<i32>) -> Transcript {
+        Transcript {
+            events: lines.iter().filter_map(|l| parse_line(l)).collect(),
+            code,
+            stderr: "boom".into(),
+        }
+    }
+
+    fn check(names: &[&str]) -> Check {
+        Check {
+            state_dir: None,
+            hold: true,
+            stacks: names
+                .iter()
+                .map(|n| CheckStack {
+                    name: n.to_string(),
+                    hash: "h".into(),
+                    period: 1,
+                })
+                .collect(),
+        }
+    }
+
+    const WEB: &str = "@rbuild state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-";
+
+    #[test]
+    fn a_check_needs_hello_every_stack_and_end() {
+        let ok = transcript(
+            &["@rbuild hello proto=3 now=5", WEB, "@rbuild end hold"],
+            Some(0),
+        );
+        let a = check_answer(&ok, &check(&["web"])).unwrap();
+        assert_eq!((a.now, a.held), (5, true));
+        assert_eq!(a.stacks["web"].state, Ok(None));
+
+        // cut before `end`: the connection was lost
+        let cut = transcript(&["@rbuild hello proto=3 now=5", WEB], None);
+        let e = check_answer(&cut, &check(&["web"])).unwrap_err();
+        assert!(e.may_still_run());
+        assert_eq!(
+            e.to_string(),
+            "the connection was lost while the remote script ran: boom"
+        );
+        // another protocol, a fatal, a stack left out, no hello at all
+        let other = transcript(
+            &["@rbuild hello proto=2 now=5", WEB, "@rbuild end"],
+            Some(0),
+        );
+        assert_eq!(
+            check_answer(&other, &check(&["web"]))
+                .unwrap_err()
+                .to_string(),
+            "the host's remote side speaks protocol 2, this rbuild 3"
+        );
+        let fatal = transcript(&["@rbuild fatal protocol 3 not supported"], Some(3));
+        assert_eq!(
+            check_answer(&fatal, &check(&["web"])).unwrap_err(),
+            RemoteError::Fatal("protocol 3 not supported".into())
+        );
+        let e = check_answer(&ok, &check(&["web", "db"])).unwrap_err();
+        assert_eq!(e, RemoteError::Unreported("db".into()));
+        let silent = transcript(&["Welcome to the host"], Some(0));
+        assert_eq!(
+            check_answer(&silent, &check(&["web"]))
+                .unwrap_err()
+                .to_string(),
+            "the remote script exited with status 0: boom"
+        );
+    }
+
+    fn apply(names: &[&str]) -> Apply {
+        Apply {
+            state_dir: None,
+            compose: ComposePref::Auto,
+            remove_images: false,
+            stacks: names
+                .iter()
+                .map(|n| ApplyStack {
+                    name: n.to_string(),
+                    dir: None,
+                    compose_file: "compose.yml".into(),
+                    shipped: true,
+                    up_timeout: 60,
+                    hash: "h".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_apply_gives_each_stack_its_result_and_says_why_others_have_none() {
+        let t = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                "@rbuild step web build",
+                "@rbuild log web ERROR: no such image",
+                "@rbuild log db unrelated",
+                "@rbuild done web failed build failed",
+                "@rbuild step db build",
+            ],
+            None,
+        );
+        let a = apply_answer(&t, &apply(&["web", "db"]));
+        let web = &a.results["web"];
+        assert_eq!(web.outcome, Outcome::Failed);
+        assert_eq!(web.detail, "build failed");
+        assert_eq!(web.log, ["ERROR: no such image"]);
+        assert!(!a.results.contains_key("db"));
+        assert!(a.cut.as_ref().unwrap().may_still_run());
+
+        let done = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                "@rbuild done web rebuilt with compose v2",
+            ],
+            Some(0),
+        );
+        assert_eq!(apply_answer(&done, &apply(&["web"])).cut, None);
+
+        // a fatal after hello: nothing ran, and nothing may still run
+        let fatal = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                "@rbuild fatal no compose here",
+            ],
+            Some(3),
+        );
+        let a = apply_answer(&fatal, &apply(&["web"]));
+        assert_eq!(a.cut, Some(RemoteError::Fatal("no compose here".into())));
+        assert!(!a.cut.unwrap().may_still_run());
+    }
+
+    #[test]
+    fn history_and_rollback_answers() {
+        let t = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                "@rbuild history web 1 h1 rebuilt app=1 with compose v2",
+                "@rbuild history web 2 h2 failed - build failed",
+            ],
+            Some(0),
+        );
+        let h = history_answer(&t).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[1].detail, "build failed");
+        assert!(history_answer(&transcript(&["@rbuild hello proto=3 now=5"], None)).is_err());
+
+        let t = transcript(
+            &["@rbuild hello proto=3 now=5", "@rbuild done web locked 77"],
+            Some(0),
+        );
+        assert_eq!(
+            rollback_answer(&t, "web").unwrap().outcome,
+            Outcome::Locked { pid: "77".into() }
+        );
+        assert!(rollback_answer(&t, "db").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! The calls the controller makes of the remote script, typed, and the
+//! argument lists and command lines they become (see `PROTOCOL.md`).
+
+use crate::inventory::ComposePref;
+
+use super::{PROTOCOL, script};
+
+/// One run of the remote script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Check(Check),
+    Apply(Apply),
+    Rollback(Rollback),
+    History(History),
+}
+
+/// `check`: read every stack's state file, no docker CLI, nothing written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Remote state directory; `None`: the script's default.
+    pub state_dir: Option<String>,
+    /// Where some stack may be due, end the output with `end hold` and wait
+    /// for stdin to close, so that an ssh master running the check as its
+    /// own session stays up while the controller decides whether an apply
+    /// follows over it. A host whose every stack has its hash and a build
+    /// younger than its period lets go at once.
+    pub hold: bool,
+    pub stacks: Vec<CheckStack>,
+}
+
+/// One stack of a check: its name, the hash it would have if rebuilt now,
+/// and its build period in seconds (0: due whatever its age).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckStack {
+    pub name: String,
+    pub hash: String,
+    pub period: u64,
+}
+
+/// `apply`: ship (the payload on stdin) and rebuild stacks, each under its
+/// lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apply {
+    pub state_dir: Option<String>,
+    pub compose: ComposePref,
+    /// Also remove the generation of images just replaced.
+    pub remove_images: bool,
+    pub stacks: Vec<ApplyStack>,
+}
+
+/// One stack of an apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyStack {
+    pub name: String,
+    /// Remote directory; `None`: the script's default.
+    pub dir: Option<String>,
+    /// File name of the compose file inside `dir`.
+    pub compose_file: String,
+    /// Whether the payload carries this stack's files.
+    pub shipped: bool,
+    pub up_timeout: u64,
+    pub hash: String,
+}
+
+/// `rollback`: put the previous generation of one stack back, by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    pub state_dir: Option<String>,
+    pub compose: ComposePref,
+    pub name: String,
+    pub dir: Option<String>,
+    pub compose_file: String,
+    pub up_timeout: u64,
+}
+
+/// `history`: the recorded attempts of one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub state_dir: Option<String>,
+    pub name: String,
+}
+
+fn flag(b: bool) -> String {
+    if b { "1" } else { "0" }.to_owned()
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+impl Call {
+    /// The command's name, as the script takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Check(_) => "check",
+            Call::Apply(_) => "apply",
+            Call::Rollback(_) => "rollback",
+            Call::History(_) => "history",
+        }
+    }
+
+    pub fn is_check(&self) -> bool {
+        matches!(self, Call::Check(_))
+    }
+
+    /// Whether the run may end its output with `@rbuild end hold` and then
+    /// wait for its stdin to close (see [`Check::hold`]).
+    pub fn holds(&self) -> bool {
+        matches!(self, Call::Check(c) if c.hold)
+    }
+
+    /// Whether the call reads a payload (the shipped stacks) on stdin.
+    pub fn has_payload(&self) -> bool {
+        matches!(self, Call::Apply(a) if a.stacks.iter().any(|s| s.shipped))
+    }
+
+    /// The script's arguments, `$0` first: `rbuild PROTO COMMAND STATE_DIR
+    /// ARGS...`.
+    pub fn args(&self) -> Vec<String> {
+        let state_dir = match self {
+            Call::Check(c) => &c.state_dir,
+            Call::Apply(a) => &a.state_dir,
+            Call::Rollback(r) => &r.state_dir,
+            Call::History(h) => &h.state_dir,
+        };
+        let mut a = vec![
+            "rbuild".to_owned(),
+            PROTOCOL.to_string(),
+            self.name().to_owned(),
+            opt(state_dir),
+        ];
+        match self {
+            Call::Check(c) => {
+                a.push(if c.hold { "hold" } else { "nohold" }.to_owned());
+                for s in &c.stacks {
+                    a.extend([s.name.clone(), s.hash.clone(), s.period.to_string()]);
+                }
+            }
+            Call::Apply(ap) => {
+                a.extend([
+                    ap.compose.as_arg().to_owned(),
+                    flag(ap.remove_images),
+                    flag(self.has_payload()),
+                ]);
+                for s in &ap.stacks {
+                    a.extend([
+                        s.name.clone(),
+                        opt(&s.dir),
+                        s.compose_file.clone(),
+                        flag(s.shipped),
+                        s.up_timeout.to_string(),
+                        s.hash.clone(),
+                    ]);
+                }
+            }
+            Call::Rollback(r) => a.extend([
+                r.compose.as_arg().to_owned(),
+                r.name.clone(),
+                opt(&r.dir),
+                r.compose_file.clone(),
+                r.up_timeout.to_string(),
+            ]),
+            Call::History(h) => a.push(h.name.clone()),
+        }
+        a
+    }
+
+    /// The script as shipped for this call: the check ships only its part.
+    pub fn script(&self) -> &'static str {
+        if self.is_check() {
+            script::check_script()
+        } else {
+            script::script()
+        }
+    }
+
+    /// The whole remote command line, every word quoted for the remote
+    /// user's login shell (see [`script::command_line`]).
+    pub fn command_line(&self) -> String {
+        script::command_line(self.is_check(), self.script(), &self.args())
+    }
+
+    /// The command line as `sh -c SCRIPT ARGS...`, for any login shell that
+    /// splits words as POSIX sh does.
+    pub fn sh_command_line(&self) -> String {
+        script::sh_command_line(self.script(), &self.args())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_are_positional_and_complete() {
+        let a = Call::Apply(Apply {
+            state_dir: None,
+            compose: ComposePref::Auto,
+            remove_images: true,
+            stacks: vec![ApplyStack {
+                name: "web".into(),
+                dir: Some("/srv/x y".into()),
+                compose_file: "compose.yml".into(),
+                shipped: true,
+                up_timeout: 60,
+                hash: "h".into(),
+            }],
+        });
+        assert!(a.has_payload());
+        assert_eq!(
+            a.args(),
+            [
+                "rbuild",
+                "3",
+                "apply",
+                "",
+                "auto",
+                "1",
+                "1",
+                "web",
+                "/srv/x y",
+                "compose.yml",
+                "1",
+                "60",
+                "h"
+            ]
+        );
+        let stack = |name: &str, hash: &str, period| CheckStack {
+            name: name.into(),
+            hash: hash.into(),
+            period,
+        };
+        let c = Call::Check(Check {
+            state_dir: Some("/st".into()),
+            hold: true,
+            stacks: vec![stack("a", "ha", 1), stack("b", "hb", 2)],
+        });
+        assert_eq!(
+            c.args(),
+            [
+                "rbuild", "3", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
+            ]
+        );
+        assert!(c.holds() && c.is_check() && !c.has_payload());
+        let r = Call::Rollback(Rollback {
+            state_dir: None,
+            compose: ComposePref::V1,
+            name: "web".into(),
+            dir: None,
+            compose_file: "c.yml".into(),
+            up_timeout: 30,
+        });
+        assert_eq!(
+            r.args(),
+            [
+                "rbuild", "3", "rollback", "", "v1", "web", "", "c.yml", "30"
+            ]
+        );
+        let h = Call::History(History {
+            state_dir: Some("/st".into()),
+            name: "web".into(),
+        });
+        assert_eq!(h.args(), ["rbuild", "3", "history", "/st", "web"]);
+        assert!(!h.holds() && !r.holds());
+    }
+}

@@ -1,0 +1,331 @@
+//! The `@rbuild` lines the remote script prints, parsed into typed events
+//! (every kind is listed, with an example, in `PROTOCOL.md`). Fields are
+//! separated by one space; a line's last field may be free text.
+
+use super::STATE_VERSION;
+
+/// What a host recorded about one stack in a state file this rbuild reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackState {
+    /// Hash of the last successful build (`None`: never built).
+    pub hash: Option<String>,
+    /// Host time of the last successful build.
+    pub built_at: u64,
+    pub last_result: Option<String>,
+    /// Hash whose rebuild failed and was not kept.
+    pub failed_hash: Option<String>,
+    pub failed_at: u64,
+}
+
+/// What the check found for one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The state file: `Ok(None)` when there is none (never built here),
+    /// `Err(version)` when it is in a version this rbuild does not read
+    /// (`-`: it has none), so that nothing in it is misread.
+    pub state: Result<Option<StackState>, String>,
+    /// Pid of a live run holding the stack's lock (`unknown` when the lock
+    /// names none).
+    pub locked_by: Option<String>,
+}
+
+/// How an apply or a rollback ended for one stack (`done` lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rebuilt and through the health gate.
+    Rebuilt,
+    /// The new generation failed; the previous one runs again (or, for
+    /// `rbuild rollback`, the previous generation was put back by hand).
+    RolledBack,
+    /// Nothing changed or the rollback failed too: the detail says which.
+    Failed,
+    /// Another run holds the stack's lock: nothing was done.
+    Locked { pid: String },
+}
+
+/// One recorded attempt (a line of `NAME.history` on the host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Host time of the attempt.
+    pub at: u64,
+    pub hash: String,
+    pub result: String,
+    /// `service=image-id,...` running after the attempt.
+    pub images: String,
+    pub detail: String,
+}
+
+/// One `@rbuild` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The first line of every command: the protocol it speaks and the
+    /// host's clock.
+    Hello {
+        proto: String,
+        now: u64,
+    },
+    State {
+        stack: String,
+        recorded: Recorded,
+    },
+    /// A step of a stack's rebuild started (`ship`, `build`, `pull`, `up`,
+    /// `wait`, `prune`, `rollback`).
+    Step {
+        stack: String,
+        step: String,
+    },
+    /// Something worth saying (a stale lock recovered, an image removed).
+    Note {
+        stack: String,
+        text: String,
+    },
+    /// A line of the tail of a failed docker command.
+    Log {
+        stack: String,
+        text: String,
+    },
+    Done {
+        stack: String,
+        outcome: Outcome,
+        detail: String,
+    },
+    History {
+        stack: String,
+        attempt: Attempt,
+    },
+    /// The command could not run at all on this host.
+    Fatal {
+        text: String,
+    },
+    /// The check's output is complete; with `hold`, it then waits for its
+    /// stdin to close.
+    End {
+        hold: bool,
+    },
+}
+
+/// Parse one output line; `None` for lines that are not events (noise, or
+/// an `@rbuild` line this controller does not know).
+pub fn parse_line(line: &str) -> Option<Event> {
+    let rest = line.strip_prefix("@rbuild ")?;
+    let (kind, rest) = split_word(rest);
+    let ev = match kind {
+        "end" => Event::End {
+            hold: rest.trim() == "hold",
+        },
+        "hello" => Event::Hello {
+            proto: field(rest, "proto")?.to_owned(),
+            now: field(rest, "now")?.parse().ok()?,
+        },
+        "state" => {
+            let (stack, rest) = split_word(rest);
+            Event::State {
+                stack: stack.to_owned(),
+                recorded: recorded(rest),
+            }
+        }
+        "step" => {
+            let (stack, step) = split_word(rest);
+            Event::Step {
+                stack: stack.to_owned(),
+                step: step.trim().to_owned(),
+            }
+        }
+        "note" | "log" => {
+            let (stack, text) = split_word(rest);
+            let (stack, text) = (stack.to_owned(), text.to_owned());
+            if kind == "note" {
+                Event::Note { stack, text }
+            } else {
+                Event::Log { stack, text }
+            }
+        }
+        "done" => {
+            let (stack, rest) = split_word(rest);
+            let (result, detail) = split_word(rest);
+            let detail = detail.trim().to_owned();
+            let (outcome, detail) = match result {
+                "rebuilt" => (Outcome::Rebuilt, detail),
+                "rolled_back" => (Outcome::RolledBack, detail),
+                "failed" => (Outcome::Failed, detail),
+                "locked" => (Outcome::Locked { pid: detail }, String::new()),
+                _ => return None,
+            };
+            Event::Done {
+                stack: stack.to_owned(),
+                outcome,
+                detail,
+            }
+        }
+        "history" => {
+            let (stack, rest) = split_word(rest);
+            let (at, rest) = split_word(rest);
+            let (hash, rest) = split_word(rest);
+            let (result, rest) = split_word(rest);
+            let (images, detail) = split_word(rest);
+            Event::History {
+                stack: stack.to_owned(),
+                attempt: Attempt {
+                    at: at.parse().ok()?,
+                    hash: hash.to_owned(),
+                    result: result.to_owned(),
+                    images: images.to_owned(),
+                    detail: detail.trim().to_owned(),
+                },
+            }
+        }
+        "fatal" => Event::Fatal {
+            text: rest.trim().to_owned(),
+        },
+        _ => return None,
+    };
+    Some(ev)
+}
+
+/// The fields of a `state` line after the stack's name.
+fn recorded(rest: &str) -> Recorded {
+    let opt = |v: &str| (v != "-" && !v.is_empty()).then(|| v.to_owned());
+    let mut exists = false;
+    let mut version = "-".to_owned();
+    let mut s = StackState::default();
+    let mut locked_by = None;
+    for (k, v) in fields(rest) {
+        match k {
+            "exists" => exists = v == "1",
+            "version" => version = v.to_owned(),
+            "hash" => s.hash = opt(v),
+            "built_at" => s.built_at = v.parse().unwrap_or(0),
+            "last_result" => s.last_result = opt(v),
+            "failed_hash" => s.failed_hash = opt(v),
+            "failed_at" => s.failed_at = v.parse().unwrap_or(0),
+            "locked" => locked_by = opt(v),
+            _ => {}
+        }
+    }
+    let state = if !exists {
+        Ok(None)
+    } else if version == STATE_VERSION.to_string() {
+        Ok(Some(s))
+    } else {
+        Err(version)
+    };
+    Recorded { state, locked_by }
+}
+
+fn split_word(s: &str) -> (&str, &str) {
+    match s.split_once(' ') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    }
+}
+
+fn fields(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    s.split_whitespace().filter_map(|w| w.split_once('='))
+}
+
+fn field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    fields(s).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_of(line: &str) -> Recorded {
+        match parse_line(line) {
+            Some(Event::State { recorded, .. }) => recorded,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_state_lines() {
+        let r = state_of(
+            "@rbuild state web exists=1 version=1 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-",
+        );
+        assert_eq!(
+            r,
+            Recorded {
+                state: Ok(Some(StackState {
+                    hash: Some("abc".into()),
+                    built_at: 100,
+                    last_result: Some("ok".into()),
+                    ..StackState::default()
+                })),
+                locked_by: None,
+            }
+        );
+        let r = state_of(
+            "@rbuild state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-",
+        );
+        assert_eq!(r.state, Ok(None));
+        // no state file, but a live lock still matters
+        let r = state_of(
+            "@rbuild state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=42",
+        );
+        assert_eq!((r.state, r.locked_by.as_deref()), (Ok(None), Some("42")));
+    }
+
+    #[test]
+    fn a_state_file_of_another_version_is_not_read() {
+        for (v, want) in [("2", "2"), ("-", "-"), ("0", "0")] {
+            let r = state_of(&format!(
+                "@rbuild state web exists=1 version={v} hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-"
+            ));
+            assert_eq!(r.state, Err(want.to_owned()), "version={v}");
+        }
+    }
+
+    #[test]
+    fn parses_other_events_and_ignores_noise() {
+        assert_eq!(
+            parse_line("@rbuild hello proto=3 now=1700000000"),
+            Some(Event::Hello {
+                proto: "3".into(),
+                now: 1700000000
+            })
+        );
+        assert_eq!(
+            parse_line("@rbuild done web failed build failed; the running containers were left"),
+            Some(Event::Done {
+                stack: "web".into(),
+                outcome: Outcome::Failed,
+                detail: "build failed; the running containers were left".into()
+            })
+        );
+        assert_eq!(
+            parse_line("@rbuild done web locked 4242"),
+            Some(Event::Done {
+                stack: "web".into(),
+                outcome: Outcome::Locked { pid: "4242".into() },
+                detail: String::new()
+            })
+        );
+        assert_eq!(
+            parse_line("@rbuild log web Step 1/3 : FROM x"),
+            Some(Event::Log {
+                stack: "web".into(),
+                text: "Step 1/3 : FROM x".into()
+            })
+        );
+        assert_eq!(
+            parse_line(
+                "@rbuild history web 1700000000 abc rolled_back app=sha256:1 not healthy: app(unhealthy)"
+            ),
+            Some(Event::History {
+                stack: "web".into(),
+                attempt: Attempt {
+                    at: 1700000000,
+                    hash: "abc".into(),
+                    result: "rolled_back".into(),
+                    images: "app=sha256:1".into(),
+                    detail: "not healthy: app(unhealthy)".into()
+                }
+            })
+        );
+        assert_eq!(parse_line("Building web"), None);
+        assert_eq!(parse_line("@rbuild bogus x"), None);
+        assert_eq!(parse_line("@rbuild done web exploded"), None);
+        assert_eq!(parse_line("@rbuild hello now=1"), None, "no protocol");
+    }
+}

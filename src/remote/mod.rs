@@ -1,0 +1,106 @@
+//! The remote side and its protocol, in one place: the POSIX sh script that
+//! does all work on a host ([`script`], `remote.sh`), the typed calls the
+//! controller makes of it ([`call`]), the `@rbuild` lines it prints
+//! ([`event`]) and the typed answers they make up ([`answer`]).
+//! `PROTOCOL.md` beside this file lists every line, every argument and
+//! every file the script keeps on a host, with their versions.
+//!
+//! Pure: building command lines and decoding output, no I/O. The host seam
+//! ([`crate::host`]) runs a [`Call`] and hands back its [`Transcript`].
+
+pub mod answer;
+pub mod call;
+pub mod event;
+pub mod script;
+
+pub use answer::{
+    ApplyAnswer, CheckAnswer, RemoteError, StackResult, Transcript, apply_answer, check_answer,
+    history_answer, rollback_answer,
+};
+pub use call::{Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
+pub use event::{Attempt, Event, Outcome, Recorded, StackState, parse_line};
+
+/// The protocol version this controller speaks; `remote.sh` says the same
+/// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and
+/// names it in its `hello` line, which the controller checks.
+pub const PROTOCOL: u32 = 3;
+
+/// The state file version this controller reads (`remote.sh`'s
+/// `state_version`). A state file in any other version is an error for its
+/// stack, never read as if it were this one.
+pub const STATE_VERSION: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The value of `NAME=...` at the start of a line of the script.
+    fn script_value(name: &str) -> String {
+        script::SOURCE
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("remote.sh sets {name}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn the_script_speaks_this_protocol_and_state_version() {
+        assert_eq!(script_value("rbuild_proto"), PROTOCOL.to_string());
+        assert_eq!(script_value("state_version"), STATE_VERSION.to_string());
+    }
+
+    /// The kind of every `@rbuild` line the script can print.
+    fn printed_kinds() -> BTreeSet<String> {
+        script::SOURCE
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.match_indices("@rbuild ").map(move |(i, _)| &l[i + 8..]))
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_line_the_script_prints_is_documented_and_parsed() {
+        let kinds = printed_kinds();
+        assert_eq!(
+            kinds.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "done", "end", "fatal", "hello", "history", "log", "note", "state", "step"
+            ]
+        );
+        let doc = include_str!("PROTOCOL.md");
+        let mut documented = BTreeSet::new();
+        for line in doc.lines().filter(|l| l.starts_with("@rbuild ")) {
+            let ev =
+                parse_line(line).unwrap_or_else(|| panic!("PROTOCOL.md: `{line}` does not parse"));
+            let kind = line.split(' ').nth(1).unwrap().to_owned();
+            let parsed_kind = match ev {
+                Event::Hello { .. } => "hello",
+                Event::State { .. } => "state",
+                Event::Step { .. } => "step",
+                Event::Note { .. } => "note",
+                Event::Log { .. } => "log",
+                Event::Done { .. } => "done",
+                Event::History { .. } => "history",
+                Event::Fatal { .. } => "fatal",
+                Event::End { .. } => "end",
+            };
+            assert_eq!(kind, parsed_kind, "{line}");
+            documented.insert(kind);
+        }
+        assert_eq!(
+            documented, kinds,
+            "every kind has an example in PROTOCOL.md"
+        );
+        // and the documented hello is this protocol's
+        assert!(doc.contains(&format!("@rbuild hello proto={PROTOCOL} ")));
+        assert!(doc.starts_with(&format!("# The remote protocol, version {PROTOCOL}\n")));
+    }
+}

@@ -1,0 +1,285 @@
+//! Every summary row rbuild makes, and its words: one function per kind of
+//! row, one wording per message. The executor and the manual commands build
+//! their rows here and nowhere else.
+
+use std::time::Duration;
+
+use super::{Action, Row, human_age};
+use crate::decide::Reason;
+use crate::host::HostError;
+use crate::plan::Verdict;
+use crate::remote::{Outcome, RemoteError, STATE_VERSION, StackResult};
+use crate::stack::StackError;
+
+/// The hint of every `locked` row.
+const LOCKED_HINT: &str =
+    "wait for it to finish; a lock whose holder is gone is taken over by itself";
+
+fn row(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
+    Row {
+        host: host.to_owned(),
+        stack: stack.to_owned(),
+        action,
+        reason,
+        duration: Duration::ZERO,
+        error: None,
+        hint: None,
+    }
+}
+
+impl Row {
+    fn error(mut self, e: impl Into<String>) -> Row {
+        self.error = Some(e.into());
+        self
+    }
+
+    fn hint(mut self, h: Option<&str>) -> Row {
+        self.hint = h.map(str::to_owned);
+        self
+    }
+
+    fn took(mut self, d: Duration) -> Row {
+        self.duration = d;
+        self
+    }
+}
+
+fn locked_message(pid: &str) -> String {
+    format!("another rbuild run (pid {pid} on the host) holds the lock of this stack")
+}
+
+/// The row of a stack settled by its check (any verdict but `Rebuild`).
+pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
+    let r = match v {
+        Verdict::Skip(reason) => row(host, stack, Action::Skipped, *reason),
+        Verdict::WouldRebuild(reason) => row(host, stack, Action::WouldRebuild, *reason),
+        Verdict::PreviousFailure {
+            failed_ago,
+            earlier_runs,
+        } => {
+            let runs = if *earlier_runs {
+                "the previous version still runs"
+            } else {
+                "no version runs (it never built)"
+            };
+            row(host, stack, Action::Skipped, Reason::PreviousFailure)
+                .error(format!(
+                    "these files failed their rebuild {} ago; {runs}",
+                    human_age(*failed_ago)
+                ))
+                .hint(Some(
+                    "fix the stack (any change is retried), or `--force-rebuild` to retry as it is",
+                ))
+        }
+        Verdict::Locked { pid, due } => row(host, stack, Action::Failed, Reason::Locked)
+            .error(format!("{} ({})", locked_message(pid), due.as_str()))
+            .hint(Some(LOCKED_HINT)),
+        Verdict::Unreadable { version } => {
+            let has = if version == "-" {
+                "names no version".to_owned()
+            } else {
+                format!("has version {version}")
+            };
+            row(host, stack, Action::Failed, Reason::StateUnreadable)
+                .error(format!(
+                    "its state file on the host {has}; this rbuild reads version {STATE_VERSION}, so it is left as it is"
+                ))
+                .hint(Some(
+                    "a newer rbuild wrote it: run that one, or upgrade this one; moving the state file aside makes the stack a first build",
+                ))
+        }
+        Verdict::Rebuild { reason, .. } => {
+            unreachable!(
+                "a due stack ({}) is not settled by its check",
+                reason.as_str()
+            )
+        }
+    };
+    r.took(checked)
+}
+
+/// A row for each stack of a host that failed as a whole (not reached, or
+/// its check failed).
+pub fn host_failed<'a>(
+    host: &str,
+    stacks: impl IntoIterator<Item = &'a str>,
+    e: &HostError,
+    took: Duration,
+) -> Vec<Row> {
+    stacks
+        .into_iter()
+        .map(|s| {
+            row(host, s, Action::Failed, Reason::HostFailed)
+                .error(e.to_string())
+                .hint(e.hint())
+                .took(took)
+        })
+        .collect()
+}
+
+/// A host's task panicked (a bug): its stacks fail, the others go on.
+pub fn internal_error<'a>(
+    host: &str,
+    stacks: impl IntoIterator<Item = &'a str>,
+    e: &dyn std::fmt::Display,
+) -> Vec<Row> {
+    stacks
+        .into_iter()
+        .map(|s| {
+            row(host, s, Action::Failed, Reason::HostFailed).error(format!("internal error: {e}"))
+        })
+        .collect()
+}
+
+/// Ctrl-C came before the stack's host (or its turn in a rollout).
+pub fn interrupted(host: &str, stack: &str) -> Row {
+    row(host, stack, Action::Skipped, Reason::Interrupted)
+}
+
+/// The stack was due, but its rollout halted before this host's turn.
+pub fn halted(host: &str, stack: &str, due: Reason, why: &str) -> Row {
+    row(host, stack, Action::Skipped, Reason::RolloutHalted).error(format!(
+        "not rebuilt ({}): the rollout of `{stack}` halted, {why}",
+        due.as_str()
+    ))
+}
+
+/// The stack was due, but its host could not be reached for the rebuild.
+pub fn unreached(host: &str, stack: &str, due: Reason, e: &HostError) -> Row {
+    row(host, stack, Action::Failed, due)
+        .error(format!("connecting for the rebuild: {e}"))
+        .hint(e.hint())
+}
+
+/// The stack was due, but its files could not be packed.
+pub fn pack_failed(host: &str, stack: &str, due: Reason, e: &StackError) -> Row {
+    row(host, stack, Action::Failed, due).error(format!("cannot pack the stack: {e}"))
+}
+
+/// How a due stack's rebuild ended: its result, or why there is none.
+pub fn applied(
+    host: &str,
+    stack: &str,
+    due: Reason,
+    result: Option<&StackResult>,
+    cut: Option<&RemoteError>,
+    took: Duration,
+) -> Row {
+    let r = match result.map(|r| (&r.outcome, r.detail.as_str())) {
+        Some((Outcome::Rebuilt, _)) => row(host, stack, Action::Rebuilt, due),
+        Some((Outcome::RolledBack, detail)) => row(host, stack, Action::RolledBack, due)
+            .error(format!("{detail}; rolled back to the previous images")),
+        Some((Outcome::Failed, detail)) => row(host, stack, Action::Failed, due).error(detail),
+        Some((Outcome::Locked { pid }, _)) => row(host, stack, Action::Failed, Reason::Locked)
+            .error(locked_message(pid))
+            .hint(Some(LOCKED_HINT)),
+        None => row(host, stack, Action::Failed, due).error(no_result(cut)),
+    };
+    r.took(took)
+}
+
+/// How `rbuild rollback` ended for its stack.
+pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: Duration) -> Row {
+    let r = match &result.outcome {
+        Outcome::RolledBack => row(host, stack, Action::RolledBack, Reason::Manual),
+        Outcome::Locked { pid } => row(host, stack, Action::Failed, Reason::Locked)
+            .error(locked_message(pid))
+            .hint(Some(LOCKED_HINT)),
+        Outcome::Rebuilt | Outcome::Failed => {
+            row(host, stack, Action::Failed, Reason::Manual).error(result.detail.clone())
+        }
+    };
+    r.took(took)
+}
+
+/// Why a stack has no result.
+fn no_result(cut: Option<&RemoteError>) -> String {
+    match cut {
+        // it never started: nothing runs on
+        Some(RemoteError::Fatal(text)) => text.clone(),
+        Some(e) if e.may_still_run() => format!(
+            "no result: {e}; a rebuild may still be running on the host (it holds the stack's lock)"
+        ),
+        Some(e) => format!("no result: {e}"),
+        None => "no result from the host".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_wording_for_a_held_lock() {
+        let at_check = settled(
+            "h",
+            "s",
+            &Verdict::Locked {
+                pid: "42".into(),
+                due: Reason::Expired,
+            },
+            Duration::ZERO,
+        );
+        let result = StackResult {
+            outcome: Outcome::Locked { pid: "42".into() },
+            detail: String::new(),
+            log: vec![],
+        };
+        let at_apply = applied(
+            "h",
+            "s",
+            Reason::Expired,
+            Some(&result),
+            None,
+            Duration::ZERO,
+        );
+        let by_hand = rolled_back_by_hand("h", "s", &result, Duration::ZERO);
+        for r in [&at_check, &at_apply, &by_hand] {
+            assert_eq!(r.reason, Reason::Locked);
+            assert_eq!(r.action, Action::Failed);
+            assert!(
+                r.error.as_deref().unwrap().starts_with(
+                    "another rbuild run (pid 42 on the host) holds the lock of this stack"
+                ),
+                "{r:?}"
+            );
+            assert_eq!(r.hint.as_deref(), Some(LOCKED_HINT));
+        }
+    }
+
+    #[test]
+    fn a_stack_without_a_result_says_whether_it_may_still_run() {
+        let lost = RemoteError::Cut {
+            code: None,
+            stderr: String::new(),
+        };
+        let r = applied("h", "s", Reason::Expired, None, Some(&lost), Duration::ZERO);
+        assert!(r.error.unwrap().contains("may still be running"));
+        let exited = RemoteError::Cut {
+            code: Some(2),
+            stderr: "sh: syntax error".into(),
+        };
+        let r = applied(
+            "h",
+            "s",
+            Reason::Expired,
+            None,
+            Some(&exited),
+            Duration::ZERO,
+        );
+        assert_eq!(
+            r.error.as_deref(),
+            Some("no result: the remote script exited with status 2: sh: syntax error")
+        );
+        let fatal = RemoteError::Fatal("no compose here".into());
+        let r = applied(
+            "h",
+            "s",
+            Reason::Expired,
+            None,
+            Some(&fatal),
+            Duration::ZERO,
+        );
+        assert_eq!(r.error.as_deref(), Some("no compose here"));
+    }
+}
