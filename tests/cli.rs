@@ -1,0 +1,375 @@
+//! Everything that ends before a host is contacted: usage errors, inventory
+//! errors, `--help`. No sshd, no docker: each test runs the built `rbuild`
+//! in a temp directory of its own and asserts its exact stderr, stdout and
+//! exit status (a builder in the manner of just's tests). Every run is given
+//! an ssh config whose `ProxyCommand` leaves a mark: each test also proves
+//! that no host was contacted.
+
+use std::path::Path;
+use std::process::Command;
+
+/// One run of `rbuild`, as a spec: files in a temp directory (the working
+/// directory), arguments, and what must come out.
+#[must_use]
+struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    status: i32,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+impl Test {
+    fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().unwrap(),
+            args: vec![],
+            env: vec![],
+            status: 0,
+            stdout: Some(String::new()),
+            stderr: Some(String::new()),
+        }
+    }
+
+    /// A file of the test's directory (parents made).
+    fn file(self, path: &str, contents: &str) -> Test {
+        let p = self.dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+        self
+    }
+
+    /// A stack directory `name/` with a compose file.
+    fn stack(self, name: &str) -> Test {
+        self.file(&format!("{name}/compose.yml"), "services: {}\n")
+    }
+
+    fn args(mut self, args: &[&str]) -> Test {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Test {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn status(mut self, s: i32) -> Test {
+        self.status = s;
+        self
+    }
+
+    /// The exact stdout (default: empty).
+    fn stdout(mut self, s: &str) -> Test {
+        self.stdout = Some(s.into());
+        self
+    }
+
+    /// The exact stderr (default: empty); `[TMP]` stands for the test's
+    /// directory.
+    fn stderr(mut self, s: &str) -> Test {
+        self.stderr = Some(s.into());
+        self
+    }
+
+    /// Do not compare stderr.
+    fn any_stderr(mut self) -> Test {
+        self.stderr = None;
+        self
+    }
+
+    /// Do not compare stdout (it is checked by the caller).
+    fn any_stdout(mut self) -> Test {
+        self.stdout = None;
+        self
+    }
+
+    /// Run it; returns stdout for further checks.
+    fn run(self) -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        for v in [
+            "BUILD_PERIOD",
+            "UP_TIMEOUT_PERIOD",
+            "RBUILD_INVENTORY",
+            "RBUILD_CONCURRENCY",
+            "RBUILD_CONNECT_TIMEOUT",
+            "RBUILD_SSH_CONFIG",
+            "RBUILD_STATE_DIR",
+            "RBUILD_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        let contacted = self.dir.path().join("CONTACTED");
+        let trap = self.dir.path().join(".trap_ssh_config");
+        std::fs::write(
+            &trap,
+            format!(
+                "Host *\n  ProxyCommand sh -c 'touch {}; exit 1'\n",
+                contacted.display()
+            ),
+        )
+        .unwrap();
+        c.env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .env("RBUILD_SSH_CONFIG", &trap)
+            .current_dir(self.dir.path())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let out = c.output().expect("rbuild runs");
+        let tmp = self.dir.path().to_str().unwrap();
+        let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(tmp, "[TMP]");
+        let (stdout, stderr) = (norm(&out.stdout), norm(&out.stderr));
+        let dump = format!(
+            "args {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+            self.args
+        );
+        assert_eq!(out.status.code(), Some(self.status), "exit status\n{dump}");
+        if let Some(want) = &self.stderr {
+            assert_eq!(&stderr, want, "stderr\n{dump}");
+        }
+        if let Some(want) = &self.stdout {
+            assert_eq!(&stdout, want, "stdout\n{dump}");
+        }
+        assert!(!contacted.exists(), "a host was contacted\n{dump}");
+        stdout
+    }
+}
+
+/// An inventory with one host `web1` running `web/compose.yml`.
+const ONE_HOST: &str =
+    "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n";
+
+#[test]
+fn nothing_to_do_is_a_usage_error_with_a_hint() {
+    Test::new()
+        .status(2)
+        .stderr(
+            "error: nothing to do: give COMPOSE_FILE arguments or `--inventory FILE`\n\
+             hint: `rbuild compose.yml` rebuilds a stack here; `rbuild -i inventory.yaml` a fleet\n",
+        )
+        .run();
+}
+
+#[test]
+fn help_and_version() {
+    let help = Test::new().args(&["--help"]).any_stdout().run();
+    assert!(
+        help.starts_with("Keep Docker Compose stacks rebuilt"),
+        "{help}"
+    );
+    for flag in [
+        "--inventory",
+        "--build-period",
+        "--up-timeout-period",
+        "--force-rebuild",
+        "--remove-images",
+        "--dry-run",
+        "--json",
+        "--canary",
+        "history",
+        "rollback",
+    ] {
+        assert!(help.contains(flag), "{flag} in --help:\n{help}");
+    }
+    Test::new()
+        .args(&["--version"])
+        .stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")))
+        .run();
+}
+
+#[test]
+fn flags_are_checked_by_clap() {
+    Test::new()
+        .args(&["--bogus"])
+        .status(2)
+        .stderr(
+            "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\n\
+             Usage: rbuild [OPTIONS] [COMPOSE_FILE]... [COMMAND]\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+    Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&["-i", "inventory.yaml", "-j", "0"])
+        .status(2)
+        .stderr(
+            "error: invalid value '0' for '--concurrency <N>': 0 is not in 1..=4096\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+    Test::new()
+        .args(&["-i", "inventory.yaml", "--serial", "200%"])
+        .status(2)
+        .stderr(
+            "error: invalid value '200%' for '--serial <N|P%>': `200%` is more than 100%\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+}
+
+#[test]
+fn local_and_fleet_mode_do_not_mix() {
+    Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&["web/compose.yml", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr("error: give either COMPOSE_FILE arguments (local mode) or `--inventory` (fleet mode), not both\n")
+        .run();
+    // an inventory from the environment does not count: local mode wins
+    // (checked up to the missing compose file)
+    Test::new()
+        .env("RBUILD_INVENTORY", "inventory.yaml")
+        .args(&["nope/compose.yml"])
+        .status(2)
+        .stderr("error: compose file `nope/compose.yml` does not exist\n")
+        .run();
+    Test::new()
+        .stack("web")
+        .args(&["--limit", "web*", "web/compose.yml"])
+        .status(2)
+        .stderr("error: `--limit` selects inventory hosts: it needs `--inventory`\n")
+        .run();
+    Test::new()
+        .args(&["history", "web1", "web"])
+        .status(2)
+        .stderr(
+            "error: `history` and `rollback` work on inventory hosts: give `--inventory FILE`\n\
+             hint: e.g. `rbuild -i inventory.yaml history web1 blog`\n",
+        )
+        .run();
+}
+
+#[test]
+fn inventory_errors_name_the_file_and_line() {
+    let bad = |text: &str, stderr: &str| {
+        Test::new()
+            .stack("web")
+            .file("inventory.yaml", text)
+            .args(&["-i", "inventory.yaml"])
+            .status(2)
+            .stderr(stderr)
+            .run();
+    };
+    bad(
+        "hosts:\n  web1:\n    adress: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, connect_timeout, groups, stacks\n\
+         hint: see inventory.example.yaml for every key the inventory takes\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: nope/compose.yml\n",
+        "error: inventory.yaml:5: host `web1`, stack `web`: compose file `nope/compose.yml` does not exist\n\
+         hint: `compose_file` is relative to the inventory file's directory\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:6: host `web1`: stack `web` is listed twice\nhint: stack names must be unique on a host\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, remote_dir, build_period, up_timeout\n\
+         hint: see inventory.example.yaml for every key the inventory takes\n",
+    );
+    bad(
+        "hosts: {}\n",
+        "error: inventory.yaml:1: `hosts` is empty: nothing to do\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    state_dir: relative/dir\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: host `web1`: state_dir `relative/dir` is not an absolute path\n",
+    );
+    Test::new()
+        .args(&["-i", "missing.yaml"])
+        .status(2)
+        .stderr("error: missing.yaml: cannot read the inventory: No such file or directory (os error 2)\n")
+        .run();
+}
+
+#[test]
+fn limit_history_and_rollback_name_what_is_not_there() {
+    let t = || Test::new().stack("web").file("inventory.yaml", ONE_HOST);
+    t().args(&["-i", "inventory.yaml", "--limit", "db*"])
+        .status(2)
+        .stderr(
+            "error: `--limit db*` matches no host of `inventory.yaml`\n\
+             hint: patterns are globs over host and group names, e.g. `web*`\n",
+        )
+        .run();
+    t().args(&["-i", "inventory.yaml", "history", "nope", "web"])
+        .status(2)
+        .stderr("error: host `nope` is not in the inventory\n")
+        .run();
+    t().args(&["-i", "inventory.yaml", "rollback", "web1", "db"])
+        .status(2)
+        .stderr("error: host `web1` runs no stack `db`\nhint: its stacks: web\n")
+        .run();
+}
+
+#[test]
+fn the_example_inventory_parses_up_to_its_missing_stacks() {
+    // the example names stacks/blog and stacks/shop, which a user has to
+    // write: the first one missing is named with its line
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.yaml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("compose_file:"))
+        .unwrap()
+        + 1;
+    Test::new()
+        .file("inventory.yaml", &text)
+        .args(&["-i", "inventory.yaml", "--dry-run"])
+        .status(2)
+        .stderr(&format!(
+            "error: inventory.yaml:{line}: host `web1.example.com`, stack `blog`: compose file `stacks/blog/compose.yml` does not exist\n\
+             hint: `compose_file` is relative to the inventory file's directory\n"
+        ))
+        .run();
+}
+
+#[test]
+fn shell_metacharacters_in_names_and_addresses_are_refused_never_run() {
+    // the marker is where the command would write: the test's directory
+    let t = |text: &str, stderr: &str| {
+        let t = Test::new().stack("web").file("inventory.yaml", text);
+        let marker = t.dir.path().join("PWNED");
+        t.args(&["-i", "inventory.yaml", "--json"])
+            .status(2)
+            .stderr(stderr)
+            .run();
+        assert!(!marker.exists(), "executed");
+    };
+    t(
+        "hosts:\n  web1:\n    stacks:\n      - name: \"x;touch PWNED\"\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:4: host `web1`: stack name `x;touch PWNED` is not valid\n\
+         hint: a stack name becomes a compose project name, a directory and a file name: use lowercase letters, digits, `-` and `_`, starting with a letter or digit\n",
+    );
+    // ssh would take it as an option (and run the command)
+    t(
+        "hosts:\n  web1:\n    address: \"-oProxyCommand=touch PWNED\"\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: host `web1`: address `-oProxyCommand=touch PWNED` is not valid\n\
+         hint: an address is a host name or IP, without spaces, not starting with `-`\n",
+    );
+    t(
+        "hosts:\n  web1:\n    user: \"-oProxyCommand=touch PWNED\"\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: host `web1`: user `-oProxyCommand=touch PWNED` is not valid\n",
+    );
+}
+
+#[test]
+fn the_trap_would_see_a_contact() {
+    // the proof above is only as good as the trap: a valid inventory does
+    // reach for its host, and the trap sees it
+    let t = Test::new().stack("web").file("inventory.yaml", ONE_HOST);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.args(&["-i", "inventory.yaml", "--json"])
+            .status(1)
+            .any_stdout()
+            .any_stderr()
+            .run()
+    }));
+    let msg = match out {
+        Ok(_) => panic!("the trap did not fire"),
+        Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(msg.contains("a host was contacted"), "{msg}");
+}
