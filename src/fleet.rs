@@ -561,6 +561,7 @@ mod tests {
                             stack: s.name.clone(),
                             outcome: b.ends.get(&s.name).cloned().unwrap_or(Ended::Rebuilt),
                             detail: "scripted".into(),
+                            cause: None,
                         });
                     }
                     a.stacks.iter().map(|s| s.name.clone()).collect()

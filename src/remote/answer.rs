@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::PROTOCOL;
 use super::call::{Apply, Check};
-use super::event::{Attempt, Event, Outcome, Recorded};
+use super::event::{Attempt, Cause, Event, Outcome, Recorded};
 
 /// What one run of a call printed, as the host seam hands it back.
 #[derive(Debug, Default, Clone)]
@@ -22,8 +22,8 @@ pub struct Transcript {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
     /// The command could not run on this host; the script said why.
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{text}")]
+    Fatal { text: String, cause: Option<Cause> },
     /// The host answered in another protocol.
     #[error("the host's remote side speaks protocol {found}, this rbuild {PROTOCOL}")]
     Protocol { found: String },
@@ -72,11 +72,14 @@ impl Transcript {
     /// The command spoke this protocol and did not give up: the host's
     /// clock from its `hello`.
     fn greeted(&self) -> Result<u64, RemoteError> {
-        if let Some(text) = self.events.iter().find_map(|e| match e {
-            Event::Fatal { text } => Some(text),
+        if let Some((text, cause)) = self.events.iter().find_map(|e| match e {
+            Event::Fatal { text, cause } => Some((text, cause)),
             _ => None,
         }) {
-            return Err(RemoteError::Fatal(text.clone()));
+            return Err(RemoteError::Fatal {
+                text: text.clone(),
+                cause: *cause,
+            });
         }
         match self.events.iter().find_map(|e| match e {
             Event::Hello { proto, now } => Some((proto, *now)),
@@ -135,6 +138,8 @@ pub fn check_answer(t: &Transcript, call: &Check) -> Result<CheckAnswer, RemoteE
 pub struct StackResult {
     pub outcome: Outcome,
     pub detail: String,
+    /// What is at fault, where the script named it.
+    pub cause: Option<Cause>,
     /// The tail of the failed docker command's output, if any.
     pub log: Vec<String>,
 }
@@ -192,12 +197,14 @@ fn results(t: &Transcript) -> HashMap<String, StackResult> {
                 stack,
                 outcome,
                 detail,
+                cause,
             } => {
                 out.insert(
                     stack.clone(),
                     StackResult {
                         outcome: outcome.clone(),
                         detail: detail.clone(),
+                        cause: *cause,
                         log: logs.remove(stack.as_str()).unwrap_or_default(),
                     },
                 );
@@ -272,7 +279,10 @@ mod tests {
         let fatal = transcript(&["@rbuild fatal protocol 3 not supported"], Some(3));
         assert_eq!(
             check_answer(&fatal, &check(&["web"])).unwrap_err(),
-            RemoteError::Fatal("protocol 3 not supported".into())
+            RemoteError::Fatal {
+                text: "protocol 3 not supported".into(),
+                cause: None
+            }
         );
         let e = check_answer(&ok, &check(&["web", "db"])).unwrap_err();
         assert_eq!(e, RemoteError::Unreported("db".into()));
@@ -338,12 +348,18 @@ mod tests {
         let fatal = transcript(
             &[
                 "@rbuild hello proto=3 now=5",
-                "@rbuild fatal no compose here",
+                "@rbuild fatal cause=no_compose no compose here",
             ],
             Some(3),
         );
         let a = apply_answer(&fatal, &apply(&["web"]));
-        assert_eq!(a.cut, Some(RemoteError::Fatal("no compose here".into())));
+        assert_eq!(
+            a.cut,
+            Some(RemoteError::Fatal {
+                text: "no compose here".into(),
+                cause: Some(Cause::NoCompose)
+            })
+        );
         assert!(!a.cut.unwrap().may_still_run());
     }
 

@@ -43,6 +43,43 @@ pub enum Outcome {
     Locked { pid: String },
 }
 
+/// What is at fault when a host cannot do the work, named by the script
+/// (`cause=` on `done` and `fatal` lines) so the controller can say what to
+/// do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The Docker engine does not answer (stopped, its socket gone).
+    Engine,
+    /// The engine's socket is not this user's to use.
+    EngineDenied,
+    /// No `docker` CLI in the session's PATH.
+    NoDocker,
+    /// Neither Compose flavour works.
+    NoCompose,
+}
+
+impl Cause {
+    fn parse(word: &str) -> Option<Cause> {
+        Some(match word {
+            "engine" => Cause::Engine,
+            "engine_denied" => Cause::EngineDenied,
+            "no_docker" => Cause::NoDocker,
+            "no_compose" => Cause::NoCompose,
+            _ => return None,
+        })
+    }
+}
+
+/// `cause=WORD TEXT` or `TEXT`: the cause (if it is one this controller
+/// knows) and the text.
+fn with_cause(text: &str) -> (Option<Cause>, String) {
+    if let Some(rest) = text.strip_prefix("cause=") {
+        let (word, text) = split_word(rest);
+        return (Cause::parse(word), text.trim().to_owned());
+    }
+    (None, text.trim().to_owned())
+}
+
 /// One recorded attempt (a line of `NAME.history` on the host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -88,6 +125,7 @@ pub enum Event {
         stack: String,
         outcome: Outcome,
         detail: String,
+        cause: Option<Cause>,
     },
     History {
         stack: String,
@@ -96,6 +134,7 @@ pub enum Event {
     /// The command could not run at all on this host.
     Fatal {
         text: String,
+        cause: Option<Cause>,
     },
     /// The check's output is complete; with `hold`, it then waits for its
     /// stdin to close.
@@ -143,7 +182,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
         "done" => {
             let (stack, rest) = split_word(rest);
             let (result, detail) = split_word(rest);
-            let detail = detail.trim().to_owned();
+            let (cause, detail) = with_cause(detail);
             let (outcome, detail) = match result {
                 "rebuilt" => (Outcome::Rebuilt, detail),
                 "rolled_back" => (Outcome::RolledBack, detail),
@@ -155,6 +194,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
                 stack: stack.to_owned(),
                 outcome,
                 detail,
+                cause,
             }
         }
         "history" => {
@@ -174,9 +214,10 @@ pub fn parse_line(line: &str) -> Option<Event> {
                 },
             }
         }
-        "fatal" => Event::Fatal {
-            text: rest.trim().to_owned(),
-        },
+        "fatal" => {
+            let (cause, text) = with_cause(rest);
+            Event::Fatal { text, cause }
+        }
         _ => return None,
     };
     Some(ev)
@@ -290,15 +331,41 @@ mod tests {
             Some(Event::Done {
                 stack: "web".into(),
                 outcome: Outcome::Failed,
-                detail: "build failed; the running containers were left".into()
+                detail: "build failed; the running containers were left".into(),
+                cause: None,
             })
+        );
+        assert_eq!(
+            parse_line("@rbuild done web failed cause=engine the Docker engine does not answer"),
+            Some(Event::Done {
+                stack: "web".into(),
+                outcome: Outcome::Failed,
+                detail: "the Docker engine does not answer".into(),
+                cause: Some(Cause::Engine),
+            })
+        );
+        assert_eq!(
+            parse_line("@rbuild fatal cause=no_compose no compose"),
+            Some(Event::Fatal {
+                text: "no compose".into(),
+                cause: Some(Cause::NoCompose)
+            })
+        );
+        assert_eq!(
+            parse_line("@rbuild fatal cause=later something new"),
+            Some(Event::Fatal {
+                text: "something new".into(),
+                cause: None
+            }),
+            "a cause this controller does not know is no cause"
         );
         assert_eq!(
             parse_line("@rbuild done web locked 4242"),
             Some(Event::Done {
                 stack: "web".into(),
                 outcome: Outcome::Locked { pid: "4242".into() },
-                detail: String::new()
+                detail: String::new(),
+                cause: None,
             })
         );
         assert_eq!(

@@ -18,7 +18,7 @@ pub use answer::{
     history_answer, rollback_answer,
 };
 pub use call::{Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
-pub use event::{Attempt, Event, Outcome, Recorded, StackState, parse_line};
+pub use event::{Attempt, Cause, Event, Outcome, Recorded, StackState, parse_line};
 
 /// The protocol version this controller speaks; `remote.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and

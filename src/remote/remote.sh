@@ -295,6 +295,21 @@ pick_compose() {
 	esac
 }
 
+# need_docker PREF: the docker CLI and a compose flavour (see pick_compose),
+# or a fatal naming which is missing.
+need_docker() {
+	if ! command -v docker >/dev/null 2>&1; then
+		[ -z "${payload:-}" ] || rm -f "$payload"
+		echo "@rbuild fatal cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
+		exit 3
+	fi
+	if ! pick_compose "$1"; then
+		[ -z "${payload:-}" ] || rm -f "$payload"
+		echo "@rbuild fatal cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
+		exit 3
+	fi
+}
+
 # dc ARGS...: the picked compose flavour.
 dc() {
 	if [ "$flavour" = v2 ]; then docker compose "$@"; else docker-compose "$@"; fi
@@ -322,6 +337,17 @@ $lines
 EOF
 	fi
 	: "${snap_images:=-}" "${snap_names:=-}"
+}
+
+# engine_trouble LOG: after a docker command failed with its output in LOG,
+# whether the engine itself is the trouble (not answering, or not this
+# user's to use); sets cause and detail if so.
+engine_trouble() {
+	line=$(grep -m 1 -i -e 'cannot connect to the docker daemon' -e 'permission denied while trying to connect' "$1" 2>/dev/null) || return 1
+	case $line in
+	*[Pp]ermission\ denied*) cause=engine_denied detail="this user may not use the Docker engine: $line" ;;
+	*) cause=engine detail="the Docker engine does not answer: $line" ;;
+	esac
 }
 
 # wait_healthy PROJECT DEADLINE: every service container running, and healthy
@@ -440,6 +466,25 @@ apply_stack() {
 		return
 	fi
 
+	# what runs now: the generation a failed rebuild goes back to (and the
+	# first look at the engine: one that does not answer stops here, before
+	# anything is shipped)
+	if ! snapshot "$n" 2>>"$log"; then
+		if engine_trouble "$log"; then
+			result=failed
+			return
+		fi
+		snap_images=- snap_names=-
+	fi
+	before=$snap_images before_names=$snap_names
+	# ... recorded in the state before anything is replaced, so it outlives
+	# this run (a stack changed by hand since its last build included)
+	if [ "$before" != - ] && [ "$before" != "$st_images" ]; then
+		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
+			"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$before" \
+			"prev_images=$st_prev_images" && st_images=$before
+	fi
+
 	# A run killed between the two renames below left the old copy aside.
 	if [ ! -e "$dir" ] && [ -d "$old" ]; then mv "$old" "$dir"; fi
 
@@ -464,16 +509,6 @@ apply_stack() {
 	fi
 
 	file=$dir/$compose_file
-	# what runs now: the generation a failed rebuild goes back to
-	snapshot "$n" || snap_images=- snap_names=-
-	before=$snap_images before_names=$snap_names
-	# ... recorded in the state before anything is replaced, so it outlives
-	# this run (a stack changed by hand since its last build included)
-	if [ "$before" != - ] && [ "$before" != "$st_images" ]; then
-		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
-			"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$before" \
-			"prev_images=$st_prev_images" && st_images=$before
-	fi
 
 	# undo_ship: put the previous copy back after a failed build or pull, so
 	# the files on the host match the containers that still run.
@@ -576,12 +611,9 @@ apply_stack() {
 
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
-	n=$2 dir=$3 compose_file=$4 up_timeout=$5
+	n=$2 dir=$3 compose_file=$4 up_timeout=$5 cause=
 	echo "@rbuild hello proto=$rbuild_proto now=$(now)"
-	pick_compose "$1" || {
-		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
-		exit 3
-	}
+	need_docker "$1"
 	[ -n "$dir" ] || dir=$(default_dir "$n")
 	if ! lock_take "$n"; then
 		echo "@rbuild done $n locked $holder"
@@ -596,8 +628,9 @@ do_rollback() {
 		result=failed detail="$(foreign_detail)"
 	elif [ "$st_prev_images" = - ]; then
 		result=failed detail="no previous generation is kept (first build, or --remove-images)"
+	elif ! snapshot "$n" 2>>"$log" && engine_trouble "$log"; then
+		result=failed
 	else
-		snapshot "$n" || snap_images=- snap_names=-
 		current=$snap_images
 		echo "@rbuild step $n rollback"
 		if restore_images "$st_prev_images" "$snap_names" "$(($(now) + up_timeout))"; then
@@ -610,7 +643,7 @@ do_rollback() {
 	fi
 	add_history "$n" "$result" "$snap_images" "$detail"
 	unlock "$n"
-	echo "@rbuild done $n $result $detail"
+	echo "@rbuild done $n $result${cause:+ cause=$cause} $detail"
 }
 
 do_history() {
@@ -646,11 +679,7 @@ do_apply() {
 			exit 3
 		}
 	fi
-	if ! pick_compose "$compose_pref"; then
-		rm -f "$payload"
-		echo "@rbuild fatal neither \`docker compose\` nor \`docker-compose\` works on this host"
-		exit 3
-	fi
+	need_docker "$compose_pref"
 	while [ $# -ge 6 ]; do
 		n=$1 dir=$2 compose_file=$3 shipped=$4 up_timeout=$5 hash=$6
 		shift 6
@@ -659,11 +688,11 @@ do_apply() {
 			echo "@rbuild done $n locked $holder"
 			continue
 		fi
-		result=failed detail='' snap_images=-
+		result=failed detail='' snap_images=- cause=
 		apply_stack
 		add_history "$n" "$result" "$snap_images" "$detail"
 		unlock "$n"
-		echo "@rbuild done $n $result $detail"
+		echo "@rbuild done $n $result${cause:+ cause=$cause} $detail"
 	done
 	[ -n "$payload" ] && rm -f "$payload"
 	return 0

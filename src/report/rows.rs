@@ -8,7 +8,7 @@ use super::{Action, Row, human_age};
 use crate::decide::Reason;
 use crate::host::HostError;
 use crate::plan::Verdict;
-use crate::remote::{Outcome, RemoteError, STATE_VERSION, StackResult};
+use crate::remote::{Cause, Outcome, RemoteError, STATE_VERSION, StackResult};
 use crate::stack::StackError;
 
 /// The hint of every `locked` row.
@@ -42,6 +42,24 @@ impl Row {
         self.duration = d;
         self
     }
+}
+
+/// What to do about what the host named at fault.
+fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
+    Some(match cause? {
+        Cause::Engine => {
+            "start the Docker engine on the host (`systemctl start docker`), then run rbuild again"
+        }
+        Cause::EngineDenied => {
+            "add the deploying user to the host's `docker` group (`usermod -aG docker USER`), or deploy as a user in it"
+        }
+        Cause::NoDocker => {
+            "install Docker on the host, or put `docker` in the PATH that non-interactive ssh sessions get"
+        }
+        Cause::NoCompose => {
+            "install the Compose v2 plugin (`docker compose`) or Compose v1 (`docker-compose`) on the host"
+        }
+    })
 }
 
 fn locked_message(pid: &str) -> String {
@@ -169,11 +187,18 @@ pub fn applied(
         Some((Outcome::Rebuilt, _)) => row(host, stack, Action::Rebuilt, due),
         Some((Outcome::RolledBack, detail)) => row(host, stack, Action::RolledBack, due)
             .error(format!("{detail}; rolled back to the previous images")),
-        Some((Outcome::Failed, detail)) => row(host, stack, Action::Failed, due).error(detail),
+        Some((Outcome::Failed, detail)) => row(host, stack, Action::Failed, due)
+            .error(detail)
+            .hint(cause_hint(result.and_then(|r| r.cause))),
         Some((Outcome::Locked { pid }, _)) => row(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
-        None => row(host, stack, Action::Failed, due).error(no_result(cut)),
+        None => row(host, stack, Action::Failed, due)
+            .error(no_result(cut))
+            .hint(match cut {
+                Some(RemoteError::Fatal { cause, .. }) => cause_hint(*cause),
+                _ => None,
+            }),
     };
     r.took(took)
 }
@@ -185,9 +210,9 @@ pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: 
         Outcome::Locked { pid } => row(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
-        Outcome::Rebuilt | Outcome::Failed => {
-            row(host, stack, Action::Failed, Reason::Manual).error(result.detail.clone())
-        }
+        Outcome::Rebuilt | Outcome::Failed => row(host, stack, Action::Failed, Reason::Manual)
+            .error(result.detail.clone())
+            .hint(cause_hint(result.cause)),
     };
     r.took(took)
 }
@@ -196,7 +221,7 @@ pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: 
 fn no_result(cut: Option<&RemoteError>) -> String {
     match cut {
         // it never started: nothing runs on
-        Some(RemoteError::Fatal(text)) => text.clone(),
+        Some(RemoteError::Fatal { text, .. }) => text.clone(),
         Some(e) if e.may_still_run() => format!(
             "no result: {e}; a rebuild may still be running on the host (it holds the stack's lock)"
         ),
@@ -223,6 +248,7 @@ mod tests {
         let result = StackResult {
             outcome: Outcome::Locked { pid: "42".into() },
             detail: String::new(),
+            cause: None,
             log: vec![],
         };
         let at_apply = applied(
@@ -271,7 +297,10 @@ mod tests {
             r.error.as_deref(),
             Some("no result: the remote script exited with status 2: sh: syntax error")
         );
-        let fatal = RemoteError::Fatal("no compose here".into());
+        let fatal = RemoteError::Fatal {
+            text: "no compose here".into(),
+            cause: Some(Cause::NoCompose),
+        };
         let r = applied(
             "h",
             "s",
@@ -281,5 +310,15 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(r.error.as_deref(), Some("no compose here"));
+        assert!(r.hint.unwrap().contains("Compose v2 plugin"));
+        // a stack that failed for its engine says what to do
+        let down = StackResult {
+            outcome: Outcome::Failed,
+            detail: "the Docker engine does not answer: Cannot connect".into(),
+            cause: Some(Cause::Engine),
+            log: vec![],
+        };
+        let r = applied("h", "s", Reason::Expired, Some(&down), None, Duration::ZERO);
+        assert!(r.hint.unwrap().contains("start the Docker engine"));
     }
 }
