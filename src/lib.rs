@@ -17,21 +17,29 @@
 //! src/inventory.rs       YAML model and validation with file:line errors
 //! src/stack.rs           what a stack ships: file walk, .rbuildignore, sha256, the tar stream
 //! src/decide.rs          pure: state + hash + now + flags -> rebuild or not, and why
-//! src/remote.sh          the one POSIX sh script that does all work on a host
-//! src/remote.rs          its versioned protocol: arguments in, `@rbuild` lines out
-//! src/host/mod.rs        the seam: a connection that runs the script with a payload
+//! src/plan.rs            pure: what a host's check found -> each stack's verdict (skip, held, locked, rebuild, ship)
+//! src/ship.rs            every stack hashed once per run; payloads built once per set of stacks
+//! src/remote/mod.rs      the remote side and its protocol, in one place (PROTOCOL.md: every line and file)
+//! src/remote/remote.sh   the one POSIX sh script that does all work on a host
+//! src/remote/script.rs   the script as shipped: stripped, cut for the check, quoted into a command line
+//! src/remote/call.rs     the typed calls (check, apply, rollback, history) and their arguments
+//! src/remote/event.rs    the `@rbuild` lines, parsed into typed events
+//! src/remote/answer.rs   what a call's events mean: typed answers, the handshake checked
+//! src/host/mod.rs        the seam: a connection that runs a typed call (Conn, Connect; World is the real one)
 //! src/host/ssh.rs        over OpenSSH: the first command is the master's own session, the next one goes over native mux (openssh)
 //! src/host/local.rs      on this machine, under sh
-//! src/fleet.rs           the executor: bounded concurrency, one check and at most one apply per host
+//! src/fleet.rs           the executor: connect, check, plan, apply, report; bounded concurrency; scripted-host unit tests
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
 //! src/manual.rs          `rbuild history` and `rbuild rollback` on one stack of one host
 //! src/report/mod.rs      rows, actions, progress events
+//! src/report/rows.rs     every summary row and its words, one wording per message
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
 //! src/report/table.rs    the summary table
 //! src/report/json.rs     the `--json` document
 //! src/exit.rs            exit codes and their merge
 //! src/**/snapshots/      insta snapshots of the rendered table and history
-//! tests/tests.rs         the one integration test binary (tests/suite/*.rs, by topic)
+//! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
+//! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
 //! tests/support/mod.rs   its fixture: sshd test hosts, stacks, inventories, cleanup
 //! scripts/setup-deps.sh  installs and starts Docker, Compose v1+v2, sshd, a local registry
 //! scripts/testhosts.sh   local sshd "hosts" on 127.0.x.y, each in a mount namespace
