@@ -15,8 +15,12 @@ pub enum Reason {
     FirstBuild,
     /// The stack's files differ from the ones last built.
     ConfigChanged,
-    /// The last successful build is older than the build period.
+        /// The last successful build is older than the build period.
     Expired,
+    /// The last successful build's recorded time is in the host's future
+    /// (its clock was stepped back, or the state was written by a clock that
+    /// was wrong): its age is unknown, so it is rebuilt.
+    TimeInFuture,
     /// Nothing is due.
     UpToDate,
     /// This exact input failed its health gate within the build period; it
@@ -44,7 +48,8 @@ impl Reason {
             Reason::Forced => "forced",
             Reason::FirstBuild => "first_build",
             Reason::ConfigChanged => "config_changed",
-            Reason::Expired => "expired",
+                        Reason::Expired => "expired",
+            Reason::TimeInFuture => "time_in_future",
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
@@ -77,6 +82,15 @@ pub struct Decision {
     pub reason: Reason,
 }
 
+/// How far in the host's future a recorded time may be and still count as
+/// now (a clock slewed back by NTP); further, the time is not believed.
+pub const CLOCK_SLACK: u64 = 300;
+
+/// Whether a recorded time is past what the host's clock says now.
+pub fn in_future(t: u64, now: u64) -> bool {
+    t > now.saturating_add(CLOCK_SLACK)
+}
+
 pub fn decide(i: &Input) -> Decision {
     let due = |reason| Decision {
         rebuild: true,
@@ -89,7 +103,8 @@ pub fn decide(i: &Input) -> Decision {
     if i.force {
         return due(Reason::Forced);
     }
-    let recent = |t: u64| i.now.saturating_sub(t) < i.build_period;
+        // a time in the future is no time: never recent
+    let recent = |t: u64| !in_future(t, i.now) && i.now.saturating_sub(t) < i.build_period;
     if let Some(s) = i.state
         && s.failed_hash.as_deref() == Some(i.hash)
         && recent(s.failed_at)
@@ -101,6 +116,9 @@ pub fn decide(i: &Input) -> Decision {
     };
     if s.hash.as_deref() != Some(i.hash) {
         return due(Reason::ConfigChanged);
+    }
+        if in_future(s.built_at, i.now) {
+        return due(Reason::TimeInFuture);
     }
     if !recent(s.built_at) {
         return due(Reason::Expired);
@@ -180,16 +198,49 @@ mod tests {
         assert_eq!(d.reason, Reason::Expired);
     }
 
-    #[test]
-    fn clock_behind_build_time_is_not_expired() {
-        let s = state(Some("h"), 1000);
+        #[test]
+    fn a_time_in_the_future_is_not_believed() {
+        let at = |built_at, failed_at, now| {
+            let s = StackState {
+                failed_hash: Some("h".into()),
+                failed_at,
+                ..state(Some("h"), built_at)
+            };
+            decide(&Input {
+                force: false,
+                hash: "h",
+                state: Some(&s),
+                now,
+                build_period: 86400,
+            })
+            .reason
+        };
+        let now = 1_800_000_000;
+        // a clock slewed back a little: still now
+        assert_eq!(at(now + 100, 0, now), Reason::UpToDate);
+        // stepped back by a day, or a state from a wrong clock, or garbage:
+        // rebuilt, never up to date (or held back) for years
+        for future in [now + CLOCK_SLACK + 1, now + 86400, u64::MAX] {
+            assert_eq!(at(future, 0, now), Reason::TimeInFuture, "built_at {future}");
+            assert_eq!(
+                at(now - 10, future, now),
+                Reason::UpToDate,
+                "a failure at {future} is not recent: the same files are up to date"
+            );
+        }
+        // the failure's time is not believed, so these files are tried again
+        let s = StackState {
+            failed_hash: Some("h2".into()),
+            failed_at: u64::MAX,
+            ..state(Some("h"), now - 10)
+        };
         let d = decide(&Input {
             force: false,
-            hash: "h",
+            hash: "h2",
             state: Some(&s),
-            now: 900,
-            build_period: 60,
+            now,
+            build_period: 86400,
         });
-        assert_eq!(d.reason, Reason::UpToDate);
+        assert_eq!(d.reason, Reason::ConfigChanged);
     }
 }

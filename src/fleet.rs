@@ -333,11 +333,20 @@ async fn check<C: Connect>(
             recorded: &answer.stacks[&s.name],
         };
         match plan::plan(&opts, answer.now, &input) {
-            Verdict::Rebuild { reason, ship } => due.push(Due {
-                index,
-                reason,
-                ship,
-            }),
+                        Verdict::Rebuild { reason, ship } => {
+                if reason == Reason::TimeInFuture {
+                    tracing::warn!(
+                        "{} {}: its last build is recorded at a time in the host's future (the host's clock went back, or was wrong when it was built): rebuilding",
+                        h.name,
+                        s.name
+                    );
+                }
+                due.push(Due {
+                    index,
+                    reason,
+                    ship,
+                })
+            }
             v => {
                 let row = rows::settled(&h.name, &s.name, &v, checked);
                 ctx.report(&row, vec![]);

@@ -21,6 +21,9 @@ umask 077
 rbuild_proto=3
 # The state file version this script writes and reads.
 state_version=1
+# Seconds a recorded time may lie in the host's future and still count as
+# now (src/decide.rs: CLOCK_SLACK); beyond, it is not believed.
+clock_slack=300
 
 proto=$1
 cmd=$2
@@ -145,7 +148,8 @@ do_check() {
 @rbuild state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
-			[ "$age" -ge 0 ] || age=0
+			# a build time in the future is no time: due
+			if [ "$age" -lt "-$clock_slack" ]; then age=$period; elif [ "$age" -lt 0 ]; then age=0; fi
 			[ "$st_hash" = "$want" ] && [ "$age" -lt "$period" ] || may_be_due=1
 		else
 			may_be_due=1
