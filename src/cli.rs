@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::inventory;
 use crate::rollout::Limit;
 
 /// Keep Docker Compose stacks rebuilt, fresh and healthy, on this machine or
@@ -36,14 +37,16 @@ pub struct Cli {
     )]
     pub inventory: Option<PathBuf>,
 
-    /// Rebuild when the last build is older than this many seconds
-    /// [default: 86400, or the inventory's `build_period`].
-    #[arg(long, env = "BUILD_PERIOD", value_name = "SECS")]
+    /// Rebuild when the last build is older than this: seconds or a
+    /// duration such as `12h` or `1d` [default: 1d, or the inventory's
+    /// `build_period`].
+    #[arg(long, env = "BUILD_PERIOD", value_name = "SECS", value_parser = period)]
     pub build_period: Option<u64>,
 
-    /// Seconds to wait for `up` and for the containers to run and be healthy
-    /// [default: 60, or the inventory's `up_timeout`].
-    #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS", global = true)]
+    /// Time for `up` and for the containers to run and be healthy: seconds
+    /// or a duration such as `2m` [default: 60, or the inventory's
+    /// `up_timeout`].
+    #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS", global = true, value_parser = up_timeout)]
     pub up_timeout_period: Option<u64>,
 
     /// Rebuild every selected stack, due or not.
@@ -99,12 +102,13 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Seconds to wait for a host's SSH connection.
+    /// Time for a host's SSH connection: seconds or a duration.
     #[arg(
         long,
         env = "RBUILD_CONNECT_TIMEOUT",
-        default_value_t = 10,
-        value_name = "SECS"
+        default_value = "10",
+        value_name = "SECS",
+        value_parser = connect_timeout
     )]
     pub connect_timeout: u64,
 
@@ -129,6 +133,18 @@ pub struct Cli {
     pub state_dir: Option<PathBuf>,
 }
 
+fn period(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 0, inventory::MAX_PERIOD)
+}
+
+fn up_timeout(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 1, inventory::MAX_UP_TIMEOUT)
+}
+
+fn connect_timeout(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 1, inventory::MAX_CONNECT_TIMEOUT)
+}
+
 /// Commands on one stack of one inventory host (they need `--inventory`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -138,4 +154,38 @@ pub enum Command {
     /// Put the previous generation of STACK's images back on HOST and bring
     /// it up without building, with the same health gate as a rebuild.
     Rollback { host: String, stack: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_on_the_command_line_read_as_in_the_inventory() {
+        let cli = Cli::try_parse_from([
+            "rbuild",
+            "--build-period",
+            "1d",
+            "--up-timeout-period",
+            "2m",
+            "--connect-timeout",
+            "30",
+            "compose.yml",
+        ])
+        .unwrap();
+        assert_eq!(cli.build_period, Some(86400));
+        assert_eq!(cli.up_timeout_period, Some(120));
+        assert_eq!(cli.connect_timeout, 30);
+        for bad in [
+            ["--build-period", "soon"],
+            ["--build-period", "3650000d"],
+            ["--up-timeout-period", "0"],
+            ["--connect-timeout", "18446744073709551615"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["rbuild", bad[0], bad[1], "compose.yml"]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub enum Reason {
     FirstBuild,
     /// The stack's files differ from the ones last built.
     ConfigChanged,
-        /// The last successful build is older than the build period.
+    /// The last successful build is older than the build period.
     Expired,
     /// The last successful build's recorded time is in the host's future
     /// (its clock was stepped back, or the state was written by a clock that
@@ -48,7 +48,7 @@ impl Reason {
             Reason::Forced => "forced",
             Reason::FirstBuild => "first_build",
             Reason::ConfigChanged => "config_changed",
-                        Reason::Expired => "expired",
+            Reason::Expired => "expired",
             Reason::TimeInFuture => "time_in_future",
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
@@ -103,7 +103,7 @@ pub fn decide(i: &Input) -> Decision {
     if i.force {
         return due(Reason::Forced);
     }
-        // a time in the future is no time: never recent
+    // a time in the future is no time: never recent
     let recent = |t: u64| !in_future(t, i.now) && i.now.saturating_sub(t) < i.build_period;
     if let Some(s) = i.state
         && s.failed_hash.as_deref() == Some(i.hash)
@@ -117,7 +117,7 @@ pub fn decide(i: &Input) -> Decision {
     if s.hash.as_deref() != Some(i.hash) {
         return due(Reason::ConfigChanged);
     }
-        if in_future(s.built_at, i.now) {
+    if in_future(s.built_at, i.now) {
         return due(Reason::TimeInFuture);
     }
     if !recent(s.built_at) {
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(d.reason, Reason::Expired);
     }
 
-        #[test]
+    #[test]
     fn a_time_in_the_future_is_not_believed() {
         let at = |built_at, failed_at, now| {
             let s = StackState {
@@ -221,7 +221,11 @@ mod tests {
         // stepped back by a day, or a state from a wrong clock, or garbage:
         // rebuilt, never up to date (or held back) for years
         for future in [now + CLOCK_SLACK + 1, now + 86400, u64::MAX] {
-            assert_eq!(at(future, 0, now), Reason::TimeInFuture, "built_at {future}");
+            assert_eq!(
+                at(future, 0, now),
+                Reason::TimeInFuture,
+                "built_at {future}"
+            );
             assert_eq!(
                 at(now - 10, future, now),
                 Reason::UpToDate,

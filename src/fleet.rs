@@ -333,7 +333,7 @@ async fn check<C: Connect>(
             recorded: &answer.stacks[&s.name],
         };
         match plan::plan(&opts, answer.now, &input) {
-                        Verdict::Rebuild { reason, ship } => {
+            Verdict::Rebuild { reason, ship } => {
                 if reason == Reason::TimeInFuture {
                     tracing::warn!(
                         "{} {}: its last build is recorded at a time in the host's future (the host's clock went back, or was wrong when it was built): rebuilding",

@@ -29,34 +29,106 @@ pub struct InventoryError {
     pub hint: Option<String>,
 }
 
-/// A duration in whole seconds, written as a number of seconds or as a
-/// human duration (`90`, `"30m"`, `"1d"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds(pub u64);
+/// The longest build period: ten years (longer is surely a mistake).
+pub const MAX_PERIOD: u64 = 10 * 365 * 86400;
+/// The longest up timeout: a day.
+pub const MAX_UP_TIMEOUT: u64 = 86400;
+/// The longest connect timeout: an hour.
+pub const MAX_CONNECT_TIMEOUT: u64 = 3600;
 
-impl<'de> Deserialize<'de> for Seconds {
+/// A duration in whole seconds from `MIN` to `MAX`, written as a number of
+/// seconds or as a human duration (`90`, `"30m"`, `"1d"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds<const MIN: u64, const MAX: u64>(pub u64);
+
+/// `build_period`: 0 (always due) to ten years.
+pub type Period = Seconds<0, MAX_PERIOD>;
+/// `up_timeout`: 1 s to a day (0 would mean no bound at all).
+pub type UpTimeout = Seconds<1, MAX_UP_TIMEOUT>;
+/// `connect_timeout`: 1 s to an hour.
+pub type ConnectTimeout = Seconds<1, MAX_CONNECT_TIMEOUT>;
+
+/// Seconds from a number or a human duration, within `min..=max`: the one
+/// parser of durations, for the inventory and the command line alike.
+pub fn parse_seconds(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    let t = v.trim();
+    let n = match t.parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|_| {
+                format!("`{v}` is not a duration: write seconds (`90`) or a duration such as `30m` or `1d`")
+            })?
+            .as_secs(),
+    };
+    in_range(n, min, max)
+}
+
+fn in_range(n: u64, min: u64, max: u64) -> Result<u64, String> {
+    let human = |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
+    if n < min || n > max {
+        return Err(format!(
+            "{n} seconds is out of range: from {} to {} ({max} seconds)",
+            human(min),
+            human(max)
+        ));
+    }
+    Ok(n)
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Seconds<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Seconds;
+        struct V<const MIN: u64, const MAX: u64>;
+        impl<const MIN: u64, const MAX: u64> Visitor<'_> for V<MIN, MAX> {
+            type Value = Seconds<MIN, MAX>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number of seconds or a duration such as \"30m\" or \"1d\"")
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds(v))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                in_range(v, MIN, MAX).map(Seconds).map_err(E::custom)
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(Seconds)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                let v = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+                self.visit_u64(v)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
-                if let Ok(n) = v.parse::<u64>() {
-                    return Ok(Seconds(n));
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_seconds(v, MIN, MAX).map(Seconds).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V::<MIN, MAX>)
+    }
+}
+
+/// An ssh port, 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port number from 1 to 65535")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
+                u16::try_from(v)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .map(Port)
+                    .ok_or_else(|| E::custom(format!("port {v} is not a port number (1 to 65535)")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
+                Err(E::custom(format!(
+                    "port {v} is not a port number (1 to 65535)"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
+                match v.trim().parse::<u64>() {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "port `{v}` is not a port number (1 to 65535)"
+                    ))),
                 }
-                humantime::parse_duration(v)
-                    .map(|d| Seconds(d.as_secs()))
-                    .map_err(|e| E::custom(format!("`{v}` is not a duration: {e}")))
             }
         }
         d.deserialize_any(V)
@@ -68,16 +140,16 @@ impl<'de> Deserialize<'de> for Seconds {
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     pub user: Option<Spanned<String>>,
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     pub identity_file: Option<Spanned<String>>,
     #[serde(default)]
     pub ssh_options: BTreeMap<String, Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub remote_root: Option<Spanned<String>>,
     pub compose: Option<Spanned<String>>,
-    pub build_period: Option<Seconds>,
-    pub up_timeout: Option<Seconds>,
-    pub connect_timeout: Option<Seconds>,
+    pub build_period: Option<Period>,
+    pub up_timeout: Option<UpTimeout>,
+    pub connect_timeout: Option<ConnectTimeout>,
     pub rollout: Option<RawRollout>,
 }
 
@@ -118,8 +190,8 @@ struct RawInventory {
 struct RawSharedStack {
     compose_file: Spanned<String>,
     remote_dir: Option<Spanned<String>>,
-    build_period: Option<Seconds>,
-    up_timeout: Option<Seconds>,
+    build_period: Option<Period>,
+    up_timeout: Option<UpTimeout>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -132,16 +204,16 @@ struct RawSharedStack {
 struct RawHost {
     address: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
-    port: Option<u16>,
+    port: Option<Port>,
     identity_file: Option<Spanned<String>>,
     #[serde(default)]
     ssh_options: BTreeMap<String, Spanned<String>>,
     state_dir: Option<Spanned<String>>,
     remote_root: Option<Spanned<String>>,
     compose: Option<Spanned<String>>,
-    build_period: Option<Seconds>,
-    up_timeout: Option<Seconds>,
-    connect_timeout: Option<Seconds>,
+    build_period: Option<Period>,
+    up_timeout: Option<UpTimeout>,
+    connect_timeout: Option<ConnectTimeout>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
     #[serde(default)]
@@ -154,8 +226,8 @@ struct RawStack {
     name: Spanned<String>,
     compose_file: Spanned<String>,
     remote_dir: Option<Spanned<String>>,
-    build_period: Option<Seconds>,
-    up_timeout: Option<Seconds>,
+    build_period: Option<Period>,
+    up_timeout: Option<UpTimeout>,
 }
 
 /// Which compose CLI the remote side uses.
@@ -535,7 +607,7 @@ impl Inventory {
                 name: name.clone(),
                 address,
                 user: user.map(|u| u.value.clone()),
-                port: h.port.or(d.port),
+                port: h.port.or(d.port).map(|p| p.0),
                 identity_file: h
                     .identity_file
                     .as_ref()
@@ -560,16 +632,16 @@ impl Inventory {
 struct HostCtx<'a> {
     name: &'a str,
     remote_root: Option<&'a str>,
-    build_period: Option<Seconds>,
-    up_timeout: Option<Seconds>,
+    build_period: Option<Period>,
+    up_timeout: Option<UpTimeout>,
 }
 
 /// A stack's keys, from a host's list or a shared definition.
 struct StackDef<'a> {
     compose_file: &'a Spanned<String>,
     remote_dir: Option<&'a Spanned<String>>,
-    build_period: Option<Seconds>,
-    up_timeout: Option<Seconds>,
+    build_period: Option<Period>,
+    up_timeout: Option<UpTimeout>,
     rollout: Policy,
 }
 

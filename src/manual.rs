@@ -31,6 +31,18 @@ struct AttemptJson<'a> {
     detail: &'a str,
 }
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339: u64 = 253_402_300_799;
+
+/// A host time as RFC 3339, or as the number it is when it is no time
+/// RFC 3339 can write (a host can record anything).
+fn rfc3339(at: u64) -> String {
+    match UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
+        Some(t) if at <= LAST_RFC3339 => humantime::format_rfc3339_seconds(t).to_string(),
+        _ => format!("{at} (not a time)"),
+    }
+}
+
 /// Render a stack's history as a table (pure).
 pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
     let mut t = Table::new();
@@ -41,7 +53,7 @@ pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
     });
     t.set_header(["TIME (UTC)", "HASH", "RESULT", "IMAGES", "DETAIL"]);
     for a in attempts {
-        let time = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(a.at));
+        let time = rfc3339(a.at);
         // `service=sha256:0123…` as `service=0123456789ab`, one a line
         let images = a
             .images
@@ -56,7 +68,7 @@ pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
             .collect::<Vec<_>>()
             .join("\n");
         t.add_row([
-            time.to_string().as_str(),
+            time.as_str(),
             a.hash.get(..12).unwrap_or(&a.hash),
             a.result.as_str(),
             images.as_str(),
@@ -174,5 +186,19 @@ mod tests {
             detail: "not healthy: app(unhealthy)".into(),
         }];
         insta::assert_snapshot!(render_history(&a, false));
+    }
+
+    #[test]
+    fn a_time_past_year_9999_is_shown_as_the_number_it_is() {
+        assert_eq!(rfc3339(LAST_RFC3339), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), format!("{} (not a time)", u64::MAX));
+        let a = [Attempt {
+            at: LAST_RFC3339 + 1,
+            hash: "h".into(),
+            result: "rebuilt".into(),
+            images: "-".into(),
+            detail: String::new(),
+        }];
+        assert!(render_history(&a, false).contains("253402300800 (not a time)"));
     }
 }

@@ -277,6 +277,23 @@ fn inventory_errors_name_the_file_and_line() {
         "hosts:\n  web1:\n    state_dir: relative/dir\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
         "error: inventory.yaml:3: host `web1`: state_dir `relative/dir` is not an absolute path\n",
     );
+    // numbers in range, written as in the rest of the inventory
+    bad(
+        "defaults:\n  connect_timeout: 18446744073709551615\nhosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:2: 18446744073709551615 seconds is out of range: from 1s to 1h (3600 seconds)\n",
+    );
+    bad(
+        "defaults:\n  up_timeout: sixty\nhosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:2: `sixty` is not a duration: write seconds (`90`) or a duration such as `30m` or `1d`\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    port: 0\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: port 0 is not a port number (1 to 65535)\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    port: \"22x\"\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:3: port `22x` is not a port number (1 to 65535)\n",
+    );
     Test::new()
         .args(&["-i", "missing.yaml"])
         .status(2)

@@ -196,7 +196,7 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         ctl,
         // ssh's own ConnectTimeout covers the TCP connect; this bounds the
         // whole handshake too, for hosts that accept and then go silent.
-        bound: timeout + Duration::from_secs(5),
+        bound: timeout.saturating_add(Duration::from_secs(5)),
         master: None,
     })
 }

@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn the_script_speaks_this_protocol_and_state_version() {
         assert_eq!(script_value("rbuild_proto"), PROTOCOL.to_string());
-                assert_eq!(script_value("state_version"), STATE_VERSION.to_string());
+        assert_eq!(script_value("state_version"), STATE_VERSION.to_string());
         assert_eq!(
             script_value("clock_slack"),
             crate::decide::CLOCK_SLACK.to_string()
