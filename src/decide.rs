@@ -30,7 +30,7 @@ pub enum Reason {
     Locked,
     /// The stack's state file on the host is in a version this rbuild does
     /// not read: nothing is decided from it.
-    StateUnreadable,
+    UnknownStateVersion,
     /// The host could not be reached or its remote side failed.
     HostFailed,
     /// Ctrl-C stopped the run before this host started.
@@ -53,7 +53,7 @@ impl Reason {
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
-            Reason::StateUnreadable => "state_unreadable",
+            Reason::UnknownStateVersion => "unknown_state_version",
             Reason::HostFailed => "host_failed",
             Reason::Interrupted => "interrupted",
             Reason::RolloutHalted => "rollout_halted",

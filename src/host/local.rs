@@ -3,17 +3,18 @@
 use std::process::Stdio;
 
 use super::{HostError, Payload, drive};
-use crate::remote::{Call, Event, Transcript};
+use crate::remote::{Call, Event, Token, Transcript};
 
 pub async fn run(
     call: &Call,
     payload: Option<Payload>,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Transcript, HostError> {
+    let token = Token::random();
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(call.script())
-        .args(call.args())
+        .args(call.args(&token))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -27,7 +28,7 @@ pub async fn run(
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),
     );
-    let (events, stderr, _) = drive(stdin, stdout, stderr, payload, on_event).await;
+    let (events, stderr, _) = drive(stdin, stdout, stderr, payload, &token, on_event).await;
     let status = child.wait().await.map_err(|e| HostError::Run {
         message: e.to_string(),
     })?;

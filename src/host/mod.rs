@@ -8,19 +8,22 @@
 //! [`Conn::apply`], [`Conn::rollback`], [`Conn::history`]) are built on it
 //! and hand back typed answers, so nothing above this seam reads a line.
 
+pub mod lines;
 pub mod local;
 pub mod ssh;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use lines::Lines;
 
 use crate::config::Mode;
 use crate::inventory::Host;
 use crate::remote::{
     self, Apply, ApplyAnswer, Attempt, Call, Check, CheckAnswer, Event, History, RemoteError,
-    Rollback, StackResult, Transcript,
+    Rollback, StackResult, Token, Transcript,
 };
 
 /// The shipped stacks, one tar stream.
@@ -194,13 +197,15 @@ impl Conn for AnyConn {
     }
 }
 
-/// Drive a spawned script: write the payload, read events from stdout and
-/// keep stderr's tail. Shared by both implementations.
+/// Drive a spawned script: write the payload, read the events of the run
+/// marked with `token` from stdout, keep stderr's tail. Shared by both
+/// implementations.
 pub(crate) async fn drive(
     stdin: Option<impl AsyncWrite + Unpin>,
     stdout: impl AsyncRead + Unpin,
     stderr: impl AsyncRead + Unpin,
     payload: Option<Payload>,
+    token: &Token,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> (Vec<Event>, String, std::io::Result<()>) {
     let write = async move {
@@ -214,37 +219,28 @@ pub(crate) async fn drive(
     };
     let read_out = async {
         let mut events = Vec::new();
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = Lines::new(BufReader::new(stdout));
         while let Ok(Some(line)) = lines.next_line().await {
-            record(&line, &mut events, on_event);
+            record(&line, token, &mut events, on_event);
         }
         events
     };
-    let (w, events, err) = tokio::join!(write, read_out, stderr_tail(stderr));
+    let (w, events, err) = tokio::join!(write, read_out, lines::tail(stderr));
     (events, err, w)
 }
 
-/// One line of the script's stdout: an event is handed to `on_event` and
-/// kept, anything else is logged at debug level.
+/// One line of the script's stdout: an event of this run is handed to
+/// `on_event` and kept, anything else is logged at debug level.
 pub(crate) fn record(
     line: &str,
+    token: &Token,
     events: &mut Vec<Event>,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) {
-    if let Some(ev) = remote::parse_line(line) {
+    if let Some(ev) = remote::parse_line(line, token) {
         on_event(&ev);
         events.push(ev);
     } else {
         tracing::debug!(target: "rbuild::remote", "{line}");
     }
-}
-
-/// The last lines the script wrote to stderr, once it closes, for error
-/// messages.
-pub(crate) async fn stderr_tail(mut stderr: impl AsyncRead + Unpin) -> String {
-    let mut buf = Vec::new();
-    let _ = stderr.read_to_end(&mut buf).await;
-    let s = String::from_utf8_lossy(&buf);
-    let tail: Vec<&str> = s.lines().rev().take(10).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }

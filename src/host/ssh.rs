@@ -16,13 +16,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
-use super::{HostError, Payload, drive, record, stderr_tail};
+use super::lines::{self, Lines};
+use super::{HostError, Payload, drive, record};
 use crate::inventory::Host;
-use crate::remote::{Call, Event, Transcript};
+use crate::remote::{Call, Event, Token, Transcript};
 
 /// How rbuild connects, for every host.
 #[derive(Debug, Clone)]
@@ -210,8 +211,15 @@ impl SshConn {
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Transcript, HostError> {
+        let token = Token::random();
         let out = self
-            .run_line(call, call.command_line(), payload.clone(), on_event)
+            .run_line(
+                call,
+                call.command_line(&token),
+                &token,
+                payload.clone(),
+                on_event,
+            )
             .await?;
         if out.events.is_empty() && call.is_check() {
             // the check ran in the login shell itself and printed nothing
@@ -222,8 +230,8 @@ impl SshConn {
                  (a POSIX login shell saves a connection per run)",
                 self.name
             );
-            let line = call.sh_command_line();
-            let mut again = self.run_line(call, line, payload, on_event).await?;
+            let line = call.sh_command_line(&token);
+            let mut again = self.run_line(call, line, &token, payload, on_event).await?;
             if again.events.is_empty() && !out.stderr.is_empty() {
                 // both failed: what the login shell said may be the reason
                 again.stderr = format!("{}\n{}", out.stderr, again.stderr);
@@ -238,13 +246,14 @@ impl SshConn {
         &mut self,
         call: &Call,
         line: String,
+        token: &Token,
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Transcript, HostError> {
         if let Some(master) = self.master.as_mut()
             && matches!(master.child.try_wait(), Ok(None))
         {
-            match self.run_mux(&line, payload.clone(), on_event).await {
+            match self.run_mux(&line, token, payload.clone(), on_event).await {
                 Ok(out) => return out,
                 Err(Refused(e)) => tracing::debug!(
                     "{}: a second session was refused ({e}); connecting again",
@@ -257,7 +266,7 @@ impl SshConn {
         if let Some(m) = self.master.take() {
             m.close().await;
         }
-        self.start(call, line, payload, on_event).await
+        self.start(call, line, token, payload, on_event).await
     }
 
     /// Start the master with this command as its own session.
@@ -265,6 +274,7 @@ impl SshConn {
         &mut self,
         call: &Call,
         line: String,
+        token: &Token,
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Transcript, HostError> {
@@ -285,9 +295,9 @@ impl SshConn {
                 hint: Some("rbuild needs OpenSSH's client (`ssh`) on its PATH"),
             })?;
         let mut stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut stdout = Lines::new(BufReader::new(child.stdout.take().expect("piped")));
         // read apart: while the check holds its session, stderr stays open
-        let stderr = tokio::spawn(stderr_tail(child.stderr.take().expect("piped")));
+        let stderr = tokio::spawn(lines::tail(child.stderr.take().expect("piped")));
 
         let write = async {
             if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
@@ -318,7 +328,7 @@ impl SshConn {
                 };
                 match next {
                     Ok(Some(line)) => {
-                        record(&line, &mut events, on_event);
+                        record(&line, token, &mut events, on_event);
                         if let Some(&Event::End { hold }) = events.last() {
                             return Ok((events, hold));
                         }
@@ -355,6 +365,7 @@ impl SshConn {
     async fn run_mux(
         &mut self,
         line: &str,
+        token: &Token,
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Result<Transcript, HostError>, Refused> {
@@ -374,7 +385,7 @@ impl SshConn {
         let stdin = child.stdin().take();
         let stdout = child.stdout().take().expect("piped");
         let stderr = child.stderr().take().expect("piped");
-        let (events, stderr, _) = drive(stdin, stdout, stderr, payload, on_event).await;
+        let (events, stderr, _) = drive(stdin, stdout, stderr, payload, token, on_event).await;
         let code = match child.wait().await {
             Ok(status) => status.code(),
             Err(openssh::Error::RemoteProcessTerminated) => None,

@@ -220,11 +220,16 @@ mod tests {
     use super::*;
     use crate::inventory::ComposePref;
     use crate::remote::call::{ApplyStack, CheckStack};
-    use crate::remote::event::parse_line;
+    use crate::remote::event::{Token, parse_line};
 
     fn transcript(lines: &[&str], code: Option<i32>) -> Transcript {
         Transcript {
-            events: lines.iter().filter_map(|l| parse_line(l)).collect(),
+            events: lines
+                .iter()
+                .filter_map(|l| {
+                    parse_line(&l.replace("@rbuild ", "@rbuild:T "), &Token::fixed("T"))
+                })
+                .collect(),
             code,
             stderr: "boom".into(),
         }

@@ -3,7 +3,7 @@
 
 use crate::inventory::ComposePref;
 
-use super::{PROTOCOL, script};
+use super::{PROTOCOL, Token, script};
 
 /// One run of the remote script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,9 +114,9 @@ impl Call {
         matches!(self, Call::Apply(a) if a.stacks.iter().any(|s| s.shipped))
     }
 
-    /// The script's arguments, `$0` first: `rbuild PROTO COMMAND STATE_DIR
-    /// ARGS...`.
-    pub fn args(&self) -> Vec<String> {
+    /// The script's arguments, `$0` first: `rbuild PROTO TOKEN COMMAND
+    /// STATE_DIR ARGS...`.
+    pub fn args(&self, token: &Token) -> Vec<String> {
         let state_dir = match self {
             Call::Check(c) => &c.state_dir,
             Call::Apply(a) => &a.state_dir,
@@ -126,6 +126,7 @@ impl Call {
         let mut a = vec![
             "rbuild".to_owned(),
             PROTOCOL.to_string(),
+            token.as_str().to_owned(),
             self.name().to_owned(),
             opt(state_dir),
         ];
@@ -176,14 +177,14 @@ impl Call {
 
     /// The whole remote command line, every word quoted for the remote
     /// user's login shell (see [`script::command_line`]).
-    pub fn command_line(&self) -> String {
-        script::command_line(self.is_check(), self.script(), &self.args())
+    pub fn command_line(&self, token: &Token) -> String {
+        script::command_line(self.is_check(), self.script(), &self.args(token))
     }
 
     /// The command line as `sh -c SCRIPT ARGS...`, for any login shell that
     /// splits words as POSIX sh does.
-    pub fn sh_command_line(&self) -> String {
-        script::sh_command_line(self.script(), &self.args())
+    pub fn sh_command_line(&self, token: &Token) -> String {
+        script::sh_command_line(self.script(), &self.args(token))
     }
 }
 
@@ -193,6 +194,7 @@ mod tests {
 
     #[test]
     fn args_are_positional_and_complete() {
+        let tok = Token::fixed("t0k");
         let a = Call::Apply(Apply {
             state_dir: None,
             compose: ComposePref::Auto,
@@ -208,10 +210,11 @@ mod tests {
         });
         assert!(a.has_payload());
         assert_eq!(
-            a.args(),
+            a.args(&tok),
             [
                 "rbuild",
                 "3",
+                "t0k",
                 "apply",
                 "",
                 "auto",
@@ -236,9 +239,9 @@ mod tests {
             stacks: vec![stack("a", "ha", 1), stack("b", "hb", 2)],
         });
         assert_eq!(
-            c.args(),
+            c.args(&tok),
             [
-                "rbuild", "3", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
+                "rbuild", "3", "t0k", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
             ]
         );
         assert!(c.holds() && c.is_check() && !c.has_payload());
@@ -251,16 +254,19 @@ mod tests {
             up_timeout: 30,
         });
         assert_eq!(
-            r.args(),
+            r.args(&tok),
             [
-                "rbuild", "3", "rollback", "", "v1", "web", "", "c.yml", "30"
+                "rbuild", "3", "t0k", "rollback", "", "v1", "web", "", "c.yml", "30"
             ]
         );
         let h = Call::History(History {
             state_dir: Some("/st".into()),
             name: "web".into(),
         });
-        assert_eq!(h.args(), ["rbuild", "3", "history", "/st", "web"]);
+        assert_eq!(
+            h.args(&tok),
+            ["rbuild", "3", "t0k", "history", "/st", "web"]
+        );
         assert!(!h.holds() && !r.holds());
     }
 }

@@ -1,6 +1,6 @@
-//! The `@rbuild` lines the remote script prints, parsed into typed events
-//! (every kind is listed, with an example, in `PROTOCOL.md`). Fields are
-//! separated by one space; a line's last field may be free text.
+//! The `@rbuild:TOKEN` lines the remote script prints, parsed into typed
+//! events (every kind is listed, with an example, in `PROTOCOL.md`). Fields
+//! are separated by one space; a line's last field may be free text.
 
 use super::STATE_VERSION;
 
@@ -143,10 +143,49 @@ pub enum Event {
     },
 }
 
-/// Parse one output line; `None` for lines that are not events (noise, or
-/// an `@rbuild` line this controller does not know).
-pub fn parse_line(line: &str) -> Option<Event> {
-    let rest = line.strip_prefix("@rbuild ")?;
+/// A run's random word: the script marks every line for the controller
+/// with `@rbuild:TOKEN `, so that no line from the user's rc files (a
+/// greeting, a file they print) is ever taken for one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh token: 16 hex digits from the system's randomness.
+    pub fn random() -> Token {
+        use std::io::Read;
+        let mut b = [0u8; 8];
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+        if read.is_err() {
+            // no /dev/urandom: std's per-process random keys, and the clock
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            b = h.finish().to_le_bytes();
+        }
+        Token(b.iter().map(|x| format!("{x:02x}")).collect())
+    }
+
+    /// A given token (tests, and lines of a known run).
+    pub fn fixed(word: &str) -> Token {
+        Token(word.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parse one output line of a run marked with `token`; `None` for lines
+/// that are not its events (noise, another run's, or a kind this
+/// controller does not know). The mark may come after noise on the same
+/// line: an rc file's greeting without a final newline.
+pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
+    let mark = format!("@rbuild:{} ", token.0);
+    let rest = &line[line.find(&mark)? + mark.len()..];
     let (kind, rest) = split_word(rest);
     let ev = match kind {
         "end" => Event::End {
@@ -272,8 +311,16 @@ fn field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    fn tok() -> Token {
+        Token::fixed("T")
+    }
+
+    fn parse_line_t(line: &str) -> Option<Event> {
+        parse_line(line, &tok())
+    }
+
     fn state_of(line: &str) -> Recorded {
-        match parse_line(line) {
+        match parse_line(line, &tok()) {
             Some(Event::State { recorded, .. }) => recorded,
             other => panic!("{other:?}"),
         }
@@ -282,7 +329,7 @@ mod tests {
     #[test]
     fn parses_state_lines() {
         let r = state_of(
-            "@rbuild state web exists=1 version=1 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-",
+            "@rbuild:T state web exists=1 version=1 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-",
         );
         assert_eq!(
             r,
@@ -297,12 +344,12 @@ mod tests {
             }
         );
         let r = state_of(
-            "@rbuild state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-",
+            "@rbuild:T state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-",
         );
         assert_eq!(r.state, Ok(None));
         // no state file, but a live lock still matters
         let r = state_of(
-            "@rbuild state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=42",
+            "@rbuild:T state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=42",
         );
         assert_eq!((r.state, r.locked_by.as_deref()), (Ok(None), Some("42")));
     }
@@ -311,7 +358,7 @@ mod tests {
     fn a_state_file_of_another_version_is_not_read() {
         for (v, want) in [("2", "2"), ("-", "-"), ("0", "0")] {
             let r = state_of(&format!(
-                "@rbuild state web exists=1 version={v} hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-"
+                "@rbuild:T state web exists=1 version={v} hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-"
             ));
             assert_eq!(r.state, Err(want.to_owned()), "version={v}");
         }
@@ -320,14 +367,16 @@ mod tests {
     #[test]
     fn parses_other_events_and_ignores_noise() {
         assert_eq!(
-            parse_line("@rbuild hello proto=3 now=1700000000"),
+            parse_line_t("@rbuild:T hello proto=3 now=1700000000"),
             Some(Event::Hello {
                 proto: "3".into(),
                 now: 1700000000
             })
         );
         assert_eq!(
-            parse_line("@rbuild done web failed build failed; the running containers were left"),
+            parse_line_t(
+                "@rbuild:T done web failed build failed; the running containers were left"
+            ),
             Some(Event::Done {
                 stack: "web".into(),
                 outcome: Outcome::Failed,
@@ -336,7 +385,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_line("@rbuild done web failed cause=engine the Docker engine does not answer"),
+            parse_line_t(
+                "@rbuild:T done web failed cause=engine the Docker engine does not answer"
+            ),
             Some(Event::Done {
                 stack: "web".into(),
                 outcome: Outcome::Failed,
@@ -345,14 +396,14 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_line("@rbuild fatal cause=no_compose no compose"),
+            parse_line_t("@rbuild:T fatal cause=no_compose no compose"),
             Some(Event::Fatal {
                 text: "no compose".into(),
                 cause: Some(Cause::NoCompose)
             })
         );
         assert_eq!(
-            parse_line("@rbuild fatal cause=later something new"),
+            parse_line_t("@rbuild:T fatal cause=later something new"),
             Some(Event::Fatal {
                 text: "something new".into(),
                 cause: None
@@ -360,7 +411,7 @@ mod tests {
             "a cause this controller does not know is no cause"
         );
         assert_eq!(
-            parse_line("@rbuild done web locked 4242"),
+            parse_line_t("@rbuild:T done web locked 4242"),
             Some(Event::Done {
                 stack: "web".into(),
                 outcome: Outcome::Locked { pid: "4242".into() },
@@ -369,15 +420,15 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_line("@rbuild log web Step 1/3 : FROM x"),
+            parse_line_t("@rbuild:T log web Step 1/3 : FROM x"),
             Some(Event::Log {
                 stack: "web".into(),
                 text: "Step 1/3 : FROM x".into()
             })
         );
         assert_eq!(
-            parse_line(
-                "@rbuild history web 1700000000 abc rolled_back app=sha256:1 not healthy: app(unhealthy)"
+            parse_line_t(
+                "@rbuild:T history web 1700000000 abc rolled_back app=sha256:1 not healthy: app(unhealthy)"
             ),
             Some(Event::History {
                 stack: "web".into(),
@@ -390,9 +441,20 @@ mod tests {
                 }
             })
         );
-        assert_eq!(parse_line("Building web"), None);
-        assert_eq!(parse_line("@rbuild bogus x"), None);
-        assert_eq!(parse_line("@rbuild done web exploded"), None);
-        assert_eq!(parse_line("@rbuild hello now=1"), None, "no protocol");
+        assert_eq!(parse_line_t("Building web"), None);
+        // another run's line, an unmarked one, a forged one: noise
+        assert_eq!(parse_line_t("@rbuild:U hello proto=3 now=1"), None);
+        assert_eq!(parse_line_t("@rbuild hello proto=3 now=1"), None);
+        // a greeting with no final newline before the first line
+        assert_eq!(
+            parse_line_t("Welcome to web1!@rbuild:T hello proto=3 now=7"),
+            Some(Event::Hello {
+                proto: "3".into(),
+                now: 7
+            })
+        );
+        assert_eq!(parse_line_t("@rbuild:T bogus x"), None);
+        assert_eq!(parse_line_t("@rbuild:T done web exploded"), None);
+        assert_eq!(parse_line_t("@rbuild:T hello now=1"), None, "no protocol");
     }
 }

@@ -18,7 +18,7 @@ pub use answer::{
     history_answer, rollback_answer,
 };
 pub use call::{Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
-pub use event::{Attempt, Cause, Event, Outcome, Recorded, StackState, parse_line};
+pub use event::{Attempt, Cause, Event, Outcome, Recorded, StackState, Token, parse_line};
 
 /// The protocol version this controller speaks; `remote.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and
@@ -55,12 +55,19 @@ mod tests {
         );
     }
 
-    /// The kind of every `@rbuild` line the script can print.
+    /// The kind of every line the script can print for the controller:
+    /// `$m KIND` (`$m` being `@rbuild:TOKEN`), or `%s KIND` in the printf
+    /// that ends the check.
     fn printed_kinds() -> BTreeSet<String> {
         script::SOURCE
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
-            .flat_map(|l| l.match_indices("@rbuild ").map(move |(i, _)| &l[i + 8..]))
+            .flat_map(|l| {
+                ["$m ", "%s end"].into_iter().flat_map(move |p| {
+                    l.match_indices(p)
+                        .map(move |(i, _)| &l[i + p.len() - if p == "%s end" { 3 } else { 0 }..])
+                })
+            })
             .map(|rest| {
                 rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
                     .next()
@@ -81,9 +88,10 @@ mod tests {
         );
         let doc = include_str!("PROTOCOL.md");
         let mut documented = BTreeSet::new();
-        for line in doc.lines().filter(|l| l.starts_with("@rbuild ")) {
-            let ev =
-                parse_line(line).unwrap_or_else(|| panic!("PROTOCOL.md: `{line}` does not parse"));
+        let token = Token::fixed("TOKEN");
+        for line in doc.lines().filter(|l| l.starts_with("@rbuild:TOKEN ")) {
+            let ev = parse_line(line, &token)
+                .unwrap_or_else(|| panic!("PROTOCOL.md: `{line}` does not parse"));
             let kind = line.split(' ').nth(1).unwrap().to_owned();
             let parsed_kind = match ev {
                 Event::Hello { .. } => "hello",
@@ -104,7 +112,7 @@ mod tests {
             "every kind has an example in PROTOCOL.md"
         );
         // and the documented hello is this protocol's
-        assert!(doc.contains(&format!("@rbuild hello proto={PROTOCOL} ")));
+        assert!(doc.contains(&format!("@rbuild:TOKEN hello proto={PROTOCOL} ")));
         assert!(doc.starts_with(&format!("# The remote protocol, version {PROTOCOL}\n")));
     }
 }

@@ -1,15 +1,15 @@
 # rbuild remote side. Shipped by the controller and run as
-#   sh -c "$SCRIPT" rbuild PROTO COMMAND STATE_DIR [ARGS...]
+#   sh -c "$SCRIPT" rbuild PROTO TOKEN COMMAND STATE_DIR [ARGS...]
 # with every argument quoted by the controller, except the check, which runs
-# in the remote user's login shell itself after `set -- PROTO check ...` (so
+# in the remote user's login shell itself after `set -- PROTO TOKEN check ...` (so
 # the part before the cut is POSIX sh that bash, zsh's sh emulation, mksh and
 # busybox run alike). POSIX sh plus `date +%s`, `tar`, `mkdir`, `mv`; docker
 # only where work is due.
 #
 # Every line it prints, every file it keeps on a host, and the commands with
 # their arguments are listed in PROTOCOL.md beside this file; src/remote/
-# holds their typed counterparts on the controller. Lines that start with
-# "@rbuild " are events; anything else is noise the controller ignores.
+# holds their typed counterparts on the controller. Lines that carry
+# "@rbuild:TOKEN " are events; anything else is noise the controller ignores.
 #
 # The check is shipped alone: the script up to the line `#@rbuild-cut`, a
 # quarter of the whole.
@@ -26,12 +26,16 @@ state_version=1
 clock_slack=300
 
 proto=$1
-cmd=$2
-state_dir=$3
-shift 3
+# Every line for the controller starts with "@rbuild:TOKEN ", TOKEN being
+# the run's random word: a line of the user's rc files (or of a file they
+# print) is never taken for one.
+m="@rbuild:$2"
+cmd=$3
+state_dir=$4
+shift 4
 
 if [ "$proto" != "$rbuild_proto" ]; then
-	echo "@rbuild fatal protocol $proto not supported (remote speaks $rbuild_proto)"
+	echo "$m fatal protocol $proto not supported (remote speaks $rbuild_proto)"
 	exit 3
 fi
 
@@ -136,7 +140,7 @@ lock_holder() {
 # without waiting for its verdict.
 do_check() {
 	now_nofork
-	out="@rbuild hello proto=$rbuild_proto now=$now"
+	out="$m hello proto=$rbuild_proto now=$now"
 	may_be_due=0
 	while [ $# -ge 3 ]; do
 		n=$1 want=$2 period=$3
@@ -145,7 +149,7 @@ do_check() {
 		holder=-
 		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
 		out="$out
-@rbuild state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			# a build time in the future is no time: due
@@ -168,12 +172,12 @@ if [ "$cmd" = check ]; then
 	shift
 	do_check "$@"
 	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
-		printf '%s\n@rbuild end hold\n' "$out"
+		printf '%s\n%s end hold\n' "$out" "$m"
 		# `cat`, not `read`: a TMOUT in the user's rc files would end a
 		# `read` in bash early (a fork only where something may be due)
 		cat >/dev/null || :
 	else
-		printf '%s\n@rbuild end\n' "$out"
+		printf '%s\n%s end\n' "$out" "$m"
 	fi
 	exit 0
 fi
@@ -213,7 +217,7 @@ lock_take() {
 			return 1
 		fi
 		# stale: its holder is gone (killed run or reboot); take it over
-		echo "@rbuild note $1 stale lock recovered"
+		echo "$m note $1 stale lock recovered"
 		rm -rf "$l"
 		mkdir "$l" 2>/dev/null || { holder=unknown; return 1; }
 	fi
@@ -266,7 +270,7 @@ add_history() {
 
 emit_log_tail() {
 	tail -n 15 "$2" 2>/dev/null | tr -d '\r' | while IFS= read -r line; do
-		echo "@rbuild log $1 $line"
+		echo "$m log $1 $line"
 	done
 }
 
@@ -304,12 +308,12 @@ pick_compose() {
 need_docker() {
 	if ! command -v docker >/dev/null 2>&1; then
 		[ -z "${payload:-}" ] || rm -f "$payload"
-		echo "@rbuild fatal cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
+		echo "$m fatal cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
 		exit 3
 	fi
 	if ! pick_compose "$1"; then
 		[ -z "${payload:-}" ] || rm -f "$payload"
-		echo "@rbuild fatal cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
+		echo "$m fatal cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
 		exit 3
 	fi
 }
@@ -428,7 +432,7 @@ remove_images() {
 		id=${pair#*=}
 		case ",$2," in *"=$id,"*) continue ;; esac
 		if docker image rm "$id" >/dev/null 2>&1; then
-			echo "@rbuild note $n removed image $id"
+			echo "$m note $n removed image $id"
 		fi
 	done
 }
@@ -493,7 +497,7 @@ apply_stack() {
 	if [ ! -e "$dir" ] && [ -d "$old" ]; then mv "$old" "$dir"; fi
 
 	if [ "$shipped" = 1 ]; then
-		echo "@rbuild step $n ship"
+		echo "$m step $n ship"
 		# -m: files get the time they land here, not the controller's. The
 		# builder caches a build context by path, size and time: a file
 		# shipped twice in one second at one size would otherwise be
@@ -530,7 +534,7 @@ apply_stack() {
 		why=$1
 		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
 			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "prev_images=$st_prev_images" ||
-			echo "@rbuild note $n could not record the failed attempt in $state_dir"
+			echo "$m note $n could not record the failed attempt in $state_dir"
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
@@ -538,7 +542,7 @@ apply_stack() {
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
 		fi
-		echo "@rbuild step $n rollback"
+		echo "$m step $n rollback"
 		undo_ship
 		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 			result=failed detail="$why; rollback failed too: $rb"
@@ -549,14 +553,14 @@ apply_stack() {
 		result=rolled_back detail="$why"
 	}
 
-	echo "@rbuild step $n build"
+	echo "$m step $n build"
 	if ! run_logged "$log" dc -p "$n" -f "$file" build --pull --no-cache; then
 		emit_log_tail "$n" "$log"
 		undo_ship
 		result=failed detail="build failed; the running containers were left as they were"
 		return
 	fi
-	echo "@rbuild step $n pull"
+	echo "$m step $n pull"
 	if [ "$flavour" = v2 ]; then
 		pull_ok=0
 		run_logged "$log" dc -p "$n" -f "$file" pull --ignore-buildable --quiet && pull_ok=1
@@ -571,7 +575,7 @@ apply_stack() {
 		return
 	fi
 
-	echo "@rbuild step $n up"
+	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
 	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
@@ -579,7 +583,7 @@ apply_stack() {
 		rollback "up failed or took longer than ${up_timeout}s"
 		return
 	fi
-	echo "@rbuild step $n wait"
+	echo "$m step $n wait"
 	if ! wait_healthy "$n" "$deadline"; then
 		failed_gen=$snap_images
 		rollback "$verdict"
@@ -587,7 +591,7 @@ apply_stack() {
 	fi
 
 	after=$snap_images
-	echo "@rbuild step $n prune"
+	echo "$m step $n prune"
 	# Keep one generation (the images that ran before this rebuild) for
 	# rollback; remove the generation before it. --remove-images removes the
 	# replaced generation now as well.
@@ -616,11 +620,11 @@ apply_stack() {
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
 	n=$2 dir=$3 compose_file=$4 up_timeout=$5 cause=
-	echo "@rbuild hello proto=$rbuild_proto now=$(now)"
+	echo "$m hello proto=$rbuild_proto now=$(now)"
 	need_docker "$1"
 	[ -n "$dir" ] || dir=$(default_dir "$n")
 	if ! lock_take "$n"; then
-		echo "@rbuild done $n locked $holder"
+		echo "$m done $n locked $holder"
 		return 0
 	fi
 	file=$dir/$compose_file
@@ -636,7 +640,7 @@ do_rollback() {
 		result=failed
 	else
 		current=$snap_images
-		echo "@rbuild step $n rollback"
+		echo "$m step $n rollback"
 		if restore_images "$st_prev_images" "$snap_names" "$(($(now) + up_timeout))"; then
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
 				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "prev_images=$current"
@@ -647,15 +651,15 @@ do_rollback() {
 	fi
 	add_history "$n" "$result" "$snap_images" "$detail"
 	unlock "$n"
-	echo "@rbuild done $n $result${cause:+ cause=$cause} $detail"
+	echo "$m done $n $result${cause:+ cause=$cause} $detail"
 }
 
 do_history() {
-	echo "@rbuild hello proto=$rbuild_proto now=$(now)"
+	echo "$m hello proto=$rbuild_proto now=$(now)"
 	h=$state_dir/$1.history
 	[ -f "$h" ] || return 0
 	while IFS= read -r line; do
-		echo "@rbuild history $1 $line"
+		echo "$m history $1 $line"
 	done <"$h"
 }
 
@@ -669,17 +673,17 @@ do_apply() {
 	has_payload=$3
 	shift 3
 	if ! { mkdir -p "$state_dir" && chmod 700 "$state_dir"; }; then
-		echo "@rbuild fatal could not create the state directory $state_dir"
+		echo "$m fatal could not create the state directory $state_dir"
 		exit 3
 	fi
 	now=$(now)
-	echo "@rbuild hello proto=$rbuild_proto now=$now"
+	echo "$m hello proto=$rbuild_proto now=$now"
 	save_clock "$now"
 	payload=
 	if [ "$has_payload" = 1 ]; then
 		payload=$state_dir/.payload.$$.tar
 		cat >"$payload" || {
-			echo "@rbuild fatal could not store the shipped stacks in $state_dir"
+			echo "$m fatal could not store the shipped stacks in $state_dir"
 			exit 3
 		}
 	fi
@@ -689,14 +693,14 @@ do_apply() {
 		shift 6
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
-			echo "@rbuild done $n locked $holder"
+			echo "$m done $n locked $holder"
 			continue
 		fi
 		result=failed detail='' snap_images=- cause=
 		apply_stack
 		add_history "$n" "$result" "$snap_images" "$detail"
 		unlock "$n"
-		echo "@rbuild done $n $result${cause:+ cause=$cause} $detail"
+		echo "$m done $n $result${cause:+ cause=$cause} $detail"
 	done
 	[ -n "$payload" ] && rm -f "$payload"
 	return 0
@@ -707,7 +711,7 @@ apply) do_apply "$@" ;;
 rollback) do_rollback "$@" ;;
 history) do_history "$@" ;;
 *)
-	echo "@rbuild fatal unknown command $cmd"
+	echo "$m fatal unknown command $cmd"
 	exit 3
 	;;
 esac

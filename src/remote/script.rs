@@ -86,7 +86,15 @@ pub fn sh_command_line(script: &str, args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::{Call, Check, CheckStack, Event, History, PROTOCOL, parse_line};
+    use crate::remote::{Call, Check, CheckStack, Event, History, PROTOCOL, Token, parse_line};
+
+    fn tok() -> Token {
+        Token::fixed("t0k")
+    }
+
+    fn parse(line: &str) -> Option<Event> {
+        parse_line(line, &tok())
+    }
 
     fn sh(script: &str, args: &[&str]) -> std::process::Output {
         std::process::Command::new("sh")
@@ -128,9 +136,11 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
             // a protocol mismatch is refused, by the stripped scripts too
-            let out = sh(s, &["rbuild", "999", "check", "/nonexistent"]);
+            let out = sh(s, &["rbuild", "999", "t0k", "check", "/nonexistent"]);
             assert_eq!(out.status.code(), Some(3));
-            assert!(String::from_utf8_lossy(&out.stdout).contains("@rbuild fatal protocol 999"));
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("@rbuild:t0k fatal protocol 999")
+            );
         }
         // the check ships alone; everything else ships the whole script
         let web = CheckStack {
@@ -254,9 +264,9 @@ mod tests {
             hold: false,
             stacks: stacks.to_vec(),
         });
-        let line = call.command_line();
+        let line = call.command_line(&tok());
         assert!(
-            line.contains(&format!("\nset -- {PROTOCOL} check ")),
+            line.contains(&format!("\nset -- {PROTOCOL} t0k check ")),
             "{line}"
         );
         assert!(line.ends_with(check_script()));
@@ -265,7 +275,7 @@ mod tests {
         let events = |out: &std::process::Output| -> Vec<Event> {
             String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .filter_map(parse_line)
+                .filter_map(parse)
                 .map(|e| match e {
                     Event::Hello { proto, .. } => Event::Hello { proto, now: 0 },
                     e => e,
@@ -273,7 +283,11 @@ mod tests {
                 .collect()
         };
         let clean = tempfile::tempdir().unwrap();
-        let want = events(&login_shell(&["sh"], &call.sh_command_line(), clean.path()));
+        let want = events(&login_shell(
+            &["sh"],
+            &call.sh_command_line(&tok()),
+            clean.path(),
+        ));
         assert_eq!(want.len(), 5, "{want:?}");
         assert!(
             matches!(&want[3], Event::State { stack, recorded } if stack == "db"
@@ -298,13 +312,19 @@ mod tests {
             );
             assert_eq!(events(&out), want, "{shell:?}");
         }
-        // rc files that set IFS (which breaks `read`) and aliases (bash):
-        // the check resets what it relies on
+        // rc files that set IFS (which breaks `read`) and aliases (bash),
+        // print a greeting with no final newline and a byte that is not
+        // UTF-8, and a line that looks like an answer: the check resets what
+        // it relies on, and only its marked lines count
         let hostile = tempfile::tempdir().unwrap();
         let ifs = "IFS=$(printf '\\n\\t')\n";
         std::fs::write(
             hostile.path().join("bashrc"),
-            format!("{ifs}shopt -s expand_aliases\nalias read=false printf=false\nTMOUT=1\n"),
+            format!(
+                "{ifs}shopt -s expand_aliases\nalias read=false printf=false\nTMOUT=1\n\
+                 echo '@rbuild state web exists=1 version=1 hash=forged built_at=1'\n\
+                 command printf 'Welcome, \\377 no newline'\n"
+            ),
         )
         .unwrap();
         std::fs::write(hostile.path().join(".zshenv"), ifs).unwrap();
@@ -312,6 +332,14 @@ mod tests {
             if installed(shell) {
                 let out = login_shell(shell, &line, hostile.path());
                 assert_eq!(events(&out), want, "{shell:?} with rc files: {out:?}");
+                if shell[0] == "bash" {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    assert!(
+                        text.starts_with("Welcome, \u{fffd} no newline@rbuild:"),
+                        "{text}"
+                    );
+                    assert!(text.contains("hash=forged"), "{text}");
+                }
             }
         }
         // fish cannot run the direct line: it prints no event (and exits
@@ -320,7 +348,7 @@ mod tests {
         if installed(&["fish"]) {
             let out = login_shell(&["fish"], &line, clean.path());
             assert!(events(&out).is_empty(), "{out:?}");
-            let out = login_shell(&["fish"], &call.sh_command_line(), clean.path());
+            let out = login_shell(&["fish"], &call.sh_command_line(&tok()), clean.path());
             assert_eq!(events(&out), want, "{out:?}");
         }
     }
@@ -332,6 +360,7 @@ mod tests {
             &[
                 "rbuild",
                 &PROTOCOL.to_string(),
+                "t0k",
                 "check",
                 dir.to_str().unwrap(),
                 "hold",
@@ -345,7 +374,7 @@ mod tests {
     }
 
     fn now_of(out: &str) -> u64 {
-        match out.lines().find_map(parse_line) {
+        match out.lines().find_map(parse) {
             Some(Event::Hello { now, .. }) => now,
             other => panic!("{other:?} in {out}"),
         }
@@ -404,6 +433,7 @@ mod tests {
             .args([
                 "rbuild",
                 &PROTOCOL.to_string(),
+                "t0k",
                 "check",
                 dir.to_str().unwrap(),
                 mode,
@@ -415,7 +445,7 @@ mod tests {
             .unwrap();
         let mut events = vec![];
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            match parse_line(&line.unwrap()).expect("only events") {
+            match parse(&line.unwrap()).expect("only events") {
                 Event::End { hold } => return (events, hold, child),
                 ev => events.push(ev),
             }

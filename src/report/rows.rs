@@ -98,7 +98,7 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
             } else {
                 format!("has version {version}")
             };
-            row(host, stack, Action::Failed, Reason::StateUnreadable)
+            row(host, stack, Action::Failed, Reason::UnknownStateVersion)
                 .error(format!(
                     "its state file on the host {has}; this rbuild reads version {STATE_VERSION}, so it is left as it is"
                 ))
