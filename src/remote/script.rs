@@ -335,7 +335,7 @@ mod tests {
                 if shell[0] == "bash" {
                     let text = String::from_utf8_lossy(&out.stdout);
                     assert!(
-                        text.starts_with("Welcome, \u{fffd} no newline@rbuild:"),
+                        text.contains("\nWelcome, \u{fffd} no newline@rbuild:t0k hello"),
                         "{text}"
                     );
                     assert!(text.contains("hash=forged"), "{text}");
