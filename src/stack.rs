@@ -19,12 +19,14 @@ pub enum StackError {
         #[source]
         source: std::io::Error,
     },
-    #[error("walking `{dir}`: {source}")]
+        #[error("walking `{dir}`: {source}")]
     Walk {
         dir: PathBuf,
         #[source]
         source: ignore::Error,
     },
+    #[error("`{}`: the name is not UTF-8, which rbuild cannot ship", path.display())]
+    NotUtf8 { path: PathBuf },
 }
 
 /// One file or directory of a stack, relative to the stack's directory.
@@ -71,7 +73,12 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let path = rel.to_string_lossy().replace('\\', "/");
+                let path = rel
+            .to_str()
+            .ok_or_else(|| StackError::NotUtf8 {
+                path: item.path().to_owned(),
+            })?
+            .to_owned();
         let meta = std::fs::symlink_metadata(item.path()).map_err(|source| StackError::Io {
             path: item.path().to_owned(),
             source,
@@ -82,7 +89,14 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
                 path: item.path().to_owned(),
                 source,
             })?;
-            EntryKind::Symlink(target.to_string_lossy().into_owned())
+                        EntryKind::Symlink(
+                target
+                    .to_str()
+                    .ok_or_else(|| StackError::NotUtf8 {
+                        path: item.path().to_owned(),
+                    })?
+                    .to_owned(),
+            )
         } else if meta.is_dir() {
             EntryKind::Dir
         } else if meta.is_file() {
@@ -300,6 +314,23 @@ mod tests {
         )
         .unwrap();
         assert_ne!(read(d.path()).unwrap().hash, h2, "mode is part of the hash");
+    }
+
+        #[test]
+    fn an_unreadable_stack_names_the_path_at_fault() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = stack();
+        let odd = d.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+        fs::write(&odd, "x").unwrap();
+        let e = read(d.path()).unwrap_err();
+        assert!(matches!(e, StackError::NotUtf8 { .. }), "{e}");
+        assert!(e.to_string().contains("caf\u{fffd}.txt"), "{e}");
+        fs::remove_file(&odd).unwrap();
+        // a file that cannot be read (a directory where a file would be is
+        // readable; a dangling path in between is not)
+        let gone = d.path().join("app");
+        fs::remove_dir_all(&gone).unwrap();
+        assert!(read(d.path()).is_ok());
     }
 
     #[test]
