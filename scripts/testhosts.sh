@@ -119,9 +119,9 @@
 #   packets dropped   `drop`: "INPUT -p tcp --dport 22 -j DROP" in the host's own
 #       netns (goes away with it); `undrop` removes it.
 #   removed           `down DIR`: per host, `docker rm -f` all containers, SIGTERM
-#       dockerd (SIGKILL after 10 s), kill sshd, then SIGKILL whatever is left in
-#       the netns, the mount namespace and cgroup rbt<i>; delete the netns, veth
-#       and cgroups; unmount hN/state, hN/srv, hN/fs; remove hN/docker and hN/run.
+#       dockerd (SIGKILL after 10 s, or 2 s if it did not answer), kill sshd, thaw
+#       paused containers, then SIGKILL whatever is left in the netns, the
+#       mount namespace and cgroup rbt<i>; delete the netns, veth and cgroups; unmount hN/state, hN/srv, hN/fs; remove hN/docker and hN/run.
 #       The last `down` on the machine also removes rbtbr0 and the relay.
 #
 # Usage example:
@@ -323,9 +323,13 @@ index_pids() {
   return 0
 }
 
-# SIGKILL everything of index i until nothing is left (bounded)
+# SIGKILL everything of index i until nothing is left (bounded); paused
+# (frozen) containers are thawed first, SIGKILL does not reach frozen tasks
 kill_index_procs() {
-  local i=$1 mnt=${2:-} pids _
+  local i=$1 mnt=${2:-} pids f _
+  for f in /sys/fs/cgroup/freezer/"rbt$i"/*/freezer.state; do
+    [ -f "$f" ] && { echo THAWED >"$f"; } 2>/dev/null || true
+  done
   for _ in $(seq 100); do
     pids=$(index_pids "$i" "$mnt")
     [ -z "$pids" ] && return 0
@@ -430,21 +434,25 @@ engine_leftover_pids() {
 # kill all processes of own-engine host hd and delete its netns, veth, cgroups.
 # HOW=down: remove its containers first; HOW=restart: let dockerd stop them.
 own_stop_host() {
-  local hd=$1 how=$2 i mnt="" sock ids
+  local hd=$1 how=$2 i mnt="" sock ids grace=10
   [ -s "$hd/index" ] || return 0
   read -r i <"$hd/index"
   [ -s "$hd/mntns" ] && read -r mnt <"$hd/mntns"
-  if [ "$how" = down ] && [ -n "$(dockerd_pid "$hd")" ]; then
+  if [ -n "$(dockerd_pid "$hd")" ]; then
+    grace=2 # an engine that does not answer gets 2 s after SIGTERM, not 10
     for sock in "$hd/run/docker.sock" "$hd/run/docker.sock.gone"; do
       [ -S "$sock" ] || continue
-      if ids=$(timeout 10 docker -H "unix://$sock" ps -aq 2>/dev/null) && [ -n "$ids" ]; then
-        # shellcheck disable=SC2086
-        timeout 30 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true
+      if ids=$(timeout 5 docker -H "unix://$sock" ps -aq 2>/dev/null); then
+        grace=10
+        if [ "$how" = down ] && [ -n "$ids" ]; then
+          # shellcheck disable=SC2086
+          timeout 30 docker -H "unix://$sock" rm -f $ids >/dev/null 2>&1 || true
+        fi
       fi
       break
     done
   fi
-  engine_term "$hd" 10
+  engine_term "$hd" "$grace"
   stop_hosts "$hd"
   kill_index_procs "$i" "$mnt"
   rm_netns "$i"
@@ -972,6 +980,10 @@ cmd_engine_stop() {
   read -r i <"$hd/index"
   if [ -z "$(dockerd_pid "$hd")" ]; then log "engine of $2 is not running"; fi
   engine_term "$hd" 20
+  local f
+  for f in /sys/fs/cgroup/freezer/"rbt$i"/*/freezer.state; do
+    [ -f "$f" ] && { echo THAWED >"$f"; } 2>/dev/null || true
+  done
   for _ in $(seq 100); do
     pids=$(engine_leftover_pids "$i")
     [ -z "$pids" ] && break
