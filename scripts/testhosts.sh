@@ -361,12 +361,17 @@ rm_netns() {
   ip link del "rbtv$i" 2>/dev/null || true
 }
 
-# the host's mounts in the root ns (bind mounts first, then the tmpfs)
+# the host's mounts in the root ns (bind mounts first, then the tmpfs). Every
+# mount namespace made while they existed (other hosts, any `unshare -m`) holds
+# copies that would pin the tmpfs: removing the mount-point directories detaches
+# those copies too (the kernel does so for mount points in other namespaces).
 umount_host_fs() {
   local hd=$1 m
   for m in "$hd/state" "$hd/srv" "$hd/fs"; do
     while is_mounted "$m"; do umount "$m" 2>/dev/null || umount -l "$m" || break; done
   done
+  rmdir "$hd/state" "$hd/srv" "$hd/fs" 2>/dev/null || true
+  mkdir -p "$hd/state" "$hd/srv"
 }
 
 # pid of host hd's namespace holder (validated against its recorded mount ns)
@@ -467,6 +472,7 @@ own_down_host() {
   own_stop_host "$hd" down
   umount_host_fs "$hd"
   rm -rf "$hd/docker" "$hd/run" "$hd/etc-docker"
+  rmdir "$hd/sys" 2>/dev/null || true
   rm -f "$hd/index"
   if [ -n "$i" ] && [ "$(cat "$SHARED_RUN/rbt$i" 2>/dev/null)" = "$hd" ]; then rm -f "$SHARED_RUN/rbt$i"; fi
 }
