@@ -61,8 +61,10 @@
 # (RFC 2544 benchmark range; index 1 -> 198.18.1.1, 1001 -> 198.18.5.1). Each host:
 #   - network namespace rbt<i>: lo up, eth0 = veth whose root-side peer rbtv<i> is a
 #     port of bridge rbtbr0 (198.18.0.1/16, root namespace, shared by all DIRs). No
-#     default route: a host reaches only 198.18.0.0/16 (the root ns and other hosts'
-#     eth0 are reachable at L2; the machine's FORWARD policy may drop host-to-host).
+#     default route: a host and its containers reach only 198.18.0.0/16, i.e. the
+#     root ns at 198.18.0.1 (host-to-host frames cross the bridge through the
+#     machine's iptables FORWARD chain, br_netfilter, whose DROP policy, set by the
+#     machine's dockerd, drops them).
 #     Its sshd listens on ADDR:22; its iptables are its own.
 #   - a private mount namespace (inside rbt<i>), held by a "holder" process
 #     (`sleep infinity` shown as rbt-holder-<i>, pid in hN/holder.pid) so the
@@ -85,7 +87,9 @@
 #     namespace on hN/fs, with hN/state and hN/srv bind mounts of hN/fs/state and
 #     hN/fs/srv, so the tests in the root ns and the host see the same files.
 # `up` returns when every host's sshd listens, its engine answers and its registry
-# path answers; the hosts start in parallel. A leftover netns/veth of index i with
+# path answers; the hosts start in parallel. Measured here (2 cores, shared): up
+# 0.5 s for 1 host, 0.8-1.1 s for 3, 1.9 s for 6; down about 1.4 s; an idle host
+# costs about 120 MiB RSS (dockerd 73, containerd 38, sshd 5, socat 5, holder 2). A leftover netns/veth of index i with
 # no live process (a killed run) is reclaimed; one with live processes makes `up`
 # fail with "... is already in use" (the tests then try the next block).
 # Re-running `up` on a DIR that is up restarts its hosts like a reboot: processes
