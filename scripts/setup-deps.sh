@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup-deps.sh - install and start everything rbuild's tests need on a Debian 12
 # machine, as root: a Docker engine (docker.io), Compose v1 (docker-compose 1.29)
-# and the Compose v2 plugin (2.26.1, from Debian trixie), sshd, iptables, and a
+# and the Compose v2 plugin (2.26.1, from Debian trixie), sshd, iptables, socat
+# (registry forwarding for testhosts.sh's own-engine hosts), and a
 # local image registry on 127.0.0.1:5000 holding a tiny test base image
 # 127.0.0.1:5000/rbuild/busybox:1 (also tagged :latest).
 #
@@ -31,7 +32,7 @@ TRIXIE_DIR=/tmp/trixie
 PACKAGES=(
   docker.io docker-compose busybox-static openssh-server openssh-client
   iptables docker-registry curl ca-certificates procps util-linux iproute2
-  zsh fish mksh
+  zsh fish mksh socat
 )
 
 t0=$(date +%s.%N)
