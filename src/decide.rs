@@ -33,6 +33,8 @@ pub enum Reason {
     UnknownStateVersion,
     /// The host could not be reached or its remote side failed.
     HostFailed,
+    /// The stack's files on the controller could not be read.
+    Unreadable,
     /// Ctrl-C stopped the run before this host started.
     Interrupted,
     /// The stack's rollout was halted (failed canary or failure budget
@@ -55,6 +57,7 @@ impl Reason {
             Reason::Locked => "locked",
             Reason::UnknownStateVersion => "unknown_state_version",
             Reason::HostFailed => "host_failed",
+            Reason::Unreadable => "unreadable",
             Reason::Interrupted => "interrupted",
             Reason::RolloutHalted => "rollout_halted",
             Reason::Manual => "manual",

@@ -153,6 +153,14 @@ impl HostRows {
         self.0[index] = Some(row);
     }
 
+    fn is_set(&self, index: usize) -> bool {
+        self.0[index].is_some()
+    }
+
+    fn all_set(&self) -> bool {
+        self.0.iter().all(Option::is_some)
+    }
+
     /// Every stack of a host has its row by now.
     fn settle(self) -> Vec<Row> {
         self.0.into_iter().map(|r| r.expect("decided")).collect()
@@ -161,20 +169,37 @@ impl HostRows {
 
 async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit) -> Vec<Row> {
     let started = Instant::now();
-    let failed = |e: &HostError| {
-        let rows = rows::host_failed(&h.name, names(h), e, started.elapsed());
-        rows.iter().for_each(|r| ctx.report(r, vec![]));
-        rows
+    let mut rows = HostRows(vec![None; h.stacks.len()]);
+    // a stack whose files cannot be read fails alone, before anything
+    for (index, s) in h.stacks.iter().enumerate() {
+        if let Err(e) = ctx.shipments.hash_of(s) {
+            let row = rows::unreadable(&h.name, &s.name, e);
+            ctx.report(&row, vec![]);
+            rows.set(index, row);
+        }
+    }
+    if rows.all_set() {
+        return rows.settle();
+    }
+    let failed = |mut rows: HostRows, e: &HostError| {
+        for (index, s) in h.stacks.iter().enumerate() {
+            if !rows.is_set(index) {
+                let row = rows::host_failed(&h.name, &s.name, e, started.elapsed());
+                ctx.report(&row, vec![]);
+                rows.set(index, row);
+            }
+        }
+        rows.settle()
     };
     let mut conn = match ctx.world.connect(h).await {
         Ok(c) => c,
-        Err(e) => return failed(&e),
+        Err(e) => return failed(rows, &e),
     };
-    let (mut rows, due) = match check(ctx, h, &mut conn, started).await {
-        Ok(checked) => checked,
+    let due = match check(ctx, h, &mut conn, started, &mut rows).await {
+        Ok(due) => due,
         Err(e) => {
             conn.close().await;
-            return failed(&e);
+            return failed(rows, &e);
         }
     };
     if due.is_empty() {
@@ -293,25 +318,32 @@ fn halt<C: Connect>(ctx: &Ctx<C>, h: &Host, due: &[Due], halted: &[String], rows
 }
 
 /// Check every stack of a host with one command and plan. Returns a row
-/// for each stack that is settled and the list of due ones.
+/// for each stack that is settled and the list of due ones. Stacks whose
+/// row is set already are left out.
 async fn check<C: Connect>(
     ctx: &Ctx<C>,
     h: &Host,
     conn: &mut C::Conn,
     started: Instant,
-) -> Result<(HostRows, Vec<Due>), HostError> {
+    rows: &mut HostRows,
+) -> Result<Vec<Due>, HostError> {
     let st = &ctx.settings;
-    let hash = |s: &Stack| ctx.shipments.hash_of(s).to_owned();
+    let open: Vec<(usize, &Stack, &str)> = h
+        .stacks
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !rows.is_set(*index))
+        .map(|(index, s)| (index, s, ctx.shipments.hash_of(s).expect("readable")))
+        .collect();
     let call = Check {
         state_dir: h.state_dir.clone(),
         // a dry run never applies: nothing to hold the connection for
         hold: !st.dry_run,
-        stacks: h
-            .stacks
+        stacks: open
             .iter()
-            .map(|s| CheckStack {
+            .map(|(_, s, hash)| CheckStack {
                 name: s.name.clone(),
-                hash: hash(s),
+                hash: hash.to_string(),
                 // forced: every stack is due
                 period: if st.force { 0 } else { st.build_period(s) },
             })
@@ -324,11 +356,10 @@ async fn check<C: Connect>(
         dry_run: st.dry_run,
         ships: st.mode == Mode::Fleet,
     };
-    let mut rows = HostRows(vec![None; h.stacks.len()]);
     let mut due = Vec::new();
-    for (index, s) in h.stacks.iter().enumerate() {
+    for (index, s, hash) in open {
         let input = plan::Input {
-            hash: ctx.shipments.hash_of(s),
+            hash,
             build_period: st.build_period(s),
             recorded: &answer.stacks[&s.name],
         };
@@ -354,7 +385,7 @@ async fn check<C: Connect>(
             }
         }
     }
-    Ok((rows, due))
+    Ok(due)
 }
 
 /// Ship and rebuild the due stacks of a host: a row for each, and whether
@@ -399,7 +430,7 @@ async fn apply<C: Connect>(
                     compose_file: s.compose_file_name(),
                     shipped: d.ship,
                     up_timeout: st.up_timeout(s),
-                    hash: ctx.shipments.hash_of(s).to_owned(),
+                    hash: ctx.shipments.hash_of(s).expect("due: readable").to_owned(),
                 }
             })
             .collect(),
@@ -652,7 +683,7 @@ mod tests {
         world: &Arc<World>,
         cancelled: bool,
     ) -> (Vec<Row>, Vec<Progress>) {
-        let shipments = Arc::new(Shipments::hash(&settings.hosts).unwrap());
+        let shipments = Arc::new(Shipments::hash(&settings.hosts));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (cancel_tx, cancel_rx) = watch::channel(cancelled);
         let rows = run(
@@ -905,5 +936,45 @@ mod tests {
             ]
         );
         assert!(w.calls("h1", "apply").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stack_fails_alone() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web", "odd"]), ("h2", &["odd"])],
+            Policy::default(),
+        );
+        std::fs::write(
+            dir.path()
+                .join("odd")
+                .join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+            "x",
+        )
+        .unwrap();
+        let w = Arc::new(World::default());
+        let (rows, events) = execute(settings(hs), &w, false).await;
+        assert_eq!(
+            summary(&rows),
+            [
+                ("h1".into(), "web".into(), "rebuilt", "first_build"),
+                ("h1".into(), "odd".into(), "failed", "unreadable"),
+                ("h2".into(), "odd".into(), "failed", "unreadable"),
+            ]
+        );
+        assert!(
+            row(&rows, "h2", "odd")
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not UTF-8"),
+            "{rows:?}"
+        );
+        // h1 checked and rebuilt only what it could read; h2 was not contacted
+        assert_eq!(w.calls("h1", "check"), [vec!["web".to_string()]]);
+        assert!(w.calls("h2", "check").is_empty());
+        shown_once(&rows, &events);
     }
 }

@@ -135,8 +135,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// Run with resolved settings.
 pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
     let started = Instant::now();
-    let shipments = Shipments::hash(&settings.hosts)
-        .map_err(|e| Error::usage(format!("cannot read a stack: {e}")))?;
+    let shipments = Shipments::hash(&settings.hosts);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),

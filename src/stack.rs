@@ -19,7 +19,7 @@ pub enum StackError {
         #[source]
         source: std::io::Error,
     },
-        #[error("walking `{dir}`: {source}")]
+    #[error("walking `{dir}`: {source}")]
     Walk {
         dir: PathBuf,
         #[source]
@@ -27,6 +27,9 @@ pub enum StackError {
     },
     #[error("`{}`: the name is not UTF-8, which rbuild cannot ship", path.display())]
     NotUtf8 { path: PathBuf },
+    /// Read before, and could not be then.
+    #[error("{message}")]
+    Unreadable { message: String },
 }
 
 /// One file or directory of a stack, relative to the stack's directory.
@@ -73,7 +76,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-                let path = rel
+        let path = rel
             .to_str()
             .ok_or_else(|| StackError::NotUtf8 {
                 path: item.path().to_owned(),
@@ -89,7 +92,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
                 path: item.path().to_owned(),
                 source,
             })?;
-                        EntryKind::Symlink(
+            EntryKind::Symlink(
                 target
                     .to_str()
                     .ok_or_else(|| StackError::NotUtf8 {
@@ -316,7 +319,7 @@ mod tests {
         assert_ne!(read(d.path()).unwrap().hash, h2, "mode is part of the hash");
     }
 
-        #[test]
+    #[test]
     fn an_unreadable_stack_names_the_path_at_fault() {
         use std::os::unix::ffi::OsStrExt;
         let d = stack();

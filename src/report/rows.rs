@@ -116,23 +116,23 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     r.took(checked)
 }
 
-/// A row for each stack of a host that failed as a whole (not reached, or
-/// its check failed).
-pub fn host_failed<'a>(
-    host: &str,
-    stacks: impl IntoIterator<Item = &'a str>,
-    e: &HostError,
-    took: Duration,
-) -> Vec<Row> {
-    stacks
-        .into_iter()
-        .map(|s| {
-            row(host, s, Action::Failed, Reason::HostFailed)
-                .error(e.to_string())
-                .hint(e.hint())
-                .took(took)
-        })
-        .collect()
+/// The row of a stack whose host failed as a whole (not reached, or its
+/// check failed).
+pub fn host_failed(host: &str, stack: &str, e: &HostError, took: Duration) -> Row {
+    row(host, stack, Action::Failed, Reason::HostFailed)
+        .error(e.to_string())
+        .hint(e.hint())
+        .took(took)
+}
+
+/// The stack's files on this machine cannot be read: nothing is done with
+/// it on its host.
+pub fn unreadable(host: &str, stack: &str, e: &StackError) -> Row {
+    row(host, stack, Action::Failed, Reason::Unreadable)
+        .error(format!("cannot read the stack: {e}"))
+        .hint(Some(
+            "fix the file's permissions or name on this machine, or list it in the stack's `.rbuildignore`",
+        ))
 }
 
 /// A host's task panicked (a bug): its stacks fail, the others go on.
