@@ -16,6 +16,8 @@ pub enum Exit {
     Usage = 2,
     /// Interrupted (Ctrl-C): no new host was started.
     Interrupted = 130,
+    /// Terminated (SIGTERM): the run stopped at once.
+    Terminated = 143,
 }
 
 impl Exit {

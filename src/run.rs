@@ -89,9 +89,58 @@ pub fn main() -> Result<Exit, Error> {
         mode: settings.mode,
         ssh: ssh_settings(&settings, control.path()),
     };
-    match command {
-        None => rt.block_on(run(settings, world)),
-        Some(cmd) => rt.block_on(crate::manual::run(cmd, settings, world)),
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let fleet_run = command.is_none();
+    let quiet = settings.quiet;
+    let private = control.path().to_owned();
+    rt.block_on(async move {
+        tokio::spawn(watch_signals(
+            fleet_run.then_some(cancel_tx),
+            private,
+            quiet,
+        ));
+        match command {
+            None => run(settings, world, cancel_rx).await,
+            Some(cmd) => crate::manual::run(cmd, settings, world).await,
+        }
+    })
+}
+
+/// Ctrl-C in a fleet run: start no new host; the hosts in flight finish
+/// cleanly. Ctrl-C again (or at once in a manual command), or SIGTERM:
+/// remove the run's private directory and exit now (130, SIGTERM 143); a
+/// rebuild under way on a host runs to its end there by itself.
+async fn watch_signals(
+    cancel: Option<tokio::sync::watch::Sender<bool>>,
+    private: std::path::PathBuf,
+    quiet: bool,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let abort = |code: Exit| -> ! {
+        let _ = std::fs::remove_dir_all(&private);
+        std::process::exit(code.code().into())
+    };
+    if let Some(cancel) = &cancel {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => abort(Exit::Terminated),
+        }
+        if !quiet {
+            eprintln!(
+                "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)"
+            );
+        }
+        let _ = cancel.send(true);
+    }
+    tokio::select! {
+        _ = int.recv() => abort(Exit::Interrupted),
+        _ = term.recv() => abort(Exit::Terminated),
     }
 }
 
@@ -132,8 +181,12 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// Run with resolved settings.
-pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
+/// Run with resolved settings; `cancel` turns true on Ctrl-C.
+pub async fn run(
+    settings: Settings,
+    world: World,
+    cancel_rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<Exit, Error> {
     let started = Instant::now();
     let shipments = Shipments::hash(&settings.hosts);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -143,23 +196,6 @@ pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
         verbose: settings.verbose,
     };
     let monitor = tokio::spawn(progress::run(rx, style));
-
-    // Ctrl-C: start no new host; hosts in flight finish cleanly.
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let quiet = settings.quiet;
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            if !quiet {
-                eprintln!(
-                    "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)"
-                );
-            }
-            let _ = cancel_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(Exit::Interrupted.code().into());
-            }
-        }
-    });
 
     let settings = Arc::new(settings);
     let rows = fleet::run(

@@ -390,3 +390,69 @@ fn the_trap_would_see_a_contact() {
     };
     assert!(msg.contains("a host was contacted"), "{msg}");
 }
+
+/// A run stopped by a signal while it waits for a host: where its private
+/// directory went, and how it exited.
+fn signalled(signals: &[&str]) -> (Option<i32>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    std::fs::write(d.join("inventory.yaml"), ONE_HOST).unwrap();
+    // a host that never answers: ssh waits on its proxy
+    std::fs::write(
+        d.join("slow_ssh_config"),
+        format!(
+            "Host *\n  ProxyCommand sh -c 'echo $$ > {}; exec sleep 600'\n",
+            d.join("WAITING").display()
+        ),
+    )
+    .unwrap();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .current_dir(d)
+        .env("TMPDIR", &tmp)
+        .env_remove("RBUILD_SSH_CONFIG")
+        .args(["-q", "-F", "slow_ssh_config", "-i", "inventory.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(d.join("WAITING")).map_or(true, |p| p.trim().is_empty()) {
+        assert!(start.elapsed().as_secs() < 120, "rbuild never reached ssh");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "its private directory"
+    );
+    for s in signals {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([*s, pid.as_str()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = child.wait().unwrap();
+    // the proxy stands in for a host; the ssh waiting on it ends with it
+    let proxy = std::fs::read_to_string(d.join("WAITING")).unwrap();
+    let _ = Command::new("kill").arg(proxy.trim()).status();
+    let left = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    (status.code(), left)
+}
+
+#[test]
+fn a_run_stopped_by_sigterm_or_two_ctrl_c_leaves_no_private_directory() {
+    assert_eq!(signalled(&["-TERM"]), (Some(143), vec![]));
+    assert_eq!(signalled(&["-INT", "-INT"]), (Some(130), vec![]));
+}
