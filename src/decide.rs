@@ -30,7 +30,7 @@ pub enum Reason {
     Locked,
     /// The stack's state file on the host is in a version this rbuild does
     /// not read: nothing is decided from it.
-    UnknownStateVersion,
+    StateUnreadable,
     /// The host could not be reached or its remote side failed.
     HostFailed,
     /// The stack's files on the controller could not be read.
@@ -55,7 +55,7 @@ impl Reason {
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
-            Reason::UnknownStateVersion => "unknown_state_version",
+            Reason::StateUnreadable => "state_unreadable",
             Reason::HostFailed => "host_failed",
             Reason::Unreadable => "unreadable",
             Reason::Interrupted => "interrupted",

@@ -3,7 +3,7 @@
 //! executor acts on the verdicts; [`crate::report::rows`] words them.
 
 use crate::decide::{self, Reason};
-use crate::remote::Recorded;
+use crate::remote::{BadState, Recorded};
 
 /// The run's options that planning reads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,9 +43,9 @@ pub enum Verdict {
     Locked { pid: String, due: Reason },
     /// Due; the run is a dry run.
     WouldRebuild(Reason),
-    /// The state file is in a version this rbuild does not read (`-`: it
-    /// names none): nothing is decided from it, nothing overwrites it.
-    Unreadable { version: String },
+    /// The state file is one this rbuild does not read: nothing is decided
+    /// from it, nothing overwrites it.
+    Unreadable(BadState),
     /// Rebuild, shipping the files first when `ship`.
     Rebuild { reason: Reason, ship: bool },
 }
@@ -53,11 +53,7 @@ pub enum Verdict {
 /// The verdict for one stack. `now` is the host's clock.
 pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
     let state = match &i.recorded.state {
-        Err(version) => {
-            return Verdict::Unreadable {
-                version: version.clone(),
-            };
-        }
+        Err(bad) => return Verdict::Unreadable(bad.clone()),
         Ok(s) => s.as_ref(),
     };
     let d = decide::decide(&decide::Input {
@@ -133,7 +129,7 @@ mod tests {
         let failed_first = rec(Some(failed_first), None);
         let never_locked = rec(None, Some("7"));
         let foreign = Recorded {
-            state: Err("2".into()),
+            state: Err(BadState::Version("2".into())),
             locked_by: Some("9".into()),
         };
         let fleet = Options {
@@ -180,8 +176,8 @@ mod tests {
             (&fleet, "h3", &failed_first,  rebuild(FirstBuild, true)),
             (&force, "h2", &failed_first,  rebuild(Forced, true)),
             // a state file of another version decides nothing
-            (&fleet, "h1", &foreign,       Verdict::Unreadable { version: "2".into() }),
-            (&force, "h1", &foreign,       Verdict::Unreadable { version: "2".into() }),
+                        (&fleet, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
+            (&force, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
         ];
         for (n, (o, hash, recorded, want)) in table.into_iter().enumerate() {
             let got = plan(

@@ -17,13 +17,23 @@ pub struct StackState {
     pub failed_at: u64,
 }
 
+/// A state file this rbuild does not read: nothing in it is to be trusted
+/// or overwritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadState {
+    /// A `version=` other than this rbuild's (`-`: it names none).
+    Version(String),
+    /// Not a regular file (a directory, a dangling link).
+    NotAFile,
+}
+
 /// What the check found for one stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The state file: `Ok(None)` when there is none (never built here),
-    /// `Err(version)` when it is in a version this rbuild does not read
-    /// (`-`: it has none), so that nothing in it is misread.
-    pub state: Result<Option<StackState>, String>,
+    /// `Err` when it is one this rbuild does not read, so that nothing in
+    /// it is misread.
+    pub state: Result<Option<StackState>, BadState>,
     /// Pid of a live run holding the stack's lock (`unknown` when the lock
     /// names none).
     pub locked_by: Option<String>,
@@ -265,13 +275,13 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
 /// The fields of a `state` line after the stack's name.
 fn recorded(rest: &str) -> Recorded {
     let opt = |v: &str| (v != "-" && !v.is_empty()).then(|| v.to_owned());
-    let mut exists = false;
+    let mut exists = "0";
     let mut version = "-".to_owned();
     let mut s = StackState::default();
     let mut locked_by = None;
     for (k, v) in fields(rest) {
         match k {
-            "exists" => exists = v == "1",
+            "exists" => exists = v,
             "version" => version = v.to_owned(),
             "hash" => s.hash = opt(v),
             "built_at" => s.built_at = v.parse().unwrap_or(0),
@@ -282,12 +292,11 @@ fn recorded(rest: &str) -> Recorded {
             _ => {}
         }
     }
-    let state = if !exists {
-        Ok(None)
-    } else if version == STATE_VERSION.to_string() {
-        Ok(Some(s))
-    } else {
-        Err(version)
+    let state = match exists {
+        "0" => Ok(None),
+        "1" if version == STATE_VERSION.to_string() => Ok(Some(s)),
+        "1" => Err(BadState::Version(version)),
+        _ => Err(BadState::NotAFile),
     };
     Recorded { state, locked_by }
 }
@@ -360,8 +369,16 @@ mod tests {
             let r = state_of(&format!(
                 "@rbuild:T state web exists=1 version={v} hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-"
             ));
-            assert_eq!(r.state, Err(want.to_owned()), "version={v}");
+            assert_eq!(
+                r.state,
+                Err(BadState::Version(want.to_owned())),
+                "version={v}"
+            );
         }
+        let r = state_of(
+            "@rbuild:T state web exists=bad version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-",
+        );
+        assert_eq!(r.state, Err(BadState::NotAFile));
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub use answer::{
     history_answer, rollback_answer,
 };
 pub use call::{Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
-pub use event::{Attempt, Cause, Event, Outcome, Recorded, StackState, Token, parse_line};
+pub use event::{
+    Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
+};
 
 /// The protocol version this controller speaks; `remote.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and

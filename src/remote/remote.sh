@@ -93,8 +93,13 @@ now_nofork() {
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
 	st_images=- st_prev_images=-
-	f=$state_dir/$1.state
-	[ -f "$f" ] || return 0
+		f=$state_dir/$1.state
+	if [ ! -f "$f" ]; then
+		# something that is not a file (a directory, a dangling link) is
+		# not "never built": it is reported, and left alone
+		if [ -e "$f" ] || [ -L "$f" ]; then st_exists=bad; fi
+		return 0
+	fi
 	st_exists=1
 	while IFS='=' read -r k v; do
 		case $k in
@@ -238,9 +243,15 @@ unlock() {
 # state_foreign: the state file read_state read was written in a version
 # this script does not read (a newer rbuild's, or one without a version):
 # nothing in it is to be trusted or overwritten.
-state_foreign() { [ "$st_exists" = 1 ] && [ "$st_version" != "$state_version" ]; }
+state_foreign() {
+	[ "$st_exists" = bad ] || { [ "$st_exists" = 1 ] && [ "$st_version" != "$state_version" ]; }
+}
 foreign_detail() {
-	echo "its state file has version $st_version; this rbuild reads version $state_version (upgrade rbuild on the controller)"
+	if [ "$st_exists" = bad ]; then
+		echo "its state file $state_dir/$n.state is not a regular file; it is left as it is"
+	else
+		echo "its state file has version $st_version; this rbuild reads version $state_version (upgrade rbuild on the controller)"
+	fi
 }
 
 # write_state NAME KEY=VALUE...: atomic replace of NAME.state.

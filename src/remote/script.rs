@@ -511,4 +511,23 @@ mod tests {
         assert!(!hold);
         assert!(child.wait().unwrap().success());
     }
+
+    #[test]
+    fn a_state_file_that_is_not_a_file_is_reported_not_taken_for_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("web.state")).unwrap();
+        let out = check_in(dir.path());
+        let recorded = out
+            .lines()
+            .find_map(|l| match parse(l) {
+                Some(Event::State { recorded, .. }) => Some(recorded),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            recorded.state,
+            Err(crate::remote::BadState::NotAFile),
+            "{out}"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use super::{Action, Row, human_age};
 use crate::decide::Reason;
 use crate::host::HostError;
 use crate::plan::Verdict;
-use crate::remote::{Cause, Outcome, RemoteError, STATE_VERSION, StackResult};
+use crate::remote::{BadState, Cause, Outcome, RemoteError, STATE_VERSION, StackResult};
 use crate::stack::StackError;
 
 /// The hint of every `locked` row.
@@ -92,13 +92,20 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
         Verdict::Locked { pid, due } => row(host, stack, Action::Failed, Reason::Locked)
             .error(format!("{} ({})", locked_message(pid), due.as_str()))
             .hint(Some(LOCKED_HINT)),
-        Verdict::Unreadable { version } => {
+                Verdict::Unreadable(BadState::NotAFile) => {
+            row(host, stack, Action::Failed, Reason::StateUnreadable)
+                .error("its state file on the host is not a regular file (a directory?), so it is left as it is")
+                .hint(Some(
+                    "look at `STATE_DIR/NAME.state` on the host: move it aside to have the stack built as new",
+                ))
+        }
+        Verdict::Unreadable(BadState::Version(version)) => {
             let has = if version == "-" {
                 "names no version".to_owned()
             } else {
                 format!("has version {version}")
             };
-            row(host, stack, Action::Failed, Reason::UnknownStateVersion)
+            row(host, stack, Action::Failed, Reason::StateUnreadable)
                 .error(format!(
                     "its state file on the host {has}; this rbuild reads version {STATE_VERSION}, so it is left as it is"
                 ))
