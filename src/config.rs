@@ -230,7 +230,8 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             remote_dir: Some(dir_str.to_owned()),
             build_period: None,
             up_timeout: None,
-            rollout: Default::default(),
+                        rollout: Default::default(),
+            adopt: false,
         });
     }
     let state_dir = match &cli.state_dir {

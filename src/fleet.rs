@@ -19,7 +19,7 @@ use crate::decide::Reason;
 use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
-use crate::remote::{Apply, ApplyStack, Check, CheckStack, Event};
+use crate::remote::{Announced, Apply, ApplyStack, Check, CheckStack, Event};
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
 use crate::ship::Shipments;
@@ -402,7 +402,7 @@ async fn apply<C: Connect>(
     let payload = if shipped.is_empty() {
         None
     } else {
-        match ctx.shipments.payload(&shipped) {
+                match ctx.shipments.payload(&shipped).await {
             Ok(p) => Some(p),
             Err(e) => {
                 return due
@@ -416,10 +416,14 @@ async fn apply<C: Connect>(
             }
         }
     };
-    let call = Apply {
+        let call = Apply {
         state_dir: h.state_dir.clone(),
         compose: h.compose,
         remove_images: st.remove_images,
+        payload: payload.as_ref().map(|p| Announced {
+            size: p.size,
+            sha256: p.sha256.clone(),
+        }),
         stacks: due
             .iter()
             .map(|d| {
@@ -428,7 +432,8 @@ async fn apply<C: Connect>(
                     name: s.name.clone(),
                     dir: s.remote_dir.clone(),
                     compose_file: s.compose_file_name(),
-                    shipped: d.ship,
+                                        shipped: d.ship,
+                    adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
                     hash: ctx.shipments.hash_of(s).expect("due: readable").to_owned(),
                 }
@@ -650,7 +655,8 @@ mod tests {
                             remote_dir: None,
                             build_period: None,
                             up_timeout: None,
-                            rollout: policy,
+                                                        rollout: policy,
+                            adopt: false,
                         }
                     })
                     .collect(),

@@ -194,9 +194,11 @@ struct RawSharedStack {
     up_timeout: Option<UpTimeout>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
-    #[serde(default)]
+        #[serde(default)]
     groups: Vec<Spanned<String>>,
     rollout: Option<RawRollout>,
+    #[serde(default)]
+    adopt: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +230,8 @@ struct RawStack {
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    #[serde(default)]
+    adopt: bool,
 }
 
 /// Which compose CLI the remote side uses.
@@ -291,8 +295,11 @@ pub struct Stack {
     pub remote_dir: Option<String>,
     pub build_period: Option<u64>,
     pub up_timeout: Option<u64>,
-    /// How a rebuild of this stack rolls out across hosts.
+        /// How a rebuild of this stack rolls out across hosts.
     pub rollout: Policy,
+    /// Ship into its directory even when that holds files rbuild did not
+    /// put there (they stay).
+    pub adopt: bool,
 }
 
 impl Stack {
@@ -338,12 +345,25 @@ fn valid_ssh_word(v: &str) -> bool {
     !v.is_empty() && !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// An absolute remote path without control characters or `..` components.
+/// An absolute remote path without control characters or `..` components,
+/// and not `/` however it is spelled (`//`, `/./`).
 fn valid_remote_path(v: &str) -> bool {
     v.starts_with('/')
         && !v.chars().any(|c| c.is_control())
         && !v.split('/').any(|c| c == "..")
-        && v.len() > 1
+        && !normal(v).is_empty()
+}
+
+/// A path's components, without empty ones and `.`.
+fn normal(v: &str) -> Vec<&str> {
+    v.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+}
+
+/// Whether one of two absolute paths is the other or holds it.
+fn overlap(a: &str, b: &str) -> bool {
+    let (a, b) = (normal(a), normal(b));
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
 }
 
 impl Inventory {
@@ -554,9 +574,10 @@ impl Inventory {
                 let def = StackDef {
                     compose_file: &s.compose_file,
                     remote_dir: s.remote_dir.as_ref(),
-                    build_period: s.build_period,
+                                        build_period: s.build_period,
                     up_timeout: s.up_timeout,
                     rollout: default_policy,
+                    adopt: s.adopt,
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -570,10 +591,11 @@ impl Inventory {
                         remote_dir: sh.remote_dir.as_ref(),
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
-                        rollout: sh
+                                                rollout: sh
                             .rollout
                             .as_ref()
                             .map_or(default_policy, |r| r.over(&default_policy)),
+                        adopt: sh.adopt,
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -599,7 +621,43 @@ impl Inventory {
                     return Err(err(
                         *l,
                         format!("host `{name}`: stack `{}` is listed twice", st.name),
-                        Some("stack names must be unique on a host"),
+                                                Some("stack names must be unique on a host"),
+                    ));
+                }
+            }
+            // one stack's directory inside another's (or the state
+            // directory's) would have its files swapped away by the other
+            let root_user = user.is_some_and(|u| u.value == "root");
+            let dir_of = |st: &Stack| {
+                st.remote_dir
+                    .clone()
+                    .or_else(|| root_user.then(|| format!("/srv/rbuild/{}", st.name)))
+            };
+            for (i, (a, la)) in stacks.iter().zip(&lines).enumerate() {
+                for (b, lb) in stacks[i + 1..].iter().zip(&lines[i + 1..]) {
+                    if let (Some(da), Some(db)) = (dir_of(a), dir_of(b))
+                        && overlap(&da, &db)
+                    {
+                        return Err(err(
+                            *la.max(lb),
+                            format!(
+                                "host `{name}`: the directories of stacks `{}` (`{da}`) and `{}` (`{db}`) overlap",
+                                a.name, b.name
+                            ),
+                            Some("every stack needs a directory of its own, neither inside the other"),
+                        ));
+                    }
+                }
+                if let (Some(da), Some(sd)) = (dir_of(a), state_dir)
+                    && overlap(&da, &sd.value)
+                {
+                    return Err(err(
+                        *la,
+                        format!(
+                            "host `{name}`: the directory of stack `{}` (`{da}`) and the state directory (`{}`) overlap",
+                            a.name, sd.value
+                        ),
+                        Some("keep the state directory apart from the stacks"),
                     ));
                 }
             }
@@ -640,9 +698,10 @@ struct HostCtx<'a> {
 struct StackDef<'a> {
     compose_file: &'a Spanned<String>,
     remote_dir: Option<&'a Spanned<String>>,
-    build_period: Option<Period>,
+        build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     rollout: Policy,
+    adopt: bool,
 }
 
 fn build_stack(
@@ -696,8 +755,9 @@ fn build_stack(
         compose_file,
         remote_dir,
         build_period: s.build_period.or(h.build_period).map(|s| s.0),
-        up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
+                up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
         rollout: s.rollout,
+        adopt: s.adopt,
     })
 }
 

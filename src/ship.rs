@@ -8,7 +8,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::host::Payload;
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
 use crate::inventory::{Host, Stack};
 use crate::stack::{self, Contents, StackError};
 
@@ -54,25 +58,134 @@ impl Shipments {
     }
 
     /// The payload carrying these stacks (readable ones), each under its
-    /// name.
-    pub fn payload(&self, stacks: &[&Stack]) -> Result<Payload, StackError> {
+    /// name: measured once per distinct set.
+    pub async fn payload(&self, stacks: &[&Stack]) -> Result<Payload, StackError> {
         let key: Vec<(String, PathBuf)> =
             stacks.iter().map(|s| (s.name.clone(), s.dir())).collect();
         if let Some(p) = self.payloads.lock().expect("not poisoned").get(&key) {
             return Ok(p.clone());
         }
-        let mut parts: Vec<(&str, &Contents)> = Vec::with_capacity(stacks.len());
+        let mut parts = Vec::with_capacity(stacks.len());
         for s in stacks {
-            let c = self.contents(s).map_err(|e| StackError::Unreadable {
-                message: e.to_string(),
-            })?;
-            parts.push((s.name.as_str(), c));
+            let c = match self.by_dir.get(&s.dir()).expect("every stack of the run was read") {
+                Ok(c) => c.clone(),
+                Err(e) => {
+                    return Err(StackError::Unreadable {
+                        message: e.to_string(),
+                    });
+                }
+            };
+            parts.push((s.name.clone(), c));
         }
-        let p = Arc::new(stack::payload(&parts)?);
+        let p = tokio::task::spawn_blocking(move || Payload::measure(parts))
+            .await
+            .map_err(|e| StackError::Unreadable {
+                message: format!("packing failed: {e}"),
+            })??;
         self.payloads
             .lock()
             .expect("not poisoned")
             .insert(key, p.clone());
         Ok(p)
+    }
+}
+
+/// The shipped stacks of an apply: one tar stream. It is measured once (its
+/// size and sha256 go ahead of it, so that the host verifies it before
+/// unpacking anything), then written to each host straight from the files:
+/// it is never held in memory, however large.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub size: u64,
+    /// Hex sha256 of the stream.
+    pub sha256: String,
+    parts: Arc<Vec<(String, Arc<Contents>)>>,
+}
+
+/// Bytes written to a stream are counted and hashed, then dropped.
+struct Measure(u64, Sha256);
+
+impl Write for Measure {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        self.1.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes written go to an async writer through a bounded channel, in
+/// chunks.
+struct Chunks {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl Chunks {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl Payload {
+    fn refs(parts: &[(String, Arc<Contents>)]) -> Vec<(&str, &Contents)> {
+        parts.iter().map(|(n, c)| (n.as_str(), c.as_ref())).collect()
+    }
+
+    /// Pack the stacks once, keeping only the stream's size and hash
+    /// (blocking: it reads every file).
+    pub fn measure(parts: Vec<(String, Arc<Contents>)>) -> Result<Payload, StackError> {
+        let m = stack::write_payload(&Payload::refs(&parts), Measure(0, Sha256::new()))?;
+        Ok(Payload {
+            size: m.0,
+            sha256: m.1.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            parts: Arc::new(parts),
+        })
+    }
+
+    /// Write the stream to `w`, packing it again from the files as it goes.
+    /// Should a file have changed since it was measured, this fails and the
+    /// host, finding another size or hash than announced, unpacks nothing.
+    pub async fn write_to(&self, w: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let parts = self.parts.clone();
+        let producer = tokio::task::spawn_blocking(move || {
+            let w = Chunks {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let mut w = stack::write_payload(&Payload::refs(&parts), w)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            w.flush()
+        });
+        while let Some(chunk) = rx.recv().await {
+            w.write_all(&chunk).await?;
+        }
+        producer.await.map_err(std::io::Error::other)?
     }
 }

@@ -30,6 +30,8 @@ pub enum StackError {
     /// Read before, and could not be then.
     #[error("{message}")]
     Unreadable { message: String },
+    #[error("`{}`: its files changed while rbuild ran; run it again", dir.display())]
+    Changed { dir: PathBuf },
 }
 
 /// One file or directory of a stack, relative to the stack's directory.
@@ -113,13 +115,21 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
     Ok(entries)
 }
 
-/// List and hash a stack directory.
-pub fn read(dir: &Path) -> Result<Contents, StackError> {
-    let entries = list(dir)?;
-    let mut h = Sha256::new();
-    h.update(b"rbuild-stack-v1\0");
-    let mut buf = vec![0u8; 64 * 1024];
-    for e in &entries {
+/// The canonical hash of a stack, fed entry by entry. [`read`] and
+/// [`write_payload`] feed it alike, so that packing proves the files shipped
+/// are the ones that were hashed.
+struct Canon(Sha256);
+
+impl Canon {
+    fn new() -> Canon {
+        let mut h = Sha256::new();
+        h.update(b"rbuild-stack-v1\0");
+        Canon(h)
+    }
+
+    /// An entry's path, mode and kind; a file's length and content follow.
+    fn entry(&mut self, e: &Entry, len: Option<u64>) {
+        let h = &mut self.0;
         h.update(e.path.as_bytes());
         h.update(b"\0");
         h.update(format!("{:o}\0", e.mode).as_bytes());
@@ -130,49 +140,78 @@ pub fn read(dir: &Path) -> Result<Contents, StackError> {
                 h.update(t.as_bytes());
                 h.update(b"\0");
             }
-            EntryKind::File => {
-                let p = dir.join(&e.path);
-                let mut f = std::fs::File::open(&p).map_err(|source| StackError::Io {
-                    path: p.clone(),
-                    source,
-                })?;
-                let len = f
-                    .metadata()
-                    .map_err(|source| StackError::Io {
-                        path: p.clone(),
-                        source,
-                    })?
-                    .len();
-                h.update(format!("f{len}\0").as_bytes());
-                loop {
-                    let n = f.read(&mut buf).map_err(|source| StackError::Io {
-                        path: p.clone(),
-                        source,
-                    })?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-            }
+            EntryKind::File => h.update(format!("f{}\0", len.unwrap_or(0)).as_bytes()),
         }
     }
-    let hash = h
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+
+    fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// A file being read into the canonical hash.
+struct Hashing<'a, R> {
+    inner: R,
+    canon: &'a mut Canon,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.canon.0.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Open a stack's file: the file and its length.
+fn open(path: &Path) -> Result<(std::fs::File, u64), StackError> {
+    let io = |source| StackError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    Ok((f, len))
+}
+
+/// List and hash a stack directory.
+pub fn read(dir: &Path) -> Result<Contents, StackError> {
+    let entries = list(dir)?;
+    let mut canon = Canon::new();
+    for e in &entries {
+        if e.kind == EntryKind::File {
+            let p = dir.join(&e.path);
+            let (f, len) = open(&p)?;
+            canon.entry(e, Some(len));
+            std::io::copy(
+                &mut Hashing {
+                    inner: f.take(len),
+                    canon: &mut canon,
+                },
+                &mut std::io::sink(),
+            )
+            .map_err(|source| StackError::Io { path: p, source })?;
+        } else {
+            canon.entry(e, None);
+        }
+    }
     Ok(Contents {
         dir: dir.to_owned(),
         entries,
-        hash,
+        hash: canon.hex(),
     })
 }
 
 impl Contents {
     /// Append this stack's entries to `tar` under the top-level directory
-    /// `name/`, with owner 0 and the files' own modes (env files stay 0600).
-    pub fn append_to<W: std::io::Write>(
+    /// `name/`, with owner 0 and the files' own modes (env files stay 0600),
+    /// and time 0 (the host gives files the time they land, and the same
+    /// files make the same bytes). Fails if a file is not what was hashed.
+    fn append_to<W: std::io::Write>(
         &self,
         tar: &mut tar::Builder<W>,
         name: &str,
@@ -181,55 +220,64 @@ impl Contents {
             let path = path.to_owned();
             move |source| StackError::Io { path, source }
         };
-        let mut header = tar::Header::new_ustar();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o700);
-        header.set_size(0);
-        header.set_mtime(0);
-        tar.append_data(&mut header, format!("{name}/"), std::io::empty())
+        let header = |kind, mode, size| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_size(size);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h
+        };
+        let mut top = header(tar::EntryType::Directory, 0o700, 0);
+        tar.append_data(&mut top, format!("{name}/"), std::io::empty())
             .map_err(io(&self.dir))?;
+        let mut canon = Canon::new();
         for e in &self.entries {
             let src = self.dir.join(&e.path);
             let dest = format!("{name}/{}", e.path);
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(e.mode);
-            header.set_uid(0);
-            header.set_gid(0);
-            let mtime = std::fs::symlink_metadata(&src)
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            header.set_mtime(mtime);
             match &e.kind {
                 EntryKind::Dir => {
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_size(0);
-                    tar.append_data(&mut header, dest, std::io::empty())
+                    canon.entry(e, None);
+                    let mut h = header(tar::EntryType::Directory, e.mode, 0);
+                    tar.append_data(&mut h, dest, std::io::empty())
                         .map_err(io(&src))?;
                 }
                 EntryKind::Symlink(target) => {
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    header.set_size(0);
-                    tar.append_link(&mut header, dest, target)
-                        .map_err(io(&src))?;
+                    canon.entry(e, None);
+                    let mut h = header(tar::EntryType::Symlink, e.mode, 0);
+                    tar.append_link(&mut h, dest, target).map_err(io(&src))?;
                 }
                 EntryKind::File => {
-                    let f = std::fs::File::open(&src).map_err(io(&src))?;
-                    let len = f.metadata().map_err(io(&src))?.len();
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_size(len);
-                    tar.append_data(&mut header, dest, f).map_err(io(&src))?;
+                    let (f, len) = open(&src)?;
+                    canon.entry(e, Some(len));
+                    let mut h = header(tar::EntryType::Regular, e.mode, len);
+                    let data = Hashing {
+                        inner: f.take(len),
+                        canon: &mut canon,
+                    };
+                    tar.append_data(&mut h, dest, data).map_err(io(&src))?;
                 }
             }
+        }
+        if canon.hex() != self.hash {
+            return Err(StackError::Changed {
+                dir: self.dir.clone(),
+            });
         }
         Ok(())
     }
 }
 
-/// One tar stream holding each `(name, contents)` under `name/`.
-pub fn payload(stacks: &[(&str, &Contents)]) -> Result<Vec<u8>, StackError> {
-    let mut tar = tar::Builder::new(Vec::new());
+/// Write one tar stream holding each `(name, contents)` under `name/` to
+/// `w`, and give `w` back. Fails if a stack's files changed since they
+/// were hashed, so that what a host records is what it was sent.
+pub fn write_payload<W: std::io::Write>(
+    stacks: &[(&str, &Contents)],
+    w: W,
+) -> Result<W, StackError> {
+        let mut tar = tar::Builder::new(w);
     for (name, c) in stacks {
         c.append_to(&mut tar, name)?;
     }
@@ -237,6 +285,11 @@ pub fn payload(stacks: &[(&str, &Contents)]) -> Result<Vec<u8>, StackError> {
         path: PathBuf::from("<payload>"),
         source,
     })
+}
+
+/// The payload in memory (for tests).
+pub fn payload(stacks: &[(&str, &Contents)]) -> Result<Vec<u8>, StackError> {
+    write_payload(stacks, Vec::new())
 }
 
 #[cfg(test)]
@@ -345,6 +398,20 @@ mod tests {
         fs::write(b.path().join("a"), "x").unwrap();
         fs::write(b.path().join("b"), "y").unwrap();
         assert_ne!(read(a.path()).unwrap().hash, read(b.path()).unwrap().hash);
+    }
+
+        #[test]
+    fn a_stack_that_changed_since_it_was_hashed_is_not_packed() {
+        let d = stack();
+        let c = read(d.path()).unwrap();
+        let before = payload(&[("web", &c)]).unwrap();
+        assert_eq!(payload(&[("web", &c)]).unwrap(), before, "the same files, the same bytes");
+        fs::write(d.path().join("app/Dockerfile"), "FROM scratch\nRUN evil\n").unwrap();
+        let e = payload(&[("web", &c)]).unwrap_err();
+        assert!(matches!(e, StackError::Changed { .. }), "{e}");
+        // the same length, other bytes: caught too
+        fs::write(d.path().join("app/Dockerfile"), "FROM scratcH\n").unwrap();
+        assert!(payload(&[("web", &c)]).is_err());
     }
 
     #[test]

@@ -13,7 +13,6 @@ pub mod local;
 pub mod ssh;
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -26,8 +25,7 @@ use crate::remote::{
     Rollback, StackResult, Token, Transcript,
 };
 
-/// The shipped stacks, one tar stream.
-pub type Payload = Arc<Vec<u8>>;
+pub use crate::ship::Payload;
 
 /// A failure to reach a host or to run the script there.
 #[derive(Debug, thiserror::Error)]
@@ -209,9 +207,9 @@ pub(crate) async fn drive(
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> (Vec<Event>, String, std::io::Result<()>) {
     let write = async move {
-        if let Some(mut w) = stdin {
+                if let Some(mut w) = stdin {
             if let Some(p) = payload {
-                w.write_all(&p).await?;
+                p.write_to(&mut w).await?;
             }
             w.shutdown().await?;
         }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
@@ -300,8 +300,8 @@ impl SshConn {
         let stderr = tokio::spawn(lines::tail(child.stderr.take().expect("piped")));
 
         let write = async {
-            if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
-                && let Err(e) = w.write_all(p).await
+                        if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
+                && let Err(e) = p.write_to(w).await
             {
                 // it shows as the script's own failure: not an error here
                 tracing::debug!("writing to ssh: {e}");

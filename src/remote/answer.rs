@@ -301,10 +301,11 @@ mod tests {
     }
 
     fn apply(names: &[&str]) -> Apply {
-        Apply {
+                Apply {
             state_dir: None,
             compose: ComposePref::Auto,
             remove_images: false,
+            payload: None,
             stacks: names
                 .iter()
                 .map(|n| ApplyStack {
@@ -312,6 +313,7 @@ mod tests {
                     dir: None,
                     compose_file: "compose.yml".into(),
                     shipped: true,
+                    adopt: false,
                     up_timeout: 60,
                     hash: "h".into(),
                 })

@@ -43,9 +43,20 @@ pub struct CheckStack {
 pub struct Apply {
     pub state_dir: Option<String>,
     pub compose: ComposePref,
-    /// Also remove the generation of images just replaced.
+        /// Also remove the generation of images just replaced.
     pub remove_images: bool,
+    /// The payload's size and sha256, sent ahead of it so that the host
+    /// verifies it before unpacking; `None`: nothing is shipped.
+    pub payload: Option<Announced>,
     pub stacks: Vec<ApplyStack>,
+}
+
+/// What the controller says of the payload before sending it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub size: u64,
+    /// Hex sha256.
+    pub sha256: String,
 }
 
 /// One stack of an apply.
@@ -56,8 +67,11 @@ pub struct ApplyStack {
     pub dir: Option<String>,
     /// File name of the compose file inside `dir`.
     pub compose_file: String,
-    /// Whether the payload carries this stack's files.
+        /// Whether the payload carries this stack's files.
     pub shipped: bool,
+    /// Ship into `dir` even when it holds files rbuild did not put there
+    /// (they stay; see `PROTOCOL.md`).
+    pub adopt: bool,
     pub up_timeout: u64,
     pub hash: String,
 }
@@ -109,9 +123,9 @@ impl Call {
         matches!(self, Call::Check(c) if c.hold)
     }
 
-    /// Whether the call reads a payload (the shipped stacks) on stdin.
+        /// Whether the call reads a payload (the shipped stacks) on stdin.
     pub fn has_payload(&self) -> bool {
-        matches!(self, Call::Apply(a) if a.stacks.iter().any(|s| s.shipped))
+        matches!(self, Call::Apply(a) if a.payload.is_some())
     }
 
     /// The script's arguments, `$0` first: `rbuild PROTO TOKEN COMMAND
@@ -138,17 +152,23 @@ impl Call {
                 }
             }
             Call::Apply(ap) => {
+                                let (size, sha256) = match &ap.payload {
+                    Some(p) => (p.size.to_string(), p.sha256.clone()),
+                    None => ("0".to_owned(), "-".to_owned()),
+                };
                 a.extend([
                     ap.compose.as_arg().to_owned(),
                     flag(ap.remove_images),
-                    flag(self.has_payload()),
+                    size,
+                    sha256,
                 ]);
                 for s in &ap.stacks {
                     a.extend([
                         s.name.clone(),
                         opt(&s.dir),
-                        s.compose_file.clone(),
+                                                s.compose_file.clone(),
                         flag(s.shipped),
+                        flag(s.adopt),
                         s.up_timeout.to_string(),
                         s.hash.clone(),
                     ]);
@@ -198,12 +218,17 @@ mod tests {
         let a = Call::Apply(Apply {
             state_dir: None,
             compose: ComposePref::Auto,
-            remove_images: true,
+                        remove_images: true,
+            payload: Some(Announced {
+                size: 10240,
+                sha256: "ab12".into(),
+            }),
             stacks: vec![ApplyStack {
                 name: "web".into(),
                 dir: Some("/srv/x y".into()),
-                compose_file: "compose.yml".into(),
+                                compose_file: "compose.yml".into(),
                 shipped: true,
+                adopt: false,
                 up_timeout: 60,
                 hash: "h".into(),
             }],
@@ -217,13 +242,15 @@ mod tests {
                 "t0k",
                 "apply",
                 "",
-                "auto",
+                                "auto",
                 "1",
-                "1",
+                "10240",
+                "ab12",
                 "web",
                 "/srv/x y",
-                "compose.yml",
+                                "compose.yml",
                 "1",
+                "0",
                 "60",
                 "h"
             ]

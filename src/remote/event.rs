@@ -64,8 +64,16 @@ pub enum Cause {
     EngineDenied,
     /// No `docker` CLI in the session's PATH.
     NoDocker,
-    /// Neither Compose flavour works.
+        /// Neither Compose flavour works.
     NoCompose,
+    /// The stack's directory holds files rbuild did not put there.
+    NotOurs,
+    /// The host's disk is full.
+    NoSpace,
+    /// The payload did not arrive as it was sent (cut, or changed).
+    Payload,
+    /// The host has no tool to check the payload's sha256.
+    NoSha256,
 }
 
 impl Cause {
@@ -74,7 +82,11 @@ impl Cause {
             "engine" => Cause::Engine,
             "engine_denied" => Cause::EngineDenied,
             "no_docker" => Cause::NoDocker,
-            "no_compose" => Cause::NoCompose,
+                        "no_compose" => Cause::NoCompose,
+            "not_ours" => Cause::NotOurs,
+            "no_space" => Cause::NoSpace,
+            "payload" => Cause::Payload,
+            "no_sha256" => Cause::NoSha256,
             _ => return None,
         })
     }

@@ -17,7 +17,7 @@ pub use answer::{
     ApplyAnswer, CheckAnswer, RemoteError, StackResult, Transcript, apply_answer, check_answer,
     history_answer, rollback_answer,
 };
-pub use call::{Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
+pub use call::{Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
 pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
 };

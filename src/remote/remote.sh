@@ -194,14 +194,17 @@ save_clock() {
 	[ -r /proc/uptime ] && [ -r /proc/sys/kernel/random/boot_id ] || return 0
 	read -r up _ </proc/uptime
 	read -r boot </proc/sys/kernel/random/boot_id
-	echo "$boot $1 ${up%%.*}" >"$state_dir/.clock.$$" &&
-		mv -f "$state_dir/.clock.$$" "$state_dir/.clock"
+		echo "$boot $1 ${up%%.*}" >"$state_dir/.clock.$$" &&
+		mv -f "$state_dir/.clock.$$" "$state_dir/.clock" || rm -f "$state_dir/.clock.$$"
 }
 
 held_locks=
+payload=
 release_locks() {
 	for n in $held_locks; do rm -rf "$state_dir/$n.lock"; done
 	held_locks=
+	# and the payload, on every way out
+	[ -z "$payload" ] || rm -f "$payload"
 }
 trap 'release_locks' EXIT
 trap 'release_locks; exit 130' INT
@@ -260,9 +263,12 @@ write_state() {
 	shift
 	tmp=$state_dir/.$n.state.tmp.$$
 	{
-		echo "version=$state_version"
+				echo "version=$state_version"
 		for kv in "$@"; do echo "$kv"; done
-	} >"$tmp" || return 1
+	} >"$tmp" || {
+		rm -f "$tmp"
+		return 1
+	}
 	sync "$tmp" 2>/dev/null || sync
 	mv -f "$tmp" "$state_dir/$n.state"
 }
@@ -274,9 +280,9 @@ add_history() {
 	tmp=$state_dir/.$1.history.tmp.$$
 	{
 		[ -f "$h" ] && tail -n 19 "$h"
-		echo "$(now) ${hash:--} $2 ${3:--} $4" | tr -d '\n' | tr '\t' ' '
+				echo "$(now) ${hash:--} $2 ${3:--} $4" | tr -d '\n' | tr '\t' ' '
 		echo
-	} >"$tmp" && mv -f "$tmp" "$h"
+	} >"$tmp" && mv -f "$tmp" "$h" || rm -f "$tmp"
 }
 
 emit_log_tail() {
@@ -469,15 +475,163 @@ restore_images() {
 	fi
 }
 
+# Shipping replaces only what rbuild ships. A stack's directory DIR may hold
+# what its containers wrote (a bind-mounted data directory, uploads) and
+# what `.rbuildignore` keeps from shipping: all that stays. The manifest
+# (STATE_DIR/NAME.files: `dir=DIR`, then `d PATH` or `f PATH` a line) lists
+# what rbuild shipped there last time. A ship unpacks the payload beside DIR
+# (STAGE), carries every entry of DIR that rbuild did not ship and does not
+# ship now into STAGE (a rename: the same inode, so running containers keep
+# their mounts), then swaps STAGE in and keeps the old copy (OLD) until the
+# rebuild succeeds. The carried entries are listed first in a journal
+# (STATE_DIR/NAME.carry), so that an apply cut off at any point is undone by
+# the next one (recover_ship). A file the payload now ships at a path where
+# DIR holds one that rbuild did not ship replaces it; a file rbuild shipped
+# before and ships no more is removed.
+
+# paths_of DIR: `d PATH` or `f PATH` for every entry below DIR, parents
+# first.
+paths_of() {
+	(cd "$1" && find . ! -name . -type d | sed 's|^\./|d |' && find . ! -name . ! -type d | sed 's|^\./|f |')
+}
+
+# owns_dir: the manifest says rbuild shipped to $dir. (A stack built by an
+# rbuild from before manifests has none: its recorded build says the
+# directory is rbuild's, and nothing of it is removed by this first ship.)
+owns_dir() {
+	if [ -f "$manifest" ]; then
+		read -r first <"$manifest" && [ "$first" = "dir=$dir" ]
+	else
+		[ "$st_hash" != - ]
+	fi
+}
+
+# carry_list: the entries of $dir that rbuild neither shipped (old manifest)
+# nor ships now ($stage/$n), top-most only.
+carry_list() {
+		old_list=/dev/null
+	[ -f "$manifest" ] && owns_dir && old_list=$manifest
+	paths_of "$dir" | awk -v old="$old_list" -v new="$manifest.new" '
+		BEGIN {
+			while ((getline l < old) > 0) if (l !~ /^dir=/) shipped[substr(l, 3)] = 1
+			while ((getline l < new) > 0) if (l !~ /^dir=/) now[substr(l, 3)] = 1
+		}
+		{
+			p = substr($0, 3); q = p
+			while ((i = match(q, /\/[^\/]*$/)) > 0) { q = substr(q, 1, i - 1); if (q in carried) next }
+			if ((p in shipped) || (p in now)) next
+			carried[p] = 1; print p
+		}'
+}
+
+# move_entries LIST FROM TO: move each path of LIST from FROM to TO, where
+# it is in FROM and not yet in TO.
+move_entries() {
+	while IFS= read -r p; do
+		{ [ -e "$2/$p" ] || [ -L "$2/$p" ]; } || continue
+		{ [ -e "$3/$p" ] || [ -L "$3/$p" ]; } && continue
+		case $p in */*) mkdir -p "$3/${p%/*}" ;; esac
+		mv "$2/$p" "$3/$p"
+	done <"$1"
+}
+
+# ship: unpack the stack's files and swap them in; sets result, detail and
+# cause and fails if nothing could be done.
+ship() {
+	if [ -d "$dir" ] && ! owns_dir && [ "$adopt" != 1 ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+		result=failed cause=not_ours
+		detail="$dir already holds files that rbuild did not put there; nothing was changed"
+		return 1
+	fi
+	# -m: files get the time they land here, not the controller's. The
+	# builder caches a build context by path, size and time: a file shipped
+	# twice in one second at one size would otherwise be taken for the old
+	# one.
+	if ! err=$({ mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
+		tar -xmof "$payload" -C "$stage" "$n"; } 2>&1); then
+		rm -rf "$stage"
+		result=failed detail="could not unpack the stack beside $dir: $err"
+		no_space "$err"
+		return 1
+	fi
+	chmod 700 "$stage/$n"
+	{ echo "dir=$dir" && paths_of "$stage/$n"; } >"$manifest.new" &&
+		if [ -d "$dir" ]; then carry_list >"$journal.tmp"; else : >"$journal.tmp"; fi &&
+		mv -f "$journal.tmp" "$journal" || {
+		rm -rf "$stage" "$manifest.new" "$journal.tmp"
+		result=failed detail="could not list the files of $dir in $state_dir"
+		no_space "$(df -P "$state_dir" 2>/dev/null)"
+		return 1
+	}
+	rm -rf "$old"
+	move_entries "$journal" "$dir" "$stage/$n"
+	if [ -e "$dir" ] && ! mv "$dir" "$old"; then
+		recover_ship
+		result=failed detail="could not move $dir aside"
+		return 1
+	fi
+	mv "$stage/$n" "$dir" && rmdir "$stage"
+}
+
+# undo_ship: put the previous copy back after a failed build or pull, or
+# for a rollback, so the files on the host match the containers that run.
+undo_ship() {
+	[ "$shipped" = 1 ] && [ -f "$journal" ] || return 0
+	move_entries "$journal" "$dir" "$old"
+	if [ -d "$old" ]; then rm -rf "$dir" && mv "$old" "$dir"; else rm -rf "$dir"; fi
+	rm -f "$journal" "$manifest.new"
+}
+
+# commit_ship: the shipped files stay: the old copy goes, the manifest
+# lists what was shipped.
+commit_ship() {
+	[ "$shipped" = 1 ] && [ -f "$journal" ] || return 0
+	rm -rf "$old"
+	mv -f "$manifest.new" "$manifest"
+	rm -f "$journal"
+}
+
+# recover_ship: an apply cut off after it began to swap files (its journal
+# is there) is undone: every carried entry goes back, and the old copy into
+# place.
+recover_ship() {
+	if [ ! -f "$journal" ]; then
+		rm -rf "$stage"
+		return 0
+	fi
+	if [ -d "$stage/$n" ] && [ -d "$dir" ]; then
+		move_entries "$journal" "$stage/$n" "$dir"
+	elif [ -d "$stage/$n" ] && [ -d "$old" ]; then
+		move_entries "$journal" "$stage/$n" "$old" && mv "$old" "$dir"
+	elif [ -d "$old" ] && [ -d "$dir" ]; then
+		move_entries "$journal" "$dir" "$old" && rm -rf "$dir" && mv "$old" "$dir"
+	fi
+	rm -rf "$stage" "$manifest.new"
+	rm -f "$journal"
+	echo "$m note $n the files of an apply that was cut off are as they were before it"
+}
+
+# no_space TEXT: where TEXT says the disk is full, say so (cause no_space).
+no_space() {
+	case $1 in *"No space left"* | *"no space left"* | *" 100% "*)
+		cause=no_space
+		detail="no space left on the device: $detail"
+		;;
+	esac
+}
+
 # apply_stack: rebuild one stack; sets result and detail.
 apply_stack() {
 	parent=${dir%/*}
 	[ -n "$parent" ] || parent=/
 	base=${dir##*/}
 	old=$parent/.$base.rbuild-old
-	stage=$parent/.$base.rbuild-stage
+		stage=$parent/.$base.rbuild-stage
+	manifest=$state_dir/$n.files
+	journal=$state_dir/$n.carry
 	log=$state_dir/$n.log
 	: >"$log"
+
 
 	read_state "$n"
 	if state_foreign; then
@@ -504,38 +658,15 @@ apply_stack() {
 			"prev_images=$st_prev_images" && st_images=$before
 	fi
 
-	# A run killed between the two renames below left the old copy aside.
-	if [ ! -e "$dir" ] && [ -d "$old" ]; then mv "$old" "$dir"; fi
-
+		# An apply cut off mid-ship (killed, host down) is undone first.
+	recover_ship
 	if [ "$shipped" = 1 ]; then
 		echo "$m step $n ship"
-		# -m: files get the time they land here, not the controller's. The
-		# builder caches a build context by path, size and time: a file
-		# shipped twice in one second at one size would otherwise be
-		# taken for the old one.
-		if ! { mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
-			tar -xmof "$payload" -C "$stage" "$n"; }; then
-			result=failed detail="could not unpack the stack into $stage"
-			return
-		fi
-		chmod 700 "$stage/$n"
-		rm -rf "$old"
-		if [ -e "$dir" ]; then mv "$dir" "$old" || {
-			result=failed detail="could not move $dir aside"
-			return
-		}; fi
-		mv "$stage/$n" "$dir" && rmdir "$stage"
+		ship || return
 	fi
 
 	file=$dir/$compose_file
 
-	# undo_ship: put the previous copy back after a failed build or pull, so
-	# the files on the host match the containers that still run.
-	undo_ship() {
-		if [ "$shipped" = 1 ] && [ -d "$old" ]; then
-			rm -rf "$dir" && mv "$old" "$dir"
-		fi
-	}
 
 	# rollback WHY: the new generation failed its gate. Put the recorded images
 	# back under the names compose uses, restore the previous files, bring the
@@ -549,11 +680,12 @@ apply_stack() {
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
-			run_logged "$log" dc -p "$n" -f "$file" stop
+						run_logged "$log" dc -p "$n" -f "$file" stop
+			commit_ship
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
 		fi
-		echo "$m step $n rollback"
+				echo "$m step $n rollback"
 		undo_ship
 		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 			result=failed detail="$why; rollback failed too: $rb"
@@ -618,7 +750,7 @@ apply_stack() {
 		remove_images "$prev" "$after"
 		prev=-
 	fi
-	[ "$shipped" = 1 ] && rm -rf "$old"
+		commit_ship
 
 	if ! write_state "$n" "hash=$hash" "built_at=$(now)" "last_result=ok" \
 		"compose=$flavour" "images=$after" "prev_images=$prev"; then
@@ -678,30 +810,77 @@ default_dir() {
 	if [ "$root" = 1 ]; then echo "/srv/rbuild/$1"; else echo "$HOME/.local/share/rbuild/stacks/$1"; fi
 }
 
+# sha256_of FILE: its hex sha256, with whichever tool the host has.
+sha256_of() {
+	if command -v sha256sum >/dev/null 2>&1; then
+		set -- $(sha256sum "$1")
+	elif command -v shasum >/dev/null 2>&1; then
+		set -- $(shasum -a 256 "$1")
+	elif command -v openssl >/dev/null 2>&1; then
+		set -- $(openssl dgst -sha256 -r "$1")
+	else
+		return 1
+	fi
+	echo "$1"
+}
+
+# receive SIZE SHA256: store the payload from stdin and check that it is
+# what the controller announced, before anything is unpacked.
+receive() {
+	payload=$state_dir/.payload.$$.tar
+	if ! err=$({ cat >"$payload"; } 2>&1); then
+		case $err in *"No space left"* | *"no space left"*) c=no_space ;; *) c= ;; esac
+		echo "$m fatal ${c:+cause=$c }could not store the shipped stacks in $state_dir: $err"
+		exit 3
+	fi
+	got=$(wc -c <"$payload")
+	if [ "$((got + 0))" != "$1" ]; then
+		echo "$m fatal cause=payload the shipped stacks arrived cut: $((got + 0)) of $1 bytes; nothing was changed"
+		exit 3
+	fi
+	if ! sum=$(sha256_of "$payload"); then
+		echo "$m fatal cause=no_sha256 none of \`sha256sum\`, \`shasum\`, \`openssl\` is on this host: the shipped stacks cannot be checked"
+		exit 3
+	fi
+	if [ "$sum" != "$2" ]; then
+		echo "$m fatal cause=payload the shipped stacks arrived changed (sha256 $sum, sent $2); nothing was changed"
+		exit 3
+	fi
+}
+
+# clean_leftovers: temp files of earlier applies whose shell is gone (a
+# killed run, a full disk).
+clean_leftovers() {
+		for f in "$state_dir"/.payload.*.tar "$state_dir"/.*.tmp.* "$state_dir"/.clock.*; do
+		[ -e "$f" ] || continue
+		case $f in */.payload.*.tar) pid=${f%.tar} pid=${pid##*.} ;; *) pid=${f##*.} ;; esac
+		case $pid in '' | *[!0-9]*) continue ;; esac
+		[ "$pid" = $$ ] || [ -d "/proc/$pid" ] || rm -f "$f"
+	done
+}
+
 do_apply() {
 	compose_pref=$1
 	remove=$2
-	has_payload=$3
-	shift 3
-	if ! { mkdir -p "$state_dir" && chmod 700 "$state_dir"; }; then
+	payload_size=$3
+	payload_sha=$4
+	shift 4
+	# a directory of the user's keeps its mode; one made here is 0700
+	# (umask)
+	if [ ! -d "$state_dir" ] && ! mkdir -p "$state_dir"; then
 		echo "$m fatal could not create the state directory $state_dir"
 		exit 3
 	fi
 	now=$(now)
 	echo "$m hello proto=$rbuild_proto now=$now"
+	clean_leftovers
 	save_clock "$now"
 	payload=
-	if [ "$has_payload" = 1 ]; then
-		payload=$state_dir/.payload.$$.tar
-		cat >"$payload" || {
-			echo "$m fatal could not store the shipped stacks in $state_dir"
-			exit 3
-		}
-	fi
+	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 6 ]; do
-		n=$1 dir=$2 compose_file=$3 shipped=$4 up_timeout=$5 hash=$6
-		shift 6
+	while [ $# -ge 7 ]; do
+		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 hash=$7
+		shift 7
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
 			echo "$m done $n locked $holder"

@@ -56,9 +56,17 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
         Cause::NoDocker => {
             "install Docker on the host, or put `docker` in the PATH that non-interactive ssh sessions get"
         }
-        Cause::NoCompose => {
+                Cause::NoCompose => {
             "install the Compose v2 plugin (`docker compose`) or Compose v1 (`docker-compose`) on the host"
         }
+        Cause::NotOurs => {
+            "point the stack at a directory of its own (`remote_dir`), or set `adopt: true` on it to ship there: what is there stays, but a file rbuild ships replaces the one at its path"
+        }
+        Cause::NoSpace => "free space on the host (its state directory, its stack directories)",
+        Cause::Payload => {
+            "the connection was cut while the files were sent, or a file changed meanwhile: run rbuild again"
+        }
+        Cause::NoSha256 => "install coreutils (`sha256sum`) or openssl on the host",
     })
 }
 
