@@ -49,6 +49,13 @@ pub struct Cli {
     #[arg(long, env = "UP_TIMEOUT_PERIOD", value_name = "SECS", global = true, value_parser = up_timeout)]
     pub up_timeout_period: Option<u64>,
 
+    /// Time the build may take, and the pull: seconds or a duration such
+    /// as `45m`; a build that takes longer is stopped and fails, and the
+    /// running containers stay [default: 30m, or the inventory's
+    /// `build_timeout`].
+    #[arg(long, env = "RBUILD_BUILD_TIMEOUT", value_name = "SECS", value_parser = up_timeout)]
+    pub build_timeout: Option<u64>,
+
     /// Rebuild every selected stack, due or not.
     #[arg(long)]
     pub force_rebuild: bool,

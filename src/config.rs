@@ -12,6 +12,8 @@ use crate::rollout::Policy;
 pub const DEFAULT_BUILD_PERIOD: u64 = 86400;
 /// Default seconds for `up` and the health gate (`UP_TIMEOUT_PERIOD`).
 pub const DEFAULT_UP_TIMEOUT: u64 = 60;
+/// Default seconds the build may take, and the pull.
+pub const DEFAULT_BUILD_TIMEOUT: u64 = 30 * 60;
 
 /// A usage error: bad flags or an invalid inventory. Nothing was touched.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub struct Settings {
     pub build_period: Option<u64>,
     /// CLI or env override of every stack's up timeout.
     pub up_timeout: Option<u64>,
+    /// CLI or env override of every stack's build timeout.
+    pub build_timeout: Option<u64>,
     pub concurrency: usize,
     pub json: bool,
     pub quiet: bool,
@@ -78,6 +82,13 @@ impl Settings {
         self.up_timeout
             .or(s.up_timeout)
             .unwrap_or(DEFAULT_UP_TIMEOUT)
+    }
+
+    /// The effective build timeout of a stack.
+    pub fn build_timeout(&self, s: &Stack) -> u64 {
+        self.build_timeout
+            .or(s.build_timeout)
+            .unwrap_or(DEFAULT_BUILD_TIMEOUT)
     }
 
     /// `command`: a `history` or `rollback` subcommand follows.
@@ -136,6 +147,7 @@ impl Settings {
             remove_images: cli.remove_images,
             build_period: cli.build_period,
             up_timeout: cli.up_timeout_period,
+            build_timeout: cli.build_timeout,
             concurrency: cli.concurrency as usize,
             json: cli.json,
             quiet: cli.quiet,
@@ -230,7 +242,8 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             remote_dir: Some(dir_str.to_owned()),
             build_period: None,
             up_timeout: None,
-                        rollout: Default::default(),
+            build_timeout: None,
+            rollout: Default::default(),
             adopt: false,
         });
     }

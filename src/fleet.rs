@@ -19,7 +19,9 @@ use crate::decide::Reason;
 use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
-use crate::remote::{Announced, Apply, ApplyStack, Check, CheckStack, Event};
+use crate::remote::{
+    Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, RemoteError, Results,
+};
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
 use crate::ship::Shipments;
@@ -134,6 +136,14 @@ pub async fn run<C: Connect>(
         rows.extend(t.await.expect("a host task reports its own panics"));
     }
     rows
+}
+
+/// How long the controller waits for an apply: every bound the host keeps
+/// for each stack (build and pull, up, the gate and a rollback, its looks
+/// at the engine), the payload at a slow 256 KiB/s, and two minutes more.
+fn apply_bound(stacks: impl Iterator<Item = (u64, u64)>, payload: u64) -> Duration {
+    let per_stack: u64 = stacks.map(|(build, up)| 2 * build + 3 * up + 4 * 120).sum();
+    Duration::from_secs(per_stack + payload / (256 * 1024) + 120)
 }
 
 /// A stack that is due: its index on the host, why, and whether its files
@@ -402,7 +412,7 @@ async fn apply<C: Connect>(
     let payload = if shipped.is_empty() {
         None
     } else {
-                match ctx.shipments.payload(&shipped).await {
+        match ctx.shipments.payload(&shipped).await {
             Ok(p) => Some(p),
             Err(e) => {
                 return due
@@ -416,7 +426,7 @@ async fn apply<C: Connect>(
             }
         }
     };
-        let call = Apply {
+    let call = Apply {
         state_dir: h.state_dir.clone(),
         compose: h.compose,
         remove_images: st.remove_images,
@@ -432,42 +442,61 @@ async fn apply<C: Connect>(
                     name: s.name.clone(),
                     dir: s.remote_dir.clone(),
                     compose_file: s.compose_file_name(),
-                                        shipped: d.ship,
+                    shipped: d.ship,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
+                    build_timeout: st.build_timeout(s),
                     hash: ctx.shipments.hash_of(s).expect("due: readable").to_owned(),
                 }
             })
             .collect(),
     };
 
-    // Per-stack timing, as the events stream in; steps and notes shown live.
+    // The host bounds every step of its own; the controller waits for all
+    // of them and then some, and gives up after that.
+    let bound = apply_bound(
+        due.iter()
+            .map(|d| (st.build_timeout(stack(d)), st.up_timeout(stack(d)))),
+        call.payload.as_ref().map_or(0, |p| p.size),
+    );
+    // Per-stack timing, as the events stream in; steps and notes shown
+    // live; the results as they come (for a host given up on).
     let mut mark = Instant::now();
     let mut durations: HashMap<String, Duration> = HashMap::new();
+    let mut seen = Results::default();
     let tx = ctx.tx.clone();
     let host = h.name.clone();
-    let mut on_event = |e: &Event| match e {
-        Event::Step { stack, step } => {
-            let _ = tx.send(Progress::Step {
-                host: host.clone(),
-                stack: stack.clone(),
-                step: step.clone(),
-            });
+    let mut on_event = |e: &Event| {
+        seen.push(e);
+        match e {
+            Event::Step { stack, step } => {
+                let _ = tx.send(Progress::Step {
+                    host: host.clone(),
+                    stack: stack.clone(),
+                    step: step.clone(),
+                });
+            }
+            Event::Note { stack, text } => {
+                let _ = tx.send(Progress::Note {
+                    host: host.clone(),
+                    stack: stack.clone(),
+                    text: text.clone(),
+                });
+            }
+            Event::Done { stack, .. } => {
+                durations.insert(stack.clone(), mark.elapsed());
+                mark = Instant::now();
+            }
+            _ => {}
         }
-        Event::Note { stack, text } => {
-            let _ = tx.send(Progress::Note {
-                host: host.clone(),
-                stack: stack.clone(),
-                text: text.clone(),
-            });
-        }
-        Event::Done { stack, .. } => {
-            durations.insert(stack.clone(), mark.elapsed());
-            mark = Instant::now();
-        }
-        _ => {}
     };
-    let answer = conn.apply(call, payload, &mut on_event).await;
+    let answer = match tokio::time::timeout(bound, conn.apply(call, payload, &mut on_event)).await {
+        Ok(a) => a,
+        Err(_) => Ok(ApplyAnswer {
+            results: seen.done,
+            cut: Some(RemoteError::TimedOut(bound.as_secs())),
+        }),
+    };
     due.iter()
         .map(|d| {
             let s = &stack(d).name;
@@ -515,6 +544,8 @@ mod tests {
         ends: HashMap<String, Ended>,
         /// The connection is lost after this many stacks of an apply.
         cut_after: Option<usize>,
+        /// ... or, with this, the host goes silent then, forever.
+        hang: bool,
     }
 
     #[derive(Default)]
@@ -596,6 +627,10 @@ mod tests {
                     for (k, s) in a.stacks.iter().enumerate() {
                         if b.cut_after == Some(k) {
                             code = None;
+                            if b.hang {
+                                events.iter().for_each(&mut *on_event);
+                                std::future::pending::<()>().await;
+                            }
                             break;
                         }
                         events.push(Event::Step {
@@ -655,7 +690,8 @@ mod tests {
                             remote_dir: None,
                             build_period: None,
                             up_timeout: None,
-                                                        rollout: policy,
+                            build_timeout: None,
+                            rollout: policy,
                             adopt: false,
                         }
                     })
@@ -673,6 +709,7 @@ mod tests {
             remove_images: false,
             build_period: None,
             up_timeout: None,
+            build_timeout: None,
             concurrency: 4,
             json: false,
             quiet: true,
@@ -900,6 +937,43 @@ mod tests {
                 "no result: the connection was lost while the remote script ran; a rebuild may still be running on the host (it holds the stack's lock)"
             )
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_that_goes_silent_is_given_up_on_and_what_it_said_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = hosts(
+            dir.path(),
+            &[("h1", &["web", "db"]), ("h2", &["web"])],
+            Policy::default(),
+        );
+        let mut w = World::default();
+        w.hosts.insert(
+            "h1".into(),
+            Behaviour {
+                cut_after: Some(1),
+                hang: true,
+                ..Behaviour::default()
+            },
+        );
+        let w = Arc::new(w);
+        let (rows, events) = execute(settings(hs), &w, false).await;
+        assert_eq!(row(&rows, "h1", "web").action, Action::Rebuilt, "{rows:?}");
+        assert_eq!(row(&rows, "h2", "web").action, Action::Rebuilt, "{rows:?}");
+        let db = row(&rows, "h1", "db");
+        assert_eq!((db.action, db.reason), (Action::Failed, Reason::FirstBuild));
+        // 2 stacks of 30 min builds and 60 s ups, and the slack
+        let secs = 2 * (2 * 1800 + 3 * 60 + 4 * 120) + 120;
+        assert_eq!(
+            db.error.as_deref(),
+            Some(
+                format!(
+                    "no result: the host gave no result within {secs}s; a rebuild may still be running on the host (it holds the stack's lock)"
+                )
+                .as_str()
+            )
+        );
+        shown_once(&rows, &events);
     }
 
     #[tokio::test]

@@ -47,6 +47,8 @@ pub type Period = Seconds<0, MAX_PERIOD>;
 pub type UpTimeout = Seconds<1, MAX_UP_TIMEOUT>;
 /// `connect_timeout`: 1 s to an hour.
 pub type ConnectTimeout = Seconds<1, MAX_CONNECT_TIMEOUT>;
+/// `build_timeout`: 1 s to a day.
+pub type BuildTimeout = Seconds<1, MAX_UP_TIMEOUT>;
 
 /// Seconds from a number or a human duration, within `min..=max`: the one
 /// parser of durations, for the inventory and the command line alike.
@@ -149,6 +151,7 @@ pub struct Defaults {
     pub compose: Option<Spanned<String>>,
     pub build_period: Option<Period>,
     pub up_timeout: Option<UpTimeout>,
+    pub build_timeout: Option<BuildTimeout>,
     pub connect_timeout: Option<ConnectTimeout>,
     pub rollout: Option<RawRollout>,
 }
@@ -192,9 +195,10 @@ struct RawSharedStack {
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    build_timeout: Option<BuildTimeout>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
-        #[serde(default)]
+    #[serde(default)]
     groups: Vec<Spanned<String>>,
     rollout: Option<RawRollout>,
     #[serde(default)]
@@ -215,6 +219,7 @@ struct RawHost {
     compose: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    build_timeout: Option<BuildTimeout>,
     connect_timeout: Option<ConnectTimeout>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
@@ -230,6 +235,7 @@ struct RawStack {
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    build_timeout: Option<BuildTimeout>,
     #[serde(default)]
     adopt: bool,
 }
@@ -295,7 +301,8 @@ pub struct Stack {
     pub remote_dir: Option<String>,
     pub build_period: Option<u64>,
     pub up_timeout: Option<u64>,
-        /// How a rebuild of this stack rolls out across hosts.
+    pub build_timeout: Option<u64>,
+    /// How a rebuild of this stack rolls out across hosts.
     pub rollout: Policy,
     /// Ship into its directory even when that holds files rbuild did not
     /// put there (they stay).
@@ -356,7 +363,9 @@ fn valid_remote_path(v: &str) -> bool {
 
 /// A path's components, without empty ones and `.`.
 fn normal(v: &str) -> Vec<&str> {
-    v.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+    v.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 /// Whether one of two absolute paths is the other or holds it.
@@ -554,6 +563,7 @@ impl Inventory {
                 remote_root: remote_root.map(|r| r.value.as_str()),
                 build_period: h.build_period.or(d.build_period),
                 up_timeout: h.up_timeout.or(d.up_timeout),
+                build_timeout: h.build_timeout.or(d.build_timeout),
             };
             let mut groups = Vec::new();
             for g in &h.groups {
@@ -574,8 +584,9 @@ impl Inventory {
                 let def = StackDef {
                     compose_file: &s.compose_file,
                     remote_dir: s.remote_dir.as_ref(),
-                                        build_period: s.build_period,
+                    build_period: s.build_period,
                     up_timeout: s.up_timeout,
+                    build_timeout: s.build_timeout,
                     rollout: default_policy,
                     adopt: s.adopt,
                 };
@@ -591,7 +602,8 @@ impl Inventory {
                         remote_dir: sh.remote_dir.as_ref(),
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
-                                                rollout: sh
+                        build_timeout: sh.build_timeout,
+                        rollout: sh
                             .rollout
                             .as_ref()
                             .map_or(default_policy, |r| r.over(&default_policy)),
@@ -621,7 +633,7 @@ impl Inventory {
                     return Err(err(
                         *l,
                         format!("host `{name}`: stack `{}` is listed twice", st.name),
-                                                Some("stack names must be unique on a host"),
+                        Some("stack names must be unique on a host"),
                     ));
                 }
             }
@@ -644,7 +656,9 @@ impl Inventory {
                                 "host `{name}`: the directories of stacks `{}` (`{da}`) and `{}` (`{db}`) overlap",
                                 a.name, b.name
                             ),
-                            Some("every stack needs a directory of its own, neither inside the other"),
+                            Some(
+                                "every stack needs a directory of its own, neither inside the other",
+                            ),
                         ));
                     }
                 }
@@ -692,14 +706,16 @@ struct HostCtx<'a> {
     remote_root: Option<&'a str>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    build_timeout: Option<BuildTimeout>,
 }
 
 /// A stack's keys, from a host's list or a shared definition.
 struct StackDef<'a> {
     compose_file: &'a Spanned<String>,
     remote_dir: Option<&'a Spanned<String>>,
-        build_period: Option<Period>,
+    build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
+    build_timeout: Option<BuildTimeout>,
     rollout: Policy,
     adopt: bool,
 }
@@ -755,7 +771,8 @@ fn build_stack(
         compose_file,
         remote_dir,
         build_period: s.build_period.or(h.build_period).map(|s| s.0),
-                up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
+        up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
+        build_timeout: s.build_timeout.or(h.build_timeout).map(|s| s.0),
         rollout: s.rollout,
         adopt: s.adopt,
     })

@@ -67,7 +67,11 @@ impl Shipments {
         }
         let mut parts = Vec::with_capacity(stacks.len());
         for s in stacks {
-            let c = match self.by_dir.get(&s.dir()).expect("every stack of the run was read") {
+            let c = match self
+                .by_dir
+                .get(&s.dir())
+                .expect("every stack of the run was read")
+            {
                 Ok(c) => c.clone(),
                 Err(e) => {
                     return Err(StackError::Unreadable {
@@ -154,7 +158,10 @@ impl Write for Chunks {
 
 impl Payload {
     fn refs(parts: &[(String, Arc<Contents>)]) -> Vec<(&str, &Contents)> {
-        parts.iter().map(|(n, c)| (n.as_str(), c.as_ref())).collect()
+        parts
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_ref()))
+            .collect()
     }
 
     /// Pack the stacks once, keeping only the stream's size and hash

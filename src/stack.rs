@@ -277,7 +277,7 @@ pub fn write_payload<W: std::io::Write>(
     stacks: &[(&str, &Contents)],
     w: W,
 ) -> Result<W, StackError> {
-        let mut tar = tar::Builder::new(w);
+    let mut tar = tar::Builder::new(w);
     for (name, c) in stacks {
         c.append_to(&mut tar, name)?;
     }
@@ -400,12 +400,16 @@ mod tests {
         assert_ne!(read(a.path()).unwrap().hash, read(b.path()).unwrap().hash);
     }
 
-        #[test]
+    #[test]
     fn a_stack_that_changed_since_it_was_hashed_is_not_packed() {
         let d = stack();
         let c = read(d.path()).unwrap();
         let before = payload(&[("web", &c)]).unwrap();
-        assert_eq!(payload(&[("web", &c)]).unwrap(), before, "the same files, the same bytes");
+        assert_eq!(
+            payload(&[("web", &c)]).unwrap(),
+            before,
+            "the same files, the same bytes"
+        );
         fs::write(d.path().join("app/Dockerfile"), "FROM scratch\nRUN evil\n").unwrap();
         let e = payload(&[("web", &c)]).unwrap_err();
         assert!(matches!(e, StackError::Changed { .. }), "{e}");

@@ -37,6 +37,9 @@ pub enum HostError {
     },
     #[error("connection timed out after {0}s")]
     ConnectTimeout(u64),
+    /// Connected, the host said something, then nothing more.
+    #[error("the host's answer stopped short: nothing more came within {0}s")]
+    Stalled(u64),
     #[error("the remote command failed: {message}")]
     Run { message: String },
     /// The script ran but its output is not a whole answer.
@@ -51,6 +54,9 @@ impl HostError {
             HostError::ConnectTimeout(_) => {
                 Some("the host is down or a firewall drops packets; `ssh HOST true` tells more")
             }
+            HostError::Stalled(_) => Some(
+                "the connection works but the login shell waits: look at the user's rc files on the host (`ssh HOST true` must return at once)",
+            ),
             HostError::Run { .. } | HostError::Remote(_) => None,
         }
     }
@@ -207,7 +213,7 @@ pub(crate) async fn drive(
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> (Vec<Event>, String, std::io::Result<()>) {
     let write = async move {
-                if let Some(mut w) = stdin {
+        if let Some(mut w) = stdin {
             if let Some(p) = payload {
                 p.write_to(&mut w).await?;
             }

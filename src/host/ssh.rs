@@ -300,7 +300,7 @@ impl SshConn {
         let stderr = tokio::spawn(lines::tail(child.stderr.take().expect("piped")));
 
         let write = async {
-                        if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
+            if let (Some(p), Some(w)) = (&payload, stdin.as_mut())
                 && let Err(e) = p.write_to(w).await
             {
                 // it shows as the script's own failure: not an error here
@@ -313,19 +313,24 @@ impl SshConn {
             Ok::<(), HostError>(())
         };
         let bound = self.bound;
+        // the handshake must end within the bound; a check, whose answer
+        // is quick to give, too
+        let deadline = tokio::time::Instant::now() + bound;
+        let whole = call.is_check();
         let read = async {
             let mut events = Vec::new();
-            let mut first = true;
+            let mut spoke = false;
             loop {
-                let next = if first {
-                    first = false;
-                    match tokio::time::timeout(bound, stdout.next_line()).await {
+                let next = if !spoke || whole {
+                    match tokio::time::timeout_at(deadline, stdout.next_line()).await {
                         Ok(l) => l,
+                        Err(_) if spoke => return Err(HostError::Stalled(bound.as_secs())),
                         Err(_) => return Err(HostError::ConnectTimeout(bound.as_secs())),
                     }
                 } else {
                     stdout.next_line().await
                 };
+                spoke = true;
                 match next {
                     Ok(Some(line)) => {
                         record(&line, token, &mut events, on_event);

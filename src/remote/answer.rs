@@ -36,6 +36,10 @@ pub enum RemoteError {
     /// The connection failed while the command ran.
     #[error("{0}")]
     Transport(String),
+    /// The controller stopped waiting: the host took longer than every
+    /// bound of the work it was given.
+    #[error("the host gave no result within {0}s")]
+    TimedOut(u64),
 }
 
 impl RemoteError {
@@ -44,7 +48,9 @@ impl RemoteError {
     pub fn may_still_run(&self) -> bool {
         matches!(
             self,
-            RemoteError::Cut { code: None, .. } | RemoteError::Transport(_)
+            RemoteError::Cut { code: None, .. }
+                | RemoteError::Transport(_)
+                | RemoteError::TimedOut(_)
         )
     }
 }
@@ -188,31 +194,47 @@ pub fn history_answer(t: &Transcript) -> Result<Vec<Attempt>, RemoteError> {
 
 /// Every `done`, with the stack's `log` lines.
 fn results(t: &Transcript) -> HashMap<String, StackResult> {
-    let mut logs: HashMap<&str, Vec<String>> = HashMap::new();
-    let mut out = HashMap::new();
-    for e in &t.events {
+    let mut r = Results::default();
+    t.events.iter().for_each(|e| r.push(e));
+    r.done
+}
+
+/// Stacks' results gathered from events as they come (an answer that may
+/// never be complete: the caller gives up waiting).
+#[derive(Debug, Default)]
+pub struct Results {
+    logs: HashMap<String, Vec<String>>,
+    /// Each stack that reported how it ended.
+    pub done: HashMap<String, StackResult>,
+}
+
+impl Results {
+    pub fn push(&mut self, e: &Event) {
         match e {
-            Event::Log { stack, text } => logs.entry(stack).or_default().push(text.clone()),
+            Event::Log { stack, text } => self
+                .logs
+                .entry(stack.clone())
+                .or_default()
+                .push(text.clone()),
             Event::Done {
                 stack,
                 outcome,
                 detail,
                 cause,
             } => {
-                out.insert(
+                self.done.insert(
                     stack.clone(),
                     StackResult {
                         outcome: outcome.clone(),
                         detail: detail.clone(),
                         cause: *cause,
-                        log: logs.remove(stack.as_str()).unwrap_or_default(),
+                        log: self.logs.remove(stack).unwrap_or_default(),
                     },
                 );
             }
             _ => {}
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -301,7 +323,7 @@ mod tests {
     }
 
     fn apply(names: &[&str]) -> Apply {
-                Apply {
+        Apply {
             state_dir: None,
             compose: ComposePref::Auto,
             remove_images: false,
@@ -315,6 +337,7 @@ mod tests {
                     shipped: true,
                     adopt: false,
                     up_timeout: 60,
+                    build_timeout: 1800,
                     hash: "h".into(),
                 })
                 .collect(),

@@ -43,7 +43,7 @@ pub struct CheckStack {
 pub struct Apply {
     pub state_dir: Option<String>,
     pub compose: ComposePref,
-        /// Also remove the generation of images just replaced.
+    /// Also remove the generation of images just replaced.
     pub remove_images: bool,
     /// The payload's size and sha256, sent ahead of it so that the host
     /// verifies it before unpacking; `None`: nothing is shipped.
@@ -67,12 +67,14 @@ pub struct ApplyStack {
     pub dir: Option<String>,
     /// File name of the compose file inside `dir`.
     pub compose_file: String,
-        /// Whether the payload carries this stack's files.
+    /// Whether the payload carries this stack's files.
     pub shipped: bool,
     /// Ship into `dir` even when it holds files rbuild did not put there
     /// (they stay; see `PROTOCOL.md`).
     pub adopt: bool,
     pub up_timeout: u64,
+    /// Seconds the build, and the pull, may take each.
+    pub build_timeout: u64,
     pub hash: String,
 }
 
@@ -123,7 +125,7 @@ impl Call {
         matches!(self, Call::Check(c) if c.hold)
     }
 
-        /// Whether the call reads a payload (the shipped stacks) on stdin.
+    /// Whether the call reads a payload (the shipped stacks) on stdin.
     pub fn has_payload(&self) -> bool {
         matches!(self, Call::Apply(a) if a.payload.is_some())
     }
@@ -152,7 +154,7 @@ impl Call {
                 }
             }
             Call::Apply(ap) => {
-                                let (size, sha256) = match &ap.payload {
+                let (size, sha256) = match &ap.payload {
                     Some(p) => (p.size.to_string(), p.sha256.clone()),
                     None => ("0".to_owned(), "-".to_owned()),
                 };
@@ -166,10 +168,11 @@ impl Call {
                     a.extend([
                         s.name.clone(),
                         opt(&s.dir),
-                                                s.compose_file.clone(),
+                        s.compose_file.clone(),
                         flag(s.shipped),
                         flag(s.adopt),
                         s.up_timeout.to_string(),
+                        s.build_timeout.to_string(),
                         s.hash.clone(),
                     ]);
                 }
@@ -218,7 +221,7 @@ mod tests {
         let a = Call::Apply(Apply {
             state_dir: None,
             compose: ComposePref::Auto,
-                        remove_images: true,
+            remove_images: true,
             payload: Some(Announced {
                 size: 10240,
                 sha256: "ab12".into(),
@@ -226,10 +229,11 @@ mod tests {
             stacks: vec![ApplyStack {
                 name: "web".into(),
                 dir: Some("/srv/x y".into()),
-                                compose_file: "compose.yml".into(),
+                compose_file: "compose.yml".into(),
                 shipped: true,
                 adopt: false,
                 up_timeout: 60,
+                build_timeout: 1800,
                 hash: "h".into(),
             }],
         });
@@ -242,16 +246,17 @@ mod tests {
                 "t0k",
                 "apply",
                 "",
-                                "auto",
+                "auto",
                 "1",
                 "10240",
                 "ab12",
                 "web",
                 "/srv/x y",
-                                "compose.yml",
+                "compose.yml",
                 "1",
                 "0",
                 "60",
+                "1800",
                 "h"
             ]
         );

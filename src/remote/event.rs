@@ -64,7 +64,7 @@ pub enum Cause {
     EngineDenied,
     /// No `docker` CLI in the session's PATH.
     NoDocker,
-        /// Neither Compose flavour works.
+    /// Neither Compose flavour works.
     NoCompose,
     /// The stack's directory holds files rbuild did not put there.
     NotOurs,
@@ -74,6 +74,8 @@ pub enum Cause {
     Payload,
     /// The host has no tool to check the payload's sha256.
     NoSha256,
+    /// A step took longer than its bound and was stopped.
+    Timeout,
 }
 
 impl Cause {
@@ -82,11 +84,12 @@ impl Cause {
             "engine" => Cause::Engine,
             "engine_denied" => Cause::EngineDenied,
             "no_docker" => Cause::NoDocker,
-                        "no_compose" => Cause::NoCompose,
+            "no_compose" => Cause::NoCompose,
             "not_ours" => Cause::NotOurs,
             "no_space" => Cause::NoSpace,
             "payload" => Cause::Payload,
             "no_sha256" => Cause::NoSha256,
+            "timeout" => Cause::Timeout,
             _ => return None,
         })
     }

@@ -14,8 +14,8 @@ pub mod event;
 pub mod script;
 
 pub use answer::{
-    ApplyAnswer, CheckAnswer, RemoteError, StackResult, Transcript, apply_answer, check_answer,
-    history_answer, rollback_answer,
+    ApplyAnswer, CheckAnswer, RemoteError, Results, StackResult, Transcript, apply_answer,
+    check_answer, history_answer, rollback_answer,
 };
 pub use call::{Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
 pub use event::{

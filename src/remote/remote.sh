@@ -309,7 +309,7 @@ pick_compose() {
 	v2) flavour=v2 ;;
 	v1) flavour=v1 ;;
 	*)
-		if compose_plugin || docker compose version >/dev/null 2>&1; then
+				if compose_plugin || bounded 30 docker compose version >/dev/null 2>&1; then
 			flavour=v2
 		elif command -v docker-compose >/dev/null 2>&1; then
 			flavour=v1
@@ -335,6 +335,21 @@ need_docker() {
 	fi
 }
 
+# Seconds any one look at the engine (ps, inspect, tag, image rm) may take:
+# a wedged engine must not hold the stack's lock forever.
+step_timeout=120
+
+# bounded SECS CMD...: CMD, killed after SECS where `timeout` exists (its
+# status is then 124).
+bounded() {
+	secs=$1
+	shift
+	if command -v timeout >/dev/null 2>&1; then timeout "$secs" "$@"; else "$@"; fi
+}
+
+# dk ARGS...: the docker CLI, bounded.
+dk() { bounded "$step_timeout" docker "$@"; }
+
 # dc ARGS...: the picked compose flavour.
 dc() {
 	if [ "$flavour" = v2 ]; then docker compose "$@"; else docker-compose "$@"; fi
@@ -342,7 +357,7 @@ dc() {
 
 # The stack's service containers (not one-off `run` containers).
 stack_containers() {
-	docker ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False
+	dk ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False
 }
 
 # snapshot PROJECT: one look at what the stack runs. Sets snap_images
@@ -352,7 +367,7 @@ snapshot() {
 	ids=$(stack_containers "$1") || return 1
 	if [ -n "$ids" ]; then
 		# shellcheck disable=SC2086
-		lines=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}}' $ids) || return 1
+		lines=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}}' $ids) || return 1
 		while read -r svc img ref; do
 			case ",$snap_images," in *",$svc=$img,"*) continue ;; esac
 			snap_images="${snap_images:+$snap_images,}$svc=$img"
@@ -384,7 +399,7 @@ wait_healthy() {
 		bad='' pending='' snap_images=''
 		if [ -n "$ids" ]; then
 			# shellcheck disable=SC2086
-			states=$(docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}}' $ids) || {
+			states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}}' $ids) || {
 				verdict="could not inspect the containers"
 				return 1
 			}
@@ -432,12 +447,10 @@ run_logged() {
 dc_timeout() {
 	secs=$1
 	shift
-	if ! command -v timeout >/dev/null 2>&1; then
-		dc "$@"
-	elif [ "$flavour" = v2 ]; then
-		timeout "$secs" docker compose "$@"
+	if [ "$flavour" = v2 ]; then
+		bounded "$secs" docker compose "$@"
 	else
-		timeout "$secs" docker-compose "$@"
+		bounded "$secs" docker-compose "$@"
 	fi
 }
 
@@ -448,7 +461,7 @@ remove_images() {
 	for pair in $(echo "$1" | tr ',' ' '); do
 		id=${pair#*=}
 		case ",$2," in *"=$id,"*) continue ;; esac
-		if docker image rm "$id" >/dev/null 2>&1; then
+		if dk image rm "$id" >/dev/null 2>&1; then
 			echo "$m note $n removed image $id"
 		fi
 	done
@@ -462,7 +475,7 @@ restore_images() {
 		svc=${pair%%=*}
 		ref=${pair#*=}
 		id=$(echo ",$1," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
-		[ -n "$id" ] && docker tag "$id" "$ref" >>"$log" 2>&1
+		[ -n "$id" ] && dk tag "$id" "$ref" >>"$log" 2>&1
 	done
 	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
@@ -680,7 +693,7 @@ apply_stack() {
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
-						run_logged "$log" dc -p "$n" -f "$file" stop
+									run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" stop
 			commit_ship
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
@@ -696,34 +709,48 @@ apply_stack() {
 		result=rolled_back detail="$why"
 	}
 
-	echo "$m step $n build"
-	if ! run_logged "$log" dc -p "$n" -f "$file" build --pull --no-cache; then
+		echo "$m step $n build"
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" build --pull --no-cache; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		undo_ship
-		result=failed detail="build failed; the running containers were left as they were"
+		if [ "$rc" = 124 ]; then
+			cause=timeout detail="the build took longer than ${build_timeout}s (build_timeout) and was stopped; the running containers were left as they were"
+		else
+			result=failed detail="build failed; the running containers were left as they were"
+		fi
 		return
 	fi
 	echo "$m step $n pull"
 	if [ "$flavour" = v2 ]; then
-		pull_ok=0
-		run_logged "$log" dc -p "$n" -f "$file" pull --ignore-buildable --quiet && pull_ok=1
+		pull_args='--ignore-buildable --quiet'
 	else
-		pull_ok=0
-		run_logged "$log" dc -p "$n" -f "$file" pull --ignore-pull-failures --quiet && pull_ok=1
+		pull_args='--ignore-pull-failures --quiet'
 	fi
-	if [ "$pull_ok" = 0 ]; then
+	# shellcheck disable=SC2086
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" pull $pull_args; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		undo_ship
-		result=failed detail="pull failed; the running containers were left as they were"
+		if [ "$rc" = 124 ]; then
+			cause=timeout detail="the pull took longer than ${build_timeout}s (build_timeout) and was stopped; the running containers were left as they were"
+		else
+			detail="pull failed; the running containers were left as they were"
+		fi
 		return
 	fi
 
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
-	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		failed_gen=-
-		rollback "up failed or took longer than ${up_timeout}s"
+		if [ "$rc" = 124 ]; then
+			rollback "up took longer than ${up_timeout}s (up_timeout)"
+		else
+			rollback "up failed"
+		fi
 		return
 	fi
 	echo "$m step $n wait"
@@ -878,9 +905,9 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 7 ]; do
-		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 hash=$7
-		shift 7
+		while [ $# -ge 8 ]; do
+		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 build_timeout=$7 hash=$8
+		shift 8
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
 			echo "$m done $n locked $holder"

@@ -56,7 +56,7 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
         Cause::NoDocker => {
             "install Docker on the host, or put `docker` in the PATH that non-interactive ssh sessions get"
         }
-                Cause::NoCompose => {
+        Cause::NoCompose => {
             "install the Compose v2 plugin (`docker compose`) or Compose v1 (`docker-compose`) on the host"
         }
         Cause::NotOurs => {
@@ -67,6 +67,9 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
             "the connection was cut while the files were sent, or a file changed meanwhile: run rbuild again"
         }
         Cause::NoSha256 => "install coreutils (`sha256sum`) or openssl on the host",
+        Cause::Timeout => {
+            "raise `build_timeout` (inventory, or `--build-timeout`) if the build is just slow; the host's log of it is `STATE_DIR/NAME.log`"
+        }
     })
 }
 
