@@ -1083,3 +1083,169 @@ mod tests {
         assert!(e.line > 0, "{e}");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The parser on arbitrary text and on inventories made of real keys
+    //! with odd values: it never panics, and every error names its line.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("web")).unwrap();
+        std::fs::write(d.path().join("web/compose.yml"), "services: {}\n").unwrap();
+        d
+    }
+
+    /// Every error of a document with something in it has a line.
+    fn check(d: &tempfile::TempDir, text: &str) {
+        if let Err(e) = Inventory::parse(&d.path().join("inventory.yaml"), text) {
+            let shown = e.to_string();
+            assert!(!e.message.is_empty(), "{text:?}");
+            if !text.trim().is_empty() {
+                assert!(e.line > 0, "no line for {shown:?} in\n{text}");
+            }
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "address",
+        "user",
+        "port",
+        "identity_file",
+        "ssh_options",
+        "state_dir",
+        "remote_root",
+        "compose",
+        "build_period",
+        "up_timeout",
+        "build_timeout",
+        "connect_timeout",
+        "groups",
+        "stacks",
+        "adopt",
+        "rollout",
+        "adress",
+        "remote_dir",
+        "hosts",
+        "defaults",
+        "name",
+        "compose_file",
+        "serial",
+        "canary",
+        "max_failures",
+    ];
+
+    const VALUES: &[&str] = &[
+        "",
+        "x",
+        "-oProxyCommand=id",
+        "/",
+        "//",
+        "/./",
+        "/srv/../etc",
+        "relative",
+        "0",
+        "1",
+        "22",
+        "22x",
+        "65536",
+        "-1",
+        "18446744073709551615",
+        "99999999999999999999",
+        "1d",
+        "sixty",
+        "25%",
+        "200%",
+        "true",
+        "no",
+        "null",
+        "~",
+        "[]",
+        "{}",
+        "[a, b]",
+        "{a: 1}",
+        "\"a\\nb\"",
+        "web/compose.yml",
+        "'x; touch /tmp/pwned'",
+        "\"\\t\"",
+        "!!binary aGk=",
+        "&a x",
+        "*a",
+        "|\n  block",
+        "web",
+        "v1",
+        "auto",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop::sample::select(VALUES).prop_map(str::to_owned)
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(KEYS).prop_map(str::to_owned)
+    }
+
+    /// A host entry: a few `key: value` lines and maybe a stack.
+    fn host() -> impl Strategy<Value = String> {
+        (
+            "[a-z][a-z0-9.-]{0,8}",
+            prop::collection::vec((key(), value()), 0..4),
+            any::<bool>(),
+            prop::collection::vec((key(), value()), 0..3),
+        )
+            .prop_map(|(name, keys, stack, skeys)| {
+                let mut t = format!("  {name}:\n");
+                for (k, v) in keys {
+                    t.push_str(&format!("    {k}: {v}\n"));
+                }
+                if stack {
+                    t.push_str(
+                        "    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+                    );
+                    for (k, v) in skeys {
+                        t.push_str(&format!("        {k}: {v}\n"));
+                    }
+                }
+                t
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let d = dir();
+            let _ = Inventory::parse(&d.path().join("inventory.yaml"), &text);
+        }
+
+        #[test]
+        fn inventories_of_real_keys_and_odd_values_name_their_line(
+            defaults in prop::collection::vec((key(), value()), 0..3),
+            hosts in prop::collection::vec(host(), 0..3),
+            indent_slip in any::<bool>(),
+        ) {
+            let d = dir();
+            let mut text = String::new();
+            if !defaults.is_empty() {
+                text.push_str("defaults:\n");
+                for (k, v) in &defaults {
+                    text.push_str(&format!("  {k}: {v}\n"));
+                }
+            }
+            text.push_str("hosts:\n");
+            for h in &hosts {
+                text.push_str(h);
+            }
+            if indent_slip {
+                // a mis-indented line somewhere
+                text = text.replacen("\n    ", "\n   ", 1);
+            }
+            check(&d, &text);
+        }
+    }
+}

@@ -193,3 +193,105 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The planner on anything a host could record: it never panics, and
+    //! what it says holds.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::decide::in_future;
+    use crate::remote::StackState;
+
+    fn hash() -> impl Strategy<Value = String> {
+        prop::sample::select(&["h1", "h2", ""][..]).prop_map(str::to_owned)
+    }
+
+    fn time() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(u64::MAX),
+            999_000u64..1_001_000,
+            any::<u64>(),
+        ]
+    }
+
+    prop_compose! {
+        fn recorded()(
+            exists in 0..3u8,
+            h in prop::option::of(hash()),
+            built_at in time(),
+            failed_hash in prop::option::of(hash()),
+            failed_at in time(),
+            lock in prop::option::of("[0-9]{1,5}|unknown"),
+        ) -> Recorded {
+            let state = match exists {
+                0 => Ok(None),
+                1 => Ok(Some(StackState {
+                    hash: h,
+                    built_at,
+                    last_result: None,
+                    failed_hash,
+                    failed_at,
+                })),
+                _ => Err(BadState::Version("2".into())),
+            };
+            Recorded { state, locked_by: lock }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn verdicts_say_what_holds(
+            r in recorded(),
+            h in hash(),
+            now in time(),
+            period in prop_oneof![Just(0u64), Just(86400u64), any::<u64>()],
+            force in any::<bool>(),
+            dry_run in any::<bool>(),
+            ships in any::<bool>(),
+        ) {
+            let o = Options { force, dry_run, ships };
+            let v = plan(&o, now, &Input { hash: &h, build_period: period, recorded: &r });
+            let state = match &r.state {
+                Err(_) => {
+                    prop_assert!(matches!(v, Verdict::Unreadable(_)), "{v:?}");
+                    return Ok(());
+                }
+                Ok(s) => s.as_ref(),
+            };
+            match &v {
+                Verdict::Skip(Reason::UpToDate) => {
+                    let s = state.expect("up to date: built");
+                    prop_assert!(!force);
+                    prop_assert_eq!(s.hash.as_deref(), Some(h.as_str()));
+                    prop_assert!(!in_future(s.built_at, now));
+                    prop_assert!(now.saturating_sub(s.built_at) < period);
+                }
+                Verdict::PreviousFailure { .. } => {
+                    let s = state.expect("a failure is recorded");
+                    prop_assert!(!force);
+                    prop_assert_eq!(s.failed_hash.as_deref(), Some(h.as_str()));
+                    prop_assert!(!in_future(s.failed_at, now));
+                }
+                Verdict::Rebuild { reason, ship } => {
+                    prop_assert!(!dry_run && r.locked_by.is_none());
+                    prop_assert!(!force || *reason == Reason::Forced);
+                    // files already there are not shipped again
+                    if *ship {
+                        prop_assert!(ships);
+                        prop_assert_ne!(state.and_then(|s| s.hash.as_deref()), Some(h.as_str()));
+                    }
+                }
+                Verdict::WouldRebuild(_) => prop_assert!(dry_run),
+                Verdict::Locked { .. } => prop_assert!(r.locked_by.is_some()),
+                Verdict::Skip(other) => prop_assert!(false, "skip for {other:?}"),
+                Verdict::Unreadable(_) => prop_assert!(false, "readable state"),
+            }
+        }
+    }
+}
