@@ -263,7 +263,7 @@ write_state() {
 	shift
 	tmp=$state_dir/.$n.state.tmp.$$
 	{
-				echo "version=$state_version"
+		echo "version=$state_version"
 		for kv in "$@"; do echo "$kv"; done
 	} >"$tmp" || {
 		rm -f "$tmp"
@@ -280,7 +280,7 @@ add_history() {
 	tmp=$state_dir/.$1.history.tmp.$$
 	{
 		[ -f "$h" ] && tail -n 19 "$h"
-				echo "$(now) ${hash:--} $2 ${3:--} $4" | tr -d '\n' | tr '\t' ' '
+		echo "$(now) ${hash:--} $2 ${3:--} $4" | tr -d '\n' | tr '\t' ' '
 		echo
 	} >"$tmp" && mv -f "$tmp" "$h" || rm -f "$tmp"
 }
@@ -309,7 +309,7 @@ pick_compose() {
 	v2) flavour=v2 ;;
 	v1) flavour=v1 ;;
 	*)
-				if compose_plugin || bounded 30 docker compose version >/dev/null 2>&1; then
+		if compose_plugin || bounded 30 docker compose version >/dev/null 2>&1; then
 			flavour=v2
 		elif command -v docker-compose >/dev/null 2>&1; then
 			flavour=v1
@@ -522,7 +522,7 @@ owns_dir() {
 # carry_list: the entries of $dir that rbuild neither shipped (old manifest)
 # nor ships now ($stage/$n), top-most only.
 carry_list() {
-		old_list=/dev/null
+	old_list=/dev/null
 	[ -f "$manifest" ] && owns_dir && old_list=$manifest
 	paths_of "$dir" | awk -v old="$old_list" -v new="$manifest.new" '
 		BEGIN {
@@ -693,12 +693,12 @@ apply_stack() {
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
-									run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" stop
+			run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" stop
 			commit_ship
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
 		fi
-				echo "$m step $n rollback"
+		echo "$m step $n rollback"
 		undo_ship
 		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 			result=failed detail="$why; rollback failed too: $rb"
@@ -709,7 +709,7 @@ apply_stack() {
 		result=rolled_back detail="$why"
 	}
 
-		echo "$m step $n build"
+	echo "$m step $n build"
 	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" build --pull --no-cache; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
@@ -878,7 +878,7 @@ receive() {
 # clean_leftovers: temp files of earlier applies whose shell is gone (a
 # killed run, a full disk).
 clean_leftovers() {
-		for f in "$state_dir"/.payload.*.tar "$state_dir"/.*.tmp.* "$state_dir"/.clock.*; do
+	for f in "$state_dir"/.payload.*.tar "$state_dir"/.*.tmp.* "$state_dir"/.clock.*; do
 		[ -e "$f" ] || continue
 		case $f in */.payload.*.tar) pid=${f%.tar} pid=${pid##*.} ;; *) pid=${f##*.} ;; esac
 		case $pid in '' | *[!0-9]*) continue ;; esac
