@@ -56,6 +56,13 @@ pub struct Cli {
     #[arg(long, env = "RBUILD_BUILD_TIMEOUT", value_name = "SECS", value_parser = up_timeout)]
     pub build_timeout: Option<u64>,
 
+    /// Time a stack must stay up once it came up (every service running,
+    /// healthy where it has a healthcheck, not restarted), within the up
+    /// timeout: seconds or a duration [default: 10, or the inventory's
+    /// `settle`].
+    #[arg(long, env = "RBUILD_SETTLE", value_name = "SECS", global = true, value_parser = settle)]
+    pub settle: Option<u64>,
+
     /// Rebuild every selected stack, due or not.
     #[arg(long)]
     pub force_rebuild: bool,
@@ -146,6 +153,10 @@ fn period(v: &str) -> Result<u64, String> {
 
 fn up_timeout(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 1, inventory::MAX_UP_TIMEOUT)
+}
+
+fn settle(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
 }
 
 fn connect_timeout(v: &str) -> Result<u64, String> {

@@ -14,6 +14,8 @@ pub const DEFAULT_BUILD_PERIOD: u64 = 86400;
 pub const DEFAULT_UP_TIMEOUT: u64 = 60;
 /// Default seconds the build may take, and the pull.
 pub const DEFAULT_BUILD_TIMEOUT: u64 = 30 * 60;
+/// Default seconds a stack must stay up once it came up.
+pub const DEFAULT_SETTLE: u64 = 10;
 
 /// A usage error: bad flags or an invalid inventory. Nothing was touched.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub struct Settings {
     pub up_timeout: Option<u64>,
     /// CLI or env override of every stack's build timeout.
     pub build_timeout: Option<u64>,
+    /// CLI or env override of every stack's settle window.
+    pub settle: Option<u64>,
     pub concurrency: usize,
     pub json: bool,
     pub quiet: bool,
@@ -82,6 +86,11 @@ impl Settings {
         self.up_timeout
             .or(s.up_timeout)
             .unwrap_or(DEFAULT_UP_TIMEOUT)
+    }
+
+    /// The effective settle window of a stack.
+    pub fn settle(&self, s: &Stack) -> u64 {
+        self.settle.or(s.settle).unwrap_or(DEFAULT_SETTLE)
     }
 
     /// The effective build timeout of a stack.
@@ -148,6 +157,7 @@ impl Settings {
             build_period: cli.build_period,
             up_timeout: cli.up_timeout_period,
             build_timeout: cli.build_timeout,
+            settle: cli.settle,
             concurrency: cli.concurrency as usize,
             json: cli.json,
             quiet: cli.quiet,
@@ -243,6 +253,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             build_period: None,
             up_timeout: None,
             build_timeout: None,
+            settle: None,
             rollout: Default::default(),
             adopt: false,
         });

@@ -445,6 +445,7 @@ async fn apply<C: Connect>(
                     shipped: d.ship,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
+                    settle: st.settle(s),
                     build_timeout: st.build_timeout(s),
                     hash: ctx.shipments.hash_of(s).expect("due: readable").to_owned(),
                 }
@@ -691,6 +692,7 @@ mod tests {
                             build_period: None,
                             up_timeout: None,
                             build_timeout: None,
+                            settle: None,
                             rollout: policy,
                             adopt: false,
                         }
@@ -710,6 +712,7 @@ mod tests {
             build_period: None,
             up_timeout: None,
             build_timeout: None,
+            settle: None,
             concurrency: 4,
             json: false,
             quiet: true,

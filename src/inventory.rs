@@ -49,6 +49,8 @@ pub type UpTimeout = Seconds<1, MAX_UP_TIMEOUT>;
 pub type ConnectTimeout = Seconds<1, MAX_CONNECT_TIMEOUT>;
 /// `build_timeout`: 1 s to a day.
 pub type BuildTimeout = Seconds<1, MAX_UP_TIMEOUT>;
+/// `settle`: 0 (no window) to a day.
+pub type Settle = Seconds<0, MAX_UP_TIMEOUT>;
 
 /// Seconds from a number or a human duration, within `min..=max`: the one
 /// parser of durations, for the inventory and the command line alike.
@@ -152,6 +154,7 @@ pub struct Defaults {
     pub build_period: Option<Period>,
     pub up_timeout: Option<UpTimeout>,
     pub build_timeout: Option<BuildTimeout>,
+    pub settle: Option<Settle>,
     pub connect_timeout: Option<ConnectTimeout>,
     pub rollout: Option<RawRollout>,
 }
@@ -196,6 +199,7 @@ struct RawSharedStack {
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
+    settle: Option<Settle>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -220,6 +224,7 @@ struct RawHost {
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
+    settle: Option<Settle>,
     connect_timeout: Option<ConnectTimeout>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
@@ -236,6 +241,7 @@ struct RawStack {
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
+    settle: Option<Settle>,
     #[serde(default)]
     adopt: bool,
 }
@@ -302,6 +308,7 @@ pub struct Stack {
     pub build_period: Option<u64>,
     pub up_timeout: Option<u64>,
     pub build_timeout: Option<u64>,
+    pub settle: Option<u64>,
     /// How a rebuild of this stack rolls out across hosts.
     pub rollout: Policy,
     /// Ship into its directory even when that holds files rbuild did not
@@ -564,6 +571,7 @@ impl Inventory {
                 build_period: h.build_period.or(d.build_period),
                 up_timeout: h.up_timeout.or(d.up_timeout),
                 build_timeout: h.build_timeout.or(d.build_timeout),
+                settle: h.settle.or(d.settle),
             };
             let mut groups = Vec::new();
             for g in &h.groups {
@@ -587,6 +595,7 @@ impl Inventory {
                     build_period: s.build_period,
                     up_timeout: s.up_timeout,
                     build_timeout: s.build_timeout,
+                    settle: s.settle,
                     rollout: default_policy,
                     adopt: s.adopt,
                 };
@@ -603,6 +612,7 @@ impl Inventory {
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
                         build_timeout: sh.build_timeout,
+                        settle: sh.settle,
                         rollout: sh
                             .rollout
                             .as_ref()
@@ -707,6 +717,7 @@ struct HostCtx<'a> {
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
+    settle: Option<Settle>,
 }
 
 /// A stack's keys, from a host's list or a shared definition.
@@ -716,6 +727,7 @@ struct StackDef<'a> {
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
+    settle: Option<Settle>,
     rollout: Policy,
     adopt: bool,
 }
@@ -773,6 +785,7 @@ fn build_stack(
         build_period: s.build_period.or(h.build_period).map(|s| s.0),
         up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
         build_timeout: s.build_timeout.or(h.build_timeout).map(|s| s.0),
+        settle: s.settle.or(h.settle).map(|s| s.0),
         rollout: s.rollout,
         adopt: s.adopt,
     })

@@ -147,6 +147,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
                         dir: s.remote_dir.clone(),
                         compose_file: s.compose_file_name(),
                         up_timeout: settings.up_timeout(s),
+                        settle: settings.settle(s),
                     },
                     &mut |_| {},
                 )

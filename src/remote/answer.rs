@@ -337,6 +337,7 @@ mod tests {
                     shipped: true,
                     adopt: false,
                     up_timeout: 60,
+                    settle: 10,
                     build_timeout: 1800,
                     hash: "h".into(),
                 })

@@ -73,6 +73,9 @@ pub struct ApplyStack {
     /// (they stay; see `PROTOCOL.md`).
     pub adopt: bool,
     pub up_timeout: u64,
+    /// Seconds the stack must stay up after it came up, within the up
+    /// timeout.
+    pub settle: u64,
     /// Seconds the build, and the pull, may take each.
     pub build_timeout: u64,
     pub hash: String,
@@ -87,6 +90,7 @@ pub struct Rollback {
     pub dir: Option<String>,
     pub compose_file: String,
     pub up_timeout: u64,
+    pub settle: u64,
 }
 
 /// `history`: the recorded attempts of one stack.
@@ -172,6 +176,7 @@ impl Call {
                         flag(s.shipped),
                         flag(s.adopt),
                         s.up_timeout.to_string(),
+                        s.settle.to_string(),
                         s.build_timeout.to_string(),
                         s.hash.clone(),
                     ]);
@@ -183,6 +188,7 @@ impl Call {
                 opt(&r.dir),
                 r.compose_file.clone(),
                 r.up_timeout.to_string(),
+                r.settle.to_string(),
             ]),
             Call::History(h) => a.push(h.name.clone()),
         }
@@ -233,6 +239,7 @@ mod tests {
                 shipped: true,
                 adopt: false,
                 up_timeout: 60,
+                settle: 10,
                 build_timeout: 1800,
                 hash: "h".into(),
             }],
@@ -256,6 +263,7 @@ mod tests {
                 "1",
                 "0",
                 "60",
+                "10",
                 "1800",
                 "h"
             ]
@@ -284,11 +292,12 @@ mod tests {
             dir: None,
             compose_file: "c.yml".into(),
             up_timeout: 30,
+            settle: 5,
         });
         assert_eq!(
             r.args(&tok),
             [
-                "rbuild", "3", "t0k", "rollback", "", "v1", "web", "", "c.yml", "30"
+                "rbuild", "3", "t0k", "rollback", "", "v1", "web", "", "c.yml", "30", "5"
             ]
         );
         let h = Call::History(History {

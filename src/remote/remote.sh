@@ -390,47 +390,103 @@ engine_trouble() {
 	esac
 }
 
-# wait_healthy PROJECT DEADLINE: every service container running, and healthy
-# where it has a healthcheck, before DEADLINE. Sets verdict (what is wrong)
-# or, on success, snap_images (what runs now).
-wait_healthy() {
-	while :; do
-		ids=$(stack_containers "$1") || { verdict="could not list the containers"; return 1; }
-		bad='' pending='' snap_images=''
-		if [ -n "$ids" ]; then
-			# shellcheck disable=SC2086
-			states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}}' $ids) || {
-				verdict="could not inspect the containers"
-				return 1
-			}
-			while read -r svc status health restarts code img; do
-				case ",$snap_images," in *",$svc=$img,"*) ;; *) snap_images="${snap_images:+$snap_images,}$svc=$img" ;; esac
-				case $status/$health in
-				running/none | running/healthy)
-					[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
-				running/starting) pending="$pending $svc(starting)" ;;
-				running/unhealthy) bad="$bad $svc(unhealthy)" ;;
-				exited/*)
-					[ "$code" = 0 ] || bad="$bad $svc(exited:$code)" ;;
-				restarting/*) bad="$bad $svc(restarting)" ;;
-				created/*) pending="$pending $svc(created)" ;;
-				*) bad="$bad $svc($status)" ;;
+# look PROJECT: one look at the stack's service containers. Sets bad (what
+# is wrong), pending (what is not there yet), marks (each container's id,
+# start time and restart count: what must not change while it settles),
+# and snap_images (what runs). A one-shot service (restart "no" or "on-failure") that exited 0 is
+# done, not wrong; one that exits non-zero is wrong.
+look() {
+	bad='' pending='' marks='' snap_images=''
+	ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
+	[ -n "$ids" ] || return 0
+	# shellcheck disable=SC2086
+	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
+		bad=" (could not inspect the containers)"
+		return 1
+	}
+	# (the policy last: it may be empty; `.ID`, not `.Id`, which would make
+	# the CLI fall back to raw JSON, where a missing Health breaks the
+	# template)
+	while read -r svc status health restarts code img id started policy; do
+		case ",$snap_images," in *",$svc=$img,"*) ;; *) snap_images="${snap_images:+$snap_images,}$svc=$img" ;; esac
+		marks="$marks $svc:$id:$started:$restarts"
+		case $status/$health in
+		running/none | running/healthy)
+			[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
+		running/starting) pending="$pending $svc(starting)" ;;
+		running/unhealthy) bad="$bad $svc(unhealthy)" ;;
+		exited/*)
+			if [ "$code" != 0 ]; then
+				bad="$bad $svc(exited:$code)"
+			else
+				case $policy in
+				'' | no | on-failure) ;;
+				# it will be started again: a service that stops
+				*) pending="$pending $svc(exited:0)" ;;
 				esac
-			done <<EOF
+			fi
+			;;
+		restarting/*) bad="$bad $svc(restarting)" ;;
+		created/*) pending="$pending $svc(created)" ;;
+		*) bad="$bad $svc($status)" ;;
+		esac
+	done <<EOF
 $states
 EOF
+}
+
+# changed BEFORE AFTER: the services whose containers are not the same ones,
+# started once, from the marks BEFORE to AFTER.
+changed() {
+	out=''
+	for mk in $1; do
+		case " $2 " in *" $mk "*) ;; *) out="$out ${mk%%:*}(restarted)" ;; esac
+	done
+	echo "$out"
+}
+
+# wait_healthy PROJECT DEADLINE SETTLE: within DEADLINE every service
+# container runs, healthy where it has a healthcheck (a one-shot one has
+# exited 0), and then stays so for SETTLE seconds (no longer than what is
+# left until DEADLINE), the same containers, not restarted. Sets verdict
+# (what is wrong) or, on success, snap_images (what runs now).
+wait_healthy() {
+	settled_at=
+	while :; do
+		if ! look "$1" || [ -n "$bad" ]; then
+			if [ -n "$settled_at" ]; then
+				verdict="not healthy within ${3}s of coming up:$bad"
+			else
+				verdict="not healthy:$bad"
+			fi
+			return 1
 		fi
 		: "${snap_images:=-}"
-		if [ -n "$bad" ]; then
-			verdict="not healthy:$bad"
-			return 1
+		t=$(now)
+		if [ -n "$pending" ]; then
+			if [ -n "$settled_at" ]; then
+				verdict="not steady within ${3}s of coming up:$pending"
+				return 1
+			fi
+			if [ "$t" -ge "$2" ]; then
+				verdict="not healthy within the up timeout:$pending"
+				return 1
+			fi
+		elif [ -z "$settled_at" ]; then
+			# all up: now it must stay so
+			settled_at=$t base=$marks
+			window=$3
+			[ "$((t + window))" -le "$2" ] || window=$(($2 - t))
+			[ "$window" -ge 0 ] || window=0
+		else
+			what=$(changed "$base" "$marks")
+			if [ -n "$what" ]; then
+				verdict="not steady within ${3}s of coming up:$what"
+				return 1
+			fi
 		fi
-		if [ -z "$pending" ]; then
+		if [ -n "$settled_at" ] && [ "$t" -ge "$((settled_at + window))" ]; then
 			return 0
-		fi
-		if [ "$(now)" -ge "$2" ]; then
-			verdict="not healthy within the up timeout:$pending"
-			return 1
 		fi
 		sleep 1
 	done
@@ -482,7 +538,7 @@ restore_images() {
 		rb="up of the previous images failed"
 		return 1
 	fi
-	if ! wait_healthy "$n" "$3"; then
+	if ! wait_healthy "$n" "$3" "$settle"; then
 		rb="previous images $verdict"
 		return 1
 	fi
@@ -754,7 +810,7 @@ apply_stack() {
 		return
 	fi
 	echo "$m step $n wait"
-	if ! wait_healthy "$n" "$deadline"; then
+	if ! wait_healthy "$n" "$deadline" "$settle"; then
 		failed_gen=$snap_images
 		rollback "$verdict"
 		return
@@ -789,7 +845,7 @@ apply_stack() {
 
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
-	n=$2 dir=$3 compose_file=$4 up_timeout=$5 cause=
+	n=$2 dir=$3 compose_file=$4 up_timeout=$5 settle=$6 cause=
 	echo "$m hello proto=$rbuild_proto now=$(now)"
 	need_docker "$1"
 	[ -n "$dir" ] || dir=$(default_dir "$n")
@@ -905,9 +961,9 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-		while [ $# -ge 8 ]; do
-		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 build_timeout=$7 hash=$8
-		shift 8
+		while [ $# -ge 9 ]; do
+		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 settle=$7 build_timeout=$8 hash=$9
+		shift 9
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
 			echo "$m done $n locked $holder"
