@@ -252,7 +252,7 @@ fn inventory_errors_name_the_file_and_line() {
     };
     bad(
         "hosts:\n  web1:\n    adress: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, build_timeout, connect_timeout, groups, stacks\n\
+        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, build_timeout, settle, connect_timeout, groups, stacks\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(
@@ -266,7 +266,7 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, remote_dir, build_period, up_timeout, build_timeout, adopt\n\
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, remote_dir, build_period, up_timeout, build_timeout, settle, adopt\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(
