@@ -17,6 +17,9 @@ pub enum Reason {
     ConfigChanged,
     /// The last successful build is older than the build period.
     Expired,
+    /// What runs did not pass its gate (a rollback that failed too): it is
+    /// rebuilt.
+    Broken,
     /// The last successful build's recorded time is in the host's future
     /// (its clock was stepped back, or the state was written by a clock that
     /// was wrong): its age is unknown, so it is rebuilt.
@@ -52,6 +55,7 @@ impl Reason {
             Reason::ConfigChanged => "config_changed",
             Reason::Expired => "expired",
             Reason::TimeInFuture => "time_in_future",
+            Reason::Broken => "broken",
             Reason::UpToDate => "up_to_date",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
@@ -120,6 +124,9 @@ pub fn decide(i: &Input) -> Decision {
     if s.hash.as_deref() != Some(i.hash) {
         return due(Reason::ConfigChanged);
     }
+    if s.last_result.as_deref() == Some("broken") {
+        return due(Reason::Broken);
+    }
     if in_future(s.built_at, i.now) {
         return due(Reason::TimeInFuture);
     }
@@ -154,6 +161,10 @@ mod tests {
             failed_at: now - 60,
             ..built.clone()
         };
+        let broken = StackState {
+            last_result: Some("broken".into()),
+            ..built.clone()
+        };
         let failed_long_ago = StackState {
             failed_hash: Some("h2".into()),
             failed_at: now - 2 * day,
@@ -175,6 +186,8 @@ mod tests {
             (true,  "h2", Some(&failed_recently), true,  Reason::Forced),
             (false, "h2", Some(&failed_long_ago), true,  Reason::ConfigChanged),
             (false, "h1", Some(&failed_recently), false, Reason::UpToDate),
+            (false, "h1", Some(&broken),          true,  Reason::Broken),
+            (false, "h2", Some(&broken),          true,  Reason::ConfigChanged),
         ];
         for (n, (force, hash, st, rebuild, reason)) in table.iter().enumerate() {
             let d = decide(&Input {

@@ -92,8 +92,8 @@ now_nofork() {
 # than $state_version is not this script's to interpret.
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
-	st_images=- st_prev_images=-
-		f=$state_dir/$1.state
+	st_images=- st_names=- st_prev_images=-
+	f=$state_dir/$1.state
 	if [ ! -f "$f" ]; then
 		# something that is not a file (a directory, a dangling link) is
 		# not "never built": it is reported, and left alone
@@ -110,6 +110,7 @@ read_state() {
 		failed_hash) st_failed_hash=$v ;;
 		failed_at) st_failed_at=$v ;;
 		images) st_images=$v ;;
+		names) st_names=$v ;;
 		prev_images) st_prev_images=$v ;;
 		esac
 	done <"$f"
@@ -159,7 +160,7 @@ $m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_bui
 			age=$((now - st_built_at))
 			# a build time in the future is no time: due
 			if [ "$age" -lt "-$clock_slack" ]; then age=$period; elif [ "$age" -lt 0 ]; then age=0; fi
-			[ "$st_hash" = "$want" ] && [ "$age" -lt "$period" ] || may_be_due=1
+			[ "$st_hash" = "$want" ] && [ "$age" -lt "$period" ] && [ "$st_last_result" != broken ] || may_be_due=1
 		else
 			may_be_due=1
 		fi
@@ -360,11 +361,13 @@ stack_containers() {
 	dk ps -a -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False
 }
 
-# snapshot PROJECT: one look at what the stack runs. Sets snap_images
+# snapshot PROJECT: one look at what the stack runs: its running service
+# containers (stopped ones, such as a failed first build's kept for their
+# logs, are no generation to go back to). Sets snap_images
 # ("service=image-id,...") and snap_names ("service=image-name,..."), or -.
 snapshot() {
 	snap_images='' snap_names=''
-	ids=$(stack_containers "$1") || return 1
+	ids=$(dk ps -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
 	if [ -n "$ids" ]; then
 		# shellcheck disable=SC2086
 		lines=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}}' $ids) || return 1
@@ -396,19 +399,23 @@ engine_trouble() {
 # and snap_images (what runs). A one-shot service (restart "no" or "on-failure") that exited 0 is
 # done, not wrong; one that exits non-zero is wrong.
 look() {
-	bad='' pending='' marks='' snap_images=''
+	bad='' pending='' marks='' snap_images='' snap_names=''
 	ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
 	[ -n "$ids" ] || return 0
 	# shellcheck disable=SC2086
-	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
+	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
 		bad=" (could not inspect the containers)"
 		return 1
 	}
 	# (the policy last: it may be empty; `.ID`, not `.Id`, which would make
 	# the CLI fall back to raw JSON, where a missing Health breaks the
 	# template)
-	while read -r svc status health restarts code img id started policy; do
-		case ",$snap_images," in *",$svc=$img,"*) ;; *) snap_images="${snap_images:+$snap_images,}$svc=$img" ;; esac
+	while read -r svc status health restarts code img id started ref policy; do
+		case ",$snap_images," in *",$svc=$img,"*) ;; *)
+			snap_images="${snap_images:+$snap_images,}$svc=$img"
+			snap_names="${snap_names:+$snap_names,}$svc=$ref"
+			;;
+		esac
 		marks="$marks $svc:$id:$started:$restarts"
 		case $status/$health in
 		running/none | running/healthy)
@@ -461,7 +468,7 @@ wait_healthy() {
 			fi
 			return 1
 		fi
-		: "${snap_images:=-}"
+		: "${snap_images:=-}" "${snap_names:=-}"
 		t=$(now)
 		if [ -n "$pending" ]; then
 			if [ -n "$settled_at" ]; then
@@ -523,16 +530,36 @@ remove_images() {
 	done
 }
 
-# restore_images LIST NAMES DEADLINE: tag each "svc=id" of LIST with the
-# name compose uses for svc (from NAMES, "svc=name"), bring the stack up
-# without building and gate it. Sets rb to what went wrong.
-restore_images() {
+# retag LIST NAMES: tag each "svc=id" of LIST with the name compose uses
+# for svc (from NAMES, "svc=name"): after a failed attempt, the names point
+# at what runs, not at what was built and not tested.
+retag() {
+	[ "$1" != - ] && [ "$2" != - ] || return 0
 	for pair in $(echo "$2" | tr ',' ' '); do
 		svc=${pair%%=*}
 		ref=${pair#*=}
 		id=$(echo ",$1," | sed -n "s/.*,$svc=\([^,]*\),.*/\1/p")
 		[ -n "$id" ] && dk tag "$id" "$ref" >>"$log" 2>&1
 	done
+}
+
+# drop_untested KEEP: remove the images built for this stack that are not
+# in KEEP ("svc=id,..." lists, comma-joined): a failed attempt leaves none
+# behind. Never forced: an image a container uses stays.
+drop_untested() {
+	for id in $(dk images -q --no-trunc --filter "label=com.docker.compose.project=$n" 2>/dev/null); do
+		case ",$1," in *"=$id,"*) continue ;; esac
+		if dk image rm "$id" >/dev/null 2>&1; then
+			echo "$m note $n removed image $id"
+		fi
+	done
+}
+
+# restore_images LIST NAMES DEADLINE: tag each "svc=id" of LIST with the
+# name compose uses for svc (from NAMES, "svc=name"), bring the stack up
+# without building and gate it. Sets rb to what went wrong.
+restore_images() {
+	retag "$1" "$2"
 	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
 		rb="up of the previous images failed"
@@ -719,15 +746,19 @@ apply_stack() {
 		snap_images=- snap_names=-
 	fi
 	before=$snap_images before_names=$snap_names
-	# ... recorded in the state before anything is replaced, so it outlives
-	# this run (a stack changed by hand since its last build included)
-	if [ "$before" != - ] && [ "$before" != "$st_images" ]; then
+	if [ "$before" = - ] && [ "$st_images" != - ] && [ "$st_last_result" != broken ]; then
+		# nothing runs (stopped by hand, a reboot): the recorded generation,
+		# which passed its gate, is the one to go back to
+		before=$st_images before_names=$st_names
+	elif [ "$before" != - ] && [ "$before" != "$st_images" ]; then
+		# ... recorded in the state before anything is replaced, so it
+		# outlives this run (a stack changed by hand since its last build)
 		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
 			"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$before" \
-			"prev_images=$st_prev_images" && st_images=$before
+			"names=$before_names" "prev_images=$st_prev_images" && st_images=$before st_names=$before_names
 	fi
 
-		# An apply cut off mid-ship (killed, host down) is undone first.
+	# An apply cut off mid-ship (killed, host down) is undone first.
 	recover_ship
 	if [ "$shipped" = 1 ]; then
 		echo "$m step $n ship"
@@ -736,16 +767,32 @@ apply_stack() {
 
 	file=$dir/$compose_file
 
+	# remember: this attempt at $hash failed. It is tried again when the
+	# files change, when forced, or after the build period, not on every run.
+	remember() {
+		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
+			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "names=$st_names" \
+			"prev_images=$st_prev_images" ||
+			echo "$m note $n could not record the failed attempt in $state_dir"
+	}
 
-	# rollback WHY: the new generation failed its gate. Put the recorded images
-	# back under the names compose uses, restore the previous files, bring the
-	# stack up without building and gate it again. The failed input is
-	# remembered so the next run does not rebuild it in a loop.
+	# not_built WHAT: the build or the pull failed. The files go back, the
+	# names compose uses point at what runs again, what was built goes.
+	not_built() {
+		emit_log_tail "$n" "$log"
+		undo_ship
+		retag "$before" "$before_names"
+		drop_untested "$before,$st_images,$st_prev_images"
+		remember
+		detail="$1; the running containers were left as they were"
+	}
+
+	# rollback WHY: the new generation failed its gate. Put the previous
+	# images back under the names compose uses, restore the previous files,
+	# bring the stack up without building and gate it again.
 	rollback() {
 		why=$1
-		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
-			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "prev_images=$st_prev_images" ||
-			echo "$m note $n could not record the failed attempt in $state_dir"
+		remember
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
@@ -757,24 +804,24 @@ apply_stack() {
 		echo "$m step $n rollback"
 		undo_ship
 		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
+			# the state claims nothing that does not run
+			record_broken "$hash" "$(now)"
 			result=failed detail="$why; rollback failed too: $rb"
 			return
 		fi
 		# the failed generation's images go; an image in use stays
-		remove_images "$failed_gen" "$before"
+		drop_untested "$before,$st_prev_images"
 		result=rolled_back detail="$why"
 	}
 
 	echo "$m step $n build"
 	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" build --pull --no-cache; then rc=0; else rc=$?; fi
-	if [ "$rc" != 0 ]; then
-		emit_log_tail "$n" "$log"
-		undo_ship
-		if [ "$rc" = 124 ]; then
-			cause=timeout detail="the build took longer than ${build_timeout}s (build_timeout) and was stopped; the running containers were left as they were"
-		else
-			result=failed detail="build failed; the running containers were left as they were"
-		fi
+	if [ "$rc" = 124 ]; then
+		cause=timeout
+		not_built "the build took longer than ${build_timeout}s (build_timeout) and was stopped"
+		return
+	elif [ "$rc" != 0 ]; then
+		not_built "build failed"
 		return
 	fi
 	echo "$m step $n pull"
@@ -785,14 +832,12 @@ apply_stack() {
 	fi
 	# shellcheck disable=SC2086
 	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" pull $pull_args; then rc=0; else rc=$?; fi
-	if [ "$rc" != 0 ]; then
-		emit_log_tail "$n" "$log"
-		undo_ship
-		if [ "$rc" = 124 ]; then
-			cause=timeout detail="the pull took longer than ${build_timeout}s (build_timeout) and was stopped; the running containers were left as they were"
-		else
-			detail="pull failed; the running containers were left as they were"
-		fi
+	if [ "$rc" = 124 ]; then
+		cause=timeout
+		not_built "the pull took longer than ${build_timeout}s (build_timeout) and was stopped"
+		return
+	elif [ "$rc" != 0 ]; then
+		not_built "pull failed"
 		return
 	fi
 
@@ -801,7 +846,6 @@ apply_stack() {
 	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
-		failed_gen=-
 		if [ "$rc" = 124 ]; then
 			rollback "up took longer than ${up_timeout}s (up_timeout)"
 		else
@@ -811,12 +855,11 @@ apply_stack() {
 	fi
 	echo "$m step $n wait"
 	if ! wait_healthy "$n" "$deadline" "$settle"; then
-		failed_gen=$snap_images
 		rollback "$verdict"
 		return
 	fi
 
-	after=$snap_images
+	after=$snap_images after_names=$snap_names
 	echo "$m step $n prune"
 	# Keep one generation (the images that ran before this rebuild) for
 	# rollback; remove the generation before it. --remove-images removes the
@@ -833,14 +876,26 @@ apply_stack() {
 		remove_images "$prev" "$after"
 		prev=-
 	fi
-		commit_ship
+	commit_ship
 
 	if ! write_state "$n" "hash=$hash" "built_at=$(now)" "last_result=ok" \
-		"compose=$flavour" "images=$after" "prev_images=$prev"; then
+		"compose=$flavour" "images=$after" "names=$after_names" "prev_images=$prev"; then
 		result=failed detail="rebuilt, but could not write the state file in $state_dir"
+		no_space "$(df -P "$state_dir" 2>/dev/null)"
 		return
 	fi
 	result=rebuilt detail="with compose $flavour"
+}
+
+# record_broken FAILED_HASH FAILED_AT: what runs now did not pass its gate:
+# the state says so (the next run rebuilds it) and names what runs, never a
+# generation that does not.
+record_broken() {
+	snapshot "$n" 2>>"$log" || snap_images=- snap_names=-
+	write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=broken" \
+		"failed_hash=$1" "failed_at=$2" "images=$snap_images" "names=$snap_names" \
+		"prev_images=$st_prev_images" ||
+		echo "$m note $n could not record the failed attempt in $state_dir"
 }
 
 # rollback by hand: the previous generation (prev_images) back, gated.
@@ -865,14 +920,23 @@ do_rollback() {
 	elif ! snapshot "$n" 2>>"$log" && engine_trouble "$log"; then
 		result=failed
 	else
-		current=$snap_images
+		current=$snap_images current_names=$snap_names
+		names=$snap_names
+		[ "$names" != - ] || names=$st_names
 		echo "$m step $n rollback"
-		if restore_images "$st_prev_images" "$snap_names" "$(($(now) + up_timeout))"; then
+		if restore_images "$st_prev_images" "$names" "$(($(now) + up_timeout))"; then
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
-				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "prev_images=$current"
+				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "names=$names" \
+				"prev_images=$current"
 			result=rolled_back detail="by hand, to the previous generation"
+		elif why=$rb && [ "$current" != - ] &&
+			restore_images "$current" "$current_names" "$(($(now) + up_timeout))"; then
+			# what ran before the rollback runs again; the state is as it was
+			snap_images=$current
+			result=failed detail="rollback failed: $why; what ran before runs again"
 		else
-			result=failed detail="rollback failed: $rb"
+			record_broken "$st_failed_hash" "$st_failed_at"
+			result=failed detail="rollback failed: $why; what ran before could not be put back either${rb:+: $rb}"
 		fi
 	fi
 	add_history "$n" "$result" "$snap_images" "$detail"
@@ -961,7 +1025,7 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-		while [ $# -ge 9 ]; do
+	while [ $# -ge 9 ]; do
 		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 settle=$7 build_timeout=$8 hash=$9
 		shift 9
 		[ -n "$dir" ] || dir=$(default_dir "$n")
