@@ -1015,7 +1015,7 @@ mod tests {
     #[test]
     fn the_example_inventory_is_valid() {
         let d = tempfile::tempdir().unwrap();
-        for s in ["blog", "shop"] {
+        for s in ["blog", "shop", "status"] {
             std::fs::create_dir_all(d.path().join("stacks").join(s)).unwrap();
             std::fs::write(
                 d.path().join(format!("stacks/{s}/compose.yml")),
@@ -1032,7 +1032,17 @@ mod tests {
         assert_eq!(web2.ssh_options["ProxyJump"], "bastion.example.com");
         assert_eq!(web2.ssh_options["ServerAliveCountMax"], "3");
         assert_eq!(inv.hosts[0].stacks[0].build_period, Some(12 * 3600));
+        assert!(inv.hosts[0].stacks[0].adopt);
         assert_eq!(inv.hosts[0].stacks[1].build_period, Some(86400));
+        assert_eq!(inv.hosts[0].stacks[1].settle, Some(10));
+        assert_eq!(inv.hosts[0].stacks[1].build_timeout, Some(1800));
+        // the shared stack, on both hosts of its group, canary first
+        for h in &inv.hosts {
+            let st = h.stacks.iter().find(|s| s.name == "status").unwrap();
+            assert!(st.rollout.canary, "{}", h.name);
+            assert_eq!(st.rollout.serial, Some(Limit::Percent(25)));
+            assert_eq!(st.rollout.max_failures, Some(Limit::Count(1)));
+        }
     }
 
     #[test]
