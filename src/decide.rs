@@ -26,6 +26,9 @@ pub enum Reason {
     TimeInFuture,
     /// Nothing is due.
     UpToDate,
+    /// Not due, but what the last rebuild left running does not run (a
+    /// stack stopped by hand, a reboot, an OOM kill): it is started.
+    NotRunning,
     /// This exact input failed its health gate within the build period; it
     /// is retried when the input changes, when forced, or after the period.
     PreviousFailure,
@@ -57,6 +60,7 @@ impl Reason {
             Reason::TimeInFuture => "time_in_future",
             Reason::Broken => "broken",
             Reason::UpToDate => "up_to_date",
+            Reason::NotRunning => "not_running",
             Reason::PreviousFailure => "previous_failure",
             Reason::Locked => "locked",
             Reason::StateUnreadable => "state_unreadable",

@@ -21,6 +21,7 @@ use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
 use crate::remote::{
     Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, RemoteError, Results,
+    StackMode,
 };
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
@@ -146,13 +147,21 @@ fn apply_bound(stacks: impl Iterator<Item = (u64, u64)>, payload: u64) -> Durati
     Duration::from_secs(per_stack + payload / (256 * 1024) + 120)
 }
 
-/// A stack that is due: its index on the host, why, and whether its files
-/// must be shipped.
+/// A stack that is due: its index on the host, why, and what the apply
+/// does with it.
 #[derive(Debug, Clone, Copy)]
 struct Due {
     index: usize,
     reason: Reason,
-    ship: bool,
+    mode: StackMode,
+}
+
+impl Due {
+    /// A rebuild of a new version, which a rollout coordinates; a start of
+    /// what is there is none.
+    fn rebuilds(&self) -> bool {
+        self.mode != StackMode::Start
+    }
 }
 
 /// The rows of a host as they settle, one per stack.
@@ -217,14 +226,29 @@ async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit
         return rows.settle();
     }
 
-    let due_names: Vec<String> = due.iter().map(|d| h.stacks[d.index].name.clone()).collect();
-    let (mut conn, _slot, start, halted) = match ctx.rollout.try_start(&due_names) {
+    // a rollout coordinates the rebuilds; a stack that is only started goes
+    // along with the host's turn (or at once)
+    let due_names: Vec<String> = due
+        .iter()
+        .filter(|d| d.rebuilds())
+        .map(|d| h.stacks[d.index].name.clone())
+        .collect();
+    let starts = due.iter().any(|d| !d.rebuilds());
+    let clearance = if due_names.is_empty() {
+        Clearance::Go {
+            start: vec![],
+            halted: vec![],
+        }
+    } else {
+        ctx.rollout.try_start(&due_names)
+    };
+    let (mut conn, _slot, start, halted) = match clearance {
         Clearance::Go { start, halted } => (conn, slot, start, halted),
         Clearance::Wait => {
             // a waiting host lets go of its connection and its slot
             conn.close().await;
             drop(slot);
-            match wait_turn(ctx, h, &due_names).await {
+            match wait_turn(ctx, h, &due_names, starts).await {
                 Turn::Go(conn, slot, start, halted) => (conn, slot, start, halted),
                 Turn::AllHalted(halted) => {
                     halt(ctx, h, &due, &halted, &mut rows);
@@ -248,14 +272,16 @@ async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit
     halt(ctx, h, &due, &halted, &mut rows);
     let go: Vec<Due> = due
         .iter()
-        .filter(|d| start.contains(&h.stacks[d.index].name))
+        .filter(|d| !d.rebuilds() || start.contains(&h.stacks[d.index].name))
         .copied()
         .collect();
     if !go.is_empty() {
         let results = apply(ctx, h, &mut conn, &go).await;
-        let outcomes: Vec<(String, Outcome)> = results
+        let outcomes: Vec<(String, Outcome)> = go
             .iter()
-            .map(|(r, reached)| {
+            .zip(&results)
+            .filter(|(d, _)| d.rebuilds())
+            .map(|(_, (r, reached))| {
                 let o = match (reached, r.action, r.reason) {
                     // nothing started: that says nothing of the new version
                     (false, _, _) => Outcome::Neutral,
@@ -286,14 +312,20 @@ enum Turn<T> {
 }
 
 /// Wait until the host's due stacks may start, then take a slot and
-/// connect again.
-async fn wait_turn<C: Connect>(ctx: &Ctx<C>, h: &Host, names: &[String]) -> Turn<C::Conn> {
+/// connect again (also when every rebuild halted but `starts`: stacks to
+/// start go on).
+async fn wait_turn<C: Connect>(
+    ctx: &Ctx<C>,
+    h: &Host,
+    names: &[String],
+    starts: bool,
+) -> Turn<C::Conn> {
     let mut cancel = ctx.cancel.clone();
     let (start, halted) = tokio::select! {
         c = ctx.rollout.start(names) => c,
         Ok(_) = cancel.wait_for(|c| *c) => return Turn::Failed(None),
     };
-    if start.is_empty() {
+    if start.is_empty() && !starts {
         return Turn::AllHalted(halted);
     }
     let resumed = match ctx.slot().await {
@@ -385,9 +417,18 @@ async fn check<C: Connect>(
                 due.push(Due {
                     index,
                     reason,
-                    ship,
+                    mode: if ship {
+                        StackMode::Ship
+                    } else {
+                        StackMode::Build
+                    },
                 })
             }
+            Verdict::Start => due.push(Due {
+                index,
+                reason: Reason::NotRunning,
+                mode: StackMode::Start,
+            }),
             v => {
                 let row = rows::settled(&h.name, &s.name, &v, checked);
                 ctx.report(&row, vec![]);
@@ -408,7 +449,11 @@ async fn apply<C: Connect>(
 ) -> Vec<(Row, bool)> {
     let st = &ctx.settings;
     let stack = |d: &Due| &h.stacks[d.index];
-    let shipped: Vec<&Stack> = due.iter().filter(|d| d.ship).map(stack).collect();
+    let shipped: Vec<&Stack> = due
+        .iter()
+        .filter(|d| d.mode == StackMode::Ship)
+        .map(stack)
+        .collect();
     let payload = if shipped.is_empty() {
         None
     } else {
@@ -442,7 +487,7 @@ async fn apply<C: Connect>(
                     name: s.name.clone(),
                     dir: s.remote_dir.clone(),
                     compose_file: s.compose_file_name(),
-                    shipped: d.ship,
+                    mode: d.mode,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
                     settle: st.settle(s),
@@ -615,6 +660,7 @@ mod tests {
                         let recorded = b.recorded.get(&s.name).cloned().unwrap_or(Recorded {
                             state: Ok(None),
                             locked_by: None,
+                            running: None,
                         });
                         events.push(Event::State {
                             stack: s.name.clone(),
@@ -792,6 +838,7 @@ mod tests {
                 ..StackState::default()
             })),
             locked_by: None,
+            running: Some(true),
         }
     }
 
@@ -845,6 +892,7 @@ mod tests {
             Recorded {
                 state: Ok(None),
                 locked_by: Some("4242".into()),
+                running: None,
             },
         );
         b.recorded

@@ -43,11 +43,15 @@ pub enum Verdict {
     Locked { pid: String, due: Reason },
     /// Due; the run is a dry run.
     WouldRebuild(Reason),
+    /// Not running as recorded; the run is a dry run.
+    WouldStart,
     /// The state file is one this rbuild does not read: nothing is decided
     /// from it, nothing overwrites it.
     Unreadable(BadState),
     /// Rebuild, shipping the files first when `ship`.
     Rebuild { reason: Reason, ship: bool },
+    /// Not due, but not running as recorded: start it (no build).
+    Start,
 }
 
 /// The verdict for one stack. `now` is the host's clock.
@@ -63,6 +67,19 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
         now,
         build_period: i.build_period,
     });
+    // what runs is kept running: a stack down (by hand, a reboot) that is
+    // not due for a rebuild is started, held back or not
+    let down = i.recorded.running == Some(false);
+    if !d.rebuild && down {
+        return match (&i.recorded.locked_by, o.dry_run) {
+            (Some(pid), _) => Verdict::Locked {
+                pid: pid.clone(),
+                due: Reason::NotRunning,
+            },
+            (None, true) => Verdict::WouldStart,
+            (None, false) => Verdict::Start,
+        };
+    }
     if d.reason == Reason::PreviousFailure {
         return Verdict::PreviousFailure {
             failed_ago: now.saturating_sub(state.map_or(0, |s| s.failed_at)),
@@ -101,6 +118,7 @@ mod tests {
         let rec = |state: Option<StackState>, lock: Option<&str>| Recorded {
             state: Ok(state),
             locked_by: lock.map(str::to_owned),
+            running: None,
         };
         let built = StackState {
             hash: Some("h1".into()),
@@ -128,9 +146,24 @@ mod tests {
         let failed_rec = rec(Some(failed), Some("42"));
         let failed_first = rec(Some(failed_first), None);
         let never_locked = rec(None, Some("7"));
+        let down = |mut r: Recorded| {
+            r.running = Some(false);
+            r
+        };
+        let up_down = down(up.clone());
+        let failed_down = down(failed_rec.clone());
+        let failed_down = Recorded {
+            locked_by: None,
+            ..failed_down
+        };
+        let down_locked = Recorded {
+            locked_by: Some("5".into()),
+            ..up_down.clone()
+        };
         let foreign = Recorded {
             state: Err(BadState::Version("2".into())),
             locked_by: Some("9".into()),
+            running: None,
         };
         let fleet = Options {
             ships: true,
@@ -175,6 +208,13 @@ mod tests {
             (&fleet, "h2", &failed_first,  Verdict::PreviousFailure { failed_ago: 60, earlier_runs: false }),
             (&fleet, "h3", &failed_first,  rebuild(FirstBuild, true)),
             (&force, "h2", &failed_first,  rebuild(Forced, true)),
+            // what does not run as recorded is started, even when held back;
+            // when due anyway, it is rebuilt
+            (&fleet, "h1", &up_down,       Verdict::Start),
+            (&dry,   "h1", &up_down,       Verdict::WouldStart),
+            (&fleet, "h2", &up_down,       rebuild(ConfigChanged, true)),
+            (&fleet, "h2", &failed_down,   Verdict::Start),
+            (&fleet, "h1", &down_locked,   locked("5", NotRunning)),
             // a state file of another version decides nothing
                         (&fleet, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
             (&force, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
@@ -226,6 +266,7 @@ mod fuzz {
             failed_hash in prop::option::of(hash()),
             failed_at in time(),
             lock in prop::option::of("[0-9]{1,5}|unknown"),
+            running in prop::option::of(any::<bool>()),
         ) -> Recorded {
             let state = match exists {
                 0 => Ok(None),
@@ -238,7 +279,7 @@ mod fuzz {
                 })),
                 _ => Err(BadState::Version("2".into())),
             };
-            Recorded { state, locked_by: lock }
+            Recorded { state, locked_by: lock, running }
         }
     }
 
@@ -266,6 +307,7 @@ mod fuzz {
             };
             match &v {
                 Verdict::Skip(Reason::UpToDate) => {
+                    prop_assert_ne!(r.running, Some(false), "a stack down is not up to date");
                     let s = state.expect("up to date: built");
                     prop_assert!(!force);
                     prop_assert_eq!(s.hash.as_deref(), Some(h.as_str()));
@@ -273,6 +315,7 @@ mod fuzz {
                     prop_assert!(now.saturating_sub(s.built_at) < period);
                 }
                 Verdict::PreviousFailure { .. } => {
+                    prop_assert_ne!(r.running, Some(false), "a stack down is started");
                     let s = state.expect("a failure is recorded");
                     prop_assert!(!force);
                     prop_assert_eq!(s.failed_hash.as_deref(), Some(h.as_str()));
@@ -288,6 +331,10 @@ mod fuzz {
                     }
                 }
                 Verdict::WouldRebuild(_) => prop_assert!(dry_run),
+                Verdict::WouldStart => prop_assert!(dry_run && r.running == Some(false)),
+                Verdict::Start => {
+                    prop_assert!(!dry_run && r.running == Some(false) && r.locked_by.is_none());
+                }
                 Verdict::Locked { .. } => prop_assert!(r.locked_by.is_some()),
                 Verdict::Skip(other) => prop_assert!(false, "skip for {other:?}"),
                 Verdict::Unreadable(_) => prop_assert!(false, "readable state"),

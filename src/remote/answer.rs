@@ -334,7 +334,7 @@ mod tests {
                     name: n.to_string(),
                     dir: None,
                     compose_file: "compose.yml".into(),
-                    shipped: true,
+                    mode: crate::remote::StackMode::Ship,
                     adopt: false,
                     up_timeout: 60,
                     settle: 10,

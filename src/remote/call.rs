@@ -51,6 +51,27 @@ pub struct Apply {
     pub stacks: Vec<ApplyStack>,
 }
 
+/// What an apply does with one stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackMode {
+    /// Its files come in the payload: ship, then rebuild.
+    Ship,
+    /// Its files are on the host already: rebuild.
+    Build,
+    /// It does not run as recorded: up what is there, no build.
+    Start,
+}
+
+impl StackMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            StackMode::Ship => "ship",
+            StackMode::Build => "build",
+            StackMode::Start => "start",
+        }
+    }
+}
+
 /// What the controller says of the payload before sending it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {
@@ -67,8 +88,8 @@ pub struct ApplyStack {
     pub dir: Option<String>,
     /// File name of the compose file inside `dir`.
     pub compose_file: String,
-    /// Whether the payload carries this stack's files.
-    pub shipped: bool,
+    /// What to do with it.
+    pub mode: StackMode,
     /// Ship into `dir` even when it holds files rbuild did not put there
     /// (they stay; see `PROTOCOL.md`).
     pub adopt: bool,
@@ -173,7 +194,7 @@ impl Call {
                         s.name.clone(),
                         opt(&s.dir),
                         s.compose_file.clone(),
-                        flag(s.shipped),
+                        s.mode.as_arg().to_owned(),
                         flag(s.adopt),
                         s.up_timeout.to_string(),
                         s.settle.to_string(),
@@ -236,7 +257,7 @@ mod tests {
                 name: "web".into(),
                 dir: Some("/srv/x y".into()),
                 compose_file: "compose.yml".into(),
-                shipped: true,
+                mode: StackMode::Ship,
                 adopt: false,
                 up_timeout: 60,
                 settle: 10,
@@ -260,7 +281,7 @@ mod tests {
                 "web",
                 "/srv/x y",
                 "compose.yml",
-                "1",
+                "ship",
                 "0",
                 "60",
                 "10",

@@ -37,6 +37,9 @@ pub struct Recorded {
     /// Pid of a live run holding the stack's lock (`unknown` when the lock
     /// names none).
     pub locked_by: Option<String>,
+    /// Whether what the last rebuild left running still runs; `None`: the
+    /// host cannot tell (nothing recorded).
+    pub running: Option<bool>,
 }
 
 /// How an apply or a rollback ended for one stack (`done` lines).
@@ -44,6 +47,8 @@ pub struct Recorded {
 pub enum Outcome {
     /// Rebuilt and through the health gate.
     Rebuilt,
+    /// It did not run as recorded; it was started and is through the gate.
+    Started,
     /// The new generation failed; the previous one runs again (or, for
     /// `rbuild rollback`, the previous generation was put back by hand).
     RolledBack,
@@ -249,6 +254,7 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
             let (cause, detail) = with_cause(detail);
             let (outcome, detail) = match result {
                 "rebuilt" => (Outcome::Rebuilt, detail),
+                "started" => (Outcome::Started, detail),
                 "rolled_back" => (Outcome::RolledBack, detail),
                 "failed" => (Outcome::Failed, detail),
                 "locked" => (Outcome::Locked { pid: detail }, String::new()),
@@ -294,6 +300,7 @@ fn recorded(rest: &str) -> Recorded {
     let mut version = "-".to_owned();
     let mut s = StackState::default();
     let mut locked_by = None;
+    let mut running = None;
     for (k, v) in fields(rest) {
         match k {
             "exists" => exists = v,
@@ -304,6 +311,13 @@ fn recorded(rest: &str) -> Recorded {
             "failed_hash" => s.failed_hash = opt(v),
             "failed_at" => s.failed_at = v.parse().unwrap_or(0),
             "locked" => locked_by = opt(v),
+            "running" => {
+                running = match v {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                }
+            }
             _ => {}
         }
     }
@@ -313,7 +327,11 @@ fn recorded(rest: &str) -> Recorded {
         "1" => Err(BadState::Version(version)),
         _ => Err(BadState::NotAFile),
     };
-    Recorded { state, locked_by }
+    Recorded {
+        state,
+        locked_by,
+        running,
+    }
 }
 
 fn split_word(s: &str) -> (&str, &str) {
@@ -365,6 +383,7 @@ mod tests {
                     ..StackState::default()
                 })),
                 locked_by: None,
+                running: None,
             }
         );
         let r = state_of(

@@ -17,7 +17,9 @@ pub use answer::{
     ApplyAnswer, CheckAnswer, RemoteError, Results, StackResult, Transcript, apply_answer,
     check_answer, history_answer, rollback_answer,
 };
-pub use call::{Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback};
+pub use call::{
+    Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback, StackMode,
+};
 pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
 };

@@ -92,7 +92,7 @@ now_nofork() {
 # than $state_version is not this script's to interpret.
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
-	st_images=- st_names=- st_prev_images=-
+	st_images=- st_names=- st_prev_images=- st_cgroups=-
 	f=$state_dir/$1.state
 	if [ ! -f "$f" ]; then
 		# something that is not a file (a directory, a dangling link) is
@@ -111,6 +111,7 @@ read_state() {
 		failed_at) st_failed_at=$v ;;
 		images) st_images=$v ;;
 		names) st_names=$v ;;
+		cgroups) st_cgroups=$v ;;
 		prev_images) st_prev_images=$v ;;
 		esac
 	done <"$f"
@@ -154,8 +155,20 @@ do_check() {
 		read_state "$n"
 		holder=-
 		if [ -d "$state_dir/$n.lock" ]; then holder=$(lock_holder "$n") || holder=-; fi
+		# whether what the last rebuild left running still runs: each of its
+		# service containers' cgroup directory is still there (no docker CLI,
+		# no fork: a test of a directory)
+		run=-
+		rest=$st_cgroups
+		[ "$rest" = - ] || run=1
+		while [ "$rest" != - ] && [ -n "$rest" ]; do
+			cg=${rest%%,*}
+			if [ "$cg" = "$rest" ]; then rest=; else rest=${rest#*,}; fi
+			[ -d "${cg#*:}" ] || run=0
+		done
+		[ "$run" != 0 ] || may_be_due=1
 		out="$out
-$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder"
+$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder running=$run"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			# a build time in the future is no time: due
@@ -399,18 +412,18 @@ engine_trouble() {
 # and snap_images (what runs). A one-shot service (restart "no" or "on-failure") that exited 0 is
 # done, not wrong; one that exits non-zero is wrong.
 look() {
-	bad='' pending='' marks='' snap_images='' snap_names=''
+	bad='' pending='' marks='' snap_images='' snap_names='' pids=''
 	ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
 	[ -n "$ids" ] || return 0
 	# shellcheck disable=SC2086
-	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
+	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.State.Pid}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
 		bad=" (could not inspect the containers)"
 		return 1
 	}
 	# (the policy last: it may be empty; `.ID`, not `.Id`, which would make
 	# the CLI fall back to raw JSON, where a missing Health breaks the
 	# template)
-	while read -r svc status health restarts code img id started ref policy; do
+	while read -r svc status health restarts code img id started pid ref policy; do
 		case ",$snap_images," in *",$svc=$img,"*) ;; *)
 			snap_images="${snap_images:+$snap_images,}$svc=$img"
 			snap_names="${snap_names:+$snap_names,}$svc=$ref"
@@ -419,6 +432,7 @@ look() {
 		marks="$marks $svc:$id:$started:$restarts"
 		case $status/$health in
 		running/none | running/healthy)
+			pids="$pids $svc:$pid"
 			[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
 		running/starting) pending="$pending $svc(starting)" ;;
 		running/unhealthy) bad="$bad $svc(unhealthy)" ;;
@@ -440,6 +454,40 @@ look() {
 	done <<EOF
 $states
 EOF
+}
+
+# cgroup_dir PID: the cgroup directory of a process (one that exists as
+# long as its container runs), from /proc/PID/cgroup: cgroup v1's pids (or
+# memory) hierarchy, else v2's.
+cgroup_dir() {
+	[ -r "/proc/$1/cgroup" ] || return 1
+	v1='' v2=''
+	while IFS= read -r line; do
+		case $line in
+		0::/?*) v2=/sys/fs/cgroup${line#0::} ;;
+		*:pids:/?*) v1=/sys/fs/cgroup/pids${line#*:pids:} ;;
+		*:memory:/?*) [ -n "$v1" ] || v1=/sys/fs/cgroup/memory${line#*:memory:} ;;
+		esac
+	done <"/proc/$1/cgroup"
+	for d in "$v1" "$v2"; do
+		if [ -n "$d" ] && [ -d "$d" ]; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# cgroups_now: "svc:DIR,..." for the running service containers of the
+# last look, so that a check can tell whether they still run; - if that
+# cannot be told here.
+cgroups_now() {
+	cgs=''
+	for sp in $pids; do
+		cg=$(cgroup_dir "${sp#*:}") || { cgs=''; break; }
+		cgs="${cgs:+$cgs,}${sp%%:*}:$cg"
+	done
+	echo "${cgs:--}"
 }
 
 # changed BEFORE AFTER: the services whose containers are not the same ones,
@@ -767,12 +815,13 @@ apply_stack() {
 
 	file=$dir/$compose_file
 
-	# remember: this attempt at $hash failed. It is tried again when the
-	# files change, when forced, or after the build period, not on every run.
+	# remember [KEY=VALUE]: this attempt at $hash failed. It is tried again
+	# when the files change, when forced, or after the build period, not on
+	# every run.
 	remember() {
 		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
 			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "names=$st_names" \
-			"prev_images=$st_prev_images" ||
+			"prev_images=$st_prev_images" "cgroups=${1:-$st_cgroups}" ||
 			echo "$m note $n could not record the failed attempt in $state_dir"
 	}
 
@@ -811,8 +860,16 @@ apply_stack() {
 		fi
 		# the failed generation's images go; an image in use stays
 		drop_untested "$before,$st_prev_images"
+		# what runs now is the previous generation, in new containers
+		remember "$(cgroups_now)"
 		result=rolled_back detail="$why"
 	}
+
+	# start: the stack is not running as recorded; up what is there, gated
+	if [ "$mode" = start ]; then
+		start_stack
+		return
+	fi
 
 	echo "$m step $n build"
 	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" build --pull --no-cache; then rc=0; else rc=$?; fi
@@ -840,6 +897,7 @@ apply_stack() {
 		not_built "pull failed"
 		return
 	fi
+
 
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
@@ -879,12 +937,41 @@ apply_stack() {
 	commit_ship
 
 	if ! write_state "$n" "hash=$hash" "built_at=$(now)" "last_result=ok" \
-		"compose=$flavour" "images=$after" "names=$after_names" "prev_images=$prev"; then
+		"compose=$flavour" "images=$after" "names=$after_names" "prev_images=$prev" \
+		"cgroups=$(cgroups_now)"; then
 		result=failed detail="rebuilt, but could not write the state file in $state_dir"
 		no_space "$(df -P "$state_dir" 2>/dev/null)"
 		return
 	fi
 	result=rebuilt detail="with compose $flavour"
+}
+
+# start_stack: up a stack that is not running as recorded (stopped by hand,
+# a reboot without restart policies, an OOM kill) from what is there, no
+# build, gated like a rebuild; sets result and detail.
+start_stack() {
+	echo "$m step $n up"
+	deadline=$(($(now) + up_timeout))
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
+		emit_log_tail "$n" "$log"
+		record_broken "$st_failed_hash" "$st_failed_at"
+		detail="it was not running, and up failed"
+		return
+	fi
+	echo "$m step $n wait"
+	if ! wait_healthy "$n" "$deadline" "$settle"; then
+		record_broken "$st_failed_hash" "$st_failed_at"
+		detail="it was not running, and once up it is $verdict"
+		return
+	fi
+	if ! write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=ok" \
+		"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$snap_images" \
+		"names=$snap_names" "prev_images=$st_prev_images" "cgroups=$(cgroups_now)"; then
+		detail="started, but could not write the state file in $state_dir"
+		return
+	fi
+	result=started detail="it was not running"
 }
 
 # record_broken FAILED_HASH FAILED_AT: what runs now did not pass its gate:
@@ -927,11 +1014,15 @@ do_rollback() {
 		if restore_images "$st_prev_images" "$names" "$(($(now) + up_timeout))"; then
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
 				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "names=$names" \
-				"prev_images=$current"
+				"prev_images=$current" "cgroups=$(cgroups_now)"
 			result=rolled_back detail="by hand, to the previous generation"
 		elif why=$rb && [ "$current" != - ] &&
 			restore_images "$current" "$current_names" "$(($(now) + up_timeout))"; then
-			# what ran before the rollback runs again; the state is as it was
+			# what ran before the rollback runs again; the state is as it
+			# was, but for the new containers
+			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
+				"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$st_images" \
+				"names=$st_names" "prev_images=$st_prev_images" "cgroups=$(cgroups_now)"
 			snap_images=$current
 			result=failed detail="rollback failed: $why; what ran before runs again"
 		else
@@ -1026,8 +1117,10 @@ do_apply() {
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
 	while [ $# -ge 9 ]; do
-		n=$1 dir=$2 compose_file=$3 shipped=$4 adopt=$5 up_timeout=$6 settle=$7 build_timeout=$8 hash=$9
+		n=$1 dir=$2 compose_file=$3 mode=$4 adopt=$5 up_timeout=$6 settle=$7 build_timeout=$8 hash=$9
 		shift 9
+		shipped=0
+		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
 			echo "$m done $n locked $holder"

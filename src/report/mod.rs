@@ -18,6 +18,8 @@ use crate::decide::Reason;
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Rebuilt,
+    /// It did not run as recorded; it was brought up again (no build).
+    Started,
     Skipped,
     Failed,
     /// The new generation failed its health gate and the previous one runs
@@ -25,16 +27,20 @@ pub enum Action {
     RolledBack,
     /// `--dry-run`: this stack is due.
     WouldRebuild,
+    /// `--dry-run`: this stack does not run and would be started.
+    WouldStart,
 }
 
 impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Rebuilt => "rebuilt",
+            Action::Started => "started",
             Action::Skipped => "skipped",
             Action::Failed => "failed",
             Action::RolledBack => "rolled_back",
             Action::WouldRebuild => "would_rebuild",
+            Action::WouldStart => "would_start",
         }
     }
 }
@@ -78,7 +84,9 @@ pub enum Progress {
 pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
     [
         Action::Rebuilt,
+        Action::Started,
         Action::WouldRebuild,
+        Action::WouldStart,
         Action::RolledBack,
         Action::Failed,
         Action::Skipped,

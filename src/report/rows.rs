@@ -82,6 +82,7 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     let r = match v {
         Verdict::Skip(reason) => row(host, stack, Action::Skipped, *reason),
         Verdict::WouldRebuild(reason) => row(host, stack, Action::WouldRebuild, *reason),
+        Verdict::WouldStart => row(host, stack, Action::WouldStart, Reason::NotRunning),
         Verdict::PreviousFailure {
             failed_ago,
             earlier_runs,
@@ -124,11 +125,8 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
                     "a newer rbuild wrote it: run that one, or upgrade this one; moving the state file aside makes the stack a first build",
                 ))
         }
-        Verdict::Rebuild { reason, .. } => {
-            unreachable!(
-                "a due stack ({}) is not settled by its check",
-                reason.as_str()
-            )
+        Verdict::Rebuild { .. } | Verdict::Start => {
+            unreachable!("a due stack is not settled by its check")
         }
     };
     r.took(checked)
@@ -203,6 +201,7 @@ pub fn applied(
 ) -> Row {
     let r = match result.map(|r| (&r.outcome, r.detail.as_str())) {
         Some((Outcome::Rebuilt, _)) => row(host, stack, Action::Rebuilt, due),
+        Some((Outcome::Started, _)) => row(host, stack, Action::Started, due),
         Some((Outcome::RolledBack, detail)) => row(host, stack, Action::RolledBack, due)
             .error(format!("{detail}; rolled back to the previous images")),
         Some((Outcome::Failed, detail)) => row(host, stack, Action::Failed, due)
@@ -228,9 +227,11 @@ pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: 
         Outcome::Locked { pid } => row(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
-        Outcome::Rebuilt | Outcome::Failed => row(host, stack, Action::Failed, Reason::Manual)
-            .error(result.detail.clone())
-            .hint(cause_hint(result.cause)),
+        Outcome::Rebuilt | Outcome::Started | Outcome::Failed => {
+            row(host, stack, Action::Failed, Reason::Manual)
+                .error(result.detail.clone())
+                .hint(cause_hint(result.cause))
+        }
     };
     r.took(took)
 }
