@@ -147,7 +147,8 @@ pub struct Cli {
     pub state_dir: Option<PathBuf>,
 }
 
-fn period(v: &str) -> Result<u64, String> {
+/// A build period, as `--build-period` takes it.
+pub fn period(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_PERIOD)
 }
 

@@ -154,7 +154,10 @@ impl Settings {
             force: cli.force_rebuild,
             dry_run: cli.dry_run,
             remove_images: cli.remove_images,
-            build_period: cli.build_period,
+            build_period: match cli.build_period {
+                Some(p) => Some(p),
+                None => build_ttl()?,
+            },
             up_timeout: cli.up_timeout_period,
             build_timeout: cli.build_timeout,
             settle: cli.settle,
@@ -166,6 +169,17 @@ impl Settings {
             ssh_config: cli.ssh_config,
             accept_new_host_keys: cli.accept_new_host_keys,
         })
+    }
+}
+
+/// `BUILD_TTL`, the variable the original `rbuild.py` read (its README
+/// said `BUILD_PERIOD`, which wins when both are set).
+fn build_ttl() -> Result<Option<u64>, UsageError> {
+    match std::env::var("BUILD_TTL") {
+        Ok(v) => crate::cli::period(&v)
+            .map(Some)
+            .map_err(|e| UsageError::new(format!("`BUILD_TTL={v}`: {e}"), None)),
+        Err(_) => Ok(None),
     }
 }
 

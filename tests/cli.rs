@@ -90,6 +90,7 @@ impl Test {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         for v in [
             "BUILD_PERIOD",
+            "BUILD_TTL",
             "UP_TIMEOUT_PERIOD",
             "RBUILD_INVENTORY",
             "RBUILD_CONCURRENCY",
@@ -119,7 +120,7 @@ impl Test {
         let out = c.output().expect("rbuild runs");
         let tmp = self.dir.path().to_str().unwrap();
         let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(tmp, "[TMP]");
-        let (stdout, stderr) = (norm(&out.stdout), norm(&out.stderr));
+        let (stdout, stderr) = (norm(&out.stdout), times(&norm(&out.stderr)));
         let dump = format!(
             "args {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}",
             self.args
@@ -134,6 +135,25 @@ impl Test {
         assert!(!contacted.exists(), "a host was contacted\n{dump}");
         stdout
     }
+}
+
+/// Durations (`in 2ms`, `in 1.2s`) as `in [TIME]`.
+fn times(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(" in ") {
+        out.push_str(&rest[..i + 4]);
+        rest = &rest[i + 4..];
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'm' || c == 's'))
+            .unwrap_or(rest.len());
+        if n > 0 && rest[..n].ends_with('s') {
+            out.push_str("[TIME]");
+            rest = &rest[n..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// An inventory with one host `web1` running `web/compose.yml`.
@@ -455,4 +475,33 @@ fn signalled(signals: &[&str]) -> (Option<i32>, Vec<String>) {
 fn a_run_stopped_by_sigterm_or_two_ctrl_c_leaves_no_private_directory() {
     assert_eq!(signalled(&["-TERM"]), (Some(143), vec![]));
     assert_eq!(signalled(&["-INT", "-INT"]), (Some(130), vec![]));
+}
+
+#[test]
+fn build_ttl_of_the_original_script_is_read_and_build_period_wins() {
+    Test::new()
+        .stack("web")
+        .env("BUILD_TTL", "soon")
+        .args(&["web/compose.yml"])
+        .status(2)
+        .stderr("error: `BUILD_TTL=soon`: `soon` is not a duration: write seconds (`90`) or a duration such as `30m` or `1d`\n")
+        .run();
+    // BUILD_PERIOD wins, so BUILD_TTL is not even read; a dry run in local
+    // mode reads a state directory, nothing else
+    let out = Test::new()
+        .stack("web")
+        .env("BUILD_TTL", "soon")
+        .env("BUILD_PERIOD", "1d")
+        .args(&[
+            "--dry-run",
+            "--json",
+            "--state-dir",
+            "state",
+            "web/compose.yml",
+        ])
+        .stderr("local web: would_rebuild (first_build) in [TIME]\n")
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["results"][0]["action"], "would_rebuild", "{out}");
 }
