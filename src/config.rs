@@ -228,6 +228,46 @@ pub fn project_name_for_dir(dir: &Path) -> Option<String> {
     inventory::valid_stack_name(&name).then_some(name)
 }
 
+/// The project name compose itself gives a local stack, so that an existing
+/// deployment is taken over, not started again beside itself:
+/// `COMPOSE_PROJECT_NAME` from the environment, else from the project's
+/// `.env`, else the compose file's `name:`, else its directory's name.
+fn local_project_name(file: &Path, dir: &Path) -> Result<String, UsageError> {
+    let from_env = std::env::var("COMPOSE_PROJECT_NAME")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| (v, "COMPOSE_PROJECT_NAME"));
+    let from_dotenv = || {
+        let text = std::fs::read_to_string(dir.join(".env")).ok()?;
+        text.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("COMPOSE_PROJECT_NAME=")?;
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            (!v.is_empty()).then(|| (v.to_owned(), "COMPOSE_PROJECT_NAME in .env"))
+        })
+    };
+    let from_file = || inventory::compose_name(file).map(|n| (n, "`name:` of the compose file"));
+    if let Some((name, source)) = from_env.or_else(from_dotenv).or_else(from_file) {
+        if !inventory::valid_stack_name(&name) {
+            return Err(UsageError::new(
+                format!(
+                    "`{}`: the project name `{name}` ({source}) is not one compose takes",
+                    file.display()
+                ),
+                Some(
+                    "project names take lowercase letters, digits, `-` and `_`, starting with a letter or digit",
+                ),
+            ));
+        }
+        return Ok(name);
+    }
+    project_name_for_dir(dir).ok_or_else(|| {
+        UsageError::new(
+            format!("cannot derive a compose project name from `{}`", dir.display()),
+            Some("name the directory with letters, digits, `-` or `_`, or set `name:` in the compose file"),
+        )
+    })
+}
+
 /// Local mode: one host, this machine, whose stacks are the given compose
 /// files, each built in place under the project name compose would use.
 fn local_host(cli: &Cli) -> Result<Host, UsageError> {
@@ -242,15 +282,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             ));
         }
         let dir = abs.parent().expect("a file has a parent").to_owned();
-        let name = project_name_for_dir(&dir).ok_or_else(|| {
-            UsageError::new(
-                format!(
-                    "cannot derive a compose project name from `{}`",
-                    dir.display()
-                ),
-                Some("name the directory with letters, digits, `-` or `_`"),
-            )
-        })?;
+        let name = local_project_name(&abs, &dir)?;
         if stacks.iter().any(|s| s.name == name) {
             return Err(UsageError::new(
                 format!("two compose files would share the project name `{name}`"),
@@ -260,9 +292,17 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         let dir_str = dir.to_str().ok_or_else(|| {
             UsageError::new(format!("`{}` is not valid UTF-8", dir.display()), None)
         })?;
+        let file_name = abs
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut compose_files = vec![file_name.clone()];
+        compose_files.extend(inventory::override_of(&dir, &file_name));
         stacks.push(Stack {
             name,
             compose_file: abs.clone(),
+            compose_files,
+            profiles: vec![],
             remote_dir: Some(dir_str.to_owned()),
             build_period: None,
             up_timeout: None,

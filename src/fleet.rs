@@ -486,7 +486,8 @@ async fn apply<C: Connect>(
                 ApplyStack {
                     name: s.name.clone(),
                     dir: s.remote_dir.clone(),
-                    compose_file: s.compose_file_name(),
+                    compose_files: s.compose_files.clone(),
+                    profiles: s.profiles.clone(),
                     mode: d.mode,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
@@ -734,6 +735,8 @@ mod tests {
                         Stack {
                             name: s.to_string(),
                             compose_file,
+                            compose_files: vec!["compose.yml".into()],
+                            profiles: vec![],
                             remote_dir: None,
                             build_period: None,
                             up_timeout: None,

@@ -194,7 +194,9 @@ struct RawInventory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSharedStack {
-    compose_file: Spanned<String>,
+    compose_file: Spanned<ComposeFiles>,
+    #[serde(default)]
+    profiles: Vec<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -236,7 +238,9 @@ struct RawHost {
 #[serde(deny_unknown_fields)]
 struct RawStack {
     name: Spanned<String>,
-    compose_file: Spanned<String>,
+    compose_file: Spanned<ComposeFiles>,
+    #[serde(default)]
+    profiles: Vec<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -244,6 +248,40 @@ struct RawStack {
     settle: Option<Settle>,
     #[serde(default)]
     adopt: bool,
+}
+
+/// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
+/// override earlier ones), relative to the inventory.
+#[derive(Debug, Clone)]
+pub struct ComposeFiles(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for ComposeFiles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ComposeFiles;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a compose file, or a list of compose files")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ComposeFiles, E> {
+                Ok(ComposeFiles(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ComposeFiles, A::Error> {
+                let mut files = Vec::new();
+                while let Some(f) = seq.next_element::<String>()? {
+                    files.push(f);
+                }
+                if files.is_empty() {
+                    return Err(de::Error::custom("`compose_file` lists no file"));
+                }
+                Ok(ComposeFiles(files))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which compose CLI the remote side uses.
@@ -300,8 +338,16 @@ pub struct Host {
 pub struct Stack {
     /// Compose project name, remote directory name and state file name.
     pub name: String,
-    /// The local compose file (absolute or relative to the working directory).
+    /// The local compose file (absolute or relative to the working
+    /// directory): the first of its compose files, whose directory is the
+    /// stack.
     pub compose_file: PathBuf,
+    /// Every compose file, relative to the stack's directory, in the order
+    /// compose takes them (the first one, the others, and the standard
+    /// override file where compose itself would pick it up).
+    pub compose_files: Vec<String>,
+    /// Compose profiles to enable (`COMPOSE_PROFILES`).
+    pub profiles: Vec<String>,
     /// Where it lives on the host; `None`: under the host's remote root or
     /// the remote side's default (`/srv/rbuild/NAME` as root).
     pub remote_dir: Option<String>,
@@ -324,14 +370,30 @@ impl Stack {
             .map(Path::to_path_buf)
             .unwrap_or_default()
     }
+}
 
-    /// The compose file's name, as it is in the stack's directory on a host.
-    pub fn compose_file_name(&self) -> String {
-        self.compose_file
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
+/// The standard override file compose itself picks up beside `file` when it
+/// is given no `-f`: `compose.override.yaml` beside `compose.yaml`, and so on.
+pub fn override_of(dir: &Path, file: &str) -> Option<String> {
+    let stem = match file {
+        "compose.yaml" | "compose.yml" => "compose",
+        "docker-compose.yaml" | "docker-compose.yml" => "docker-compose",
+        _ => return None,
+    };
+    ["yaml", "yml"]
+        .into_iter()
+        .map(|ext| format!("{stem}.override.{ext}"))
+        .find(|o| dir.join(o).is_file())
+}
+
+/// The project name a compose file sets (`name:` at its top), if any.
+pub fn compose_name(file: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Top {
+        name: Option<String>,
     }
+    let text = std::fs::read_to_string(file).ok()?;
+    serde_saphyr::from_str::<Top>(&text).ok()?.name
 }
 
 /// Is `name` usable as a compose project name, a directory and a file name?
@@ -591,6 +653,7 @@ impl Inventory {
                 lines.push(s.name.referenced.line());
                 let def = StackDef {
                     compose_file: &s.compose_file,
+                    profiles: &s.profiles,
                     remote_dir: s.remote_dir.as_ref(),
                     build_period: s.build_period,
                     up_timeout: s.up_timeout,
@@ -608,6 +671,7 @@ impl Inventory {
                 if placed {
                     let def = StackDef {
                         compose_file: &sh.compose_file,
+                        profiles: &sh.profiles,
                         remote_dir: sh.remote_dir.as_ref(),
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
@@ -722,7 +786,8 @@ struct HostCtx<'a> {
 
 /// A stack's keys, from a host's list or a shared definition.
 struct StackDef<'a> {
-    compose_file: &'a Spanned<String>,
+    compose_file: &'a Spanned<ComposeFiles>,
+    profiles: &'a [Spanned<String>],
     remote_dir: Option<&'a Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -750,16 +815,86 @@ fn build_stack(
             ),
         ));
     }
-    let compose_file = base.join(&s.compose_file.value);
-    if !compose_file.is_file() {
-        return Err(err(
-            s.compose_file.referenced.line(),
-            format!(
-                "host `{host}`, stack `{sname}`: compose file `{}` does not exist",
-                compose_file.display()
-            ),
-            Some("`compose_file` is relative to the inventory file's directory"),
-        ));
+    let line = s.compose_file.referenced.line();
+    let files = &s.compose_file.value.0;
+    let compose_file = base.join(&files[0]);
+    let dir = compose_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut compose_files = Vec::new();
+    for f in files {
+        let path = base.join(f);
+        if !path.is_file() {
+            return Err(err(
+                line,
+                format!(
+                    "host `{host}`, stack `{sname}`: compose file `{}` does not exist",
+                    path.display()
+                ),
+                Some("`compose_file` is relative to the inventory file's directory"),
+            ));
+        }
+        // as the host will have it: relative to the stack's directory
+        let rel = match path.strip_prefix(&dir) {
+            Ok(r) if !r.components().any(|c| c == std::path::Component::ParentDir) => r,
+            _ => {
+                return Err(err(
+                    line,
+                    format!(
+                        "host `{host}`, stack `{sname}`: compose file `{f}` is not in the stack's directory `{}`",
+                        dir.display()
+                    ),
+                    Some(
+                        "the stack is the directory of its first compose file: keep the others in it",
+                    ),
+                ));
+            }
+        };
+        let rel = rel.to_string_lossy().into_owned();
+        if rel.chars().any(|c| c.is_control()) {
+            return Err(err(
+                line,
+                format!(
+                    "host `{host}`, stack `{sname}`: compose file `{f}` has a control character in its name"
+                ),
+                None,
+            ));
+        }
+        compose_files.push(rel);
+    }
+    if let [only] = compose_files.as_slice()
+        && let Some(o) = override_of(&dir, only)
+    {
+        compose_files.push(o);
+    }
+    let mut profiles = Vec::new();
+    for p in s.profiles {
+        if p.value.is_empty()
+            || !p
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return Err(err(
+                p.referenced.line(),
+                format!(
+                    "host `{host}`, stack `{sname}`: profile `{}` is not valid",
+                    p.value
+                ),
+                Some("profile names take letters, digits, `_`, `.` and `-`"),
+            ));
+        }
+        profiles.push(p.value.clone());
+    }
+    // the inventory's name is the project's; a `name:` of the compose file
+    // that says otherwise is not silently overridden
+    if let Some(cn) = compose_name(&compose_file)
+        && cn != *sname
+    {
+        tracing::warn!(
+            "host `{host}`, stack `{sname}`: its compose file says `name: {cn}`; rbuild runs it as project `{sname}`, the inventory's name"
+        );
     }
     let remote_dir = match (s.remote_dir, h.remote_root) {
         (Some(r), _) => {
@@ -781,6 +916,8 @@ fn build_stack(
     Ok(Stack {
         name: sname.clone(),
         compose_file,
+        compose_files,
+        profiles,
         remote_dir,
         build_period: s.build_period.or(h.build_period).map(|s| s.0),
         up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),

@@ -286,7 +286,7 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, remote_dir, build_period, up_timeout, build_timeout, settle, adopt\n\
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, remote_dir, build_period, up_timeout, build_timeout, settle, adopt\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(

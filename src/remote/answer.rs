@@ -333,7 +333,8 @@ mod tests {
                 .map(|n| ApplyStack {
                     name: n.to_string(),
                     dir: None,
-                    compose_file: "compose.yml".into(),
+                    compose_files: vec!["compose.yml".into()],
+                    profiles: vec![],
                     mode: crate::remote::StackMode::Ship,
                     adopt: false,
                     up_timeout: 60,

@@ -86,8 +86,10 @@ pub struct ApplyStack {
     pub name: String,
     /// Remote directory; `None`: the script's default.
     pub dir: Option<String>,
-    /// File name of the compose file inside `dir`.
-    pub compose_file: String,
+    /// The compose files, by their names inside `dir`, in order.
+    pub compose_files: Vec<String>,
+    /// Compose profiles to enable.
+    pub profiles: Vec<String>,
     /// What to do with it.
     pub mode: StackMode,
     /// Ship into `dir` even when it holds files rbuild did not put there
@@ -109,7 +111,8 @@ pub struct Rollback {
     pub compose: ComposePref,
     pub name: String,
     pub dir: Option<String>,
-    pub compose_file: String,
+    pub compose_files: Vec<String>,
+    pub profiles: Vec<String>,
     pub up_timeout: u64,
     pub settle: u64,
 }
@@ -127,6 +130,21 @@ fn flag(b: bool) -> String {
 
 fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_default()
+}
+
+/// Compose files as one argument: a name a line (validated: no control
+/// characters in them).
+fn files(f: &[String]) -> String {
+    f.join("\n")
+}
+
+/// Profiles as one argument: comma-separated, `-` for none.
+fn profiles(p: &[String]) -> String {
+    if p.is_empty() {
+        "-".to_owned()
+    } else {
+        p.join(",")
+    }
 }
 
 impl Call {
@@ -193,7 +211,8 @@ impl Call {
                     a.extend([
                         s.name.clone(),
                         opt(&s.dir),
-                        s.compose_file.clone(),
+                        files(&s.compose_files),
+                        profiles(&s.profiles),
                         s.mode.as_arg().to_owned(),
                         flag(s.adopt),
                         s.up_timeout.to_string(),
@@ -207,7 +226,8 @@ impl Call {
                 r.compose.as_arg().to_owned(),
                 r.name.clone(),
                 opt(&r.dir),
-                r.compose_file.clone(),
+                files(&r.compose_files),
+                profiles(&r.profiles),
                 r.up_timeout.to_string(),
                 r.settle.to_string(),
             ]),
@@ -256,7 +276,8 @@ mod tests {
             stacks: vec![ApplyStack {
                 name: "web".into(),
                 dir: Some("/srv/x y".into()),
-                compose_file: "compose.yml".into(),
+                compose_files: vec!["compose.yml".into(), "compose.prod.yml".into()],
+                profiles: vec![],
                 mode: StackMode::Ship,
                 adopt: false,
                 up_timeout: 60,
@@ -280,7 +301,8 @@ mod tests {
                 "ab12",
                 "web",
                 "/srv/x y",
-                "compose.yml",
+                "compose.yml\ncompose.prod.yml",
+                "-",
                 "ship",
                 "0",
                 "60",
@@ -311,14 +333,26 @@ mod tests {
             compose: ComposePref::V1,
             name: "web".into(),
             dir: None,
-            compose_file: "c.yml".into(),
+            compose_files: vec!["c.yml".into()],
+            profiles: vec!["debug".into(), "jobs".into()],
             up_timeout: 30,
             settle: 5,
         });
         assert_eq!(
             r.args(&tok),
             [
-                "rbuild", "3", "t0k", "rollback", "", "v1", "web", "", "c.yml", "30", "5"
+                "rbuild",
+                "3",
+                "t0k",
+                "rollback",
+                "",
+                "v1",
+                "web",
+                "",
+                "c.yml",
+                "debug,jobs",
+                "30",
+                "5"
             ]
         );
         let h = Call::History(History {

@@ -364,6 +364,29 @@ bounded() {
 # dk ARGS...: the docker CLI, bounded.
 dk() { bounded "$step_timeout" docker "$@"; }
 
+# use_files FILES PROFILES: compose takes the stack's compose files (FILES:
+# their names in $dir, a line each, later ones overriding earlier ones) and
+# its profiles (comma-separated, - for none) from the environment, as both
+# flavours read it.
+use_files() {
+	COMPOSE_PATH_SEPARATOR='
+'
+	COMPOSE_FILE=
+	rest=$1
+	while [ -n "$rest" ]; do
+		f=${rest%%"$COMPOSE_PATH_SEPARATOR"*}
+		if [ "$f" = "$rest" ]; then rest=; else rest=${rest#*"$COMPOSE_PATH_SEPARATOR"}; fi
+		COMPOSE_FILE="${COMPOSE_FILE:+$COMPOSE_FILE$COMPOSE_PATH_SEPARATOR}$dir/$f"
+	done
+	export COMPOSE_FILE COMPOSE_PATH_SEPARATOR
+	if [ "$2" = - ]; then
+		unset COMPOSE_PROFILES
+	else
+		COMPOSE_PROFILES=$2
+		export COMPOSE_PROFILES
+	fi
+}
+
 # dc ARGS...: the picked compose flavour.
 dc() {
 	if [ "$flavour" = v2 ]; then docker compose "$@"; else docker-compose "$@"; fi
@@ -608,7 +631,7 @@ drop_untested() {
 # without building and gate it. Sets rb to what went wrong.
 restore_images() {
 	retag "$1" "$2"
-	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then
+	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then
 		emit_log_tail "$n" "$log"
 		rb="up of the previous images failed"
 		return 1
@@ -813,7 +836,7 @@ apply_stack() {
 		ship || return
 	fi
 
-	file=$dir/$compose_file
+	use_files "$compose_files" "$profiles"
 
 	# remember [KEY=VALUE]: this attempt at $hash failed. It is tried again
 	# when the files change, when forced, or after the build period, not on
@@ -845,7 +868,7 @@ apply_stack() {
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
 			# them crash-looping (kept, for their logs)
-			run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" stop
+			run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
 			commit_ship
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
@@ -872,7 +895,7 @@ apply_stack() {
 	fi
 
 	echo "$m step $n build"
-	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" build --pull --no-cache; then rc=0; else rc=$?; fi
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" build --pull --no-cache; then rc=0; else rc=$?; fi
 	if [ "$rc" = 124 ]; then
 		cause=timeout
 		not_built "the build took longer than ${build_timeout}s (build_timeout) and was stopped"
@@ -888,7 +911,7 @@ apply_stack() {
 		pull_args='--ignore-pull-failures --quiet'
 	fi
 	# shellcheck disable=SC2086
-	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" -f "$file" pull $pull_args; then rc=0; else rc=$?; fi
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" pull $pull_args; then rc=0; else rc=$?; fi
 	if [ "$rc" = 124 ]; then
 		cause=timeout
 		not_built "the pull took longer than ${build_timeout}s (build_timeout) and was stopped"
@@ -901,7 +924,7 @@ apply_stack() {
 
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
-	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		if [ "$rc" = 124 ]; then
@@ -952,7 +975,7 @@ apply_stack() {
 start_stack() {
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
-	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" -f "$file" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		record_broken "$st_failed_hash" "$st_failed_at"
@@ -987,7 +1010,7 @@ record_broken() {
 
 # rollback by hand: the previous generation (prev_images) back, gated.
 do_rollback() {
-	n=$2 dir=$3 compose_file=$4 up_timeout=$5 settle=$6 cause=
+	n=$2 dir=$3 compose_files=$4 profiles=$5 up_timeout=$6 settle=$7 cause=
 	echo "$m hello proto=$rbuild_proto now=$(now)"
 	need_docker "$1"
 	[ -n "$dir" ] || dir=$(default_dir "$n")
@@ -995,7 +1018,7 @@ do_rollback() {
 		echo "$m done $n locked $holder"
 		return 0
 	fi
-	file=$dir/$compose_file
+	use_files "$compose_files" "$profiles"
 	log=$state_dir/$n.log
 	: >"$log"
 	read_state "$n"
@@ -1116,9 +1139,11 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 9 ]; do
-		n=$1 dir=$2 compose_file=$3 mode=$4 adopt=$5 up_timeout=$6 settle=$7 build_timeout=$8 hash=$9
+	while [ $# -ge 10 ]; do
+		n=$1 dir=$2 compose_files=$3 profiles=$4 mode=$5 adopt=$6 up_timeout=$7 settle=$8 build_timeout=$9
 		shift 9
+		hash=$1
+		shift
 		shipped=0
 		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")
