@@ -1237,6 +1237,73 @@ mod tests {
     }
 
     #[test]
+    fn several_compose_files_the_override_and_profiles() {
+        let d = dir_with_compose();
+        std::fs::write(d.path().join("web/compose.prod.yml"), "services: {}\n").unwrap();
+        let inv = parse(
+            &d,
+            "hosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: [web/compose.yml, web/compose.prod.yml]\n        profiles: [debug, jobs]\n",
+        )
+        .unwrap();
+        let s = &inv.hosts[0].stacks[0];
+        assert_eq!(s.compose_files, ["compose.yml", "compose.prod.yml"]);
+        assert_eq!(s.profiles, ["debug", "jobs"]);
+        // one standard file: its override comes along, as compose does it
+        std::fs::write(d.path().join("web/compose.override.yaml"), "services: {}\n").unwrap();
+        let inv = parse(
+            &d,
+            "hosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.hosts[0].stacks[0].compose_files,
+            ["compose.yml", "compose.override.yaml"]
+        );
+        // a file outside the stack's directory, a missing one, a bad profile
+        std::fs::write(d.path().join("base.yml"), "services: {}\n").unwrap();
+        for (files, want) in [
+            (
+                "[web/compose.yml, base.yml]",
+                "is not in the stack's directory",
+            ),
+            ("[web/compose.yml, web/nope.yml]", "does not exist"),
+        ] {
+            let e = parse(
+                &d,
+                &format!(
+                    "hosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: {files}\n"
+                ),
+            )
+            .unwrap_err();
+            assert_eq!(e.line, 5, "{e}");
+            assert!(e.message.contains(want), "{e}");
+        }
+        let e = parse(
+            &d,
+            "hosts:\n  a:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        profiles: [\"a b\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+    }
+
+    #[test]
+    fn the_name_a_compose_file_sets() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("compose.yml");
+        std::fs::write(&f, "name: shop\nservices:\n  app:\n    image: x\n").unwrap();
+        assert_eq!(compose_name(&f).as_deref(), Some("shop"));
+        std::fs::write(&f, "services: {}\n").unwrap();
+        assert_eq!(compose_name(&f), None);
+        assert_eq!(override_of(d.path(), "compose.yml"), None);
+        std::fs::write(d.path().join("compose.override.yml"), "").unwrap();
+        assert_eq!(
+            override_of(d.path(), "compose.yml").as_deref(),
+            Some("compose.override.yml")
+        );
+        assert_eq!(override_of(d.path(), "prod.yml"), None);
+    }
+
+    #[test]
     fn syntax_error_has_a_line() {
         let d = dir_with_compose();
         let e = parse(&d, "hosts:\n  web1:\n    stacks: [\n").unwrap_err();

@@ -91,6 +91,9 @@ impl Test {
         for v in [
             "BUILD_PERIOD",
             "BUILD_TTL",
+            "COMPOSE_PROJECT_NAME",
+            "RBUILD_BUILD_TIMEOUT",
+            "RBUILD_SETTLE",
             "UP_TIMEOUT_PERIOD",
             "RBUILD_INVENTORY",
             "RBUILD_CONCURRENCY",
@@ -504,4 +507,47 @@ fn build_ttl_of_the_original_script_is_read_and_build_period_wins() {
         .run();
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["results"][0]["action"], "would_rebuild", "{out}");
+}
+
+#[test]
+fn local_mode_takes_the_project_name_compose_would_use() {
+    let name_of = |t: Test| -> String {
+        let out = t
+            .args(&[
+                "--dry-run",
+                "--json",
+                "--state-dir",
+                "state",
+                "web/compose.yml",
+            ])
+            .any_stderr()
+            .any_stdout()
+            .run();
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        doc["results"][0]["stack"].as_str().unwrap().to_owned()
+    };
+    // the directory's name, as compose gives it
+    assert_eq!(name_of(Test::new().stack("web")), "web");
+    // the file's `name:`
+    assert_eq!(
+        name_of(Test::new().file("web/compose.yml", "name: shop\nservices: {}\n")),
+        "shop"
+    );
+    // the project's .env beats `name:`, and the environment beats both
+    let t = || {
+        Test::new()
+            .file("web/compose.yml", "name: shop\nservices: {}\n")
+            .file("web/.env", "COMPOSE_PROJECT_NAME=fromenvfile\n")
+    };
+    assert_eq!(name_of(t()), "fromenvfile");
+    assert_eq!(
+        name_of(t().env("COMPOSE_PROJECT_NAME", "fromenv")),
+        "fromenv"
+    );
+    Test::new()
+        .file("web/compose.yml", "name: Bad Name\nservices: {}\n")
+        .args(&["web/compose.yml"])
+        .status(2)
+        .stderr("error: `[TMP]/web/compose.yml`: the project name `Bad Name` (`name:` of the compose file) is not one compose takes\nhint: project names take lowercase letters, digits, `-` and `_`, starting with a letter or digit\n")
+        .run();
 }
