@@ -168,11 +168,32 @@ fn connect_timeout(v: &str) -> Result<u64, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the last rebuild attempts of STACK on HOST (time, hash, result,
-    /// images), newest last.
-    History { host: String, stack: String },
+    /// images), newest last. Local mode: `history COMPOSE_FILE`.
+    History {
+        /// HOST of the inventory, or (local mode) the stack's COMPOSE_FILE.
+        #[arg(value_name = "HOST|COMPOSE_FILE")]
+        target: String,
+        /// STACK on HOST.
+        stack: Option<String>,
+    },
     /// Put the previous generation of STACK's images back on HOST and bring
     /// it up without building, with the same health gate as a rebuild.
-    Rollback { host: String, stack: String },
+    /// Local mode: `rollback COMPOSE_FILE`.
+    Rollback {
+        /// HOST of the inventory, or (local mode) the stack's COMPOSE_FILE.
+        #[arg(value_name = "HOST|COMPOSE_FILE")]
+        target: String,
+        /// STACK on HOST.
+        stack: Option<String>,
+    },
+}
+
+impl Command {
+    /// What the command names: HOST and STACK, or a COMPOSE_FILE.
+    pub fn target(&self) -> (&str, Option<&str>) {
+        let (Command::History { target, stack } | Command::Rollback { target, stack }) = self;
+        (target, stack.as_deref())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::inventory::{self, ComposePref, Host, Inventory, Stack};
 use crate::rollout::Policy;
 
@@ -100,17 +100,32 @@ impl Settings {
             .unwrap_or(DEFAULT_BUILD_TIMEOUT)
     }
 
-    /// `command`: a `history` or `rollback` subcommand follows.
+    /// `command`: a `history` or `rollback` subcommand follows: on HOST
+    /// STACK of the inventory, or (local mode) on a COMPOSE_FILE.
     pub fn from_cli(
-        cli: Cli,
+        mut cli: Cli,
         inventory_from_env: bool,
-        command: bool,
+        command: Option<&Command>,
     ) -> Result<Settings, UsageError> {
-        if command && cli.inventory.is_none() {
-            return Err(UsageError::new(
-                "`history` and `rollback` work on inventory hosts: give `--inventory FILE`",
-                Some("e.g. `rbuild -i inventory.yaml history web1 blog`"),
-            ));
+        if let Some(cmd) = command {
+            match (cmd.target(), &cli.inventory) {
+                ((_, None), Some(_)) => {
+                    return Err(UsageError::new(
+                        "with `--inventory`, `history` and `rollback` take HOST and STACK",
+                        Some("e.g. `rbuild -i inventory.yaml history web1 blog`"),
+                    ));
+                }
+                ((file, None), None) => cli.compose_files = vec![PathBuf::from(file)],
+                ((_, Some(_)), None) => {
+                    return Err(UsageError::new(
+                        "without `--inventory`, `history` and `rollback` take one COMPOSE_FILE (local mode)",
+                        Some(
+                            "e.g. `rbuild history /srv/blog/compose.yml`, or `rbuild -i inventory.yaml history web1 blog`",
+                        ),
+                    ));
+                }
+                ((_, Some(_)), Some(_)) => {}
+            }
         }
         let (mode, hosts) = match (&cli.inventory, cli.compose_files.is_empty()) {
             (Some(_), false) if !inventory_from_env => {

@@ -81,7 +81,16 @@ pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
 /// Run a command on one stack. An unknown host or stack is a usage error
 /// (exit 2, nothing touched); a host that fails, a failure (exit 1).
 pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit, Error> {
-    let (Command::History { host, stack } | Command::Rollback { host, stack }) = &cmd;
+    let (target, stack) = cmd.target();
+    // local mode: the one stack of the one host, this machine
+    let (host, stack) = match stack {
+        Some(stack) => (target.to_owned(), stack.to_owned()),
+        None => {
+            let h = &settings.hosts[0];
+            (h.name.clone(), h.stacks[0].name.clone())
+        }
+    };
+    let (host, stack) = (&host, &stack);
     let Some(h) = settings.hosts.iter().find(|h| h.name == *host) else {
         return Err(Error::usage(format!(
             "host `{host}` is not in the inventory"

@@ -75,7 +75,7 @@ pub fn main() -> Result<Exit, Error> {
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     init_logging(cli.verbose, cli.quiet);
     let command = cli.command.take();
-    let settings = Settings::from_cli(cli, inventory_from_env, command.is_some())
+    let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
         .map_err(|e| Error::Usage(e.into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -256,10 +256,48 @@ fn local_and_fleet_mode_do_not_mix() {
         .args(&["history", "web1", "web"])
         .status(2)
         .stderr(
-            "error: `history` and `rollback` work on inventory hosts: give `--inventory FILE`\n\
+            "error: without `--inventory`, `history` and `rollback` take one COMPOSE_FILE (local mode)\n\
+             hint: e.g. `rbuild history /srv/blog/compose.yml`, or `rbuild -i inventory.yaml history web1 blog`\n",
+        )
+        .run();
+    Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&["-i", "inventory.yaml", "rollback", "web1"])
+        .status(2)
+        .stderr(
+            "error: with `--inventory`, `history` and `rollback` take HOST and STACK\n\
              hint: e.g. `rbuild -i inventory.yaml history web1 blog`\n",
         )
         .run();
+}
+
+#[test]
+fn history_and_rollback_work_in_local_mode() {
+    Test::new()
+        .stack("web")
+        .args(&["--state-dir", "state", "history", "web/compose.yml"])
+        .stderr("local web: no rebuild recorded yet\n")
+        .run();
+    let out = Test::new()
+        .stack("web")
+        .args(&[
+            "--json",
+            "--state-dir",
+            "state",
+            "rollback",
+            "web/compose.yml",
+        ])
+        .status(1)
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["results"][0]["host"], "local", "{out}");
+    let err = doc["results"][0]["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("no rebuild is recorded here (no state directory "),
+        "{out}"
+    );
 }
 
 #[test]

@@ -234,7 +234,13 @@ trap '' PIPE HUP
 lock_take() {
 	l=$state_dir/$1.lock
 	holder=
-	if ! mkdir "$l" 2>/dev/null; then
+	if ! err=$(mkdir "$l" 2>&1); then
+		if [ ! -d "$l" ]; then
+			# no lock there: it could not be made (a full disk, no rights)
+			holder=
+			lock_err="could not make the stack's lock $l: ${err#mkdir: }"
+			return 2
+		fi
 		if holder=$(lock_holder "$1"); then
 			return 1
 		fi
@@ -1014,8 +1020,16 @@ do_rollback() {
 	echo "$m hello proto=$rbuild_proto now=$(now)"
 	need_docker "$1"
 	[ -n "$dir" ] || dir=$(default_dir "$n")
+	if [ ! -d "$state_dir" ]; then
+		echo "$m done $n failed no rebuild is recorded here (no state directory $state_dir)"
+		return 0
+	fi
 	if ! lock_take "$n"; then
-		echo "$m done $n locked $holder"
+		if [ -n "$holder" ]; then
+			echo "$m done $n locked $holder"
+		else
+			echo "$m done $n failed $lock_err"
+		fi
 		return 0
 	fi
 	use_files "$compose_files" "$profiles"
@@ -1148,7 +1162,14 @@ do_apply() {
 		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")
 		if ! lock_take "$n"; then
-			echo "$m done $n locked $holder"
+			if [ -n "$holder" ]; then
+				echo "$m done $n locked $holder"
+			else
+				cause=
+				detail=$lock_err
+				no_space "$detail"
+				echo "$m done $n failed${cause:+ cause=$cause} $detail"
+			fi
 			continue
 		fi
 		result=failed detail='' snap_images=- cause=
