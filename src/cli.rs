@@ -73,6 +73,11 @@ pub struct Cli {
     #[arg(long)]
     pub remove_images: bool,
 
+    /// After rebuilding, prune all of the build cache that no build uses
+    /// (without it, the cache older than the build period is pruned).
+    #[arg(long)]
+    pub prune_image_cache: bool,
+
     /// How many hosts to work on at once.
     #[arg(short = 'j', long, env = "RBUILD_CONCURRENCY", default_value_t = 32, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=4096))]

@@ -56,6 +56,8 @@ pub struct Settings {
     pub force: bool,
     pub dry_run: bool,
     pub remove_images: bool,
+    /// `--prune-image-cache`: prune all unused build cache after a rebuild.
+    pub prune_image_cache: bool,
     /// CLI or env override of every stack's build period.
     pub build_period: Option<u64>,
     /// CLI or env override of every stack's up timeout.
@@ -169,6 +171,7 @@ impl Settings {
             force: cli.force_rebuild,
             dry_run: cli.dry_run,
             remove_images: cli.remove_images,
+            prune_image_cache: cli.prune_image_cache,
             build_period: match cli.build_period {
                 Some(p) => Some(p),
                 None => build_ttl()?,

@@ -475,6 +475,17 @@ async fn apply<C: Connect>(
         state_dir: h.state_dir.clone(),
         compose: h.compose,
         remove_images: st.remove_images,
+        // the build cache is kept bounded: after a rebuild, what is older
+        // than the shortest build period of the stacks goes (a period of 0
+        // would take it all, which only `--prune-image-cache` asks for)
+        prune_cache: if st.prune_image_cache {
+            Some(0)
+        } else {
+            due.iter()
+                .map(|d| st.build_period(stack(d)))
+                .min()
+                .filter(|p| *p > 0)
+        },
         payload: payload.as_ref().map(|p| Announced {
             size: p.size,
             sha256: p.sha256.clone(),
@@ -758,6 +769,7 @@ mod tests {
             force: false,
             dry_run: false,
             remove_images: false,
+            prune_image_cache: false,
             build_period: None,
             up_timeout: None,
             build_timeout: None,

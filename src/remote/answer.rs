@@ -327,6 +327,7 @@ mod tests {
             state_dir: None,
             compose: ComposePref::Auto,
             remove_images: false,
+            prune_cache: None,
             payload: None,
             stacks: names
                 .iter()

@@ -45,6 +45,9 @@ pub struct Apply {
     pub compose: ComposePref,
     /// Also remove the generation of images just replaced.
     pub remove_images: bool,
+    /// After a rebuild, prune the engine's build cache: what is older than
+    /// this many seconds (`Some(0)`: all of it); `None`: leave it.
+    pub prune_cache: Option<u64>,
     /// The payload's size and sha256, sent ahead of it so that the host
     /// verifies it before unpacking; `None`: nothing is shipped.
     pub payload: Option<Announced>,
@@ -204,6 +207,7 @@ impl Call {
                 a.extend([
                     ap.compose.as_arg().to_owned(),
                     flag(ap.remove_images),
+                    ap.prune_cache.map_or("-".to_owned(), |s| s.to_string()),
                     size,
                     sha256,
                 ]);
@@ -269,6 +273,7 @@ mod tests {
             state_dir: None,
             compose: ComposePref::Auto,
             remove_images: true,
+            prune_cache: Some(86400),
             payload: Some(Announced {
                 size: 10240,
                 sha256: "ab12".into(),
@@ -297,6 +302,7 @@ mod tests {
                 "",
                 "auto",
                 "1",
+                "86400",
                 "10240",
                 "ab12",
                 "web",

@@ -1137,9 +1137,11 @@ clean_leftovers() {
 do_apply() {
 	compose_pref=$1
 	remove=$2
-	payload_size=$3
-	payload_sha=$4
-	shift 4
+	prune=$3
+	payload_size=$4
+	payload_sha=$5
+	shift 5
+	rebuilt_any=0
 	# a directory of the user's keeps its mode; one made here is 0700
 	# (umask)
 	if [ ! -d "$state_dir" ] && ! mkdir -p "$state_dir"; then
@@ -1174,12 +1176,29 @@ do_apply() {
 		fi
 		result=failed detail='' snap_images=- cause=
 		apply_stack
+		[ "$result" != rebuilt ] || rebuilt_any=1
 		add_history "$n" "$result" "$snap_images" "$detail"
 		unlock "$n"
 		echo "$m done $n $result${cause:+ cause=$cause} $detail"
 	done
 	[ -n "$payload" ] && rm -f "$payload"
+	[ "$rebuilt_any" = 0 ] || prune_cache
 	return 0
+}
+
+# prune_cache: keep the engine's build cache bounded after a rebuild: what
+# no build uses and is older than $prune seconds goes (0: all of it). Never
+# an image, never cache a build uses.
+prune_cache() {
+	case $prune in
+	- | '' | *[!0-9]*) return 0 ;;
+	0) set -- ;;
+	*) set -- --filter "until=${prune}s" ;;
+	esac
+	if out=$(dk builder prune -f "$@" 2>&1); then
+		freed=$(echo "$out" | sed -n 's/^Total reclaimed space: *//p')
+		echo "$m note - pruned the build cache${freed:+: $freed reclaimed}"
+	fi
 }
 
 case $cmd in

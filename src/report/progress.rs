@@ -78,7 +78,11 @@ pub async fn run(mut rx: UnboundedReceiver<Progress>, style: Style) {
                 Some(b) => b.set_message(format!("{host} {stack}: {step}")),
                 None => say(format!("{host} {stack}: {step}")),
             },
-            Progress::Note { host, stack, text } => say(format!("{host} {stack}: {text}")),
+            Progress::Note { host, stack, text } => match stack.as_str() {
+                // of the host, not of one stack
+                "-" | "" => say(format!("{host}: {text}")),
+                _ => say(format!("{host} {stack}: {text}")),
+            },
             Progress::Result { row, log } => {
                 if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0 {
                     for l in result_lines(&row, &log) {
