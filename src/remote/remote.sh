@@ -92,7 +92,7 @@ now_nofork() {
 # than $state_version is not this script's to interpret.
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
-	st_images=- st_names=- st_prev_images=- st_cgroups=-
+	st_images=- st_names=- st_prev_images=- st_cgroups=- st_leftover=-
 	f=$state_dir/$1.state
 	if [ ! -f "$f" ]; then
 		# something that is not a file (a directory, a dangling link) is
@@ -112,6 +112,7 @@ read_state() {
 		images) st_images=$v ;;
 		names) st_names=$v ;;
 		cgroups) st_cgroups=$v ;;
+		leftover) st_leftover=$v ;;
 		prev_images) st_prev_images=$v ;;
 		esac
 	done <"$f"
@@ -603,6 +604,9 @@ remove_images() {
 		case ",$2," in *"=$id,"*) continue ;; esac
 		if dk image rm "$id" >/dev/null 2>&1; then
 			echo "$m note $n removed image $id"
+		elif dk image inspect "$id" >/dev/null 2>&1; then
+			# in use, or the engine said no: tried again next time
+			case ",$leftover," in *",$pair,"*) ;; *) leftover="${leftover:+$leftover,}$pair" ;; esac
 		fi
 	done
 }
@@ -832,7 +836,7 @@ apply_stack() {
 		# outlives this run (a stack changed by hand since its last build)
 		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
 			"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$before" \
-			"names=$before_names" "prev_images=$st_prev_images" && st_images=$before st_names=$before_names
+			"names=$before_names" "prev_images=$st_prev_images" "leftover=$st_leftover" && st_images=$before st_names=$before_names
 	fi
 
 	# An apply cut off mid-ship (killed, host down) is undone first.
@@ -850,7 +854,7 @@ apply_stack() {
 	remember() {
 		write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=failed" \
 			"failed_hash=$hash" "failed_at=$(now)" "images=$st_images" "names=$st_names" \
-			"prev_images=$st_prev_images" "cgroups=${1:-$st_cgroups}" ||
+			"prev_images=$st_prev_images" "leftover=$st_leftover" "cgroups=${1:-$st_cgroups}" ||
 			echo "$m note $n could not record the failed attempt in $state_dir"
 	}
 
@@ -948,6 +952,9 @@ apply_stack() {
 
 	after=$snap_images after_names=$snap_names
 	echo "$m step $n prune"
+	# images an earlier prune could not remove are tried again
+	leftover=''
+	remove_images "$st_leftover" "$after,$before"
 	# Keep one generation (the images that ran before this rebuild) for
 	# rollback; remove the generation before it. --remove-images removes the
 	# replaced generation now as well.
@@ -967,7 +974,7 @@ apply_stack() {
 
 	if ! write_state "$n" "hash=$hash" "built_at=$(now)" "last_result=ok" \
 		"compose=$flavour" "images=$after" "names=$after_names" "prev_images=$prev" \
-		"cgroups=$(cgroups_now)"; then
+		"leftover=${leftover:--}" "cgroups=$(cgroups_now)"; then
 		result=failed detail="rebuilt, but could not write the state file in $state_dir"
 		no_space "$(df -P "$state_dir" 2>/dev/null)"
 		return
@@ -996,7 +1003,7 @@ start_stack() {
 	fi
 	if ! write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=ok" \
 		"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$snap_images" \
-		"names=$snap_names" "prev_images=$st_prev_images" "cgroups=$(cgroups_now)"; then
+		"names=$snap_names" "prev_images=$st_prev_images" "leftover=$st_leftover" "cgroups=$(cgroups_now)"; then
 		detail="started, but could not write the state file in $state_dir"
 		return
 	fi
@@ -1010,7 +1017,7 @@ record_broken() {
 	snapshot "$n" 2>>"$log" || snap_images=- snap_names=-
 	write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=broken" \
 		"failed_hash=$1" "failed_at=$2" "images=$snap_images" "names=$snap_names" \
-		"prev_images=$st_prev_images" ||
+		"prev_images=$st_prev_images" "leftover=$st_leftover" ||
 		echo "$m note $n could not record the failed attempt in $state_dir"
 }
 
@@ -1059,7 +1066,7 @@ do_rollback() {
 			# was, but for the new containers
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=$st_last_result" \
 				"failed_hash=$st_failed_hash" "failed_at=$st_failed_at" "images=$st_images" \
-				"names=$st_names" "prev_images=$st_prev_images" "cgroups=$(cgroups_now)"
+				"names=$st_names" "prev_images=$st_prev_images" "leftover=$st_leftover" "cgroups=$(cgroups_now)"
 			snap_images=$current
 			result=failed detail="rollback failed: $why; what ran before runs again"
 		else
