@@ -1058,7 +1058,7 @@ do_rollback() {
 		if restore_images "$st_prev_images" "$names" "$(($(now) + up_timeout))"; then
 			write_state "$n" "hash=$st_hash" "built_at=$st_built_at" "last_result=rolled_back" \
 				"failed_hash=$st_hash" "failed_at=$(now)" "images=$st_prev_images" "names=$names" \
-				"prev_images=$current" "cgroups=$(cgroups_now)"
+				"prev_images=$current" "leftover=$st_leftover" "cgroups=$(cgroups_now)"
 			result=rolled_back detail="by hand, to the previous generation"
 		elif why=$rb && [ "$current" != - ] &&
 			restore_images "$current" "$current_names" "$(($(now) + up_timeout))"; then
