@@ -316,11 +316,13 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             .unwrap_or_default();
         let mut compose_files = vec![file_name.clone()];
         compose_files.extend(inventory::override_of(&dir, &file_name));
+        let data_dirs = inventory::writable_binds(&dir, &compose_files);
         stacks.push(Stack {
             name,
             compose_file: abs.clone(),
             compose_files,
             profiles: vec![],
+            data_dirs,
             remote_dir: Some(dir_str.to_owned()),
             build_period: None,
             up_timeout: None,

@@ -748,6 +748,7 @@ mod tests {
                             compose_file,
                             compose_files: vec!["compose.yml".into()],
                             profiles: vec![],
+                            data_dirs: vec![],
                             remote_dir: None,
                             build_period: None,
                             up_timeout: None,
@@ -790,7 +791,7 @@ mod tests {
         world: &Arc<World>,
         cancelled: bool,
     ) -> (Vec<Row>, Vec<Progress>) {
-        let shipments = Arc::new(Shipments::hash(&settings.hosts));
+        let shipments = Arc::new(Shipments::hash(&settings.hosts, false));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (cancel_tx, cancel_rx) = watch::channel(cancelled);
         let rows = run(

@@ -348,6 +348,9 @@ pub struct Stack {
     pub compose_files: Vec<String>,
     /// Compose profiles to enable (`COMPOSE_PROFILES`).
     pub profiles: Vec<String>,
+    /// Bind-mount sources in the stack's directory that its containers may
+    /// write (see [`writable_binds`]).
+    pub data_dirs: Vec<String>,
     /// Where it lives on the host; `None`: under the host's remote root or
     /// the remote side's default (`/srv/rbuild/NAME` as root).
     pub remote_dir: Option<String>,
@@ -384,6 +387,54 @@ pub fn override_of(dir: &Path, file: &str) -> Option<String> {
         .into_iter()
         .map(|ext| format!("{stem}.override.{ext}"))
         .find(|o| dir.join(o).is_file())
+}
+
+/// The bind-mount sources of a stack's compose files that are inside its
+/// directory and that a container may write (not `:ro`), as paths relative
+/// to the directory: data, not configuration. A source written with a
+/// variable is left out (it cannot be told here).
+pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    for f in compose_files {
+        let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
+            continue;
+        };
+        let Ok(doc) = serde_saphyr::from_str::<Value>(&text) else {
+            continue;
+        };
+        let services = doc.get("services").and_then(Value::as_object);
+        for svc in services.into_iter().flat_map(|s| s.values()) {
+            let volumes = svc.get("volumes").and_then(Value::as_array);
+            for v in volumes.into_iter().flatten() {
+                let (source, read_only) = match v {
+                    Value::String(s) => {
+                        let mut parts = s.splitn(3, ':');
+                        let src = parts.next().unwrap_or("");
+                        let opts = parts.nth(1).unwrap_or("");
+                        (src.to_owned(), opts.split(',').any(|o| o == "ro"))
+                    }
+                    Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("bind") => (
+                        m.get("source")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                    ),
+                    _ => continue,
+                };
+                // a bind mount: a path, relative ones starting with `.`
+                if read_only || source.contains('$') || !source.starts_with('.') {
+                    continue;
+                }
+                let rel = normal(&source).join("/");
+                if !rel.is_empty() && !rel.split('/').any(|c| c == "..") && !out.contains(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The project name a compose file sets (`name:` at its top), if any.
@@ -913,11 +964,13 @@ fn build_stack(
         (None, Some(root)) => Some(format!("{}/{sname}", root.trim_end_matches('/'))),
         (None, None) => None,
     };
+    let data_dirs = writable_binds(&dir, &compose_files);
     Ok(Stack {
         name: sname.clone(),
         compose_file,
         compose_files,
         profiles,
+        data_dirs,
         remote_dir,
         build_period: s.build_period.or(h.build_period).map(|s| s.0),
         up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),

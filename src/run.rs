@@ -188,7 +188,7 @@ pub async fn run(
     cancel_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
-    let shipments = Shipments::hash(&settings.hosts);
+    let shipments = Shipments::hash(&settings.hosts, settings.mode == crate::config::Mode::Local);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),

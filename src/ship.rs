@@ -27,12 +27,35 @@ pub struct Shipments {
 
 impl Shipments {
     /// Read and hash the directory of every stack of `hosts`, once each.
-    pub fn hash(hosts: &[Host]) -> Shipments {
+    ///
+    /// `in_place` (local mode: stacks are built where they are, nothing is
+    /// shipped): what the containers may write into the stack's directory
+    /// (its writable bind mounts) is not part of its hash, or every run
+    /// would rebuild it. Shipped stacks keep it in (it would ship), and a
+    /// warning says so.
+    pub fn hash(hosts: &[Host], in_place: bool) -> Shipments {
         let mut by_dir = HashMap::new();
         for s in hosts.iter().flat_map(|h| &h.stacks) {
-            by_dir
-                .entry(s.dir())
-                .or_insert_with_key(|dir| stack::read(dir).map(Arc::new).map_err(Arc::new));
+            by_dir.entry(s.dir()).or_insert_with_key(|dir| {
+                let skip: &[String] = if in_place { &s.data_dirs } else { &[] };
+                let c = stack::read_without(dir, skip);
+                if let Ok(c) = &c {
+                    for d in &s.data_dirs {
+                        let shipped = c
+                            .entries
+                            .iter()
+                            .any(|e| e.path == *d || e.path.starts_with(&format!("{d}/")));
+                        if shipped && !in_place {
+                            tracing::warn!(
+                                "stack `{}`: `{d}` is bind-mounted into a container that may write it, and its local copy ships: a file shipped there replaces the host's; list `{d}/` in {}/.rbuildignore to keep what the containers write on the host alone",
+                                s.name,
+                                dir.display()
+                            );
+                        }
+                    }
+                }
+                c.map(Arc::new).map_err(Arc::new)
+            });
         }
         Shipments {
             by_dir,
@@ -194,5 +217,40 @@ impl Payload {
             w.write_all(&chunk).await?;
         }
         producer.await.map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+
+    #[test]
+    fn what_containers_write_in_place_is_no_change_and_is_warned_of_when_shipped() {
+        let d = tempfile::tempdir().unwrap();
+        let web = d.path().join("web");
+        std::fs::create_dir_all(web.join("appdata")).unwrap();
+        std::fs::write(
+            web.join("compose.yml"),
+            "services:\n  db:\n    image: x\n    volumes:\n      - ./appdata:/var/lib/db\n      - ./conf/my.cnf:/etc/my.cnf:ro\n      - data:/elsewhere\n      - type: bind\n        source: ./uploads\n        target: /up\n      - ${LOGS:-./logs}:/logs\nvolumes:\n  data: {}\n",
+        )
+        .unwrap();
+        let inv = Inventory::parse(
+            &d.path().join("inventory.yaml"),
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        )
+        .unwrap();
+        let s = &inv.hosts[0].stacks[0];
+        assert_eq!(s.data_dirs, ["appdata", "uploads"]);
+        let hash = |in_place| {
+            Shipments::hash(&inv.hosts, in_place)
+                .hash_of(s)
+                .unwrap()
+                .to_owned()
+        };
+        let (local, shipped) = (hash(true), hash(false));
+        std::fs::write(web.join("appdata/db.sqlite"), "rows").unwrap();
+        assert_eq!(hash(true), local, "built in place: data is no change");
+        assert_ne!(hash(false), shipped, "shipped: it would ship");
     }
 }

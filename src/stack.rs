@@ -62,6 +62,17 @@ pub struct Contents {
 
 /// List what would be shipped from `dir`, sorted by path.
 pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
+    list_without(dir, &[])
+}
+
+/// Whether `path` is `skip` or inside it.
+fn under(path: &str, skip: &str) -> bool {
+    path == skip || path.strip_prefix(skip).is_some_and(|r| r.starts_with('/'))
+}
+
+/// [`list`], leaving out the paths (relative to `dir`) of `skip` and what
+/// is below them.
+pub fn list_without(dir: &Path, skip: &[String]) -> Result<Vec<Entry>, StackError> {
     let mut walker = ignore::WalkBuilder::new(dir);
     walker
         .standard_filters(false)
@@ -109,6 +120,9 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
         } else {
             continue; // sockets, fifos, devices: never shipped
         };
+        if skip.iter().any(|s| under(&path, s)) {
+            continue;
+        }
         entries.push(Entry { path, kind, mode });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -180,7 +194,12 @@ fn open(path: &Path) -> Result<(std::fs::File, u64), StackError> {
 
 /// List and hash a stack directory.
 pub fn read(dir: &Path) -> Result<Contents, StackError> {
-    let entries = list(dir)?;
+    read_without(dir, &[])
+}
+
+/// [`read`], leaving out `skip` (see [`list_without`]).
+pub fn read_without(dir: &Path, skip: &[String]) -> Result<Contents, StackError> {
+    let entries = list_without(dir, skip)?;
     let mut canon = Canon::new();
     for e in &entries {
         if e.kind == EntryKind::File {
