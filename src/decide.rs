@@ -32,6 +32,9 @@ pub enum Reason {
     /// This exact input failed its health gate within the build period; it
     /// is retried when the input changes, when forced, or after the period.
     PreviousFailure,
+    /// These files were rolled back by hand (`rbuild rollback`): the
+    /// operator's decision holds until they change or a rebuild is forced.
+    Held,
     /// Another run holds the stack's lock on the host.
     Locked,
     /// The stack's state file on the host is in a version this rbuild does
@@ -62,6 +65,7 @@ impl Reason {
             Reason::UpToDate => "up_to_date",
             Reason::NotRunning => "not_running",
             Reason::PreviousFailure => "previous_failure",
+            Reason::Held => "held",
             Reason::Locked => "locked",
             Reason::StateUnreadable => "state_unreadable",
             Reason::HostFailed => "host_failed",
@@ -117,6 +121,12 @@ pub fn decide(i: &Input) -> Decision {
     // a time in the future is no time: never recent
     let recent = |t: u64| !in_future(t, i.now) && i.now.saturating_sub(t) < i.build_period;
     if let Some(s) = i.state
+        && s.last_result.as_deref() == Some("rolled_back")
+        && s.failed_hash.as_deref() == Some(i.hash)
+    {
+        return skip(Reason::Held);
+    }
+    if let Some(s) = i.state
         && s.failed_hash.as_deref() == Some(i.hash)
         && recent(s.failed_at)
     {
@@ -165,6 +175,16 @@ mod tests {
             failed_at: now - 60,
             ..built.clone()
         };
+        let by_hand = StackState {
+            last_result: Some("rolled_back".into()),
+            failed_hash: Some("h2".into()),
+            failed_at: now - 60,
+            ..built.clone()
+        };
+        let by_hand_long_ago = StackState {
+            failed_at: now - 9 * day,
+            ..by_hand.clone()
+        };
         let broken = StackState {
             last_result: Some("broken".into()),
             ..built.clone()
@@ -191,6 +211,10 @@ mod tests {
             (false, "h2", Some(&failed_long_ago), true,  Reason::ConfigChanged),
             (false, "h1", Some(&failed_recently), false, Reason::UpToDate),
             (false, "h1", Some(&broken),          true,  Reason::Broken),
+            (false, "h2", Some(&by_hand),         false, Reason::Held),
+            (false, "h3", Some(&by_hand),         true,  Reason::ConfigChanged),
+            (true,  "h2", Some(&by_hand),         true,  Reason::Forced),
+            (false, "h2", Some(&by_hand_long_ago), false, Reason::Held),
             (false, "h2", Some(&broken),          true,  Reason::ConfigChanged),
         ];
         for (n, (force, hash, st, rebuild, reason)) in table.iter().enumerate() {

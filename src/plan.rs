@@ -267,13 +267,14 @@ mod fuzz {
             failed_at in time(),
             lock in prop::option::of("[0-9]{1,5}|unknown"),
             running in prop::option::of(any::<bool>()),
+            last in prop::option::of(prop::sample::select(&["ok", "failed", "rolled_back", "broken"][..])),
         ) -> Recorded {
             let state = match exists {
                 0 => Ok(None),
                 1 => Ok(Some(StackState {
                     hash: h,
                     built_at,
-                    last_result: None,
+                    last_result: last.map(str::to_owned),
                     failed_hash,
                     failed_at,
                 })),
@@ -336,6 +337,12 @@ mod fuzz {
                     prop_assert!(!dry_run && r.running == Some(false) && r.locked_by.is_none());
                 }
                 Verdict::Locked { .. } => prop_assert!(r.locked_by.is_some()),
+                Verdict::Skip(Reason::Held) => {
+                    let s = state.expect("rolled back by hand");
+                    prop_assert!(!force);
+                    prop_assert_eq!(s.last_result.as_deref(), Some("rolled_back"));
+                    prop_assert_eq!(s.failed_hash.as_deref(), Some(h.as_str()));
+                }
                 Verdict::Skip(other) => prop_assert!(false, "skip for {other:?}"),
                 Verdict::Unreadable(_) => prop_assert!(false, "readable state"),
             }

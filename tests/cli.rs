@@ -140,10 +140,25 @@ impl Test {
     }
 }
 
-/// Durations (`in 2ms`, `in 1.2s`) as `in [TIME]`.
+/// Durations (`in 2ms`, `in 1.2s`) as `in [TIME]`, and the time a
+/// progress line starts with as `[NOW]`.
 fn times(s: &str) -> String {
+    let s: String = s
+        .lines()
+        .map(|l| {
+            let stamped = l.len() > 21
+                && l.as_bytes()[4] == b'-'
+                && l.as_bytes()[10] == b'T'
+                && l[..21].ends_with("Z ");
+            if stamped {
+                format!("[NOW] {}\n", &l[21..])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     let mut out = String::new();
-    let mut rest = s;
+    let mut rest = s.as_str();
     while let Some(i) = rest.find(" in ") {
         out.push_str(&rest[..i + 4]);
         rest = &rest[i + 4..];
@@ -540,7 +555,7 @@ fn build_ttl_of_the_original_script_is_read_and_build_period_wins() {
             "state",
             "web/compose.yml",
         ])
-        .stderr("local web: would_rebuild (first_build) in [TIME]\n")
+        .stderr("[NOW] local web: would_rebuild (first_build) in [TIME]\n")
         .any_stdout()
         .run();
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -81,6 +81,8 @@ pub enum Cause {
     NoSha256,
     /// A step took longer than its bound and was stopped.
     Timeout,
+    /// A port the stack publishes is held by something else on the host.
+    PortTaken,
 }
 
 impl Cause {
@@ -95,6 +97,7 @@ impl Cause {
             "payload" => Cause::Payload,
             "no_sha256" => Cause::NoSha256,
             "timeout" => Cause::Timeout,
+            "port_taken" => Cause::PortTaken,
             _ => return None,
         })
     }

@@ -425,6 +425,14 @@ EOF
 	: "${snap_images:=-}" "${snap_names:=-}"
 }
 
+# port_taken LOG: whether `up` failed for a port that something else holds
+# on the host; sets cause and taken (the engine's words).
+port_taken() {
+	taken=$(grep -m 1 -i -e 'port is already allocated' -e 'address already in use' "$1" 2>/dev/null) || return 1
+	cause=port_taken
+	taken="a port it publishes is taken on the host: ${taken##*Error response from daemon: }"
+}
+
 # engine_trouble LOG: after a docker command failed with its output in LOG,
 # whether the engine itself is the trouble (not answering, or not this
 # user's to use); sets cause and detail if so.
@@ -939,6 +947,8 @@ apply_stack() {
 		emit_log_tail "$n" "$log"
 		if [ "$rc" = 124 ]; then
 			rollback "up took longer than ${up_timeout}s (up_timeout)"
+		elif port_taken "$log"; then
+			rollback "up failed: $taken"
 		else
 			rollback "up failed"
 		fi
@@ -992,7 +1002,11 @@ start_stack() {
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		record_broken "$st_failed_hash" "$st_failed_at"
-		detail="it was not running, and up failed"
+		if port_taken "$log"; then
+			detail="it was not running, and up failed: $taken"
+		else
+			detail="it was not running, and up failed"
+		fi
 		return
 	fi
 	echo "$m step $n wait"

@@ -1,6 +1,7 @@
 //! The one place that draws progress: a bar on a terminal (indicatif), plain
 //! lines otherwise. Workers never print; they send [`Progress`] here.
 
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -58,13 +59,18 @@ pub async fn run(mut rx: UnboundedReceiver<Progress>, style: Style) {
     } else {
         None
     };
-    let say = |line: String| {
-        if style.quiet {
-            return;
+    // plain lines (a log, cron's mail) say when; a terminal shows it live
+    let out = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+            // a closed stderr is no reason to stop
+            let _ = writeln!(std::io::stderr(), "{now} {line}");
         }
-        match &bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+    };
+    let say = |line: String| {
+        if !style.quiet {
+            out(line);
         }
     };
     while let Some(ev) = rx.recv().await {
@@ -84,10 +90,14 @@ pub async fn run(mut rx: UnboundedReceiver<Progress>, style: Style) {
                 _ => say(format!("{host} {stack}: {text}")),
             },
             Progress::Result { row, log } => {
-                if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0 {
-                    for l in result_lines(&row, &log) {
-                        say(l);
-                    }
+                // -q keeps what explains a failure: its line, the docker
+                // output's tail and the hint
+                let failed = matches!(row.action, Action::Failed | Action::RolledBack);
+                if failed && style.quiet {
+                    result_lines(&row, &log).into_iter().for_each(out);
+                } else if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0
+                {
+                    result_lines(&row, &log).into_iter().for_each(say);
                 }
             }
             Progress::HostDone { .. } => {

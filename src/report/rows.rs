@@ -67,6 +67,9 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
             "the connection was cut while the files were sent, or a file changed meanwhile: run rbuild again"
         }
         Cause::NoSha256 => "install coreutils (`sha256sum`) or openssl on the host",
+        Cause::PortTaken => {
+            "find what holds the port on the host (`ss -ltnp`), or publish the service on another one"
+        }
         Cause::Timeout => {
             "raise `build_timeout` (inventory, or `--build-timeout`) if the build is just slow; the host's log of it is `STATE_DIR/NAME.log`"
         }
