@@ -21,7 +21,7 @@ use crate::rollout::Limit;
 #[command(name = "rbuild", version, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<Commands>,
 
     /// Compose files to rebuild on this machine (local mode, no SSH).
     #[arg(value_name = "COMPOSE_FILE")]
@@ -169,6 +169,15 @@ fn connect_timeout(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 1, inventory::MAX_CONNECT_TIMEOUT)
 }
 
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    #[command(flatten)]
+    Stack(Command),
+    #[command(flatten)]
+    Meta(Meta),
+}
+
 /// Commands on one stack of one inventory host (they need `--inventory`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -196,9 +205,24 @@ pub enum Command {
 impl Command {
     /// What the command names: HOST and STACK, or a COMPOSE_FILE.
     pub fn target(&self) -> (&str, Option<&str>) {
-        let (Command::History { target, stack } | Command::Rollback { target, stack }) = self;
-        (target, stack.as_deref())
+        match self {
+            Command::History { target, stack } | Command::Rollback { target, stack } => {
+                (target, stack.as_deref())
+            }
+        }
     }
+}
+
+/// Commands that only print something about rbuild itself.
+#[derive(Debug, Subcommand)]
+pub enum Meta {
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) on stdout, e.g. `rbuild completions bash >
+    /// /etc/bash_completion.d/rbuild`.
+    Completions { shell: clap_complete::Shell },
+    /// Print rbuild's manual page (roff) on stdout, e.g. `rbuild man >
+    /// /usr/local/share/man/man1/rbuild.1`.
+    Man,
 }
 
 #[cfg(test)]

@@ -74,7 +74,11 @@ pub fn main() -> Result<Exit, Error> {
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     init_logging(cli.verbose, cli.quiet);
-    let command = cli.command.take();
+    let command = match cli.command.take() {
+        Some(crate::cli::Commands::Meta(m)) => return meta(m),
+        Some(crate::cli::Commands::Stack(c)) => Some(c),
+        None => None,
+    };
     let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
         .map_err(|e| Error::Usage(e.into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -104,6 +108,22 @@ pub fn main() -> Result<Exit, Error> {
             Some(cmd) => crate::manual::run(cmd, settings, world).await,
         }
     })
+}
+
+/// `completions` and `man`: about rbuild itself, nothing else read.
+fn meta(m: crate::cli::Meta) -> Result<Exit, Error> {
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    match m {
+        crate::cli::Meta::Completions { shell } => {
+            clap_complete::generate(shell, &mut cmd, "rbuild", &mut out);
+        }
+        crate::cli::Meta::Man => clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .map_err(|e| Error::Failed(e.into()))?,
+    }
+    print_out(&String::from_utf8_lossy(&out))?;
+    Ok(Exit::Success)
 }
 
 /// Ctrl-C in a fleet run: start no new host; the hosts in flight finish

@@ -604,3 +604,25 @@ fn local_mode_takes_the_project_name_compose_would_use() {
         .stderr("error: `[TMP]/web/compose.yml`: the project name `Bad Name` (`name:` of the compose file) is not one compose takes\nhint: project names take lowercase letters, digits, `-` and `_`, starting with a letter or digit\n")
         .run();
 }
+
+#[test]
+fn completions_and_the_manual_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Test::new().args(&["completions", shell]).any_stdout().run();
+        assert!(
+            out.contains("rbuild") && out.contains("--inventory"),
+            "{shell}: {out}"
+        );
+    }
+    let man = Test::new().args(&["man"]).any_stdout().run();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH rbuild"),
+        "{man}"
+    );
+    assert!(man.contains("inventory"), "{man}");
+    Test::new()
+        .args(&["completions", "tcsh"])
+        .status(2)
+        .any_stderr()
+        .run();
+}

@@ -814,6 +814,7 @@ apply_stack() {
 		stage=$parent/.$base.rbuild-stage
 	manifest=$state_dir/$n.files
 	journal=$state_dir/$n.carry
+	failed_gen=- leftover=
 	log=$state_dir/$n.log
 	: >"$log"
 
@@ -899,8 +900,10 @@ apply_stack() {
 			result=failed detail="$why; rollback failed too: $rb"
 			return
 		fi
-		# the failed generation's images go; an image in use stays
+		# the failed generation's images go (what it built, and what it
+		# pulled and ran); an image in use stays
 		drop_untested "$before,$st_prev_images"
+		remove_images "$failed_gen" "$before,$st_prev_images"
 		# what runs now is the previous generation, in new containers
 		remember "$(cgroups_now)"
 		result=rolled_back detail="$why"
@@ -956,6 +959,8 @@ apply_stack() {
 	fi
 	echo "$m step $n wait"
 	if ! wait_healthy "$n" "$deadline" "$settle"; then
+		# what the failed generation ran, pulled images included
+		failed_gen=$snap_images
 		rollback "$verdict"
 		return
 	fi
