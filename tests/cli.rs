@@ -610,7 +610,7 @@ fn completions_and_the_manual_page() {
     for shell in ["bash", "zsh", "fish"] {
         let out = Test::new().args(&["completions", shell]).any_stdout().run();
         assert!(
-            out.contains("rbuild") && out.contains("--inventory"),
+            out.contains("rbuild") && out.contains("inventory"),
             "{shell}: {out}"
         );
     }
