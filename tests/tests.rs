@@ -19,7 +19,6 @@ mod suite {
     mod failures;
     mod fleet;
     mod health;
-    mod inventory;
     mod local;
     mod manual;
     mod recovery;
