@@ -1,0 +1,582 @@
+//! [`Fleet`]: the sshd test hosts of one test (`scripts/testhosts.sh`), the
+//! stacks they run, the inventory naming them, and what a test reads or
+//! breaks on a host: its files, its sshd.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::docker::DockerGuard;
+use super::runs::{Run, rbuild_command, run_command};
+use super::stacks::StackDef;
+use super::{claim_prefix, sh, testhosts_script};
+
+/// Loopback index blocks: every fleet gets its own range, within 1000..2000
+/// (1..=20 are the demo's, 2001 and up the benchmark's). The start depends
+/// on the pid so two suites running at once rarely collide, and `up` is
+/// retried on the next block if they do.
+const BLOCK: u32 = 10;
+fn next_block() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let k = NEXT.fetch_add(1, Ordering::SeqCst);
+    1000 + ((std::process::id() % 4) * 250 + k * BLOCK) % 1000
+}
+
+/// One stack in the inventory.
+#[derive(Debug, Clone)]
+struct InvStack {
+    host: String,
+    name: String,
+    /// The local directory holding its files.
+    dir: PathBuf,
+    compose_file: String,
+    /// Extra `key: "value"` lines for the stack entry.
+    extra: Vec<(String, String)>,
+    /// A top-level shared stack (then `host` is empty).
+    shared: Option<Placement>,
+}
+
+/// Where a shared stack runs, and its `rollout:` (YAML flow map) if any.
+#[derive(Debug, Clone)]
+struct Placement {
+    hosts: Vec<String>,
+    groups: Vec<String>,
+    rollout: Option<String>,
+}
+
+/// N real sshd test hosts (h1..hN) on a loopback range of their own, the
+/// stacks they run, and the inventory naming them.
+pub struct Fleet {
+    /// Dropped first (fields drop in order): it reads the state files under
+    /// `root` to find the images to remove.
+    docker: DockerGuard,
+    /// Root of everything local to the test (stacks, inventory, hosts).
+    pub root: tempfile::TempDir,
+    /// The testhosts.sh DIR (ssh_config, hN/state, hN/srv, hN/sshd.log).
+    pub th: PathBuf,
+    /// `t<abbrev><token>`: every compose project of this test starts so.
+    pub prefix: String,
+    pub hosts: usize,
+    stacks: RefCell<Vec<InvStack>>,
+    /// `groups:` of each host.
+    groups: RefCell<BTreeMap<String, Vec<String>>>,
+    /// `user:` of each host.
+    users: RefCell<BTreeMap<String, String>>,
+    /// The body of `defaults:` (YAML, indented 2 spaces), if any.
+    defaults: RefCell<String>,
+    dropped: Cell<bool>,
+}
+
+impl Fleet {
+    /// `n` hosts h1..hN, up and accepting ssh.
+    pub fn new(abbrev: &str, n: usize) -> Fleet {
+        Fleet::with_env(abbrev, n, &[])
+    }
+
+    /// Like [`Fleet::new`], with environment for `testhosts.sh up`, e.g.
+    /// `RBUILD_TESTHOST_COMPOSE_V1=h2`.
+    pub fn with_env(abbrev: &str, n: usize, env: &[(&str, &str)]) -> Fleet {
+        assert!(n as u32 <= BLOCK);
+        let prefix = claim_prefix(abbrev);
+        let root = tempfile::Builder::new()
+            .prefix(&format!("rbuild-{prefix}-"))
+            .tempdir()
+            .unwrap();
+        let th = root.path().join("th");
+        let f = Fleet {
+            docker: DockerGuard::default(),
+            root,
+            th,
+            prefix,
+            hosts: n,
+            stacks: RefCell::new(vec![]),
+            groups: RefCell::new(BTreeMap::new()),
+            users: RefCell::new(BTreeMap::new()),
+            defaults: RefCell::new(String::new()),
+            dropped: Cell::new(false),
+        };
+        let mut last = String::new();
+        let mut start_failures = 0;
+        for _ in 0..100 {
+            let first = next_block();
+            let out = Command::new(testhosts_script())
+                .arg("up")
+                .arg(&f.th)
+                .arg(n.to_string())
+                .arg(first.to_string())
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return f;
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            // taken by another suite running at once: try the next block
+            if last.contains("failed to start") && start_failures < 3 {
+                start_failures += 1;
+            } else if !last.contains("already in use") {
+                break;
+            }
+        }
+        panic!("testhosts.sh up failed: {last}");
+    }
+
+    /// The compose project (and stack) name of `stack` on `host`.
+    pub fn name(&self, host: &str, stack: &str) -> String {
+        format!("{}-{host}-{stack}", self.prefix)
+    }
+
+    pub fn host_names(&self) -> Vec<String> {
+        (1..=self.hosts).map(|k| format!("h{k}")).collect()
+    }
+
+    /// Add `def` as stack `stack` of `host`; returns its project name.
+    pub fn add_stack(&self, host: &str, stack: &str, def: &StackDef) -> String {
+        self.add_stack_with(host, stack, def, &[])
+    }
+
+    /// [`Fleet::add_stack`] with extra inventory keys for the stack.
+    pub fn add_stack_with(
+        &self,
+        host: &str,
+        stack: &str,
+        def: &StackDef,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let name = self.name(host, stack);
+        let dir = self
+            .root
+            .path()
+            .join("stacks")
+            .join(format!("{host}-{stack}"));
+        def.write_to(&dir);
+        self.docker.project(&name);
+        self.docker.state_file(self.state_path(host, &name));
+        self.stacks.borrow_mut().push(InvStack {
+            host: host.into(),
+            name: name.clone(),
+            dir,
+            compose_file: def.compose_file_name(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            shared: None,
+        });
+        name
+    }
+
+    /// The compose project (and stack) name of shared stack `stack`: the
+    /// same on every host that runs it.
+    pub fn shared_name(&self, stack: &str) -> String {
+        format!("{}-{stack}", self.prefix)
+    }
+
+    /// Add `def` as a top-level shared stack `stack`, run by `hosts` and by
+    /// the hosts of `groups`, with `rollout` (a YAML flow map such as
+    /// `{canary: true}`) if given; returns its name.
+    ///
+    /// Every test host shares the one Docker engine, so a shared stack is
+    /// ONE compose project there, whichever host works on it.
+    pub fn add_shared_stack(
+        &self,
+        stack: &str,
+        def: &StackDef,
+        hosts: &[&str],
+        groups: &[&str],
+        rollout: Option<&str>,
+    ) -> String {
+        let name = self.shared_name(stack);
+        let dir = self
+            .root
+            .path()
+            .join("stacks")
+            .join(format!("shared-{stack}"));
+        def.write_to(&dir);
+        self.docker.project(&name);
+        for h in self.host_names() {
+            self.docker.state_file(self.state_path(&h, &name));
+        }
+        self.stacks.borrow_mut().push(InvStack {
+            host: String::new(),
+            name: name.clone(),
+            dir,
+            compose_file: def.compose_file_name(),
+            extra: vec![],
+            shared: Some(Placement {
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                rollout: rollout.map(str::to_owned),
+            }),
+        });
+        name
+    }
+
+    /// Put `host` in `groups` (its `groups:` key).
+    pub fn set_groups(&self, host: &str, groups: &[&str]) {
+        self.groups.borrow_mut().insert(
+            host.to_owned(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        );
+    }
+
+    /// Log in to `host` as `user` (the host's `user:`).
+    pub fn set_user(&self, host: &str, user: &str) {
+        self.users
+            .borrow_mut()
+            .insert(host.to_owned(), user.to_owned());
+    }
+
+    /// Remove the images a state file at `p` names on drop (for state
+    /// directories other than a host's `/var/lib/rbuild`).
+    pub fn track_state_file(&self, p: PathBuf) {
+        self.docker.state_file(p);
+    }
+
+    /// The body of the inventory's `defaults:`, YAML indented 2 spaces,
+    /// e.g. `"  rollout: {canary: true}\n"`.
+    pub fn set_defaults(&self, yaml: &str) {
+        *self.defaults.borrow_mut() = yaml.to_owned();
+    }
+
+    /// Remove the local image reference `r` (`repo:tag`) on drop.
+    pub fn track_ref(&self, r: &str) {
+        self.docker.image_ref(r);
+    }
+
+    /// Remove image `id` on drop, once no tag names it (never forced).
+    pub fn track_image(&self, id: &str) {
+        self.docker.image(id);
+    }
+
+    /// Delete the manifest `digest` of `repo` from the local registry on drop.
+    pub fn track_manifest(&self, repo: &str, digest: &str) {
+        self.docker.manifest(repo, digest);
+    }
+
+    /// One `web` sleeper stack on every host; returns the names, h1 first.
+    pub fn web_everywhere(&self) -> Vec<String> {
+        self.host_names()
+            .iter()
+            .map(|h| self.add_stack(h, "web", &StackDef::sleeper("v1")))
+            .collect()
+    }
+
+    fn inv_stack(&self, name: &str) -> InvStack {
+        self.stacks
+            .borrow()
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no stack {name}"))
+            .clone()
+    }
+
+    /// The local directory of stack `name`.
+    pub fn local_dir(&self, name: &str) -> PathBuf {
+        self.inv_stack(name).dir
+    }
+
+    /// Change (or add) a file of stack `name` locally.
+    pub fn write(&self, name: &str, rel: &str, contents: &str) {
+        std::fs::write(self.local_dir(name).join(rel), contents).unwrap();
+    }
+
+    pub fn inventory_path(&self) -> PathBuf {
+        self.root.path().join("inventory.yaml")
+    }
+
+    /// The inventory for the stacks, groups and defaults added so far.
+    pub fn inventory_text(&self) -> String {
+        let q = |s: &str| serde_json::to_string(s).unwrap(); // JSON strings are YAML
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|s| q(s)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let rel = |s: &InvStack| {
+            let p = s
+                .dir
+                .strip_prefix(self.root.path())
+                .unwrap()
+                .join(&s.compose_file);
+            q(p.to_str().unwrap())
+        };
+        let mut t = String::new();
+        let defaults = self.defaults.borrow();
+        if !defaults.is_empty() {
+            t.push_str("defaults:\n");
+            t.push_str(&defaults);
+        }
+        let mut by_host: BTreeMap<String, Vec<InvStack>> = BTreeMap::new();
+        let mut shared = String::new();
+        for s in self.stacks.borrow().iter() {
+            match &s.shared {
+                None => by_host.entry(s.host.clone()).or_default().push(s.clone()),
+                Some(p) => {
+                    shared.push_str(&format!("  {}:\n", q(&s.name)));
+                    shared.push_str(&format!("    compose_file: {}\n", rel(s)));
+                    if !p.hosts.is_empty() {
+                        shared.push_str(&format!("    hosts: {}\n", list(&p.hosts)));
+                        for h in &p.hosts {
+                            by_host.entry(h.clone()).or_default();
+                        }
+                    }
+                    if !p.groups.is_empty() {
+                        shared.push_str(&format!("    groups: {}\n", list(&p.groups)));
+                    }
+                    if let Some(r) = &p.rollout {
+                        shared.push_str(&format!("    rollout: {r}\n"));
+                    }
+                }
+            }
+        }
+        if !shared.is_empty() {
+            t.push_str("stacks:\n");
+            t.push_str(&shared);
+        }
+        for h in self
+            .groups
+            .borrow()
+            .keys()
+            .chain(self.users.borrow().keys())
+        {
+            by_host.entry(h.clone()).or_default();
+        }
+        t.push_str("hosts:\n");
+        for (h, stacks) in by_host {
+            let groups = self.groups.borrow().get(&h).cloned().unwrap_or_default();
+            let user = self.users.borrow().get(&h).cloned();
+            if stacks.is_empty() && groups.is_empty() && user.is_none() {
+                t.push_str(&format!("  {h}: {{}}\n"));
+                continue;
+            }
+            t.push_str(&format!("  {h}:\n"));
+            if let Some(u) = user {
+                t.push_str(&format!("    user: {}\n", q(&u)));
+            }
+            if !groups.is_empty() {
+                t.push_str(&format!("    groups: {}\n", list(&groups)));
+            }
+            if stacks.is_empty() {
+                continue;
+            }
+            t.push_str("    stacks:\n");
+            for s in stacks {
+                t.push_str(&format!("      - name: {}\n", q(&s.name)));
+                t.push_str(&format!("        compose_file: {}\n", rel(&s)));
+                for (k, v) in &s.extra {
+                    t.push_str(&format!("        {k}: {}\n", q(v)));
+                }
+            }
+        }
+        t
+    }
+
+    /// `rbuild -F ssh_config -i inventory.yaml ARGS` (no `--json`), run in
+    /// the test's root directory, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        std::fs::write(self.inventory_path(), self.inventory_text()).unwrap();
+        self.command_raw(args)
+    }
+
+    /// Like [`Fleet::command`] but leaves inventory.yaml as it is.
+    pub fn command_raw(&self, args: &[&str]) -> Command {
+        let mut c = rbuild_command();
+        c.current_dir(self.root.path())
+            .arg("-F")
+            .arg(self.th.join("ssh_config"))
+            .arg("-i")
+            .arg(self.inventory_path())
+            .args(args);
+        c
+    }
+
+    /// Run with `--json` and parse the document.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let r = run_command(self.command(&a));
+        assert!(
+            r.json.is_some() || r.code == 2,
+            "no JSON document:\n{}",
+            r.dump()
+        );
+        r
+    }
+
+    /// Run without `--json`.
+    pub fn run_plain(&self, args: &[&str]) -> Run {
+        run_command(self.command(args))
+    }
+
+    /// Run against inventory `text` as written (for invalid inventories).
+    pub fn run_inventory(&self, text: &str, args: &[&str]) -> Run {
+        std::fs::write(self.inventory_path(), text).unwrap();
+        run_command(self.command_raw(args))
+    }
+
+    // -- the hosts ----------------------------------------------------
+
+    fn testhosts(&self, sub: &str, host: &str) {
+        sh(Command::new(testhosts_script())
+            .arg(sub)
+            .arg(&self.th)
+            .arg(host));
+    }
+
+    /// Stop a host's sshd: connection refused afterwards.
+    pub fn stop_host(&self, host: &str) {
+        self.testhosts("stop", host);
+    }
+
+    /// Restart a host's sshd with this line first in its sshd_config (sshd
+    /// takes the first value it reads).
+    pub fn restart_host_with(&self, host: &str, sshd_line: &str) {
+        self.testhosts("stop", host);
+        let conf = self.host_dir(host).join("sshd_config");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, format!("{sshd_line}\n{text}")).unwrap();
+        self.testhosts("start", host);
+    }
+
+    /// Silently drop tcp/22 to the host (undone on drop, panics included).
+    pub fn drop_packets(&self, host: &str) {
+        self.dropped.set(true);
+        self.testhosts("drop", host);
+    }
+
+    pub fn host_dir(&self, host: &str) -> PathBuf {
+        self.th.join(host)
+    }
+
+    /// `/var/lib/rbuild` as `host` sees it.
+    pub fn state_dir(&self, host: &str) -> PathBuf {
+        self.host_dir(host).join("state")
+    }
+
+    /// `/srv/rbuild` as `host` sees it.
+    pub fn srv_dir(&self, host: &str) -> PathBuf {
+        self.host_dir(host).join("srv")
+    }
+
+    /// The stack's directory on the host (the default remote dir).
+    pub fn remote_dir(&self, host: &str, name: &str) -> PathBuf {
+        self.srv_dir(host).join(name)
+    }
+
+    pub fn state_path(&self, host: &str, name: &str) -> PathBuf {
+        self.state_dir(host).join(format!("{name}.state"))
+    }
+
+    /// The stack's lock directory on the host.
+    pub fn lock_dir(&self, host: &str, name: &str) -> PathBuf {
+        self.state_dir(host).join(format!("{name}.lock"))
+    }
+
+    /// The lines of the stack's history file on the host (none if missing).
+    pub fn history_lines(&self, host: &str, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.state_dir(host).join(format!("{name}.history")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The state file's text, if any.
+    pub fn state_text(&self, host: &str, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.state_path(host, name)).ok()
+    }
+
+    /// The state file as key=value pairs; panics if missing.
+    pub fn state(&self, host: &str, name: &str) -> BTreeMap<String, String> {
+        let text = self
+            .state_text(host, name)
+            .unwrap_or_else(|| panic!("no state file for {name} on {host}"));
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// Names in a directory (empty if it does not exist).
+    pub fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Lines of the host's sshd log (LogLevel VERBOSE) that contain `what`.
+    fn sshd_log_count(&self, host: &str, what: &str) -> usize {
+        std::fs::read_to_string(self.host_dir(host).join("sshd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    /// Remote commands the host's sshd started (sessions with a command).
+    pub fn remote_commands(&self, host: &str) -> usize {
+        self.sshd_log_count(host, "Starting session: command")
+    }
+
+    /// Logins (ssh handshakes) the host's sshd accepted.
+    pub fn accepted_logins(&self, host: &str) -> usize {
+        self.sshd_log_count(host, "Accepted publickey")
+    }
+
+    /// The files of a directory, recursively, with contents and modes.
+    pub fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let meta = std::fs::symlink_metadata(&p).unwrap();
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                let mode = meta.permissions().mode() & 0o7777;
+                if meta.is_dir() {
+                    out.insert(rel + "/", (mode, vec![]));
+                    walk(base, &p, out);
+                } else {
+                    out.insert(rel, (mode, std::fs::read(&p).unwrap_or_default()));
+                }
+            }
+        }
+        walk(dir, dir, &mut out);
+        out
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if self.dropped.get() {
+            for h in self.host_names() {
+                let _ = Command::new(testhosts_script())
+                    .arg("undrop")
+                    .arg(&self.th)
+                    .arg(&h)
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let _ = Command::new(testhosts_script())
+            .arg("down")
+            .arg(&self.th)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // self.docker drops after this: containers, images, networks
+    }
+}
