@@ -361,27 +361,28 @@ fn ssh_options_from_the_inventory_win_over_the_ssh_config() {
     // By IP, ssh_config's `Host h1` block does not apply: no key, no user.
     // The inventory's address and ssh_options supply them.
     let key = f.th.join("id_ed25519");
-    let text = f.inventory_text().replacen(
-        "  h1:\n",
-        &format!(
-            "  h1:\n    address: \"{ip}\"\n    ssh_options:\n      User: root\n      IdentityFile: \"{}\"\n      IdentitiesOnly: \"yes\"\n      UserKnownHostsFile: \"{}\"\n",
-            key.display(),
-            f.th.join("known_hosts").display()
-        ),
-        1,
-    );
-    std::fs::write(f.inventory_path(), &text).unwrap();
-    let run = Run::from_command(f.command_raw(&["--json"]));
+    let known = f.th.join("known_hosts");
+    f.edit_inventory(|inv| {
+        let h = inv.host("h1");
+        h.address = Some(ip.clone());
+        h.ssh_options = [
+            ("User", "root"),
+            ("IdentityFile", key.to_str().unwrap()),
+            ("IdentitiesOnly", "yes"),
+            ("UserKnownHostsFile", known.to_str().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    });
+    let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h1", &name, "rebuilt", "first_build");
     assert_running(&name);
 
     // without them, the same address is refused (no key offered)
-    let bare =
-        f.inventory_text()
-            .replacen("  h1:\n", &format!("  h1:\n    address: \"{ip}\"\n"), 1);
-    std::fs::write(f.inventory_path(), &bare).unwrap();
-    let run = Run::from_command(f.command_raw(&["--json"]));
+    f.edit_inventory(|inv| inv.host("h1").ssh_options.clear());
+    let run = f.run(&[]);
     run.assert_code(1);
     run.expect("h1", &name, "failed", "host_failed");
 }

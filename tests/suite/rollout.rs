@@ -92,10 +92,17 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
         &StackDef::gated(&sleeper_cmd("v1"), 3),
         &[],
         &["front"],
-        Some("{canary: true}"),
+        Some(Rollout::canary()),
     );
-    let inv = f.inventory_text();
-    assert!(inv.contains("groups: [\"front\"]"), "{inv}");
+    let inv: serde_json::Value = serde_saphyr::from_str(&f.inventory_text()).unwrap();
+    for h in &hosts {
+        assert_eq!(
+            inv["hosts"][h]["groups"],
+            serde_json::json!(["front"]),
+            "{inv}"
+        );
+    }
+    assert_eq!(inv["stacks"][&name]["rollout"]["canary"], true, "{inv}");
 
     // the first rollout, canary first, then the other five at once, passes
     let run = f.run(&["--up-timeout-period", "120"]);

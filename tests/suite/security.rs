@@ -14,12 +14,12 @@ fn metacharacters_in_a_compose_file_name_and_remote_dir_are_never_run() {
     let m_dir = f.root.path().join("PWNED4");
     let compose_name = format!("my app $(cd;cd ..;cd tmp;touch PWNED3-{tok}) `id`.yml");
     let remote_dir = format!("/srv/rbuild/dir with space $(touch {})", m_dir.display());
-    let name = f.add_stack_with(
+    let name = f.add_stack(
         "h1",
         "web",
         &StackDef::sleeper("v1").compose_named(&compose_name),
-        &[("remote_dir", &remote_dir)],
     );
+    f.edit_inventory(|inv| inv.stack("h1", &name).remote_dir = Some(remote_dir.clone()));
 
     let run = f.run(&[]);
     let markers_absent = || {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::docker::DockerGuard;
+use super::inventory::{Inventory, Rollout, SharedStack, Stack};
 use super::runs::{Run, rbuild_command, run_command};
 use super::stacks::StackDef;
 use super::{claim_prefix, sh, testhosts_script};
@@ -25,28 +26,6 @@ fn next_block() -> u32 {
     1000 + ((std::process::id() % 4) * 250 + k * BLOCK) % 1000
 }
 
-/// One stack in the inventory.
-#[derive(Debug, Clone)]
-struct InvStack {
-    host: String,
-    name: String,
-    /// The local directory holding its files.
-    dir: PathBuf,
-    compose_file: String,
-    /// Extra `key: "value"` lines for the stack entry.
-    extra: Vec<(String, String)>,
-    /// A top-level shared stack (then `host` is empty).
-    shared: Option<Placement>,
-}
-
-/// Where a shared stack runs, and its `rollout:` (YAML flow map) if any.
-#[derive(Debug, Clone)]
-struct Placement {
-    hosts: Vec<String>,
-    groups: Vec<String>,
-    rollout: Option<String>,
-}
-
 /// N real sshd test hosts (h1..hN) on a loopback range of their own, the
 /// stacks they run, and the inventory naming them.
 pub struct Fleet {
@@ -60,13 +39,10 @@ pub struct Fleet {
     /// `t<abbrev><token>`: every compose project of this test starts so.
     pub prefix: String,
     pub hosts: usize,
-    stacks: RefCell<Vec<InvStack>>,
-    /// `groups:` of each host.
-    groups: RefCell<BTreeMap<String, Vec<String>>>,
-    /// `user:` of each host.
-    users: RefCell<BTreeMap<String, String>>,
-    /// The body of `defaults:` (YAML, indented 2 spaces), if any.
-    defaults: RefCell<String>,
+    /// The inventory rbuild is given (written before each run).
+    inventory: RefCell<Inventory>,
+    /// The local directory of each stack, by name.
+    dirs: RefCell<BTreeMap<String, PathBuf>>,
     dropped: Cell<bool>,
 }
 
@@ -86,16 +62,18 @@ impl Fleet {
             .tempdir()
             .unwrap();
         let th = root.path().join("th");
+        let mut inventory = Inventory::default();
+        for k in 1..=n {
+            inventory.host(&format!("h{k}"));
+        }
         let f = Fleet {
             docker: DockerGuard::default(),
             root,
             th,
             prefix,
             hosts: n,
-            stacks: RefCell::new(vec![]),
-            groups: RefCell::new(BTreeMap::new()),
-            users: RefCell::new(BTreeMap::new()),
-            defaults: RefCell::new(String::new()),
+            inventory: RefCell::new(inventory),
+            dirs: RefCell::new(BTreeMap::new()),
             dropped: Cell::new(false),
         };
         let mut last = String::new();
@@ -134,113 +112,110 @@ impl Fleet {
         (1..=self.hosts).map(|k| format!("h{k}")).collect()
     }
 
-    /// Add `def` as stack `stack` of `host`; returns its project name.
-    pub fn add_stack(&self, host: &str, stack: &str, def: &StackDef) -> String {
-        self.add_stack_with(host, stack, def, &[])
+    /// Write `def` into `stacks/LABEL/` and remember it as stack `name`'s
+    /// directory; returns its compose file relative to the root.
+    fn place(&self, label: &str, name: &str, def: &StackDef) -> String {
+        let rel = Path::new("stacks").join(label);
+        let dir = self.root.path().join(&rel);
+        def.write_to(&dir);
+        self.dirs.borrow_mut().insert(name.to_owned(), dir);
+        rel.join(def.compose_file_name())
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
-    /// [`Fleet::add_stack`] with extra inventory keys for the stack.
-    pub fn add_stack_with(
-        &self,
-        host: &str,
-        stack: &str,
-        def: &StackDef,
-        extra: &[(&str, &str)],
-    ) -> String {
+    /// Add `def` as stack `stack` of `host`; returns its name. Its entry can
+    /// be changed with [`Fleet::edit_inventory`] (`inv.stack(host, name)`).
+    pub fn add_stack(&self, host: &str, stack: &str, def: &StackDef) -> String {
         let name = self.name(host, stack);
-        let dir = self
-            .root
-            .path()
-            .join("stacks")
-            .join(format!("{host}-{stack}"));
-        def.write_to(&dir);
+        let compose_file = self.place(&format!("{host}-{stack}"), &name, def);
         self.docker.project(&name);
         self.docker.state_file(self.state_path(host, &name));
-        self.stacks.borrow_mut().push(InvStack {
-            host: host.into(),
-            name: name.clone(),
-            dir,
-            compose_file: def.compose_file_name(),
-            extra: extra
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            shared: None,
+        self.edit_inventory(|inv| {
+            inv.host(host).stacks.push(Stack {
+                name: name.clone(),
+                compose_file,
+                ..Stack::default()
+            })
         });
         name
     }
 
     /// The compose project (and stack) name of shared stack `stack`: the
     /// same on every host that runs it.
+    ///
+    /// Every test host shares the one Docker engine, so a shared stack is
+    /// ONE compose project there, whichever host works on it.
     pub fn shared_name(&self, stack: &str) -> String {
         format!("{}-{stack}", self.prefix)
     }
 
     /// Add `def` as a top-level shared stack `stack`, run by `hosts` and by
-    /// the hosts of `groups`, with `rollout` (a YAML flow map such as
-    /// `{canary: true}`) if given; returns its name.
-    ///
-    /// Every test host shares the one Docker engine, so a shared stack is
-    /// ONE compose project there, whichever host works on it.
+    /// the hosts of `groups`, with `rollout` if given; returns its name.
     pub fn add_shared_stack(
         &self,
         stack: &str,
         def: &StackDef,
         hosts: &[&str],
         groups: &[&str],
-        rollout: Option<&str>,
+        rollout: Option<Rollout>,
     ) -> String {
         let name = self.shared_name(stack);
-        let dir = self
-            .root
-            .path()
-            .join("stacks")
-            .join(format!("shared-{stack}"));
-        def.write_to(&dir);
+        let compose_file = self.place(&format!("shared-{stack}"), &name, def);
         self.docker.project(&name);
         for h in self.host_names() {
             self.docker.state_file(self.state_path(&h, &name));
         }
-        self.stacks.borrow_mut().push(InvStack {
-            host: String::new(),
-            name: name.clone(),
-            dir,
-            compose_file: def.compose_file_name(),
-            extra: vec![],
-            shared: Some(Placement {
-                hosts: hosts.iter().map(|h| h.to_string()).collect(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                rollout: rollout.map(str::to_owned),
-            }),
+        self.edit_inventory(|inv| {
+            for h in hosts {
+                inv.host(h);
+            }
+            inv.stacks.insert(
+                name.clone(),
+                SharedStack {
+                    compose_file,
+                    hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    rollout,
+                    ..SharedStack::default()
+                },
+            );
         });
         name
     }
 
+    /// Change the inventory (a value): every later run is given it.
+    pub fn edit_inventory<R>(&self, f: impl FnOnce(&mut Inventory) -> R) -> R {
+        f(&mut self.inventory.borrow_mut())
+    }
+
+    /// The inventory as it stands.
+    pub fn inventory(&self) -> Inventory {
+        self.inventory.borrow().clone()
+    }
+
+    /// The inventory's YAML text, as rbuild is given it.
+    pub fn inventory_text(&self) -> String {
+        self.inventory.borrow().to_yaml()
+    }
+
     /// Put `host` in `groups` (its `groups:` key).
     pub fn set_groups(&self, host: &str, groups: &[&str]) {
-        self.groups.borrow_mut().insert(
-            host.to_owned(),
-            groups.iter().map(|g| g.to_string()).collect(),
-        );
+        self.edit_inventory(|inv| {
+            inv.host(host).groups = groups.iter().map(|g| g.to_string()).collect()
+        });
     }
 
     /// Log in to `host` as `user` (the host's `user:`).
     pub fn set_user(&self, host: &str, user: &str) {
-        self.users
-            .borrow_mut()
-            .insert(host.to_owned(), user.to_owned());
+        self.edit_inventory(|inv| inv.host(host).user = Some(user.to_owned()));
     }
 
     /// Remove the images a state file at `p` names on drop (for state
     /// directories other than a host's `/var/lib/rbuild`).
     pub fn track_state_file(&self, p: PathBuf) {
         self.docker.state_file(p);
-    }
-
-    /// The body of the inventory's `defaults:`, YAML indented 2 spaces,
-    /// e.g. `"  rollout: {canary: true}\n"`.
-    pub fn set_defaults(&self, yaml: &str) {
-        *self.defaults.borrow_mut() = yaml.to_owned();
     }
 
     /// Remove the local image reference `r` (`repo:tag`) on drop.
@@ -266,18 +241,13 @@ impl Fleet {
             .collect()
     }
 
-    fn inv_stack(&self, name: &str) -> InvStack {
-        self.stacks
-            .borrow()
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no stack {name}"))
-            .clone()
-    }
-
     /// The local directory of stack `name`.
     pub fn local_dir(&self, name: &str) -> PathBuf {
-        self.inv_stack(name).dir
+        self.dirs
+            .borrow()
+            .get(name)
+            .unwrap_or_else(|| panic!("no stack {name}"))
+            .clone()
     }
 
     /// Change (or add) a file of stack `name` locally.
@@ -289,94 +259,8 @@ impl Fleet {
         self.root.path().join("inventory.yaml")
     }
 
-    /// The inventory for the stacks, groups and defaults added so far.
-    pub fn inventory_text(&self) -> String {
-        let q = |s: &str| serde_json::to_string(s).unwrap(); // JSON strings are YAML
-        let list = |v: &[String]| {
-            let items: Vec<String> = v.iter().map(|s| q(s)).collect();
-            format!("[{}]", items.join(", "))
-        };
-        let rel = |s: &InvStack| {
-            let p = s
-                .dir
-                .strip_prefix(self.root.path())
-                .unwrap()
-                .join(&s.compose_file);
-            q(p.to_str().unwrap())
-        };
-        let mut t = String::new();
-        let defaults = self.defaults.borrow();
-        if !defaults.is_empty() {
-            t.push_str("defaults:\n");
-            t.push_str(&defaults);
-        }
-        let mut by_host: BTreeMap<String, Vec<InvStack>> = BTreeMap::new();
-        let mut shared = String::new();
-        for s in self.stacks.borrow().iter() {
-            match &s.shared {
-                None => by_host.entry(s.host.clone()).or_default().push(s.clone()),
-                Some(p) => {
-                    shared.push_str(&format!("  {}:\n", q(&s.name)));
-                    shared.push_str(&format!("    compose_file: {}\n", rel(s)));
-                    if !p.hosts.is_empty() {
-                        shared.push_str(&format!("    hosts: {}\n", list(&p.hosts)));
-                        for h in &p.hosts {
-                            by_host.entry(h.clone()).or_default();
-                        }
-                    }
-                    if !p.groups.is_empty() {
-                        shared.push_str(&format!("    groups: {}\n", list(&p.groups)));
-                    }
-                    if let Some(r) = &p.rollout {
-                        shared.push_str(&format!("    rollout: {r}\n"));
-                    }
-                }
-            }
-        }
-        if !shared.is_empty() {
-            t.push_str("stacks:\n");
-            t.push_str(&shared);
-        }
-        for h in self
-            .groups
-            .borrow()
-            .keys()
-            .chain(self.users.borrow().keys())
-        {
-            by_host.entry(h.clone()).or_default();
-        }
-        t.push_str("hosts:\n");
-        for (h, stacks) in by_host {
-            let groups = self.groups.borrow().get(&h).cloned().unwrap_or_default();
-            let user = self.users.borrow().get(&h).cloned();
-            if stacks.is_empty() && groups.is_empty() && user.is_none() {
-                t.push_str(&format!("  {h}: {{}}\n"));
-                continue;
-            }
-            t.push_str(&format!("  {h}:\n"));
-            if let Some(u) = user {
-                t.push_str(&format!("    user: {}\n", q(&u)));
-            }
-            if !groups.is_empty() {
-                t.push_str(&format!("    groups: {}\n", list(&groups)));
-            }
-            if stacks.is_empty() {
-                continue;
-            }
-            t.push_str("    stacks:\n");
-            for s in stacks {
-                t.push_str(&format!("      - name: {}\n", q(&s.name)));
-                t.push_str(&format!("        compose_file: {}\n", rel(&s)));
-                for (k, v) in &s.extra {
-                    t.push_str(&format!("        {k}: {}\n", q(v)));
-                }
-            }
-        }
-        t
-    }
-
     /// `rbuild -F ssh_config -i inventory.yaml ARGS` (no `--json`), run in
-    /// the test's root directory, not yet started.
+    /// the test's root directory, not yet started; writes the inventory.
     pub fn command(&self, args: &[&str]) -> Command {
         std::fs::write(self.inventory_path(), self.inventory_text()).unwrap();
         self.command_raw(args)
@@ -412,7 +296,8 @@ impl Fleet {
         run_command(self.command(args))
     }
 
-    /// Run against inventory `text` as written (for invalid inventories).
+    /// Run against inventory `text` as written: for INVALID inventories
+    /// only (a valid one is a value, see [`Fleet::edit_inventory`]).
     pub fn run_inventory(&self, text: &str, args: &[&str]) -> Run {
         std::fs::write(self.inventory_path(), text).unwrap();
         run_command(self.command_raw(args))

@@ -12,6 +12,7 @@
 //!
 //! Modules, one per concern:
 //! - [`stacks`]: the files of test stacks (Dockerfiles, compose files);
+//! - [`inventory`]: the inventory as a value, serialized to YAML;
 //! - [`docker`]: the Docker engine and what runs on it;
 //! - [`users`]: login users other than root;
 //! - [`registry`]: the local image registry;
@@ -27,6 +28,7 @@
 
 pub mod docker;
 pub mod fleet;
+pub mod inventory;
 pub mod registry;
 pub mod runs;
 pub mod stacks;
@@ -42,6 +44,7 @@ pub use docker::{
     Container, DockerGuard, assert_running, container_file, containers, the_container,
 };
 pub use fleet::Fleet;
+pub use inventory::Rollout;
 pub use registry::{REGISTRY, image_id, registry_digest};
 pub use runs::{Background, Run, rbuild_command, run_command};
 pub use stacks::{StackDef, compose, dockerfile, healthcheck, sleeper_cmd, sleeper_dockerfile};
