@@ -30,7 +30,7 @@ fn metacharacters_in_a_compose_file_name_and_remote_dir_are_never_run() {
     // It works, with the names taken literally.
     run.assert_code(0);
     run.expect("h1", &name, "rebuilt", "first_build");
-    assert_running(&name);
+    f.assert_running("h1", &name);
     let on_host = f
         .srv_dir("h1")
         .join(remote_dir.strip_prefix("/srv/rbuild/").unwrap());

@@ -1,23 +1,26 @@
-//! [`Fleet`]: the sshd test hosts of one test (`scripts/testhosts.sh`), the
-//! stacks they run, the inventory naming them, and what a test reads or
-//! breaks on a host: its files, its sshd.
+//! [`Fleet`]: the hosts of one test, each a small machine of its own
+//! (`scripts/testhosts.sh` in own-engine mode), the stacks they run, the
+//! inventory naming them, and what a test reads or breaks on a host: its
+//! files, its engine, its sshd.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::docker::DockerGuard;
+use super::docker::{Container, DockerGuard, Engine};
 use super::inventory::{Inventory, Rollout, SharedStack, Stack};
+use super::registry::ManifestGuard;
 use super::runs::{Run, rbuild_command, run_command};
 use super::stacks::StackDef;
 use super::{claim_prefix, sh, testhosts_script};
 
-/// Loopback index blocks: every fleet gets its own range, within 1000..2000
-/// (1..=20 are the demo's, 2001 and up the benchmark's). The start depends
-/// on the pid so two suites running at once rarely collide, and `up` is
+/// Host index blocks: every fleet gets its own range, within 1000..2000
+/// (1..=20 are the demo's, 2001 and up the benchmark's), so its addresses
+/// (198.18.x.y) and network namespaces are its own. The start depends on
+/// the pid so two suites running at once rarely collide, and `up` is
 /// retried on the next block if they do.
 const BLOCK: u32 = 10;
 fn next_block() -> u32 {
@@ -26,28 +29,45 @@ fn next_block() -> u32 {
     1000 + ((std::process::id() % 4) * 250 + k * BLOCK) % 1000
 }
 
-/// N real sshd test hosts (h1..hN) on a loopback range of their own, the
-/// stacks they run, and the inventory naming them.
+/// A directory's files, recursively: relative path -> (mode, contents);
+/// directories end in `/`.
+pub type Snapshot = BTreeMap<String, (u32, Vec<u8>)>;
+
+/// Everything a host holds, to prove later that a run did not touch it:
+/// its state directory (state files, history, rebuild logs, locks) and
+/// stack directories byte for byte, and every container (ID, image, status,
+/// health) and image of its engine.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostView {
+    pub state: Snapshot,
+    pub srv: Snapshot,
+    pub containers: Vec<Container>,
+    pub images: Vec<String>,
+}
+
+/// N real sshd test hosts h1..hN, each with its own address, Docker engine
+/// and filesystem; the stacks they run, and the inventory naming them.
 pub struct Fleet {
-    /// Dropped first (fields drop in order): it reads the state files under
-    /// `root` to find the images to remove.
-    docker: DockerGuard,
     /// Root of everything local to the test (stacks, inventory, hosts).
     pub root: tempfile::TempDir,
-    /// The testhosts.sh DIR (ssh_config, hN/state, hN/srv, hN/sshd.log).
+    /// The testhosts.sh DIR (ssh_config, hK/state, hK/srv, hK/sshd.log,
+    /// hK/run/docker.sock).
     pub th: PathBuf,
-    /// `t<abbrev><token>`: every compose project of this test starts so.
+    /// `t<abbrev><token>`: every stack name of this test starts so.
     pub prefix: String,
     pub hosts: usize,
     /// The inventory rbuild is given (written before each run).
     inventory: RefCell<Inventory>,
     /// The local directory of each stack, by name.
     dirs: RefCell<BTreeMap<String, PathBuf>>,
-    dropped: Cell<bool>,
+    /// Images the test built on the machine's engine (to push them).
+    local: DockerGuard,
+    /// Manifests the test pushed to the local registry.
+    manifests: ManifestGuard,
 }
 
 impl Fleet {
-    /// `n` hosts h1..hN, up and accepting ssh.
+    /// `n` hosts h1..hN, up: accepting ssh, their engines answering.
     pub fn new(abbrev: &str, n: usize) -> Fleet {
         Fleet::with_env(abbrev, n, &[])
     }
@@ -67,14 +87,14 @@ impl Fleet {
             inventory.host(&format!("h{k}"));
         }
         let f = Fleet {
-            docker: DockerGuard::default(),
             root,
             th,
             prefix,
             hosts: n,
             inventory: RefCell::new(inventory),
             dirs: RefCell::new(BTreeMap::new()),
-            dropped: Cell::new(false),
+            local: DockerGuard::default(),
+            manifests: ManifestGuard::default(),
         };
         let mut last = String::new();
         let mut start_failures = 0;
@@ -85,6 +105,9 @@ impl Fleet {
                 .arg(&f.th)
                 .arg(n.to_string())
                 .arg(first.to_string())
+                .env("RBUILD_TESTHOST_ENGINE", "own")
+                // generous: hosts of parallel tests boot at once on 2 cores
+                .env("RBUILD_TESTHOST_TIMEOUT", "120")
                 .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .output()
@@ -130,8 +153,6 @@ impl Fleet {
     pub fn add_stack(&self, host: &str, stack: &str, def: &StackDef) -> String {
         let name = self.name(host, stack);
         let compose_file = self.place(&format!("{host}-{stack}"), &name, def);
-        self.docker.project(&name);
-        self.docker.state_file(self.state_path(host, &name));
         self.edit_inventory(|inv| {
             inv.host(host).stacks.push(Stack {
                 name: name.clone(),
@@ -142,11 +163,8 @@ impl Fleet {
         name
     }
 
-    /// The compose project (and stack) name of shared stack `stack`: the
-    /// same on every host that runs it.
-    ///
-    /// Every test host shares the one Docker engine, so a shared stack is
-    /// ONE compose project there, whichever host works on it.
+    /// The name of shared stack `stack`: the same on every host that runs
+    /// it (one compose project on each host's engine).
     pub fn shared_name(&self, stack: &str) -> String {
         format!("{}-{stack}", self.prefix)
     }
@@ -163,10 +181,6 @@ impl Fleet {
     ) -> String {
         let name = self.shared_name(stack);
         let compose_file = self.place(&format!("shared-{stack}"), &name, def);
-        self.docker.project(&name);
-        for h in self.host_names() {
-            self.docker.state_file(self.state_path(&h, &name));
-        }
         self.edit_inventory(|inv| {
             for h in hosts {
                 inv.host(h);
@@ -212,25 +226,21 @@ impl Fleet {
         self.edit_inventory(|inv| inv.host(host).user = Some(user.to_owned()));
     }
 
-    /// Remove the images a state file at `p` names on drop (for state
-    /// directories other than a host's `/var/lib/rbuild`).
-    pub fn track_state_file(&self, p: PathBuf) {
-        self.docker.state_file(p);
-    }
-
-    /// Remove the local image reference `r` (`repo:tag`) on drop.
+    /// Remove the image reference `r` (`repo:tag`) of the machine's engine
+    /// on drop.
     pub fn track_ref(&self, r: &str) {
-        self.docker.image_ref(r);
+        self.local.image_ref(r);
     }
 
-    /// Remove image `id` on drop, once no tag names it (never forced).
+    /// Remove image `id` of the machine's engine on drop, once no tag names
+    /// it (never forced).
     pub fn track_image(&self, id: &str) {
-        self.docker.image(id);
+        self.local.image(id);
     }
 
     /// Delete the manifest `digest` of `repo` from the local registry on drop.
     pub fn track_manifest(&self, repo: &str, digest: &str) {
-        self.docker.manifest(repo, digest);
+        self.manifests.manifest(repo, digest);
     }
 
     /// One `web` sleeper stack on every host; returns the names, h1 first.
@@ -305,7 +315,9 @@ impl Fleet {
 
     // -- the hosts ----------------------------------------------------
 
-    fn testhosts(&self, sub: &str, host: &str) {
+    /// `testhosts.sh SUB TH HOST`: e.g. `engine-stop`, `socket-gone`,
+    /// `disk-full` (see the script's header).
+    pub fn testhosts(&self, sub: &str, host: &str) {
         sh(Command::new(testhosts_script())
             .arg(sub)
             .arg(&self.th)
@@ -327,10 +339,62 @@ impl Fleet {
         self.testhosts("start", host);
     }
 
-    /// Silently drop tcp/22 to the host (undone on drop, panics included).
+    /// Silently drop tcp/22 to the host (a rule in the host's own network
+    /// namespace: it goes with the host).
     pub fn drop_packets(&self, host: &str) {
-        self.dropped.set(true);
         self.testhosts("drop", host);
+    }
+
+    /// The host's address (198.18.x.y), as `testhosts.sh addr` prints it.
+    pub fn addr(&self, host: &str) -> String {
+        sh(Command::new(testhosts_script())
+            .arg("addr")
+            .arg(&self.th)
+            .arg(host))
+        .trim()
+        .to_owned()
+    }
+
+    /// The host's own Docker engine.
+    pub fn engine(&self, host: &str) -> Engine {
+        Engine::at(&self.host_dir(host).join("run/docker.sock"), host)
+    }
+
+    /// `docker ARGS` on the host's engine, its stdout; panics if it fails.
+    pub fn docker(&self, host: &str, args: &[&str]) -> String {
+        self.engine(host).docker(args)
+    }
+
+    /// Every container of compose project `project` on the host's engine.
+    pub fn containers(&self, host: &str, project: &str) -> Vec<Container> {
+        self.engine(host).containers(project)
+    }
+
+    /// The one container of a one-service project on the host.
+    pub fn the_container(&self, host: &str, project: &str) -> Container {
+        self.engine(host).the_container(project)
+    }
+
+    /// Assert the project runs exactly one container on the host, running
+    /// (and healthy if it has a healthcheck); returns it.
+    pub fn assert_running(&self, host: &str, project: &str) -> Container {
+        self.engine(host).assert_running(project)
+    }
+
+    /// Read a file from inside a container of the host.
+    pub fn container_file(&self, host: &str, id: &str, path: &str) -> String {
+        self.engine(host).container_file(id, path)
+    }
+
+    /// What the host holds now (files, containers, images).
+    pub fn view(&self, host: &str) -> HostView {
+        let e = self.engine(host);
+        HostView {
+            state: Fleet::snapshot(&self.state_dir(host)),
+            srv: Fleet::snapshot(&self.srv_dir(host)),
+            containers: e.all_containers(),
+            images: e.images(),
+        }
     }
 
     pub fn host_dir(&self, host: &str) -> PathBuf {
@@ -419,9 +483,9 @@ impl Fleet {
     }
 
     /// The files of a directory, recursively, with contents and modes.
-    pub fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    pub fn snapshot(dir: &Path) -> Snapshot {
         let mut out = BTreeMap::new();
-        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
+        fn walk(base: &Path, dir: &Path, out: &mut Snapshot) {
             let Ok(rd) = std::fs::read_dir(dir) else {
                 return;
             };
@@ -445,23 +509,14 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        if self.dropped.get() {
-            for h in self.host_names() {
-                let _ = Command::new(testhosts_script())
-                    .arg("undrop")
-                    .arg(&self.th)
-                    .arg(&h)
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
+        // each host's engine, containers, images, files and iptables rules
+        // go with it
         let _ = Command::new(testhosts_script())
             .arg("down")
             .arg(&self.th)
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        // self.docker drops after this: containers, images, networks
+        // then the fields: the root dir, the machine's images, manifests
     }
 }

@@ -1,28 +1,32 @@
-//! Fixtures for the integration tests: real sshd test hosts
-//! (`scripts/testhosts.sh`), a real Docker engine, the built `rbuild`.
+//! Fixtures for the integration tests: real sshd test hosts, each a small
+//! machine of its own (`scripts/testhosts.sh` in own-engine mode: its own
+//! network namespace and address, its own Docker engine, its own filesystem
+//! for `/var/lib/rbuild` and `/srv/rbuild`), and the built `rbuild`.
 //!
 //! A test reads like a spec:
 //!
 //! ```ignore
-//! let f = Fleet::new("first", 3);          // h1..h3, unique loopback IPs
+//! let f = Fleet::new("first", 3);          // h1..h3, each with its engine
 //! let names = f.web_everywhere();          // one tiny stack per host
 //! let run = f.run(&[]);                    // rbuild -F .. -i .. --json
 //! assert_eq!(run.row("h1", &names[0])["action"], "rebuilt");
+//! let c = f.assert_running("h1", &names[0]); // on h1's own engine
 //! ```
 //!
 //! Modules, one per concern:
 //! - [`stacks`]: the files of test stacks (Dockerfiles, compose files);
 //! - [`inventory`]: the inventory as a value, serialized to YAML;
-//! - [`docker`]: the Docker engine and what runs on it;
+//! - [`docker`]: a Docker engine (a host's, or the machine's for local mode)
+//!   and what runs on it;
 //! - [`users`]: login users other than root;
 //! - [`registry`]: the local image registry;
 //! - [`runs`]: running `rbuild` and reading what it reported;
 //! - [`fleet`]: the hosts of one test, their stacks and their files.
 //!
-//! Everything a test creates is unique to it (loopback range, compose
-//! project names, temp dirs) so tests run in parallel on one engine, and is
-//! removed on drop, panics included: sshd hosts, iptables rules, containers,
-//! images, networks.
+//! Everything a test creates is its own and is removed on drop, panics
+//! included: a host's teardown removes its engine, containers, images and
+//! files; what lives on the machine (local-mode projects, images built here,
+//! manifests pushed to the registry) has a guard of its own.
 
 #![allow(dead_code)]
 
@@ -40,12 +44,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use docker::{
-    Container, DockerGuard, assert_running, container_file, containers, the_container,
-};
-pub use fleet::Fleet;
+pub use docker::{Container, DockerGuard, Engine};
+pub use fleet::{Fleet, HostView};
 pub use inventory::Rollout;
-pub use registry::{REGISTRY, image_id, registry_digest};
+pub use registry::{REGISTRY, registry_digest};
 pub use runs::{Background, Run, rbuild_command, run_command};
 pub use stacks::{StackDef, compose, dockerfile, healthcheck, sleeper_cmd, sleeper_dockerfile};
 pub use users::LoginUser;
@@ -66,7 +68,7 @@ fn testhosts_script() -> PathBuf {
 }
 
 /// A short token unique to this test process, so two suites running at once
-/// on the same engine never share a compose project name.
+/// never share a name on the machine (local-mode projects, users, images).
 pub fn token() -> String {
     let mut n = std::process::id();
     let mut s = String::new();

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The base image every test stack builds from (see scripts/setup-deps.sh).
+/// Every host's engine starts empty and pulls it from the local registry.
 pub const BASE_IMAGE: &str = "127.0.0.1:5000/rbuild/busybox:1";
 
 /// A Dockerfile on the test base image. `run` adds a `RUN` step (for a

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::token;
 
-/// A local user whose login shell is `shell`, in the `docker` group, with
-/// no password (not locked: sshd without PAM refuses locked accounts). The
-/// test hosts take the test key for every user (one AuthorizedKeysFile).
-/// Removed with its home on drop.
+/// A local user whose login shell is `shell`, in the `docker` group (so it
+/// may use every test host's engine: their sockets are the `docker`
+/// group's), with no password (not locked: sshd without PAM refuses locked
+/// accounts). The test hosts take the test key for every user (one
+/// AuthorizedKeysFile); its home is on the machine's filesystem, which the
+/// hosts share. Removed with its home on drop.
 pub struct LoginUser {
     pub name: String,
     pub home: PathBuf,
