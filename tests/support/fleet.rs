@@ -63,6 +63,27 @@ fn pin_bridge_mac() {
     }
 }
 
+/// Where fleets keep their files, hosts' engine data (`hK/docker`)
+/// included: /dev/shm, a tmpfs, when there is one. On the disk's ext4,
+/// every host unpacking the base image and then `down` deleting its engine
+/// data made the inode allocator the suite's biggest cost (ext4's
+/// `recently_deleted` scans); a tmpfs has no such cost, and a host's data
+/// is a few MiB.
+fn scratch_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let tmpfs = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.split_whitespace().take(3).collect::<Vec<_>>() == ["tmpfs", "/dev/shm", "tmpfs"]
+        });
+    if tmpfs && shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// A directory's files, recursively: relative path -> (mode, contents);
 /// directories end in `/`.
 pub type Snapshot = BTreeMap<String, (u32, Vec<u8>)>;
@@ -113,7 +134,7 @@ impl Fleet {
         let prefix = claim_prefix(abbrev);
         let root = tempfile::Builder::new()
             .prefix(&format!("rbuild-{prefix}-"))
-            .tempdir()
+            .tempdir_in(scratch_dir())
             .unwrap();
         let th = root.path().join("th");
         let mut inventory = Inventory::default();
