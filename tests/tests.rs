@@ -23,6 +23,7 @@ mod suite {
     mod fleet;
     mod health;
     mod local;
+    mod machines;
     mod manual;
     mod recovery;
     mod rollout;

@@ -49,7 +49,10 @@ pub use fleet::{Fleet, HostView};
 pub use inventory::Rollout;
 pub use registry::{REGISTRY, registry_digest};
 pub use runs::{Background, Run, rbuild_command, run_command};
-pub use stacks::{StackDef, compose, dockerfile, healthcheck, sleeper_cmd, sleeper_dockerfile};
+pub use stacks::{
+    StackDef, compose, dockerfile, healthcheck, httpd_dockerfile, httpd_extra, sleeper_cmd,
+    sleeper_dockerfile,
+};
 pub use users::LoginUser;
 
 /// Generous bound for anything we poll for: the machine is shared and noisy.

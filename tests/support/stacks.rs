@@ -91,10 +91,27 @@ impl StackDef {
         )
     }
 
-    /// Replace (or add) one file.
-    pub fn with(mut self, path: &str, contents: &str) -> StackDef {
+    /// A web server on port 80 (busybox httpd) serving `/www`, where its
+    /// `CMD` writes `index.html` saying `version`; healthy once it answers.
+    pub fn httpd(version: &str) -> StackDef {
+        StackDef::sleeper(version)
+            .with(
+                "Dockerfile",
+                &httpd_dockerfile(&format!("echo {version} >/www/index.html; ")),
+            )
+            .with("compose.yml", &compose(&httpd_extra()))
+    }
+
+    /// Replace (or add) one file (mode 0644; `path` may name a directory
+    /// of the stack, made as needed).
+    pub fn with(self, path: &str, contents: &str) -> StackDef {
+        self.with_mode(path, contents, 0o644)
+    }
+
+    /// Replace (or add) one file, with `mode`.
+    pub fn with_mode(mut self, path: &str, contents: &str, mode: u32) -> StackDef {
         self.files.retain(|(p, _, _)| p != path);
-        self.files.push((path.into(), contents.into(), 0o644));
+        self.files.push((path.into(), contents.into(), mode));
         self
     }
 
@@ -116,13 +133,29 @@ impl StackDef {
             .expect("a stack has a compose file")
     }
 
-    /// Write the files into `dir` (created).
+    /// Write the files into `dir` (created, and the files' directories).
     pub fn write_to(&self, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
         for (p, c, mode) in &self.files {
             let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, c).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
     }
+}
+
+/// The Dockerfile of a busybox httpd serving `/www` on port 80; `setup` is
+/// shell run first by its `CMD` (e.g. writing `/www/index.html`).
+pub fn httpd_dockerfile(setup: &str) -> String {
+    dockerfile(
+        Some("mkdir -p /www"),
+        &format!("{setup}exec httpd -f -p 80 -h /www"),
+    )
+}
+
+/// Compose keys (indented 4 spaces) for an httpd service: healthy once it
+/// serves `/` on port 80.
+pub fn httpd_extra() -> String {
+    "    healthcheck:\n      test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1/\"]\n      interval: 1s\n      timeout: 3s\n      retries: 30\n".to_owned()
 }
