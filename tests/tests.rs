@@ -1,13 +1,16 @@
 //! rbuild's integration tests, one binary: `cargo test --test tests`.
 //!
 //! Every test runs the built `rbuild` against REAL sshd test hosts
-//! (`scripts/testhosts.sh`) and the REAL Docker engine, and checks the real
-//! effect: containers, state files and stack directories on the hosts. Needs
-//! root, Docker, Compose v1 and v2 and the local registry with the test base
+//! (`scripts/testhosts.sh`), each a small machine of its own: its own
+//! address, its own REAL Docker engine, its own `/var/lib/rbuild` and
+//! `/srv/rbuild`. Each test checks the real effect on each host: its
+//! containers, its state files and its stack directories. Needs root,
+//! Docker, Compose v1 and v2 and the local registry with the test base
 //! image: `scripts/setup-deps.sh` provides them all.
 //!
-//! Tests run in parallel: each has its own loopback range, compose project
-//! names and temp dirs (see `support`).
+//! Tests run in parallel: each has its own hosts (addresses, engines) and
+//! temp dirs (see `support`). What runs before a host is contacted (usage
+//! and inventory errors) is tested in tests/cli.rs, without hosts.
 
 mod support;
 
@@ -19,8 +22,8 @@ mod suite {
     mod failures;
     mod fleet;
     mod health;
-    mod inventory;
     mod local;
+    mod machines;
     mod manual;
     mod recovery;
     mod rollout;

@@ -12,8 +12,8 @@ fn compose_v1_and_v2_hosts_both_rebuild() {
     run.expect("h1", &names[0], "rebuilt", "first_build");
     run.expect("h2", &names[1], "rebuilt", "first_build");
     for (h, name, flavour) in [("h1", &names[0], "v2"), ("h2", &names[1], "v1")] {
-        let c = assert_running(name);
-        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+        let c = f.assert_running(h, name);
+        assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v1\n");
         let st = f.state(h, name);
         assert_eq!(st["compose"], flavour, "{h}: {st:?}");
         assert!(st["images"].contains(&c.image));
@@ -24,8 +24,8 @@ fn compose_v1_and_v2_hosts_both_rebuild() {
     let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h2", &names[1], "rebuilt", "config_changed");
-    let c = assert_running(&names[1]);
-    assert_eq!(container_file(&c.id, "/tmp/version"), "v2\n");
+    let c = f.assert_running("h2", &names[1]);
+    assert_eq!(f.container_file("h2", &c.id, "/tmp/version"), "v2\n");
     assert_eq!(f.state("h2", &names[1])["compose"], "v1");
 }
 
@@ -41,14 +41,14 @@ fn compose_v1_hosts_roll_back_too() {
     f.run(&[])
         .assert_code(0)
         .expect("h1", &name, "rebuilt", "first_build");
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     assert_eq!(f.state("h1", &name)["compose"], "v1");
 
     f.write(&name, "Dockerfile", &dockerfile(None, "exit 1"));
     let run = f.run(&["--up-timeout-period", "30"]);
     run.assert_code(1);
     run.expect("h1", &name, "rolled_back", "config_changed");
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.image, v1.image);
     assert_eq!(now.health, "healthy");
 }

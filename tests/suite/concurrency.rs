@@ -24,7 +24,10 @@ fn a_second_run_during_a_rebuild_reports_locked() {
 
     let mut first = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
     wait_for("the first run to wait in its health gate", || {
-        !first.running() || containers(&name).iter().any(|c| c.health == "starting")
+        !first.running()
+            || f.containers("h1", &name)
+                .iter()
+                .any(|c| c.health == "starting")
     });
     assert!(
         first.running(),
@@ -49,7 +52,7 @@ fn a_second_run_during_a_rebuild_reports_locked() {
     first.expect("h1", &name, "rebuilt", "first_build");
 
     // one healthy generation, consistent state, no lock left behind
-    let c = assert_running(&name);
+    let c = f.assert_running("h1", &name);
     assert_eq!(c.health, "healthy");
     let st = f.state("h1", &name);
     assert_eq!(st["last_result"], "ok");
@@ -58,7 +61,7 @@ fn a_second_run_during_a_rebuild_reports_locked() {
     f.run(&[])
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
-    assert_eq!(assert_running(&name), c);
+    assert_eq!(f.assert_running("h1", &name), c);
 }
 
 #[test]
@@ -73,7 +76,10 @@ fn ctrl_c_starts_no_new_host_and_lets_the_one_in_flight_finish() {
     let mut run =
         Background::spawn(f.command(&["--json", "-j", "1", "--up-timeout-period", "600"]));
     wait_for("h1 to wait in its health gate", || {
-        !run.running() || containers(&first).iter().any(|c| c.health == "starting")
+        !run.running()
+            || f.containers("h1", &first)
+                .iter()
+                .any(|c| c.health == "starting")
     });
     assert!(run.running(), "ended early: {}", run.finish().dump());
     run.interrupt();
@@ -83,7 +89,8 @@ fn ctrl_c_starts_no_new_host_and_lets_the_one_in_flight_finish() {
     run.assert_code(130);
     run.expect("h1", &first, "rebuilt", "first_build");
     run.expect("h2", &second, "skipped", "interrupted");
-    assert_eq!(assert_running(&first).health, "healthy");
-    assert!(containers(&second).is_empty(), "h2 was not touched");
+    assert_eq!(f.assert_running("h1", &first).health, "healthy");
+    assert!(f.containers("h2", &second).is_empty(), "h2 was not touched");
+    assert!(f.view("h2").images.is_empty(), "h2 built or pulled nothing");
     assert!(!f.state_dir("h2").join(format!("{second}.state")).exists());
 }

@@ -13,12 +13,13 @@ fn stopped_and_silent_hosts_fail_alone() {
     let run = f.run(&["--connect-timeout", "3"]);
     run.assert_code(1);
     run.expect("h1", &names[0], "rebuilt", "first_build");
-    assert_running(&names[0]);
+    f.assert_running("h1", &names[0]);
     for (h, name) in [("h2", &names[1]), ("h3", &names[2])] {
         let r = run.expect(h, name, "failed", "host_failed");
         let err = r["error"].as_str().unwrap_or("");
         assert!(!err.trim().is_empty(), "{h}: error: {}", run.dump());
-        assert!(containers(name).is_empty(), "{h}: nothing ran");
+        assert!(f.containers(h, name).is_empty(), "{h}: nothing ran");
+        assert!(f.engine(h).images().is_empty(), "{h}: nothing was built");
         assert_eq!(Fleet::entries(&f.state_dir(h)), Vec::<String>::new());
         assert_eq!(Fleet::entries(&f.srv_dir(h)), Vec::<String>::new());
     }
@@ -36,7 +37,7 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     let f = Fleet::new("buildfail", 1);
     let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
     f.run(&[]).assert_code(0);
-    let before = assert_running(&name);
+    let before = f.assert_running("h1", &name);
     let state = f.state_text("h1", &name).unwrap();
     let files = Fleet::snapshot(&f.remote_dir("h1", &name));
 
@@ -52,8 +53,8 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     assert!(err.contains("build"), "error names the build: {err}");
 
     // the old generation still runs, untouched
-    assert_eq!(assert_running(&name), before);
-    assert_eq!(container_file(&before.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.assert_running("h1", &name), before);
+    assert_eq!(f.container_file("h1", &before.id, "/tmp/version"), "v1\n");
     // no success was claimed, and the host keeps the files that run
     assert_eq!(f.state_text("h1", &name).unwrap(), state);
     assert!(
@@ -66,7 +67,7 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     let run = f.run(&[]);
     run.assert_code(1);
     run.expect("h1", &name, "failed", "config_changed");
-    assert_eq!(assert_running(&name), before);
+    assert_eq!(f.assert_running("h1", &name), before);
 }
 
 #[test]

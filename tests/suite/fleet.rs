@@ -16,8 +16,8 @@ fn first_run_rebuilds_every_host() {
         run.expect(&h, name, "rebuilt", "first_build");
 
         // the container runs the image built from the shipped files
-        let c = assert_running(name);
-        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+        let c = f.assert_running(&h, name);
+        assert_eq!(f.container_file(&h, &c.id, "/tmp/version"), "v1\n");
 
         // the host recorded the build
         let st = f.state(&h, name);
@@ -40,9 +40,21 @@ fn first_run_rebuilds_every_host() {
         assert_eq!(mode(&remote.join(".env")), 0o600, ".env on {h}");
         assert_eq!(mode(&remote), 0o700, "stack dir on {h}");
     }
-    // each host got only its own stack
-    assert_eq!(Fleet::entries(&f.srv_dir("h1")), [names[0].clone()]);
-    assert_eq!(Fleet::entries(&f.srv_dir("h3")), [names[2].clone()]);
+    // each host got only its own stack, and runs only it
+    for (k, name) in names.iter().enumerate() {
+        let h = format!("h{}", k + 1);
+        assert_eq!(Fleet::entries(&f.srv_dir(&h)), [name.as_str()]);
+        let all = f.engine(&h).all_containers();
+        assert_eq!(all, f.containers(&h, name), "{h} runs only {name}");
+    }
+}
+
+/// Each name with its host: `names[k]` is on `h{k+1}`.
+fn hosts_and(names: &[String]) -> impl Iterator<Item = (String, &String)> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (format!("h{}", k + 1), n))
 }
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -55,7 +67,9 @@ fn second_run_skips_everything_up_to_date() {
     let f = Fleet::new("second", 3);
     let names = f.web_everywhere();
     f.run(&[]).assert_code(0);
-    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let before: Vec<Container> = hosts_and(&names)
+        .map(|(h, n)| f.assert_running(&h, n))
+        .collect();
     let states: Vec<String> = (0..3)
         .map(|k| f.state_text(&format!("h{}", k + 1), &names[k]).unwrap())
         .collect();
@@ -66,7 +80,7 @@ fn second_run_skips_everything_up_to_date() {
         let h = format!("h{}", k + 1);
         run.expect(&h, name, "skipped", "up_to_date");
         // nothing was recreated, nothing recorded
-        assert_eq!(assert_running(name), before[k], "{name} untouched");
+        assert_eq!(f.assert_running(&h, name), before[k], "{name} untouched");
         assert_eq!(f.state_text(&h, name).unwrap(), states[k]);
     }
 }
@@ -115,7 +129,6 @@ fn a_check_is_one_login_and_one_command_and_a_rebuild_one_more_command() {
 
 #[test]
 fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
-    // declared first, dropped last: the fleet's clean-up reads their state
     let zsh = LoginUser::new("z", "/usr/bin/zsh");
     let fish = LoginUser::new("f", "/usr/bin/fish");
     let f = Fleet::new("shells", 2);
@@ -127,17 +140,15 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
             .join(".local/state/rbuild")
             .join(format!("{name}.state"))
     };
-    f.track_state_file(state(&zsh, &names[0]));
-    f.track_state_file(state(&fish, &names[1]));
     let count = |h: &str| (f.accepted_logins(h), f.remote_commands(h));
 
     let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h1", &names[0], "rebuilt", "first_build");
     run.expect("h2", &names[1], "rebuilt", "first_build");
-    for n in &names {
-        let c = assert_running(n);
-        assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+    for (h, n) in hosts_and(&names) {
+        let c = f.assert_running(&h, n);
+        assert_eq!(f.container_file(&h, &c.id, "/tmp/version"), "v1\n");
     }
     // zsh runs the check itself; fish cannot, so the check runs again
     // under `sh` over a new connection, and the apply follows over that
@@ -178,8 +189,8 @@ fn a_host_that_allows_one_session_per_connection_still_rebuilds() {
     run.expect("h1", &names[0], "rebuilt", "first_build");
     assert_eq!(f.accepted_logins("h1"), 2);
     assert_eq!(f.remote_commands("h1"), 2);
-    let c = assert_running(&names[0]);
-    assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+    let c = f.assert_running("h1", &names[0]);
+    assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v1\n");
     f.run(&[]).assert_code(0);
     assert_eq!(f.accepted_logins("h1"), 3, "up to date: one login");
 }
@@ -189,7 +200,10 @@ fn a_changed_file_rebuilds_only_that_stack() {
     let f = Fleet::new("changed", 3);
     let names = f.web_everywhere();
     f.run(&[]).assert_code(0);
-    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
+    let before: Vec<Container> = hosts_and(&names)
+        .map(|(h, n)| f.assert_running(&h, n))
+        .collect();
+    let untouched = [f.view("h1"), f.view("h3")];
     let old_hash = f.state("h2", &names[1])["hash"].clone();
 
     let v2 = sleeper_dockerfile("v2");
@@ -201,12 +215,16 @@ fn a_changed_file_rebuilds_only_that_stack() {
     run.expect("h3", &names[2], "skipped", "up_to_date");
 
     // h2 runs the new version from a new container; the others are untouched
-    let c2 = assert_running(&names[1]);
+    let c2 = f.assert_running("h2", &names[1]);
     assert_ne!(c2.id, before[1].id);
     assert_ne!(c2.image, before[1].image);
-    assert_eq!(container_file(&c2.id, "/tmp/version"), "v2\n");
-    assert_eq!(assert_running(&names[0]), before[0]);
-    assert_eq!(assert_running(&names[2]), before[2]);
+    assert_eq!(f.container_file("h2", &c2.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.assert_running("h1", &names[0]), before[0]);
+    assert_eq!(f.assert_running("h3", &names[2]), before[2]);
+    assert!(
+        [f.view("h1"), f.view("h3")] == untouched,
+        "h1 and h3: containers, images and files as they were"
+    );
 
     // the host has the new file and a new hash
     assert_eq!(
@@ -241,14 +259,14 @@ fn an_expired_build_period_rebuilds() {
     let f = Fleet::new("expired", 2);
     let names = fresh_each_build(&f);
     f.run(&[]).assert_code(0);
-    let first = assert_running(&names[0]);
+    let first = f.assert_running("h1", &names[0]);
 
     // --build-period 0: every build is expired
     let run = f.run(&["--build-period", "0"]);
     run.assert_code(0);
     run.expect("h1", &names[0], "rebuilt", "expired");
     run.expect("h2", &names[1], "rebuilt", "expired");
-    let second = assert_running(&names[0]);
+    let second = f.assert_running("h1", &names[0]);
     assert_ne!(second.id, first.id, "recreated");
     assert_ne!(second.image, first.image, "rebuilt image");
 
@@ -259,9 +277,9 @@ fn an_expired_build_period_rebuilds() {
     run.assert_code(0);
     run.expect("h1", &names[0], "rebuilt", "expired");
     run.expect("h2", &names[1], "rebuilt", "expired");
-    let third = assert_running(&names[0]);
+    let third = f.assert_running("h1", &names[0]);
     assert_ne!(third.id, second.id);
-    assert_running(&names[1]);
+    f.assert_running("h2", &names[1]);
 
     // and with the default period, it is up to date again
     let run = f.run(&[]);
@@ -273,20 +291,27 @@ fn force_rebuild_rebuilds_up_to_date_stacks() {
     let f = Fleet::new("force", 2);
     let names = fresh_each_build(&f);
     f.run(&[]).assert_code(0);
-    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
-    let ids: Vec<String> = before
-        .iter()
-        .map(|c| container_file(&c.id, "/build-id"))
+    let before: Vec<Container> = hosts_and(&names)
+        .map(|(h, n)| f.assert_running(&h, n))
+        .collect();
+    let ids: Vec<String> = hosts_and(&names)
+        .zip(&before)
+        .map(|((h, _), c)| f.container_file(&h, &c.id, "/build-id"))
         .collect();
 
     let run = f.run(&["--force-rebuild"]);
     run.assert_code(0);
     for (k, name) in names.iter().enumerate() {
-        run.expect(&format!("h{}", k + 1), name, "rebuilt", "forced");
-        let c = assert_running(name);
+        let h = format!("h{}", k + 1);
+        run.expect(&h, name, "rebuilt", "forced");
+        let c = f.assert_running(&h, name);
         assert_ne!(c.id, before[k].id);
         assert_ne!(c.image, before[k].image);
-        assert_ne!(container_file(&c.id, "/build-id"), ids[k], "built anew");
+        assert_ne!(
+            f.container_file(&h, &c.id, "/build-id"),
+            ids[k],
+            "built anew"
+        );
     }
 }
 
@@ -300,7 +325,8 @@ fn dry_run_on_a_fresh_fleet_touches_nothing() {
     for (k, name) in names.iter().enumerate() {
         let h = format!("h{}", k + 1);
         run.expect(&h, name, "would_rebuild", "first_build");
-        assert!(containers(name).is_empty(), "no container for {name}");
+        assert!(f.containers(&h, name).is_empty(), "no container for {name}");
+        assert!(f.engine(&h).images().is_empty(), "{h}: nothing was built");
         assert_eq!(Fleet::entries(&f.state_dir(&h)), Vec::<String>::new());
         assert_eq!(Fleet::entries(&f.srv_dir(&h)), Vec::<String>::new());
     }
@@ -311,15 +337,11 @@ fn dry_run_on_a_built_fleet_with_a_change_touches_nothing() {
     let f = Fleet::new("drybuilt", 3);
     let names = f.web_everywhere();
     f.run(&[]).assert_code(0);
-    let before: Vec<Container> = names.iter().map(|n| assert_running(n)).collect();
-    let snap = |h: &str| {
-        (
-            Fleet::snapshot(&f.state_dir(h)),
-            Fleet::snapshot(&f.srv_dir(h)),
-        )
-    };
+    let before: Vec<Container> = hosts_and(&names)
+        .map(|(h, n)| f.assert_running(&h, n))
+        .collect();
     let hosts = ["h1", "h2", "h3"];
-    let on_disk: Vec<_> = hosts.iter().map(|h| snap(h)).collect();
+    let on_host: Vec<HostView> = hosts.iter().map(|h| f.view(h)).collect();
 
     f.write(&names[0], "Dockerfile", &sleeper_dockerfile("v2"));
     let run = f.run(&["--dry-run"]);
@@ -332,8 +354,11 @@ fn dry_run_on_a_built_fleet_with_a_change_touches_nothing() {
     run.expect("h2", &names[1], "would_rebuild", "forced");
 
     for (k, h) in hosts.iter().enumerate() {
-        assert_eq!(assert_running(&names[k]), before[k], "{h}: container");
-        assert!(snap(h) == on_disk[k], "{h}: state or stack dir changed");
+        assert_eq!(f.assert_running(h, &names[k]), before[k], "{h}: container");
+        assert!(
+            f.view(h) == on_host[k],
+            "{h}: state or stack dir, containers or images changed"
+        );
     }
 }
 
@@ -349,39 +374,39 @@ fn quiet_prints_nothing_when_nothing_happened() {
     let second = f.run_plain(&["-q"]);
     second.assert_code(0);
     assert_eq!(second.stdout, "", "{}", second.dump());
-    assert_running(&names[0]);
+    f.assert_running("h1", &names[0]);
 }
 
 #[test]
 fn ssh_options_from_the_inventory_win_over_the_ssh_config() {
     let f = Fleet::new("sshopts", 1);
     let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
-    let hosts = std::fs::read_to_string(f.th.join("hosts.txt")).unwrap();
-    let ip = hosts.split_whitespace().nth(1).unwrap().to_owned();
+    let ip = f.addr("h1");
     // By IP, ssh_config's `Host h1` block does not apply: no key, no user.
     // The inventory's address and ssh_options supply them.
     let key = f.th.join("id_ed25519");
-    let text = f.inventory_text().replacen(
-        "  h1:\n",
-        &format!(
-            "  h1:\n    address: \"{ip}\"\n    ssh_options:\n      User: root\n      IdentityFile: \"{}\"\n      IdentitiesOnly: \"yes\"\n      UserKnownHostsFile: \"{}\"\n",
-            key.display(),
-            f.th.join("known_hosts").display()
-        ),
-        1,
-    );
-    std::fs::write(f.inventory_path(), &text).unwrap();
-    let run = Run::from_command(f.command_raw(&["--json"]));
+    let known = f.th.join("known_hosts");
+    f.edit_inventory(|inv| {
+        let h = inv.host("h1");
+        h.address = Some(ip.clone());
+        h.ssh_options = [
+            ("User", "root"),
+            ("IdentityFile", key.to_str().unwrap()),
+            ("IdentitiesOnly", "yes"),
+            ("UserKnownHostsFile", known.to_str().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    });
+    let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h1", &name, "rebuilt", "first_build");
-    assert_running(&name);
+    f.assert_running("h1", &name);
 
     // without them, the same address is refused (no key offered)
-    let bare =
-        f.inventory_text()
-            .replacen("  h1:\n", &format!("  h1:\n    address: \"{ip}\"\n"), 1);
-    std::fs::write(f.inventory_path(), &bare).unwrap();
-    let run = Run::from_command(f.command_raw(&["--json"]));
+    f.edit_inventory(|inv| inv.host("h1").ssh_options.clear());
+    let run = f.run(&[]);
     run.assert_code(1);
     run.expect("h1", &name, "failed", "host_failed");
 }

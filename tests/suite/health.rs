@@ -13,7 +13,7 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
         "rebuilt",
         "first_build",
     );
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     assert_eq!(v1.health, "healthy");
     let good = f.state("h1", &name);
     let good_files = Fleet::snapshot(&f.remote_dir("h1", &name));
@@ -34,10 +34,10 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     );
 
     // the old image runs again, healthy
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.image, v1.image, "runs the image recorded before");
     assert_eq!(now.health, "healthy");
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v1\n");
     // the host still claims the good build, remembers the failed input,
     // and has the files that run
     let st = f.state("h1", &name);
@@ -60,7 +60,7 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
         "{}",
         run.dump()
     );
-    assert_eq!(assert_running(&name), now, "nothing was touched");
+    assert_eq!(f.assert_running("h1", &name), now, "nothing was touched");
     assert_eq!(f.state("h1", &name), st);
 }
 
@@ -69,7 +69,7 @@ fn a_service_slow_to_get_healthy_within_the_timeout_is_rebuilt() {
     let f = Fleet::new("slowhealthy", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 60));
     f.run(&["--up-timeout-period", "30"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
 
     // v2 fails its healthcheck for about 3 s, then passes
     let slow = "echo v2 >/tmp/version; sleep 3; touch /tmp/ok; exec sleep 1000000";
@@ -77,10 +77,10 @@ fn a_service_slow_to_get_healthy_within_the_timeout_is_rebuilt() {
     let run = f.run(&["--up-timeout-period", "30"]);
     run.assert_code(0);
     run.expect("h1", &name, "rebuilt", "config_changed");
-    let v2 = assert_running(&name);
+    let v2 = f.assert_running("h1", &name);
     assert_eq!(v2.health, "healthy");
     assert_ne!(v2.image, v1.image);
-    assert_eq!(container_file(&v2.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.container_file("h1", &v2.id, "/tmp/version"), "v2\n");
     let st = f.state("h1", &name);
     assert_eq!(st["last_result"], "ok");
     assert!(st["images"].contains(&v2.image));
@@ -99,7 +99,7 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
     assert!(err.contains("the new containers were stopped"), "{err}");
     // they are kept (for their logs), stopped: not running, not restarting
     // (restart: unless-stopped would bring them back unless stopped by hand)
-    let c = the_container(&name);
+    let c = f.the_container("h1", &name);
     assert_eq!(c.status, "exited", "{c:?}");
 
     // no success was claimed; the failed input is remembered
@@ -122,7 +122,7 @@ fn a_running_but_unhealthy_rebuild_is_rolled_back() {
     let f = Fleet::new("unhealthy", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 2));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     assert_eq!(v1.health, "healthy");
 
     // v2 runs, but never creates /tmp/ok: its healthcheck fails
@@ -137,9 +137,9 @@ fn a_running_but_unhealthy_rebuild_is_rolled_back() {
     let err = run.error_of("h1", &name);
     assert!(err.contains("app(unhealthy)"), "names the service: {err}");
 
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.image, v1.image, "runs the image recorded before");
     assert_eq!(now.health, "healthy");
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v1\n");
     assert_eq!(f.state("h1", &name)["last_result"], "failed");
 }

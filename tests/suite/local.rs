@@ -1,10 +1,12 @@
-//! Local mode: `rbuild COMPOSE_FILE`, no SSH, the stack built where it is.
+//! Local mode: `rbuild COMPOSE_FILE`, no SSH, the stack built where it is:
+//! on the machine's own engine, so this test cleans up after itself there.
 
 use crate::support::*;
 
 #[test]
 fn local_mode_rebuilds_in_place_then_skips() {
     let root = tempfile::tempdir().unwrap();
+    let local = Engine::local();
     let guard = DockerGuard::default();
     // project name = directory name: unique to this test and process
     let project = format!("tlocal{}", token());
@@ -25,8 +27,8 @@ fn local_mode_rebuilds_in_place_then_skips() {
     let run = local_run();
     run.assert_code(0);
     run.expect("local", &project, "rebuilt", "first_build");
-    let c = assert_running(&project);
-    assert_eq!(container_file(&c.id, "/tmp/version"), "v1\n");
+    let c = local.assert_running(&project);
+    assert_eq!(local.container_file(&c.id, "/tmp/version"), "v1\n");
     let state = std::fs::read_to_string(state_dir.join(format!("{project}.state"))).unwrap();
     assert!(state.contains("\nlast_result=ok\n"), "{state}");
     assert!(state.contains("\nhash="), "{state}");
@@ -36,7 +38,7 @@ fn local_mode_rebuilds_in_place_then_skips() {
     let run = local_run();
     run.assert_code(0);
     run.expect("local", &project, "skipped", "up_to_date");
-    assert_eq!(assert_running(&project), c);
+    assert_eq!(local.assert_running(&project), c);
     assert_eq!(
         std::fs::read_to_string(state_dir.join(format!("{project}.state"))).unwrap(),
         state

@@ -7,7 +7,7 @@ fn history_lists_the_attempts_newest_last() {
     let f = Fleet::new("history", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     let good = f.state("h1", &name);
     f.write(
         &name,
@@ -63,7 +63,7 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
     let f = Fleet::new("manualrollback", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
     f.run(&["--up-timeout-period", "60"]).assert_code(0).expect(
         "h1",
@@ -71,7 +71,7 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
         "rebuilt",
         "config_changed",
     );
-    let v2 = assert_running(&name);
+    let v2 = f.assert_running("h1", &name);
     assert_ne!(v2.image, v1.image);
     let built = f.state("h1", &name);
 
@@ -86,10 +86,10 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
     run.assert_code(0);
     run.expect("h1", &name, "rolled_back", "manual");
     assert_eq!(run.rows().len(), 1);
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.image, v1.image, "v1's image runs again");
     assert_eq!(now.health, "healthy");
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v1\n");
     let st = f.state("h1", &name);
     assert_eq!(st["images"], format!("app={}", v1.image));
     assert_eq!(st["prev_images"], format!("app={}", v2.image));
@@ -106,14 +106,14 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
     let run = f.run(&[]);
     run.assert_code(1);
     run.expect("h1", &name, "skipped", "previous_failure");
-    assert_eq!(assert_running(&name), now, "nothing was touched");
+    assert_eq!(f.assert_running("h1", &name), now, "nothing was touched");
 
     // forced, it does
     f.run(&["--force-rebuild", "--up-timeout-period", "60"])
         .assert_code(0)
         .expect("h1", &name, "rebuilt", "forced");
-    let again = assert_running(&name);
-    assert_eq!(container_file(&again.id, "/tmp/version"), "v2\n");
+    let again = f.assert_running("h1", &name);
+    assert_eq!(f.container_file("h1", &again.id, "/tmp/version"), "v2\n");
     assert_eq!(f.state("h1", &name)["last_result"], "ok");
 }
 
@@ -122,7 +122,7 @@ fn rollback_by_hand_with_nothing_kept_fails_and_bad_names_are_usage_errors() {
     let f = Fleet::new("manualnothing", 1);
     let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
     f.run(&[]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     let st = f.state_text("h1", &name).unwrap();
 
     let run = run_command(f.command(&["--json", "rollback", "h1", &name]));
@@ -134,7 +134,7 @@ fn rollback_by_hand_with_nothing_kept_fails_and_bad_names_are_usage_errors() {
         "{}",
         run.dump()
     );
-    assert_eq!(assert_running(&name), v1, "nothing was touched");
+    assert_eq!(f.assert_running("h1", &name), v1, "nothing was touched");
     assert_eq!(f.state_text("h1", &name).unwrap(), st);
 
     let logins = f.accepted_logins("h1");
@@ -155,5 +155,5 @@ fn rollback_by_hand_with_nothing_kept_fails_and_bad_names_are_usage_errors() {
         assert!(run.stderr.contains(says), "{args:?}:\n{}", run.dump());
     }
     assert_eq!(f.accepted_logins("h1"), logins, "no host was contacted");
-    assert_eq!(assert_running(&name), v1);
+    assert_eq!(f.assert_running("h1", &name), v1);
 }

@@ -1,25 +1,23 @@
 //! Recovering from what goes wrong: a broken image pulled under an old tag,
 //! a rollback that fails too, a controller killed mid-rebuild, a stale lock.
 
-use std::process::Command;
-
 use crate::support::*;
 
-/// An image on the test base with `cmd`, built here (context dir `label`)
-/// and pushed as `repo:tag`; returns its ID. The local tag is tracked for
-/// removal, the pushed manifest for deletion from the registry.
+/// An image on the test base with `cmd`, built on the machine's engine
+/// (context dir `label`) and pushed as `repo:tag`; returns its ID. The local
+/// tag is tracked for removal, the pushed manifest for deletion from the
+/// registry.
 fn push_image(f: &Fleet, label: &str, repo: &str, tag: &str, cmd: &str) -> String {
     let ctx = f.root.path().join(format!("image-{label}"));
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), dockerfile(None, cmd)).unwrap();
     let reference = format!("{REGISTRY}/{repo}:{tag}");
     f.track_ref(&reference);
-    sh(Command::new("docker")
-        .args(["build", "-q", "-t", &reference])
-        .arg(&ctx));
-    let id = image_id(&reference);
+    let local = Engine::local();
+    local.docker(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
+    let id = local.image_id(&reference);
     f.track_image(&id);
-    sh(Command::new("docker").args(["push", "-q", &reference]));
+    local.docker(&["push", "-q", &reference]);
     f.track_manifest(repo, &registry_digest(repo, tag));
     id
 }
@@ -30,8 +28,9 @@ fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
     let repo = format!("{}/app", f.prefix);
     let reference = format!("{REGISTRY}/{repo}:stable");
     let good = push_image(&f, "good", &repo, "stable", &sleeper_cmd("good"));
-    // the host pulls it: nothing of it is here before the first run
-    sh(Command::new("docker").args(["image", "rm", &reference]));
+    let h1 = f.engine("h1");
+    // the host pulls it: nothing of it is there before the first run
+    assert!(!h1.has_image(&reference) && !h1.has_image(&good));
 
     let def = StackDef {
         files: vec![(
@@ -50,12 +49,12 @@ fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
         "rebuilt",
         "first_build",
     );
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     assert_eq!(v1.image, good, "runs the pushed image");
     assert_eq!(v1.health, "healthy");
     let st_good = f.state("h1", &name);
 
-    // a broken image is pushed under the same tag; locally the tag still
+    // a broken image is pushed under the same tag; on the host the tag still
     // names the good one, so only the run's pull can bring the broken one
     let broken = push_image(
         &f,
@@ -65,7 +64,8 @@ fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
         "echo broken >/tmp/version; exit 1",
     );
     assert_ne!(broken, good);
-    sh(Command::new("docker").args(["tag", &good, &reference]));
+    assert_eq!(h1.image_id(&reference), good);
+    assert!(!h1.has_image(&broken));
 
     let run = f.run(&["--force-rebuild", "--up-timeout-period", "60"]);
     run.assert_code(1);
@@ -74,20 +74,16 @@ fn a_broken_image_under_the_same_tag_is_rolled_back_to_the_old_image() {
     assert!(err.contains("not healthy"), "{}", run.dump());
     // the broken image was pulled and ran, then went with the failed
     // generation; the old one runs again, healthy, under the tag compose uses
-    let gone = std::process::Command::new("docker")
-        .args(["image", "inspect", &broken])
-        .output()
-        .unwrap();
     assert!(
-        !gone.status.success(),
+        !h1.has_image(&broken),
         "the failed generation's image is removed"
     );
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.image, good, "runs the OLD image again");
     assert_eq!(now.health, "healthy");
-    assert_eq!(container_file(&now.id, "/tmp/version"), "good\n");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "good\n");
     assert_eq!(
-        image_id(&reference),
+        h1.image_id(&reference),
         good,
         "the tag names the old image again, so a later `up` runs it too"
     );
@@ -106,7 +102,7 @@ fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
     std::fs::write(gate.join("open"), "").unwrap();
     let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 3));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     assert_eq!(v1.health, "healthy");
     let good = f.state("h1", &name);
     let good_files = Fleet::snapshot(&f.remote_dir("h1", &name));
@@ -130,7 +126,7 @@ fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
     assert!(second.contains("unhealthy"), "{err}");
 
     // what runs: the old image, put back, but not healthy
-    let now = the_container(&name);
+    let now = f.the_container("h1", &name);
     assert_eq!(now.image, v1.image);
     assert_eq!(now.health, "unhealthy", "{now:?}");
     // no success claimed: the last good build is still what the state names
@@ -156,7 +152,7 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
     std::fs::write(gate.join("open"), "").unwrap();
     let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = assert_running(&name);
+    let v1 = f.assert_running("h1", &name);
     let lock = f.lock_dir("h1", &name);
 
     // v2's rebuild waits in its health gate (closed) when the controller is
@@ -170,7 +166,7 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
     let mut bg = Background::spawn(c);
     wait_for("the rebuild to wait in its health gate", || {
         !bg.running()
-            || containers(&name)
+            || f.containers("h1", &name)
                 .iter()
                 .any(|c| c.image != v1.image && c.health == "starting")
     });
@@ -194,10 +190,10 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
     wait_for("the orphaned rebuild to release the lock", || {
         !lock.exists()
     });
-    let now = assert_running(&name);
+    let now = f.assert_running("h1", &name);
     assert_eq!(now.health, "healthy");
     assert_ne!(now.image, v1.image);
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");
     let st = f.state("h1", &name);
     assert_eq!(st["last_result"], "ok");
     assert_eq!(st["images"], format!("app={}", now.image));
@@ -211,7 +207,7 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
     f.run(&[])
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
-    assert_eq!(assert_running(&name), now);
+    assert_eq!(f.assert_running("h1", &name), now);
     assert!(!lock.exists());
 }
 
@@ -249,9 +245,9 @@ fn a_stale_lock_is_taken_over_and_reported() {
             "the run says it took the lock over ({owner}):\n{}",
             run.dump()
         );
-        let c = assert_running(&name);
+        let c = f.assert_running("h1", &name);
         assert_eq!(
-            container_file(&c.id, "/tmp/version"),
+            f.container_file("h1", &c.id, "/tmp/version"),
             format!("{version}\n")
         );
         assert_eq!(f.state("h1", &name)["last_result"], "ok");

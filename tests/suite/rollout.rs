@@ -2,38 +2,18 @@
 //! shared stack's rollout, and the hosts that had not started are not
 //! touched; checks are never held back; `--limit` matches groups.
 //!
-//! Every test host shares the one Docker engine, and a shared stack has the
-//! same compose project name on every host: on this engine it is ONE
-//! project, whichever host works on it. That works because the same files
-//! build the same image, so after the first host the others' `up` changes
-//! nothing; but hosts must never CHANGE containers at once (two `compose up`
-//! recreating one project would race on one engine, which real hosts never
-//! do): a broken version is rolled out one host at a time or halted by its
-//! canary. A halted host is shown untouched by what is per host: its state
-//! directory (state file, history, the rebuild log every attempt truncates,
-//! no lock) and its stack directory are byte-identical, so nothing was
-//! shipped and no attempt was made there. "Its containers" cannot be told
-//! apart from the canary's on one engine.
+//! A shared stack is one compose project on each host's own engine. A host
+//! a rollout did not reach is shown untouched by everything it holds
+//! ([`HostView`]): its state directory (state file, history, the rebuild
+//! log every attempt truncates, no lock) and stack directory byte for byte,
+//! and its engine's containers (IDs, images, running and healthy) and
+//! images.
 
 use std::collections::BTreeMap;
 
 use crate::support::*;
 
-/// Everything a host holds for a stack: state dir and srv dir, recursively.
-type HostFiles = (
-    BTreeMap<String, (u32, Vec<u8>)>,
-    BTreeMap<String, (u32, Vec<u8>)>,
-);
-
-fn host_files(f: &Fleet, host: &str) -> HostFiles {
-    (
-        Fleet::snapshot(&f.state_dir(host)),
-        Fleet::snapshot(&f.srv_dir(host)),
-    )
-}
-
-/// The hosts whose row for `name` has `action`.
-/// Each host's state file and its files (state and stack directories), to
+/// Each host's state file, its container and everything it holds, to
 /// prove later that a host was not touched.
 #[allow(clippy::type_complexity)]
 fn record_hosts(
@@ -42,19 +22,22 @@ fn record_hosts(
     name: &str,
 ) -> (
     BTreeMap<String, BTreeMap<String, String>>,
-    BTreeMap<String, HostFiles>,
+    BTreeMap<String, Container>,
+    BTreeMap<String, HostView>,
 ) {
     let good = hosts
         .iter()
         .map(|h| (h.clone(), f.state(h, name)))
         .collect();
-    let before = hosts
+    let running = hosts
         .iter()
-        .map(|h| (h.clone(), host_files(f, h)))
+        .map(|h| (h.clone(), f.assert_running(h, name)))
         .collect();
-    (good, before)
+    let before = hosts.iter().map(|h| (h.clone(), f.view(h))).collect();
+    (good, running, before)
 }
 
+/// The hosts whose row for `name` has `action`.
 fn hosts_with(run: &Run, name: &str, action: &str) -> Vec<String> {
     run.rows()
         .iter()
@@ -64,8 +47,14 @@ fn hosts_with(run: &Run, name: &str, action: &str) -> Vec<String> {
 }
 
 /// A host that was rolled back: it still claims its good build, remembers
-/// the failed input, and recorded the attempt.
-fn assert_rolled_back_on(f: &Fleet, host: &str, name: &str, good: &BTreeMap<String, String>) {
+/// the failed input, recorded the attempt, and runs its old image again.
+fn assert_rolled_back_on(
+    f: &Fleet,
+    host: &str,
+    name: &str,
+    good: &BTreeMap<String, String>,
+    v1: &Container,
+) {
     let st = f.state(host, name);
     assert_eq!(st["hash"], good["hash"], "{host}");
     assert_eq!(st["images"], good["images"], "{host}");
@@ -78,11 +67,28 @@ fn assert_rolled_back_on(f: &Fleet, host: &str, name: &str, good: &BTreeMap<Stri
         "{host}: {hist:?}"
     );
     assert!(!f.lock_dir(host, name).exists(), "{host}");
+    let now = f.assert_running(host, name);
+    assert_eq!(
+        now.image, v1.image,
+        "{host}: runs the image recorded before"
+    );
+    assert_eq!(now.health, "healthy", "{host}");
+    assert_eq!(f.container_file(host, &now.id, "/tmp/version"), "v1\n");
+}
+
+/// A host the rollout never reached: everything it holds is as it was,
+/// its container the same one, running the same image.
+fn assert_untouched(f: &Fleet, host: &str, name: &str, v1: &Container, before: &HostView) {
+    assert_eq!(&f.assert_running(host, name), v1, "{host}: its container");
+    assert!(
+        &f.view(host) == before,
+        "{host}: its state dir, stack dir, containers and images are as they were"
+    );
 }
 
 #[test]
 fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
-    let f = Fleet::new("canary", 6);
+    let f = Fleet::new("canary", 4);
     let hosts = f.host_names();
     for h in &hosts {
         f.set_groups(h, &["front"]);
@@ -92,12 +98,19 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
         &StackDef::gated(&sleeper_cmd("v1"), 3),
         &[],
         &["front"],
-        Some("{canary: true}"),
+        Some(Rollout::canary()),
     );
-    let inv = f.inventory_text();
-    assert!(inv.contains("groups: [\"front\"]"), "{inv}");
+    let inv: serde_json::Value = serde_saphyr::from_str(&f.inventory_text()).unwrap();
+    for h in &hosts {
+        assert_eq!(
+            inv["hosts"][h]["groups"],
+            serde_json::json!(["front"]),
+            "{inv}"
+        );
+    }
+    assert_eq!(inv["stacks"][&name]["rollout"]["canary"], true, "{inv}");
 
-    // the first rollout, canary first, then the other five at once, passes
+    // the first rollout, canary first, then the other three at once, passes
     let run = f.run(&["--up-timeout-period", "120"]);
     run.assert_code(0);
     for h in &hosts {
@@ -106,10 +119,11 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
         assert_eq!(st["last_result"], "ok", "{h}");
         assert_eq!(f.history_lines(h, &name).len(), 1, "{h}");
         assert!(f.remote_dir(h, &name).join("compose.yml").is_file(), "{h}");
+        let c = f.assert_running(h, &name);
+        assert_eq!(c.health, "healthy", "{h}");
+        assert!(st["images"].contains(&c.image), "{h}: {st:?}");
     }
-    let v1 = assert_running(&name);
-    assert_eq!(v1.health, "healthy");
-    let (good, before) = record_hosts(&f, &hosts, &name);
+    let (good, v1, before) = record_hosts(&f, &hosts, &name);
 
     // a broken version: it crash-loops on the canary, which is rolled back,
     // and nobody else starts
@@ -132,22 +146,15 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
         assert!(err.contains(&name), "{h}: {err}");
     }
 
-    // the canary is back on the old image, healthy
-    let now = assert_running(&name);
-    assert_eq!(now.image, v1.image, "runs the image recorded before");
-    assert_eq!(now.health, "healthy");
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
-    assert_rolled_back_on(&f, canary, &name, &good[canary]);
+    // the canary is back on its old image, healthy, with its old files
+    assert_rolled_back_on(&f, canary, &name, &good[canary], &v1[canary]);
     assert!(
-        host_files(&f, canary).1 == before[canary].1,
+        Fleet::snapshot(&f.srv_dir(canary)) == before[canary].srv,
         "the canary's files are the old ones again"
     );
     // the others were not touched at all
     for h in &halted {
-        assert!(
-            host_files(&f, h) == before[*h],
-            "{h}: its state dir and stack dir are byte-identical"
-        );
+        assert_untouched(&f, h, &name, &v1[*h], &before[*h]);
     }
 }
 
@@ -163,13 +170,12 @@ fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
         &[],
         None,
     );
-    let run = f.run(&["--serial", "1", "--up-timeout-period", "120"]);
+    let run = f.run(&["--up-timeout-period", "120"]);
     run.assert_code(0);
     for h in &hosts {
         run.expect(h, &name, "rebuilt", "first_build");
     }
-    let v1 = assert_running(&name);
-    let (good, before) = record_hosts(&f, &hosts, &name);
+    let (good, v1, before) = record_hosts(&f, &hosts, &name);
 
     // broken everywhere, one host at a time, one failure tolerated: the
     // second failure halts the rollout
@@ -193,7 +199,7 @@ fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
     assert_eq!(halted.len(), 2, "{}", run.dump());
     for h in &failed {
         run.expect(h, &name, "rolled_back", "config_changed");
-        assert_rolled_back_on(&f, h, &name, &good[h]);
+        assert_rolled_back_on(&f, h, &name, &good[h], &v1[h]);
     }
     for h in &halted {
         run.expect(h, &name, "skipped", "rollout_halted");
@@ -202,14 +208,8 @@ fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
             err.contains("2 of its rebuilds failed") && err.contains("max_failures (1)"),
             "{h}: {err}"
         );
-        assert!(
-            host_files(&f, h) == before[h],
-            "{h}: its state dir and stack dir are byte-identical"
-        );
+        assert_untouched(&f, h, &name, &v1[h], &before[h]);
     }
-    let now = assert_running(&name);
-    assert_eq!(now.image, v1.image);
-    assert_eq!(container_file(&now.id, "/tmp/version"), "v1\n");
 }
 
 #[test]
@@ -225,20 +225,20 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
         &[],
         None,
     );
-    f.run(&["--serial", "1", "--up-timeout-period", "120"])
-        .assert_code(0);
-    let h3_files = host_files(&f, "h3");
+    f.run(&["--up-timeout-period", "120"]).assert_code(0);
+    let h3_container = f.assert_running("h3", &name);
+    let h3_before = f.view("h3");
 
-    // h1 and h2 are due (their state is gone), h3 is not. The container is
-    // gone too, so the rebuild starts a new one (the same files build the
-    // same image, which compose would leave running). With --serial 1 one
-    // of h1/h2 rebuilds and waits in its health gate until the test opens
-    // it; the other waits for its turn; h3 is reported meanwhile.
+    // h1 and h2 are due (their state is gone), h3 is not. Their containers
+    // are gone too, so each rebuild starts a new one (the same files build
+    // the same image, which compose would leave running). With --serial 1
+    // one of h1/h2 rebuilds and waits in its health gate until the test
+    // opens it; the other waits for its turn; h3 is reported meanwhile.
     for h in ["h1", "h2"] {
         std::fs::remove_file(f.state_path(h, &name)).unwrap();
+        let old = f.the_container(h, &name);
+        f.docker(h, &["rm", "-f", &old.id]);
     }
-    let old = the_container(&name);
-    sh(std::process::Command::new("docker").args(["rm", "-f", &old.id]));
     std::fs::remove_file(gate.join("open")).unwrap();
     let progress = f.root.path().join("progress.log");
     let mut bg = Background::spawn_stderr_to(
@@ -253,13 +253,16 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
         &progress,
     );
     let line = |h: &str| format!("{h} {name}: skipped (up_to_date)");
+    let starting = |h: &str| {
+        f.containers(h, &name)
+            .iter()
+            .any(|c| c.health == "starting")
+    };
     wait_for(
         "h3 to be reported while a rebuild waits in its gate",
         || {
             let text = std::fs::read_to_string(&progress).unwrap_or_default();
-            !bg.running()
-                || (text.contains(&line("h3"))
-                    && containers(&name).iter().any(|c| c.health == "starting"))
+            !bg.running() || (text.contains(&line("h3")) && (starting("h1") || starting("h2")))
         },
     );
     assert!(
@@ -267,12 +270,18 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
         "the run ended with the gate closed: {}",
         std::fs::read_to_string(&progress).unwrap_or_default()
     );
-    // exactly one of h1/h2 is rebuilding: the other is held back
+    // exactly one of h1/h2 is rebuilding: the other is held back, and has
+    // no container yet
     let locked: Vec<&str> = ["h1", "h2"]
         .into_iter()
         .filter(|h| f.lock_dir(h, &name).exists())
         .collect();
     assert_eq!(locked.len(), 1, "{locked:?}");
+    let with_container: Vec<&str> = ["h1", "h2"]
+        .into_iter()
+        .filter(|h| !f.containers(h, &name).is_empty())
+        .collect();
+    assert_eq!(with_container, locked);
 
     std::fs::write(gate.join("open"), "").unwrap();
     let run = bg.finish();
@@ -280,8 +289,10 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
     run.expect("h1", &name, "rebuilt", "first_build");
     run.expect("h2", &name, "rebuilt", "first_build");
     run.expect("h3", &name, "skipped", "up_to_date");
-    assert!(host_files(&f, "h3") == h3_files, "h3 was not touched");
-    assert_eq!(assert_running(&name).health, "healthy");
+    assert_untouched(&f, "h3", &name, &h3_container, &h3_before);
+    for h in ["h1", "h2"] {
+        assert_eq!(f.assert_running(h, &name).health, "healthy", "{h}");
+    }
 }
 
 #[test]
@@ -297,11 +308,12 @@ fn limit_selects_hosts_by_group() {
     run.expect("h1", &names[0], "rebuilt", "first_build");
     run.expect("h2", &names[1], "rebuilt", "first_build");
     assert_eq!(run.rows().len(), 2, "only the front hosts:\n{}", run.dump());
-    assert_running(&names[0]);
-    assert_running(&names[1]);
+    f.assert_running("h1", &names[0]);
+    f.assert_running("h2", &names[1]);
     // h3 was not even contacted
     assert_eq!(f.accepted_logins("h3"), 0);
-    assert!(containers(&names[2]).is_empty());
+    assert!(f.containers("h3", &names[2]).is_empty());
+    assert!(f.engine("h3").images().is_empty(), "h3 built nothing");
     assert_eq!(Fleet::entries(&f.state_dir("h3")), Vec::<String>::new());
     assert_eq!(Fleet::entries(&f.srv_dir("h3")), Vec::<String>::new());
 }

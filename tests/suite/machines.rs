@@ -1,0 +1,370 @@
+//! What only hosts that are machines of their own allow: files from the
+//! stack directory mounted into containers by the host's engine, one stack
+//! name (one compose project) and one published port on several hosts at
+//! once, a host's engine stopped or its socket broken while the others work,
+//! and a state file of another version.
+
+use std::process::Command;
+
+use crate::support::*;
+
+/// `curl http://ADDR:PORT/` once the host answers there (polled: the port
+/// may take a moment to be published); the body.
+fn fetch(f: &Fleet, host: &str, port: u16) -> String {
+    let url = format!("http://{}:{port}/", f.addr(host));
+    let get = || {
+        Command::new("curl")
+            .args(["-fsS", "-m", "10", &url])
+            .output()
+            .expect("curl runs")
+    };
+    wait_for(&format!("{url} to answer"), || get().status.success());
+    String::from_utf8_lossy(&get().stdout).into_owned()
+}
+
+/// What a container's web server serves on its port 80 (asked from inside).
+fn served(f: &Fleet, host: &str, id: &str) -> String {
+    f.docker(
+        host,
+        &["exec", id, "wget", "-q", "-O", "-", "http://127.0.0.1/"],
+    )
+}
+
+#[test]
+fn a_file_secret_and_a_bind_mounted_file_of_the_stack_reach_the_container() {
+    let f = Fleet::new("files", 1);
+    let compose_yml = format!(
+        "services:\n  app:\n    build: .\n    init: true\n    secrets:\n      - db_password\n    volumes:\n      - ./site/index.html:/www/index.html:ro\n{}secrets:\n  db_password:\n    file: ./db/password.txt\n",
+        httpd_extra()
+    );
+    let def = StackDef::sleeper("v1")
+        .with("Dockerfile", &httpd_dockerfile(""))
+        .with("compose.yml", &compose_yml)
+        .with("site/index.html", "<h1>site v1</h1>\n")
+        .with_mode("db/password.txt", "s3cret-1\n", 0o600);
+    let name = f.add_stack("h1", "web", &def);
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    let c = f.assert_running("h1", &name);
+    assert_eq!(
+        f.container_file("h1", &c.id, "/run/secrets/db_password"),
+        "s3cret-1\n"
+    );
+    assert_eq!(
+        f.container_file("h1", &c.id, "/www/index.html"),
+        "<h1>site v1</h1>\n"
+    );
+    assert_eq!(served(&f, "h1", &c.id), "<h1>site v1</h1>\n");
+    // the engine mounted the files of the stack's directory on the host
+    let remote = f.remote_dir("h1", &name);
+    assert_eq!(
+        std::fs::read_to_string(remote.join("db/password.txt")).unwrap(),
+        "s3cret-1\n"
+    );
+
+    // new contents locally: the next run ships them and the container has them
+    f.write(&name, "site/index.html", "<h1>site v2</h1>\n");
+    f.write(&name, "db/password.txt", "s3cret-2\n");
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "config_changed");
+    let c = f.assert_running("h1", &name);
+    assert_eq!(
+        std::fs::read_to_string(remote.join("site/index.html")).unwrap(),
+        "<h1>site v2</h1>\n",
+        "shipped"
+    );
+    assert_eq!(
+        f.container_file("h1", &c.id, "/run/secrets/db_password"),
+        "s3cret-2\n",
+        "the container reads the new secret"
+    );
+    assert_eq!(
+        f.container_file("h1", &c.id, "/www/index.html"),
+        "<h1>site v2</h1>\n",
+        "the container has the new file"
+    );
+    assert_eq!(served(&f, "h1", &c.id), "<h1>site v2</h1>\n");
+}
+
+#[test]
+fn one_stack_on_three_hosts_with_a_canary_rolls_back_only_the_canary() {
+    let f = Fleet::new("threecanary", 3);
+    let hosts = f.host_names();
+    let name = f.add_shared_stack(
+        "web",
+        &StackDef::gated(&sleeper_cmd("v1"), 3),
+        &["h1", "h2", "h3"],
+        &[],
+        Some(Rollout::canary()),
+    );
+
+    // the first rollout builds it on all three: one project on each engine
+    let run = f.run(&["--up-timeout-period", "120"]);
+    run.assert_code(0);
+    let mut v1 = std::collections::BTreeMap::new();
+    for h in &hosts {
+        run.expect(h, &name, "rebuilt", "first_build");
+        let c = f.assert_running(h, &name);
+        assert_eq!(c.health, "healthy", "{h}");
+        assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v1\n");
+        assert_eq!(f.engine(h).all_containers(), vec![c.clone()], "{h}");
+        v1.insert(h.clone(), c);
+    }
+    let before: Vec<HostView> = hosts.iter().map(|h| f.view(h)).collect();
+    let states: Vec<String> = hosts
+        .iter()
+        .map(|h| f.state_text(h, &name).unwrap())
+        .collect();
+
+    // a broken version: the canary builds it, crash-loops, is rolled back
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exit 1"),
+    );
+    let run = f.run(&["--up-timeout-period", "60"]);
+    run.assert_code(1);
+    let rolled: Vec<&String> = hosts
+        .iter()
+        .filter(|h| run.row(h, &name)["action"] == "rolled_back")
+        .collect();
+    assert_eq!(rolled.len(), 1, "one canary:\n{}", run.dump());
+    let canary = rolled[0];
+    run.expect(canary, &name, "rolled_back", "config_changed");
+
+    // the canary runs its old image again, healthy
+    let now = f.assert_running(canary, &name);
+    assert_eq!(now.image, v1[canary].image, "{canary}: its old image");
+    assert_eq!(now.health, "healthy");
+    assert_eq!(f.container_file(canary, &now.id, "/tmp/version"), "v1\n");
+    assert_eq!(f.state(canary, &name)["last_result"], "failed");
+
+    // the other two: the same containers, the same images, running; their
+    // engines hold exactly the images they held; their files byte-identical
+    for (k, h) in hosts.iter().enumerate() {
+        if h == canary {
+            continue;
+        }
+        run.expect(h, &name, "skipped", "rollout_halted");
+        let c = f.assert_running(h, &name);
+        assert_eq!(c.id, v1[h].id, "{h}: the same container");
+        assert_eq!(c.image, v1[h].image, "{h}: the same image");
+        assert_eq!(c, v1[h], "{h}");
+        assert_eq!(f.state_text(h, &name).unwrap(), states[k], "{h}");
+        assert!(
+            f.view(h) == before[k],
+            "{h}: state dir, stack dir, containers and images as they were"
+        );
+    }
+}
+
+#[test]
+fn a_port_published_by_one_stack_on_two_hosts_answers_on_each() {
+    let f = Fleet::new("ports", 2);
+    let def = StackDef::httpd("v1").with(
+        "compose.yml",
+        &compose(&format!(
+            "    ports:\n      - \"8080:80\"\n{}",
+            httpd_extra()
+        )),
+    );
+    let name = f.add_shared_stack("web", &def, &["h1", "h2"], &[], None);
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    for h in ["h1", "h2"] {
+        run.expect(h, &name, "rebuilt", "first_build");
+        f.assert_running(h, &name);
+        assert_eq!(fetch(&f, h, 8080), "v1\n", "{h}");
+    }
+    assert_ne!(f.addr("h1"), f.addr("h2"));
+
+    // a new version: each host serves it on its own port 8080
+    f.write(
+        &name,
+        "Dockerfile",
+        &httpd_dockerfile("echo v2 >/www/index.html; "),
+    );
+    let run = f.run(&[]);
+    run.assert_code(0);
+    for h in ["h1", "h2"] {
+        run.expect(h, &name, "rebuilt", "config_changed");
+        f.assert_running(h, &name);
+        assert_eq!(fetch(&f, h, 8080), "v2\n", "{h}");
+    }
+}
+
+/// The row's `hint`, or "".
+fn hint(run: &Run, host: &str, stack: &str) -> String {
+    run.row(host, stack)["hint"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn a_host_whose_engine_is_stopped_fails_alone_and_is_rebuilt_once_it_runs() {
+    let f = Fleet::new("enginestop", 2);
+    let names = f.web_everywhere();
+    f.run(&[]).assert_code(0);
+    let h1_v1 = f.assert_running("h1", &names[0]);
+    for n in &names {
+        f.write(n, "Dockerfile", &sleeper_dockerfile("v2"));
+    }
+    f.testhosts("engine-stop", "h2");
+    let h2_files = Fleet::snapshot(&f.srv_dir("h2"));
+    let h2_state = f.state_text("h2", &names[1]).unwrap();
+
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &names[0], "rebuilt", "config_changed");
+    let c = f.assert_running("h1", &names[0]);
+    assert_ne!(c.id, h1_v1.id);
+    assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v2\n");
+    run.expect("h2", &names[1], "failed", "config_changed");
+    let err = run.error_of("h2", &names[1]);
+    assert!(
+        err.contains("the Docker engine does not answer: "),
+        "{}",
+        run.dump()
+    );
+    let hint = hint(&run, "h2", &names[1]);
+    assert!(hint.contains("start the Docker engine"), "{}", run.dump());
+    // nothing was shipped to h2, nothing recorded as built
+    assert!(
+        Fleet::snapshot(&f.srv_dir("h2")) == h2_files,
+        "h2: its stack dir is as before"
+    );
+    assert_eq!(f.state_text("h2", &names[1]).unwrap(), h2_state);
+
+    // the engine runs again: the next run rebuilds h2 (and only h2)
+    f.testhosts("engine-start", "h2");
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+    run.expect("h2", &names[1], "rebuilt", "config_changed");
+    let c2 = f.assert_running("h2", &names[1]);
+    assert_eq!(f.container_file("h2", &c2.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.assert_running("h1", &names[0]), c);
+}
+
+#[test]
+fn a_docker_socket_gone_or_not_the_users_fails_that_host_with_a_hint() {
+    let user = LoginUser::new("sock", "/bin/bash");
+    let f = Fleet::new("socket", 2);
+    f.set_user("h2", &user.name);
+    let names = f.web_everywhere();
+    f.run(&[]).assert_code(0);
+    let v1: Vec<Container> = ["h1", "h2"]
+        .iter()
+        .zip(&names)
+        .map(|(h, n)| f.assert_running(h, n))
+        .collect();
+    // h2 logs in as the user: its stacks live in the user's home
+    let h2_dir = user.home.join(".local/share/rbuild/stacks");
+    let h2_state = user.home.join(".local/state/rbuild");
+    assert!(h2_dir.join(&names[1]).join("compose.yml").is_file());
+    for n in &names {
+        f.write(n, "Dockerfile", &sleeper_dockerfile("v2"));
+    }
+    // root on h1: its socket is gone; the user on h2: the socket is not
+    // its to use (mode 000; root would bypass that)
+    f.testhosts("socket-gone", "h1");
+    f.testhosts("socket-unreadable", "h2");
+    let files = [Fleet::snapshot(&f.srv_dir("h1")), Fleet::snapshot(&h2_dir)];
+    let states = [
+        f.state_text("h1", &names[0]).unwrap(),
+        std::fs::read_to_string(h2_state.join(format!("{}.state", names[1]))).unwrap(),
+    ];
+
+    let run = f.run(&[]);
+    run.assert_code(1);
+    for (h, n) in ["h1", "h2"].iter().zip(&names) {
+        run.expect(h, n, "failed", "config_changed");
+    }
+    let err = run.error_of("h1", &names[0]);
+    assert!(
+        err.contains("the Docker engine does not answer: "),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        hint(&run, "h1", &names[0]).contains("start the Docker engine"),
+        "{}",
+        run.dump()
+    );
+    let err = run.error_of("h2", &names[1]);
+    assert!(
+        err.contains("this user may not use the Docker engine: "),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        hint(&run, "h2", &names[1]).contains("`docker` group"),
+        "{}",
+        run.dump()
+    );
+    // nothing shipped, nothing recorded; the old containers still run
+    assert!(Fleet::snapshot(&f.srv_dir("h1")) == files[0], "h1 files");
+    assert!(Fleet::snapshot(&h2_dir) == files[1], "h2 files");
+    assert_eq!(f.state_text("h1", &names[0]).unwrap(), states[0]);
+    assert_eq!(
+        std::fs::read_to_string(h2_state.join(format!("{}.state", names[1]))).unwrap(),
+        states[1]
+    );
+    f.testhosts("socket-back", "h1");
+    f.testhosts("socket-ok", "h2");
+    assert_eq!(f.assert_running("h1", &names[0]), v1[0]);
+    assert_eq!(f.assert_running("h2", &names[1]), v1[1]);
+
+    // with the socket back, both are rebuilt
+    let run = f.run(&[]);
+    run.assert_code(0);
+    for (h, n) in ["h1", "h2"].iter().zip(&names) {
+        run.expect(h, n, "rebuilt", "config_changed");
+        let c = f.assert_running(h, n);
+        assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v2\n");
+    }
+}
+
+#[test]
+fn a_state_file_of_another_version_fails_its_stack_and_is_left_alone() {
+    let f = Fleet::new("stateversion", 1);
+    let web = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let api = f.add_stack("h1", "api", &StackDef::sleeper("v1"));
+    f.run(&[]).assert_code(0);
+    let web_c = f.assert_running("h1", &web);
+    let api_c = f.assert_running("h1", &api);
+
+    // a state file some other rbuild wrote: version 2, the usual keys
+    let text = f.state_text("h1", &web).unwrap();
+    assert!(text.starts_with("version=1\n"), "{text}");
+    let foreign = text.replacen("version=1\n", "version=2\n", 1);
+    std::fs::write(f.state_path("h1", &web), &foreign).unwrap();
+    let web_files = Fleet::snapshot(&f.remote_dir("h1", &web));
+    for n in [&web, &api] {
+        f.write(n, "Dockerfile", &sleeper_dockerfile("v2"));
+    }
+
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &web, "failed", "unknown_state_version");
+    assert!(
+        run.error_of("h1", &web).contains("version 2"),
+        "{}",
+        run.dump()
+    );
+    // the other stack on the host is rebuilt
+    run.expect("h1", &api, "rebuilt", "config_changed");
+    let api_now = f.assert_running("h1", &api);
+    assert_ne!(api_now.id, api_c.id);
+    assert_eq!(f.container_file("h1", &api_now.id, "/tmp/version"), "v2\n");
+    // the foreign state file, the stack's files and its container: untouched
+    assert_eq!(f.state_text("h1", &web).unwrap(), foreign);
+    assert!(Fleet::snapshot(&f.remote_dir("h1", &web)) == web_files);
+    assert_eq!(f.assert_running("h1", &web), web_c);
+    assert_eq!(f.container_file("h1", &web_c.id, "/tmp/version"), "v1\n");
+}

@@ -1,0 +1,190 @@
+//! Running `rbuild`: [`Run`] is one finished run (exit status, output, the
+//! `--json` document and its rows), [`Background`] one still running.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::rbuild_bin;
+
+/// One finished rbuild run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The `--json` document, when the run printed one.
+    pub json: Option<Value>,
+}
+
+impl Run {
+    /// Run a prepared command to its end.
+    pub fn from_command(mut c: Command) -> Run {
+        Run::from_output(c.output().expect("run rbuild"))
+    }
+
+    fn from_output(out: std::process::Output) -> Run {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_str(&stdout).ok();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            json,
+        }
+    }
+
+    /// Everything, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn rows(&self) -> &Vec<Value> {
+        let doc = self
+            .json
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON document:\n{}", self.dump()));
+        assert_eq!(doc["version"], 1, "{}", self.dump());
+        assert_eq!(
+            doc["exit_code"].as_i64(),
+            Some(self.code as i64),
+            "the document's exit_code is the process's:\n{}",
+            self.dump()
+        );
+        doc["results"].as_array().expect("results")
+    }
+
+    /// The row of `stack` on `host`; panics if there is not exactly one.
+    pub fn row(&self, host: &str, stack: &str) -> &Value {
+        let rows: Vec<&Value> = self
+            .rows()
+            .iter()
+            .filter(|r| r["host"] == host && r["stack"] == stack)
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "want one row for {host}/{stack}:\n{}",
+            self.dump()
+        );
+        rows[0]
+    }
+
+    /// Assert the row's action and reason (and, for successes, no error).
+    pub fn expect(&self, host: &str, stack: &str, action: &str, reason: &str) -> &Value {
+        let r = self.row(host, stack);
+        assert_eq!(
+            (r["action"].as_str(), r["reason"].as_str()),
+            (Some(action), Some(reason)),
+            "{host}/{stack}:\n{}",
+            self.dump()
+        );
+        // a skip that still needs attention carries its error
+        let attention = matches!(reason, "previous_failure" | "rollout_halted");
+        if matches!(action, "rebuilt" | "skipped" | "would_rebuild") && !attention {
+            assert!(r["error"].is_null(), "{host}/{stack}:\n{}", self.dump());
+        }
+        r
+    }
+
+    pub fn error_of(&self, host: &str, stack: &str) -> String {
+        self.row(host, stack)["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{host}/{stack} has no error:\n{}", self.dump()))
+            .to_owned()
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit status:\n{}", self.dump());
+        self
+    }
+}
+
+/// An `rbuild` command with a clean environment (no variable of the
+/// developer's shell changes a test's meaning).
+pub fn rbuild_command() -> Command {
+    let mut c = Command::new(rbuild_bin());
+    for v in [
+        "BUILD_PERIOD",
+        "UP_TIMEOUT_PERIOD",
+        "RBUILD_INVENTORY",
+        "RBUILD_CONCURRENCY",
+        "RBUILD_CONNECT_TIMEOUT",
+        "RBUILD_SSH_CONFIG",
+        "RBUILD_STATE_DIR",
+        "RBUILD_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("NO_COLOR", "1").stdin(Stdio::null());
+    c
+}
+
+/// Run to completion through assert_cmd.
+pub fn run_command(c: Command) -> Run {
+    let out = assert_cmd::Command::from_std(c)
+        .timeout(Duration::from_secs(600))
+        .output()
+        .expect("rbuild runs");
+    Run::from_output(out)
+}
+
+/// A child process killed (by its pid) if still running when dropped.
+pub struct Background(pub Option<std::process::Child>);
+
+impl Background {
+    pub fn spawn(mut c: Command) -> Background {
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        Background(Some(c.spawn().expect("spawn")))
+    }
+
+    /// Like [`Background::spawn`], with stderr written to `path` (so a test
+    /// can read the progress lines while it runs); [`Background::finish`]
+    /// then has an empty `stderr`.
+    pub fn spawn_stderr_to(mut c: Command, path: &Path) -> Background {
+        let f = std::fs::File::create(path).unwrap();
+        c.stdout(Stdio::piped()).stderr(f);
+        Background(Some(c.spawn().expect("spawn")))
+    }
+
+    /// SIGKILL it (no chance to clean up) and reap it.
+    pub fn kill9(mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().expect("SIGKILL");
+        c.wait().unwrap();
+    }
+
+    /// Send SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        let pid = self.0.as_ref().unwrap().id().to_string();
+        let ok = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(ok.success(), "kill -INT {pid}");
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        let c = self.0.as_mut().unwrap();
+        matches!(c.try_wait(), Ok(None))
+    }
+
+    /// Wait for it to finish.
+    pub fn finish(mut self) -> Run {
+        let child = self.0.take().unwrap();
+        Run::from_output(child.wait_with_output().unwrap())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
