@@ -150,6 +150,7 @@ PLUGIN_DIRS=(
 
 # own-engine mode: machine-wide pieces shared by all DIRs
 BRIDGE=rbtbr0
+BRIDGE_MAC=02:72:62:74:00:01
 BRIDGE_ADDR=198.18.0.1
 REGISTRY_PORT=5000
 SHARED_RUN=/run/rbuild-testhosts # lock, relay log, rbt<i> records (index -> host dir)
@@ -284,7 +285,12 @@ relay_pid() {
 }
 
 ensure_bridge_and_relay() { # under lock
-  ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+  # a MAC of its own: a bridge without one takes its lowest port's and
+  # changes it as hosts come and go, and hosts' ARP caches then send the
+  # machine's packets nowhere
+  ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" address "$BRIDGE_MAC" type bridge
+  ip link set "$BRIDGE" address "$BRIDGE_MAC"
+  echo 1 >"/proc/sys/net/ipv4/conf/$BRIDGE/arp_notify" 2>/dev/null || true
   ip -4 -o addr show dev "$BRIDGE" | grep -q " $BRIDGE_ADDR/16 " || ip addr add "$BRIDGE_ADDR/16" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   if [ -z "$(ss -Hltn "src $BRIDGE_ADDR:$REGISTRY_PORT" 2>/dev/null)" ]; then
@@ -330,11 +336,15 @@ index_pids() {
 # SIGKILL everything of index i until nothing is left (bounded); paused
 # (frozen) containers are thawed first, SIGKILL does not reach frozen tasks
 kill_index_procs() {
-  local i=$1 mnt=${2:-} pids f _
+  local i=$1 mnt=${2:-} hd=${3:-} pids f _
   for f in /sys/fs/cgroup/freezer/"rbt$i"/*/freezer.state; do
     [ -f "$f" ] && { echo THAWED >"$f"; } 2>/dev/null || true
   done
   for _ in $(seq 100); do
+    # the mount namespace's id is the host's only while its holder lives
+    # in it: the kernel reuses a freed id at once, and another host's
+    # processes may have it then
+    if [ -n "$mnt" ] && { [ -z "$hd" ] || [ -z "$(holder_pid "$hd")" ]; }; then mnt=; fi
     pids=$(index_pids "$i" "$mnt")
     [ -z "$pids" ] && return 0
     # shellcheck disable=SC2086
@@ -463,7 +473,7 @@ own_stop_host() {
   fi
   engine_term "$hd" "$grace"
   stop_hosts "$hd"
-  kill_index_procs "$i" "$mnt"
+  kill_index_procs "$i" "$mnt" "$hd"
   rm_netns "$i"
   rm_cgroups "$i"
   rm -f "$hd/holder.pid" "$hd/mntns"

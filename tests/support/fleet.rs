@@ -29,40 +29,6 @@ fn next_block() -> u32 {
     1000 + ((std::process::id() % 4) * 250 + k * BLOCK) % 1000
 }
 
-/// Work-around for a flaw of testhosts.sh: its bridge `rbtbr0` (the
-/// machine's side of every own-engine host, 198.18.0.1) is made without a
-/// MAC address of its own, so the kernel gives it the lowest MAC of its
-/// ports and changes it whenever a host with a lower one comes or goes.
-/// Hosts keep the old address in their ARP cache and their packets to the
-/// machine (ssh replies, registry pulls) are lost until it expires: ssh
-/// stalls for many seconds ("Connection timed out during banner
-/// exchange"). A MAC set by hand stays, so the bridge gets a fixed one
-/// before and after each `up` (made here if no fleet has it yet), and
-/// `arp_notify` so hosts learn of the change at once.
-fn pin_bridge_mac() {
-    const BRIDGE: &str = "rbtbr0";
-    const MAC: &str = "02:72:62:74:00:01";
-    let sys = Path::new("/sys/class/net").join(BRIDGE);
-    let quiet = |args: &[&str]| {
-        let _ = Command::new("ip")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    };
-    if !sys.exists() {
-        // testhosts.sh's `up` adds its address and brings it up
-        quiet(&["link", "add", BRIDGE, "address", MAC, "type", "bridge"]);
-    }
-    // 3: NET_ADDR_SET, an address set by hand (the kernel leaves it alone)
-    let assigned = std::fs::read_to_string(sys.join("addr_assign_type")).unwrap_or_default();
-    if sys.exists() && assigned.trim() != "3" {
-        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{BRIDGE}/arp_notify"), "1");
-        quiet(&["link", "set", BRIDGE, "address", MAC]);
-    }
-}
-
 /// Where fleets keep their files, hosts' engine data (`hK/docker`)
 /// included: /dev/shm, a tmpfs, when there is one. On the disk's ext4,
 /// every host unpacking the base image and then `down` deleting its engine
@@ -154,7 +120,6 @@ impl Fleet {
         let mut last = String::new();
         let mut start_failures = 0;
         for _ in 0..100 {
-            pin_bridge_mac();
             let first = next_block();
             let out = Command::new(testhosts_script())
                 .arg("up")
@@ -169,7 +134,6 @@ impl Fleet {
                 .output()
                 .unwrap();
             if out.status.success() {
-                pin_bridge_mac();
                 return f;
             }
             last = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -581,17 +545,6 @@ impl Drop for Fleet {
                     eprintln!("--- {h}/{log} (last lines)\n{}", tail(&p, 15));
                 }
             }
-        }
-        // Work-around for a race in testhosts.sh: `down` kills every process
-        // whose mount namespace has the id recorded in hK/mntns, in a loop
-        // until none is left; the kernel reuses a freed namespace id at
-        // once, so that loop can kill a process of ANOTHER fleet (a host's
-        // namespace holder being set up, a container being started) that
-        // got the id meanwhile. Without the record, `down` finds the host's
-        // processes by its network namespace and cgroups only, which are
-        // named and cannot be reused while it runs.
-        for h in self.host_names() {
-            let _ = std::fs::remove_file(self.host_dir(&h).join("mntns"));
         }
         // each host's engine, containers, images, files and iptables rules
         // go with it

@@ -112,16 +112,24 @@ pub fn rbuild_command() -> Command {
     let mut c = Command::new(rbuild_bin());
     for v in [
         "BUILD_PERIOD",
+        "BUILD_TTL",
         "UP_TIMEOUT_PERIOD",
+        "COMPOSE_PROJECT_NAME",
         "RBUILD_INVENTORY",
         "RBUILD_CONCURRENCY",
         "RBUILD_CONNECT_TIMEOUT",
+        "RBUILD_BUILD_TIMEOUT",
         "RBUILD_SSH_CONFIG",
         "RBUILD_STATE_DIR",
         "RBUILD_LOG",
     ] {
         c.env_remove(v);
     }
+    // The health gate's settle window is 10 s by default; 3 s still sees a
+    // service that crashes a second after it starts, and keeps the suite's
+    // hundred rebuilds from waiting out 10 s each. Tests of the window set
+    // their own (`--settle`).
+    c.env("RBUILD_SETTLE", "3");
     c.env("NO_COLOR", "1").stdin(Stdio::null());
     c
 }
