@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! src/main.rs            tiny: parse, run, print the error once, exit with the merged code
+//! src/lib.rs             this map; a test keeps it true to the tree
 //! src/run.rs             one run end to end: settings, hashing, executor, monitor, output
 //! src/cli.rs             clap derive: flags and env vars
 //! src/config.rs          the resolved settings everything else reads (cli + env + inventory)
@@ -19,7 +20,8 @@
 //! src/decide.rs          pure: state + hash + now + flags -> rebuild or not, and why
 //! src/plan.rs            pure: what a host's check found -> each stack's verdict (skip, held, locked, rebuild, ship)
 //! src/ship.rs            every stack hashed once per run; payloads built once per set of stacks
-//! src/remote/mod.rs      the remote side and its protocol, in one place (PROTOCOL.md: every line and file)
+//! src/remote/mod.rs      the remote side and its protocol, in one place
+//! src/remote/PROTOCOL.md every line the script prints and every file it keeps, tested against the code
 //! src/remote/remote.sh   the one POSIX sh script that does all work on a host
 //! src/remote/script.rs   the script as shipped: stripped, cut for the check, quoted into a command line
 //! src/remote/call.rs     the typed calls (check, apply, rollback, history) and their arguments
@@ -28,6 +30,7 @@
 //! src/host/mod.rs        the seam: a connection that runs a typed call (Conn, Connect; World is the real one)
 //! src/host/ssh.rs        over OpenSSH: the first command is the master's own session, the next one goes over native mux (openssh)
 //! src/host/local.rs      on this machine, under sh
+//! src/host/lines.rs      a call's output as bounded lines; the stderr tail kept for errors
 //! src/fleet.rs           the executor: connect, check, plan, apply, report; bounded concurrency; scripted-host unit tests
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
 //! src/manual.rs          `rbuild history` and `rbuild rollback` on one stack of one host
@@ -40,9 +43,17 @@
 //! src/**/snapshots/      insta snapshots of the rendered table and history
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
-//! tests/support/mod.rs   its fixture: sshd test hosts, stacks, inventories, cleanup
+//! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
+//! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
+//! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
+//! tests/support/docker.rs  a host's own engine (or the machine's) and its containers, cleanup guards
+//! tests/support/inventory.rs  the inventory as a serde value the tests edit
+//! tests/support/runs.rs  one run of rbuild: status, output, the --json rows; background runs
+//! tests/support/stacks.rs  test stacks' files: Dockerfiles, compose files, StackDef
+//! tests/support/registry.rs  the local registry and what a test pushed to it
+//! tests/support/users.rs login users other than root
 //! scripts/setup-deps.sh  installs and starts Docker, Compose v1+v2, sshd, a local registry
-//! scripts/testhosts.sh   local sshd "hosts" on 127.0.x.y, each in a mount namespace
+//! scripts/testhosts.sh   local sshd "hosts" on 127.0.1.N, each a small machine: own network, filesystem, engine
 //! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback
 //! scripts/test.sh        the test command (README, .ci/run)
 //! scripts/bench.sh       the benchmark against the ssh floor (scripts/bench/: helpers, results)
@@ -66,3 +77,69 @@ pub mod rollout;
 pub mod run;
 pub mod ship;
 pub mod stack;
+
+#[cfg(test)]
+mod layout {
+    use std::path::Path;
+
+    /// The paths the Layout section above names, globs left out.
+    fn named() -> Vec<String> {
+        let doc = include_str!("lib.rs");
+        let block = doc
+            .split("//! ```text\n")
+            .nth(1)
+            .and_then(|rest| rest.split("//! ```\n").next())
+            .expect("the Layout block");
+        block
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! ")?.split_whitespace().next())
+            .filter(|p| !p.contains('*'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_path_the_layout_names_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for p in named() {
+            assert!(
+                root.join(&p).exists(),
+                "Layout names {p}, which is not in the tree"
+            );
+        }
+    }
+
+    #[test]
+    fn every_source_file_is_in_the_layout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let named = named();
+        let mut missing = Vec::new();
+        for dir in [
+            "src",
+            "src/host",
+            "src/remote",
+            "src/report",
+            "tests",
+            "tests/support",
+            "scripts",
+        ] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_file() {
+                    let rel = path
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    if !named.contains(&rel) {
+                        missing.push(rel);
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not in the Layout of src/lib.rs: {missing:?}"
+        );
+    }
+}

@@ -92,7 +92,7 @@ now_nofork() {
 # than $state_version is not this script's to interpret.
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
-	st_images=- st_names=- st_prev_images=- st_cgroups=- st_leftover=-
+	st_images=- st_names=- st_prev_images=- st_cgroups=- st_leftover=- st_compose=-
 	f=$state_dir/$1.state
 	if [ ! -f "$f" ]; then
 		# something that is not a file (a directory, a dangling link) is
@@ -114,6 +114,8 @@ read_state() {
 		cgroups) st_cgroups=$v ;;
 		leftover) st_leftover=$v ;;
 		prev_images) st_prev_images=$v ;;
+		compose) st_compose=$v ;;
+
 		esac
 	done <"$f"
 }
@@ -278,14 +280,20 @@ foreign_detail() {
 	fi
 }
 
-# write_state NAME KEY=VALUE...: atomic replace of NAME.state.
+# write_state NAME KEY=VALUE...: atomic replace of NAME.state. The compose
+# flavour that built the running generation carries over unless given.
 write_state() {
 	n=$1
 	shift
 	tmp=$state_dir/.$n.state.tmp.$$
 	{
 		echo "version=$state_version"
-		for kv in "$@"; do echo "$kv"; done
+		ws_compose=$st_compose
+		for kv in "$@"; do
+			echo "$kv"
+			case $kv in compose=*) ws_compose=- ;; esac
+		done
+		if [ "$ws_compose" != - ]; then echo "compose=$ws_compose"; fi
 	} >"$tmp" || {
 		rm -f "$tmp"
 		return 1

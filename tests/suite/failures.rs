@@ -2,6 +2,7 @@
 //! a build that fails leaves the running generation alone.
 
 use crate::support::*;
+use std::collections::BTreeMap;
 
 #[test]
 fn stopped_and_silent_hosts_fail_alone() {
@@ -40,6 +41,7 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     let before = f.assert_running("h1", &name);
     let state = f.state_text("h1", &name).unwrap();
     let files = Fleet::snapshot(&f.remote_dir("h1", &name));
+    let images = f.engine("h1").images();
 
     f.write(
         &name,
@@ -55,18 +57,43 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     // the old generation still runs, untouched
     assert_eq!(f.assert_running("h1", &name), before);
     assert_eq!(f.container_file("h1", &before.id, "/tmp/version"), "v1\n");
-    // no success was claimed, and the host keeps the files that run
-    assert_eq!(f.state_text("h1", &name).unwrap(), state);
+    // no success was claimed: the state still names the build that runs,
+    // and remembers the failed attempt; the host keeps the files that run
+    let old: BTreeMap<&str, &str> = state.lines().filter_map(|l| l.split_once('=')).collect();
+    let st = f.state("h1", &name);
+    for k in [
+        "hash",
+        "built_at",
+        "compose",
+        "images",
+        "names",
+        "prev_images",
+    ] {
+        assert_eq!(st[k], old[k], "{k}");
+    }
+    assert_eq!(st["last_result"], "failed");
+    assert_eq!(st["failed_hash"].len(), 64);
+    assert_ne!(st["failed_hash"], old["hash"]);
     assert!(
         Fleet::snapshot(&f.remote_dir("h1", &name)) == files,
         "the stack dir on the host is the old one"
     );
     assert!(!f.state_dir("h1").join(format!("{name}.lock")).exists());
+    // nothing the failed build made is left behind
+    assert_eq!(
+        f.engine("h1").images(),
+        images,
+        "the images there were before"
+    );
 
-    // a failed build is not a failed gate: the next run tries again
+    // a failed build is remembered like a failed gate: the next run does
+    // not build the same files again, a forced one does
     let run = f.run(&[]);
     run.assert_code(1);
-    run.expect("h1", &name, "failed", "config_changed");
+    run.expect("h1", &name, "skipped", "previous_failure");
+    let run = f.run(&["--force-rebuild"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "forced");
     assert_eq!(f.assert_running("h1", &name), before);
 }
 

@@ -351,7 +351,7 @@ fn a_state_file_of_another_version_fails_its_stack_and_is_left_alone() {
 
     let run = f.run(&[]);
     run.assert_code(1);
-    run.expect("h1", &web, "failed", "unknown_state_version");
+    run.expect("h1", &web, "failed", "state_unreadable");
     assert!(
         run.error_of("h1", &web).contains("version 2"),
         "{}",

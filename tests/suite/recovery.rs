@@ -129,12 +129,13 @@ fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
     let now = f.the_container("h1", &name);
     assert_eq!(now.image, v1.image);
     assert_eq!(now.health, "unhealthy", "{now:?}");
-    // no success claimed: the last good build is still what the state names
+    // no success claimed: the state names the last good build, which runs
+    // again, and says it is broken
     let st = f.state("h1", &name);
     assert_eq!(st["hash"], good["hash"]);
     assert_eq!(st["built_at"], good["built_at"]);
     assert_eq!(st["images"], good["images"]);
-    assert_eq!(st["last_result"], "failed");
+    assert_eq!(st["last_result"], "broken");
     assert_eq!(st["failed_hash"].len(), 64);
     assert_ne!(st["failed_hash"], good["hash"]);
     assert!(Fleet::snapshot(&f.remote_dir("h1", &name)) == good_files);
