@@ -188,16 +188,22 @@ dir_mode() {
   printf '%s\n' "$m"
 }
 
-# pid of the running sshd of host dir hd, or nothing (no forks: fast for 500 hosts)
-running_pid() {
-  local hd=$1 pid args=()
-  [ -s "$hd/sshd.pid" ] || return 0
-  read -r pid <"$hd/sshd.pid" || true
+# live_pid PIDFILE ARG: the pid in PIDFILE if that process is alive and has
+# ARG among its arguments (a guard against pid reuse), or nothing. No forks:
+# fast for 500 hosts.
+live_pid() {
+  local pid args=()
+  [ -s "$1" ] || return 0
+  read -r pid <"$1" || true
   case "$pid" in '' | *[!0-9]*) return 0 ;; esac
-  # guard against pid reuse: must be an sshd using this host's config
+  is_alive "$pid" || return 0
   { mapfile -d '' args <"/proc/$pid/cmdline"; } 2>/dev/null || return 0
-  case " ${args[*]} " in *" $hd/sshd_config "*) printf '%s\n' "$pid" ;; esac
+  case " ${args[*]} " in *" $2 "*) printf '%s\n' "$pid" ;; esac
+  return 0
 }
+
+# pid of the running sshd of host dir hd (one using this host's config), or nothing
+running_pid() { live_pid "$1/sshd.pid" "$1/sshd_config"; }
 
 # all descendants of the given pids (their ssh sessions), from one ps snapshot
 descendants() {
@@ -406,17 +412,8 @@ need_holder() {
   printf '%s\n' "$pid"
 }
 
-# pid of host hd's dockerd, or nothing
-dockerd_pid() {
-  local hd=$1 pid args=()
-  [ -s "$hd/run/docker.pid" ] || return 0
-  read -r pid <"$hd/run/docker.pid" || true
-  case "$pid" in '' | *[!0-9]*) return 0 ;; esac
-  is_alive "$pid" || return 0
-  { mapfile -d '' args <"/proc/$pid/cmdline"; } 2>/dev/null || return 0
-  case " ${args[*]} " in *" $hd/docker "*) printf '%s\n' "$pid" ;; esac
-  return 0
-}
+# pid of host hd's dockerd (one whose data root is the host's), or nothing
+dockerd_pid() { live_pid "$1/run/docker.pid" "$1/docker"; }
 
 engine_answers() {
   [ -S "$1/run/docker.sock" ] && docker -H "unix://$1/run/docker.sock" version >/dev/null 2>&1

@@ -111,10 +111,7 @@ fn unknown_and_changed_host_keys_are_refused_with_a_hint() {
     run.expect("h1", &name, "failed", "host_failed");
     let err = run.error_of("h1", &name);
     assert!(err.contains("Host key verification failed"), "{err}");
-    let hint = run.row("h1", &name)["hint"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let hint = run.hint_of("h1", &name);
     assert!(hint.contains("known_hosts"), "{hint}");
     assert!(
         Fleet::entries(&f.state_dir("h1")).is_empty(),

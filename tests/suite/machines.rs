@@ -90,78 +90,6 @@ fn a_file_secret_and_a_bind_mounted_file_of_the_stack_reach_the_container() {
 }
 
 #[test]
-fn one_stack_on_three_hosts_with_a_canary_rolls_back_only_the_canary() {
-    let f = Fleet::new("threecanary", 3);
-    let hosts = f.host_names();
-    let name = f.add_shared_stack(
-        "web",
-        &StackDef::gated(&sleeper_cmd("v1"), 3),
-        &["h1", "h2", "h3"],
-        &[],
-        Some(Rollout::canary()),
-    );
-
-    // the first rollout builds it on all three: one project on each engine
-    let run = f.run(&["--up-timeout-period", "120"]);
-    run.assert_code(0);
-    let mut v1 = std::collections::BTreeMap::new();
-    for h in &hosts {
-        run.expect(h, &name, "rebuilt", "first_build");
-        let c = f.assert_running(h, &name);
-        assert_eq!(c.health, "healthy", "{h}");
-        assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v1\n");
-        assert_eq!(f.engine(h).all_containers(), vec![c.clone()], "{h}");
-        v1.insert(h.clone(), c);
-    }
-    let before: Vec<HostView> = hosts.iter().map(|h| f.view(h)).collect();
-    let states: Vec<String> = hosts
-        .iter()
-        .map(|h| f.state_text(h, &name).unwrap())
-        .collect();
-
-    // a broken version: the canary builds it, crash-loops, is rolled back
-    f.write(
-        &name,
-        "Dockerfile",
-        &dockerfile(None, "echo v2 >/tmp/version; exit 1"),
-    );
-    let run = f.run(&["--up-timeout-period", "60"]);
-    run.assert_code(1);
-    let rolled: Vec<&String> = hosts
-        .iter()
-        .filter(|h| run.row(h, &name)["action"] == "rolled_back")
-        .collect();
-    assert_eq!(rolled.len(), 1, "one canary:\n{}", run.dump());
-    let canary = rolled[0];
-    run.expect(canary, &name, "rolled_back", "config_changed");
-
-    // the canary runs its old image again, healthy
-    let now = f.assert_running(canary, &name);
-    assert_eq!(now.image, v1[canary].image, "{canary}: its old image");
-    assert_eq!(now.health, "healthy");
-    assert_eq!(f.container_file(canary, &now.id, "/tmp/version"), "v1\n");
-    assert_eq!(f.state(canary, &name)["last_result"], "failed");
-
-    // the other two: the same containers, the same images, running; their
-    // engines hold exactly the images they held; their files byte-identical
-    for (k, h) in hosts.iter().enumerate() {
-        if h == canary {
-            continue;
-        }
-        run.expect(h, &name, "skipped", "rollout_halted");
-        let c = f.assert_running(h, &name);
-        assert_eq!(c.id, v1[h].id, "{h}: the same container");
-        assert_eq!(c.image, v1[h].image, "{h}: the same image");
-        assert_eq!(c, v1[h], "{h}");
-        assert_eq!(f.state_text(h, &name).unwrap(), states[k], "{h}");
-        assert!(
-            f.view(h) == before[k],
-            "{h}: state dir, stack dir, containers and images as they were"
-        );
-    }
-}
-
-#[test]
 fn a_port_published_by_one_stack_on_two_hosts_answers_on_each() {
     let f = Fleet::new("ports", 2);
     let def = StackDef::httpd("v1").with(
@@ -198,12 +126,6 @@ fn a_port_published_by_one_stack_on_two_hosts_answers_on_each() {
 }
 
 /// The row's `hint`, or "".
-fn hint(run: &Run, host: &str, stack: &str) -> String {
-    run.row(host, stack)["hint"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
-}
 
 #[test]
 fn a_host_whose_engine_is_stopped_fails_alone_and_is_rebuilt_once_it_runs() {
@@ -231,7 +153,7 @@ fn a_host_whose_engine_is_stopped_fails_alone_and_is_rebuilt_once_it_runs() {
         "{}",
         run.dump()
     );
-    let hint = hint(&run, "h2", &names[1]);
+    let hint = run.hint_of("h2", &names[1]);
     assert!(hint.contains("start the Docker engine"), "{}", run.dump());
     // nothing was shipped to h2, nothing recorded as built
     assert!(
@@ -292,7 +214,8 @@ fn a_docker_socket_gone_or_not_the_users_fails_that_host_with_a_hint() {
         run.dump()
     );
     assert!(
-        hint(&run, "h1", &names[0]).contains("start the Docker engine"),
+        run.hint_of("h1", &names[0])
+            .contains("start the Docker engine"),
         "{}",
         run.dump()
     );
@@ -303,7 +226,7 @@ fn a_docker_socket_gone_or_not_the_users_fails_that_host_with_a_hint() {
         run.dump()
     );
     assert!(
-        hint(&run, "h2", &names[1]).contains("`docker` group"),
+        run.hint_of("h2", &names[1]).contains("`docker` group"),
         "{}",
         run.dump()
     );

@@ -37,15 +37,6 @@ fn record_hosts(
     (good, running, before)
 }
 
-/// The hosts whose row for `name` has `action`.
-fn hosts_with(run: &Run, name: &str, action: &str) -> Vec<String> {
-    run.rows()
-        .iter()
-        .filter(|r| r["stack"] == name && r["action"] == action)
-        .map(|r| r["host"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// A host that was rolled back: it still claims its good build, remembers
 /// the failed input, recorded the attempt, and runs its old image again.
 fn assert_rolled_back_on(
@@ -122,6 +113,9 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
         let c = f.assert_running(h, &name);
         assert_eq!(c.health, "healthy", "{h}");
         assert!(st["images"].contains(&c.image), "{h}: {st:?}");
+        assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v1\n");
+        // one project on each host's own engine, and nothing else
+        assert_eq!(f.engine(h).all_containers(), vec![c.clone()], "{h}");
     }
     let (good, v1, before) = record_hosts(&f, &hosts, &name);
 
@@ -134,7 +128,7 @@ fn a_failed_canary_halts_the_rollout_and_leaves_the_other_hosts_alone() {
     );
     let run = f.run(&["--up-timeout-period", "60"]);
     run.assert_code(1);
-    let canary = hosts_with(&run, &name, "rolled_back");
+    let canary = run.hosts_with(&name, "rolled_back");
     assert_eq!(canary.len(), 1, "exactly one canary:\n{}", run.dump());
     let canary = &canary[0];
     run.expect(canary, &name, "rolled_back", "config_changed");
@@ -193,9 +187,9 @@ fn a_spent_failure_budget_halts_the_rest_of_the_rollout() {
         "60",
     ]);
     run.assert_code(1);
-    let failed = hosts_with(&run, &name, "rolled_back");
+    let failed = run.hosts_with(&name, "rolled_back");
     assert_eq!(failed.len(), 2, "{}", run.dump());
-    let halted = hosts_with(&run, &name, "skipped");
+    let halted = run.hosts_with(&name, "skipped");
     assert_eq!(halted.len(), 2, "{}", run.dump());
     for h in &failed {
         run.expect(h, &name, "rolled_back", "config_changed");

@@ -48,7 +48,7 @@ pub use docker::{Container, DockerGuard, Engine};
 pub use fleet::{Fleet, HostView};
 pub use inventory::Rollout;
 pub use registry::{REGISTRY, registry_digest};
-pub use runs::{Background, Run, rbuild_command, run_command};
+pub use runs::{Background, rbuild_command, run_command};
 pub use stacks::{
     StackDef, compose, dockerfile, healthcheck, httpd_dockerfile, httpd_extra, sleeper_cmd,
     sleeper_dockerfile,

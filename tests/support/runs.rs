@@ -100,6 +100,23 @@ impl Run {
             .to_owned()
     }
 
+    /// The row's hint, or "" when it has none.
+    pub fn hint_of(&self, host: &str, stack: &str) -> String {
+        self.row(host, stack)["hint"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The hosts whose row for STACK has ACTION, in row order.
+    pub fn hosts_with(&self, stack: &str, action: &str) -> Vec<String> {
+        self.rows()
+            .iter()
+            .filter(|r| r["stack"] == stack && r["action"] == action)
+            .map(|r| r["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "exit status:\n{}", self.dump());
         self
