@@ -1023,7 +1023,7 @@ fn first_line(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn dir_with_compose() -> tempfile::TempDir {
+    pub(super) fn dir_with_compose() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("web")).unwrap();
         std::fs::write(d.path().join("web/compose.yml"), "services: {}\n").unwrap();
@@ -1371,14 +1371,8 @@ mod fuzz {
 
     use proptest::prelude::*;
 
+    use super::tests::dir_with_compose as dir;
     use super::*;
-
-    fn dir() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("web")).unwrap();
-        std::fs::write(d.path().join("web/compose.yml"), "services: {}\n").unwrap();
-        d
-    }
 
     /// Every error of a document with something in it has a line.
     fn check(d: &tempfile::TempDir, text: &str) {

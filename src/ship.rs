@@ -41,10 +41,7 @@ impl Shipments {
                 let c = stack::read_without(dir, skip);
                 if let Ok(c) = &c {
                     for d in &s.data_dirs {
-                        let shipped = c
-                            .entries
-                            .iter()
-                            .any(|e| e.path == *d || e.path.starts_with(&format!("{d}/")));
+                        let shipped = c.entries.iter().any(|e| stack::under(&e.path, d));
                         if shipped && !in_place {
                             tracing::warn!(
                                 "stack `{}`: `{d}` is bind-mounted into a container that may write it, and its local copy ships: a file shipped there replaces the host's; list `{d}/` in {}/.rbuildignore to keep what the containers write on the host alone",
@@ -63,21 +60,19 @@ impl Shipments {
         }
     }
 
-    fn contents(&self, s: &Stack) -> Result<&Contents, &StackError> {
-        match self
-            .by_dir
+    fn contents(&self, s: &Stack) -> &Result<Arc<Contents>, Arc<StackError>> {
+        self.by_dir
             .get(&s.dir())
             .expect("every stack of the run was read")
-        {
-            Ok(c) => Ok(c),
-            Err(e) => Err(e),
-        }
     }
 
     /// The stack's hash (what a rebuild of it now would record), or why its
     /// files cannot be read.
     pub fn hash_of(&self, s: &Stack) -> Result<&str, &StackError> {
-        self.contents(s).map(|c| c.hash.as_str())
+        match self.contents(s) {
+            Ok(c) => Ok(&c.hash),
+            Err(e) => Err(e),
+        }
     }
 
     /// The payload carrying these stacks (readable ones), each under its
@@ -90,18 +85,12 @@ impl Shipments {
         }
         let mut parts = Vec::with_capacity(stacks.len());
         for s in stacks {
-            let c = match self
-                .by_dir
-                .get(&s.dir())
-                .expect("every stack of the run was read")
-            {
-                Ok(c) => c.clone(),
-                Err(e) => {
-                    return Err(StackError::Unreadable {
-                        message: e.to_string(),
-                    });
-                }
-            };
+            let c = self
+                .contents(s)
+                .clone()
+                .map_err(|e| StackError::Unreadable {
+                    message: e.to_string(),
+                })?;
             parts.push((s.name.clone(), c));
         }
         let p = tokio::task::spawn_blocking(move || Payload::measure(parts))

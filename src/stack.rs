@@ -66,7 +66,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, StackError> {
 }
 
 /// Whether `path` is `skip` or inside it.
-fn under(path: &str, skip: &str) -> bool {
+pub fn under(path: &str, skip: &str) -> bool {
     path == skip || path.strip_prefix(skip).is_some_and(|r| r.starts_with('/'))
 }
 
@@ -74,11 +74,19 @@ fn under(path: &str, skip: &str) -> bool {
 /// is below them.
 pub fn list_without(dir: &Path, skip: &[String]) -> Result<Vec<Entry>, StackError> {
     let mut walker = ignore::WalkBuilder::new(dir);
+    let (root, skip) = (dir.to_owned(), skip.to_vec());
+    // a skipped directory is not even walked (a database's files can be many)
+    let skipped = move |p: &Path| {
+        p.strip_prefix(&root)
+            .ok()
+            .and_then(Path::to_str)
+            .is_some_and(|rel| skip.iter().any(|s| under(rel, s)))
+    };
     walker
         .standard_filters(false)
         .add_custom_ignore_filename(IGNORE_FILE)
         .follow_links(false)
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry(move |e| e.file_name() != ".git" && !skipped(e.path()));
     let mut entries = Vec::new();
     for item in walker.build() {
         let item = item.map_err(|source| StackError::Walk {
@@ -120,9 +128,7 @@ pub fn list_without(dir: &Path, skip: &[String]) -> Result<Vec<Entry>, StackErro
         } else {
             continue; // sockets, fifos, devices: never shipped
         };
-        if skip.iter().any(|s| under(&path, s)) {
-            continue;
-        }
+
         entries.push(Entry { path, kind, mode });
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -389,6 +395,29 @@ mod tests {
         )
         .unwrap();
         assert_ne!(read(d.path()).unwrap().hash, h2, "mode is part of the hash");
+    }
+
+    #[test]
+    fn a_skipped_directory_is_left_out_and_not_walked() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = stack();
+        let all = read(d.path()).unwrap();
+        fs::create_dir_all(d.path().join("appdata/db")).unwrap();
+        fs::write(d.path().join("appdata/db/x"), "data").unwrap();
+        // a name that would fail the stack if it were walked
+        fs::write(
+            d.path()
+                .join("appdata")
+                .join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+            "x",
+        )
+        .unwrap();
+        fs::write(d.path().join("appdata2"), "shipped").unwrap();
+        let c = read_without(d.path(), &["appdata".to_owned()]).unwrap();
+        let paths: Vec<&str> = c.entries.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"appdata2"), "{paths:?}");
+        assert!(!paths.iter().any(|p| under(p, "appdata")), "{paths:?}");
+        assert_eq!(c.entries.len(), all.entries.len() + 1, "{paths:?}");
     }
 
     #[test]
