@@ -128,9 +128,14 @@ pub fn decide(i: &Input) -> Decision {
     }
     if let Some(s) = i.state
         && s.failed_hash.as_deref() == Some(i.hash)
-        && recent(s.failed_at)
     {
-        return skip(Reason::PreviousFailure);
+        if in_future(s.failed_at, i.now) && s.hash.as_deref() != Some(i.hash) {
+            // held back by a time not believed: tried again, and said why
+            return due(Reason::TimeInFuture);
+        }
+        if recent(s.failed_at) {
+            return skip(Reason::PreviousFailure);
+        }
     }
     let Some(s) = i.state.filter(|s| s.hash.is_some()) else {
         return due(Reason::FirstBuild);
@@ -276,7 +281,8 @@ mod tests {
                 "a failure at {future} is not recent: the same files are up to date"
             );
         }
-        // the failure's time is not believed, so these files are tried again
+        // the failure's time is not believed, so these files are tried
+        // again, with the reason that says why
         let s = StackState {
             failed_hash: Some("h2".into()),
             failed_at: u64::MAX,
@@ -289,6 +295,6 @@ mod tests {
             now,
             build_period: 86400,
         });
-        assert_eq!(d.reason, Reason::ConfigChanged);
+        assert_eq!(d.reason, Reason::TimeInFuture);
     }
 }

@@ -409,7 +409,7 @@ async fn check<C: Connect>(
             Verdict::Rebuild { reason, ship } => {
                 if reason == Reason::TimeInFuture {
                     tracing::warn!(
-                        "{} {}: its last build is recorded at a time in the host's future (the host's clock went back, or was wrong when it was built): rebuilding",
+                        "{} {}: its last build or failed attempt is recorded at a time in the host's future (the host's clock went back, or was wrong then): rebuilding",
                         h.name,
                         s.name
                     );

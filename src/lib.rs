@@ -44,6 +44,7 @@
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
+//! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
 //! tests/support/docker.rs  a host's own engine (or the machine's) and its containers, cleanup guards
@@ -52,6 +53,7 @@
 //! tests/support/stacks.rs  test stacks' files: Dockerfiles, compose files, StackDef
 //! tests/support/registry.rs  the local registry and what a test pushed to it
 //! tests/support/users.rs login users other than root
+//! tests/support/net.rs   faults on the wire: a TCP forwarder that cuts a connection after N bytes
 //! scripts/setup-deps.sh  installs and starts Docker, Compose v1+v2, sshd, a local registry
 //! scripts/testhosts.sh   local sshd "hosts" on 127.0.1.N, each a small machine: own network, filesystem, engine
 //! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback

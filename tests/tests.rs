@@ -20,6 +20,7 @@ mod suite {
     mod compose;
     mod concurrency;
     mod failures;
+    mod faults;
     mod fleet;
     mod health;
     mod local;

@@ -97,6 +97,12 @@ pub struct Stack {
     pub build_period: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up_timeout: Option<String>,
+    /// Seconds (`"10"`) or a duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_timeout: Option<String>,
+    /// Take over a non-empty `remote_dir` rbuild did not create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<bool>,
 }
 
 /// One top-level shared stack (its name is its key under `stacks:`).

@@ -21,7 +21,8 @@
 //! - [`users`]: login users other than root;
 //! - [`registry`]: the local image registry;
 //! - [`runs`]: running `rbuild` and reading what it reported;
-//! - [`fleet`]: the hosts of one test, their stacks and their files.
+//! - [`fleet`]: the hosts of one test, their stacks and their files;
+//! - [`net`]: faults on the wire (a link cut after N bytes).
 //!
 //! Everything a test creates is its own and is removed on drop, panics
 //! included: a host's teardown removes its engine, containers, images and
@@ -33,6 +34,7 @@
 pub mod docker;
 pub mod fleet;
 pub mod inventory;
+pub mod net;
 pub mod registry;
 pub mod runs;
 pub mod stacks;
@@ -47,8 +49,9 @@ use std::time::{Duration, Instant};
 pub use docker::{Container, DockerGuard, Engine};
 pub use fleet::{Fleet, HostView};
 pub use inventory::Rollout;
+pub use net::Cutter;
 pub use registry::{REGISTRY, registry_digest};
-pub use runs::{Background, rbuild_command, run_command};
+pub use runs::{Background, peak_rss_kib, rbuild_command, run_command};
 pub use stacks::{
     StackDef, compose, dockerfile, healthcheck, httpd_dockerfile, httpd_extra, sleeper_cmd,
     sleeper_dockerfile,

@@ -213,3 +213,35 @@ impl Drop for Background {
         }
     }
 }
+
+/// Run a prepared rbuild command under `/usr/bin/time -v`; the run and the
+/// peak resident set size of rbuild (its ssh children included), in KiB.
+/// A memory bound, not a time: nothing here depends on how fast it runs.
+pub fn peak_rss_kib(c: Command) -> (Run, u64) {
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-v").arg(c.get_program()).args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    if let Some(d) = c.get_current_dir() {
+        t.current_dir(d);
+    }
+    let mut run = run_command(t);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Maximum resident set size (kbytes):"))
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time:\n{}", run.dump()))
+        .to_owned();
+    let kib = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    // time's report is not rbuild's; neither is its exit status line
+    let cut = run
+        .stderr
+        .find("\tCommand being timed:")
+        .unwrap_or(run.stderr.len());
+    run.stderr.truncate(cut);
+    (run, kib)
+}

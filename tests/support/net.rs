@@ -1,0 +1,88 @@
+//! Faults on the wire: [`Cutter`], a TCP forwarder to a host's sshd that
+//! cuts each connection once the controller has sent a number of bytes (a
+//! link that dies while the payload is being shipped).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+
+/// Listens on 127.0.0.1 (a port of its own) and forwards every connection
+/// to `target`; a connection is cut (both ways, both sockets shut down)
+/// once `cut_after` bytes went from the client to the target. Stops
+/// accepting on drop.
+pub struct Cutter {
+    pub port: u16,
+    /// Connections that were cut.
+    cuts: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Cutter {
+    pub fn new(target: SocketAddr, cut_after: u64) -> Cutter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the cutter");
+        let port = listener.local_addr().unwrap().port();
+        let cuts = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (cuts.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let c = c.clone();
+                thread::spawn(move || forward(client, server, cut_after, &c));
+            }
+        });
+        Cutter { port, cuts, stop }
+    }
+
+    /// How many connections were cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // wake the accept loop so that it sees `stop`
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copy both ways; after `budget` bytes from the client, cut.
+fn forward(client: TcpStream, server: TcpStream, budget: u64, cuts: &AtomicU64) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+    let back = thread::spawn(move || {
+        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let _ = c_write.shutdown(Shutdown::Write);
+    });
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match c_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = (budget - sent).min(n as u64) as usize;
+        if s_write.write_all(&buf[..room]).is_err() {
+            break;
+        }
+        sent += room as u64;
+        if sent >= budget {
+            cuts.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+    }
+    // the link is gone: neither side hears from the other again
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = back.join();
+}
