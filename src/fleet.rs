@@ -745,6 +745,7 @@ mod tests {
                         std::fs::write(&compose_file, format!("# {s}\nservices: {{}}\n")).unwrap();
                         Stack {
                             name: s.to_string(),
+                            root: dir.join(s),
                             compose_file,
                             compose_files: vec!["compose.yml".into()],
                             profiles: vec![],

@@ -197,6 +197,9 @@ struct RawSharedStack {
     compose_file: Spanned<ComposeFiles>,
     #[serde(default)]
     profiles: Vec<Spanned<String>>,
+    /// The directory that is the stack (hashed, shipped), relative to the
+    /// inventory; default: the first compose file's.
+    root: Option<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -241,6 +244,9 @@ struct RawStack {
     compose_file: Spanned<ComposeFiles>,
     #[serde(default)]
     profiles: Vec<Spanned<String>>,
+    /// The directory that is the stack (hashed, shipped), relative to the
+    /// inventory; default: the first compose file's.
+    root: Option<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -342,7 +348,11 @@ pub struct Stack {
     /// directory): the first of its compose files, whose directory is the
     /// stack.
     pub compose_file: PathBuf,
-    /// Every compose file, relative to the stack's directory, in the order
+    /// The local directory that is the stack, hashed and shipped whole
+    /// (less `.rbuildignore`): `root:`, or the first compose file's
+    /// directory. Every file its compose files reference is inside it.
+    pub root: PathBuf,
+    /// Every compose file, relative to the stack's root, in the order
     /// compose takes them (the first one, the others, and the standard
     /// override file where compose itself would pick it up).
     pub compose_files: Vec<String>,
@@ -368,10 +378,7 @@ pub struct Stack {
 impl Stack {
     /// The local directory that is the stack: what is hashed and shipped.
     pub fn dir(&self) -> PathBuf {
-        self.compose_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        self.root.clone()
     }
 }
 
@@ -389,12 +396,78 @@ pub fn override_of(dir: &Path, file: &str) -> Option<String> {
         .find(|o| dir.join(o).is_file())
 }
 
-/// The bind-mount sources of a stack's compose files that are inside its
-/// directory and that a container may write (not `:ro`), as paths relative
-/// to the directory: data, not configuration. A source written with a
-/// variable is left out (it cannot be told here).
+/// The last component of a `/`-separated path.
+fn file_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// `name` in the directory of the `/`-separated path `beside`.
+fn sibling(beside: &str, name: &str) -> String {
+    match beside.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// A reference of the compose files `files` (relative to `root`) that
+/// leaves `root`, as an error at the compose file's line. `set`: the root
+/// was set with `root:` (else it is the compose file's directory).
+/// `key`: how a root is set (`root:` in the inventory, `--root` in local
+/// mode), for the hint.
+pub fn outside_root(
+    root: &Path,
+    files: &[String],
+    set: bool,
+    key: &str,
+) -> Result<(), InventoryError> {
+    let o = match crate::compose::check(root, files) {
+        Ok(()) => return Ok(()),
+        Err(o) => o,
+    };
+    let hint = if set {
+        format!(
+            "rbuild hashes and ships only the stack's root `{}`: move `{}` inside it, or widen {key}",
+            root.display(),
+            o.path
+        )
+    } else {
+        format!(
+            "rbuild hashes and ships only the compose file's directory: set {key} to a directory that holds both"
+        )
+    };
+    Err(InventoryError {
+        file: o.file,
+        line: o.line,
+        message: format!(
+            "{} `{}` is outside the stack's {} `{}`",
+            o.what,
+            o.path,
+            if set { "root" } else { "directory" },
+            root.display()
+        ),
+        hint: Some(hint),
+    })
+}
+
+impl InventoryError {
+    /// The same error, its message led by `what`.
+    fn context(mut self, what: &str) -> InventoryError {
+        self.message = format!("{what}{}", self.message);
+        self
+    }
+}
+
+/// The bind-mount sources of a stack's compose files (relative to `dir`,
+/// its root; the first one's directory is the project's) that are inside
+/// `dir` and that a container may write (not `:ro`), as paths relative to
+/// `dir`: data, not configuration. A source written with a variable is left
+/// out (it cannot be told here).
 pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
     use serde_json::Value;
+    let project = compose_files
+        .first()
+        .and_then(|f| f.rsplit_once('/'))
+        .map_or("", |(d, _)| d);
     let mut out = Vec::new();
     for f in compose_files {
         let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
@@ -427,8 +500,19 @@ pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
                 if read_only || source.contains('$') || !source.starts_with('.') {
                     continue;
                 }
-                let rel = normal(&source).join("/");
-                if !rel.is_empty() && !rel.split('/').any(|c| c == "..") && !out.contains(&rel) {
+                // relative to the root, `..` taken; one that leaves it is
+                // not the stack's (and is refused elsewhere)
+                let mut rel: Vec<&str> = normal(project);
+                let mut left = false;
+                for c in normal(&source) {
+                    if c == ".." {
+                        left |= rel.pop().is_none();
+                    } else {
+                        rel.push(c);
+                    }
+                }
+                let rel = rel.join("/");
+                if !left && !rel.is_empty() && !out.contains(&rel) {
                     out.push(rel);
                 }
             }
@@ -705,6 +789,7 @@ impl Inventory {
                 let def = StackDef {
                     compose_file: &s.compose_file,
                     profiles: &s.profiles,
+                    root: s.root.as_ref(),
                     remote_dir: s.remote_dir.as_ref(),
                     build_period: s.build_period,
                     up_timeout: s.up_timeout,
@@ -723,6 +808,7 @@ impl Inventory {
                     let def = StackDef {
                         compose_file: &sh.compose_file,
                         profiles: &sh.profiles,
+                        root: sh.root.as_ref(),
                         remote_dir: sh.remote_dir.as_ref(),
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
@@ -839,6 +925,7 @@ struct HostCtx<'a> {
 struct StackDef<'a> {
     compose_file: &'a Spanned<ComposeFiles>,
     profiles: &'a [Spanned<String>],
+    root: Option<&'a Spanned<String>>,
     remote_dir: Option<&'a Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -869,10 +956,27 @@ fn build_stack(
     let line = s.compose_file.referenced.line();
     let files = &s.compose_file.value.0;
     let compose_file = base.join(&files[0]);
-    let dir = compose_file
+    let project_dir = compose_file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let dir = match s.root {
+        None => project_dir.clone(),
+        Some(r) => {
+            let root = base.join(&r.value);
+            if !root.is_dir() {
+                return Err(err(
+                    r.referenced.line(),
+                    format!(
+                        "host `{host}`, stack `{sname}`: root `{}` is not a directory",
+                        root.display()
+                    ),
+                    Some("`root` is relative to the inventory file's directory"),
+                ));
+            }
+            root
+        }
+    };
     let mut compose_files = Vec::new();
     for f in files {
         let path = base.join(f);
@@ -886,9 +990,19 @@ fn build_stack(
                 Some("`compose_file` is relative to the inventory file's directory"),
             ));
         }
-        // as the host will have it: relative to the stack's directory
+        // as the host will have it: relative to the stack's root
         let rel = match path.strip_prefix(&dir) {
             Ok(r) if !r.components().any(|c| c == std::path::Component::ParentDir) => r,
+            _ if s.root.is_some() => {
+                return Err(err(
+                    line,
+                    format!(
+                        "host `{host}`, stack `{sname}`: compose file `{f}` is not inside the stack's root `{}`",
+                        dir.display()
+                    ),
+                    Some("`root:` is the directory rbuild ships: it must hold every compose file"),
+                ));
+            }
             _ => {
                 return Err(err(
                     line,
@@ -897,7 +1011,7 @@ fn build_stack(
                         dir.display()
                     ),
                     Some(
-                        "the stack is the directory of its first compose file: keep the others in it",
+                        "the stack is the directory of its first compose file: keep the others in it, or set `root:` to a directory that holds them all",
                     ),
                 ));
             }
@@ -915,10 +1029,17 @@ fn build_stack(
         compose_files.push(rel);
     }
     if let [only] = compose_files.as_slice()
-        && let Some(o) = override_of(&dir, only)
+        && let Some(o) = override_of(&project_dir, file_name(only))
     {
-        compose_files.push(o);
+        compose_files.push(sibling(only, &o));
     }
+    outside_root(
+        &dir,
+        &compose_files,
+        s.root.is_some(),
+        "`root:` on the stack (relative to the inventory file)",
+    )
+    .map_err(|e| e.context(&format!("host `{host}`, stack `{sname}`: ")))?;
     let mut profiles = Vec::new();
     for p in s.profiles {
         if p.value.is_empty()
@@ -968,6 +1089,7 @@ fn build_stack(
     Ok(Stack {
         name: sname.clone(),
         compose_file,
+        root: dir,
         compose_files,
         profiles,
         data_dirs,
@@ -1287,6 +1409,49 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn a_root_above_the_compose_file_is_the_stack() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("proj/deploy")).unwrap();
+        std::fs::write(
+            d.path().join("proj/deploy/compose.yml"),
+            "services:\n  app:\n    build: ..\n    volumes:\n      - ../data:/data\n      - ./logs:/logs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("proj/deploy/compose.override.yml"),
+            "services: {}\n",
+        )
+        .unwrap();
+        let inv = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: proj\n",
+        )
+        .unwrap();
+        let s = &inv.hosts[0].stacks[0];
+        assert_eq!(s.dir(), d.path().join("proj"));
+        assert_eq!(
+            s.compose_files,
+            ["deploy/compose.yml", "deploy/compose.override.yml"]
+        );
+        assert_eq!(s.data_dirs, ["data", "deploy/logs"]);
+
+        let e = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: proj/deploy/nope\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("is not a directory"), "{e}");
+        std::fs::create_dir_all(d.path().join("other")).unwrap();
+        let e = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: other\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("is not inside the stack's root"), "{e}");
     }
 
     #[test]

@@ -97,6 +97,15 @@ pub struct Stack {
     pub build_period: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up_timeout: Option<String>,
+    /// The stack's root, relative to the test's root directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_downtime: Option<bool>,
 }
 
 /// One top-level shared stack (its name is its key under `stacks:`).
