@@ -370,6 +370,8 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             settle: None,
             rollout: Default::default(),
             adopt: false,
+            dir_mode: None,
+            dir_group: None,
         });
     }
     let state_dir = match &cli.state_dir {

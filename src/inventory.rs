@@ -139,6 +139,107 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// `dir_mode:` of a stack: the mode of its directory on the host, octal
+/// (`"0750"`), with the owner's `rwx`, never writable by others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMode(pub u32);
+
+impl DirMode {
+    fn parse(text: &str) -> Result<DirMode, String> {
+        let bad = |why: &str| {
+            format!(
+                "dir_mode `{text}` {why}; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`"
+            )
+        };
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.chars().all(|c| ('0'..='7').contains(&c))
+        {
+            return Err(bad("is not an octal mode"));
+        }
+        let m = u32::from_str_radix(digits, 8).map_err(|_| bad("is not an octal mode"))?;
+        if m > 0o777 {
+            return Err(bad("sets more than the permission bits"));
+        }
+        if m & 0o700 != 0o700 {
+            return Err(bad("does not give its owner (the deploying user) `rwx`"));
+        }
+        if m & 0o002 != 0 {
+            return Err(bad("lets anyone write the stack's directory"));
+        }
+        Ok(DirMode(m))
+    }
+}
+
+impl<'de> Deserialize<'de> for DirMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DirMode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode such as \"0750\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DirMode, E> {
+                DirMode::parse(v.trim()).map_err(E::custom)
+            }
+            // unquoted `0750` is read as the number 750: its digits are
+            // taken as octal (the checks refuse what `0o750` became)
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DirMode, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DirMode, E> {
+                if v.fract() == 0.0 && (0.0..10000.0).contains(&v) {
+                    self.visit_u64(v as u64)
+                } else {
+                    self.visit_str(&v.to_string())
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `dir_group:` of a stack: a group name or a gid, given to its directory
+/// on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGroup(pub String);
+
+impl<'de> Deserialize<'de> for DirGroup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DirGroup;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a group name or a gid")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DirGroup, E> {
+                let name = v
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                let gid = !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+                if (name || gid) && v.len() <= 32 {
+                    Ok(DirGroup(v.to_owned()))
+                } else {
+                    Err(E::custom(format!(
+                        "dir_group `{v}` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DirGroup, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DirGroup, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Settings a host or stack inherits unless it sets its own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +313,8 @@ struct RawSharedStack {
     rollout: Option<RawRollout>,
     #[serde(default)]
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<DirGroup>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +357,8 @@ struct RawStack {
     settle: Option<Settle>,
     #[serde(default)]
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<DirGroup>,
 }
 
 /// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
@@ -373,12 +478,30 @@ pub struct Stack {
     /// Ship into its directory even when that holds files rbuild did not
     /// put there (they stay).
     pub adopt: bool,
+    /// The mode of its directory on the host (default 0700).
+    pub dir_mode: Option<u32>,
+    /// The group of its directory on the host (default: the user's).
+    pub dir_group: Option<String>,
 }
 
 impl Stack {
     /// The local directory that is the stack: what is hashed and shipped.
     pub fn dir(&self) -> PathBuf {
         self.root.clone()
+    }
+
+    /// What the stack's directory is given on the host besides its files
+    /// (`dir_mode`, `dir_group`), or `None` for the default: a change of it
+    /// is a change of the stack.
+    pub fn perms(&self) -> Option<String> {
+        if self.dir_mode.is_none() && self.dir_group.is_none() {
+            return None;
+        }
+        Some(format!(
+            "dir_mode={:o},dir_group={}",
+            self.dir_mode.unwrap_or(0o700),
+            self.dir_group.as_deref().unwrap_or("")
+        ))
     }
 }
 
@@ -797,6 +920,8 @@ impl Inventory {
                     settle: s.settle,
                     rollout: default_policy,
                     adopt: s.adopt,
+                    dir_mode: s.dir_mode,
+                    dir_group: s.dir_group.as_ref(),
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -819,6 +944,8 @@ impl Inventory {
                             .as_ref()
                             .map_or(default_policy, |r| r.over(&default_policy)),
                         adopt: sh.adopt,
+                        dir_mode: sh.dir_mode,
+                        dir_group: sh.dir_group.as_ref(),
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -933,6 +1060,8 @@ struct StackDef<'a> {
     settle: Option<Settle>,
     rollout: Policy,
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<&'a DirGroup>,
 }
 
 fn build_stack(
@@ -1100,6 +1229,8 @@ fn build_stack(
         settle: s.settle.or(h.settle).map(|s| s.0),
         rollout: s.rollout,
         adopt: s.adopt,
+        dir_mode: s.dir_mode.map(|m| m.0),
+        dir_group: s.dir_group.map(|g| g.0.clone()),
     })
 }
 
@@ -1452,6 +1583,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("is not inside the stack's root"), "{e}");
+    }
+
+    #[test]
+    fn dir_mode_quoted_or_not_is_octal() {
+        let d = dir_with_compose();
+        for (v, want) in [("\"0750\"", 0o750), ("0755", 0o755), ("\"0o700\"", 0o700)] {
+            let inv = parse(
+                &d,
+                &format!("hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        dir_mode: {v}\n        dir_group: 1000\n"),
+            )
+            .unwrap();
+            let s = &inv.hosts[0].stacks[0];
+            assert_eq!(
+                (s.dir_mode, s.dir_group.as_deref()),
+                (Some(want), Some("1000")),
+                "{v}"
+            );
+        }
+        // YAML 1.2's 0o750 is the number 488: refused, not taken as 0488
+        assert!(parse(&d, "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        dir_mode: 0o750\n").is_err());
     }
 
     #[test]

@@ -342,7 +342,7 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt\n\
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt, dir_mode, dir_group\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(
@@ -669,4 +669,36 @@ fn a_file_outside_the_stack_is_refused_naming_the_compose_file_line_and_path() {
         .status(2)
         .any_stderr()
         .run();
+}
+
+#[test]
+fn dir_mode_and_dir_group_are_validated() {
+    let bad = |key: &str, stderr: &str| {
+        Test::new()
+            .stack("web")
+            .file(
+                "inventory.yaml",
+                &format!("hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        {key}\n"),
+            )
+            .args(&["-i", "inventory.yaml"])
+            .status(2)
+            .stderr(stderr)
+            .run();
+    };
+    bad(
+        "dir_mode: \"0777\"",
+        "error: inventory.yaml:6: dir_mode `0777` lets anyone write the stack's directory; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_mode: \"0550\"",
+        "error: inventory.yaml:6: dir_mode `0550` does not give its owner (the deploying user) `rwx`; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_mode: rwxr-x---",
+        "error: inventory.yaml:6: dir_mode `rwxr-x---` is not an octal mode; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_group: \"www data\"",
+        "error: inventory.yaml:6: dir_group `www data` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid\n",
+    );
 }

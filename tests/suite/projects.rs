@@ -93,3 +93,52 @@ fn a_project_root_above_the_compose_file_is_hashed_shipped_and_built() {
     );
     assert_eq!(f.the_container("h1", &name).id, c.id, "nothing was touched");
 }
+
+#[test]
+fn dir_mode_and_dir_group_let_another_users_container_read_the_stack() {
+    let f = Fleet::new("projperm", 1);
+    let reader = compose("    user: \"1000:1000\"\n    volumes:\n      - .:/app:ro\n");
+    let def = StackDef::sleeper("v1")
+        .with(
+            "Dockerfile",
+            &dockerfile(
+                Some("mkdir -p /tmp && chmod 1777 /tmp"),
+                "cat /app/hello.txt >/tmp/version 2>/dev/null || echo denied >/tmp/version; touch /tmp/ok; exec sleep 1000000",
+            ),
+        )
+        .with("compose.yml", &reader)
+        .with("hello.txt", "hello\n");
+    let name = f.add_stack("h1", "web", &def);
+    let remote = f.remote_dir("h1", &name);
+    let meta = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode() & 0o777, m.gid())
+    };
+
+    // the default: private to the deploying user
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let c = f.assert_running("h1", &name);
+    assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "denied\n");
+    assert_eq!(meta(&remote).0, 0o700);
+
+    // a mode and group of its own: a change of the stack
+    f.edit_inventory(|inv| {
+        let s = inv.stack("h1", &name);
+        s.dir_mode = Some("0750".into());
+        s.dir_group = Some("1000".into());
+    });
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "config_changed");
+    let c = f.assert_running("h1", &name);
+    assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "hello\n");
+    assert_eq!(meta(&remote), (0o750, 1000));
+    assert_eq!(meta(&remote.join("hello.txt")), (0o644, 1000));
+    assert_eq!(meta(&remote.join(".env")).0, 0o600, "secrets stay private");
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "skipped", "up_to_date");
+}
