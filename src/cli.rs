@@ -150,6 +150,12 @@ pub struct Cli {
     /// [default: /var/lib/rbuild as root, else $XDG_STATE_HOME/rbuild].
     #[arg(long, env = "RBUILD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Local mode: the directory that is each stack's root (hashed; every
+    /// file its compose files reference must be inside it)
+    /// [default: the compose file's directory].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 /// A build period, as `--build-period` takes it.

@@ -307,29 +307,71 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
                 Some("each stack needs a directory of its own"),
             ));
         }
-        let dir_str = dir.to_str().ok_or_else(|| {
-            UsageError::new(format!("`{}` is not valid UTF-8", dir.display()), None)
-        })?;
         let file_name = abs
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut compose_files = vec![file_name.clone()];
-        compose_files.extend(inventory::override_of(&dir, &file_name));
-        let data_dirs = inventory::writable_binds(&dir, &compose_files);
+        // the root: `--root`, or the compose file's directory; the compose
+        // file is named relative to it
+        let (root, real_dir) = match &cli.root {
+            Some(r) => {
+                let real = |p: &Path| {
+                    p.canonicalize()
+                        .map_err(|e| UsageError::new(format!("`{}`: {e}", p.display()), None))
+                };
+                (real(r)?, real(&dir)?)
+            }
+            None => (dir.clone(), dir.clone()),
+        };
+        let in_root = real_dir
+            .strip_prefix(&root)
+            .ok()
+            .filter(|r| !r.components().any(|c| c == std::path::Component::ParentDir))
+            .ok_or_else(|| {
+                UsageError::new(
+                    format!(
+                        "compose file `{}` is not inside the root `{}`",
+                        f.display(),
+                        root.display()
+                    ),
+                    Some("`--root` must hold the compose file"),
+                )
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let prefix = |name: &str| {
+            if in_root.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{in_root}/{name}")
+            }
+        };
+        let mut compose_files = vec![prefix(&file_name)];
+        compose_files.extend(inventory::override_of(&dir, &file_name).map(|o| prefix(&o)));
+        inventory::outside_root(&root, &compose_files, cli.root.is_some(), "`--root DIR`")?;
+        let data_dirs = inventory::writable_binds(&root, &compose_files);
+        let dir_str = root
+            .to_str()
+            .ok_or_else(|| {
+                UsageError::new(format!("`{}` is not valid UTF-8", root.display()), None)
+            })?
+            .to_owned();
         stacks.push(Stack {
             name,
             compose_file: abs.clone(),
+            root,
             compose_files,
             profiles: vec![],
             data_dirs,
-            remote_dir: Some(dir_str.to_owned()),
+            remote_dir: Some(dir_str),
             build_period: None,
             up_timeout: None,
             build_timeout: None,
             settle: None,
             rollout: Default::default(),
             adopt: false,
+            dir_mode: None,
+            dir_group: None,
         });
     }
     let state_dir = match &cli.state_dir {

@@ -21,7 +21,7 @@ use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
 use crate::remote::{
     Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, RemoteError, Results,
-    StackMode,
+    StackMode, StackOptions,
 };
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
@@ -505,6 +505,11 @@ async fn apply<C: Connect>(
                     settle: st.settle(s),
                     build_timeout: st.build_timeout(s),
                     hash: ctx.shipments.hash_of(s).expect("due: readable").to_owned(),
+                    options: StackOptions {
+                        dir_mode: s.dir_mode,
+                        dir_group: s.dir_group.clone(),
+                        zero_downtime: false,
+                    },
                 }
             })
             .collect(),
@@ -745,6 +750,7 @@ mod tests {
                         std::fs::write(&compose_file, format!("# {s}\nservices: {{}}\n")).unwrap();
                         Stack {
                             name: s.to_string(),
+                            root: dir.join(s),
                             compose_file,
                             compose_files: vec!["compose.yml".into()],
                             profiles: vec![],
@@ -756,6 +762,8 @@ mod tests {
                             settle: None,
                             rollout: policy,
                             adopt: false,
+                            dir_mode: None,
+                            dir_group: None,
                         }
                     })
                     .collect(),

@@ -139,6 +139,107 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// `dir_mode:` of a stack: the mode of its directory on the host, octal
+/// (`"0750"`), with the owner's `rwx`, never writable by others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMode(pub u32);
+
+impl DirMode {
+    fn parse(text: &str) -> Result<DirMode, String> {
+        let bad = |why: &str| {
+            format!(
+                "dir_mode `{text}` {why}; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`"
+            )
+        };
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.chars().all(|c| ('0'..='7').contains(&c))
+        {
+            return Err(bad("is not an octal mode"));
+        }
+        let m = u32::from_str_radix(digits, 8).map_err(|_| bad("is not an octal mode"))?;
+        if m > 0o777 {
+            return Err(bad("sets more than the permission bits"));
+        }
+        if m & 0o700 != 0o700 {
+            return Err(bad("does not give its owner (the deploying user) `rwx`"));
+        }
+        if m & 0o002 != 0 {
+            return Err(bad("lets anyone write the stack's directory"));
+        }
+        Ok(DirMode(m))
+    }
+}
+
+impl<'de> Deserialize<'de> for DirMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DirMode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode such as \"0750\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DirMode, E> {
+                DirMode::parse(v.trim()).map_err(E::custom)
+            }
+            // unquoted `0750` is read as the number 750: its digits are
+            // taken as octal (the checks refuse what `0o750` became)
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DirMode, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DirMode, E> {
+                if v.fract() == 0.0 && (0.0..10000.0).contains(&v) {
+                    self.visit_u64(v as u64)
+                } else {
+                    self.visit_str(&v.to_string())
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `dir_group:` of a stack: a group name or a gid, given to its directory
+/// on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGroup(pub String);
+
+impl<'de> Deserialize<'de> for DirGroup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DirGroup;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a group name or a gid")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DirGroup, E> {
+                let name = v
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                let gid = !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+                if (name || gid) && v.len() <= 32 {
+                    Ok(DirGroup(v.to_owned()))
+                } else {
+                    Err(E::custom(format!(
+                        "dir_group `{v}` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DirGroup, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DirGroup, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Settings a host or stack inherits unless it sets its own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +298,9 @@ struct RawSharedStack {
     compose_file: Spanned<ComposeFiles>,
     #[serde(default)]
     profiles: Vec<Spanned<String>>,
+    /// The directory that is the stack (hashed, shipped), relative to the
+    /// inventory; default: the first compose file's.
+    root: Option<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -209,6 +313,8 @@ struct RawSharedStack {
     rollout: Option<RawRollout>,
     #[serde(default)]
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<DirGroup>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +347,9 @@ struct RawStack {
     compose_file: Spanned<ComposeFiles>,
     #[serde(default)]
     profiles: Vec<Spanned<String>>,
+    /// The directory that is the stack (hashed, shipped), relative to the
+    /// inventory; default: the first compose file's.
+    root: Option<Spanned<String>>,
     remote_dir: Option<Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -248,6 +357,8 @@ struct RawStack {
     settle: Option<Settle>,
     #[serde(default)]
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<DirGroup>,
 }
 
 /// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
@@ -342,7 +453,11 @@ pub struct Stack {
     /// directory): the first of its compose files, whose directory is the
     /// stack.
     pub compose_file: PathBuf,
-    /// Every compose file, relative to the stack's directory, in the order
+    /// The local directory that is the stack, hashed and shipped whole
+    /// (less `.rbuildignore`): `root:`, or the first compose file's
+    /// directory. Every file its compose files reference is inside it.
+    pub root: PathBuf,
+    /// Every compose file, relative to the stack's root, in the order
     /// compose takes them (the first one, the others, and the standard
     /// override file where compose itself would pick it up).
     pub compose_files: Vec<String>,
@@ -363,15 +478,30 @@ pub struct Stack {
     /// Ship into its directory even when that holds files rbuild did not
     /// put there (they stay).
     pub adopt: bool,
+    /// The mode of its directory on the host (default 0700).
+    pub dir_mode: Option<u32>,
+    /// The group of its directory on the host (default: the user's).
+    pub dir_group: Option<String>,
 }
 
 impl Stack {
     /// The local directory that is the stack: what is hashed and shipped.
     pub fn dir(&self) -> PathBuf {
-        self.compose_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        self.root.clone()
+    }
+
+    /// What the stack's directory is given on the host besides its files
+    /// (`dir_mode`, `dir_group`), or `None` for the default: a change of it
+    /// is a change of the stack.
+    pub fn perms(&self) -> Option<String> {
+        if self.dir_mode.is_none() && self.dir_group.is_none() {
+            return None;
+        }
+        Some(format!(
+            "dir_mode={:o},dir_group={}",
+            self.dir_mode.unwrap_or(0o700),
+            self.dir_group.as_deref().unwrap_or("")
+        ))
     }
 }
 
@@ -389,12 +519,78 @@ pub fn override_of(dir: &Path, file: &str) -> Option<String> {
         .find(|o| dir.join(o).is_file())
 }
 
-/// The bind-mount sources of a stack's compose files that are inside its
-/// directory and that a container may write (not `:ro`), as paths relative
-/// to the directory: data, not configuration. A source written with a
-/// variable is left out (it cannot be told here).
+/// The last component of a `/`-separated path.
+fn file_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// `name` in the directory of the `/`-separated path `beside`.
+fn sibling(beside: &str, name: &str) -> String {
+    match beside.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// A reference of the compose files `files` (relative to `root`) that
+/// leaves `root`, as an error at the compose file's line. `set`: the root
+/// was set with `root:` (else it is the compose file's directory).
+/// `key`: how a root is set (`root:` in the inventory, `--root` in local
+/// mode), for the hint.
+pub fn outside_root(
+    root: &Path,
+    files: &[String],
+    set: bool,
+    key: &str,
+) -> Result<(), InventoryError> {
+    let o = match crate::compose::check(root, files) {
+        Ok(()) => return Ok(()),
+        Err(o) => o,
+    };
+    let hint = if set {
+        format!(
+            "rbuild hashes and ships only the stack's root `{}`: move `{}` inside it, or widen {key}",
+            root.display(),
+            o.path
+        )
+    } else {
+        format!(
+            "rbuild hashes and ships only the compose file's directory: set {key} to a directory that holds both"
+        )
+    };
+    Err(InventoryError {
+        file: o.file,
+        line: o.line,
+        message: format!(
+            "{} `{}` is outside the stack's {} `{}`",
+            o.what,
+            o.path,
+            if set { "root" } else { "directory" },
+            root.display()
+        ),
+        hint: Some(hint),
+    })
+}
+
+impl InventoryError {
+    /// The same error, its message led by `what`.
+    fn context(mut self, what: &str) -> InventoryError {
+        self.message = format!("{what}{}", self.message);
+        self
+    }
+}
+
+/// The bind-mount sources of a stack's compose files (relative to `dir`,
+/// its root; the first one's directory is the project's) that are inside
+/// `dir` and that a container may write (not `:ro`), as paths relative to
+/// `dir`: data, not configuration. A source written with a variable is left
+/// out (it cannot be told here).
 pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
     use serde_json::Value;
+    let project = compose_files
+        .first()
+        .and_then(|f| f.rsplit_once('/'))
+        .map_or("", |(d, _)| d);
     let mut out = Vec::new();
     for f in compose_files {
         let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
@@ -427,8 +623,19 @@ pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
                 if read_only || source.contains('$') || !source.starts_with('.') {
                     continue;
                 }
-                let rel = normal(&source).join("/");
-                if !rel.is_empty() && !rel.split('/').any(|c| c == "..") && !out.contains(&rel) {
+                // relative to the root, `..` taken; one that leaves it is
+                // not the stack's (and is refused elsewhere)
+                let mut rel: Vec<&str> = normal(project);
+                let mut left = false;
+                for c in normal(&source) {
+                    if c == ".." {
+                        left |= rel.pop().is_none();
+                    } else {
+                        rel.push(c);
+                    }
+                }
+                let rel = rel.join("/");
+                if !left && !rel.is_empty() && !out.contains(&rel) {
                     out.push(rel);
                 }
             }
@@ -705,6 +912,7 @@ impl Inventory {
                 let def = StackDef {
                     compose_file: &s.compose_file,
                     profiles: &s.profiles,
+                    root: s.root.as_ref(),
                     remote_dir: s.remote_dir.as_ref(),
                     build_period: s.build_period,
                     up_timeout: s.up_timeout,
@@ -712,6 +920,8 @@ impl Inventory {
                     settle: s.settle,
                     rollout: default_policy,
                     adopt: s.adopt,
+                    dir_mode: s.dir_mode,
+                    dir_group: s.dir_group.as_ref(),
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -723,6 +933,7 @@ impl Inventory {
                     let def = StackDef {
                         compose_file: &sh.compose_file,
                         profiles: &sh.profiles,
+                        root: sh.root.as_ref(),
                         remote_dir: sh.remote_dir.as_ref(),
                         build_period: sh.build_period,
                         up_timeout: sh.up_timeout,
@@ -733,6 +944,8 @@ impl Inventory {
                             .as_ref()
                             .map_or(default_policy, |r| r.over(&default_policy)),
                         adopt: sh.adopt,
+                        dir_mode: sh.dir_mode,
+                        dir_group: sh.dir_group.as_ref(),
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -839,6 +1052,7 @@ struct HostCtx<'a> {
 struct StackDef<'a> {
     compose_file: &'a Spanned<ComposeFiles>,
     profiles: &'a [Spanned<String>],
+    root: Option<&'a Spanned<String>>,
     remote_dir: Option<&'a Spanned<String>>,
     build_period: Option<Period>,
     up_timeout: Option<UpTimeout>,
@@ -846,6 +1060,8 @@ struct StackDef<'a> {
     settle: Option<Settle>,
     rollout: Policy,
     adopt: bool,
+    dir_mode: Option<DirMode>,
+    dir_group: Option<&'a DirGroup>,
 }
 
 fn build_stack(
@@ -869,10 +1085,27 @@ fn build_stack(
     let line = s.compose_file.referenced.line();
     let files = &s.compose_file.value.0;
     let compose_file = base.join(&files[0]);
-    let dir = compose_file
+    let project_dir = compose_file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let dir = match s.root {
+        None => project_dir.clone(),
+        Some(r) => {
+            let root = base.join(&r.value);
+            if !root.is_dir() {
+                return Err(err(
+                    r.referenced.line(),
+                    format!(
+                        "host `{host}`, stack `{sname}`: root `{}` is not a directory",
+                        root.display()
+                    ),
+                    Some("`root` is relative to the inventory file's directory"),
+                ));
+            }
+            root
+        }
+    };
     let mut compose_files = Vec::new();
     for f in files {
         let path = base.join(f);
@@ -886,9 +1119,19 @@ fn build_stack(
                 Some("`compose_file` is relative to the inventory file's directory"),
             ));
         }
-        // as the host will have it: relative to the stack's directory
+        // as the host will have it: relative to the stack's root
         let rel = match path.strip_prefix(&dir) {
             Ok(r) if !r.components().any(|c| c == std::path::Component::ParentDir) => r,
+            _ if s.root.is_some() => {
+                return Err(err(
+                    line,
+                    format!(
+                        "host `{host}`, stack `{sname}`: compose file `{f}` is not inside the stack's root `{}`",
+                        dir.display()
+                    ),
+                    Some("`root:` is the directory rbuild ships: it must hold every compose file"),
+                ));
+            }
             _ => {
                 return Err(err(
                     line,
@@ -897,7 +1140,7 @@ fn build_stack(
                         dir.display()
                     ),
                     Some(
-                        "the stack is the directory of its first compose file: keep the others in it",
+                        "the stack is the directory of its first compose file: keep the others in it, or set `root:` to a directory that holds them all",
                     ),
                 ));
             }
@@ -915,10 +1158,17 @@ fn build_stack(
         compose_files.push(rel);
     }
     if let [only] = compose_files.as_slice()
-        && let Some(o) = override_of(&dir, only)
+        && let Some(o) = override_of(&project_dir, file_name(only))
     {
-        compose_files.push(o);
+        compose_files.push(sibling(only, &o));
     }
+    outside_root(
+        &dir,
+        &compose_files,
+        s.root.is_some(),
+        "`root:` on the stack (relative to the inventory file)",
+    )
+    .map_err(|e| e.context(&format!("host `{host}`, stack `{sname}`: ")))?;
     let mut profiles = Vec::new();
     for p in s.profiles {
         if p.value.is_empty()
@@ -968,6 +1218,7 @@ fn build_stack(
     Ok(Stack {
         name: sname.clone(),
         compose_file,
+        root: dir,
         compose_files,
         profiles,
         data_dirs,
@@ -978,6 +1229,8 @@ fn build_stack(
         settle: s.settle.or(h.settle).map(|s| s.0),
         rollout: s.rollout,
         adopt: s.adopt,
+        dir_mode: s.dir_mode.map(|m| m.0),
+        dir_group: s.dir_group.map(|g| g.0.clone()),
     })
 }
 
@@ -1287,6 +1540,69 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn a_root_above_the_compose_file_is_the_stack() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("proj/deploy")).unwrap();
+        std::fs::write(
+            d.path().join("proj/deploy/compose.yml"),
+            "services:\n  app:\n    build: ..\n    volumes:\n      - ../data:/data\n      - ./logs:/logs\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("proj/deploy/compose.override.yml"),
+            "services: {}\n",
+        )
+        .unwrap();
+        let inv = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: proj\n",
+        )
+        .unwrap();
+        let s = &inv.hosts[0].stacks[0];
+        assert_eq!(s.dir(), d.path().join("proj"));
+        assert_eq!(
+            s.compose_files,
+            ["deploy/compose.yml", "deploy/compose.override.yml"]
+        );
+        assert_eq!(s.data_dirs, ["data", "deploy/logs"]);
+
+        let e = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: proj/deploy/nope\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("is not a directory"), "{e}");
+        std::fs::create_dir_all(d.path().join("other")).unwrap();
+        let e = parse(
+            &d,
+            "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n        root: other\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("is not inside the stack's root"), "{e}");
+    }
+
+    #[test]
+    fn dir_mode_quoted_or_not_is_octal() {
+        let d = dir_with_compose();
+        for (v, want) in [("\"0750\"", 0o750), ("0755", 0o755), ("\"0o700\"", 0o700)] {
+            let inv = parse(
+                &d,
+                &format!("hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        dir_mode: {v}\n        dir_group: 1000\n"),
+            )
+            .unwrap();
+            let s = &inv.hosts[0].stacks[0];
+            assert_eq!(
+                (s.dir_mode, s.dir_group.as_deref()),
+                (Some(want), Some("1000")),
+                "{v}"
+            );
+        }
+        // YAML 1.2's 0o750 is the number 488: refused, not taken as 0488
+        assert!(parse(&d, "hosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        dir_mode: 0o750\n").is_err());
     }
 
     #[test]

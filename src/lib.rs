@@ -17,6 +17,7 @@
 //! src/config.rs          the resolved settings everything else reads (cli + env + inventory)
 //! src/inventory.rs       YAML model and validation with file:line errors
 //! src/stack.rs           what a stack ships: file walk, .rbuildignore, sha256, the tar stream
+//! src/compose.rs         what a stack's compose files reference on disk, each checked to be inside its root
 //! src/decide.rs          pure: state + hash + now + flags -> rebuild or not, and why
 //! src/plan.rs            pure: what a host's check found -> each stack's verdict (skip, held, locked, rebuild, ship)
 //! src/ship.rs            every stack hashed once per run; payloads built once per set of stacks
@@ -45,6 +46,7 @@
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
+//! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
 //! tests/support/docker.rs  a host's own engine (or the machine's) and its containers, cleanup guards
@@ -65,6 +67,7 @@
 //! ```
 
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod decide;
 pub mod exit;

@@ -20,6 +20,9 @@ use crate::stack::{self, Contents, StackError};
 #[derive(Debug, Default)]
 pub struct Shipments {
     by_dir: HashMap<PathBuf, Result<Arc<Contents>, Arc<StackError>>>,
+    /// The hashes of stacks whose directory is given a mode or group of its
+    /// own (see [`Stack::perms`]): the files' hash and those, hashed.
+    with_perms: HashMap<(PathBuf, String), String>,
     /// Payloads already built, by the (name, directory) of the stacks they
     /// carry.
     payloads: Mutex<HashMap<Vec<(String, PathBuf)>, Payload>>,
@@ -54,8 +57,21 @@ impl Shipments {
                 c.map(Arc::new).map_err(Arc::new)
             });
         }
+        let mut with_perms = HashMap::new();
+        for s in hosts.iter().flat_map(|h| &h.stacks) {
+            if let (Some(p), Some(Ok(c))) = (s.perms(), by_dir.get(&s.dir())) {
+                let mut h = Sha256::new();
+                h.update(b"rbuild-perms-v1\0");
+                h.update(c.hash.as_bytes());
+                h.update(b"\0");
+                h.update(p.as_bytes());
+                let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                with_perms.insert((s.dir(), p), hex);
+            }
+        }
         Shipments {
             by_dir,
+            with_perms,
             payloads: Default::default(),
         }
     }
@@ -70,7 +86,10 @@ impl Shipments {
     /// files cannot be read.
     pub fn hash_of(&self, s: &Stack) -> Result<&str, &StackError> {
         match self.contents(s) {
-            Ok(c) => Ok(&c.hash),
+            Ok(c) => Ok(s
+                .perms()
+                .and_then(|p| self.with_perms.get(&(s.dir(), p)))
+                .unwrap_or(&c.hash)),
             Err(e) => Err(e),
         }
     }

@@ -342,7 +342,7 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, remote_dir, build_period, up_timeout, build_timeout, settle, adopt\n\
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt, dir_mode, dir_group\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(
@@ -625,4 +625,80 @@ fn completions_and_the_manual_page() {
         .status(2)
         .any_stderr()
         .run();
+}
+
+#[test]
+fn a_file_outside_the_stack_is_refused_naming_the_compose_file_line_and_path() {
+    let project = |t: Test| {
+        t.file(
+            "proj/deploy/compose.yml",
+            "services:\n  app:\n    image: x\n    env_file:\n      - ./local.env\n      - ../common.env\n",
+        )
+        .file("proj/common.env", "A=1\n")
+    };
+    // local mode: the root is the compose file's directory, or `--root`
+    project(Test::new())
+        .args(&["proj/deploy/compose.yml"])
+        .status(2)
+        .stderr("error: [TMP]/proj/deploy/compose.yml:6: env_file `../common.env` is outside the stack's directory `[TMP]/proj/deploy`\nhint: rbuild hashes and ships only the compose file's directory: set `--root DIR` to a directory that holds both\n")
+        .run();
+    project(Test::new())
+        .args(&[
+            "--root",
+            "proj/deploy/..",
+            "--dry-run",
+            "proj/deploy/compose.yml",
+        ])
+        .any_stdout()
+        .any_stderr()
+        .run();
+    // fleet mode: `root:` in the inventory
+    let inv = "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: proj/deploy/compose.yml\n";
+    project(Test::new())
+        .file("inventory.yaml", inv)
+        .args(&["-i", "inventory.yaml"])
+        .status(2)
+        .stderr("error: proj/deploy/compose.yml:6: host `web1`, stack `web`: env_file `../common.env` is outside the stack's directory `proj/deploy`\nhint: rbuild hashes and ships only the compose file's directory: set `root:` on the stack (relative to the inventory file) to a directory that holds both\n")
+        .run();
+    project(Test::new())
+        .file(
+            "inventory.yaml",
+            &format!("{inv}        root: proj/deploy/../..\n"),
+        )
+        .args(&["-i", "inventory.yaml"])
+        .status(2)
+        .any_stderr()
+        .run();
+}
+
+#[test]
+fn dir_mode_and_dir_group_are_validated() {
+    let bad = |key: &str, stderr: &str| {
+        Test::new()
+            .stack("web")
+            .file(
+                "inventory.yaml",
+                &format!("hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        {key}\n"),
+            )
+            .args(&["-i", "inventory.yaml"])
+            .status(2)
+            .stderr(stderr)
+            .run();
+    };
+    bad(
+        "dir_mode: \"0777\"",
+        "error: inventory.yaml:6: dir_mode `0777` lets anyone write the stack's directory; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_mode: \"0550\"",
+        "error: inventory.yaml:6: dir_mode `0550` does not give its owner (the deploying user) `rwx`; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_mode: rwxr-x---",
+        "error: inventory.yaml:6: dir_mode `rwxr-x---` is not an octal mode; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+    );
+    bad(
+        "dir_group: \"www data\"",
+        "error: inventory.yaml:6: dir_group `www data` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid\n",
+    );
 }

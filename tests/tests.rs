@@ -26,6 +26,7 @@ mod suite {
     mod local;
     mod machines;
     mod manual;
+    mod projects;
     mod recovery;
     mod rollout;
     mod security;

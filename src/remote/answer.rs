@@ -342,6 +342,7 @@ mod tests {
                     settle: 10,
                     build_timeout: 1800,
                     hash: "h".into(),
+                    options: Default::default(),
                 })
                 .collect(),
         }

@@ -105,6 +105,43 @@ pub struct ApplyStack {
     /// Seconds the build, and the pull, may take each.
     pub build_timeout: u64,
     pub hash: String,
+    /// How its directory is kept and how it is brought up.
+    pub options: StackOptions,
+}
+
+/// A stack's options on the host, one argument (`OPTIONS`: `-`, or
+/// `KEY=VALUE` words joined by `,`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackOptions {
+    /// The mode of the stack's directory (and its shipped directories);
+    /// `None`: 0700.
+    pub dir_mode: Option<u32>,
+    /// The group given to the shipped files (a name or a gid, validated).
+    pub dir_group: Option<String>,
+    /// Services with no fixed host port are replaced beside the old
+    /// container (see the README).
+    pub zero_downtime: bool,
+}
+
+impl StackOptions {
+    /// The `OPTIONS` argument.
+    pub fn as_arg(&self) -> String {
+        let mut w = Vec::new();
+        if let Some(m) = self.dir_mode {
+            w.push(format!("dir_mode={m:o}"));
+        }
+        if let Some(g) = &self.dir_group {
+            w.push(format!("dir_group={g}"));
+        }
+        if self.zero_downtime {
+            w.push("zero_downtime=1".to_owned());
+        }
+        if w.is_empty() {
+            "-".to_owned()
+        } else {
+            w.join(",")
+        }
+    }
 }
 
 /// `rollback`: put the previous generation of one stack back, by hand.
@@ -223,6 +260,7 @@ impl Call {
                         s.settle.to_string(),
                         s.build_timeout.to_string(),
                         s.hash.clone(),
+                        s.options.as_arg(),
                     ]);
                 }
             }
@@ -289,6 +327,11 @@ mod tests {
                 settle: 10,
                 build_timeout: 1800,
                 hash: "h".into(),
+                options: StackOptions {
+                    dir_mode: Some(0o750),
+                    dir_group: Some("www-data".into()),
+                    zero_downtime: false,
+                },
             }],
         });
         assert!(a.has_payload());
@@ -314,7 +357,8 @@ mod tests {
                 "60",
                 "10",
                 "1800",
-                "h"
+                "h",
+                "dir_mode=750,dir_group=www-data",
             ]
         );
         let stack = |name: &str, hash: &str, period| CheckStack {

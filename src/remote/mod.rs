@@ -19,6 +19,7 @@ pub use answer::{
 };
 pub use call::{
     Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback, StackMode,
+    StackOptions,
 };
 pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,

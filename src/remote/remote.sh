@@ -740,14 +740,21 @@ ship() {
 	# builder caches a build context by path, size and time: a file shipped
 	# twice in one second at one size would otherwise be taken for the old
 	# one.
+	# A stack with a dir_mode of its own unpacks under that mode's umask (a
+	# user other than root gets the files' modes less the umask).
 	if ! err=$({ mkdir -p "$parent" && rm -rf "$stage" && mkdir "$stage" &&
-		tar -xmof "$payload" -C "$stage" "$n"; } 2>&1); then
+		(umask "$ship_umask" && tar -xmof "$payload" -C "$stage" "$n"); } 2>&1); then
 		rm -rf "$stage"
 		result=failed detail="could not unpack the stack beside $dir: $err"
 		no_space "$err"
 		return 1
 	fi
 	chmod 700 "$stage/$n"
+	if ! perms_err=$(set_perms "$stage/$n"); then
+		rm -rf "$stage"
+		result=failed detail="could not give $dir its dir_mode $dir_mode or dir_group $dir_group: $perms_err"
+		return 1
+	fi
 	{ echo "dir=$dir" && paths_of "$stage/$n"; } >"$manifest.new" &&
 		if [ -d "$dir" ]; then carry_list >"$journal.tmp"; else : >"$journal.tmp"; fi &&
 		mv -f "$journal.tmp" "$journal" || {
@@ -764,6 +771,38 @@ ship() {
 		return 1
 	fi
 	mv "$stage/$n" "$dir" && rmdir "$stage"
+}
+
+# stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
+# joined by `,`, validated by the controller): dir_mode, dir_group,
+# zero_downtime; ship_umask follows dir_mode.
+stack_options() {
+	dir_mode=700 dir_group='' zero_downtime=0
+	rest=$1
+	[ "$rest" != - ] || rest=''
+	while [ -n "$rest" ]; do
+		kv=${rest%%,*}
+		if [ "$kv" = "$rest" ]; then rest=''; else rest=${rest#*,}; fi
+		case $kv in
+		dir_mode=*) dir_mode=${kv#*=} ;;
+		dir_group=*) dir_group=${kv#*=} ;;
+		zero_downtime=*) zero_downtime=${kv#*=} ;;
+		esac
+	done
+	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))
+}
+
+# set_perms DIR: the shipped tree gets the stack's dir_mode (its
+# directories; files keep their own modes, env files 0600) and dir_group
+# (every shipped entry). The default (0700, the user's group) changes
+# nothing.
+set_perms() {
+	if [ "$dir_mode" != 700 ]; then
+		find "$1" -type d -exec chmod "$dir_mode" {} + 2>&1 || return 1
+	fi
+	if [ -n "$dir_group" ]; then
+		chgrp -R "$dir_group" "$1" 2>&1 || return 1
+	fi
 }
 
 # undo_ship: put the previous copy back after a failed build or pull, or
@@ -1189,11 +1228,12 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 10 ]; do
+	while [ $# -ge 11 ]; do
 		n=$1 dir=$2 compose_files=$3 profiles=$4 mode=$5 adopt=$6 up_timeout=$7 settle=$8 build_timeout=$9
 		shift 9
 		hash=$1
-		shift
+		stack_options "$2"
+		shift 2
 		shipped=0
 		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")

@@ -103,6 +103,13 @@ pub struct Stack {
     /// Take over a non-empty `remote_dir` rbuild did not create.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adopt: Option<bool>,
+    /// The stack's root, relative to the test's root directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir_group: Option<String>,
 }
 
 /// One top-level shared stack (its name is its key under `stacks:`).
