@@ -26,6 +26,7 @@ mod suite {
     mod machines;
     mod manual;
     mod recovery;
+    mod report;
     mod rollout;
     mod security;
 }
