@@ -54,6 +54,7 @@ mod tests {
             duration: Duration::ZERO,
             error: None,
             hint: None,
+            detail: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch};
 
@@ -114,16 +114,23 @@ pub async fn run<C: Connect>(
                     rows
                 }
                 Some(slot) => {
+                    let _ = ctx.tx.send(Progress::HostStart {
+                        host: h.name.clone(),
+                    });
+                    let begun = SystemTime::now();
                     let (ctx2, h2) = (ctx.clone(), h.clone());
                     // a panic stays with its host
-                    match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await }).await {
-                        Ok(rows) => rows,
-                        Err(e) => {
-                            let rows = rows::internal_error(&h.name, names(&h), &e);
-                            rows.iter().for_each(|r| ctx.report(r, vec![]));
-                            rows
-                        }
-                    }
+                    let mut rows =
+                        match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await }).await {
+                            Ok(rows) => rows,
+                            Err(e) => {
+                                let rows = rows::internal_error(&h.name, names(&h), &e);
+                                rows.iter().for_each(|r| ctx.report(r, vec![]));
+                                rows
+                            }
+                        };
+                    detail(&ctx, &h, &mut rows, begun);
+                    rows
                 }
             };
             let _ = ctx.tx.send(Progress::HostDone {
@@ -137,6 +144,22 @@ pub async fn run<C: Connect>(
         rows.extend(t.await.expect("a host task reports its own panics"));
     }
     rows
+}
+
+/// What scripts get besides a host's rows: when each started and ended
+/// (those the apply timed keep theirs), the hash of its files.
+fn detail<C>(ctx: &Ctx<C>, h: &Host, rows: &mut [Row], begun: SystemTime) {
+    let now = SystemTime::now();
+    for r in rows {
+        r.detail.started.get_or_insert(begun);
+        r.detail.finished.get_or_insert(now);
+        r.detail.hash = h
+            .stacks
+            .iter()
+            .find(|s| s.name == r.stack)
+            .and_then(|s| ctx.shipments.hash_of(s).ok())
+            .map(str::to_owned);
+    }
 }
 
 /// How long the controller waits for an apply: every bound the host keeps
@@ -526,6 +549,8 @@ async fn apply<C: Connect>(
     // live; the results as they come (for a host given up on).
     let mut mark = Instant::now();
     let mut durations: HashMap<String, Duration> = HashMap::new();
+    let mut since = SystemTime::now();
+    let mut times: HashMap<String, (SystemTime, SystemTime)> = HashMap::new();
     let mut seen = Results::default();
     let tx = ctx.tx.clone();
     let host = h.name.clone();
@@ -549,6 +574,9 @@ async fn apply<C: Connect>(
             Event::Done { stack, .. } => {
                 durations.insert(stack.clone(), mark.elapsed());
                 mark = Instant::now();
+                let now = SystemTime::now();
+                times.insert(stack.clone(), (since, now));
+                since = now;
             }
             _ => {}
         }
@@ -568,8 +596,15 @@ async fn apply<C: Connect>(
                 Ok(a) => {
                     let result = a.results.get(s);
                     let took = durations.get(s).copied().unwrap_or_default();
-                    let row = rows::applied(&h.name, s, d.reason, result, a.cut.as_ref(), took);
+                    let mut row = rows::applied(&h.name, s, d.reason, result, a.cut.as_ref(), took);
                     let log = result.map(|r| r.log.clone()).unwrap_or_default();
+                    if matches!(row.action, Action::Failed | Action::RolledBack) {
+                        row.detail.output = log.clone();
+                    }
+                    if let Some((started, finished)) = times.get(s) {
+                        row.detail.started = Some(*started);
+                        row.detail.finished = Some(*finished);
+                    }
                     (row, log, true)
                 }
             };

@@ -41,12 +41,14 @@
 //! src/report/table.rs    the summary table
 //! src/report/json.rs     the `--json` document
 //! src/exit.rs            exit codes and their merge
+//! src/metrics.rs         `--metrics-file`: the run in Prometheus text format, written atomically
 //! src/**/snapshots/      insta snapshots of the rendered table and history
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
+//! tests/suite/report.rs  what a run reports: the live display under tmux, plain lines, rollback progress
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
 //! tests/support/docker.rs  a host's own engine (or the machine's) and its containers, cleanup guards
@@ -75,6 +77,7 @@ pub mod fleet;
 pub mod host;
 pub mod inventory;
 pub mod manual;
+pub mod metrics;
 pub mod plan;
 pub mod remote;
 pub mod report;

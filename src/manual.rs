@@ -10,8 +10,9 @@ use crate::cli::Command;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::host::{Conn, Connect, HostError, World};
+use crate::remote::Event;
 use crate::remote::{self, Attempt};
-use crate::report::{self, Action, rows};
+use crate::report::{self, Action, Progress, rows};
 use crate::run::{Error, print_out};
 
 #[derive(Serialize)]
@@ -104,6 +105,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
         )));
     };
     let started = Instant::now();
+    let begun = std::time::SystemTime::now();
     let failed = |e: HostError| {
         let hint = e.hint().map(|h| format!("\nhint: {h}")).unwrap_or_default();
         Error::failed(format!("{host}: {e}{hint}"))
@@ -147,6 +149,29 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             Ok(Exit::Success)
         }
         Command::Rollback { .. } => {
+            // a rollback takes a while (up, the health gate): its steps are
+            // shown as a fleet run's are
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let monitor = tokio::spawn(report::progress::run(
+                rx,
+                report::progress::Style {
+                    terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                    quiet: settings.quiet,
+                    verbose: settings.verbose,
+                },
+            ));
+            let _ = tx.send(Progress::Start { hosts: 1 });
+            let _ = tx.send(Progress::HostStart { host: host.clone() });
+            let steps = tx.clone();
+            let mut on_event = move |e: &Event| {
+                if let Event::Step { stack, step } = e {
+                    let _ = steps.send(Progress::Step {
+                        host: host.clone(),
+                        stack: stack.clone(),
+                        step: step.clone(),
+                    });
+                }
+            };
             let result = conn
                 .rollback(
                     remote::Rollback {
@@ -159,12 +184,21 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
                         up_timeout: settings.up_timeout(s),
                         settle: settings.settle(s),
                     },
-                    &mut |_| {},
+                    &mut on_event,
                 )
                 .await;
             conn.close().await;
+            let _ = tx.send(Progress::HostDone { host: host.clone() });
+            // the monitor ends once every sender is gone
+            drop((on_event, tx));
+            let _ = monitor.await;
             let result = result.map_err(failed)?;
-            let row = rows::rolled_back_by_hand(host, stack, &result, started.elapsed());
+            let mut row = rows::rolled_back_by_hand(host, stack, &result, started.elapsed());
+            row.detail.started = Some(begun);
+            row.detail.finished = Some(std::time::SystemTime::now());
+            if row.action == Action::Failed {
+                row.detail.output = result.log.clone();
+            }
             // a rollback asked for is a success (a rebuild's is not)
             let exit = if row.action == Action::RolledBack {
                 Exit::Success

@@ -28,6 +28,7 @@ mod suite {
     mod manual;
     mod projects;
     mod recovery;
+    mod report;
     mod rollout;
     mod security;
 }

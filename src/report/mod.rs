@@ -7,7 +7,7 @@ pub mod progress;
 pub mod rows;
 pub mod table;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -55,6 +55,23 @@ pub struct Row {
     pub duration: Duration,
     pub error: Option<String>,
     pub hint: Option<String>,
+    /// What scripts get besides (`--json`, metrics, notifications).
+    pub detail: Detail,
+}
+
+/// A row's particulars for scripts: when it ran, what it shipped, what
+/// docker said when it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// The tail of the docker output of a failed or rolled back rebuild.
+    pub output: Vec<String>,
+    /// When work on the stack started (its host's connect, or its step of
+    /// the apply).
+    pub started: Option<SystemTime>,
+    /// When its result was known.
+    pub finished: Option<SystemTime>,
+    /// The sha256 of the stack's files on this machine, if they were read.
+    pub hash: Option<String>,
 }
 
 /// What workers tell the monitor.
@@ -62,6 +79,8 @@ pub struct Row {
 pub enum Progress {
     /// The run starts, with this many hosts.
     Start { hosts: usize },
+    /// Work on a host starts (it got its slot: connect and check).
+    HostStart { host: String },
     /// A host's rebuild step started (`ship`, `build`, `pull`, `up`, ...).
     Step {
         host: String,

@@ -24,6 +24,7 @@ fn row(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
         duration: Duration::ZERO,
         error: None,
         hint: None,
+        detail: Default::default(),
     }
 }
 

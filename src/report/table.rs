@@ -69,6 +69,7 @@ mod tests {
                 duration: Duration::from_millis(12_340),
                 error: None,
                 hint: None,
+                detail: Default::default(),
             },
             Row {
                 host: "web2".into(),
@@ -78,6 +79,7 @@ mod tests {
                 duration: Duration::from_millis(10_002),
                 error: Some("cannot connect: Connection refused".into()),
                 hint: None,
+                detail: Default::default(),
             },
             Row {
                 host: "web3".into(),
@@ -87,6 +89,7 @@ mod tests {
                 duration: Duration::from_millis(180),
                 error: None,
                 hint: None,
+                detail: Default::default(),
             },
         ];
         insta::assert_snapshot!(render(&rows, Duration::from_millis(10_500), false, None));

@@ -1,0 +1,243 @@
+//! `--metrics-file PATH`: the run's results in the Prometheus text format,
+//! for node_exporter's textfile collector, written atomically (a temporary
+//! file in the same directory, renamed over PATH) so the collector never
+//! reads half a file.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::report::json::{ACTIONS, counts, hosts};
+use crate::report::{Action, Row};
+
+/// What the metrics say of the run as a whole.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo {
+    /// When the run ended.
+    pub finished: SystemTime,
+    pub duration: Duration,
+    pub exit_code: u8,
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines
+/// escaped.
+pub fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn head(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// The run's metrics (pure).
+pub fn render(rows: &[Row], run: &RunInfo) -> String {
+    let mut out = String::new();
+    head(
+        &mut out,
+        "rbuild_stack_result",
+        "The last run's result of a stack on a host: 1 for its action and reason.",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "rbuild_stack_result{{host=\"{}\",stack=\"{}\",action=\"{}\",reason=\"{}\"}} 1",
+            escape(&r.host),
+            escape(&r.stack),
+            r.action.as_str(),
+            r.reason.as_str()
+        );
+    }
+    head(
+        &mut out,
+        "rbuild_stack_failed",
+        "1 when the stack failed or was rolled back in the last run, else 0.",
+    );
+    for r in rows {
+        let failed = matches!(r.action, Action::Failed | Action::RolledBack);
+        let _ = writeln!(
+            out,
+            "rbuild_stack_failed{{host=\"{}\",stack=\"{}\"}} {}",
+            escape(&r.host),
+            escape(&r.stack),
+            u8::from(failed)
+        );
+    }
+    head(
+        &mut out,
+        "rbuild_stack_duration_seconds",
+        "Time the last run spent on the stack (its check, or its rebuild).",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "rbuild_stack_duration_seconds{{host=\"{}\",stack=\"{}\"}} {:.3}",
+            escape(&r.host),
+            escape(&r.stack),
+            r.duration.as_secs_f64()
+        );
+    }
+    head(
+        &mut out,
+        "rbuild_run_stacks",
+        "How many stacks the last run reported with each action.",
+    );
+    for (action, n) in counts(rows) {
+        let _ = writeln!(out, "rbuild_run_stacks{{action=\"{action}\"}} {n}");
+    }
+    debug_assert_eq!(counts(rows).len(), ACTIONS.len());
+    head(&mut out, "rbuild_run_hosts", "Hosts in the last run.");
+    let _ = writeln!(out, "rbuild_run_hosts {}", hosts(rows));
+    head(
+        &mut out,
+        "rbuild_run_exit_code",
+        "The last run's exit status (0: all good).",
+    );
+    let _ = writeln!(out, "rbuild_run_exit_code {}", run.exit_code);
+    head(
+        &mut out,
+        "rbuild_run_duration_seconds",
+        "How long the last run took.",
+    );
+    let _ = writeln!(
+        out,
+        "rbuild_run_duration_seconds {:.3}",
+        run.duration.as_secs_f64()
+    );
+    head(
+        &mut out,
+        "rbuild_last_run_timestamp_seconds",
+        "When the last run ended (Unix time).",
+    );
+    let at = run
+        .finished
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let _ = writeln!(out, "rbuild_last_run_timestamp_seconds {at}");
+    out
+}
+
+/// Write `text` to `path` atomically: a temporary file in its directory
+/// (readable by all, as the collector may run as another user), renamed
+/// over it.
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".rbuild-metrics-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Reason;
+    use crate::report::Detail;
+
+    fn row(host: &str, stack: &str, action: Action, secs: u64) -> Row {
+        Row {
+            host: host.into(),
+            stack: stack.into(),
+            action,
+            reason: Reason::Expired,
+            duration: Duration::from_millis(secs * 1000 + 250),
+            error: None,
+            hint: None,
+            detail: Detail::default(),
+        }
+    }
+
+    #[test]
+    fn the_run_in_the_text_format() {
+        let rows = [
+            row("web1", "blog", Action::Rebuilt, 12),
+            row("web2", "blog", Action::RolledBack, 30),
+        ];
+        let run = RunInfo {
+            finished: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            duration: Duration::from_millis(31_500),
+            exit_code: 1,
+        };
+        let text = render(&rows, &run);
+        for line in [
+            "# TYPE rbuild_stack_result gauge",
+            "rbuild_stack_result{host=\"web1\",stack=\"blog\",action=\"rebuilt\",reason=\"expired\"} 1",
+            "rbuild_stack_result{host=\"web2\",stack=\"blog\",action=\"rolled_back\",reason=\"expired\"} 1",
+            "rbuild_stack_failed{host=\"web1\",stack=\"blog\"} 0",
+            "rbuild_stack_failed{host=\"web2\",stack=\"blog\"} 1",
+            "rbuild_stack_duration_seconds{host=\"web1\",stack=\"blog\"} 12.250",
+            "rbuild_run_stacks{action=\"rebuilt\"} 1",
+            "rbuild_run_stacks{action=\"rolled_back\"} 1",
+            "rbuild_run_stacks{action=\"failed\"} 0",
+            "rbuild_run_hosts 2",
+            "rbuild_run_exit_code 1",
+            "rbuild_run_duration_seconds 31.500",
+            "rbuild_last_run_timestamp_seconds 1800000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        // every metric has its HELP and TYPE once, before its samples
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            let ty = text.find(&format!("# TYPE {name} gauge\n")).unwrap();
+            assert!(ty < text.find(l).unwrap(), "{l}");
+            assert_eq!(text.matches(&format!("# HELP {name} ")).count(), 1);
+        }
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("a\nb"), r"a\nb");
+        let rows = [row("we\"b", "x\\y", Action::Failed, 1)];
+        let run = RunInfo {
+            finished: UNIX_EPOCH,
+            duration: Duration::ZERO,
+            exit_code: 1,
+        };
+        assert!(
+            render(&rows, &run).contains(r#"rbuild_stack_failed{host="we\"b",stack="x\\y"} 1"#)
+        );
+    }
+
+    #[test]
+    fn the_file_is_replaced_whole_and_readable_by_all() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rbuild.prom");
+        write(&path, "old 1\n").unwrap();
+        write(&path, "new 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new 1\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // no temporary file is left behind
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["rbuild.prom"]);
+        // a directory that does not exist is an error, not a panic
+        assert!(write(&dir.path().join("nope/rbuild.prom"), "x\n").is_err());
+    }
+}
