@@ -113,6 +113,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Also write the run's results to this file in the Prometheus text
+    /// format (for node_exporter's textfile collector), atomically. Not
+    /// written under `--dry-run`; a failure to write is a warning.
+    #[arg(long, env = "RBUILD_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Print nothing when nothing changed and nothing failed (for cron).
     #[arg(short, long)]
     pub quiet: bool,

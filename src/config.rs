@@ -68,6 +68,8 @@ pub struct Settings {
     pub settle: Option<u64>,
     pub concurrency: usize,
     pub json: bool,
+    /// `--metrics-file`: where to write the run's metrics.
+    pub metrics_file: Option<PathBuf>,
     pub quiet: bool,
     pub verbose: u8,
     pub connect_timeout: Duration,
@@ -181,6 +183,7 @@ impl Settings {
             settle: cli.settle,
             concurrency: cli.concurrency as usize,
             json: cli.json,
+            metrics_file: cli.metrics_file,
             quiet: cli.quiet,
             verbose: cli.verbose,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),

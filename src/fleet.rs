@@ -820,6 +820,7 @@ mod tests {
             settle: None,
             concurrency: 4,
             json: false,
+            metrics_file: None,
             quiet: true,
             verbose: 0,
             connect_timeout: Duration::from_secs(1),

@@ -229,6 +229,23 @@ pub async fn run(
     let _ = monitor.await;
     let interrupted = *cancel_rx.borrow();
     let exit = Exit::merge(&rows, interrupted);
+    if let Some(path) = settings
+        .metrics_file
+        .as_deref()
+        .filter(|_| !settings.dry_run)
+    {
+        let info = crate::metrics::RunInfo {
+            finished: std::time::SystemTime::now(),
+            duration: started.elapsed(),
+            exit_code: exit.code(),
+        };
+        if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&rows, &info)) {
+            tracing::warn!(
+                "could not write the metrics file {}: {e} (the run's result is unchanged)",
+                path.display()
+            );
+        }
+    }
 
     let out = if settings.json {
         report::json::render(&rows, exit.code())
