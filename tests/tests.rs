@@ -25,6 +25,7 @@ mod suite {
     mod local;
     mod machines;
     mod manual;
+    mod operator;
     mod recovery;
     mod rollout;
     mod security;
