@@ -85,7 +85,7 @@ pub struct Cli {
 
     /// Only hosts whose name or group matches one of these globs
     /// (comma-separated or repeated), e.g. `web*,db1`.
-    #[arg(long, value_name = "PATTERN", value_delimiter = ',')]
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
     pub limit: Vec<String>,
 
     /// Rebuild a stack on at most this many hosts at once: a count, or a
@@ -188,6 +188,20 @@ pub enum Commands {
     Stack(Command),
     #[command(flatten)]
     Meta(Meta),
+    #[command(flatten)]
+    Fleet(FleetCommand),
+}
+
+/// Commands on every selected host of the inventory that change nothing.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Show every stack of the selected hosts (`--limit`) as its host sees
+    /// it: services running and healthy, last successful build and its age,
+    /// whether the local files changed since, when the next rebuild is due,
+    /// the last failed attempt, the lock. One remote command per host;
+    /// nothing is changed. Exit status 1 when a host cannot be asked or a
+    /// stack has a problem.
+    Status,
 }
 
 /// Commands on one stack of one inventory host (they need `--inventory`).
@@ -196,6 +210,16 @@ pub enum Command {
     /// Print the last rebuild attempts of STACK on HOST (time, hash, result,
     /// images), newest last. Local mode: `history COMPOSE_FILE`.
     History {
+        /// HOST of the inventory, or (local mode) the stack's COMPOSE_FILE.
+        #[arg(value_name = "HOST|COMPOSE_FILE")]
+        target: String,
+        /// STACK on HOST.
+        stack: Option<String>,
+    },
+    /// Print the output of the last failed attempt of STACK on HOST (docker's
+    /// and the hooks', its last 64 KiB, kept on the host). Local mode:
+    /// `logs COMPOSE_FILE`.
+    Logs {
         /// HOST of the inventory, or (local mode) the stack's COMPOSE_FILE.
         #[arg(value_name = "HOST|COMPOSE_FILE")]
         target: String,
@@ -218,9 +242,9 @@ impl Command {
     /// What the command names: HOST and STACK, or a COMPOSE_FILE.
     pub fn target(&self) -> (&str, Option<&str>) {
         match self {
-            Command::History { target, stack } | Command::Rollback { target, stack } => {
-                (target, stack.as_deref())
-            }
+            Command::History { target, stack }
+            | Command::Rollback { target, stack }
+            | Command::Logs { target, stack } => (target, stack.as_deref()),
         }
     }
 }

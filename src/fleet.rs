@@ -745,7 +745,9 @@ mod tests {
                     }
                     a.stacks.iter().map(|s| s.name.clone()).collect()
                 }
-                Call::Rollback(_) | Call::History(_) => unreachable!("not the executor's"),
+                Call::Rollback(_) | Call::History(_) | Call::Status(_) | Call::Logs(_) => {
+                    unreachable!("not the executor's")
+                }
             };
             self.world
                 .calls

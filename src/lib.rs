@@ -34,7 +34,9 @@
 //! src/host/lines.rs      a call's output as bounded lines; the stderr tail kept for errors
 //! src/fleet.rs           the executor: connect, check, plan, apply, report; bounded concurrency; scripted-host unit tests
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
-//! src/manual.rs          `rbuild history` and `rbuild rollback` on one stack of one host
+//! src/manual.rs          `rbuild history`, `rbuild rollback` and `rbuild logs` on one stack of one host
+//! src/status.rs          `rbuild status`: every stack of the selected hosts as its host sees it, one command a host
+//! tests/suite/operator.rs  `status`, `logs`, hooks, `--lock-wait` against the test hosts
 //! src/report/mod.rs      rows, actions, progress events
 //! src/report/rows.rs     every summary row and its words, one wording per message
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
@@ -85,6 +87,7 @@ pub mod rollout;
 pub mod run;
 pub mod ship;
 pub mod stack;
+pub mod status;
 
 #[cfg(test)]
 mod layout {

@@ -37,7 +37,7 @@ const LAST_RFC3339: u64 = 253_402_300_799;
 
 /// A host time as RFC 3339, or as the number it is when it is no time
 /// RFC 3339 can write (a host can record anything).
-fn rfc3339(at: u64) -> String {
+pub(crate) fn rfc3339(at: u64) -> String {
     match UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
         Some(t) if at <= LAST_RFC3339 => humantime::format_rfc3339_seconds(t).to_string(),
         _ => format!("{at} (not a time)"),
@@ -148,6 +148,41 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             }
             Ok(Exit::Success)
         }
+        Command::Logs { .. } => {
+            let kept = conn
+                .logs(remote::Logs {
+                    state_dir: h.state_dir.clone(),
+                    name: s.name.clone(),
+                })
+                .await;
+            conn.close().await;
+            let kept = kept.map_err(failed)?;
+            if settings.json {
+                let doc = LogsDoc {
+                    version: 1,
+                    host,
+                    stack,
+                    attempt: kept.as_ref().map(|k| AttemptJson {
+                        at: k.attempt.at,
+                        hash: &k.attempt.hash,
+                        result: &k.attempt.result,
+                        images: &k.attempt.images,
+                        detail: &k.attempt.detail,
+                    }),
+                    output: kept.as_ref().map_or(&[][..], |k| &k.output[..]),
+                };
+                let mut text = serde_json::to_string_pretty(&doc).expect("serializable");
+                text.push('\n');
+                print_out(&text)?;
+            } else if let Some(k) = kept {
+                print_out(&render_logs(host, stack, &k))?;
+            } else {
+                eprintln!(
+                    "{host} {stack}: no failed attempt is kept (none since rbuild began keeping them)"
+                );
+            }
+            Ok(Exit::Success)
+        }
         Command::Rollback { .. } => {
             // a rollback takes a while (up, the health gate): its steps are
             // shown as a fleet run's are
@@ -215,6 +250,32 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             Ok(exit)
         }
     }
+}
+
+#[derive(Serialize)]
+struct LogsDoc<'a> {
+    version: u32,
+    host: &'a str,
+    stack: &'a str,
+    attempt: Option<AttemptJson<'a>>,
+    output: &'a [String],
+}
+
+/// A kept failed attempt: a line saying which, then its output (pure).
+pub fn render_logs(host: &str, stack: &str, k: &remote::FailedAttempt) -> String {
+    let a = &k.attempt;
+    let mut out = format!(
+        "# {host} {stack}: {} at {} (hash {}): {}\n",
+        a.result,
+        rfc3339(a.at),
+        a.hash.get(..12).unwrap_or(&a.hash),
+        a.detail
+    );
+    for l in &k.output {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -77,6 +77,9 @@ pub fn main() -> Result<Exit, Error> {
     let command = match cli.command.take() {
         Some(crate::cli::Commands::Meta(m)) => return meta(m),
         Some(crate::cli::Commands::Stack(c)) => Some(c),
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
+            return status(cli, inventory_from_env);
+        }
         None => None,
     };
     let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
@@ -107,6 +110,34 @@ pub fn main() -> Result<Exit, Error> {
             None => run(settings, world, cancel_rx).await,
             Some(cmd) => crate::manual::run(cmd, settings, world).await,
         }
+    })
+}
+
+/// `rbuild status`: the selected hosts of the inventory, nothing changed.
+fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
+    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
+        return Err(Error::usage(
+            "`status` reads the hosts of an inventory: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild status -i inventory.yaml`",
+        ));
+    }
+    let settings =
+        Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(anyhow::Error::new(e).context("starting the runtime")))?;
+    let control = control_dir().map_err(|e| {
+        Error::Usage(anyhow::Error::new(e).context("creating the run's private directory"))
+    })?;
+    let world = World {
+        mode: settings.mode,
+        ssh: ssh_settings(&settings, control.path()),
+    };
+    let private = control.path().to_owned();
+    rt.block_on(async move {
+        tokio::spawn(watch_signals(None, private, true));
+        crate::status::run(settings, world).await
     })
 }
 

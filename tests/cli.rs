@@ -702,3 +702,27 @@ fn dir_mode_and_dir_group_are_validated() {
         "error: inventory.yaml:6: dir_group `www data` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid\n",
     );
 }
+
+#[test]
+fn status_and_logs_name_what_they_need() {
+    Test::new()
+        .args(&["status"])
+        .status(2)
+        .stderr(
+            "error: `status` reads the hosts of an inventory: give `--inventory FILE` and no COMPOSE_FILE\n\
+             hint: e.g. `rbuild status -i inventory.yaml`\n",
+        )
+        .run();
+    let t = || Test::new().stack("web").file("inventory.yaml", ONE_HOST);
+    t().args(&["status", "-i", "inventory.yaml", "--limit", "db*"])
+        .status(2)
+        .stderr(
+            "error: `--limit db*` matches no host of `inventory.yaml`\n\
+             hint: patterns are globs over host and group names, e.g. `web*`\n",
+        )
+        .run();
+    t().args(&["-i", "inventory.yaml", "logs", "web1", "db"])
+        .status(2)
+        .stderr("error: host `web1` runs no stack `db`\nhint: its stacks: web\n")
+        .run();
+}

@@ -26,6 +26,7 @@ mod suite {
     mod local;
     mod machines;
     mod manual;
+    mod operator;
     mod projects;
     mod recovery;
     mod report;

@@ -21,8 +21,8 @@ use lines::Lines;
 use crate::config::Mode;
 use crate::inventory::Host;
 use crate::remote::{
-    self, Apply, ApplyAnswer, Attempt, Call, Check, CheckAnswer, Event, History, RemoteError,
-    Rollback, StackResult, Token, Transcript,
+    self, Apply, ApplyAnswer, Attempt, Call, Check, CheckAnswer, Event, FailedAttempt, History,
+    Logs, RemoteError, Rollback, StackResult, Status, StatusAnswer, Token, Transcript,
 };
 
 pub use crate::ship::Payload;
@@ -134,6 +134,29 @@ pub trait Conn: Send + Sized {
             let name = call.name.clone();
             let t = self.run(&Call::Rollback(call), None, on_event).await?;
             Ok(remote::rollback_answer(&t, &name)?)
+        }
+    }
+
+    /// Every stack's state, services and last failure, with one command.
+    fn status(
+        &mut self,
+        call: Status,
+    ) -> impl Future<Output = Result<StatusAnswer, HostError>> + Send {
+        async move {
+            let names: Vec<String> = call.stacks.iter().map(|s| s.name.clone()).collect();
+            let t = self.run(&Call::Status(call), None, &mut |_| {}).await?;
+            Ok(remote::status_answer(&t, &names)?)
+        }
+    }
+
+    /// One stack's last failed attempt and its output, if one is kept.
+    fn logs(
+        &mut self,
+        call: Logs,
+    ) -> impl Future<Output = Result<Option<FailedAttempt>, HostError>> + Send {
+        async move {
+            let t = self.run(&Call::Logs(call), None, &mut |_| {}).await?;
+            Ok(remote::logs_answer(&t)?)
         }
     }
 

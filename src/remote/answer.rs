@@ -192,6 +192,116 @@ pub fn history_answer(t: &Transcript) -> Result<Vec<Attempt>, RemoteError> {
         .collect())
 }
 
+/// One service container of a stack, as `status` found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    /// `running`, `exited:CODE`, `restarting`, `created`, ...; `gone`: its
+    /// recorded cgroup is not there (the engine was not asked).
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, `none` (no healthcheck); `-`:
+    /// not known (the engine was not asked).
+    pub health: String,
+}
+
+/// What `status` found for one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusStack {
+    /// What the check reads.
+    pub recorded: Recorded,
+    pub services: Vec<Service>,
+    /// The last failed attempt kept on the host, if any.
+    pub last_failure: Option<Attempt>,
+}
+
+/// The answer of a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusAnswer {
+    /// The host's clock.
+    pub now: u64,
+    pub stacks: HashMap<String, StatusStack>,
+}
+
+/// Decode a status: complete (`end`), every stack asked about reported.
+pub fn status_answer(t: &Transcript, names: &[String]) -> Result<StatusAnswer, RemoteError> {
+    let now = t.greeted()?;
+    if !t.events.iter().any(|e| matches!(e, Event::End { .. })) {
+        return Err(t.cut());
+    }
+    let mut stacks: HashMap<String, StatusStack> = HashMap::new();
+    for e in &t.events {
+        if let Event::State { stack, recorded } = e {
+            stacks.insert(
+                stack.clone(),
+                StatusStack {
+                    recorded: recorded.clone(),
+                    services: vec![],
+                    last_failure: None,
+                },
+            );
+        }
+    }
+    for e in &t.events {
+        match e {
+            Event::Service {
+                stack,
+                service,
+                state,
+                health,
+            } => {
+                if let Some(s) = stacks.get_mut(stack) {
+                    s.services.push(Service {
+                        name: service.clone(),
+                        state: state.clone(),
+                        health: health.clone(),
+                    });
+                }
+            }
+            Event::History { stack, attempt } => {
+                if let Some(s) = stacks.get_mut(stack) {
+                    s.last_failure = Some(attempt.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(missing) = names.iter().find(|n| !stacks.contains_key(*n)) {
+        return Err(RemoteError::Unreported(missing.clone()));
+    }
+    Ok(StatusAnswer { now, stacks })
+}
+
+/// A stack's last failed attempt, as `logs` reads it back from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub attempt: Attempt,
+    /// Its output (docker's and the hooks'), at most its last 64 KiB.
+    pub output: Vec<String>,
+}
+
+/// Decode a logs call: `None` when no failed attempt is kept.
+pub fn logs_answer(t: &Transcript) -> Result<Option<FailedAttempt>, RemoteError> {
+    t.greeted()?;
+    if !t.events.iter().any(|e| matches!(e, Event::End { .. })) {
+        return Err(t.cut());
+    }
+    let Some(attempt) = t.events.iter().find_map(|e| match e {
+        Event::History { attempt, .. } => Some(attempt.clone()),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let output = t
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Some(FailedAttempt { attempt, output }))
+}
+
 /// Every `done`, with the stack's `log` lines.
 fn results(t: &Transcript) -> HashMap<String, StackResult> {
     let mut r = Results::default();
@@ -395,6 +505,52 @@ mod tests {
             })
         );
         assert!(!a.cut.unwrap().may_still_run());
+    }
+
+    #[test]
+    fn status_and_logs_answers() {
+        let t = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                WEB,
+                "@rbuild service web app running healthy",
+                "@rbuild service web job exited:0 none",
+                "@rbuild service other x running none",
+                "@rbuild history web 4 h2 rolled_back app=1 not healthy: app(unhealthy)",
+                "@rbuild end",
+            ],
+            Some(0),
+        );
+        let names = ["web".to_owned()];
+        let a = status_answer(&t, &names).unwrap();
+        let web = &a.stacks["web"];
+        assert_eq!(web.services.len(), 2);
+        assert_eq!(web.services[1].state, "exited:0");
+        assert_eq!(web.last_failure.as_ref().unwrap().result, "rolled_back");
+        assert_eq!(
+            status_answer(&t, &["db".to_owned()]).unwrap_err(),
+            RemoteError::Unreported("db".into())
+        );
+        // cut before `end`
+        let cut = transcript(&["@rbuild hello proto=3 now=5", WEB], None);
+        assert!(status_answer(&cut, &names).unwrap_err().may_still_run());
+
+        let l = transcript(
+            &[
+                "@rbuild hello proto=3 now=5",
+                "@rbuild history web 4 h2 failed - build failed",
+                "@rbuild log web step 1/2",
+                "@rbuild log web ",
+                "@rbuild log web ERROR: boom",
+                "@rbuild end",
+            ],
+            Some(0),
+        );
+        let f = logs_answer(&l).unwrap().unwrap();
+        assert_eq!(f.attempt.detail, "build failed");
+        assert_eq!(f.output, ["step 1/2", "", "ERROR: boom"]);
+        let none = transcript(&["@rbuild hello proto=3 now=5", "@rbuild end"], Some(0));
+        assert_eq!(logs_answer(&none).unwrap(), None);
     }
 
     #[test]

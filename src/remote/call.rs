@@ -12,6 +12,8 @@ pub enum Call {
     Apply(Apply),
     Rollback(Rollback),
     History(History),
+    Status(Status),
+    Logs(Logs),
 }
 
 /// `check`: read every stack's state file, no docker CLI, nothing written.
@@ -164,6 +166,21 @@ pub struct History {
     pub name: String,
 }
 
+/// `status`: what the check reads, and each stack's service containers
+/// (one `docker ps` for the host) and last failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state_dir: Option<String>,
+    pub stacks: Vec<CheckStack>,
+}
+
+/// `logs`: the output of one stack's last failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logs {
+    pub state_dir: Option<String>,
+    pub name: String,
+}
+
 fn flag(b: bool) -> String {
     if b { "1" } else { "0" }.to_owned()
 }
@@ -195,6 +212,8 @@ impl Call {
             Call::Apply(_) => "apply",
             Call::Rollback(_) => "rollback",
             Call::History(_) => "history",
+            Call::Status(_) => "status",
+            Call::Logs(_) => "logs",
         }
     }
 
@@ -221,6 +240,8 @@ impl Call {
             Call::Apply(a) => &a.state_dir,
             Call::Rollback(r) => &r.state_dir,
             Call::History(h) => &h.state_dir,
+            Call::Status(s) => &s.state_dir,
+            Call::Logs(l) => &l.state_dir,
         };
         let mut a = vec![
             "rbuild".to_owned(),
@@ -274,6 +295,12 @@ impl Call {
                 r.settle.to_string(),
             ]),
             Call::History(h) => a.push(h.name.clone()),
+            Call::Status(st) => {
+                for s in &st.stacks {
+                    a.extend([s.name.clone(), s.hash.clone(), s.period.to_string()]);
+                }
+            }
+            Call::Logs(l) => a.push(l.name.clone()),
         }
         a
     }

@@ -164,6 +164,15 @@ pub enum Event {
         stack: String,
         attempt: Attempt,
     },
+    /// `status`: one service container of a stack: its state (`running`,
+    /// `exited:CODE`, `gone`, ...) and health (`healthy`, `unhealthy`,
+    /// `starting`, `none`; `-`: not known).
+    Service {
+        stack: String,
+        service: String,
+        state: String,
+        health: String,
+    },
     /// The command could not run at all on this host.
     Fatal {
         text: String,
@@ -285,6 +294,17 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
                     images: images.to_owned(),
                     detail: detail.trim().to_owned(),
                 },
+            }
+        }
+        "service" => {
+            let (stack, rest) = split_word(rest);
+            let (service, rest) = split_word(rest);
+            let (state, health) = split_word(rest);
+            Event::Service {
+                stack: stack.to_owned(),
+                service: service.to_owned(),
+                state: state.to_owned(),
+                health: health.trim().to_owned(),
             }
         }
         "fatal" => {

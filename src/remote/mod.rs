@@ -14,12 +14,13 @@ pub mod event;
 pub mod script;
 
 pub use answer::{
-    ApplyAnswer, CheckAnswer, RemoteError, Results, StackResult, Transcript, apply_answer,
-    check_answer, history_answer, rollback_answer,
+    ApplyAnswer, CheckAnswer, FailedAttempt, RemoteError, Results, Service, StackResult,
+    StatusAnswer, StatusStack, Transcript, apply_answer, check_answer, history_answer, logs_answer,
+    rollback_answer, status_answer,
 };
 pub use call::{
-    Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Rollback, StackMode,
-    StackOptions,
+    Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Logs, Rollback, StackMode,
+    StackOptions, Status,
 };
 pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
@@ -88,7 +89,8 @@ mod tests {
         assert_eq!(
             kinds.iter().map(String::as_str).collect::<Vec<_>>(),
             [
-                "done", "end", "fatal", "hello", "history", "log", "note", "state", "step"
+                "done", "end", "fatal", "hello", "history", "log", "note", "service", "state",
+                "step"
             ]
         );
         let doc = include_str!("PROTOCOL.md");
@@ -107,6 +109,7 @@ mod tests {
                 Event::Done { .. } => "done",
                 Event::History { .. } => "history",
                 Event::Fatal { .. } => "fatal",
+                Event::Service { .. } => "service",
                 Event::End { .. } => "end",
             };
             assert_eq!(kind, parsed_kind, "{line}");
