@@ -84,18 +84,7 @@ pub fn main() -> Result<Exit, Error> {
     };
     let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
         .map_err(|e| Error::Usage(e.into()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Usage(anyhow::Error::new(e).context("starting the runtime")))?;
-    let control = control_dir().map_err(|e| {
-        Error::Usage(anyhow::Error::new(e).context("creating the run's private directory"))
-    })?;
-    let world = World {
-        mode: settings.mode,
-        ssh: ssh_settings(&settings, control.path()),
-    };
+    let (rt, control, world) = start(&settings)?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let fleet_run = command.is_none();
     let quiet = settings.quiet;
@@ -113,15 +102,11 @@ pub fn main() -> Result<Exit, Error> {
     })
 }
 
-/// `rbuild status`: the selected hosts of the inventory, nothing changed.
-fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
-    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
-        return Err(Error::usage(
-            "`status` reads the hosts of an inventory: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild status -i inventory.yaml`",
-        ));
-    }
-    let settings =
-        Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
+/// What every command that reaches hosts starts with: the runtime, the
+/// run's private directory (ssh control sockets) and the world it runs in.
+fn start(
+    settings: &Settings,
+) -> Result<(tokio::runtime::Runtime, tempfile::TempDir, World), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -132,8 +117,21 @@ fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
     })?;
     let world = World {
         mode: settings.mode,
-        ssh: ssh_settings(&settings, control.path()),
+        ssh: ssh_settings(settings, control.path()),
     };
+    Ok((rt, control, world))
+}
+
+/// `rbuild status`: the selected hosts of the inventory, nothing changed.
+fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
+    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
+        return Err(Error::usage(
+            "`status` reads the hosts of an inventory: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild status -i inventory.yaml`",
+        ));
+    }
+    let settings =
+        Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
+    let (rt, control, world) = start(&settings)?;
     let private = control.path().to_owned();
     rt.block_on(async move {
         tokio::spawn(watch_signals(None, private, true));
