@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use comfy_table::{Table, presets};
 use serde::Serialize;
 
 use crate::cli::Command;
@@ -46,12 +45,7 @@ pub(crate) fn rfc3339(at: u64) -> String {
 
 /// Render a stack's history as a table (pure).
 pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
-    let mut t = Table::new();
-    t.load_style(if unicode {
-        presets::UTF8_FULL_CONDENSED
-    } else {
-        presets::ASCII_FULL_CONDENSED
-    });
+    let mut t = crate::report::table::new_table(unicode, None);
     t.set_header(["TIME (UTC)", "HASH", "RESULT", "IMAGES", "DETAIL"]);
     for a in attempts {
         let time = rfc3339(a.at);

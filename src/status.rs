@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use comfy_table::{Table, presets};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -273,16 +272,7 @@ fn next_cell(s: &StackStatus) -> String {
 
 /// The status as a table (pure).
 pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>) -> String {
-    let mut t = Table::new();
-    t.load_style(if unicode {
-        presets::UTF8_FULL_CONDENSED
-    } else {
-        presets::ASCII_FULL_CONDENSED
-    });
-    if let Some(w) = width {
-        t.set_width(w)
-            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-    }
+    let mut t = crate::report::table::new_table(unicode, width);
     t.set_header([
         "HOST",
         "STACK",

@@ -6,9 +6,9 @@ use comfy_table::{Table, presets};
 
 use super::{Row, counts, human_duration};
 
-/// Render the rows as a table followed by a one-line summary. `unicode`
-/// picks box-drawing borders (a terminal); otherwise plain ASCII for mail.
-pub fn render(rows: &[Row], total: Duration, unicode: bool, width: Option<u16>) -> String {
+/// A table in rbuild's style: box drawing on a terminal (`unicode`), plain
+/// ASCII for mail; wrapped to `width` columns when one is known.
+pub fn new_table(unicode: bool, width: Option<u16>) -> Table {
     let mut t = Table::new();
     t.load_style(if unicode {
         presets::UTF8_FULL_CONDENSED
@@ -19,6 +19,13 @@ pub fn render(rows: &[Row], total: Duration, unicode: bool, width: Option<u16>) 
         t.set_width(w)
             .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
     }
+    t
+}
+
+/// Render the rows as a table followed by a one-line summary. `unicode`
+/// picks box-drawing borders (a terminal); otherwise plain ASCII for mail.
+pub fn render(rows: &[Row], total: Duration, unicode: bool, width: Option<u16>) -> String {
+    let mut t = new_table(unicode, width);
     t.set_header(["HOST", "STACK", "ACTION", "REASON", "DURATION", "ERROR"]);
     for r in rows {
         t.add_row([
