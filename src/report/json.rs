@@ -15,19 +15,9 @@ use std::time::SystemTime;
 use indexmap::IndexMap;
 use serde::Serialize;
 
+pub use super::ACTIONS;
 use super::{Action, Row};
 use crate::decide::Reason;
-
-/// Every action, in the order the summary counts them.
-pub const ACTIONS: [Action; 7] = [
-    Action::Rebuilt,
-    Action::Started,
-    Action::WouldRebuild,
-    Action::WouldStart,
-    Action::RolledBack,
-    Action::Failed,
-    Action::Skipped,
-];
 
 #[derive(Serialize)]
 struct Doc<'a> {

@@ -99,21 +99,24 @@ pub enum Progress {
     HostDone { host: String },
 }
 
+/// Every action, in the order the summary counts them.
+pub const ACTIONS: [Action; 7] = [
+    Action::Rebuilt,
+    Action::Started,
+    Action::WouldRebuild,
+    Action::WouldStart,
+    Action::RolledBack,
+    Action::Failed,
+    Action::Skipped,
+];
+
 /// Counts by action, for the summary line.
 pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
-    [
-        Action::Rebuilt,
-        Action::Started,
-        Action::WouldRebuild,
-        Action::WouldStart,
-        Action::RolledBack,
-        Action::Failed,
-        Action::Skipped,
-    ]
-    .into_iter()
-    .map(|a| (a, rows.iter().filter(|r| r.action == a).count()))
-    .filter(|(_, n)| *n > 0)
-    .collect()
+    ACTIONS
+        .into_iter()
+        .map(|a| (a, rows.iter().filter(|r| r.action == a).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Whether a run changed or failed anything (what `--quiet` reports).
