@@ -19,10 +19,7 @@ fn history_lists_the_attempts_newest_last() {
 
     let run = run_command(f.command(&["--json", "history", "h1", &name]));
     run.assert_code(0);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("JSON:\n{}", run.dump()));
+    let doc = run.doc();
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["host"], "h1");
     assert_eq!(doc["stack"], name.as_str());

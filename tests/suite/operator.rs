@@ -29,10 +29,7 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     // all fine: exit 0, one row per stack
     let run = run_command(f.command(&["--json", "status"]));
     run.assert_code(0);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let doc = run.doc();
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["exit_code"], 0);
     let r = status_row(doc, "h1", &web);
@@ -55,10 +52,7 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     f.stop_host("h2");
     let run = run_command(f.command(&["--json", "status"]));
     run.assert_code(1);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let doc = run.doc();
     let r = status_row(doc, "h1", &web);
     assert_eq!(r["ok"], true, "{}", run.dump());
     assert_eq!(r["files"], "changed");
@@ -84,10 +78,7 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     f.docker("h1", &["stop", &c.id]);
     let run = run_command(f.command(&["--json", "status", "--limit", "h1"]));
     run.assert_code(1);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let doc = run.doc();
     let r = status_row(doc, "h1", &web);
     assert_eq!(r["ok"], false);
     assert_eq!(r["running"], false);
@@ -138,10 +129,7 @@ fn logs_prints_the_last_failed_attempt_kept_on_the_host() {
     );
     let run = run_command(f.command(&["--json", "logs", "h1", &name]));
     run.assert_code(0);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let doc = run.doc();
     assert_eq!(doc["attempt"]["result"], "failed");
     assert!(
         doc["attempt"]["detail"]
@@ -162,10 +150,7 @@ fn logs_prints_the_last_failed_attempt_kept_on_the_host() {
     // status names the failure, holds the stack back, and exits 1
     let run = run_command(f.command(&["--json", "status"]));
     run.assert_code(1);
-    let doc = run
-        .json
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}", run.dump()));
+    let doc = run.doc();
     let r = status_row(doc, "h1", &name);
     assert_eq!(r["last_failure"]["result"], "failed");
     assert_eq!(r["next"], "held");

@@ -45,11 +45,15 @@ impl Run {
         )
     }
 
-    pub fn rows(&self) -> &Vec<Value> {
-        let doc = self
-            .json
+    /// The JSON document on stdout; panics (with everything) if there is none.
+    pub fn doc(&self) -> &Value {
+        self.json
             .as_ref()
-            .unwrap_or_else(|| panic!("no JSON document:\n{}", self.dump()));
+            .unwrap_or_else(|| panic!("no JSON document:\n{}", self.dump()))
+    }
+
+    pub fn rows(&self) -> &Vec<Value> {
+        let doc = self.doc();
         assert_eq!(doc["version"], 1, "{}", self.dump());
         assert_eq!(
             doc["exit_code"].as_i64(),
