@@ -531,7 +531,6 @@ async fn apply<C: Connect>(
                     options: StackOptions {
                         dir_mode: s.dir_mode,
                         dir_group: s.dir_group.clone(),
-                        zero_downtime: false,
                     },
                 }
             })

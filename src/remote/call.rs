@@ -120,9 +120,6 @@ pub struct StackOptions {
     pub dir_mode: Option<u32>,
     /// The group given to the shipped files (a name or a gid, validated).
     pub dir_group: Option<String>,
-    /// Services with no fixed host port are replaced beside the old
-    /// container (see the README).
-    pub zero_downtime: bool,
 }
 
 impl StackOptions {
@@ -134,9 +131,6 @@ impl StackOptions {
         }
         if let Some(g) = &self.dir_group {
             w.push(format!("dir_group={g}"));
-        }
-        if self.zero_downtime {
-            w.push("zero_downtime=1".to_owned());
         }
         if w.is_empty() {
             "-".to_owned()
@@ -357,7 +351,6 @@ mod tests {
                 options: StackOptions {
                     dir_mode: Some(0o750),
                     dir_group: Some("www-data".into()),
-                    zero_downtime: false,
                 },
             }],
         });

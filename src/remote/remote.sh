@@ -774,10 +774,10 @@ ship() {
 }
 
 # stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
-# joined by `,`, validated by the controller): dir_mode, dir_group,
-# zero_downtime; ship_umask follows dir_mode.
+# joined by `,`, validated by the controller): dir_mode, dir_group;
+# ship_umask follows dir_mode.
 stack_options() {
-	dir_mode=700 dir_group='' zero_downtime=0
+	dir_mode=700 dir_group=''
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
@@ -786,7 +786,6 @@ stack_options() {
 		case $kv in
 		dir_mode=*) dir_mode=${kv#*=} ;;
 		dir_group=*) dir_group=${kv#*=} ;;
-		zero_downtime=*) zero_downtime=${kv#*=} ;;
 		esac
 	done
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))
