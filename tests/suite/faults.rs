@@ -439,3 +439,134 @@ fn a_full_disk_times_in_the_future_a_state_dir_and_an_unshippable_name_fail_only
     run.expect("h2", &held, "skipped", "previous_failure");
     assert_no_leftovers(&f, "h1");
 }
+
+/// A slow link (every chunk delayed 30 ms, at most 16 KiB at a time: about
+/// 0.5 MiB/s and 60 ms of added round trip) still ships a 1 MiB stack whole;
+/// a host that refuses the key is that host's failed row with the hint, and
+/// nothing of it is touched.
+#[test]
+fn a_slow_link_ships_whole_and_a_refused_key_fails_only_its_host() {
+    let f = Fleet::new("slowauth", 2);
+    let big: String = (0..1 << 20)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let def = StackDef::sleeper("v1").with("big.txt", &big);
+    let slow_name = f.add_stack("h1", "web", &def);
+    let refused = f.add_stack("h2", "web", &def);
+    let link = Slow::new(
+        format!("{}:22", f.addr("h1")).parse().unwrap(),
+        std::time::Duration::from_millis(30),
+        16 << 10,
+    );
+    f.edit_inventory(|inv| {
+        let o = &mut inv.host("h1").ssh_options;
+        o.insert("HostName".into(), "127.0.0.1".into());
+        o.insert("Port".into(), link.port.to_string());
+        o.insert("HostKeyAlias".into(), "h1".into());
+    });
+    // h2's sshd knows no key of ours
+    f.restart_host_with("h2", "AuthorizedKeysFile /nonexistent");
+    let h2_before = f.view("h2");
+
+    let run = f.run(&[]);
+    run.assert_code(1);
+    run.expect("h1", &slow_name, "rebuilt", "first_build");
+    assert!(
+        link.sent() > 1 << 20,
+        "the payload went through the slow link"
+    );
+    let dir = f.remote_dir("h1", &slow_name);
+    assert_eq!(std::fs::read_to_string(dir.join("big.txt")).unwrap(), big);
+    let st = f.state("h1", &slow_name);
+    assert_eq!(st["last_result"], "ok");
+    f.assert_running("h1", &slow_name);
+    assert_no_leftovers(&f, "h1");
+
+    let row = run.row("h2", &refused);
+    assert_eq!(row["action"], "failed", "{}", run.dump());
+    let error = run.error_of("h2", &refused).to_lowercase();
+    assert!(error.contains("permission denied"), "{error}");
+    assert!(
+        run.hint_of("h2", &refused).contains("identity_file"),
+        "{}",
+        run.dump()
+    );
+    assert!(f.view("h2") == h2_before, "h2 was touched");
+    assert!(f.containers("h2", &refused).is_empty());
+
+    // through the same slow link, the next check is one up-to-date look
+    let run = f.run(&["--limit", "h1"]);
+    run.assert_code(0)
+        .expect("h1", &slow_name, "skipped", "up_to_date");
+    assert_eq!(f.state("h1", &slow_name)["hash"], st["hash"]);
+}
+
+/// Symlinks are shipped as symlinks, their target as written, never
+/// followed on either side: one pointing outside the stack ships nothing of
+/// what it points at and the host writes nothing through it; a changed
+/// target is a change. A compose `name:` equal to another stack's name
+/// does not merge the two: the inventory's name is the project's. An
+/// existing state or stack root directory of the host keeps its mode.
+#[test]
+fn symlinks_a_borrowed_compose_name_and_existing_directories_modes() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let f = Fleet::new("symname", 1);
+    let a = f.add_stack("h1", "a", &StackDef::sleeper("a1"));
+    let b_def = StackDef::sleeper("b1");
+    let b_compose = format!("name: {a}\n{}", compose(""));
+    let b = f.add_stack("h1", "b", &b_def.with("compose.yml", &b_compose));
+    let local = f.local_dir(&b);
+    symlink("/etc", local.join("etc-link")).unwrap();
+    symlink("../..", local.join("up")).unwrap();
+    symlink(".env", local.join("env-link")).unwrap();
+    // the host's own directories, modes of its admin's choosing
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    std::fs::set_permissions(f.state_dir("h1"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    std::fs::set_permissions(f.srv_dir("h1"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &a, "rebuilt", "first_build");
+    run.expect("h1", &b, "rebuilt", "first_build");
+    assert!(
+        run.stderr.contains(&format!("says `name: {a}`")),
+        "{}",
+        run.dump()
+    );
+    // two projects, one container each, each its own version
+    let (ca, cb) = (f.assert_running("h1", &a), f.assert_running("h1", &b));
+    assert_ne!(ca.id, cb.id);
+    assert_eq!(f.containers("h1", &a).len(), 1);
+    assert_eq!(f.container_file("h1", &ca.id, "/tmp/version"), "a1\n");
+    assert_eq!(f.container_file("h1", &cb.id, "/tmp/version"), "b1\n");
+
+    // the links arrived as links; nothing outside the stack was written
+    let dir = f.remote_dir("h1", &b);
+    let target = |n: &str| std::fs::read_link(dir.join(n)).unwrap();
+    assert_eq!(target("etc-link"), std::path::Path::new("/etc"));
+    assert_eq!(target("up"), std::path::Path::new("../.."));
+    assert_eq!(target("env-link"), std::path::Path::new(".env"));
+    let mut srv = Fleet::entries(&f.srv_dir("h1"));
+    srv.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(srv, want, "only the two stacks under the stack root");
+    assert_eq!(mode(&f.state_dir("h1")), 0o751, "state_dir's mode kept");
+    assert_eq!(mode(&f.srv_dir("h1")), 0o755, "remote root's mode kept");
+    assert_eq!(
+        mode(&dir) & 0o077,
+        0,
+        "the stack directory itself is private"
+    );
+
+    // a link's new target is a change of the stack; a's project untouched
+    std::fs::remove_file(local.join("up")).unwrap();
+    symlink("..", local.join("up")).unwrap();
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &b, "rebuilt", "config_changed");
+    run.expect("h1", &a, "skipped", "up_to_date");
+    assert_eq!(target("up"), std::path::Path::new(".."));
+    assert_eq!(f.assert_running("h1", &a), ca);
+    assert_eq!(mode(&f.state_dir("h1")), 0o751);
+}

@@ -147,7 +147,20 @@ fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
 
 #[test]
 fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
-    let f = Fleet::new("killed", 1);
+    killed_mid_rebuild("killed", "KILL");
+}
+
+/// SIGTERM (systemd stopping the unit, `timeout` in cron): the controller
+/// exits 143 at once and removes its private directory; the host's run is
+/// not cut off with it, it finishes on its own as after SIGKILL.
+#[test]
+fn a_controller_terminated_mid_rebuild_leaves_the_host_consistent() {
+    killed_mid_rebuild("termed", "TERM");
+}
+
+/// The controller stopped with `signal` while v2 waits in its health gate.
+fn killed_mid_rebuild(abbrev: &str, signal: &str) {
+    let f = Fleet::new(abbrev, 1);
     let gate = f.root.path().join("gate");
     std::fs::create_dir(&gate).unwrap();
     std::fs::write(gate.join("open"), "").unwrap();
@@ -173,7 +186,15 @@ fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
     });
     assert!(bg.running(), "the run ended early: {}", bg.finish().dump());
     let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
-    bg.kill9();
+    if signal == "KILL" {
+        bg.kill9();
+    } else {
+        bg.signal(signal);
+        let run = bg.finish();
+        assert_eq!(run.code, 143, "{}", run.dump());
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "private directory left: {left:?}");
+    }
 
     // the rebuild goes on without its controller, holding the lock: a run
     // meanwhile is refused

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 pub use docker::{Container, DockerGuard, Engine};
 pub use fleet::{Fleet, HostView};
 pub use inventory::Rollout;
-pub use net::Cutter;
+pub use net::{Cutter, Slow};
 pub use registry::{REGISTRY, registry_digest};
 pub use runs::{Background, peak_rss_kib, rbuild_command, run_command};
 pub use stacks::{

@@ -1,6 +1,8 @@
-//! Faults on the wire: [`Cutter`], a TCP forwarder to a host's sshd that
-//! cuts each connection once the controller has sent a number of bytes (a
-//! link that dies while the payload is being shipped).
+//! Faults on the wire, as TCP forwarders to a host's sshd: [`Cutter`] cuts
+//! each connection once the controller has sent a number of bytes (a link
+//! that dies while the payload is being shipped); [`Slow`] delays every
+//! chunk both ways and bounds its size (a slow, high-latency link: this
+//! kernel has no netem).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -85,4 +87,78 @@ fn forward(client: TcpStream, server: TcpStream, budget: u64, cuts: &AtomicU64) 
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);
     let _ = back.join();
+}
+
+/// Listens on 127.0.0.1 (a port of its own) and forwards every connection
+/// to `target`, each way in chunks of at most `chunk` bytes, each sent
+/// `delay` after it was read: a link with that much added latency and a
+/// throughput of at most `chunk / delay`. Stops accepting on drop.
+pub struct Slow {
+    pub port: u16,
+    /// Bytes forwarded from the client to the target so far.
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Slow {
+    pub fn new(target: SocketAddr, delay: std::time::Duration, chunk: usize) -> Slow {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the slow link");
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (sent.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let (cr, sw) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let c = c.clone();
+                thread::spawn(move || slow_copy(cr, sw, delay, chunk, Some(&c)));
+                thread::spawn(move || slow_copy(server, client, delay, chunk, None));
+            }
+        });
+        Slow { port, sent, stop }
+    }
+
+    /// Bytes the controller sent through the link so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copy `from` to `to` in delayed chunks; close `to`'s write side at the end.
+fn slow_copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    delay: std::time::Duration,
+    chunk: usize,
+    count: Option<&AtomicU64>,
+) {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        thread::sleep(delay);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if let Some(c) = count {
+            c.fetch_add(n as u64, Ordering::SeqCst);
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }

@@ -189,6 +189,16 @@ impl Background {
         c.wait().unwrap();
     }
 
+    /// Send a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.0.as_ref().unwrap().id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{sig} {pid}");
+    }
+
     /// Send SIGINT, as Ctrl-C would.
     pub fn interrupt(&self) {
         let pid = self.0.as_ref().unwrap().id().to_string();
