@@ -404,6 +404,7 @@ async fn check<C: Connect>(
         state_dir: h.state_dir.clone(),
         // a dry run never applies: nothing to hold the connection for
         hold: !st.dry_run,
+        plan: st.dry_run,
         stacks: open
             .iter()
             .map(|(_, s, hash)| CheckStack {
@@ -452,6 +453,18 @@ async fn check<C: Connect>(
                 reason: Reason::NotRunning,
                 mode: StackMode::Start,
             }),
+            v @ (Verdict::WouldRebuild(_) | Verdict::WouldStart)
+                if answer.cannot_rebuild.is_some() =>
+            {
+                let problem = answer.cannot_rebuild.as_ref().expect("checked");
+                let due = match v {
+                    Verdict::WouldRebuild(r) => r,
+                    _ => Reason::NotRunning,
+                };
+                let row = rows::would_fail(&h.name, &s.name, due, problem, checked);
+                ctx.report(&row, vec![]);
+                rows.set(index, row);
+            }
             v => {
                 let row = rows::settled(&h.name, &s.name, &v, checked);
                 ctx.report(&row, vec![]);

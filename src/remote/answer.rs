@@ -109,6 +109,10 @@ pub struct CheckAnswer {
     pub stacks: HashMap<String, Recorded>,
     /// The check holds its session open (`end hold`).
     pub held: bool,
+    /// A dry run's check ([`Check::plan`]): what a rebuild on this host
+    /// would fail on, if anything (the cause, when this controller knows
+    /// it, and the host's words).
+    pub cannot_rebuild: Option<(Option<Cause>, String)>,
 }
 
 /// Decode a check: the whole answer, `end` included, so that a connection
@@ -136,7 +140,16 @@ pub fn check_answer(t: &Transcript, call: &Check) -> Result<CheckAnswer, RemoteE
             .ok_or_else(|| RemoteError::Unreported(s.name.clone()))?;
         stacks.insert(s.name.clone(), (*r).clone());
     }
-    Ok(CheckAnswer { now, stacks, held })
+    let cannot_rebuild = t.events.iter().find_map(|e| match e {
+        Event::Caps { problem } => problem.clone(),
+        _ => None,
+    });
+    Ok(CheckAnswer {
+        now,
+        stacks,
+        held,
+        cannot_rebuild,
+    })
 }
 
 /// How a stack's apply or rollback ended.
@@ -371,6 +384,7 @@ mod tests {
         Check {
             state_dir: None,
             hold: true,
+            plan: false,
             stacks: names
                 .iter()
                 .map(|n| CheckStack {
@@ -393,6 +407,25 @@ mod tests {
         let a = check_answer(&ok, &check(&["web"])).unwrap();
         assert_eq!((a.now, a.held), (5, true));
         assert_eq!(a.stacks["web"].state, Ok(None));
+        assert_eq!(a.cannot_rebuild, None);
+
+        // a dry run's check says what a rebuild would fail on
+        let plan = |caps: &str| {
+            let t = transcript(
+                &["@rbuild hello proto=3 now=5", WEB, caps, "@rbuild end"],
+                Some(0),
+            );
+            check_answer(&t, &check(&["web"])).unwrap().cannot_rebuild
+        };
+        assert_eq!(plan("@rbuild caps ok"), None);
+        assert_eq!(
+            plan("@rbuild caps cause=no_docker `docker` is not in the PATH"),
+            Some((Some(Cause::NoDocker), "`docker` is not in the PATH".into()))
+        );
+        assert_eq!(
+            plan("@rbuild caps something new"),
+            Some((None, "something new".into()))
+        );
 
         // cut before `end`: the connection was lost
         let cut = transcript(&["@rbuild hello proto=3 now=5", WEB], None);

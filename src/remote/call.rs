@@ -27,6 +27,10 @@ pub struct Check {
     /// follows over it. A host whose every stack has its hash and a build
     /// younger than its period lets go at once.
     pub hold: bool,
+    /// A dry run's check: also ask whether the host could rebuild at all
+    /// (docker in the PATH, a compose, the engine's socket usable), answered
+    /// by a `caps` line. Never holds.
+    pub plan: bool,
     pub stacks: Vec<CheckStack>,
 }
 
@@ -218,7 +222,7 @@ impl Call {
     /// Whether the run may end its output with `@rbuild end hold` and then
     /// wait for its stdin to close (see [`Check::hold`]).
     pub fn holds(&self) -> bool {
-        matches!(self, Call::Check(c) if c.hold)
+        matches!(self, Call::Check(c) if c.hold && !c.plan)
     }
 
     /// Whether the call reads a payload (the shipped stacks) on stdin.
@@ -246,7 +250,14 @@ impl Call {
         ];
         match self {
             Call::Check(c) => {
-                a.push(if c.hold { "hold" } else { "nohold" }.to_owned());
+                a.push(
+                    match (c.plan, c.hold) {
+                        (true, _) => "plan",
+                        (false, true) => "hold",
+                        (false, false) => "nohold",
+                    }
+                    .to_owned(),
+                );
                 for s in &c.stacks {
                     a.extend([s.name.clone(), s.hash.clone(), s.period.to_string()]);
                 }
@@ -389,6 +400,7 @@ mod tests {
         let c = Call::Check(Check {
             state_dir: Some("/st".into()),
             hold: true,
+            plan: false,
             stacks: vec![stack("a", "ha", 1), stack("b", "hb", 2)],
         });
         assert_eq!(

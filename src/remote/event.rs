@@ -178,6 +178,12 @@ pub enum Event {
         text: String,
         cause: Option<Cause>,
     },
+    /// A dry run's check: whether the host could rebuild (`caps ok`), or
+    /// what a rebuild would fail on (`caps cause=no_docker TEXT`).
+    Caps {
+        /// `None`: it could.
+        problem: Option<(Option<Cause>, String)>,
+    },
     /// The check's output is complete; with `hold`, it then waits for its
     /// stdin to close.
     End {
@@ -232,6 +238,12 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
     let ev = match kind {
         "end" => Event::End {
             hold: rest.trim() == "hold",
+        },
+        "caps" => Event::Caps {
+            problem: match rest.trim() {
+                "ok" => None,
+                text => Some(with_cause(text)),
+            },
         },
         "hello" => Event::Hello {
             proto: field(rest, "proto")?.to_owned(),

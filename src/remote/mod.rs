@@ -89,8 +89,8 @@ mod tests {
         assert_eq!(
             kinds.iter().map(String::as_str).collect::<Vec<_>>(),
             [
-                "done", "end", "fatal", "hello", "history", "log", "note", "service", "state",
-                "step"
+                "caps", "done", "end", "fatal", "hello", "history", "log", "note", "service",
+                "state", "step"
             ]
         );
         let doc = include_str!("PROTOCOL.md");
@@ -111,6 +111,7 @@ mod tests {
                 Event::Fatal { .. } => "fatal",
                 Event::Service { .. } => "service",
                 Event::End { .. } => "end",
+                Event::Caps { .. } => "caps",
             };
             assert_eq!(kind, parsed_kind, "{line}");
             documented.insert(kind);

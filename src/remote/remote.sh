@@ -183,16 +183,53 @@ $m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_bui
 	done
 }
 
+# caps: whether this host can rebuild at all, for a dry run's plan, without
+# starting the docker CLI where it can help it: `ok`, or the cause and text
+# of what a rebuild would fail on (the same causes as an apply's fatal).
+caps() {
+	if ! command -v docker >/dev/null 2>&1; then
+		echo "cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
+		return
+	fi
+	found=
+	for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" /usr/local/lib/docker/cli-plugins \
+		/usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
+		[ -x "$d/docker-compose" ] && found=1
+	done
+	if [ -z "$found" ] && ! command -v docker-compose >/dev/null 2>&1 &&
+		! docker compose version >/dev/null 2>&1; then
+		echo "cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
+		return
+	fi
+	case ${DOCKER_HOST:-unix:///var/run/docker.sock} in
+	unix://*)
+		sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
+		sock=${sock#unix://}
+		if [ ! -S "$sock" ]; then
+			echo "cause=engine the Docker engine does not answer: its socket $sock is not there"
+			return
+		elif [ ! -r "$sock" ] || [ ! -w "$sock" ]; then
+			echo "cause=engine_denied this user may not use the Docker engine: $sock is not theirs to read and write"
+			return
+		fi
+		;;
+	esac
+	echo ok
+}
+
 # The check ends here, and so does the script it ships (the controller cuts
 # it at the next line): everything below is for commands that change things.
-# `check STATE_DIR hold|nohold (NAME HASH PERIOD)...`: with `hold`, when a
-# stack may be due, `end hold` closes the output and the check waits for its
-# stdin to close, so that an ssh master running it as its own session stays
-# up while the controller decides whether an apply follows over it.
+# `check STATE_DIR hold|nohold|plan (NAME HASH PERIOD)...`: with `hold`, when
+# a stack may be due, `end hold` closes the output and the check waits for
+# its stdin to close, so that an ssh master running it as its own session
+# stays up while the controller decides whether an apply follows over it.
+# `plan` (a dry run) adds a `caps` line: whether the host could rebuild.
 if [ "$cmd" = check ]; then
 	mode=$1
 	shift
 	do_check "$@"
+	[ "$mode" != plan ] || out="$out
+$m caps $(caps)"
 	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
 		printf '%s\n%s end hold\n' "$out" "$m"
 		# `cat`, not `read`: a TMOUT in the user's rc files would end a

@@ -151,6 +151,7 @@ mod tests {
         let check_call = Call::Check(Check {
             state_dir: None,
             hold: true,
+            plan: false,
             stacks: vec![web],
         });
         assert_eq!(check_call.script(), check);
@@ -262,6 +263,7 @@ mod tests {
         let call = Call::Check(Check {
             state_dir: dir.to_str().map(str::to_owned),
             hold: false,
+            plan: false,
             stacks: stacks.to_vec(),
         });
         let line = call.command_line(&tok());

@@ -136,6 +136,22 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     r.took(checked)
 }
 
+/// A dry run's row for a stack that would be rebuilt or started on a host
+/// that cannot (no docker, no compose, the engine not usable): it would
+/// fail, and says on what.
+pub fn would_fail(
+    host: &str,
+    stack: &str,
+    due: Reason,
+    problem: &(Option<Cause>, String),
+    checked: Duration,
+) -> Row {
+    row(host, stack, Action::Failed, due)
+        .error(format!("would fail: {}", problem.1))
+        .hint(cause_hint(problem.0))
+        .took(checked)
+}
+
 /// The row of a stack whose host failed as a whole (not reached, or its
 /// check failed).
 pub fn host_failed(host: &str, stack: &str, e: &HostError, took: Duration) -> Row {

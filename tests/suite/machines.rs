@@ -291,3 +291,113 @@ fn a_state_file_of_another_version_fails_its_stack_and_is_left_alone() {
     assert_eq!(f.assert_running("h1", &web), web_c);
     assert_eq!(f.container_file("h1", &web_c.id, "/tmp/version"), "v1\n");
 }
+
+/// Host capability faults each get their own message and hint, on their
+/// host alone: `docker` not in the PATH of ssh sessions (h1), a port the
+/// stack publishes already held by another container (h2). `--dry-run`
+/// tells the first apart before anything is shipped.
+#[test]
+fn docker_missing_in_path_and_a_taken_port_fail_with_their_own_hints() {
+    use std::os::unix::fs::symlink;
+    let f = Fleet::new("capab", 2);
+    // a PATH with every tool of the machine but docker's
+    let bin = f.root.path().join("nodocker-bin");
+    std::fs::create_dir(&bin).unwrap();
+    for d in ["/usr/local/bin", "/usr/sbin", "/usr/bin"] {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let n = e.file_name();
+            let s = n.to_string_lossy();
+            if !s.starts_with("docker") && !bin.join(&n).exists() {
+                symlink(e.path(), bin.join(&n)).unwrap();
+            }
+        }
+    }
+    f.restart_host_with("h1", &format!("SetEnv PATH={}", bin.display()));
+    let def = StackDef::httpd("v1").with(
+        "compose.yml",
+        &compose(&format!(
+            "    ports:\n      - \"8080:80\"\n{}",
+            httpd_extra()
+        )),
+    );
+    let names = [
+        f.add_stack("h1", "web", &def),
+        f.add_stack("h2", "web", &def),
+    ];
+    let blocker = format!("{}-blocker", f.prefix);
+    f.docker(
+        "h2",
+        &[
+            "run",
+            "-d",
+            "--name",
+            &blocker,
+            "-p",
+            "8080:80",
+            crate::support::stacks::BASE_IMAGE,
+            "sleep",
+            "100000",
+        ],
+    );
+
+    // the plan already knows h1 cannot build
+    let run = f.run(&["--dry-run"]);
+    let row = run.row("h1", &names[0]);
+    assert_ne!(row["action"], "would_rebuild", "{}", run.dump());
+    assert!(
+        run.error_of("h1", &names[0])
+            .contains("`docker` is not in the PATH"),
+        "{}",
+        run.dump()
+    );
+
+    let run = f.run(&[]);
+    run.assert_code(1);
+    assert_eq!(run.row("h1", &names[0])["action"], "failed");
+    assert!(
+        run.error_of("h1", &names[0])
+            .contains("`docker` is not in the PATH"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.hint_of("h1", &names[0])
+            .contains("PATH that non-interactive ssh sessions get")
+    );
+    assert!(
+        !run.stdout.contains("may still be running")
+            && !run.stderr.contains("may still be running")
+    );
+    assert!(!f.lock_dir("h1", &names[0]).exists());
+
+    run.expect("h2", &names[1], "failed", "first_build");
+    assert!(
+        run.error_of("h2", &names[1])
+            .contains("a port it publishes is taken"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.hint_of("h2", &names[1]).contains("ss -ltnp"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        f.containers("h2", &names[1]).iter().all(|c| !c.running()),
+        "nothing of the stack runs on h2"
+    );
+    assert!(
+        f.docker("h2", &["ps", "-q", "--filter", &format!("name={blocker}")])
+            .trim()
+            .len()
+            > 1
+    );
+    assert!(!f.lock_dir("h2", &names[1]).exists());
+
+    // the port freed, a forced run builds it there
+    f.docker("h2", &["rm", "-f", &blocker]);
+    let run = f.run(&["--force-rebuild", "--limit", "h2"]);
+    run.assert_code(0)
+        .expect("h2", &names[1], "rebuilt", "forced");
+    assert_eq!(fetch(&f, "h2", 8080), "v1\n");
+}
