@@ -466,13 +466,47 @@ async fn check<C: Connect>(
                 rows.set(index, row);
             }
             v => {
-                let row = rows::settled(&h.name, &s.name, &v, checked);
+                let mut row = rows::settled(&h.name, &s.name, &v, checked);
+                if matches!(v, Verdict::WouldRebuild(_)) && st.mode == Mode::Fleet {
+                    row.detail.plan = dry_plan(ctx, s, hash, &answer.stacks[&s.name]);
+                }
                 ctx.report(&row, vec![]);
                 rows.set(index, row);
             }
         }
     }
     Ok(due)
+}
+
+/// A dry run's plan for a stack it would rebuild: its files and bytes, and
+/// which of them differ from the build the host runs (by the tree this
+/// controller remembered when it shipped that build).
+fn dry_plan<C: Connect>(
+    ctx: &Ctx<C>,
+    s: &Stack,
+    hash: &str,
+    recorded: &crate::remote::event::Recorded,
+) -> Option<crate::report::plan::ShipPlan> {
+    let tree = ctx.shipments.tree_of(s)?;
+    let host_hash = match &recorded.state {
+        Ok(Some(state)) => state.hash.clone(),
+        _ => None,
+    };
+    let ship = host_hash.as_deref() != Some(hash);
+    let (files, bytes) = tree.size();
+    let changed = match &host_hash {
+        // never built there: every file is new
+        None => Some(tree.changes_from(&crate::trees::Tree::default())),
+        Some(h) => crate::trees::dir()
+            .and_then(|d| crate::trees::recall(&d, h))
+            .map(|old| tree.changes_from(&old)),
+    };
+    Some(crate::report::plan::ShipPlan {
+        ship,
+        files,
+        bytes,
+        changed,
+    })
 }
 
 /// Ship and rebuild the due stacks of a host: a row for each, and whether

@@ -21,6 +21,7 @@
 //! src/decide.rs          pure: state + hash + now + flags -> rebuild or not, and why
 //! src/plan.rs            pure: what a host's check found -> each stack's verdict (skip, held, locked, rebuild, ship)
 //! src/ship.rs            every stack hashed once per run; payloads built once per set of stacks
+//! src/trees.rs           the files of each hash this controller shipped (a cache), for the dry run's changed files
 //! src/remote/mod.rs      the remote side and its protocol, in one place
 //! src/remote/PROTOCOL.md every line the script prints and every file it keeps, tested against the code
 //! src/remote/remote.sh   the one POSIX sh script that does all work on a host
@@ -42,6 +43,7 @@
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)
 //! src/report/table.rs    the summary table
 //! src/report/json.rs     the `--json` document
+//! src/report/plan.rs     `--dry-run`'s plan: files and bytes a rebuild would ship, the files that changed
 //! src/exit.rs            exit codes and their merge
 //! src/metrics.rs         `--metrics-file`: the run in Prometheus text format, written atomically
 //! src/**/snapshots/      insta snapshots of the rendered table and history
@@ -88,6 +90,7 @@ pub mod run;
 pub mod ship;
 pub mod stack;
 pub mod status;
+pub mod trees;
 
 #[cfg(test)]
 mod layout {

@@ -283,7 +283,9 @@ pub async fn run(
     } else {
         let terminal = std::io::stdout().is_terminal();
         let width = terminal.then(terminal_width).flatten();
-        report::table::render(&rows, started.elapsed(), terminal, width)
+        let mut out = report::table::render(&rows, started.elapsed(), terminal, width);
+        out.push_str(&report::plan::render(&rows));
+        out
     };
     print_out(&out)?;
     Ok(exit)

@@ -26,6 +26,9 @@ pub struct Shipments {
     /// Payloads already built, by the (name, directory) of the stacks they
     /// carry.
     payloads: Mutex<HashMap<Vec<(String, PathBuf)>, Payload>>,
+    /// A dry run's trees of the stacks' files (see [`crate::trees`]), read
+    /// once per directory when first asked for.
+    trees: Mutex<HashMap<PathBuf, Option<Arc<crate::trees::Tree>>>>,
 }
 
 impl Shipments {
@@ -73,6 +76,7 @@ impl Shipments {
             by_dir,
             with_perms,
             payloads: Default::default(),
+            trees: Default::default(),
         }
     }
 
@@ -94,6 +98,19 @@ impl Shipments {
         }
     }
 
+    /// The tree of the stack's files (each digested), read on first use:
+    /// for a dry run's plan. `None` if they cannot be read.
+    pub fn tree_of(&self, s: &Stack) -> Option<Arc<crate::trees::Tree>> {
+        let mut trees = self.trees.lock().expect("not poisoned");
+        trees
+            .entry(s.dir())
+            .or_insert_with(|| {
+                let c = self.contents(s).as_ref().ok()?;
+                crate::trees::Tree::of(c).ok().map(Arc::new)
+            })
+            .clone()
+    }
+
     /// The payload carrying these stacks (readable ones), each under its
     /// name: measured once per distinct set.
     pub async fn payload(&self, stacks: &[&Stack]) -> Result<Payload, StackError> {
@@ -112,11 +129,24 @@ impl Shipments {
                 })?;
             parts.push((s.name.clone(), c));
         }
-        let p = tokio::task::spawn_blocking(move || Payload::measure(parts))
-            .await
-            .map_err(|e| StackError::Unreadable {
-                message: format!("packing failed: {e}"),
-            })??;
+        // what is shipped is remembered by hash, for a later dry run's plan
+        let remember: Vec<(String, Arc<Contents>)> = stacks
+            .iter()
+            .zip(&parts)
+            .filter_map(|(s, (_, c))| Some((self.hash_of(s).ok()?.to_owned(), c.clone())))
+            .collect();
+        let p = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = crate::trees::dir() {
+                for (hash, c) in &remember {
+                    crate::trees::remember(&dir, hash, c);
+                }
+            }
+            Payload::measure(parts)
+        })
+        .await
+        .map_err(|e| StackError::Unreadable {
+            message: format!("packing failed: {e}"),
+        })??;
         self.payloads
             .lock()
             .expect("not poisoned")

@@ -41,6 +41,8 @@ struct Result<'a> {
     finished_at: Option<String>,
     hash: Option<&'a str>,
     output: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'a super::plan::ShipPlan>,
 }
 
 /// A time as RFC 3339, UTC, to the second.
@@ -81,6 +83,7 @@ pub fn render(rows: &[Row], exit_code: u8) -> String {
                 finished_at: r.detail.finished.map(rfc3339),
                 hash: r.detail.hash.as_deref(),
                 output: &r.detail.output,
+                plan: r.detail.plan.as_ref(),
             })
             .collect(),
         counts: counts(rows),
@@ -133,6 +136,7 @@ mod tests {
             started: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             finished: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_012)),
             hash: Some("ab12".into()),
+            plan: None,
         };
         let rows = vec![
             failed,

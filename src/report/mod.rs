@@ -3,6 +3,7 @@
 //! ([`table`]) or a JSON document ([`json`]). Rendering is pure.
 
 pub mod json;
+pub mod plan;
 pub mod progress;
 pub mod rows;
 pub mod table;
@@ -72,6 +73,8 @@ pub struct Detail {
     pub finished: Option<SystemTime>,
     /// The sha256 of the stack's files on this machine, if they were read.
     pub hash: Option<String>,
+    /// A dry run's plan for a stack it would rebuild: what would be shipped.
+    pub plan: Option<plan::ShipPlan>,
 }
 
 /// What workers tell the monitor.

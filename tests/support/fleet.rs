@@ -300,6 +300,8 @@ impl Fleet {
     /// Like [`Fleet::command`] but leaves inventory.yaml as it is.
     pub fn command_raw(&self, args: &[&str]) -> Command {
         let mut c = rbuild_command();
+        // the controller's cache (the trees of what it shipped) is the test's
+        c.env("RBUILD_CACHE_DIR", self.root.path().join("cache"));
         c.current_dir(self.root.path())
             .arg("-F")
             .arg(self.th.join("ssh_config"))

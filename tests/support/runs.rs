@@ -143,6 +143,7 @@ pub fn rbuild_command() -> Command {
         "RBUILD_SSH_CONFIG",
         "RBUILD_STATE_DIR",
         "RBUILD_LOG",
+        "RBUILD_CACHE_DIR",
     ] {
         c.env_remove(v);
     }
