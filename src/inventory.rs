@@ -16,15 +16,18 @@ use crate::rollout::{Limit, Policy};
 /// An inventory error: where it is and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{}{}: {message}{}",
+    "{}{}{}: {message}{}",
     file.display(),
     if *line > 0 { format!(":{line}") } else { String::new() },
+    if *line > 0 && *column > 0 { format!(":{column}") } else { String::new() },
     hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
 )]
 pub struct InventoryError {
     pub file: PathBuf,
     /// 1-based line, 0 when the error is about the whole file.
     pub line: u64,
+    /// 1-based column where the YAML itself is at fault, else 0.
+    pub column: u64,
     pub message: String,
     pub hint: Option<String>,
 }
@@ -561,6 +564,7 @@ pub fn outside_root(
     Err(InventoryError {
         file: o.file,
         line: o.line,
+        column: 0,
         message: format!(
             "{} `{}` is outside the stack's {} `{}`",
             o.what,
@@ -708,6 +712,7 @@ impl Inventory {
         let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
             file: path.to_owned(),
             line: 0,
+            column: 0,
             message: format!("cannot read the inventory: {e}"),
             hint: None,
         })?;
@@ -720,16 +725,21 @@ impl Inventory {
         let err = |line: u64, message: String, hint: Option<&str>| InventoryError {
             file: path.to_owned(),
             line,
+            column: 0,
             message,
             hint: hint.map(str::to_owned),
         };
         let raw: RawInventory = serde_saphyr::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line()).unwrap_or(0);
-            let msg = strip_location(&first_line(&e.to_string()));
-            let hint = msg
-                .contains("unknown field")
-                .then_some("see inventory.example.yaml for every key the inventory takes");
-            err(line, msg, hint)
+            let column = e.location().map(|l| l.column()).unwrap_or(0);
+            let (message, hint) = explain_yaml(&strip_location(&first_line(&e.to_string())));
+            InventoryError {
+                file: path.to_owned(),
+                line,
+                column,
+                message,
+                hint,
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let d = &raw.defaults;
@@ -1268,6 +1278,67 @@ fn strip_location(msg: &str) -> String {
     m.to_owned()
 }
 
+/// The YAML parser's message in the words of an inventory, with a hint
+/// where the fix is likely: a key named twice, a block indented where YAML
+/// expects none, a key misspelt (the closest real key).
+fn explain_yaml(msg: &str) -> (String, Option<String>) {
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return (
+            format!("`{key}` is given twice in the same block"),
+            Some(
+                "each host, stack and key may appear once in its block: remove or rename one"
+                    .into(),
+            ),
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (key, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let known: Vec<&str> = rest
+            .split_once("expected one of ")
+            .map(|(_, l)| l.split(", ").map(|k| k.trim_matches('`')).collect())
+            .or_else(|| {
+                rest.split_once("expected `")
+                    .map(|(_, k)| vec![k.trim_end_matches('`')])
+            })
+            .unwrap_or_default();
+        let closest = known
+            .iter()
+            .map(|k| (strsim::jaro_winkler(key, k), *k))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let hint = match closest {
+            Some((_, k)) => format!("did you mean `{k}`?"),
+            None if !known.is_empty() => format!(
+                "the keys here are {}; see inventory.example.yaml for every key",
+                known.join(", ")
+            ),
+            None => "see inventory.example.yaml for every key the inventory takes".into(),
+        };
+        return (format!("unknown key `{key}`"), Some(hint));
+    }
+    let indentation = [
+        "expected mapping start",
+        "did not find expected key",
+        "mapping values are not allowed",
+        "block mapping",
+        "bad indentation",
+    ];
+    if indentation.iter().any(|p| msg.contains(p)) {
+        return (
+            format!("the indentation does not fit the block it is in ({msg})"),
+            Some(
+                "indent every key of a block by the same number of spaces: a host's keys under its name, its stacks' items under `stacks:`"
+                    .into(),
+            ),
+        );
+    }
+    (msg.to_owned(), None)
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
@@ -1339,7 +1410,7 @@ mod tests {
         assert_eq!(names, ["web10", "web2", "db", "web1"]);
         // a host listed twice is refused, not merged
         let e = parse(&d, &format!("{text}{}", host("db"))).unwrap_err();
-        assert!(e.to_string().to_lowercase().contains("duplicate"), "{e}");
+        assert!(e.to_string().contains("`db` is given twice"), "{e}");
     }
 
     #[test]

@@ -328,8 +328,7 @@ fn inventory_errors_name_the_file_and_line() {
     };
     bad(
         "hosts:\n  web1:\n    adress: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, build_timeout, settle, connect_timeout, groups, stacks\n\
-         hint: see inventory.example.yaml for every key the inventory takes\n",
+        "error: inventory.yaml:3:5: unknown key `adress`\nhint: did you mean `address`?\n",
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: nope/compose.yml\n",
@@ -342,8 +341,18 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt, dir_mode, dir_group\n\
-         hint: see inventory.example.yaml for every key the inventory takes\n",
+        "error: inventory.yaml:6:9: unknown key `remote_dri`\nhint: did you mean `remote_dir`?\n",
+    );
+    // a host named twice, a block indented where YAML expects none
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  web1:\n    stacks: []\n",
+        "error: inventory.yaml:6:3: `web1` is given twice in the same block\n\
+         hint: each host, stack and key may appear once in its block: remove or rename one\n",
+    );
+    bad(
+        "hosts:\n  web1:\n     address: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
+        "error: inventory.yaml:4:5: the indentation does not fit the block it is in (while parsing a block mapping, did not find expected key)\n\
+         hint: indent every key of a block by the same number of spaces: a host's keys under its name, its stacks' items under `stacks:`\n",
     );
     bad(
         "hosts: {}\n",
@@ -356,19 +365,19 @@ fn inventory_errors_name_the_file_and_line() {
     // numbers in range, written as in the rest of the inventory
     bad(
         "defaults:\n  connect_timeout: 18446744073709551615\nhosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:2: 18446744073709551615 seconds is out of range: from 1s to 1h (3600 seconds)\n",
+        "error: inventory.yaml:2:20: 18446744073709551615 seconds is out of range: from 1s to 1h (3600 seconds)\n",
     );
     bad(
         "defaults:\n  up_timeout: sixty\nhosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:2: `sixty` is not a duration: write seconds (`90`) or a duration such as `30m` or `1d`\n",
+        "error: inventory.yaml:2:15: `sixty` is not a duration: write seconds (`90`) or a duration such as `30m` or `1d`\n",
     );
     bad(
         "hosts:\n  web1:\n    port: 0\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:3: port 0 is not a port number (1 to 65535)\n",
+        "error: inventory.yaml:3:11: port 0 is not a port number (1 to 65535)\n",
     );
     bad(
         "hosts:\n  web1:\n    port: \"22x\"\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:3: port `22x` is not a port number (1 to 65535)\n",
+        "error: inventory.yaml:3:11: port `22x` is not a port number (1 to 65535)\n",
     );
     Test::new()
         .args(&["-i", "missing.yaml"])
@@ -687,19 +696,19 @@ fn dir_mode_and_dir_group_are_validated() {
     };
     bad(
         "dir_mode: \"0777\"",
-        "error: inventory.yaml:6: dir_mode `0777` lets anyone write the stack's directory; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+        "error: inventory.yaml:6:19: dir_mode `0777` lets anyone write the stack's directory; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
     );
     bad(
         "dir_mode: \"0550\"",
-        "error: inventory.yaml:6: dir_mode `0550` does not give its owner (the deploying user) `rwx`; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+        "error: inventory.yaml:6:19: dir_mode `0550` does not give its owner (the deploying user) `rwx`; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
     );
     bad(
         "dir_mode: rwxr-x---",
-        "error: inventory.yaml:6: dir_mode `rwxr-x---` is not an octal mode; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
+        "error: inventory.yaml:6:19: dir_mode `rwxr-x---` is not an octal mode; write it quoted in octal, e.g. `dir_mode: \"0750\"` (its group may read) or `\"0755\"`\n",
     );
     bad(
         "dir_group: \"www data\"",
-        "error: inventory.yaml:6: dir_group `www data` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid\n",
+        "error: inventory.yaml:6:20: dir_group `www data` is not a group name (letters, digits, `_`, `.`, `-`, starting with a letter or `_`) or a gid\n",
     );
 }
 
