@@ -52,6 +52,7 @@
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
+//! tests/suite/examples.rs the examples/ files (cron, systemd, CI step) run as written against test hosts
 //! tests/suite/report.rs  what a run reports: the live display under tmux, plain lines, rollback progress
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
@@ -69,6 +70,7 @@
 //! scripts/bench.sh       the benchmark against the ssh floor (scripts/bench/: helpers, results)
 //! scripts/demo/stacks/   the demo's compose stacks
 //! inventory.example.yaml every inventory key, explained
+//! examples/              a cron file, a systemd service + timer + OnFailure unit, a CI deploy step
 //! .ci/run                CI: fmt, clippy, scripts/test.sh
 //! ```
 

@@ -1,0 +1,192 @@
+//! The examples shipped in examples/ (a cron line, a systemd service and
+//! timer, a CI deploy step), run as written against real test hosts: only
+//! the binary's and the inventory's paths are replaced by the test's.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::*;
+
+/// Where the examples install rbuild (README, Install).
+const BIN: &str = "/usr/local/bin/rbuild";
+const INVENTORY: &str = "/etc/rbuild/inventory.yaml";
+
+fn example(rel: &str) -> String {
+    std::fs::read_to_string(repo_root().join("examples").join(rel))
+        .unwrap_or_else(|e| panic!("examples/{rel}: {e}"))
+}
+
+/// The example's command line with the test's binary, inventory and
+/// metrics file in place of the installed ones.
+fn localised(line: &str, f: &Fleet, metrics: &Path) -> String {
+    line.replace(BIN, rbuild_bin().to_str().unwrap())
+        .replace(INVENTORY, f.inventory_path().to_str().unwrap())
+        .replace(
+            "/var/lib/node_exporter/textfile_collector/rbuild.prom",
+            metrics.to_str().unwrap(),
+        )
+}
+
+/// `sh -c LINE` as cron or systemd would start it, with the fleet's ssh
+/// config (the one thing a test host needs that a real host has in
+/// ~/.ssh/config).
+fn run_line(f: &Fleet, line: &str) -> crate::support::runs::Run {
+    std::fs::write(f.inventory_path(), f.inventory_text()).unwrap();
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(line)
+        .env("RBUILD_SSH_CONFIG", f.th.join("ssh_config"))
+        .env("RBUILD_CACHE_DIR", f.root.path().join("cache"))
+        .env("RBUILD_SETTLE", "3")
+        .env_remove("RBUILD_INVENTORY")
+        .current_dir(f.root.path());
+    run_command(c)
+}
+
+#[test]
+fn the_examples_agree_with_the_readme_and_with_each_other() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("install -m 0755 target/release/rbuild {BIN}")),
+        "the README installs rbuild where the examples call it"
+    );
+    let service = example("systemd/rbuild.service");
+    let timer = example("systemd/rbuild.timer");
+    let cron = example("cron/rbuild");
+    for (name, text) in [("service", &service), ("cron", &cron)] {
+        assert!(text.contains(&format!("{BIN} ")), "{name} calls {BIN}");
+    }
+    // no rebuild just because the machine booted; a failure is reported
+    assert!(
+        !timer
+            .lines()
+            .any(|l| l.trim_start().starts_with("OnBootSec")),
+        "timer: no OnBootSec"
+    );
+    assert!(timer.contains("Persistent=true"));
+    assert!(service.contains("OnFailure=rbuild-failure@%n.service"));
+    example("systemd/rbuild-failure@.service");
+    // systemd itself accepts the units, where it is installed (with the
+    // test's binary in ExecStart: verify wants it to exist)
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let d = tempfile::tempdir().unwrap();
+        let bin = rbuild_bin();
+        let mut units = Vec::new();
+        for u in ["rbuild.service", "rbuild.timer", "rbuild-failure@.service"] {
+            let text = example(&format!("systemd/{u}")).replace(BIN, bin.to_str().unwrap());
+            std::fs::write(d.path().join(u), text).unwrap();
+            units.push(d.path().join(u));
+        }
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .args(&units[..2])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let real: Vec<&str> = err
+            .lines()
+            // this machine may run no systemd (a container): not the units' fault
+            .filter(|l| !l.contains("System has not been booted with systemd"))
+            .filter(|l| !l.contains("Failed to connect to bus"))
+            .filter(|l| !l.contains("rbuild-failure@"))
+            .collect();
+        assert!(real.is_empty(), "systemd-analyze verify: {err}");
+    } else {
+        eprintln!("systemd-analyze not installed: the units were not verified by systemd");
+    }
+}
+
+fn command_of(text: &str, prefix: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}"))
+        .to_owned()
+}
+
+#[test]
+fn the_cron_line_the_service_and_the_ci_step_run_as_written() {
+    let f = Fleet::new("examples", 2);
+    let names = f.web_everywhere();
+    let metrics = f.root.path().join("rbuild.prom");
+
+    // the cron line (after its five time fields and the user)
+    let cron = example("cron/rbuild");
+    let line = cron
+        .lines()
+        .find(|l| l.starts_with("*/30"))
+        .expect("a cron line");
+    let cmd: Vec<&str> = line.splitn(7, ' ').collect();
+    assert_eq!(cmd[5], "root");
+    let cmd = localised(cmd[6], &f, &metrics);
+    let run = run_line(&f, &cmd);
+    run.assert_code(0);
+    assert!(run.stdout.contains("2 rebuilt"), "{}", run.dump());
+    for (h, n) in ["h1", "h2"].iter().zip(&names) {
+        f.assert_running(h, n);
+    }
+    assert!(
+        std::fs::read_to_string(&metrics)
+            .unwrap()
+            .contains("rbuild_")
+    );
+    // the next one has nothing to say: cron sends no mail
+    let run = run_line(&f, &cmd);
+    run.assert_code(0);
+    assert_eq!(run.stdout, "", "{}", run.dump());
+
+    // the service's ExecStart
+    let exec = command_of(&example("systemd/rbuild.service"), "ExecStart=");
+    let run = run_line(&f, &localised(&exec, &f, &metrics));
+    run.assert_code(0);
+    assert!(run.stdout.contains("2 skipped"), "{}", run.dump());
+
+    // the CI step: a good deploy to h1 passes, a failed one fails the job
+    let deploy = repo_root().join("examples/ci/deploy.sh");
+    let ci = |limit: &str| {
+        std::fs::write(f.inventory_path(), f.inventory_text()).unwrap();
+        let mut c = Command::new(&deploy);
+        c.env("RBUILD", rbuild_bin())
+            .env("INVENTORY", f.inventory_path())
+            .env("LIMIT", limit)
+            .env("RBUILD_SSH_CONFIG", f.th.join("ssh_config"))
+            .env("RBUILD_CACHE_DIR", f.root.path().join("cache"))
+            .env("RBUILD_SETTLE", "3")
+            .env("NO_COLOR", "1")
+            .current_dir(f.root.path());
+        run_command(c)
+    };
+    let v1 = f.assert_running("h1", &names[0]);
+    let run = ci("h1");
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("every stack is up and healthy"),
+        "{}",
+        run.dump()
+    );
+    // FORCE=1 by default: rebuilt, unchanged or not
+    assert!(run.stdout.contains("forced"), "{}", run.dump());
+    assert!(run.stdout.contains("1 rebuilt"), "{}", run.dump());
+    let v2 = f.assert_running("h1", &names[0]);
+    assert_eq!(v1.image, v2.image, "the same files build the same image");
+    let h2 = f.assert_running("h2", &names[1]);
+    assert_eq!(
+        f.assert_running("h2", &names[1]),
+        h2,
+        "LIMIT=h1 left h2 alone"
+    );
+
+    f.write(&names[0], "Dockerfile", &dockerfile(Some("false"), "true"));
+    let run = ci("h1");
+    run.assert_code(1);
+    assert!(run.stderr.contains("a stack failed"), "{}", run.dump());
+    assert!(run.stdout.contains("failed"), "{}", run.dump());
+    assert_eq!(
+        f.assert_running("h1", &names[0]),
+        v2,
+        "the old containers run"
+    );
+}
