@@ -35,95 +35,105 @@ pub fn escape(v: &str) -> String {
     out
 }
 
-fn head(out: &mut String, name: &str, help: &str) {
+/// One metric family: its HELP and TYPE lines, then a sample for each
+/// `(labels, value)` (`labels` as written inside `{}`, or empty).
+fn family<L: AsRef<str>, V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let labels = labels.as_ref();
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The `host` and `stack` labels of a row.
+fn stack_labels(r: &Row) -> String {
+    format!(
+        "host=\"{}\",stack=\"{}\"",
+        escape(&r.host),
+        escape(&r.stack)
+    )
 }
 
 /// The run's metrics (pure).
 pub fn render(rows: &[Row], run: &RunInfo) -> String {
     let mut out = String::new();
-    head(
+    family(
         &mut out,
         "rbuild_stack_result",
         "The last run's result of a stack on a host: 1 for its action and reason.",
+        rows.iter().map(|r| {
+            let labels = format!(
+                "{},action=\"{}\",reason=\"{}\"",
+                stack_labels(r),
+                r.action.as_str(),
+                r.reason.as_str()
+            );
+            (labels, 1)
+        }),
     );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "rbuild_stack_result{{host=\"{}\",stack=\"{}\",action=\"{}\",reason=\"{}\"}} 1",
-            escape(&r.host),
-            escape(&r.stack),
-            r.action.as_str(),
-            r.reason.as_str()
-        );
-    }
-    head(
+    family(
         &mut out,
         "rbuild_stack_failed",
         "1 when the stack failed or was rolled back in the last run, else 0.",
+        rows.iter().map(|r| {
+            let failed = matches!(r.action, Action::Failed | Action::RolledBack);
+            (stack_labels(r), u8::from(failed))
+        }),
     );
-    for r in rows {
-        let failed = matches!(r.action, Action::Failed | Action::RolledBack);
-        let _ = writeln!(
-            out,
-            "rbuild_stack_failed{{host=\"{}\",stack=\"{}\"}} {}",
-            escape(&r.host),
-            escape(&r.stack),
-            u8::from(failed)
-        );
-    }
-    head(
+    family(
         &mut out,
         "rbuild_stack_duration_seconds",
         "Time the last run spent on the stack (its check, or its rebuild).",
+        rows.iter()
+            .map(|r| (stack_labels(r), format!("{:.3}", r.duration.as_secs_f64()))),
     );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "rbuild_stack_duration_seconds{{host=\"{}\",stack=\"{}\"}} {:.3}",
-            escape(&r.host),
-            escape(&r.stack),
-            r.duration.as_secs_f64()
-        );
-    }
-    head(
+    debug_assert_eq!(counts(rows).len(), ACTIONS.len());
+    family(
         &mut out,
         "rbuild_run_stacks",
         "How many stacks the last run reported with each action.",
-    );
-    for (action, n) in counts(rows) {
-        let _ = writeln!(out, "rbuild_run_stacks{{action=\"{action}\"}} {n}");
-    }
-    debug_assert_eq!(counts(rows).len(), ACTIONS.len());
-    head(&mut out, "rbuild_run_hosts", "Hosts in the last run.");
-    let _ = writeln!(out, "rbuild_run_hosts {}", hosts(rows));
-    head(
-        &mut out,
-        "rbuild_run_exit_code",
-        "The last run's exit status (0: all good).",
-    );
-    let _ = writeln!(out, "rbuild_run_exit_code {}", run.exit_code);
-    head(
-        &mut out,
-        "rbuild_run_duration_seconds",
-        "How long the last run took.",
-    );
-    let _ = writeln!(
-        out,
-        "rbuild_run_duration_seconds {:.3}",
-        run.duration.as_secs_f64()
-    );
-    head(
-        &mut out,
-        "rbuild_last_run_timestamp_seconds",
-        "When the last run ended (Unix time).",
+        counts(rows)
+            .into_iter()
+            .map(|(action, n)| (format!("action=\"{action}\""), n)),
     );
     let at = run
         .finished
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let _ = writeln!(out, "rbuild_last_run_timestamp_seconds {at}");
+    for (name, help, value) in [
+        (
+            "rbuild_run_hosts",
+            "Hosts in the last run.",
+            hosts(rows).to_string(),
+        ),
+        (
+            "rbuild_run_exit_code",
+            "The last run's exit status (0: all good).",
+            run.exit_code.to_string(),
+        ),
+        (
+            "rbuild_run_duration_seconds",
+            "How long the last run took.",
+            format!("{:.3}", run.duration.as_secs_f64()),
+        ),
+        (
+            "rbuild_last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            at.to_string(),
+        ),
+    ] {
+        family(&mut out, name, help, [("", value)]);
+    }
     out
 }
 
