@@ -570,3 +570,59 @@ fn symlinks_a_borrowed_compose_name_and_existing_directories_modes() {
     assert_eq!(f.assert_running("h1", &a), ca);
     assert_eq!(mode(&f.state_dir("h1")), 0o751);
 }
+
+/// The link goes dead (every packet dropped) while the host rebuilds: the
+/// controller gives up on that host after ssh's keepalives (about 15 s) with
+/// a failed row that says the rebuild may still be running; the host
+/// finishes on its own (state, containers, lock consistent) and the next
+/// run, the link back, says `up_to_date`.
+#[test]
+fn a_link_dead_mid_rebuild_fails_the_row_and_the_host_finishes_alone() {
+    let f = Fleet::new("deadlink", 1);
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    std::fs::write(gate.join("open"), "").unwrap();
+    let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
+    f.run(&[]).assert_code(0);
+    let v1 = f.assert_running("h1", &name);
+    let lock = f.lock_dir("h1", &name);
+
+    // v2 waits in its health gate (closed) when the link dies
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    std::fs::remove_file(gate.join("open")).unwrap();
+    let mut bg = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
+    wait_for("the rebuild to wait in its health gate", || {
+        !bg.running()
+            || f.containers("h1", &name)
+                .iter()
+                .any(|c| c.image != v1.image && c.health == "starting")
+    });
+    assert!(bg.running(), "the run ended early: {}", bg.finish().dump());
+    f.drop_packets("h1");
+    let run = bg.finish();
+    run.assert_code(1);
+    let error = run.error_of("h1", &name);
+    assert!(
+        error.contains("may still be running on the host"),
+        "{}",
+        run.dump()
+    );
+    assert!(lock.exists(), "the host's run goes on, holding the lock");
+
+    // the host finishes by itself once the gate opens
+    std::fs::write(gate.join("open"), "").unwrap();
+    wait_for("the cut-off rebuild to release the lock", || !lock.exists());
+    let now = f.assert_running("h1", &name);
+    assert_eq!(now.health, "healthy");
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");
+    let st = f.state("h1", &name);
+    assert_eq!(st["last_result"], "ok");
+    assert_eq!(st["images"], format!("app={}", now.image));
+    assert_no_leftovers(&f, "h1");
+
+    f.testhosts("undrop", "h1");
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "skipped", "up_to_date");
+    assert_eq!(f.assert_running("h1", &name), now);
+}
