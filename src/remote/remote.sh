@@ -1401,7 +1401,11 @@ prune_cache() {
 	esac
 	if out=$(dk builder prune -f "$@" 2>&1); then
 		freed=$(echo "$out" | sed -n 's/^Total reclaimed space: *//p')
-		echo "$m note - pruned the build cache${freed:+: $freed reclaimed}"
+		# a note only when it freed something: "0B reclaimed" every run is noise
+		case $freed in
+		'' | 0 | 0B) ;;
+		*) echo "$m note - pruned the build cache: $freed reclaimed" ;;
+		esac
 	fi
 }
 
