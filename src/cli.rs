@@ -84,9 +84,23 @@ pub struct Cli {
     pub concurrency: u32,
 
     /// Only hosts whose name or group matches one of these globs
-    /// (comma-separated or repeated), e.g. `web*,db1`.
+    /// (comma-separated or repeated), e.g. `web*,db1`; `@TAG` matches the
+    /// host's tags, `!PATTERN` leaves hosts out (`'web*,!web3'`; only
+    /// exclusions: every host less those).
     #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
     pub limit: Vec<String>,
+
+    /// Leave out the hosts that match these patterns (as in `--limit`:
+    /// globs over names and groups, `@TAG`; comma-separated or repeated).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
+    pub exclude: Vec<String>,
+
+    /// Only the K-th of N parts of the selected hosts (1-based, e.g. `2/4`):
+    /// a host's part is fixed by its name's hash, so a CI matrix or N cron
+    /// boxes share one inventory without overlap, and adding a host moves
+    /// no other.
+    #[arg(long, value_name = "K/N", global = true)]
+    pub shard: Option<crate::select::Shard>,
 
     /// Rebuild a stack on at most this many hosts at once: a count, or a
     /// percentage of the hosts that run it (`25%`) [default: no limit, or

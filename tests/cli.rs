@@ -328,7 +328,7 @@ fn inventory_errors_name_the_file_and_line() {
     };
     bad(
         "hosts:\n  web1:\n    adress: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, build_timeout, settle, connect_timeout, groups, stacks\n\
+        "error: inventory.yaml:3: unknown field `adress`, expected one of address, user, port, identity_file, ssh_options, state_dir, remote_root, compose, build_period, up_timeout, build_timeout, settle, connect_timeout, groups, tags, stacks\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
     );
     bad(
@@ -384,8 +384,62 @@ fn limit_history_and_rollback_name_what_is_not_there() {
         .status(2)
         .stderr(
             "error: `--limit db*` matches no host of `inventory.yaml`\n\
-             hint: patterns are globs over host and group names, e.g. `web*`\n",
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
         )
+        .run();
+    // exclusions, `--exclude`, tags and shards
+    let three = "hosts:\n  web1:\n    tags: [eu]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  web2:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n";
+    let t3 = || Test::new().stack("web").file("inventory.yaml", three);
+    t3().args(&[
+        "-i",
+        "inventory.yaml",
+        "--limit",
+        "web*,!db*",
+        "--exclude",
+        "@eu",
+        "--limit",
+        "@us",
+    ])
+    .status(2)
+    .stderr(
+        "error: `--limit @us` matches no host of `inventory.yaml`\n\
+             hint: the inventory's tags: eu\n",
+    )
+    .run();
+    t3().args(&["-i", "inventory.yaml", "--limit", "!web*"])
+        .status(2)
+        .stderr(
+            "error: no host of `inventory.yaml` is left after `--limit !web*`\n\
+             hint: an exclusion leaves out every host its pattern matches\n",
+        )
+        .run();
+    t3().args(&["-i", "inventory.yaml", "--exclude", "web[", "status"])
+        .status(2)
+        .stderr(
+            "error: `--exclude web[`: unclosed character class; missing ']'\n\
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
+        )
+        .run();
+    for bad in ["0/2", "3/2", "x"] {
+        t3().args(&["-i", "inventory.yaml", "--shard", bad])
+            .status(2)
+            .stderr(&format!(
+                "error: invalid value '{bad}' for '--shard <K/N>': `{bad}` is not a shard: write K/N with 1 <= K <= N, e.g. `1/4`\n\nFor more information, try '--help'.\n"
+            ))
+            .run();
+    }
+    // web1 is in shard 1 of 2: shard 2 is empty, nothing is contacted
+    let out = t()
+        .args(&["-i", "inventory.yaml", "--shard", "2/2", "--json"])
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["hosts"], 0, "{out}");
+    Test::new()
+        .stack("web")
+        .args(&["--shard", "1/2", "web/compose.yml"])
+        .status(2)
+        .stderr("error: `--shard` selects inventory hosts: it needs `--inventory`\n")
         .run();
     t().args(&["-i", "inventory.yaml", "history", "nope", "web"])
         .status(2)
@@ -718,7 +772,7 @@ fn status_and_logs_name_what_they_need() {
         .status(2)
         .stderr(
             "error: `--limit db*` matches no host of `inventory.yaml`\n\
-             hint: patterns are globs over host and group names, e.g. `web*`\n",
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
         )
         .run();
     t().args(&["-i", "inventory.yaml", "logs", "web1", "db"])
