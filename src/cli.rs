@@ -206,7 +206,7 @@ pub enum Commands {
     Fleet(FleetCommand),
 }
 
-/// Commands on every selected host of the inventory that change nothing.
+/// Commands on the selected hosts of the inventory that change nothing.
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
     /// Show every stack of the selected hosts (`--limit`) as its host sees
@@ -216,6 +216,12 @@ pub enum FleetCommand {
     /// nothing is changed. Exit status 1 when a host cannot be asked or a
     /// stack has a problem.
     Status,
+    /// Validate without connecting: the inventory, the selection, every
+    /// compose file (parsed; every file it references inside the stack's
+    /// root) and every stack's directory (read and hashed as it would
+    /// ship). Prints `ok: N hosts, M stacks`, or every error with its file
+    /// and line (exit status 2). No host is contacted.
+    Check,
 }
 
 /// Commands on one stack of one inventory host (they need `--inventory`).

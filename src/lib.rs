@@ -34,6 +34,7 @@
 //! src/host/lines.rs      a call's output as bounded lines; the stderr tail kept for errors
 //! src/fleet.rs           the executor: connect, check, plan, apply, report; bounded concurrency; scripted-host unit tests
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
+//! src/check.rs           `rbuild check`: the inventory and every stack validated here, no host contacted
 //! src/manual.rs          `rbuild history`, `rbuild rollback` and `rbuild logs` on one stack of one host
 //! src/select.rs          pure: `--limit`, `--exclude`, `@tag` and `--shard K/N` -> the selected hosts
 //! src/status.rs          `rbuild status`: every stack of the selected hosts as its host sees it, one command a host
@@ -71,6 +72,7 @@
 //! .ci/run                CI: fmt, clippy, scripts/test.sh
 //! ```
 
+pub mod check;
 pub mod cli;
 pub mod compose;
 pub mod config;

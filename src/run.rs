@@ -80,6 +80,9 @@ pub fn main() -> Result<Exit, Error> {
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
             return status(cli, inventory_from_env);
         }
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Check)) => {
+            return check(cli, inventory_from_env);
+        }
         None => None,
     };
     let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
@@ -137,6 +140,23 @@ fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
         tokio::spawn(watch_signals(None, private, true));
         crate::status::run(settings, world).await
     })
+}
+
+/// `rbuild check`: what a run checks before it contacts a host, no host
+/// contacted.
+fn check(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
+    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
+        return Err(Error::usage(
+            "`check` validates an inventory: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild check -i inventory.yaml`",
+        ));
+    }
+    let settings =
+        Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
+    let problems = crate::check::problems(&settings);
+    let (out, err, exit) = crate::check::render(&settings, &problems);
+    eprint!("{err}");
+    print_out(&out)?;
+    Ok(exit)
 }
 
 /// `completions` and `man`: about rbuild itself, nothing else read.

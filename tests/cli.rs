@@ -87,6 +87,11 @@ impl Test {
 
     /// Run it; returns stdout for further checks.
     fn run(self) -> String {
+        self.run_both().0
+    }
+
+    /// Run it; returns stdout and stderr (normalized) for further checks.
+    fn run_both(self) -> (String, String) {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         for v in [
             "BUILD_PERIOD",
@@ -136,7 +141,7 @@ impl Test {
             assert_eq!(&stdout, want, "stdout\n{dump}");
         }
         assert!(!contacted.exists(), "a host was contacted\n{dump}");
-        stdout
+        (stdout, stderr)
     }
 }
 
@@ -778,5 +783,84 @@ fn status_and_logs_name_what_they_need() {
     t().args(&["-i", "inventory.yaml", "logs", "web1", "db"])
         .status(2)
         .stderr("error: host `web1` runs no stack `db`\nhint: its stacks: web\n")
+        .run();
+}
+
+#[test]
+fn check_validates_the_inventory_and_every_stack_without_connecting() {
+    let two = "stacks:\n  shared:\n    compose_file: shared/compose.yml\n    groups: [front]\nhosts:\n  web1:\n    groups: [front]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  web2:\n    groups: [front]\n    stacks:\n      - name: db\n        compose_file: db/compose.yml\n";
+    let t = || {
+        Test::new()
+            .stack("web")
+            .stack("shared")
+            .file(
+                "db/compose.yml",
+                "x-base: &base\n  image: db\nservices:\n  db:\n    <<: *base\n",
+            )
+            .file("inventory.yaml", two)
+    };
+    t().args(&["check", "-i", "inventory.yaml"])
+        .stdout("ok: 2 hosts, 4 stacks\n")
+        .run();
+    t().args(&["-i", "inventory.yaml", "check", "--limit", "web2"])
+        .stdout("ok: 1 host, 2 stacks\n")
+        .run();
+    let out = t()
+        .args(&["-i", "inventory.yaml", "check", "--json"])
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&doc["ok"], &doc["hosts"], &doc["stacks"]),
+        (&true.into(), &2.into(), &4.into()),
+        "{out}"
+    );
+    // every problem, each with its file and line: a compose file that is
+    // not YAML, a stack directory with a file that cannot ship
+    let bad = t().file("web/compose.yml", "services:\n  app:\n    image: [x\n");
+    std::fs::write(
+        bad.dir
+            .path()
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"db/\xff")),
+        "",
+    )
+    .unwrap();
+    // (the exact wording of the YAML error is the parser's; the rest is ours)
+    let (_, stderr) = bad
+        .args(&["check", "-i", "inventory.yaml"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: web/compose.yml:3: host `web1`, stack `web`: the compose file is not valid YAML: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        "hint: compose would refuse it too: `docker compose config` shows the same"
+    );
+    assert_eq!(
+        lines[2],
+        "error: host `web2`, stack `db`: cannot read the stack: `db/\u{FFFD}`: the name is not UTF-8, which rbuild cannot ship"
+    );
+    assert!(
+        lines[3].starts_with("hint: fix the file's permissions"),
+        "{stderr}"
+    );
+    // an invalid inventory: its first error, as a run prints it
+    t().file("inventory.yaml", "hosts:\n  web1:\n    tags: [\"a b\"]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n")
+        .args(&["check", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr("error: inventory.yaml:3: host `web1`: tag `a b` is not valid\nhint: tags take letters, digits, `.`, `-` and `_`\n")
+        .run();
+    Test::new()
+        .args(&["check"])
+        .status(2)
+        .stderr(
+            "error: `check` validates an inventory: give `--inventory FILE` and no COMPOSE_FILE\n\
+             hint: e.g. `rbuild check -i inventory.yaml`\n",
+        )
         .run();
 }
