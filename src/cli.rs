@@ -178,6 +178,23 @@ pub struct Cli {
     pub root: Option<PathBuf>,
 }
 
+/// The subcommand a mistyped word most likely meant, as clap itself
+/// suggests one (Jaro similarity above 0.7), for a COMPOSE_FILE argument
+/// that does not exist and looks like no file (no `/`, no `.`).
+pub fn meant_subcommand(word: &str) -> Option<String> {
+    if word.contains(['/', '.']) || std::path::Path::new(word).exists() {
+        return None;
+    }
+    use clap::CommandFactory;
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .map(|name| (strsim::jaro(word, &name), name))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
 /// A build period, as `--build-period` takes it.
 pub fn period(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_PERIOD)
@@ -311,6 +328,24 @@ mod tests {
                 Cli::try_parse_from(["rbuild", bad[0], bad[1], "compose.yml"]).is_err(),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_is_told_apart_from_a_compose_file() {
+        for (typo, meant) in [
+            ("statsu", Some("status")),
+            ("stauts", Some("status")),
+            ("histroy", Some("history")),
+            ("rollbak", Some("rollback")),
+            ("chekc", Some("check")),
+            ("compose.yml", None),
+            ("web/compose", None),
+            ("deploy", None),
+            // not a file either way: the hint does no harm
+            ("blog", Some("logs")),
+        ] {
+            assert_eq!(meant_subcommand(typo).as_deref(), meant, "{typo}");
         }
     }
 }

@@ -74,6 +74,16 @@ pub fn main() -> Result<Exit, Error> {
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     init_logging(cli.verbose, cli.quiet);
+    if let Some((word, meant)) = cli
+        .compose_files
+        .iter()
+        .filter_map(|f| f.to_str())
+        .find_map(|f| crate::cli::meant_subcommand(f).map(|m| (f, m)))
+    {
+        return Err(Error::usage(format!(
+            "no subcommand or compose file named `{word}`\nhint: did you mean `rbuild {meant}`?"
+        )));
+    }
     let command = match cli.command.take() {
         Some(crate::cli::Commands::Meta(m)) => return meta(m),
         Some(crate::cli::Commands::Stack(c)) => Some(c),

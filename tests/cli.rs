@@ -864,3 +864,34 @@ fn check_validates_the_inventory_and_every_stack_without_connecting() {
         )
         .run();
 }
+
+#[test]
+fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
+    Test::new()
+        .args(&["statsu", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr(
+            "error: no subcommand or compose file named `statsu`\n\
+             hint: did you mean `rbuild status`?\n",
+        )
+        .run();
+    Test::new()
+        .args(&["histroy"])
+        .status(2)
+        .stderr(
+            "error: no subcommand or compose file named `histroy`\n\
+             hint: did you mean `rbuild history`?\n",
+        )
+        .run();
+    // a file that looks like one, or is not like any subcommand, is a file
+    Test::new()
+        .args(&["status.yml"])
+        .status(2)
+        .stderr("error: compose file `status.yml` does not exist\n")
+        .run();
+    Test::new()
+        .args(&["deploy"])
+        .status(2)
+        .stderr("error: compose file `deploy` does not exist\n")
+        .run();
+}
