@@ -68,9 +68,66 @@ pub fn print_out(text: &str) -> Result<(), Error> {
     }
 }
 
-/// Parse the process's arguments and run.
+/// Whether `--json` is on the command line (before a `--`), looked at
+/// before the arguments are parsed: a usage error then still prints a JSON
+/// document.
+fn json_asked() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// An error as `error` and `hint` (its `hint:` line, clap's `tip:`).
+fn split_hint(text: &str) -> (String, Option<String>) {
+    let mut error = Vec::new();
+    let mut hint = None;
+    for l in text.lines() {
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        match l
+            .trim_start()
+            .strip_prefix("hint: ")
+            .or(l.trim_start().strip_prefix("tip: "))
+        {
+            Some(h) if hint.is_none() => hint = Some(h.to_owned()),
+            _ if l.starts_with("Usage: ") || l.starts_with("For more information") => {}
+            _ if !l.trim().is_empty() => error.push(l.trim_end()),
+            _ => {}
+        }
+    }
+    (error.join("\n"), hint)
+}
+
+/// Parse the process's arguments and run. Under `--json`, a usage error
+/// (exit 2) also prints a JSON document on stdout (see
+/// [`report::json::render_error`]); the message stays on stderr.
 pub fn main() -> Result<Exit, Error> {
-    let matches = Cli::command().get_matches();
+    let json = json_asked();
+    let result = parse_and_run();
+    if json && let Err(e @ Error::Usage(_)) = &result {
+        let (error, hint) = split_hint(&e.to_string());
+        let _ = print_out(&report::json::render_error(
+            &error,
+            hint.as_deref(),
+            e.exit().code(),
+        ));
+    }
+    result
+}
+
+fn parse_and_run() -> Result<Exit, Error> {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            if e.use_stderr() && json_asked() {
+                let plain = e.render().to_string();
+                let (error, hint) = split_hint(&plain);
+                let code = Exit::Usage.code();
+                let _ = print_out(&report::json::render_error(&error, hint.as_deref(), code));
+            }
+            e.exit()
+        }
+    };
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     init_logging(cli.verbose, cli.quiet);

@@ -484,11 +484,22 @@ fn shell_metacharacters_in_names_and_addresses_are_refused_never_run() {
     let t = |text: &str, stderr: &str| {
         let t = Test::new().stack("web").file("inventory.yaml", text);
         let marker = t.dir.path().join("PWNED");
-        t.args(&["-i", "inventory.yaml", "--json"])
+        let out = t
+            .args(&["-i", "inventory.yaml", "--json"])
             .status(2)
             .stderr(stderr)
+            .any_stdout()
             .run();
         assert!(!marker.exists(), "executed");
+        // under --json, the error is a document on stdout too
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["exit_code"], 2, "{out}");
+        let first = stderr.lines().next().unwrap();
+        assert_eq!(
+            doc["error"],
+            first.strip_prefix("error: ").unwrap(),
+            "{out}"
+        );
     };
     t(
         "hosts:\n  web1:\n    stacks:\n      - name: \"x;touch PWNED\"\n        compose_file: web/compose.yml\n",
@@ -893,5 +904,57 @@ fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
         .args(&["deploy"])
         .status(2)
         .stderr("error: compose file `deploy` does not exist\n")
+        .run();
+}
+
+#[test]
+fn a_usage_error_under_json_is_a_json_document_on_stdout() {
+    let doc = |t: Test| -> serde_json::Value {
+        let out = t.status(2).any_stderr().any_stdout().run();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    // clap's own errors: an unknown flag, a bad value
+    let d = doc(Test::new().args(&["--json", "--bogus"]));
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["exit_code"], 2);
+    assert_eq!(d["results"], serde_json::json!([]));
+    assert_eq!(d["error"], "unexpected argument '--bogus' found");
+    assert_eq!(d["hint"], "to pass '--bogus' as a value, use '-- --bogus'");
+    let d = doc(Test::new().args(&["-i", "inv.yaml", "-j", "0", "--json"]));
+    assert_eq!(
+        d["error"],
+        "invalid value '0' for '--concurrency <N>': 0 is not in 1..=4096"
+    );
+    assert!(d["hint"].is_null());
+    // and rbuild's: the message and its hint
+    let d = doc(Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&["-i", "inventory.yaml", "--json", "--limit", "db*"]));
+    assert_eq!(
+        d["error"],
+        "`--limit db*` matches no host of `inventory.yaml`"
+    );
+    assert!(
+        d["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("patterns are globs")
+    );
+    // the message stays on stderr as without --json
+    Test::new()
+        .args(&["--json", "--bogus"])
+        .status(2)
+        .any_stdout()
+        .stderr(
+            "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\n\
+             Usage: rbuild --json [COMPOSE_FILE]...\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+    // `--json` after `--` is a compose file's name, not the flag
+    Test::new()
+        .args(&["--bogus", "--", "--json"])
+        .status(2)
+        .any_stderr()
         .run();
 }
