@@ -137,6 +137,11 @@ pub struct Cli {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// When to colour the table's actions, `error:` and `hint:`: `auto` (on
+    /// a terminal, unless `NO_COLOR` is set), `always` or `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t, global = true)]
+    pub color: crate::report::ColorWhen,
+
     /// More logs on stderr (-v: steps, -vv: debug, -vvv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,

@@ -7,7 +7,9 @@ fn main() -> ExitCode {
     match rbuild::run::main() {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("error: {e}");
+            let text = format!("error: {e}\n");
+            let color = rbuild::report::color_stderr();
+            eprint!("{}", rbuild::report::paint_prefixes(&text, color));
             ExitCode::from(e.exit().code())
         }
     }

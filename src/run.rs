@@ -115,8 +115,31 @@ pub fn main() -> Result<Exit, Error> {
     result
 }
 
+/// `--color` as the command line gives it, read before it is parsed: for
+/// clap's own errors and help.
+fn color_asked() -> Option<clap::ColorChoice> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    let value = args.iter().enumerate().rev().find_map(|(i, a)| {
+        a.strip_prefix("--color=")
+            .or_else(|| (a == "--color").then(|| args.get(i + 1).map(String::as_str))?)
+    })?;
+    match value {
+        "always" => Some(clap::ColorChoice::Always),
+        "never" => Some(clap::ColorChoice::Never),
+        _ => None,
+    }
+}
+
 fn parse_and_run() -> Result<Exit, Error> {
-    let matches = match Cli::command().try_get_matches() {
+    let mut cmd = Cli::command();
+    if let Some(c) = color_asked() {
+        cmd = cmd.color(c);
+    }
+    let matches = match cmd.try_get_matches() {
         Ok(m) => m,
         Err(e) => {
             if e.use_stderr() && json_asked() {
@@ -130,6 +153,7 @@ fn parse_and_run() -> Result<Exit, Error> {
     };
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
+    report::set_color(cli.color);
     init_logging(cli.verbose, cli.quiet);
     if let Some((word, meant)) = cli
         .compose_files
@@ -221,7 +245,7 @@ fn check(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
         Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
     let problems = crate::check::problems(&settings);
     let (out, err, exit) = crate::check::render(&settings, &problems);
-    eprint!("{err}");
+    eprint!("{}", report::paint_prefixes(&err, report::color_stderr()));
     print_out(&out)?;
     Ok(exit)
 }
@@ -312,7 +336,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(report::color_stderr())
         .without_time()
         .try_init();
 }
@@ -370,7 +394,13 @@ pub async fn run(
     } else {
         let terminal = std::io::stdout().is_terminal();
         let width = terminal.then(terminal_width).flatten();
-        report::table::render(&rows, started.elapsed(), terminal, width)
+        report::table::render(
+            &rows,
+            started.elapsed(),
+            terminal,
+            width,
+            report::color_stdout(),
+        )
     };
     print_out(&out)?;
     Ok(exit)

@@ -958,3 +958,63 @@ fn a_usage_error_under_json_is_a_json_document_on_stdout() {
         .any_stderr()
         .run();
 }
+
+#[test]
+fn color_always_paints_and_never_or_no_color_do_not() {
+    // a stack that cannot ship fails before anything runs: a red row
+    let t = |args: &[&str]| {
+        let t = Test::new().stack("web");
+        std::fs::write(
+            t.dir
+                .path()
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"web/\xff")),
+            "",
+        )
+        .unwrap();
+        t.args(args)
+            .args(&["--state-dir", "state", "web/compose.yml"])
+            .status(1)
+            .any_stdout()
+            .any_stderr()
+            .run_both()
+    };
+    let ansi = |s: &str| s.contains('\x1b');
+    // NO_COLOR=1 is set for every test: `always` wins over it
+    let (out, _) = t(&["--color", "always"]);
+    assert!(ansi(&out), "{out}");
+    assert!(out.contains("\x1b[38;5;9m failed \x1b[39m"), "{out:?}");
+    for args in [&["--color", "never"][..], &["--color=auto"], &[]] {
+        let (out, err) = t(args);
+        assert!(!ansi(&out) && !ansi(&err), "{args:?}: {out}{err}");
+    }
+    // the `error:` and `hint:` of a usage error
+    let (_, err) = Test::new()
+        .args(&["--color", "always"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(
+        err.starts_with("\x1b[1;31merror:\x1b[0m nothing to do")
+            && err.contains("\x1b[1;36mhint:\x1b[0m "),
+        "{err:?}"
+    );
+    let (_, err) = Test::new()
+        .env("NO_COLOR", "")
+        .args(&["--color", "never"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(!ansi(&err), "{err:?}");
+    // clap's own errors follow the flag too
+    let (_, err) = Test::new()
+        .args(&["--color", "always", "--bogus"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(ansi(&err), "{err:?}");
+    Test::new()
+        .args(&["--color", "sometimes"])
+        .status(2)
+        .any_stderr()
+        .run();
+}
