@@ -393,7 +393,11 @@ pub async fn run(
         String::new()
     } else {
         let terminal = std::io::stdout().is_terminal();
-        let width = terminal.then(terminal_width).flatten();
+        let columns = std::env::var("COLUMNS").ok();
+        let term_width = terminal
+            .then(|| crossterm::terminal::size().ok().map(|(w, _)| w))
+            .flatten();
+        let width = report::table::width(columns.as_deref(), term_width);
         report::table::render(
             &rows,
             started.elapsed(),
@@ -404,8 +408,4 @@ pub async fn run(
     };
     print_out(&out)?;
     Ok(exit)
-}
-
-fn terminal_width() -> Option<u16> {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
 }

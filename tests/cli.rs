@@ -1018,3 +1018,47 @@ fn color_always_paints_and_never_or_no_color_do_not() {
         .any_stderr()
         .run();
 }
+
+#[test]
+fn the_summary_fits_columns_long_errors_wrap_in_their_column() {
+    // a stack that cannot ship, its error long: the file's name
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    let mut name = b"web/".to_vec();
+    name.extend(b"a-file-whose-name-is-long-".repeat(5));
+    name.push(0xff);
+    std::fs::write(
+        d.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name)),
+        "",
+    )
+    .unwrap();
+    let run = |columns: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        c.current_dir(d)
+            .env("NO_COLOR", "1")
+            .env_remove("COLUMNS")
+            .args(["--state-dir", "state", "web/compose.yml"]);
+        if let Some(cols) = columns {
+            c.env("COLUMNS", cols);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run(Some("80"));
+    assert!(out.lines().count() > 6, "the error wrapped:\n{out}");
+    for l in out.lines() {
+        assert!(
+            l.chars().count() <= 80,
+            "{} chars: {l}\n{out}",
+            l.chars().count()
+        );
+    }
+    assert!(out.contains("| failed |"), "{out}");
+    // piped without COLUMNS: no wrapping, each row one line
+    let out = run(None);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert!(out.lines().nth(3).unwrap().chars().count() > 150, "{out}");
+}

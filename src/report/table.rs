@@ -23,6 +23,17 @@ pub fn new_table(unicode: bool, width: Option<u16>) -> Table {
     t
 }
 
+/// The width the summary is wrapped to (long errors wrap inside their
+/// column): `COLUMNS` when it is set to a number, else the terminal's width
+/// when stdout is one, else none: piped output (cron's mail, a log) keeps
+/// each row on one line, whole, for grep.
+pub fn width(columns: Option<&str>, terminal_width: Option<u16>) -> Option<u16> {
+    columns
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w > 0)
+        .or(terminal_width.filter(|w| *w > 0))
+}
+
 /// The colour of a row's action and of its reason: green for what was
 /// done, red for what failed (or fails the run), yellow for what is held
 /// back (`held`, `locked`); none for the rest.
@@ -169,6 +180,51 @@ mod tests {
             strip(&coloured),
             render(&rows, Duration::from_millis(10_500), false, None, false)
         );
+    }
+
+    #[test]
+    fn long_errors_wrap_to_the_width() {
+        assert_eq!(width(Some("80"), Some(120)), Some(80), "COLUMNS wins");
+        assert_eq!(width(None, Some(120)), Some(120));
+        assert_eq!(width(Some("wide"), None), None);
+        assert_eq!(width(Some("0"), None), None);
+        assert_eq!(width(None, None), None, "piped: no wrapping");
+        let row = Row {
+            host: "web1.example.com".into(),
+            stack: "blog".into(),
+            action: Action::Failed,
+            reason: Reason::HostFailed,
+            duration: Duration::from_millis(10_002),
+            error: Some(format!(
+                "cannot connect: {} /very/long/path/{}",
+                "ssh: connect to host web1.example.com port 22: Connection refused; ".repeat(3),
+                "x".repeat(120)
+            )),
+            hint: None,
+            detail: Default::default(),
+        };
+        for (w, unicode) in [
+            (60, false),
+            (80, false),
+            (80, true),
+            (100, false),
+            (120, true),
+        ] {
+            let text = render(
+                std::slice::from_ref(&row),
+                Duration::ZERO,
+                unicode,
+                Some(w),
+                false,
+            );
+            for l in text.lines() {
+                assert!(l.chars().count() <= w as usize, "{w}: {l}\n{text}");
+            }
+            // nothing was cut: every word of the error is there
+            // from 80 columns on, only the error wraps: every word of it
+            // is there
+            assert!(w < 80 || text.contains("Connection"), "{text}");
+        }
     }
 
     #[test]
