@@ -245,7 +245,8 @@ fn check(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
         Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
     let problems = crate::check::problems(&settings);
     let (out, err, exit) = crate::check::render(&settings, &problems);
-    eprint!("{}", report::paint_prefixes(&err, report::color_stderr()));
+    let painted = report::paint_prefixes(&err, report::color_stderr());
+    let _ = std::io::stderr().write_all(painted.as_bytes());
     print_out(&out)?;
     Ok(exit)
 }
@@ -348,7 +349,27 @@ pub async fn run(
     cancel_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
+    let names: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
+    tracing::info!(
+        "{} host{} selected: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
     let shipments = Shipments::hash(&settings.hosts, settings.mode == crate::config::Mode::Local);
+    for h in &settings.hosts {
+        for s in &h.stacks {
+            match shipments.hash_of(s) {
+                Ok(hash) => tracing::debug!(
+                    "{} {}: {} hashed: {hash}",
+                    h.name,
+                    s.name,
+                    s.dir().display()
+                ),
+                Err(e) => tracing::debug!("{} {}: unreadable: {e}", h.name, s.name),
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),

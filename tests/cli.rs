@@ -1062,3 +1062,94 @@ fn the_summary_fits_columns_long_errors_wrap_in_their_column() {
     assert_eq!(out.lines().count(), 6, "{out}");
     assert!(out.lines().nth(3).unwrap().chars().count() > 150, "{out}");
 }
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    // the reading end is closed before rbuild writes: every write fails
+    let closed = |args: &[&str], close_stderr: bool| {
+        let t = Test::new().stack("web");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        c.current_dir(t.dir.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let stderr = if close_stderr {
+            drop(child.stderr.take());
+            String::new()
+        } else {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut s).unwrap();
+            s
+        };
+        let status = child.wait().unwrap();
+        assert_ne!(status.code(), Some(101), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        status.code()
+    };
+    assert_eq!(closed(&["completions", "bash"], false), Some(0));
+    assert_eq!(closed(&["man"], false), Some(0));
+    assert_eq!(closed(&["--help"], false), Some(0));
+    assert_eq!(
+        closed(
+            &[
+                "--json",
+                "--state-dir",
+                "state",
+                "history",
+                "web/compose.yml"
+            ],
+            false
+        ),
+        Some(0)
+    );
+    assert_eq!(
+        closed(
+            &["--dry-run", "--state-dir", "state", "web/compose.yml"],
+            true
+        ),
+        Some(0)
+    );
+    // an error, with stderr closed too
+    assert_eq!(closed(&["nothing/compose.yml"], true), Some(2));
+    assert_eq!(closed(&["--json", "--bogus"], true), Some(2));
+}
+
+#[test]
+fn each_v_adds_something() {
+    let logs = |v: &[&str]| {
+        let (_, err) = Test::new()
+            .stack("web")
+            .args(v)
+            .args(&["--dry-run", "--state-dir", "state", "web/compose.yml"])
+            .any_stderr()
+            .any_stdout()
+            .run_both();
+        err
+    };
+    let (none, v, vv, vvv) = (logs(&[]), logs(&["-v"]), logs(&["-vv"]), logs(&["-vvv"]));
+    assert!(!none.contains("INFO"), "{none}");
+    assert!(
+        v.contains("INFO rbuild::run: 1 host selected: local"),
+        "{v}"
+    );
+    assert!(v.contains("INFO rbuild::host: local: check"), "{v}");
+    assert!(!v.contains("DEBUG"), "{v}");
+    assert!(
+        vv.contains("DEBUG rbuild::host: local: remote command: the check script"),
+        "{vv}"
+    );
+    assert!(vv.contains(" hashed: "), "{vv}");
+    assert!(
+        vv.contains("'[token]' check"),
+        "the token is left out: {vv}"
+    );
+    assert!(!vv.contains("TRACE"), "{vv}");
+    assert!(vvv.contains("TRACE rbuild::protocol: @rbuild:"), "{vvv}");
+    assert!(vvv.contains(" hello proto="), "{vvv}");
+    let n = |s: &str| s.lines().count();
+    assert!(n(&none) < n(&v) && n(&v) < n(&vv) && n(&vv) < n(&vvv));
+}
