@@ -84,20 +84,21 @@ enum Matcher {
 }
 
 impl Matcher {
-    fn new(flag: &str, text: &str) -> Result<Matcher, SelectError> {
-        let (tag, glob) = match text.strip_prefix('@') {
+    /// `pattern` as `shown` on the command line (with its `!`, if any).
+    fn new(flag: &str, shown: &str, pattern: &str) -> Result<Matcher, SelectError> {
+        let (tag, glob) = match pattern.strip_prefix('@') {
             Some(t) => (true, t),
-            None => (false, text),
+            None => (false, pattern),
         };
         if glob.is_empty() {
             return Err(SelectError {
-                message: format!("`{flag} {text}`: an empty pattern"),
+                message: format!("`{flag} {shown}`: an empty pattern"),
                 hint: Some(HINT.into()),
             });
         }
         let m = globset::Glob::new(glob)
             .map_err(|e| SelectError {
-                message: format!("`{flag} {text}`: {}", e.kind()),
+                message: format!("`{flag} {shown}`: {}", e.kind()),
                 hint: Some(HINT.into()),
             })?
             .compile_matcher();
@@ -139,9 +140,9 @@ pub fn select(
             continue; // `--limit 'a,'`
         }
         match (flag, text.strip_prefix('!')) {
-            (_, Some(rest)) => leave_out.push((flag, text, Matcher::new(flag, rest.trim())?)),
-            ("--exclude", None) => leave_out.push((flag, text, Matcher::new(flag, text)?)),
-            (_, None) => include.push((text, Matcher::new(flag, text)?)),
+            (_, Some(rest)) => leave_out.push((flag, text, Matcher::new(flag, text, rest.trim())?)),
+            ("--exclude", None) => leave_out.push((flag, text, Matcher::new(flag, text, text)?)),
+            (_, None) => include.push((text, Matcher::new(flag, text, text)?)),
         }
     }
     for (text, m) in &include {
@@ -284,6 +285,11 @@ mod tests {
             pick(&["@"], &[], None)
                 .unwrap_err()
                 .starts_with("`--limit @`: an empty pattern")
+        );
+        assert!(
+            pick(&["a1", "!"], &[], None)
+                .unwrap_err()
+                .starts_with("`--limit !`: an empty pattern")
         );
     }
 
