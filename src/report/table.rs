@@ -23,6 +23,19 @@ pub fn new_table(unicode: bool, width: Option<u16>) -> Table {
     t
 }
 
+/// Whether the cells' colours are drawn: with `color`, even when stdout is
+/// not a terminal (`--color always`) or `NO_COLOR` is set; without it,
+/// never.
+pub fn style(t: &mut Table, color: bool) {
+    if color {
+        // `--color always` wins over NO_COLOR, which crossterm checks itself
+        crossterm::style::force_color_output(true);
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+}
+
 /// The width the summary is wrapped to (long errors wrap inside their
 /// column): `COLUMNS` when it is set to a number, else the terminal's width
 /// when stdout is one, else none: piped output (cron's mail, a log) keeps
@@ -68,13 +81,7 @@ pub fn render(
     color: bool,
 ) -> String {
     let mut t = new_table(unicode, width);
-    if color {
-        // `--color always` wins over NO_COLOR, which crossterm checks itself
-        crossterm::style::force_color_output(true);
-        t.enforce_styling();
-    } else {
-        t.force_no_tty();
-    }
+    style(&mut t, color);
     t.set_header(["HOST", "STACK", "ACTION", "REASON", "DURATION", "ERROR"]);
     for r in rows {
         let paint = |text: &str, c: Option<Color>| match c {
