@@ -84,9 +84,23 @@ pub struct Cli {
     pub concurrency: u32,
 
     /// Only hosts whose name or group matches one of these globs
-    /// (comma-separated or repeated), e.g. `web*,db1`.
+    /// (comma-separated or repeated), e.g. `web*,db1`; `@TAG` matches the
+    /// host's tags, `!PATTERN` leaves hosts out (`'web*,!web3'`; only
+    /// exclusions: every host less those).
     #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
     pub limit: Vec<String>,
+
+    /// Leave out the hosts that match these patterns (as in `--limit`:
+    /// globs over names and groups, `@TAG`; comma-separated or repeated).
+    #[arg(long, value_name = "PATTERN", value_delimiter = ',', global = true)]
+    pub exclude: Vec<String>,
+
+    /// Only the K-th of N parts of the selected hosts (1-based, e.g. `2/4`):
+    /// a host's part is fixed by its name's hash, so a CI matrix or N cron
+    /// boxes share one inventory without overlap, and adding a host moves
+    /// no other.
+    #[arg(long, value_name = "K/N", global = true)]
+    pub shard: Option<crate::select::Shard>,
 
     /// Rebuild a stack on at most this many hosts at once: a count, or a
     /// percentage of the hosts that run it (`25%`) [default: no limit, or
@@ -122,6 +136,11 @@ pub struct Cli {
     /// Print nothing when nothing changed and nothing failed (for cron).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// When to colour the table's actions, `error:` and `hint:`: `auto` (on
+    /// a terminal, unless `NO_COLOR` is set), `always` or `never`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t, global = true)]
+    pub color: crate::report::ColorWhen,
 
     /// More logs on stderr (-v: steps, -vv: debug, -vvv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -164,6 +183,23 @@ pub struct Cli {
     pub root: Option<PathBuf>,
 }
 
+/// The subcommand a mistyped word most likely meant, as clap itself
+/// suggests one (Jaro similarity above 0.7), for a COMPOSE_FILE argument
+/// that does not exist and looks like no file (no `/`, no `.`).
+pub fn meant_subcommand(word: &str) -> Option<String> {
+    if word.contains(['/', '.']) || std::path::Path::new(word).exists() {
+        return None;
+    }
+    use clap::CommandFactory;
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .map(|name| (strsim::jaro(word, &name), name))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
 /// A build period, as `--build-period` takes it.
 pub fn period(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_PERIOD)
@@ -192,7 +228,7 @@ pub enum Commands {
     Fleet(FleetCommand),
 }
 
-/// Commands on every selected host of the inventory that change nothing.
+/// Commands on the selected hosts of the inventory that change nothing.
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
     /// Show every stack of the selected hosts (`--limit`) as its host sees
@@ -202,6 +238,12 @@ pub enum FleetCommand {
     /// nothing is changed. Exit status 1 when a host cannot be asked or a
     /// stack has a problem.
     Status,
+    /// Validate without connecting: the inventory, the selection, every
+    /// compose file (parsed; every file it references inside the stack's
+    /// root) and every stack's directory (read and hashed as it would
+    /// ship). Prints `ok: N hosts, M stacks`, or every error with its file
+    /// and line (exit status 2). No host is contacted.
+    Check,
 }
 
 /// Commands on one stack of one inventory host (they need `--inventory`).
@@ -291,6 +333,24 @@ mod tests {
                 Cli::try_parse_from(["rbuild", bad[0], bad[1], "compose.yml"]).is_err(),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_is_told_apart_from_a_compose_file() {
+        for (typo, meant) in [
+            ("statsu", Some("status")),
+            ("stauts", Some("status")),
+            ("histroy", Some("history")),
+            ("rollbak", Some("rollback")),
+            ("chekc", Some("check")),
+            ("compose.yml", None),
+            ("web/compose", None),
+            ("deploy", None),
+            // not a file either way: the hint does no harm
+            ("blog", Some("logs")),
+        ] {
+            assert_eq!(meant_subcommand(typo).as_deref(), meant, "{typo}");
         }
     }
 }

@@ -141,7 +141,7 @@ impl Settings {
             (_, false) => (Mode::Local, vec![local_host(&cli)?]),
             (Some(path), true) => {
                 let inv = Inventory::load(path)?;
-                let mut hosts = select(inv, &cli.limit)?;
+                let mut hosts = select(inv, &cli)?;
                 // rollout flags win over the inventory
                 for s in hosts.iter_mut().flat_map(|h| h.stacks.iter_mut()) {
                     s.rollout = Policy {
@@ -161,11 +161,19 @@ impl Settings {
                 ));
             }
         };
-        if mode == Mode::Local && !cli.limit.is_empty() {
-            return Err(UsageError::new(
-                "`--limit` selects inventory hosts: it needs `--inventory`",
-                None,
-            ));
+        if mode == Mode::Local {
+            for (flag, given) in [
+                ("--limit", !cli.limit.is_empty()),
+                ("--exclude", !cli.exclude.is_empty()),
+                ("--shard", cli.shard.is_some()),
+            ] {
+                if given {
+                    return Err(UsageError::new(
+                        format!("`{flag}` selects inventory hosts: it needs `--inventory`"),
+                        None,
+                    ));
+                }
+            }
         }
         Ok(Settings {
             mode,
@@ -204,37 +212,26 @@ fn build_ttl() -> Result<Option<u64>, UsageError> {
     }
 }
 
-/// Keep the hosts whose name or one of whose groups matches one of the
-/// `--limit` globs.
-fn select(inv: Inventory, limit: &[String]) -> Result<Vec<Host>, UsageError> {
-    if limit.is_empty() {
-        return Ok(inv.hosts);
-    }
-    let mut b = globset::GlobSetBuilder::new();
-    for p in limit {
-        let g = globset::Glob::new(p.trim())
-            .map_err(|e| UsageError::new(format!("`--limit {p}`: {e}"), None))?;
-        b.add(g);
-    }
-    let set = b
-        .build()
-        .map_err(|e| UsageError::new(format!("`--limit`: {e}"), None))?;
-    let hosts: Vec<Host> = inv
+/// Keep the hosts that `--limit`, `--exclude` and `--shard` select (see
+/// [`crate::select`]).
+fn select(inv: Inventory, cli: &Cli) -> Result<Vec<Host>, UsageError> {
+    let labels: Vec<crate::select::Labels> = inv
         .hosts
-        .into_iter()
-        .filter(|h| set.is_match(&h.name) || h.groups.iter().any(|g| set.is_match(g)))
+        .iter()
+        .map(|h| crate::select::Labels {
+            name: &h.name,
+            groups: &h.groups,
+            tags: &h.tags,
+        })
         .collect();
-    if hosts.is_empty() {
-        return Err(UsageError::new(
-            format!(
-                "`--limit {}` matches no host of `{}`",
-                limit.join(","),
-                inv.path.display()
-            ),
-            Some("patterns are globs over host and group names, e.g. `web*`"),
-        ));
-    }
-    Ok(hosts)
+    let source = inv.path.display().to_string();
+    let picked = crate::select::select(&labels, &cli.limit, &cli.exclude, cli.shard, &source)
+        .map_err(|e| UsageError::Other {
+            message: e.message,
+            hint: e.hint,
+        })?;
+    let mut hosts: Vec<Option<Host>> = inv.hosts.into_iter().map(Some).collect();
+    Ok(picked.into_iter().filter_map(|i| hosts[i].take()).collect())
 }
 
 /// The compose project name compose itself would derive from a directory:
@@ -397,6 +394,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         compose: ComposePref::Auto,
         connect_timeout: None,
         groups: vec![],
+        tags: vec![],
         stacks,
     })
 }

@@ -825,6 +825,7 @@ mod tests {
                 compose: ComposePref::Auto,
                 connect_timeout: None,
                 groups: vec![],
+                tags: vec![],
                 stacks: stacks
                     .iter()
                     .map(|s| {

@@ -339,6 +339,9 @@ struct RawHost {
     connect_timeout: Option<ConnectTimeout>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
+    /// Labels `--limit @TAG` and `--exclude @TAG` select by.
+    #[serde(default)]
+    tags: Vec<Spanned<String>>,
     #[serde(default)]
     stacks: Vec<Spanned<RawStack>>,
 }
@@ -444,6 +447,8 @@ pub struct Host {
     pub connect_timeout: Option<u64>,
     /// Groups the host belongs to (`--limit` and shared stacks match them).
     pub groups: Vec<String>,
+    /// Tags of the host (`--limit @TAG`); unlike groups, they place no stack.
+    pub tags: Vec<String>,
     pub stacks: Vec<Stack>,
 }
 
@@ -914,6 +919,17 @@ impl Inventory {
                 }
                 groups.push(g.value.clone());
             }
+            let mut tags = Vec::new();
+            for t in &h.tags {
+                if !valid_host_name(&t.value) {
+                    return Err(err(
+                        t.referenced.line(),
+                        format!("host `{name}`: tag `{}` is not valid", t.value),
+                        Some("tags take letters, digits, `.`, `-` and `_`"),
+                    ));
+                }
+                tags.push(t.value.clone());
+            }
             let mut stacks = Vec::new();
             let mut lines = Vec::new(); // where each stack is named, for errors
             for s in &h.stacks {
@@ -1038,6 +1054,7 @@ impl Inventory {
                 compose,
                 connect_timeout: h.connect_timeout.or(d.connect_timeout).map(|s| s.0),
                 groups,
+                tags,
                 stacks,
             });
         }
@@ -1786,6 +1803,7 @@ mod fuzz {
         "build_timeout",
         "connect_timeout",
         "groups",
+        "tags",
         "stacks",
         "adopt",
         "rollout",

@@ -35,7 +35,9 @@
 //! src/host/lines.rs      a call's output as bounded lines; the stderr tail kept for errors
 //! src/fleet.rs           the executor: connect, check, plan, apply, report; bounded concurrency; scripted-host unit tests
 //! src/rollout.rs         rollouts across hosts: serial batches, canary, failure budget
+//! src/check.rs           `rbuild check`: the inventory and every stack validated here, no host contacted
 //! src/manual.rs          `rbuild history`, `rbuild rollback` and `rbuild logs` on one stack of one host
+//! src/select.rs          pure: `--limit`, `--exclude`, `@tag` and `--shard K/N` -> the selected hosts
 //! src/status.rs          `rbuild status`: every stack of the selected hosts as its host sees it, one command a host
 //! tests/suite/operator.rs  `status`, `logs`, hooks, `--lock-wait` against the test hosts
 //! src/report/mod.rs      rows, actions, progress events
@@ -74,6 +76,7 @@
 //! .ci/run                CI: fmt, clippy, scripts/test.sh
 //! ```
 
+pub mod check;
 pub mod cli;
 pub mod compose;
 pub mod config;
@@ -89,6 +92,7 @@ pub mod remote;
 pub mod report;
 pub mod rollout;
 pub mod run;
+pub mod select;
 pub mod ship;
 pub mod stack;
 pub mod status;

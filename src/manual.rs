@@ -238,7 +238,13 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             let out = if settings.json {
                 report::json::render(&rows, exit.code())
             } else {
-                report::table::render(&rows, started.elapsed(), terminal, None)
+                report::table::render(
+                    &rows,
+                    started.elapsed(),
+                    terminal,
+                    None,
+                    report::color_stdout(),
+                )
             };
             print_out(&out)?;
             Ok(exit)

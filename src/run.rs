@@ -68,17 +68,111 @@ pub fn print_out(text: &str) -> Result<(), Error> {
     }
 }
 
-/// Parse the process's arguments and run.
+/// Whether `--json` is on the command line (before a `--`), looked at
+/// before the arguments are parsed: a usage error then still prints a JSON
+/// document.
+fn json_asked() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// An error as `error` and `hint` (its `hint:` line, clap's `tip:`).
+fn split_hint(text: &str) -> (String, Option<String>) {
+    let mut error = Vec::new();
+    let mut hint = None;
+    for l in text.lines() {
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        match l
+            .trim_start()
+            .strip_prefix("hint: ")
+            .or(l.trim_start().strip_prefix("tip: "))
+        {
+            Some(h) if hint.is_none() => hint = Some(h.to_owned()),
+            _ if l.starts_with("Usage: ") || l.starts_with("For more information") => {}
+            _ if !l.trim().is_empty() => error.push(l.trim_end()),
+            _ => {}
+        }
+    }
+    (error.join("\n"), hint)
+}
+
+/// Parse the process's arguments and run. Under `--json`, a usage error
+/// (exit 2) also prints a JSON document on stdout (see
+/// [`report::json::render_error`]); the message stays on stderr.
 pub fn main() -> Result<Exit, Error> {
-    let matches = Cli::command().get_matches();
+    let json = json_asked();
+    let result = parse_and_run();
+    if json && let Err(e @ Error::Usage(_)) = &result {
+        let (error, hint) = split_hint(&e.to_string());
+        let _ = print_out(&report::json::render_error(
+            &error,
+            hint.as_deref(),
+            e.exit().code(),
+        ));
+    }
+    result
+}
+
+/// `--color` as the command line gives it, read before it is parsed: for
+/// clap's own errors and help.
+fn color_asked() -> Option<clap::ColorChoice> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    let value = args.iter().enumerate().rev().find_map(|(i, a)| {
+        a.strip_prefix("--color=")
+            .or_else(|| (a == "--color").then(|| args.get(i + 1).map(String::as_str))?)
+    })?;
+    match value {
+        "always" => Some(clap::ColorChoice::Always),
+        "never" => Some(clap::ColorChoice::Never),
+        _ => None,
+    }
+}
+
+fn parse_and_run() -> Result<Exit, Error> {
+    let mut cmd = Cli::command();
+    if let Some(c) = color_asked() {
+        cmd = cmd.color(c);
+    }
+    let matches = match cmd.try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            if e.use_stderr() && json_asked() {
+                let plain = e.render().to_string();
+                let (error, hint) = split_hint(&plain);
+                let code = Exit::Usage.code();
+                let _ = print_out(&report::json::render_error(&error, hint.as_deref(), code));
+            }
+            e.exit()
+        }
+    };
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
+    report::set_color(cli.color);
     init_logging(cli.verbose, cli.quiet);
+    if let Some((word, meant)) = cli
+        .compose_files
+        .iter()
+        .filter_map(|f| f.to_str())
+        .find_map(|f| crate::cli::meant_subcommand(f).map(|m| (f, m)))
+    {
+        return Err(Error::usage(format!(
+            "no subcommand or compose file named `{word}`\nhint: did you mean `rbuild {meant}`?"
+        )));
+    }
     let command = match cli.command.take() {
         Some(crate::cli::Commands::Meta(m)) => return meta(m),
         Some(crate::cli::Commands::Stack(c)) => Some(c),
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
             return status(cli, inventory_from_env);
+        }
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Check)) => {
+            return check(cli, inventory_from_env);
         }
         None => None,
     };
@@ -137,6 +231,24 @@ fn status(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
         tokio::spawn(watch_signals(None, private, true));
         crate::status::run(settings, world).await
     })
+}
+
+/// `rbuild check`: what a run checks before it contacts a host, no host
+/// contacted.
+fn check(cli: Cli, inventory_from_env: bool) -> Result<Exit, Error> {
+    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
+        return Err(Error::usage(
+            "`check` validates an inventory: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild check -i inventory.yaml`",
+        ));
+    }
+    let settings =
+        Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))?;
+    let problems = crate::check::problems(&settings);
+    let (out, err, exit) = crate::check::render(&settings, &problems);
+    let painted = report::paint_prefixes(&err, report::color_stderr());
+    let _ = std::io::stderr().write_all(painted.as_bytes());
+    print_out(&out)?;
+    Ok(exit)
 }
 
 /// `completions` and `man`: about rbuild itself, nothing else read.
@@ -225,7 +337,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(report::color_stderr())
         .without_time()
         .try_init();
 }
@@ -237,7 +349,27 @@ pub async fn run(
     cancel_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Exit, Error> {
     let started = Instant::now();
+    let names: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
+    tracing::info!(
+        "{} host{} selected: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
     let shipments = Shipments::hash(&settings.hosts, settings.mode == crate::config::Mode::Local);
+    for h in &settings.hosts {
+        for s in &h.stacks {
+            match shipments.hash_of(s) {
+                Ok(hash) => tracing::debug!(
+                    "{} {}: {} hashed: {hash}",
+                    h.name,
+                    s.name,
+                    s.dir().display()
+                ),
+                Err(e) => tracing::debug!("{} {}: unreadable: {e}", h.name, s.name),
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style {
         terminal: std::io::stderr().is_terminal(),
@@ -282,15 +414,21 @@ pub async fn run(
         String::new()
     } else {
         let terminal = std::io::stdout().is_terminal();
-        let width = terminal.then(terminal_width).flatten();
-        let mut out = report::table::render(&rows, started.elapsed(), terminal, width);
+        let columns = std::env::var("COLUMNS").ok();
+        let term_width = terminal
+            .then(|| crossterm::terminal::size().ok().map(|(w, _)| w))
+            .flatten();
+        let width = report::table::width(columns.as_deref(), term_width);
+        let mut out = report::table::render(
+            &rows,
+            started.elapsed(),
+            terminal,
+            width,
+            report::color_stdout(),
+        );
         out.push_str(&report::plan::render(&rows));
         out
     };
     print_out(&out)?;
     Ok(exit)
-}
-
-fn terminal_width() -> Option<u16> {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok())
 }

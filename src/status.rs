@@ -270,9 +270,11 @@ fn next_cell(s: &StackStatus) -> String {
     }
 }
 
-/// The status as a table (pure).
-pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>) -> String {
+/// The status as a table (pure); `color`: STATUS in colour (`ok` green, a
+/// problem red).
+pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, color: bool) -> String {
     let mut t = crate::report::table::new_table(unicode, width);
+    crate::report::table::style(&mut t, color);
     t.set_header([
         "HOST",
         "STACK",
@@ -304,16 +306,25 @@ pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>) -> S
             Some(a) => format!("{}: {} {}", ago(s.now, a.at), a.result, a.detail),
             None => "-".to_owned(),
         };
-        t.add_row([
-            s.host.as_str(),
-            s.stack.as_str(),
-            status.as_str(),
-            &services_cell(s),
-            &built,
-            files,
-            &next_cell(s),
-            &failure,
-            s.locked_by.as_deref().unwrap_or("-"),
+        let fine = s.problem.is_none() && s.error.is_none();
+        let status = match color {
+            true => comfy_table::Cell::new(status).fg(if fine {
+                comfy_table::Color::Green
+            } else {
+                comfy_table::Color::Red
+            }),
+            false => comfy_table::Cell::new(status),
+        };
+        t.add_row(vec![
+            comfy_table::Cell::new(&s.host),
+            comfy_table::Cell::new(&s.stack),
+            status,
+            comfy_table::Cell::new(services_cell(s)),
+            comfy_table::Cell::new(built),
+            comfy_table::Cell::new(files),
+            comfy_table::Cell::new(next_cell(s)),
+            comfy_table::Cell::new(failure),
+            comfy_table::Cell::new(s.locked_by.as_deref().unwrap_or("-")),
         ]);
     }
     let bad = all.iter().filter(|s| s.problem.is_some()).count();
@@ -510,7 +521,7 @@ pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
         let width = terminal
             .then(|| std::env::var("COLUMNS").ok()?.parse().ok())
             .flatten();
-        render_table(&all, terminal, width)
+        render_table(&all, terminal, width, crate::report::color_stdout())
     };
     print_out(&out)?;
     Ok(exit)
@@ -621,7 +632,9 @@ mod tests {
         let e = HostError::ConnectTimeout(10);
         let s4 = unreachable("web2", "blog", &e);
         assert_eq!(exit_of(&[s.clone(), s4.clone()]), Exit::Failure);
-        let table = render_table(&[s, s4], false, None);
+        let table = render_table(&[s.clone(), s4.clone()], false, None, false);
+        let coloured = render_table(&[s, s4], false, None, true);
+        assert!(coloured.contains("\x1b["), "{coloured}");
         assert!(
             table.contains("unreachable: connection timed out after 10s"),
             "{table}"

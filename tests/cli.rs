@@ -87,6 +87,11 @@ impl Test {
 
     /// Run it; returns stdout for further checks.
     fn run(self) -> String {
+        self.run_both().0
+    }
+
+    /// Run it; returns stdout and stderr (normalized) for further checks.
+    fn run_both(self) -> (String, String) {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         for v in [
             "BUILD_PERIOD",
@@ -136,7 +141,7 @@ impl Test {
             assert_eq!(&stdout, want, "stdout\n{dump}");
         }
         assert!(!contacted.exists(), "a host was contacted\n{dump}");
-        stdout
+        (stdout, stderr)
     }
 }
 
@@ -393,8 +398,62 @@ fn limit_history_and_rollback_name_what_is_not_there() {
         .status(2)
         .stderr(
             "error: `--limit db*` matches no host of `inventory.yaml`\n\
-             hint: patterns are globs over host and group names, e.g. `web*`\n",
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
         )
+        .run();
+    // exclusions, `--exclude`, tags and shards
+    let three = "hosts:\n  web1:\n    tags: [eu]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  web2:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n";
+    let t3 = || Test::new().stack("web").file("inventory.yaml", three);
+    t3().args(&[
+        "-i",
+        "inventory.yaml",
+        "--limit",
+        "web*,!db*",
+        "--exclude",
+        "@eu",
+        "--limit",
+        "@us",
+    ])
+    .status(2)
+    .stderr(
+        "error: `--limit @us` matches no host of `inventory.yaml`\n\
+             hint: the inventory's tags: eu\n",
+    )
+    .run();
+    t3().args(&["-i", "inventory.yaml", "--limit", "!web*"])
+        .status(2)
+        .stderr(
+            "error: no host of `inventory.yaml` is left after `--limit !web*`\n\
+             hint: an exclusion leaves out every host its pattern matches\n",
+        )
+        .run();
+    t3().args(&["-i", "inventory.yaml", "--exclude", "web[", "status"])
+        .status(2)
+        .stderr(
+            "error: `--exclude web[`: unclosed character class; missing ']'\n\
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
+        )
+        .run();
+    for bad in ["0/2", "3/2", "x"] {
+        t3().args(&["-i", "inventory.yaml", "--shard", bad])
+            .status(2)
+            .stderr(&format!(
+                "error: invalid value '{bad}' for '--shard <K/N>': `{bad}` is not a shard: write K/N with 1 <= K <= N, e.g. `1/4`\n\nFor more information, try '--help'.\n"
+            ))
+            .run();
+    }
+    // web1 is in shard 1 of 2: shard 2 is empty, nothing is contacted
+    let out = t()
+        .args(&["-i", "inventory.yaml", "--shard", "2/2", "--json"])
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["hosts"], 0, "{out}");
+    Test::new()
+        .stack("web")
+        .args(&["--shard", "1/2", "web/compose.yml"])
+        .status(2)
+        .stderr("error: `--shard` selects inventory hosts: it needs `--inventory`\n")
         .run();
     t().args(&["-i", "inventory.yaml", "history", "nope", "web"])
         .status(2)
@@ -434,11 +493,22 @@ fn shell_metacharacters_in_names_and_addresses_are_refused_never_run() {
     let t = |text: &str, stderr: &str| {
         let t = Test::new().stack("web").file("inventory.yaml", text);
         let marker = t.dir.path().join("PWNED");
-        t.args(&["-i", "inventory.yaml", "--json"])
+        let out = t
+            .args(&["-i", "inventory.yaml", "--json"])
             .status(2)
             .stderr(stderr)
+            .any_stdout()
             .run();
         assert!(!marker.exists(), "executed");
+        // under --json, the error is a document on stdout too
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["exit_code"], 2, "{out}");
+        let first = stderr.lines().next().unwrap();
+        assert_eq!(
+            doc["error"],
+            first.strip_prefix("error: ").unwrap(),
+            "{out}"
+        );
     };
     t(
         "hosts:\n  web1:\n    stacks:\n      - name: \"x;touch PWNED\"\n        compose_file: web/compose.yml\n",
@@ -727,11 +797,368 @@ fn status_and_logs_name_what_they_need() {
         .status(2)
         .stderr(
             "error: `--limit db*` matches no host of `inventory.yaml`\n\
-             hint: patterns are globs over host and group names, e.g. `web*`\n",
+             hint: patterns are globs over host and group names, e.g. `web*`; `@TAG` selects by tag, `!PATTERN` leaves hosts out\n",
         )
         .run();
     t().args(&["-i", "inventory.yaml", "logs", "web1", "db"])
         .status(2)
         .stderr("error: host `web1` runs no stack `db`\nhint: its stacks: web\n")
         .run();
+}
+
+#[test]
+fn check_validates_the_inventory_and_every_stack_without_connecting() {
+    let two = "stacks:\n  shared:\n    compose_file: shared/compose.yml\n    groups: [front]\nhosts:\n  web1:\n    groups: [front]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n  web2:\n    groups: [front]\n    stacks:\n      - name: db\n        compose_file: db/compose.yml\n";
+    let t = || {
+        Test::new()
+            .stack("web")
+            .stack("shared")
+            .file(
+                "db/compose.yml",
+                "x-base: &base\n  image: db\nservices:\n  db:\n    <<: *base\n",
+            )
+            .file("inventory.yaml", two)
+    };
+    t().args(&["check", "-i", "inventory.yaml"])
+        .stdout("ok: 2 hosts, 4 stacks\n")
+        .run();
+    t().args(&["-i", "inventory.yaml", "check", "--limit", "web2"])
+        .stdout("ok: 1 host, 2 stacks\n")
+        .run();
+    let out = t()
+        .args(&["-i", "inventory.yaml", "check", "--json"])
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&doc["ok"], &doc["hosts"], &doc["stacks"]),
+        (&true.into(), &2.into(), &4.into()),
+        "{out}"
+    );
+    // every problem, each with its file and line: a compose file that is
+    // not YAML, a stack directory with a file that cannot ship
+    let bad = t().file("web/compose.yml", "services:\n  app:\n    image: [x\n");
+    std::fs::write(
+        bad.dir
+            .path()
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"db/\xff")),
+        "",
+    )
+    .unwrap();
+    // (the exact wording of the YAML error is the parser's; the rest is ours)
+    let (_, stderr) = bad
+        .args(&["check", "-i", "inventory.yaml"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: web/compose.yml:3: host `web1`, stack `web`: the compose file is not valid YAML: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        "hint: compose would refuse it too: `docker compose config` shows the same"
+    );
+    assert_eq!(
+        lines[2],
+        "error: host `web2`, stack `db`: cannot read the stack: `db/\u{FFFD}`: the name is not UTF-8, which rbuild cannot ship"
+    );
+    assert!(
+        lines[3].starts_with("hint: fix the file's permissions"),
+        "{stderr}"
+    );
+    // an invalid inventory: its first error, as a run prints it
+    t().file("inventory.yaml", "hosts:\n  web1:\n    tags: [\"a b\"]\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n")
+        .args(&["check", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr("error: inventory.yaml:3: host `web1`: tag `a b` is not valid\nhint: tags take letters, digits, `.`, `-` and `_`\n")
+        .run();
+    Test::new()
+        .args(&["check"])
+        .status(2)
+        .stderr(
+            "error: `check` validates an inventory: give `--inventory FILE` and no COMPOSE_FILE\n\
+             hint: e.g. `rbuild check -i inventory.yaml`\n",
+        )
+        .run();
+}
+
+#[test]
+fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
+    Test::new()
+        .args(&["statsu", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr(
+            "error: no subcommand or compose file named `statsu`\n\
+             hint: did you mean `rbuild status`?\n",
+        )
+        .run();
+    Test::new()
+        .args(&["histroy"])
+        .status(2)
+        .stderr(
+            "error: no subcommand or compose file named `histroy`\n\
+             hint: did you mean `rbuild history`?\n",
+        )
+        .run();
+    // a file that looks like one, or is not like any subcommand, is a file
+    Test::new()
+        .args(&["status.yml"])
+        .status(2)
+        .stderr("error: compose file `status.yml` does not exist\n")
+        .run();
+    Test::new()
+        .args(&["deploy"])
+        .status(2)
+        .stderr("error: compose file `deploy` does not exist\n")
+        .run();
+}
+
+#[test]
+fn a_usage_error_under_json_is_a_json_document_on_stdout() {
+    let doc = |t: Test| -> serde_json::Value {
+        let out = t.status(2).any_stderr().any_stdout().run();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    // clap's own errors: an unknown flag, a bad value
+    let d = doc(Test::new().args(&["--json", "--bogus"]));
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["exit_code"], 2);
+    assert_eq!(d["results"], serde_json::json!([]));
+    assert_eq!(d["error"], "unexpected argument '--bogus' found");
+    assert_eq!(d["hint"], "to pass '--bogus' as a value, use '-- --bogus'");
+    let d = doc(Test::new().args(&["-i", "inv.yaml", "-j", "0", "--json"]));
+    assert_eq!(
+        d["error"],
+        "invalid value '0' for '--concurrency <N>': 0 is not in 1..=4096"
+    );
+    assert!(d["hint"].is_null());
+    // and rbuild's: the message and its hint
+    let d = doc(Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&["-i", "inventory.yaml", "--json", "--limit", "db*"]));
+    assert_eq!(
+        d["error"],
+        "`--limit db*` matches no host of `inventory.yaml`"
+    );
+    assert!(
+        d["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("patterns are globs")
+    );
+    // the message stays on stderr as without --json
+    Test::new()
+        .args(&["--json", "--bogus"])
+        .status(2)
+        .any_stdout()
+        .stderr(
+            "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\n\
+             Usage: rbuild --json [COMPOSE_FILE]...\n\nFor more information, try '--help'.\n",
+        )
+        .run();
+    // `--json` after `--` is a compose file's name, not the flag
+    Test::new()
+        .args(&["--bogus", "--", "--json"])
+        .status(2)
+        .any_stderr()
+        .run();
+}
+
+#[test]
+fn color_always_paints_and_never_or_no_color_do_not() {
+    // a stack that cannot ship fails before anything runs: a red row
+    let t = |args: &[&str]| {
+        let t = Test::new().stack("web");
+        std::fs::write(
+            t.dir
+                .path()
+                .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"web/\xff")),
+            "",
+        )
+        .unwrap();
+        t.args(args)
+            .args(&["--state-dir", "state", "web/compose.yml"])
+            .status(1)
+            .any_stdout()
+            .any_stderr()
+            .run_both()
+    };
+    let ansi = |s: &str| s.contains('\x1b');
+    // NO_COLOR=1 is set for every test: `always` wins over it
+    let (out, _) = t(&["--color", "always"]);
+    assert!(ansi(&out), "{out}");
+    assert!(out.contains("\x1b[38;5;9m failed \x1b[39m"), "{out:?}");
+    for args in [&["--color", "never"][..], &["--color=auto"], &[]] {
+        let (out, err) = t(args);
+        assert!(!ansi(&out) && !ansi(&err), "{args:?}: {out}{err}");
+    }
+    // the `error:` and `hint:` of a usage error
+    let (_, err) = Test::new()
+        .args(&["--color", "always"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(
+        err.starts_with("\x1b[1;31merror:\x1b[0m nothing to do")
+            && err.contains("\x1b[1;36mhint:\x1b[0m "),
+        "{err:?}"
+    );
+    let (_, err) = Test::new()
+        .env("NO_COLOR", "")
+        .args(&["--color", "never"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(!ansi(&err), "{err:?}");
+    // clap's own errors follow the flag too
+    let (_, err) = Test::new()
+        .args(&["--color", "always", "--bogus"])
+        .status(2)
+        .any_stderr()
+        .run_both();
+    assert!(ansi(&err), "{err:?}");
+    Test::new()
+        .args(&["--color", "sometimes"])
+        .status(2)
+        .any_stderr()
+        .run();
+}
+
+#[test]
+fn the_summary_fits_columns_long_errors_wrap_in_their_column() {
+    // a stack that cannot ship, its error long: the file's name
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    let mut name = b"web/".to_vec();
+    name.extend(b"a-file-whose-name-is-long-".repeat(5));
+    name.push(0xff);
+    std::fs::write(
+        d.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name)),
+        "",
+    )
+    .unwrap();
+    let run = |columns: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        c.current_dir(d)
+            .env("NO_COLOR", "1")
+            .env_remove("COLUMNS")
+            .args(["--state-dir", "state", "web/compose.yml"]);
+        if let Some(cols) = columns {
+            c.env("COLUMNS", cols);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = run(Some("80"));
+    assert!(out.lines().count() > 6, "the error wrapped:\n{out}");
+    for l in out.lines() {
+        assert!(
+            l.chars().count() <= 80,
+            "{} chars: {l}\n{out}",
+            l.chars().count()
+        );
+    }
+    assert!(out.contains("| failed |"), "{out}");
+    // piped without COLUMNS: no wrapping, each row one line
+    let out = run(None);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert!(out.lines().nth(3).unwrap().chars().count() > 150, "{out}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    // the reading end is closed before rbuild writes: every write fails
+    let closed = |args: &[&str], close_stderr: bool| {
+        let t = Test::new().stack("web");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        c.current_dir(t.dir.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let stderr = if close_stderr {
+            drop(child.stderr.take());
+            String::new()
+        } else {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut s).unwrap();
+            s
+        };
+        let status = child.wait().unwrap();
+        assert_ne!(status.code(), Some(101), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        status.code()
+    };
+    assert_eq!(closed(&["completions", "bash"], false), Some(0));
+    assert_eq!(closed(&["man"], false), Some(0));
+    assert_eq!(closed(&["--help"], false), Some(0));
+    assert_eq!(
+        closed(
+            &[
+                "--json",
+                "--state-dir",
+                "state",
+                "history",
+                "web/compose.yml"
+            ],
+            false
+        ),
+        Some(0)
+    );
+    assert_eq!(
+        closed(
+            &["--dry-run", "--state-dir", "state", "web/compose.yml"],
+            true
+        ),
+        Some(0)
+    );
+    // an error, with stderr closed too
+    assert_eq!(closed(&["nothing/compose.yml"], true), Some(2));
+    assert_eq!(closed(&["--json", "--bogus"], true), Some(2));
+}
+
+#[test]
+fn each_v_adds_something() {
+    let logs = |v: &[&str]| {
+        let (_, err) = Test::new()
+            .stack("web")
+            .args(v)
+            .args(&["--dry-run", "--state-dir", "state", "web/compose.yml"])
+            .any_stderr()
+            .any_stdout()
+            .run_both();
+        err
+    };
+    let (none, v, vv, vvv) = (logs(&[]), logs(&["-v"]), logs(&["-vv"]), logs(&["-vvv"]));
+    assert!(!none.contains("INFO"), "{none}");
+    assert!(
+        v.contains("INFO rbuild::run: 1 host selected: local"),
+        "{v}"
+    );
+    assert!(v.contains("INFO rbuild::host: local: check"), "{v}");
+    assert!(!v.contains("DEBUG"), "{v}");
+    assert!(
+        vv.contains("DEBUG rbuild::host: local: remote command: the check script"),
+        "{vv}"
+    );
+    assert!(vv.contains(" hashed: "), "{vv}");
+    assert!(
+        vv.contains("'[token]' check"),
+        "the token is left out: {vv}"
+    );
+    assert!(!vv.contains("TRACE"), "{vv}");
+    assert!(vvv.contains("TRACE rbuild::protocol: @rbuild:"), "{vvv}");
+    assert!(vvv.contains(" hello proto="), "{vvv}");
+    let n = |s: &str| s.lines().count();
+    assert!(n(&none) < n(&v) && n(&v) < n(&vv) && n(&vv) < n(&vvv));
 }

@@ -211,6 +211,11 @@ impl Conn for AnyConn {
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Transcript, HostError> {
+        let who = match self {
+            AnyConn::Local => "local",
+            AnyConn::Ssh(c) => c.name(),
+        };
+        log_call(who, call, payload.as_ref());
         match self {
             AnyConn::Local => local::run(call, payload, on_event).await,
             AnyConn::Ssh(c) => c.run(call, payload, on_event).await,
@@ -221,6 +226,25 @@ impl Conn for AnyConn {
         if let AnyConn::Ssh(c) = self {
             c.close().await;
         }
+    }
+}
+
+/// `-v`: which call a host runs; `-vv`: its arguments as the script gets
+/// them (the run's token left out; the script itself is not shown).
+fn log_call(who: &str, call: &Call, payload: Option<&Payload>) {
+    tracing::info!("{who}: {}", call.name());
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let mut args = call.args(&crate::remote::Token::fixed("[token]"));
+        args.remove(0);
+        let line = shlex::try_join(args.iter().map(String::as_str)).unwrap_or_default();
+        let payload = payload.map_or(String::new(), |p| {
+            format!(", payload {} bytes sha256 {}", p.size, p.sha256)
+        });
+        tracing::debug!(
+            "{who}: remote command: the {} script ({} bytes) with {line}{payload}",
+            call.name(),
+            call.script().len()
+        );
     }
 }
 
@@ -265,6 +289,8 @@ pub(crate) fn record(
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) {
     if let Some(ev) = remote::parse_line(line, token) {
+        // -vvv: the protocol's own lines, raw
+        tracing::trace!(target: "rbuild::protocol", "{line}");
         on_event(&ev);
         events.push(ev);
     } else {

@@ -191,6 +191,14 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
     }
     // the address is validated (no leading `-`); `--` all the same
     argv.extend(["--".into(), host.address.clone().into()]);
+    tracing::debug!(
+        "{}: ssh {}",
+        host.name,
+        argv.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(SshConn {
         name: host.name.clone(),
         argv,
@@ -203,6 +211,11 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
 }
 
 impl SshConn {
+    /// The host's inventory name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Run the remote script with `args`, feeding `payload` on its stdin.
     /// The first command starts the connection; later ones share it.
     pub async fn run(

@@ -95,6 +95,33 @@ pub fn render(rows: &[Row], exit_code: u8) -> String {
     s
 }
 
+/// The document of a run that stopped before any host was contacted (a
+/// usage error, exit 2): the run's shape with no rows, and its `error` and
+/// `hint` at the top level, as a row would carry them.
+pub fn render_error(error: &str, hint: Option<&str>, exit_code: u8) -> String {
+    #[derive(Serialize)]
+    struct ErrorDoc<'a> {
+        #[serde(flatten)]
+        doc: Doc<'a>,
+        error: &'a str,
+        hint: Option<&'a str>,
+    }
+    let doc = ErrorDoc {
+        doc: Doc {
+            version: 1,
+            results: vec![],
+            counts: counts(&[]),
+            hosts: 0,
+            exit_code,
+        },
+        error,
+        hint,
+    };
+    let mut s = serde_json::to_string_pretty(&doc).expect("serializable");
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +153,18 @@ mod tests {
         assert!(v["results"][0]["hash"].is_null());
         assert_eq!(v["results"][0]["output"], serde_json::json!([]));
         assert_eq!(v["exit_code"], 0);
+    }
+
+    #[test]
+    fn a_usage_error_is_a_document_too() {
+        let v: serde_json::Value =
+            serde_json::from_str(&render_error("bad flag", Some("try this"), 2)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["results"], serde_json::json!([]));
+        assert_eq!(v["counts"]["failed"], 0);
+        assert_eq!(v["exit_code"], 2);
+        assert_eq!(v["error"], "bad flag");
+        assert_eq!(v["hint"], "try this");
     }
 
     #[test]

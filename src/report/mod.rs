@@ -8,11 +8,92 @@ pub mod progress;
 pub mod rows;
 pub mod table;
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::decide::Reason;
+
+/// `--color`: when output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set (to anything but empty).
+    #[default]
+    Auto,
+    /// Always, on a terminal or not, `NO_COLOR` or not.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether a stream is coloured: `terminal` says if it is one,
+    /// `no_color` is the value of `NO_COLOR`.
+    pub fn resolve(self, terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
+static COLOR: OnceLock<ColorWhen> = OnceLock::new();
+
+/// Set `--color` for the process, once (before anything is printed).
+pub fn set_color(when: ColorWhen) {
+    let _ = COLOR.set(when);
+}
+
+fn color_for(terminal: bool) -> bool {
+    COLOR
+        .get()
+        .copied()
+        .unwrap_or_default()
+        .resolve(terminal, std::env::var_os("NO_COLOR").as_deref())
+}
+
+/// Whether what goes to stdout (the table) is coloured.
+pub fn color_stdout() -> bool {
+    color_for(std::io::stdout().is_terminal())
+}
+
+/// Whether what goes to stderr (errors, logs) is coloured.
+pub fn color_stderr() -> bool {
+    color_for(std::io::stderr().is_terminal())
+}
+
+/// `text` with the `error:`, `warning:` and `hint:` that start its lines
+/// (after indentation) in colour: bold red, bold yellow, bold cyan. Without
+/// `color`, `text` unchanged.
+pub fn paint_prefixes(text: &str, color: bool) -> String {
+    if !color {
+        return text.to_owned();
+    }
+    const PREFIXES: [(&str, &str); 3] = [
+        ("error:", "\x1b[1;31m"),
+        ("warning:", "\x1b[1;33m"),
+        ("hint:", "\x1b[1;36m"),
+    ];
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let rest = line.trim_start();
+        let indent = &line[..line.len() - rest.len()];
+        match PREFIXES.iter().find(|(p, _)| rest.starts_with(p)) {
+            Some((p, code)) => {
+                out.push_str(indent);
+                out.push_str(code);
+                out.push_str(p);
+                out.push_str("\x1b[0m");
+                out.push_str(&rest[p.len()..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
 
 /// What happened to a stack on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,5 +229,36 @@ pub fn human_age(secs: u64) -> String {
         s if s < 2 * 3600 => format!("{}m", s / 60),
         s if s < 2 * 86400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_to_colour() {
+        use std::ffi::OsStr;
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(ColorWhen::Auto.resolve(true, None));
+        assert!(
+            ColorWhen::Auto.resolve(true, empty),
+            "empty NO_COLOR is unset"
+        );
+        assert!(!ColorWhen::Auto.resolve(true, set));
+        assert!(!ColorWhen::Auto.resolve(false, None));
+        assert!(ColorWhen::Always.resolve(false, set), "the flag wins");
+        assert!(!ColorWhen::Never.resolve(true, None));
+    }
+
+    #[test]
+    fn prefixes_are_painted_only_when_asked() {
+        let text = "error: x: bad\nhint: fix it\n  hint: indented\nnot an error: no\n";
+        assert_eq!(paint_prefixes(text, false), text);
+        assert_eq!(
+            paint_prefixes(text, true),
+            "\x1b[1;31merror:\x1b[0m x: bad\n\x1b[1;36mhint:\x1b[0m fix it\n  \x1b[1;36mhint:\x1b[0m indented\nnot an error: no\n"
+        );
     }
 }

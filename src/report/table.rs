@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use comfy_table::{Table, presets};
+use comfy_table::{Cell, Color, Table, presets};
 
-use super::{Row, counts, human_duration};
+use super::{Action, Row, counts, human_duration};
+use crate::decide::Reason;
 
 /// A table in rbuild's style: box drawing on a terminal (`unicode`), plain
 /// ASCII for mail; wrapped to `width` columns when one is known.
@@ -22,19 +23,82 @@ pub fn new_table(unicode: bool, width: Option<u16>) -> Table {
     t
 }
 
+/// Whether the cells' colours are drawn: with `color`, even when stdout is
+/// not a terminal (`--color always`) or `NO_COLOR` is set; without it,
+/// never.
+pub fn style(t: &mut Table, color: bool) {
+    if color {
+        // `--color always` wins over NO_COLOR, which crossterm checks itself
+        crossterm::style::force_color_output(true);
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+}
+
+/// The width the summary is wrapped to (long errors wrap inside their
+/// column): `COLUMNS` when it is set to a number, else the terminal's width
+/// when stdout is one, else none: piped output (cron's mail, a log) keeps
+/// each row on one line, whole, for grep.
+pub fn width(columns: Option<&str>, terminal_width: Option<u16>) -> Option<u16> {
+    columns
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w > 0)
+        .or(terminal_width.filter(|w| *w > 0))
+}
+
+/// The colour of a row's action and of its reason: green for what was
+/// done, red for what failed (or fails the run), yellow for what is held
+/// back (`held`, `locked`); none for the rest.
+fn colours(r: &Row) -> (Option<Color>, Option<Color>) {
+    let failing = matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted);
+    let held = matches!(r.reason, Reason::Held | Reason::Locked);
+    let action = match r.action {
+        Action::Rebuilt | Action::Started => Some(Color::Green),
+        Action::Failed | Action::RolledBack => Some(Color::Red),
+        _ if failing => Some(Color::Red),
+        _ if held => Some(Color::Yellow),
+        _ => None,
+    };
+    let reason = if failing {
+        Some(Color::Red)
+    } else if held {
+        Some(Color::Yellow)
+    } else {
+        None
+    };
+    (action, reason)
+}
+
 /// Render the rows as a table followed by a one-line summary. `unicode`
 /// picks box-drawing borders (a terminal); otherwise plain ASCII for mail.
-pub fn render(rows: &[Row], total: Duration, unicode: bool, width: Option<u16>) -> String {
+/// `color`: actions and reasons in colour (ANSI), whatever stdout is.
+pub fn render(
+    rows: &[Row],
+    total: Duration,
+    unicode: bool,
+    width: Option<u16>,
+    color: bool,
+) -> String {
     let mut t = new_table(unicode, width);
+    style(&mut t, color);
     t.set_header(["HOST", "STACK", "ACTION", "REASON", "DURATION", "ERROR"]);
     for r in rows {
+        let paint = |text: &str, c: Option<Color>| match c {
+            Some(c) if color => Cell::new(text).fg(c),
+            _ => Cell::new(text),
+        };
+        let (action, reason) = colours(r);
         t.add_row([
-            r.host.as_str(),
-            r.stack.as_str(),
-            r.action.as_str(),
-            r.reason.as_str(),
-            &human_duration(r.duration),
-            r.error.as_deref().unwrap_or(""),
+            Cell::new(&r.host),
+            Cell::new(&r.stack),
+            paint(r.action.as_str(), action),
+            paint(r.reason.as_str(), reason),
+            Cell::new(human_duration(r.duration)),
+            paint(
+                r.error.as_deref().unwrap_or(""),
+                action.filter(|c| *c == Color::Red),
+            ),
         ]);
     }
     let hosts = {
@@ -99,6 +163,104 @@ mod tests {
                 detail: Default::default(),
             },
         ];
-        insta::assert_snapshot!(render(&rows, Duration::from_millis(10_500), false, None));
+        insta::assert_snapshot!(render(
+            &rows,
+            Duration::from_millis(10_500),
+            false,
+            None,
+            false
+        ));
+        // in colour: the same table with ANSI codes around the actions
+        let coloured = render(&rows, Duration::from_millis(10_500), false, None, true);
+        assert!(coloured.contains("\x1b["), "{coloured}");
+        let strip = |s: &str| {
+            let mut out = String::new();
+            let mut rest = s;
+            while let Some(i) = rest.find("\x1b[") {
+                out.push_str(&rest[..i]);
+                rest = &rest[i..];
+                rest = &rest[rest.find('m').unwrap() + 1..];
+            }
+            out + rest
+        };
+        assert_eq!(
+            strip(&coloured),
+            render(&rows, Duration::from_millis(10_500), false, None, false)
+        );
+    }
+
+    #[test]
+    fn long_errors_wrap_to_the_width() {
+        assert_eq!(width(Some("80"), Some(120)), Some(80), "COLUMNS wins");
+        assert_eq!(width(None, Some(120)), Some(120));
+        assert_eq!(width(Some("wide"), None), None);
+        assert_eq!(width(Some("0"), None), None);
+        assert_eq!(width(None, None), None, "piped: no wrapping");
+        let row = Row {
+            host: "web1.example.com".into(),
+            stack: "blog".into(),
+            action: Action::Failed,
+            reason: Reason::HostFailed,
+            duration: Duration::from_millis(10_002),
+            error: Some(format!(
+                "cannot connect: {} /very/long/path/{}",
+                "ssh: connect to host web1.example.com port 22: Connection refused; ".repeat(3),
+                "x".repeat(120)
+            )),
+            hint: None,
+            detail: Default::default(),
+        };
+        for (w, unicode) in [
+            (60, false),
+            (80, false),
+            (80, true),
+            (100, false),
+            (120, true),
+        ] {
+            let text = render(
+                std::slice::from_ref(&row),
+                Duration::ZERO,
+                unicode,
+                Some(w),
+                false,
+            );
+            for l in text.lines() {
+                assert!(l.chars().count() <= w as usize, "{w}: {l}\n{text}");
+            }
+            // nothing was cut: every word of the error is there
+            // from 80 columns on, only the error wraps: every word of it
+            // is there
+            assert!(w < 80 || text.contains("Connection"), "{text}");
+        }
+    }
+
+    #[test]
+    fn actions_are_green_red_or_yellow() {
+        let row = |action, reason| Row {
+            host: "h".into(),
+            stack: "s".into(),
+            action,
+            reason,
+            duration: Duration::ZERO,
+            error: None,
+            hint: None,
+            detail: Default::default(),
+        };
+        let g = Some(Color::Green);
+        let r = Some(Color::Red);
+        let y = Some(Color::Yellow);
+        for (action, reason, want) in [
+            (Action::Rebuilt, Reason::Expired, (g, None)),
+            (Action::Started, Reason::NotRunning, (g, None)),
+            (Action::Failed, Reason::HostFailed, (r, None)),
+            (Action::RolledBack, Reason::ConfigChanged, (r, None)),
+            (Action::Skipped, Reason::Held, (y, y)),
+            (Action::Skipped, Reason::Locked, (y, y)),
+            (Action::Skipped, Reason::PreviousFailure, (r, r)),
+            (Action::Skipped, Reason::UpToDate, (None, None)),
+            (Action::WouldRebuild, Reason::FirstBuild, (None, None)),
+        ] {
+            assert_eq!(colours(&row(action, reason)), want, "{action:?} {reason:?}");
+        }
     }
 }

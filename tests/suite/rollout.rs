@@ -1,6 +1,7 @@
 //! Rollouts across hosts: a failed canary or a spent failure budget halts a
 //! shared stack's rollout, and the hosts that had not started are not
-//! touched; checks are never held back; `--limit` matches groups.
+//! touched; checks are never held back; `--limit` matches groups, takes
+//! exclusions and tags, and `--shard` splits the hosts.
 //!
 //! A shared stack is one compose project on each host's own engine. A host
 //! a rollout did not reach is shown untouched by everything it holds
@@ -310,4 +311,56 @@ fn limit_selects_hosts_by_group() {
     assert!(f.engine("h3").images().is_empty(), "h3 built nothing");
     assert_eq!(Fleet::entries(&f.state_dir("h3")), Vec::<String>::new());
     assert_eq!(Fleet::entries(&f.srv_dir("h3")), Vec::<String>::new());
+}
+
+#[test]
+fn limit_exclusions_tags_and_shards_select_exactly_their_hosts() {
+    let f = Fleet::new("select", 3);
+    f.edit_inventory(|inv| inv.host("h3").tags = vec!["eu".into()]);
+    let names = f.web_everywhere();
+    let hosts_of = |run: &crate::support::runs::Run| -> Vec<String> {
+        let mut h: Vec<String> = run
+            .rows()
+            .iter()
+            .map(|r| r["host"].as_str().unwrap().to_owned())
+            .collect();
+        h.sort();
+        h
+    };
+
+    // every host less h1: h1 is not even contacted
+    let run = f.run(&["--limit", "h*,!h1"]);
+    run.assert_code(0);
+    assert_eq!(hosts_of(&run), ["h2", "h3"], "{}", run.dump());
+    run.expect("h2", &names[1], "rebuilt", "first_build");
+    run.expect("h3", &names[2], "rebuilt", "first_build");
+    assert_eq!(f.accepted_logins("h1"), 0);
+    assert!(f.containers("h1", &names[0]).is_empty());
+    assert!(f.engine("h1").images().is_empty(), "h1 built nothing");
+    assert_eq!(Fleet::entries(&f.state_dir("h1")), Vec::<String>::new());
+    assert_eq!(Fleet::entries(&f.srv_dir("h1")), Vec::<String>::new());
+
+    // `--exclude @TAG`: h3 (tagged eu) is left out
+    let run = f.run(&["--dry-run", "--exclude", "@eu"]);
+    run.assert_code(0);
+    assert_eq!(hosts_of(&run), ["h1", "h2"], "{}", run.dump());
+    run.expect("h1", &names[0], "would_rebuild", "first_build");
+    run.expect("h2", &names[1], "skipped", "up_to_date");
+    assert_eq!(f.accepted_logins("h3"), 1, "h3: only the first run");
+
+    // shards: disjoint, and together every host
+    let one = f.run(&["--dry-run", "--shard", "1/2"]);
+    let two = f.run(&["--dry-run", "--shard", "2/2"]);
+    one.assert_code(0);
+    two.assert_code(0);
+    let (one, two) = (hosts_of(&one), hosts_of(&two));
+    assert!(one.iter().all(|h| !two.contains(h)), "{one:?} {two:?}");
+    let mut all = [one, two].concat();
+    all.sort();
+    assert_eq!(all, ["h1", "h2", "h3"]);
+    // and `status` selects the same way
+    let run = run_command(f.command(&["--json", "status", "--limit", "@eu"]));
+    let rows = run.doc()["stacks"].as_array().expect("stacks");
+    assert_eq!(rows.len(), 1, "{}", run.dump());
+    assert_eq!(rows[0]["host"], "h3", "{}", run.dump());
 }

@@ -81,6 +81,9 @@ pub struct Host {
     pub ssh_options: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// `tags:`, for `--limit @TAG`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stacks: Vec<Stack>,
 }

@@ -1,0 +1,161 @@
+//! `rbuild check -i INVENTORY`: everything a run checks before it contacts
+//! a host, and nothing more: the inventory (parsed and validated, the
+//! selection applied), every compose file parsed, every file it references
+//! inside its stack's root, and every stack's directory read and hashed as
+//! it would ship. No host is contacted.
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::exit::Exit;
+use crate::inventory::Stack;
+use crate::ship::Shipments;
+
+/// One thing wrong, as `error:` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `FILE:LINE: what` or `host `H`, stack `S`: what`.
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+/// The problems of the stacks of `settings` (its inventory is valid, or
+/// there would be no settings): compose files that do not parse, stack
+/// directories that cannot be read. Each distinct compose file and stack
+/// directory is named once.
+pub fn problems(settings: &Settings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (host, s) in settings
+        .hosts
+        .iter()
+        .flat_map(|h| h.stacks.iter().map(move |s| (h, s)))
+    {
+        for f in &s.compose_files {
+            let path = s.root.join(f);
+            if seen.insert(path.clone())
+                && let Some(p) = compose_problem(&path, &host.name, s)
+            {
+                out.push(p);
+            }
+        }
+    }
+    let shipments = Shipments::hash(&settings.hosts, false);
+    let mut seen = std::collections::HashSet::new();
+    for (host, s) in settings
+        .hosts
+        .iter()
+        .flat_map(|h| h.stacks.iter().map(move |s| (h, s)))
+    {
+        if let Err(e) = shipments.hash_of(s)
+            && seen.insert(s.dir())
+        {
+            out.push(Problem {
+                error: format!(
+                    "host `{}`, stack `{}`: cannot read the stack: {e}",
+                    host.name, s.name
+                ),
+                hint: Some(
+                    "fix the file's permissions or name on this machine, or list it in the stack's `.rbuildignore`"
+                        .into(),
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A compose file that compose could not read: not YAML, or not a mapping.
+fn compose_problem(path: &std::path::Path, host: &str, s: &Stack) -> Option<Problem> {
+    type Top = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(Problem {
+                error: format!(
+                    "{}: host `{host}`, stack `{}`: cannot read the compose file: {e}",
+                    path.display(),
+                    s.name
+                ),
+                hint: None,
+            });
+        }
+    };
+    let e = serde_saphyr::from_str::<Top>(&text).err()?;
+    let line = e.location().map(|l| l.line()).unwrap_or(0);
+    let msg = e.to_string();
+    let msg = msg.lines().next().unwrap_or_default();
+    Some(Problem {
+        error: format!(
+            "{}{}: host `{host}`, stack `{}`: the compose file is not valid YAML: {msg}",
+            path.display(),
+            if line > 0 {
+                format!(":{line}")
+            } else {
+                String::new()
+            },
+            s.name
+        ),
+        hint: Some("compose would refuse it too: `docker compose config` shows the same".into()),
+    })
+}
+
+/// How many hosts and stacks (one per stack of a host) were checked.
+pub fn counts(settings: &Settings) -> (usize, usize) {
+    let stacks = settings.hosts.iter().map(|h| h.stacks.len()).sum();
+    (settings.hosts.len(), stacks)
+}
+
+/// The report `rbuild check` prints: `ok: N hosts, M stacks` on stdout,
+/// or each problem as `error:`/`hint:` lines on stderr. Returns (stdout,
+/// stderr, exit).
+pub fn render(settings: &Settings, problems: &[Problem]) -> (String, String, Exit) {
+    let (hosts, stacks) = counts(settings);
+    if settings.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            version: u32,
+            ok: bool,
+            hosts: usize,
+            stacks: usize,
+            errors: &'a [Problem],
+            exit_code: u8,
+        }
+        let exit = if problems.is_empty() {
+            Exit::Success
+        } else {
+            Exit::Usage
+        };
+        let mut s = serde_json::to_string_pretty(&Doc {
+            version: 1,
+            ok: problems.is_empty(),
+            hosts,
+            stacks,
+            errors: problems,
+            exit_code: exit.code(),
+        })
+        .expect("serializable");
+        s.push('\n');
+        return (s, String::new(), exit);
+    }
+    if problems.is_empty() {
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        return (
+            format!(
+                "ok: {}, {}\n",
+                plural(hosts, "host"),
+                plural(stacks, "stack")
+            ),
+            String::new(),
+            Exit::Success,
+        );
+    }
+    let mut err = String::new();
+    for p in problems {
+        err.push_str(&format!("error: {}\n", p.error));
+        if let Some(h) = &p.hint {
+            err.push_str(&format!("hint: {h}\n"));
+        }
+    }
+    (String::new(), err, Exit::Usage)
+}
