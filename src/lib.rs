@@ -64,7 +64,7 @@
 //! scripts/testhosts.sh   local sshd "hosts" on 127.0.1.N, each a small machine: own network, filesystem, engine
 //! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback
 //! scripts/test.sh        the test command (README, .ci/run)
-//! scripts/bench.sh       the benchmark against the ssh floor (scripts/bench/: helpers, results)
+//! scripts/bench.sh       the benchmark against the ssh floor; `--downtime`: a rebuild's downtime (scripts/bench/: helpers, results)
 //! scripts/demo/stacks/   the demo's compose stacks
 //! inventory.example.yaml every inventory key, explained
 //! .ci/run                CI: fmt, clippy, scripts/test.sh
