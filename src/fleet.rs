@@ -531,6 +531,7 @@ async fn apply<C: Connect>(
                     options: StackOptions {
                         dir_mode: s.dir_mode,
                         dir_group: s.dir_group.clone(),
+                        zero_downtime: s.zero_downtime.clone(),
                     },
                 }
             })
@@ -800,6 +801,7 @@ mod tests {
                             adopt: false,
                             dir_mode: None,
                             dir_group: None,
+                            zero_downtime: vec![],
                         }
                     })
                     .collect(),

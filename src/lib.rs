@@ -50,6 +50,7 @@
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
+//! tests/suite/downtime.rs  `zero_downtime`: the new container starts before the old one stops; a failing one leaves it
 //! tests/suite/report.rs  what a run reports: the live display under tmux, plain lines, rollback progress
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults

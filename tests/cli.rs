@@ -342,8 +342,13 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        remote_dri: /srv/x\n",
-        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt, dir_mode, dir_group\n\
+        "error: inventory.yaml:6: unknown field `remote_dri`, expected one of name, compose_file, profiles, root, remote_dir, build_period, up_timeout, build_timeout, settle, adopt, dir_mode, dir_group, zero_downtime\n\
          hint: see inventory.example.yaml for every key the inventory takes\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        zero_downtime: true\n",
+        "error: inventory.yaml:6: host `web1`, stack `web`: `zero_downtime: true`, but no service can run a second container beside its old one in its compose files\n\
+         hint: a service replaced beside its old container must not publish a fixed host port (`\"80\"`, not `\"8080:80\"`: put a reverse proxy in front) nor set `container_name`; or remove `zero_downtime`\n",
     );
     bad(
         "hosts: {}\n",

@@ -19,6 +19,7 @@ mod support;
 mod suite {
     mod compose;
     mod concurrency;
+    mod downtime;
     mod failures;
     mod faults;
     mod fleet;

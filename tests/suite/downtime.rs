@@ -1,0 +1,159 @@
+//! `zero_downtime: true`: a service with no fixed host port is replaced
+//! beside its old container (started, gated, and only then the old one
+//! removed), as the engine's own event log shows; a new version that fails
+//! its gate leaves the old container running, never stopped.
+
+use crate::support::*;
+
+/// A healthy sleeper (healthcheck every second) at `version`, no ports.
+fn service(version: &str) -> StackDef {
+    StackDef::sleeper(version).with("compose.yml", &compose(&healthcheck(30)))
+}
+
+/// The engine's `start` and `die` events of project `project` on `host`
+/// since `since` (epoch seconds), in order: (time in ns, action, id).
+fn events(f: &Fleet, host: &str, project: &str, since: u64) -> Vec<(u128, String, String)> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = f.docker(
+        host,
+        &[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "type=container",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            "event=start",
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.TimeNano}} {{.Action}} {{.Actor.ID}}",
+        ],
+    );
+    let mut v: Vec<(u128, String, String)> = out
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (
+                w.next().unwrap().parse().unwrap(),
+                w.next().unwrap().to_owned(),
+                w.next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn zero_downtime_starts_the_new_container_before_the_old_one_stops() {
+    let f = Fleet::new("zerodown", 1);
+    let name = f.add_stack("h1", "web", &service("v1"));
+    f.edit_inventory(|inv| inv.stack("h1", &name).zero_downtime = Some(true));
+    f.run(&["--settle", "1"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let old = f.assert_running("h1", &name);
+
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let since = epoch_now() - 1;
+    let run = f.run(&["--settle", "1"]);
+    run.assert_code(0)
+        .expect("h1", &name, "rebuilt", "config_changed");
+
+    // afterwards: exactly one container, a new one, of the new image
+    let new = f.assert_running("h1", &name);
+    assert_ne!(new.id, old.id, "{}", run.dump());
+    assert_ne!(new.image, old.image);
+    assert_eq!(new.health, "healthy");
+    assert_eq!(f.container_file("h1", &new.id, "/tmp/version"), "v2\n");
+
+    // the engine's log: the new container started before the old one died,
+    // and at no moment did none of them run
+    let ev = events(&f, "h1", &name, since);
+    let at = |action: &str, id: &str| {
+        ev.iter()
+            .find(|(_, a, i)| a == action && i == id)
+            .map(|(t, _, _)| *t)
+            .unwrap_or_else(|| panic!("no {action} of {id} in {ev:?}"))
+    };
+    assert!(
+        at("start", &new.id) < at("die", &old.id),
+        "the new container started after the old one stopped: {ev:?}"
+    );
+    let mut running = vec![old.id.clone()];
+    for (_, action, id) in &ev {
+        if action == "start" {
+            running.push(id.clone());
+        } else {
+            running.retain(|r| r != id);
+            assert!(!running.is_empty(), "nothing ran after {id} died: {ev:?}");
+        }
+    }
+    assert_eq!(running, std::slice::from_ref(&new.id), "{ev:?}");
+}
+
+#[test]
+fn zero_downtime_leaves_the_old_container_running_when_the_new_one_fails() {
+    let f = Fleet::new("zerofail", 1);
+    let name = f.add_stack("h1", "web", &service("v1"));
+    f.edit_inventory(|inv| inv.stack("h1", &name).zero_downtime = Some(true));
+    f.run(&["--settle", "1"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let old = f.assert_running("h1", &name);
+    let good = f.state("h1", &name);
+
+    // v2 exits at once
+    f.write(
+        &name,
+        "Dockerfile",
+        &dockerfile(None, "echo v2 >/tmp/version; exit 3"),
+    );
+    let since = epoch_now() - 1;
+    let run = f.run(&["--settle", "1", "--up-timeout-period", "30"]);
+    run.assert_code(1);
+    let r = run.expect("h1", &name, "rolled_back", "config_changed");
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("beside its old containers") && error.contains("the old ones kept running"),
+        "{}",
+        run.dump()
+    );
+
+    // the very same container runs on, never stopped; the new one is gone
+    let now = f.assert_running("h1", &name);
+    assert_eq!(now.id, old.id);
+    assert_eq!(now.image, old.image);
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v1\n");
+    let ev = events(&f, "h1", &name, since);
+    assert!(
+        !ev.iter().any(|(_, a, id)| a == "die" && *id == old.id),
+        "the old container was stopped: {ev:?}"
+    );
+    assert!(
+        ev.iter().any(|(_, a, id)| a == "start" && *id != old.id),
+        "no new container was tried: {ev:?}"
+    );
+    // the state: the good build, and the failed attempt remembered
+    let st = f.state("h1", &name);
+    assert_eq!(st["hash"], good["hash"]);
+    assert_eq!(st["images"], good["images"]);
+    assert_eq!(st["last_result"], "failed");
+    assert_ne!(st["failed_hash"], good["hash"]);
+}
