@@ -172,6 +172,8 @@ for p in ("http", "ps"):
     if p in rec:
         r = rec[p]
         line += f"; {p}: {r['outages']} outage(s), longest {r['longest_ms']} ms, total {r['total_ms']} ms ({r['failed']}/{r['probes']} probes failed)"
+        if "containers_seen" in r:
+            line += f", {r['containers_seen']} containers seen"
 print(f"downtime.sh: {line}", file=sys.stderr)
 EOF
   done

@@ -18,7 +18,8 @@ A probe starts every --every-ms (or at once after a slow one). An outage is a ru
 of failed probes: it lasts from the start of its first failed probe to the start
 of the next successful one (so a single failed probe counts as about one
 interval). Reported: probes, failed probes, outages, the longest outage and the
-sum of all outages, in ms, and each outage's start relative to the first probe.
+sum of all outages, in ms, each outage's start relative to the first probe, and
+(--docker-sock) how many distinct healthy containers it saw (2: old and new).
 """
 import argparse
 import http.client
@@ -54,6 +55,9 @@ def http_probe(host, port, timeout):
         c.close()
 
 
+SEEN = set()  # ids of the healthy containers the --docker-sock probe saw
+
+
 def ps_probe(sock, project, service, timeout):
     filters = json.dumps(
         {
@@ -71,13 +75,15 @@ def ps_probe(sock, project, service, timeout):
         body = r.read()
         if r.status != 200:
             return False
+        ok = False
         for ct in json.loads(body):
             status = ct.get("Status", "")
             # "Up 3 seconds (healthy)", "Up 1 second (health: starting)", "Up 2 minutes"
             if "(health: starting)" in status or "(unhealthy)" in status:
                 continue
-            return True
-        return False
+            SEEN.add(ct.get("Id"))
+            ok = True
+        return ok
     except (OSError, http.client.HTTPException, ValueError):
         return False
     finally:
@@ -147,6 +153,8 @@ def main():
         "outage_starts_ms": [ms(s) for s, _ in outages],
         "ended_down": open_outage,
     }
+    if a.docker_sock:
+        res["containers_seen"] = len(SEEN)
     with open(a.out, "w") as f:
         json.dump(res, f)
         f.write("\n")

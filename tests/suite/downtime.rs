@@ -60,9 +60,36 @@ fn epoch_now() -> u64 {
         .as_secs()
 }
 
-#[test]
-fn zero_downtime_starts_the_new_container_before_the_old_one_stops() {
-    let f = Fleet::new("zerodown", 1);
+/// The engine's log says `new` started before `old` died, and at no moment
+/// between did none of the service's containers run (`ev`: the events of the
+/// service's containers only).
+fn assert_beside(ev: &[(u128, String, String)], old: &Container, new: &Container) {
+    let at = |action: &str, id: &str| {
+        ev.iter()
+            .find(|(_, a, i)| a == action && i == id)
+            .map(|(t, _, _)| *t)
+            .unwrap_or_else(|| panic!("no {action} of {id} in {ev:?}"))
+    };
+    assert!(
+        at("start", &new.id) < at("die", &old.id),
+        "the new container started after the old one stopped: {ev:?}"
+    );
+    let mut running = vec![old.id.clone()];
+    for (_, action, id) in ev {
+        if action == "start" {
+            running.push(id.clone());
+        } else {
+            running.retain(|r| r != id);
+            assert!(!running.is_empty(), "nothing ran after {id} died: {ev:?}");
+        }
+    }
+    assert_eq!(running, std::slice::from_ref(&new.id), "{ev:?}");
+}
+
+/// A first build of a zero_downtime sleeper stack on `f`'s h1, then a
+/// rebuild to v2 with Compose `flavour`: it is replaced beside, as the
+/// engine's log shows.
+fn replaced_beside(f: &Fleet, flavour: &str) {
     let name = f.add_stack("h1", "web", &service("v1"));
     f.edit_inventory(|inv| inv.stack("h1", &name).zero_downtime = Some(true));
     f.run(&["--settle", "1"])
@@ -82,30 +109,90 @@ fn zero_downtime_starts_the_new_container_before_the_old_one_stops() {
     assert_ne!(new.image, old.image);
     assert_eq!(new.health, "healthy");
     assert_eq!(f.container_file("h1", &new.id, "/tmp/version"), "v2\n");
+    assert_beside(&events(f, "h1", &name, since), &old, &new);
+    assert_eq!(f.state("h1", &name)["compose"], flavour);
+}
 
-    // the engine's log: the new container started before the old one died,
-    // and at no moment did none of them run
-    let ev = events(&f, "h1", &name, since);
-    let at = |action: &str, id: &str| {
-        ev.iter()
-            .find(|(_, a, i)| a == action && i == id)
-            .map(|(t, _, _)| *t)
-            .unwrap_or_else(|| panic!("no {action} of {id} in {ev:?}"))
-    };
-    assert!(
-        at("start", &new.id) < at("die", &old.id),
-        "the new container started after the old one stopped: {ev:?}"
+#[test]
+fn zero_downtime_starts_the_new_container_before_the_old_one_stops() {
+    replaced_beside(&Fleet::new("zerodown", 1), "v2");
+}
+
+#[test]
+fn zero_downtime_works_with_compose_v1() {
+    replaced_beside(
+        &Fleet::with_env("zeroone", 1, &[("RBUILD_TESTHOST_COMPOSE_V1", "h1")]),
+        "v1",
     );
-    let mut running = vec![old.id.clone()];
-    for (_, action, id) in &ev {
-        if action == "start" {
-            running.push(id.clone());
-        } else {
-            running.retain(|r| r != id);
-            assert!(!running.is_empty(), "nothing ran after {id} died: {ev:?}");
-        }
-    }
-    assert_eq!(running, std::slice::from_ref(&new.id), "{ev:?}");
+}
+
+#[test]
+fn zero_downtime_replaces_only_the_services_without_a_fixed_port() {
+    let f = Fleet::new("zeromix", 1);
+    // `app` has no port; `front` publishes the fixed host port 8080
+    let two = |v: &str| {
+        service(v).with(
+            "compose.yml",
+            &format!(
+                "{}  front:\n    build: .\n    init: true\n    ports:\n      - \"8080:80\"\n",
+                compose(&healthcheck(30))
+            ),
+        )
+    };
+    let name = f.add_stack("h1", "web", &two("v1"));
+    f.edit_inventory(|inv| inv.stack("h1", &name).zero_downtime = Some(true));
+    let run = f.run(&["--settle", "1"]);
+    run.assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    assert!(
+        run.stderr.contains(
+            "these get the normal `up` (stopped, then started): `front` publishes a fixed host port"
+        ),
+        "{}",
+        run.dump()
+    );
+    let of = |svc: &str| {
+        let c: Vec<Container> = f
+            .containers("h1", &name)
+            .into_iter()
+            .filter(|c| c.service == svc)
+            .collect();
+        assert_eq!(c.len(), 1, "{svc}: {c:?}");
+        assert!(c[0].running(), "{c:?}");
+        c[0].clone()
+    };
+    let (app, front) = (of("app"), of("front"));
+
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let since = epoch_now() - 1;
+    f.run(&["--settle", "1"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "config_changed");
+    let (app2, front2) = (of("app"), of("front"));
+    assert_ne!(app2.image, app.image);
+    assert_ne!(front2.image, front.image);
+    let ev = events(&f, "h1", &name, since);
+    let only = |ids: [&str; 2]| -> Vec<_> {
+        ev.iter()
+            .filter(|(_, _, id)| ids.contains(&id.as_str()))
+            .cloned()
+            .collect()
+    };
+    assert_beside(&only([&app.id, &app2.id]), &app, &app2);
+    // `front` was recreated as `up` does it: stopped, then the new one
+    // started
+    let front_ev: Vec<(String, String)> = only([&front.id, &front2.id])
+        .into_iter()
+        .map(|(_, a, id)| (a, id))
+        .collect();
+    assert_eq!(
+        front_ev,
+        [
+            ("die".to_owned(), front.id.clone()),
+            ("start".to_owned(), front2.id.clone())
+        ],
+        "{ev:?}"
+    );
 }
 
 #[test]
