@@ -1077,57 +1077,57 @@ service_containers() {
 replace_beside() {
 	zd_rest=$zd_services
 	while [ -n "$zd_rest" ]; do
-		svc=${zd_rest%%:*}
-		if [ "$svc" = "$zd_rest" ]; then zd_rest=; else zd_rest=${zd_rest#*:}; fi
-		running=$(service_containers "$svc") || running=
-		[ -n "$running" ] || continue
-		all_before=$(service_containers "$svc" -a) || all_before=$running
-		count=0
-		for _ in $running; do count=$((count + 1)); done
+		zd_svc=${zd_rest%%:*}
+		if [ "$zd_svc" = "$zd_rest" ]; then zd_rest=; else zd_rest=${zd_rest#*:}; fi
+		zd_running=$(service_containers "$zd_svc") || zd_running=
+		[ -n "$zd_running" ] || continue
+		zd_all=$(service_containers "$zd_svc" -a) || zd_all=$zd_running
+		zd_count=0
+		for _ in $zd_running; do zd_count=$((zd_count + 1)); done
 		echo "$m step $n replace"
 		zd_deadline=$(($(now) + up_timeout))
 		if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --no-deps --no-recreate \
-			--scale "$svc=$((count * 2))" "$svc"; then rc=0; else rc=$?; fi
-		fresh=''
-		for id in $(service_containers "$svc" -a 2>>"$log"); do
-			case " $(echo $all_before) " in *" $id "*) ;; *) fresh="$fresh $id" ;; esac
+			--scale "$zd_svc=$((zd_count * 2))" "$zd_svc"; then rc=0; else rc=$?; fi
+		zd_fresh=''
+		for id in $(service_containers "$zd_svc" -a 2>>"$log"); do
+			case " $(echo $zd_all) " in *" $id "*) ;; *) zd_fresh="$zd_fresh $id" ;; esac
 		done
 		if [ "$rc" != 0 ]; then
 			emit_log_tail "$n" "$log"
 			remove_fresh
 			if [ "$rc" = 124 ]; then
-				verdict="up of $svc beside its old containers took longer than ${up_timeout}s (up_timeout)"
+				verdict="up of $zd_svc beside its old containers took longer than ${up_timeout}s (up_timeout)"
 			else
-				verdict="up of $svc beside its old containers failed"
+				verdict="up of $zd_svc beside its old containers failed"
 			fi
 			return 1
 		fi
-		if [ -z "$fresh" ]; then
-			verdict="up of $svc beside its old containers started no new one"
+		if [ -z "$zd_fresh" ]; then
+			verdict="up of $zd_svc beside its old containers started no new one"
 			return 1
 		fi
-		look_only=$fresh
+		look_only=$zd_fresh
 		if ! wait_healthy "$n" "$zd_deadline" "$settle"; then
 			look_only=
 			failed_gen=$snap_images
 			remove_fresh
-			verdict="$svc beside its old containers: $verdict; the old ones kept running"
+			verdict="$zd_svc beside its old containers: $verdict; the old ones kept running"
 			return 1
 		fi
 		look_only=
 		# shellcheck disable=SC2086
-		if ! dk stop $running >>"$log" 2>&1 || ! dk rm $running >>"$log" 2>&1; then
-			echo "$m note $n $svc: its old containers could not all be removed"
+		if ! dk stop $zd_running >>"$log" 2>&1 || ! dk rm $zd_running >>"$log" 2>&1; then
+			echo "$m note $n $zd_svc: its old containers could not all be removed"
 		fi
-		echo "$m note $n $svc replaced beside its old containers"
+		echo "$m note $n $zd_svc replaced beside its old containers"
 	done
 	return 0
 }
 
-# remove_fresh: the new containers of a failed replace_beside ($fresh) go.
+# remove_fresh: the new containers of a failed replace_beside ($zd_fresh) go.
 remove_fresh() {
 	# shellcheck disable=SC2086
-	[ -z "$fresh" ] || dk rm -f $fresh >>"$log" 2>&1 || :
+	[ -z "$zd_fresh" ] || dk rm -f $zd_fresh >>"$log" 2>&1 || :
 }
 
 # start_stack: up a stack that is not running as recorded (stopped by hand,

@@ -109,6 +109,13 @@ fn replaced_beside(f: &Fleet, flavour: &str) {
     assert_ne!(new.image, old.image);
     assert_eq!(new.health, "healthy");
     assert_eq!(f.container_file("h1", &new.id, "/tmp/version"), "v2\n");
+    assert!(
+        run.stderr.contains(&format!(
+            "h1 {name}: app replaced beside its old containers"
+        )),
+        "{}",
+        run.dump()
+    );
     assert_beside(&events(f, "h1", &name, since), &old, &new);
     assert_eq!(f.state("h1", &name)["compose"], flavour);
 }
@@ -218,7 +225,8 @@ fn zero_downtime_leaves_the_old_container_running_when_the_new_one_fails() {
     let r = run.expect("h1", &name, "rolled_back", "config_changed");
     let error = r["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("beside its old containers") && error.contains("the old ones kept running"),
+        error.starts_with("app beside its old containers: not healthy: app(exited:3)")
+            && error.contains("the old ones kept running"),
         "{}",
         run.dump()
     );
