@@ -252,3 +252,46 @@ fn zero_downtime_leaves_the_old_container_running_when_the_new_one_fails() {
     assert_eq!(st["last_result"], "failed");
     assert_ne!(st["failed_hash"], good["hash"]);
 }
+
+#[test]
+fn zero_downtime_doubles_a_service_of_two_replicas_then_keeps_two() {
+    let f = Fleet::new("zeroreplicas", 1);
+    let two = |v: &str| {
+        service(v).with(
+            "compose.yml",
+            &compose(&format!(
+                "    deploy:\n      replicas: 2\n{}",
+                healthcheck(30)
+            )),
+        )
+    };
+    let name = f.add_stack("h1", "web", &two("v1"));
+    f.edit_inventory(|inv| inv.stack("h1", &name).zero_downtime = Some(true));
+    f.run(&["--settle", "1"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let old = f.containers("h1", &name);
+    assert_eq!(old.len(), 2, "{old:?}");
+
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let since = epoch_now() - 1;
+    f.run(&["--settle", "1"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "config_changed");
+    let new = f.containers("h1", &name);
+    assert_eq!(new.len(), 2, "{new:?}");
+    for c in &new {
+        assert!(c.running() && c.health == "healthy", "{c:?}");
+        assert!(old.iter().all(|o| o.id != c.id && o.image != c.image));
+    }
+    // both new ones started before either old one died
+    let ev = events(&f, "h1", &name, since);
+    let first_die = ev.iter().find(|(_, a, _)| a == "die").unwrap().0;
+    for c in &new {
+        assert!(
+            ev.iter()
+                .any(|(t, a, id)| a == "start" && *id == c.id && *t < first_die),
+            "{ev:?}"
+        );
+    }
+}
