@@ -18,6 +18,8 @@
 #   --profile          also: strace exec count, strace -c, phase timestamps (at the smallest N, RTT 0)
 #   --no-cargo         skip `cargo build --release`; use target/release/rbuild as it is
 #   --keep             keep the work directory (hosts, forwarders and containers are still removed)
+#   --downtime [OPTS]  instead: the downtime of a rebuild (scripts/bench/downtime.sh OPTS: one
+#                      host with its own engine, a client polling a published port)
 #
 # What it does: builds rbuild (release), brings up max(N) hosts with scripts/testhosts.sh
 # in a temp dir (h1..hN, .bashrc masked), gives every host ONE stack `bench-hK-app`
@@ -39,7 +41,7 @@ set -euo pipefail
 PROG=bench.sh
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$REPO/scripts/bench
@@ -48,6 +50,7 @@ REBUILD_PCT=10 REBUILD_REPS=1 ONE_REPS=10 FIRST=2001 PROFILE=0 CARGO=1 KEEP=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
+    --downtime) shift; exec "$BENCH/downtime.sh" "$@" ;;
     --hosts) HOSTS=$2; shift 2 ;;
     --rtt) RTTS=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;

@@ -307,6 +307,129 @@ pub fn check(root: &Path, files: &[String]) -> Result<(), Outside> {
     Ok(())
 }
 
+/// Why a service cannot be replaced beside its old container
+/// (`zero_downtime`): two copies of it could not run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotBeside {
+    /// It publishes a fixed host port (or one written with a variable).
+    FixedPort,
+    /// It sets `container_name`.
+    ContainerName,
+    /// `network_mode: host`: its ports are the host's.
+    HostNetwork,
+    /// It `extends` another service, whose keys are not read here.
+    Extends,
+}
+
+impl NotBeside {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotBeside::FixedPort => "publishes a fixed host port",
+            NotBeside::ContainerName => "sets `container_name`",
+            NotBeside::HostNetwork => "uses `network_mode: host`",
+            NotBeside::Extends => "extends another service",
+        }
+    }
+}
+
+/// The services of a stack's compose files (relative to `root`, merged
+/// in order: a service any of them gives a fixed host port or a
+/// `container_name` is not safe) for `zero_downtime`: those a second
+/// container can run beside (in the order first seen), and the others with
+/// why not. A service whose name is not plain (letters, digits, `.`, `_`,
+/// `-`) is not listed at all, nor are the services of `include:`d files: they
+/// get the normal `up`. A file that cannot be read or parsed gives nothing.
+pub fn beside(root: &Path, files: &[String]) -> (Vec<String>, Vec<(String, NotBeside)>) {
+    use serde_json::Value;
+    let mut order: Vec<String> = Vec::new();
+    let mut why: BTreeMap<String, NotBeside> = BTreeMap::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(root.join(f)) else {
+            continue;
+        };
+        #[derive(Deserialize)]
+        struct Services {
+            #[serde(default)]
+            services: indexmap::IndexMap<String, Value>,
+        }
+        let Ok(doc) = serde_saphyr::from_str::<Services>(&text) else {
+            continue;
+        };
+        for (name, svc) in &doc.services {
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !plain {
+                continue;
+            }
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
+            let reason = if svc.get("container_name").is_some_and(|v| !v.is_null()) {
+                Some(NotBeside::ContainerName)
+            } else if svc.get("network_mode").and_then(Value::as_str) == Some("host") {
+                Some(NotBeside::HostNetwork)
+            } else if svc.get("extends").is_some_and(|v| !v.is_null()) {
+                Some(NotBeside::Extends)
+            } else if svc
+                .get("ports")
+                .and_then(Value::as_array)
+                .is_some_and(|ps| ps.iter().any(fixed_port))
+            {
+                Some(NotBeside::FixedPort)
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                why.entry(name.clone()).or_insert(r);
+            }
+        }
+    }
+    let mut safe = Vec::new();
+    let mut not = Vec::new();
+    for name in order {
+        match why.get(&name) {
+            Some(r) => not.push((name, *r)),
+            None => safe.push(name),
+        }
+    }
+    (safe, not)
+}
+
+/// Whether a `ports:` entry publishes a fixed host port: `"8080:80"`,
+/// `"127.0.0.1:8080:80"`, `published: 8080`; not `"80"`, `80`,
+/// `"127.0.0.1::80"` or a long form without `published` (the engine picks
+/// a free port). One written with a variable cannot be told: fixed.
+fn fixed_port(p: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match p {
+        Value::Number(_) => false,
+        Value::String(s) => {
+            if s.contains('$') {
+                return true;
+            }
+            let s = s.split('/').next().unwrap_or("");
+            // an IPv6 host address in brackets holds colons of its own
+            let s = match s.rfind(']') {
+                Some(i) => &s[i + 1..],
+                None => s,
+            };
+            let parts: Vec<&str> = s.split(':').collect();
+            match parts.as_slice() {
+                [_] | [] => false,
+                [.., host, _] => !host.is_empty(),
+            }
+        }
+        Value::Object(m) => match m.get("published") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        },
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,5 +573,43 @@ mod tests {
         let e = check(&d.path().join("r"), &["s/compose.yml".into()]).unwrap_err();
         assert_eq!(e.file, d.path().join("r/inc/compose.yml"));
         assert_eq!((e.line, e.path.as_str()), (3, "../../outside.env"));
+    }
+
+    #[test]
+    fn services_with_a_fixed_host_port_or_a_name_are_not_replaced_beside() {
+        let d = tree(&[
+            (
+                "compose.yml",
+                "services:\n  web:\n    build: .\n    ports:\n      - \"80\"\n      - 8081\n      - \"127.0.0.1::82\"\n      - target: 83\n  api:\n    image: x\n    ports:\n      - \"8080:80\"\n  db:\n    image: y\n    container_name: the-db\n  six:\n    image: z\n    ports:\n      - \"[::1]:9000:90/tcp\"\n  var:\n    image: z\n    ports:\n      - \"${PORT}\"\n  long:\n    image: z\n    ports:\n      - target: 80\n        published: \"8443\"\n  hostnet:\n    image: z\n    network_mode: host\n  ext:\n    extends:\n      file: base.yml\n      service: b\n  worker:\n    image: w\n",
+            ),
+            (
+                "compose.override.yml",
+                "services:\n  worker:\n    ports:\n      - 9090:90\n  extra:\n    image: e\n",
+            ),
+        ]);
+        let (safe, not) = beside(
+            d.path(),
+            &["compose.yml".into(), "compose.override.yml".into()],
+        );
+        assert_eq!(safe, ["web", "extra"]);
+        assert_eq!(
+            not,
+            [
+                ("api".to_owned(), NotBeside::FixedPort),
+                ("db".to_owned(), NotBeside::ContainerName),
+                ("six".to_owned(), NotBeside::FixedPort),
+                ("var".to_owned(), NotBeside::FixedPort),
+                ("long".to_owned(), NotBeside::FixedPort),
+                ("hostnet".to_owned(), NotBeside::HostNetwork),
+                ("ext".to_owned(), NotBeside::Extends),
+                ("worker".to_owned(), NotBeside::FixedPort),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_names_no_service() {
+        let d = tree(&[("compose.yml", "services: [\n")]);
+        assert_eq!(beside(d.path(), &["compose.yml".into()]), (vec![], vec![]));
     }
 }

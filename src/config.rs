@@ -372,6 +372,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             adopt: false,
             dir_mode: None,
             dir_group: None,
+            zero_downtime: vec![],
         });
     }
     let state_dir = match &cli.state_dir {

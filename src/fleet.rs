@@ -578,6 +578,7 @@ async fn apply<C: Connect>(
                     options: StackOptions {
                         dir_mode: s.dir_mode,
                         dir_group: s.dir_group.clone(),
+                        zero_downtime: s.zero_downtime.clone(),
                     },
                 }
             })
@@ -848,6 +849,7 @@ mod tests {
                             adopt: false,
                             dir_mode: None,
                             dir_group: None,
+                            zero_downtime: vec![],
                         }
                     })
                     .collect(),

@@ -318,6 +318,8 @@ struct RawSharedStack {
     adopt: bool,
     dir_mode: Option<DirMode>,
     dir_group: Option<DirGroup>,
+    /// Replace services beside their old containers (see the README).
+    zero_downtime: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +367,8 @@ struct RawStack {
     adopt: bool,
     dir_mode: Option<DirMode>,
     dir_group: Option<DirGroup>,
+    /// Replace services beside their old containers (see the README).
+    zero_downtime: Option<Spanned<bool>>,
 }
 
 /// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
@@ -490,6 +494,10 @@ pub struct Stack {
     pub dir_mode: Option<u32>,
     /// The group of its directory on the host (default: the user's).
     pub dir_group: Option<String>,
+    /// `zero_downtime: true`: the services a rebuild starts beside their
+    /// old containers, gates, and only then removes the old ones (no fixed
+    /// host port, no `container_name`); empty: the normal `up`.
+    pub zero_downtime: Vec<String>,
 }
 
 impl Stack {
@@ -948,6 +956,7 @@ impl Inventory {
                     adopt: s.adopt,
                     dir_mode: s.dir_mode,
                     dir_group: s.dir_group.as_ref(),
+                    zero_downtime: s.zero_downtime.clone(),
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -972,6 +981,7 @@ impl Inventory {
                         adopt: sh.adopt,
                         dir_mode: sh.dir_mode,
                         dir_group: sh.dir_group.as_ref(),
+                        zero_downtime: sh.zero_downtime.clone(),
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -1089,6 +1099,7 @@ struct StackDef<'a> {
     adopt: bool,
     dir_mode: Option<DirMode>,
     dir_group: Option<&'a DirGroup>,
+    zero_downtime: Option<Spanned<bool>>,
 }
 
 fn build_stack(
@@ -1242,6 +1253,11 @@ fn build_stack(
         (None, None) => None,
     };
     let data_dirs = writable_binds(&dir, &compose_files);
+    let zero_downtime = match &s.zero_downtime {
+        Some(z) if z.value => beside_services(host, sname, &dir, &compose_files)
+            .map_err(|(m, hint)| err(z.referenced.line(), m, Some(&hint)))?,
+        _ => vec![],
+    };
     Ok(Stack {
         name: sname.clone(),
         compose_file,
@@ -1258,7 +1274,50 @@ fn build_stack(
         adopt: s.adopt,
         dir_mode: s.dir_mode.map(|m| m.0),
         dir_group: s.dir_group.map(|g| g.0.clone()),
+        zero_downtime,
     })
+}
+
+/// `zero_downtime: true` on a stack: the services that can be started
+/// beside their old containers. A stack with none is refused (the key
+/// would do nothing); the others get the normal `up`, with a warning.
+fn beside_services(
+    host: &str,
+    sname: &str,
+    dir: &Path,
+    compose_files: &[String],
+) -> Result<Vec<String>, (String, String)> {
+    let (safe, not) = crate::compose::beside(dir, compose_files);
+    let why = || {
+        not.iter()
+            .map(|(svc, w)| format!("`{svc}` {}", w.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if safe.is_empty() {
+        let found = if !not.is_empty() {
+            format!(": {}", why())
+        } else {
+            " in its compose files".to_owned()
+        };
+        return Err((
+            format!(
+                "host `{host}`, stack `{sname}`: `zero_downtime: true`, but no service can run a second container beside its old one{found}"
+            ),
+            "a service replaced beside its old container must not publish a fixed host port (`\"80\"`, not `\"8080:80\"`: put a reverse proxy in front) nor set `container_name`; or remove `zero_downtime`".to_owned(),
+        ));
+    }
+    if !not.is_empty() {
+        tracing::warn!(
+            "host `{host}`, stack `{sname}`: zero_downtime replaces {} beside the old containers; these get the normal `up` (stopped, then started): {}",
+            safe.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            why()
+        );
+    }
+    Ok(safe)
 }
 
 fn parse_compose(c: &Spanned<String>) -> Result<ComposePref, String> {
@@ -1631,6 +1690,47 @@ mod tests {
     }
 
     #[test]
+    fn zero_downtime_names_the_services_that_can_run_beside_and_refuses_none() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("web")).unwrap();
+        std::fs::write(
+            d.path().join("web/compose.yml"),
+            "services:\n  app:\n    build: .\n    ports:\n      - \"80\"\n  proxy:\n    image: p\n    ports:\n      - \"443:443\"\n",
+        )
+        .unwrap();
+        let text = |zd: &str| {
+            format!(
+                "stacks:\n  shared:\n    compose_file: web/compose.yml\n    hosts: [h]\n    zero_downtime: {zd}\nhosts:\n  h:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        zero_downtime: {zd}\n"
+            )
+        };
+        let inv = parse(&d, &text("true")).unwrap();
+        for s in &inv.hosts[0].stacks {
+            assert_eq!(s.zero_downtime, ["app"], "{}", s.name);
+        }
+        let inv = parse(&d, &text("false")).unwrap();
+        assert!(
+            inv.hosts[0]
+                .stacks
+                .iter()
+                .all(|s| s.zero_downtime.is_empty())
+        );
+
+        std::fs::write(
+            d.path().join("web/compose.yml"),
+            "services:\n  app:\n    build: .\n    ports:\n      - \"8080:80\"\n",
+        )
+        .unwrap();
+        let e = parse(&d, &text("true")).unwrap_err();
+        assert_eq!(e.line, 11, "{e}");
+        assert!(
+            e.message
+                .contains("no service can run a second container beside its old one: `app` publishes a fixed host port"),
+            "{e}"
+        );
+        assert!(e.hint.as_deref().unwrap().contains("container_name"), "{e}");
+    }
+
+    #[test]
     fn a_root_above_the_compose_file_is_the_stack() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("proj/deploy")).unwrap();
@@ -1806,6 +1906,7 @@ mod fuzz {
         "tags",
         "stacks",
         "adopt",
+        "zero_downtime",
         "rollout",
         "adress",
         "remote_dir",

@@ -54,6 +54,7 @@
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
+//! tests/suite/downtime.rs  `zero_downtime`: the new container starts before the old one stops; a failing one leaves it
 //! tests/suite/examples.rs the examples/ files (cron, systemd, CI step) run as written against test hosts
 //! tests/suite/report.rs  what a run reports: the live display under tmux, plain lines, rollback progress
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
@@ -69,7 +70,7 @@
 //! scripts/testhosts.sh   local sshd "hosts" on 127.0.1.N, each a small machine: own network, filesystem, engine
 //! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback
 //! scripts/test.sh        the test command (README, .ci/run)
-//! scripts/bench.sh       the benchmark against the ssh floor (scripts/bench/: helpers, results)
+//! scripts/bench.sh       the benchmark against the ssh floor; `--downtime`: a rebuild's downtime (scripts/bench/: helpers, results)
 //! scripts/demo/stacks/   the demo's compose stacks
 //! inventory.example.yaml every inventory key, explained
 //! examples/              a cron file, a systemd service + timer + OnFailure unit, a CI deploy step

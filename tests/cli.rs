@@ -360,6 +360,11 @@ fn inventory_errors_name_the_file_and_line() {
          hint: indent every key of a block by the same number of spaces: a host's keys under its name, its stacks' items under `stacks:`\n",
     );
     bad(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        zero_downtime: true\n",
+        "error: inventory.yaml:6: host `web1`, stack `web`: `zero_downtime: true`, but no service can run a second container beside its old one in its compose files\n\
+         hint: a service replaced beside its old container must not publish a fixed host port (`\"80\"`, not `\"8080:80\"`: put a reverse proxy in front) nor set `container_name`; or remove `zero_downtime`\n",
+    );
+    bad(
         "hosts: {}\n",
         "error: inventory.yaml:1: `hosts` is empty: nothing to do\n",
     );

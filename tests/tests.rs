@@ -19,6 +19,7 @@ mod support;
 mod suite {
     mod compose;
     mod concurrency;
+    mod downtime;
     mod examples;
     mod failures;
     mod faults;

@@ -124,6 +124,9 @@ pub struct StackOptions {
     pub dir_mode: Option<u32>,
     /// The group given to the shipped files (a name or a gid, validated).
     pub dir_group: Option<String>,
+    /// The services replaced beside their old containers (`zero_downtime`:
+    /// plain names, chosen by the inventory); empty: none.
+    pub zero_downtime: Vec<String>,
 }
 
 impl StackOptions {
@@ -135,6 +138,9 @@ impl StackOptions {
         }
         if let Some(g) = &self.dir_group {
             w.push(format!("dir_group={g}"));
+        }
+        if !self.zero_downtime.is_empty() {
+            w.push(format!("zero_downtime={}", self.zero_downtime.join(":")));
         }
         if w.is_empty() {
             "-".to_owned()
@@ -362,6 +368,7 @@ mod tests {
                 options: StackOptions {
                     dir_mode: Some(0o750),
                     dir_group: Some("www-data".into()),
+                    zero_downtime: vec!["web".into(), "api".into()],
                 },
             }],
         });
@@ -389,7 +396,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api",
             ]
         );
         let stack = |name: &str, hash: &str, period| CheckStack {

@@ -496,7 +496,12 @@ engine_trouble() {
 # done, not wrong; one that exits non-zero is wrong.
 look() {
 	bad='' pending='' marks='' snap_images='' snap_names='' pids=''
-	ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
+	# look_only: these containers only (zero_downtime: the new ones)
+	if [ -n "${look_only:-}" ]; then
+		ids=$look_only
+	else
+		ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
+	fi
 	[ -n "$ids" ] || return 0
 	# shellcheck disable=SC2086
 	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.State.Pid}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
@@ -811,10 +816,10 @@ ship() {
 }
 
 # stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
-# joined by `,`, validated by the controller): dir_mode, dir_group;
-# ship_umask follows dir_mode.
+# joined by `,`, validated by the controller): dir_mode, dir_group,
+# zero_downtime (services, `:`-joined); ship_umask follows dir_mode.
 stack_options() {
-	dir_mode=700 dir_group=''
+	dir_mode=700 dir_group='' zd_services=''
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
@@ -823,6 +828,7 @@ stack_options() {
 		case $kv in
 		dir_mode=*) dir_mode=${kv#*=} ;;
 		dir_group=*) dir_group=${kv#*=} ;;
+		zero_downtime=*) zd_services=${kv#*=} ;;
 		esac
 	done
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))
@@ -1026,6 +1032,13 @@ apply_stack() {
 	fi
 
 
+	# zero_downtime: its services are replaced beside the old containers
+	# first; one that fails leaves the old ones running, and is rolled back
+	if [ -n "$zd_services" ] && [ "$before" != - ] && ! replace_beside; then
+		rollback "$verdict"
+		return
+	fi
+
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
 	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
@@ -1078,6 +1091,80 @@ apply_stack() {
 		return
 	fi
 	result=rebuilt detail="with compose $flavour"
+}
+
+# service_containers SVC [-a]: the ids of the stack's containers of
+# service SVC (running ones; all with -a), a line each.
+service_containers() {
+	dk ps -q ${2:+"$2"} --filter "label=com.docker.compose.project=$n" \
+		--filter "label=com.docker.compose.service=$1" --filter label=com.docker.compose.oneoff=False
+}
+
+# replace_beside: zero_downtime, as docker-rollout does it for one
+# service: each service of $zd_services (chosen by the controller: no fixed
+# host port, no container_name) that runs is scaled to twice its running
+# containers with `--no-recreate`, so the new ones (the new image) start
+# beside the old ones; the new ones must pass the gate (running, healthy
+# where they have a healthcheck, through the settle window); then the old
+# ones are stopped and removed. A new one that fails its gate, or an `up`
+# that fails, fails it: the new containers are removed, the old ones never
+# stopped (verdict and failed_gen set). The `up` that follows brings up
+# the rest of the stack; the replaced services' new containers are what it
+# wants already.
+replace_beside() {
+	zd_rest=$zd_services
+	while [ -n "$zd_rest" ]; do
+		zd_svc=${zd_rest%%:*}
+		if [ "$zd_svc" = "$zd_rest" ]; then zd_rest=; else zd_rest=${zd_rest#*:}; fi
+		zd_running=$(service_containers "$zd_svc") || zd_running=
+		[ -n "$zd_running" ] || continue
+		zd_all=$(service_containers "$zd_svc" -a) || zd_all=$zd_running
+		zd_count=0
+		for _ in $zd_running; do zd_count=$((zd_count + 1)); done
+		echo "$m step $n replace"
+		zd_deadline=$(($(now) + up_timeout))
+		if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --no-deps --no-recreate \
+			--scale "$zd_svc=$((zd_count * 2))" "$zd_svc"; then rc=0; else rc=$?; fi
+		zd_fresh=''
+		for id in $(service_containers "$zd_svc" -a 2>>"$log"); do
+			case " $(echo $zd_all) " in *" $id "*) ;; *) zd_fresh="$zd_fresh $id" ;; esac
+		done
+		if [ "$rc" != 0 ]; then
+			emit_log_tail "$n" "$log"
+			remove_fresh
+			if [ "$rc" = 124 ]; then
+				verdict="up of $zd_svc beside its old containers took longer than ${up_timeout}s (up_timeout)"
+			else
+				verdict="up of $zd_svc beside its old containers failed"
+			fi
+			return 1
+		fi
+		if [ -z "$zd_fresh" ]; then
+			verdict="up of $zd_svc beside its old containers started no new one"
+			return 1
+		fi
+		look_only=$zd_fresh
+		if ! wait_healthy "$n" "$zd_deadline" "$settle"; then
+			look_only=
+			failed_gen=$snap_images
+			remove_fresh
+			verdict="$zd_svc beside its old containers: $verdict; the old ones kept running"
+			return 1
+		fi
+		look_only=
+		# shellcheck disable=SC2086
+		if ! dk stop $zd_running >>"$log" 2>&1 || ! dk rm $zd_running >>"$log" 2>&1; then
+			echo "$m note $n $zd_svc: its old containers could not all be removed"
+		fi
+		echo "$m note $n $zd_svc replaced beside its old containers"
+	done
+	return 0
+}
+
+# remove_fresh: the new containers of a failed replace_beside ($zd_fresh) go.
+remove_fresh() {
+	# shellcheck disable=SC2086
+	[ -z "$zd_fresh" ] || dk rm -f $zd_fresh >>"$log" 2>&1 || :
 }
 
 # start_stack: up a stack that is not running as recorded (stopped by hand,

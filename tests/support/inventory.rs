@@ -113,6 +113,9 @@ pub struct Stack {
     pub dir_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir_group: Option<String>,
+    /// Replace services beside their old containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_downtime: Option<bool>,
 }
 
 /// One top-level shared stack (its name is its key under `stacks:`).
