@@ -53,6 +53,7 @@
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
+//! tests/suite/model.rs    compose's project model on hosts (several files, override, profiles, env files); local mode: takeover, BUILD_TTL, data, history, rollback
 //! tests/suite/projects.rs  compose projects as people have them: `root:`, the stack directory's mode and group
 //! tests/suite/downtime.rs  `zero_downtime`: the new container starts before the old one stops; a failing one leaves it
 //! tests/suite/examples.rs the examples/ files (cron, systemd, CI step) run as written against test hosts

@@ -28,6 +28,7 @@ mod suite {
     mod local;
     mod machines;
     mod manual;
+    mod model;
     mod operator;
     mod projects;
     mod recovery;
