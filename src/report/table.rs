@@ -107,10 +107,7 @@ pub fn render(
         h.dedup();
         h.len()
     };
-    let parts: Vec<String> = counts(rows)
-        .into_iter()
-        .map(|(a, n)| format!("{n} {}", a.as_str().replace('_', " ")))
-        .collect();
+    let parts = summary_parts(rows);
     format!(
         "{t}\n{} on {hosts} host{} in {}\n",
         if parts.is_empty() {
@@ -121,6 +118,31 @@ pub fn render(
         if hosts == 1 { "" } else { "s" },
         human_duration(total)
     )
+}
+
+/// Whether a skipped row counts as a failure for the exit status: a stack
+/// held back by its failed files or by a halted rollout (see `exit`).
+fn held_back(r: &Row) -> bool {
+    r.action == Action::Skipped
+        && matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted)
+}
+
+/// The summary line's counts, by action, with the skipped rows that the
+/// exit status counts as failures apart ("1 held back"), so that the line
+/// says why a run whose rows all look skipped exits 1.
+fn summary_parts(rows: &[Row]) -> Vec<String> {
+    let back = rows.iter().filter(|r| held_back(r)).count();
+    let mut parts: Vec<String> = counts(rows)
+        .into_iter()
+        .filter_map(|(a, n)| {
+            let n = if a == Action::Skipped { n - back } else { n };
+            (n > 0).then(|| format!("{n} {}", a.as_str().replace('_', " ")))
+        })
+        .collect();
+    if back > 0 {
+        parts.push(format!("{back} held back"));
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -262,5 +284,42 @@ mod tests {
         ] {
             assert_eq!(colours(&row(action, reason)), want, "{action:?} {reason:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    fn row(action: Action, reason: Reason) -> Row {
+        Row {
+            host: "h".into(),
+            stack: "s".into(),
+            action,
+            reason,
+            duration: Duration::ZERO,
+            error: None,
+            hint: None,
+            detail: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_what_the_exit_status_counts() {
+        let rows = [
+            row(Action::Rebuilt, Reason::Expired),
+            row(Action::Skipped, Reason::UpToDate),
+            row(Action::Skipped, Reason::PreviousFailure),
+            row(Action::Skipped, Reason::RolloutHalted),
+        ];
+        assert_eq!(
+            summary_parts(&rows),
+            ["1 rebuilt", "1 skipped", "2 held back"]
+        );
+        assert_eq!(
+            summary_parts(&rows[2..3]),
+            ["1 held back"],
+            "no `0 skipped`"
+        );
     }
 }
