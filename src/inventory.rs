@@ -1613,6 +1613,11 @@ mod tests {
             )
             .unwrap();
         }
+        std::fs::write(
+            d.path().join("stacks/shop/compose.prod.yml"),
+            "services: {}\n",
+        )
+        .unwrap();
         let text = include_str!("../inventory.example.yaml");
         let inv = parse(&d, text).unwrap();
         assert_eq!(inv.hosts.len(), 2);
@@ -2027,5 +2032,73 @@ mod fuzz {
             }
             check(&d, &text);
         }
+    }
+}
+
+/// `inventory.example.yaml` says it shows every key: each key each block
+/// of the inventory takes (as the parser lists them for an unknown one) is
+/// in it, set or commented out.
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The keys the block reached by `text` (with `zzz_unknown` in it)
+    /// takes, from the parser's hint.
+    fn keys_of(text: &str) -> Vec<String> {
+        let d = tempfile::tempdir().unwrap();
+        let e = Inventory::parse(&d.path().join("inventory.yaml"), text).unwrap_err();
+        let hint = e.hint.clone().unwrap_or_default();
+        let list = hint
+            .strip_prefix("the keys here are ")
+            .and_then(|h| h.split_once(';'))
+            .map(|(l, _)| l)
+            .unwrap_or_else(|| panic!("no key list for {text:?}: {e}"));
+        list.split(", ").map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_example_inventory_shows_every_key() {
+        let example = include_str!("../inventory.example.yaml");
+        let stack = "{name: a, compose_file: a.yml";
+        let blocks = [
+            ("top level", "zzz_unknown: 1\nhosts: {}\n".to_owned()),
+            (
+                "defaults",
+                "defaults: {zzz_unknown: 1}\nhosts: {}\n".to_owned(),
+            ),
+            (
+                "rollout",
+                "defaults: {rollout: {zzz_unknown: 1}}\nhosts: {}\n".to_owned(),
+            ),
+            ("host", "hosts: {h: {zzz_unknown: 1}}\n".to_owned()),
+            (
+                "host's stack",
+                format!("hosts: {{h: {{stacks: [{stack}, zzz_unknown: 1}}]}}}}\n"),
+            ),
+            (
+                "shared stack",
+                "stacks: {s: {compose_file: a.yml, zzz_unknown: 1}}\nhosts: {}\n".to_owned(),
+            ),
+        ];
+        let mut missing = Vec::new();
+        for (block, text) in &blocks {
+            for k in keys_of(text) {
+                let shown = example.lines().any(|l| {
+                    let l = l.trim_start().trim_start_matches('#').trim_start();
+                    l.strip_prefix(k.as_str())
+                        .is_some_and(|rest| rest.starts_with(':'))
+                        || l.strip_prefix("- ")
+                            .and_then(|l| l.strip_prefix(k.as_str()))
+                            .is_some_and(|rest| rest.starts_with(':'))
+                });
+                if !shown {
+                    missing.push(format!("{block}: {k}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not in inventory.example.yaml: {missing:?}"
+        );
     }
 }
