@@ -60,6 +60,14 @@ is_num() {
 	case $1 in '' | *[!0-9]* | 0?* | ??????????????????*) return 1 ;; esac
 }
 
+# next_item: the first item of the comma-separated list in `rest` into
+# `item`, and `rest` left with the others (no fork: the check's loops use
+# it). The caller loops while `rest` is not empty.
+next_item() {
+	item=${rest%%,*}
+	if [ "$item" = "$rest" ]; then rest=; else rest=${rest#*,}; fi
+}
+
 # now_nofork: the time in `now` without a fork; the check runs on every
 # host on every run. The shell reads a file a byte at a time, and /proc/stat
 # (boot time) is a kilobyte, so an apply leaves STATE_DIR/.clock, "BOOT_ID
@@ -165,9 +173,8 @@ do_check() {
 		rest=$st_cgroups
 		[ "$rest" = - ] || run=1
 		while [ "$rest" != - ] && [ -n "$rest" ]; do
-			cg=${rest%%,*}
-			if [ "$cg" = "$rest" ]; then rest=; else rest=${rest#*,}; fi
-			[ -d "${cg#*:}" ] || run=0
+			next_item
+			[ -d "${item#*:}" ] || run=0
 		done
 		[ "$run" != 0 ] || may_be_due=1
 		out="$out
@@ -823,12 +830,11 @@ stack_options() {
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
-		kv=${rest%%,*}
-		if [ "$kv" = "$rest" ]; then rest=''; else rest=${rest#*,}; fi
-		case $kv in
-		dir_mode=*) dir_mode=${kv#*=} ;;
-		dir_group=*) dir_group=${kv#*=} ;;
-		zero_downtime=*) zd_services=${kv#*=} ;;
+		next_item
+		case $item in
+		dir_mode=*) dir_mode=${item#*=} ;;
+		dir_group=*) dir_group=${item#*=} ;;
+		zero_downtime=*) zd_services=${item#*=} ;;
 		esac
 	done
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))
@@ -1321,10 +1327,9 @@ EOF
 	read_state "$1"
 	rest=$st_cgroups
 	while [ "$rest" != - ] && [ -n "$rest" ]; do
-		cg=${rest%%,*}
-		if [ "$cg" = "$rest" ]; then rest=; else rest=${rest#*,}; fi
-		if [ -d "${cg#*:}" ]; then state=running; else state=gone; fi
-		echo "$m service $1 ${cg%%:*} $state -"
+		next_item
+		if [ -d "${item#*:}" ]; then state=running; else state=gone; fi
+		echo "$m service $1 ${item%%:*} $state -"
 	done
 }
 
