@@ -133,6 +133,11 @@ pub struct Cli {
     #[arg(long, env = "RBUILD_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
+    /// Do not post to the inventory's `notify:` webhook this time (an
+    /// ad-hoc run that should not page anyone).
+    #[arg(long)]
+    pub no_notify: bool,
+
     /// Print nothing when nothing changed and nothing failed (for cron).
     #[arg(short, long)]
     pub quiet: bool,

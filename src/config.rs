@@ -70,6 +70,8 @@ pub struct Settings {
     pub json: bool,
     /// `--metrics-file`: where to write the run's metrics.
     pub metrics_file: Option<PathBuf>,
+    /// The inventory's webhook, unless `--no-notify` (fleet mode only).
+    pub notify: Option<crate::notify::Notify>,
     pub quiet: bool,
     pub verbose: u8,
     pub connect_timeout: Duration,
@@ -131,6 +133,7 @@ impl Settings {
                 ((_, Some(_)), Some(_)) => {}
             }
         }
+        let mut notify = None;
         let (mode, hosts) = match (&cli.inventory, cli.compose_files.is_empty()) {
             (Some(_), false) if !inventory_from_env => {
                 return Err(UsageError::new(
@@ -141,6 +144,7 @@ impl Settings {
             (_, false) => (Mode::Local, vec![local_host(&cli)?]),
             (Some(path), true) => {
                 let inv = Inventory::load(path)?;
+                notify = inv.notify.clone().filter(|_| !cli.no_notify);
                 let mut hosts = select(inv, &cli)?;
                 // rollout flags win over the inventory
                 for s in hosts.iter_mut().flat_map(|h| h.stacks.iter_mut()) {
@@ -192,6 +196,7 @@ impl Settings {
             concurrency: cli.concurrency as usize,
             json: cli.json,
             metrics_file: cli.metrics_file,
+            notify,
             quiet: cli.quiet,
             verbose: cli.verbose,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),

@@ -872,6 +872,7 @@ mod tests {
             concurrency: 4,
             json: false,
             metrics_file: None,
+            notify: None,
             quiet: true,
             verbose: 0,
             connect_timeout: Duration::from_secs(1),

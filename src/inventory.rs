@@ -293,6 +293,18 @@ struct RawInventory {
     /// In the order the file lists them: hosts start in that order, and the
     /// summary lists them so.
     hosts: Spanned<IndexMap<String, Spanned<RawHost>>>,
+    /// A webhook told of runs where something happened.
+    #[serde(default)]
+    notify: Option<Spanned<RawNotify>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: Spanned<String>,
+    /// Actions that call for a notification.
+    #[serde(default)]
+    on: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,6 +442,8 @@ impl ComposePref {
 pub struct Inventory {
     pub path: PathBuf,
     pub hosts: Vec<Host>,
+    /// `notify:`, validated.
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// A validated host: how to reach it and what it runs.
@@ -1068,9 +1082,52 @@ impl Inventory {
                 stacks,
             });
         }
+        let notify = match &raw.notify {
+            None => None,
+            Some(n) => {
+                let url = &n.value.url;
+                if !crate::notify::valid_url(&url.value) {
+                    return Err(err(
+                        url.referenced.line(),
+                        format!(
+                            "notify: url `{}` is not an http:// or https:// URL",
+                            crate::notify::shown_url(&url.value)
+                        ),
+                        Some("e.g. `url: https://hooks.example.com/rbuild`"),
+                    ));
+                }
+                let on = match &n.value.on {
+                    None => crate::notify::DEFAULT_ON.to_vec(),
+                    Some(list) => {
+                        let mut on = Vec::new();
+                        for a in list {
+                            let action = crate::report::ACTIONS
+                                .into_iter()
+                                .find(|x| x.as_str() == a.value)
+                                .ok_or_else(|| {
+                                    err(
+                                        a.referenced.line(),
+                                        format!("notify: `{}` is not an action", a.value),
+                                        Some(
+                                            "`on` lists actions of the summary: rebuilt, started, rolled_back, failed, skipped",
+                                        ),
+                                    )
+                                })?;
+                            on.push(action);
+                        }
+                        on
+                    }
+                };
+                Some(crate::notify::Notify {
+                    url: url.value.clone(),
+                    on,
+                })
+            }
+        };
         Ok(Inventory {
             path: path.to_owned(),
             hosts,
+            notify,
         })
     }
 }
@@ -2074,6 +2131,10 @@ mod example {
             (
                 "host's stack",
                 format!("hosts: {{h: {{stacks: [{stack}, zzz_unknown: 1}}]}}}}\n"),
+            ),
+            (
+                "notify",
+                "notify: {url: http://x, zzz_unknown: 1}\nhosts: {}\n".to_owned(),
             ),
             (
                 "shared stack",

@@ -47,6 +47,7 @@
 //! src/report/json.rs     the `--json` document
 //! src/report/plan.rs     `--dry-run`'s plan: files and bytes a rebuild would ship, the files that changed
 //! src/exit.rs            exit codes and their merge
+//! src/notify.rs          `notify:`: the run's JSON posted to a webhook when something changed or failed
 //! src/metrics.rs         `--metrics-file`: the run in Prometheus text format, written atomically
 //! src/**/snapshots/      insta snapshots of the rendered table and history
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
@@ -89,6 +90,7 @@ pub mod host;
 pub mod inventory;
 pub mod manual;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod remote;
 pub mod report;

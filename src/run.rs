@@ -408,6 +408,25 @@ pub async fn run(
         }
     }
 
+    if let Some(n) = settings
+        .notify
+        .clone()
+        .filter(|n| !settings.dry_run && n.wanted(&rows))
+    {
+        let (url, body) = (n.shown(), report::json::render(&rows, exit.code()));
+        match tokio::task::spawn_blocking(move || n.send(&body)).await {
+            Ok(Ok(())) => tracing::info!("notified {url}"),
+            // an error, so that `-q` keeps it: the webhook may be the only
+            // alert there is
+            Ok(Err(e)) => {
+                tracing::error!("could not notify {url}: {e} (the run's result is unchanged)")
+            }
+            Err(e) => {
+                tracing::error!("could not notify {url}: {e} (the run's result is unchanged)")
+            }
+        }
+    }
+
     let out = if settings.json {
         report::json::render(&rows, exit.code())
     } else if settings.quiet && !report::eventful(&rows) {

@@ -29,6 +29,7 @@ mod suite {
     mod machines;
     mod manual;
     mod model;
+    mod notify;
     mod operator;
     mod projects;
     mod recovery;
