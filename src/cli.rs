@@ -133,6 +133,12 @@ pub struct Cli {
     #[arg(long, env = "RBUILD_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
+    /// Wait up to this long for a stack's lock when another run holds it
+    /// (a deploy that must happen), instead of reporting `locked` at once:
+    /// seconds or a duration such as `10m` [default: 0, no wait].
+    #[arg(long, env = "RBUILD_LOCK_WAIT", value_name = "SECS", value_parser = lock_wait)]
+    pub lock_wait: Option<u64>,
+
     /// Do not post to the inventory's `notify:` webhook this time (an
     /// ad-hoc run that should not page anyone).
     #[arg(long)]
@@ -215,6 +221,10 @@ fn up_timeout(v: &str) -> Result<u64, String> {
 }
 
 fn settle(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
+}
+
+fn lock_wait(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
 }
 

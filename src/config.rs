@@ -70,6 +70,8 @@ pub struct Settings {
     pub json: bool,
     /// `--metrics-file`: where to write the run's metrics.
     pub metrics_file: Option<PathBuf>,
+    /// `--lock-wait`: seconds to wait for a held stack lock (0: none).
+    pub lock_wait: u64,
     /// The inventory's webhook, unless `--no-notify` (fleet mode only).
     pub notify: Option<crate::notify::Notify>,
     pub quiet: bool,
@@ -196,6 +198,7 @@ impl Settings {
             concurrency: cli.concurrency as usize,
             json: cli.json,
             metrics_file: cli.metrics_file,
+            lock_wait: cli.lock_wait.unwrap_or(0),
             notify,
             quiet: cli.quiet,
             verbose: cli.verbose,

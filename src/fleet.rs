@@ -421,6 +421,7 @@ async fn check<C: Connect>(
         force: st.force,
         dry_run: st.dry_run,
         ships: st.mode == Mode::Fleet,
+        lock_wait: st.lock_wait > 0,
     };
     let mut due = Vec::new();
     for (index, s, hash) in open {
@@ -579,6 +580,7 @@ async fn apply<C: Connect>(
                         dir_mode: s.dir_mode,
                         dir_group: s.dir_group.clone(),
                         zero_downtime: s.zero_downtime.clone(),
+                        lock_wait: st.lock_wait,
                     },
                 }
             })
@@ -591,7 +593,7 @@ async fn apply<C: Connect>(
         due.iter()
             .map(|d| (st.build_timeout(stack(d)), st.up_timeout(stack(d)))),
         call.payload.as_ref().map_or(0, |p| p.size),
-    );
+    ) + Duration::from_secs(st.lock_wait * due.len() as u64);
     // Per-stack timing, as the events stream in; steps and notes shown
     // live; the results as they come (for a host given up on).
     let mut mark = Instant::now();
@@ -872,6 +874,7 @@ mod tests {
             concurrency: 4,
             json: false,
             metrics_file: None,
+            lock_wait: 0,
             notify: None,
             quiet: true,
             verbose: 0,

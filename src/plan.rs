@@ -15,6 +15,10 @@ pub struct Options {
     /// Fleet mode: a stack's files are shipped to its host when the hash
     /// recorded there is not theirs (local mode builds them in place).
     pub ships: bool,
+    /// `--lock-wait`: a stack whose lock another run holds is applied
+    /// anyway, and its host waits for the lock (a dry run still says
+    /// `locked`).
+    pub lock_wait: bool,
 }
 
 /// One stack, as the controller sees it and its host recorded it.
@@ -70,8 +74,10 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
     // what runs is kept running: a stack down (by hand, a reboot) that is
     // not due for a rebuild is started, held back or not
     let down = i.recorded.running == Some(false);
+    let wait = o.lock_wait && !o.dry_run;
     if !d.rebuild && down {
         return match (&i.recorded.locked_by, o.dry_run) {
+            (Some(_), false) if wait => Verdict::Start,
             (Some(pid), _) => Verdict::Locked {
                 pid: pid.clone(),
                 due: Reason::NotRunning,
@@ -90,7 +96,7 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
         return Verdict::Skip(d.reason);
     }
     // a live lock beats a due rebuild: the other run is at it
-    if let Some(pid) = &i.recorded.locked_by {
+    if let Some(pid) = i.recorded.locked_by.as_ref().filter(|_| !wait) {
         return Verdict::Locked {
             pid: pid.clone(),
             due: d.reason,
@@ -174,6 +180,14 @@ mod tests {
             dry_run: true,
             ..fleet
         };
+        let wait = Options {
+            lock_wait: true,
+            ..fleet
+        };
+        let dry_wait = Options {
+            dry_run: true,
+            ..wait
+        };
         let force = Options {
             force: true,
             ..fleet
@@ -215,6 +229,12 @@ mod tests {
             (&fleet, "h2", &up_down,       rebuild(ConfigChanged, true)),
             (&fleet, "h2", &failed_down,   Verdict::Start),
             (&fleet, "h1", &down_locked,   locked("5", NotRunning)),
+            // --lock-wait: applied anyway, the host waits for the lock; a
+            // stack with nothing to do is still skipped; a dry run says locked
+            (&wait,  "h2", &up_locked,     rebuild(ConfigChanged, true)),
+            (&wait,  "h1", &up_locked,     Verdict::Skip(UpToDate)),
+            (&wait,  "h1", &down_locked,   Verdict::Start),
+            (&dry_wait, "h2", &up_locked,  locked("42", ConfigChanged)),
             // a state file of another version decides nothing
                         (&fleet, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
             (&force, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
@@ -297,7 +317,7 @@ mod fuzz {
             dry_run in any::<bool>(),
             ships in any::<bool>(),
         ) {
-            let o = Options { force, dry_run, ships };
+            let o = Options { force, dry_run, ships, lock_wait: false };
             let v = plan(&o, now, &Input { hash: &h, build_period: period, recorded: &r });
             let state = match &r.state {
                 Err(_) => {

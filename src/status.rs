@@ -169,6 +169,7 @@ pub fn assess(
                 force: false,
                 dry_run: true,
                 ships: true,
+                lock_wait: false,
             },
             now,
             &plan::Input {

@@ -127,6 +127,9 @@ pub struct StackOptions {
     /// The services replaced beside their old containers (`zero_downtime`:
     /// plain names, chosen by the inventory); empty: none.
     pub zero_downtime: Vec<String>,
+    /// Seconds to wait for the stack's lock when a live run holds it
+    /// (`--lock-wait`); 0: report `locked` at once.
+    pub lock_wait: u64,
 }
 
 impl StackOptions {
@@ -141,6 +144,9 @@ impl StackOptions {
         }
         if !self.zero_downtime.is_empty() {
             w.push(format!("zero_downtime={}", self.zero_downtime.join(":")));
+        }
+        if self.lock_wait > 0 {
+            w.push(format!("lock_wait={}", self.lock_wait));
         }
         if w.is_empty() {
             "-".to_owned()
@@ -369,6 +375,7 @@ mod tests {
                     dir_mode: Some(0o750),
                     dir_group: Some("www-data".into()),
                     zero_downtime: vec!["web".into(), "api".into()],
+                    lock_wait: 30,
                 },
             }],
         });

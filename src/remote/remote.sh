@@ -281,7 +281,8 @@ trap '' PIPE HUP
 lock_take() {
 	l=$state_dir/$1.lock
 	holder=
-	if ! err=$(mkdir "$l" 2>&1); then
+	waited=0
+	while ! err=$(mkdir "$l" 2>&1); do
 		if [ ! -d "$l" ]; then
 			# no lock there: it could not be made (a full disk, no rights)
 			holder=
@@ -289,13 +290,21 @@ lock_take() {
 			return 2
 		fi
 		if holder=$(lock_holder "$1"); then
+			# --lock-wait: poll once a second, up to lock_wait seconds
+			if [ "$waited" -lt "${lock_wait:-0}" ]; then
+				[ "$waited" != 0 ] || echo "$m step $1 waiting for the lock (pid $holder)"
+				sleep 1
+				waited=$((waited + 1))
+				continue
+			fi
 			return 1
 		fi
 		# stale: its holder is gone (killed run or reboot); take it over
 		echo "$m note $1 stale lock recovered"
 		rm -rf "$l"
 		mkdir "$l" 2>/dev/null || { holder=unknown; return 1; }
-	fi
+		break
+	done
 	boot=-
 	[ -r /proc/sys/kernel/random/boot_id ] && read -r boot </proc/sys/kernel/random/boot_id
 	echo "$$ $boot" >"$l/owner"
@@ -824,9 +833,10 @@ ship() {
 
 # stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
 # joined by `,`, validated by the controller): dir_mode, dir_group,
-# zero_downtime (services, `:`-joined); ship_umask follows dir_mode.
+# zero_downtime (services, `:`-joined), lock_wait (seconds); ship_umask
+# follows dir_mode.
 stack_options() {
-	dir_mode=700 dir_group='' zd_services=''
+	dir_mode=700 dir_group='' zd_services='' lock_wait=0
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
@@ -835,6 +845,7 @@ stack_options() {
 		dir_mode=*) dir_mode=${item#*=} ;;
 		dir_group=*) dir_group=${item#*=} ;;
 		zero_downtime=*) zd_services=${item#*=} ;;
+		lock_wait=*) lock_wait=${item#*=} ;;
 		esac
 	done
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))

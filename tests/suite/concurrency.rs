@@ -94,3 +94,75 @@ fn ctrl_c_starts_no_new_host_and_lets_the_one_in_flight_finish() {
     assert!(f.view("h2").images.is_empty(), "h2 built or pulled nothing");
     assert!(!f.state_dir("h2").join(format!("{second}.state")).exists());
 }
+
+/// `--lock-wait`: a run that finds the stack's lock held waits for it (a
+/// step says so) instead of reporting `locked`, then does its work; the
+/// two runs never interleave.
+#[test]
+fn lock_wait_waits_for_the_other_run_then_rebuilds() {
+    let f = Fleet::new("lockwait", 1);
+    let gate = f.root.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
+    let lock = f.lock_dir("h1", &name);
+
+    let mut first = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
+    wait_for("the first run to wait in its health gate", || {
+        !first.running()
+            || f.containers("h1", &name)
+                .iter()
+                .any(|c| c.health == "starting")
+    });
+    assert!(
+        first.running(),
+        "the first run ended early: {}",
+        first.finish().dump()
+    );
+    let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
+
+    // v2 is due; the second run waits for the first's lock
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let log = f.root.path().join("second.log");
+    let mut c = f.command(&["--json", "--lock-wait", "10m", "--up-timeout-period", "600"]);
+    c.env("NO_COLOR", "1");
+    let mut second = Background::spawn_stderr_to(c, &log);
+    wait_for("the second run to wait for the lock", || {
+        !second.running()
+            || std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("waiting for the lock")
+    });
+    assert!(
+        second.running(),
+        "the second run ended early: {}",
+        second.finish().dump()
+    );
+    let pid = owner.split_whitespace().next().unwrap();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains(&format!("(pid {pid})")),
+        "the step names the holder"
+    );
+    // the first run's lock is its own all along: the second has not started
+    assert_eq!(std::fs::read_to_string(lock.join("owner")).unwrap(), owner);
+
+    std::fs::write(gate.join("open"), "").unwrap();
+    let first = first.finish();
+    first.assert_code(0);
+    first.expect("h1", &name, "rebuilt", "first_build");
+    let second = second.finish();
+    second.assert_code(0);
+    second.expect("h1", &name, "rebuilt", "first_build");
+    let now = f.assert_running("h1", &name);
+    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");
+    assert_eq!(f.state("h1", &name)["last_result"], "ok");
+    assert!(!lock.exists());
+    // the history: two rebuilds, one after the other
+    let hist = f.history_lines("h1", &name);
+    assert_eq!(
+        hist.iter().filter(|l| l.contains(" rebuilt ")).count(),
+        2,
+        "{hist:?}"
+    );
+}
