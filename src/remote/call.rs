@@ -403,7 +403,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data,zero_downtime=web:api",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30",
             ]
         );
         let stack = |name: &str, hash: &str, period| CheckStack {
