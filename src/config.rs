@@ -381,6 +381,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             dir_mode: None,
             dir_group: None,
             zero_downtime: vec![],
+            hooks: Default::default(),
         });
     }
     let state_dir = match &cli.state_dir {

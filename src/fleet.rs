@@ -582,6 +582,7 @@ async fn apply<C: Connect>(
                         zero_downtime: s.zero_downtime.clone(),
                         lock_wait: st.lock_wait,
                     },
+                    hooks: s.hooks.clone(),
                 }
             })
             .collect(),
@@ -852,6 +853,7 @@ mod tests {
                             dir_mode: None,
                             dir_group: None,
                             zero_downtime: vec![],
+                            hooks: Default::default(),
                         }
                     })
                     .collect(),

@@ -332,6 +332,8 @@ struct RawSharedStack {
     dir_group: Option<DirGroup>,
     /// Replace services beside their old containers (see the README).
     zero_downtime: Option<Spanned<bool>>,
+    /// Commands run on the host around the `up` (see the README).
+    hooks: Option<Spanned<RawHooks>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,6 +383,15 @@ struct RawStack {
     dir_group: Option<DirGroup>,
     /// Replace services beside their old containers (see the README).
     zero_downtime: Option<Spanned<bool>>,
+    /// Commands run on the host around the `up` (see the README).
+    hooks: Option<Spanned<RawHooks>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before: Option<Spanned<String>>,
+    after: Option<Spanned<String>>,
 }
 
 /// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
@@ -512,6 +523,8 @@ pub struct Stack {
     /// old containers, gates, and only then removes the old ones (no fixed
     /// host port, no `container_name`); empty: the normal `up`.
     pub zero_downtime: Vec<String>,
+    /// `hooks:`: its `before` and `after` commands.
+    pub hooks: crate::remote::call::Hooks,
 }
 
 impl Stack {
@@ -520,18 +533,32 @@ impl Stack {
         self.root.clone()
     }
 
-    /// What the stack's directory is given on the host besides its files
-    /// (`dir_mode`, `dir_group`), or `None` for the default: a change of it
-    /// is a change of the stack.
+    /// What the stack is given on the host besides its files (`dir_mode`,
+    /// `dir_group`, its hooks), or `None` for the default: a change of it
+    /// is a change of the stack (it is hashed with the files).
     pub fn perms(&self) -> Option<String> {
-        if self.dir_mode.is_none() && self.dir_group.is_none() {
+        let hooks = &self.hooks;
+        if self.dir_mode.is_none()
+            && self.dir_group.is_none()
+            && hooks.before.is_none()
+            && hooks.after.is_none()
+        {
             return None;
         }
-        Some(format!(
+        let mut p = format!(
             "dir_mode={:o},dir_group={}",
             self.dir_mode.unwrap_or(0o700),
             self.dir_group.as_deref().unwrap_or("")
-        ))
+        );
+        // the hooks are part of what is deployed: a changed one is a change
+        if hooks.before.is_some() || hooks.after.is_some() {
+            p.push_str(&format!(
+                "\0hooks\0{}\0{}",
+                hooks.before.as_deref().unwrap_or(""),
+                hooks.after.as_deref().unwrap_or("")
+            ));
+        }
+        Some(p)
     }
 }
 
@@ -971,6 +998,7 @@ impl Inventory {
                     dir_mode: s.dir_mode,
                     dir_group: s.dir_group.as_ref(),
                     zero_downtime: s.zero_downtime.clone(),
+                    hooks: s.hooks.as_ref(),
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -996,6 +1024,7 @@ impl Inventory {
                         dir_mode: sh.dir_mode,
                         dir_group: sh.dir_group.as_ref(),
                         zero_downtime: sh.zero_downtime.clone(),
+                        hooks: sh.hooks.as_ref(),
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -1157,6 +1186,7 @@ struct StackDef<'a> {
     dir_mode: Option<DirMode>,
     dir_group: Option<&'a DirGroup>,
     zero_downtime: Option<Spanned<bool>>,
+    hooks: Option<&'a Spanned<RawHooks>>,
 }
 
 fn build_stack(
@@ -1315,6 +1345,26 @@ fn build_stack(
             .map_err(|(m, hint)| err(z.referenced.line(), m, Some(&hint)))?,
         _ => vec![],
     };
+    let mut hooks = crate::remote::call::Hooks::default();
+    if let Some(hs) = s.hooks {
+        for (which, h, slot) in [
+            ("before", &hs.value.before, &mut hooks.before),
+            ("after", &hs.value.after, &mut hooks.after),
+        ] {
+            if let Some(h) = h {
+                if h.value.trim().is_empty() || h.value.contains('\0') {
+                    return Err(err(
+                        h.referenced.line(),
+                        format!("host `{host}`, stack `{sname}`: the {which} hook is empty"),
+                        Some(
+                            "a hook is a shell command line, e.g. `before: docker compose run --rm app migrate`",
+                        ),
+                    ));
+                }
+                *slot = Some(h.value.clone());
+            }
+        }
+    }
     Ok(Stack {
         name: sname.clone(),
         compose_file,
@@ -1332,6 +1382,7 @@ fn build_stack(
         dir_mode: s.dir_mode.map(|m| m.0),
         dir_group: s.dir_group.map(|g| g.0.clone()),
         zero_downtime,
+        hooks,
     })
 }
 
@@ -2131,6 +2182,10 @@ mod example {
             (
                 "host's stack",
                 format!("hosts: {{h: {{stacks: [{stack}, zzz_unknown: 1}}]}}}}\n"),
+            ),
+            (
+                "hooks",
+                format!("hosts: {{h: {{stacks: [{stack}, hooks: {{zzz_unknown: x}}}}]}}}}\n"),
             ),
             (
                 "notify",

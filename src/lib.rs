@@ -39,7 +39,10 @@
 //! src/manual.rs          `rbuild history`, `rbuild rollback` and `rbuild logs` on one stack of one host
 //! src/select.rs          pure: `--limit`, `--exclude`, `@tag` and `--shard K/N` -> the selected hosts
 //! src/status.rs          `rbuild status`: every stack of the selected hosts as its host sees it, one command a host
-//! tests/suite/operator.rs  `status`, `logs`, hooks, `--lock-wait` against the test hosts
+//! tests/suite/operator.rs  `status`, `logs`, the dry run's plan against the test hosts
+//! tests/suite/hooks.rs     the stacks' `before`/`after` hooks: where they run, what a failing one leaves
+//! tests/suite/notify.rs    `notify:` against a local HTTP server: when it posts, what a failing webhook changes (nothing)
+//! tests/suite/concurrency.rs  two runs on one stack: `locked`, `--lock-wait`, Ctrl-C
 //! src/report/mod.rs      rows, actions, progress events
 //! src/report/rows.rs     every summary row and its words, one wording per message
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)

@@ -25,6 +25,7 @@ mod suite {
     mod faults;
     mod fleet;
     mod health;
+    mod hooks;
     mod local;
     mod machines;
     mod manual;

@@ -486,6 +486,7 @@ mod tests {
                     build_timeout: 1800,
                     hash: "h".into(),
                     options: Default::default(),
+                    hooks: Default::default(),
                 })
                 .collect(),
         }

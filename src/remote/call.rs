@@ -113,6 +113,17 @@ pub struct ApplyStack {
     pub hash: String,
     /// How its directory is kept and how it is brought up.
     pub options: StackOptions,
+    /// Its `before` and `after` hooks (shell commands run on the host).
+    pub hooks: Hooks,
+}
+
+/// A stack's hooks: shell command lines run by `sh -c` in the stack's
+/// directory on the host, `before` after the build and pull and before
+/// `up`, `after` once the new generation passed its gate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// A stack's options on the host, one argument (`OPTIONS`: `-`, or
@@ -299,6 +310,8 @@ impl Call {
                         s.build_timeout.to_string(),
                         s.hash.clone(),
                         s.options.as_arg(),
+                        s.hooks.before.clone().unwrap_or_default(),
+                        s.hooks.after.clone().unwrap_or_default(),
                     ]);
                 }
             }
@@ -377,6 +390,10 @@ mod tests {
                     zero_downtime: vec!["web".into(), "api".into()],
                     lock_wait: 30,
                 },
+                hooks: Hooks {
+                    before: Some("./migrate --yes 'a b'".into()),
+                    after: None,
+                },
             }],
         });
         assert!(a.has_payload());
@@ -404,6 +421,8 @@ mod tests {
                 "1800",
                 "h",
                 "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30",
+                "./migrate --yes 'a b'",
+                "",
             ]
         );
         let stack = |name: &str, hash: &str, period| CheckStack {

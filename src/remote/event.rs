@@ -83,6 +83,8 @@ pub enum Cause {
     Timeout,
     /// A port the stack publishes is held by something else on the host.
     PortTaken,
+    /// The rebuild passed, but the stack's `after` hook failed.
+    AfterHook,
 }
 
 impl Cause {
@@ -98,6 +100,7 @@ impl Cause {
             "no_sha256" => Cause::NoSha256,
             "timeout" => Cause::Timeout,
             "port_taken" => Cause::PortTaken,
+            "after_hook" => Cause::AfterHook,
             _ => return None,
         })
     }

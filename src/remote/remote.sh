@@ -912,6 +912,31 @@ no_space() {
 }
 
 # apply_stack: rebuild one stack; sets result and detail.
+# run_hook WHICH CMD: the stack's `before` or `after` hook, `sh -c CMD` in
+# the stack's directory, bounded by the build timeout, its output into the
+# attempt's log. Compose's variables point at the stack (a hook may run
+# `docker compose run --rm app migrate`). Sets hook_rc.
+run_hook() {
+	echo "$m step $n $1"
+	echo "--- $1 hook: $2" >>"$log"
+	if (cd "$dir" && COMPOSE_PROJECT_NAME=$n RBUILD_STACK=$n RBUILD_HASH=$hash \
+		run_logged "$log" bounded "$build_timeout" sh -c "$2"); then
+		hook_rc=0
+	else
+		hook_rc=$?
+	fi
+	[ "$hook_rc" = 0 ]
+}
+
+# hook_failed WHICH: the words for a hook that failed (hook_rc).
+hook_failed() {
+	if [ "$hook_rc" = 124 ]; then
+		echo "the $1 hook took longer than ${build_timeout}s (build_timeout) and was stopped"
+	else
+		echo "the $1 hook failed (exit status $hook_rc)"
+	fi
+}
+
 apply_stack() {
 	parent=${dir%/*}
 	[ -n "$parent" ] || parent=/
@@ -1049,6 +1074,14 @@ apply_stack() {
 	fi
 
 
+	# the before hook (a migration): after the build and pull, before any
+	# container is replaced; one that fails is a failed build
+	if [ -n "$hook_before" ] && ! run_hook before "$hook_before"; then
+		[ "$hook_rc" != 124 ] || cause=timeout
+		not_built "$(hook_failed before)"
+		return
+	fi
+
 	# zero_downtime: its services are replaced beside the old containers
 	# first; one that fails leaves the old ones running, and is rolled back
 	if [ -n "$zd_services" ] && [ "$before" != - ] && ! replace_beside; then
@@ -1108,6 +1141,13 @@ apply_stack() {
 		return
 	fi
 	result=rebuilt detail="with compose $flavour"
+	# the after hook, once the new generation passed its gate and is
+	# recorded: one that fails leaves it running and recorded, and says so
+	if [ -n "$hook_after" ] && ! run_hook after "$hook_after"; then
+		emit_log_tail "$n" "$log"
+		cause=after_hook detail="$(hook_failed after); the rebuild itself passed: the new version runs and is recorded"
+		keep_failed failed "$detail"
+	fi
 }
 
 # service_containers SVC [-a]: the ids of the stack's containers of
@@ -1460,12 +1500,12 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 11 ]; do
+	while [ $# -ge 13 ]; do
 		n=$1 dir=$2 compose_files=$3 profiles=$4 mode=$5 adopt=$6 up_timeout=$7 settle=$8 build_timeout=$9
 		shift 9
-		hash=$1
+		hash=$1 hook_before=$3 hook_after=$4
 		stack_options "$2"
-		shift 2
+		shift 4
 		shipped=0
 		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")

@@ -68,6 +68,9 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
             "the connection was cut while the files were sent, or a file changed meanwhile: run rbuild again"
         }
         Cause::NoSha256 => "install coreutils (`sha256sum`) or openssl on the host",
+        Cause::AfterHook => {
+            "the hook's output: `rbuild logs HOST STACK`; it runs again with the next rebuild (fix it, then `--force-rebuild` to run it now)"
+        }
         Cause::PortTaken => {
             "find what holds the port on the host (`ss -ltnp`), or publish the service on another one"
         }
@@ -220,6 +223,14 @@ pub fn applied(
     took: Duration,
 ) -> Row {
     let r = match result.map(|r| (&r.outcome, r.detail.as_str())) {
+        // rebuilt and recorded, but its after hook failed: a failure to see
+        Some((Outcome::Rebuilt, detail))
+            if result.and_then(|r| r.cause) == Some(Cause::AfterHook) =>
+        {
+            row(host, stack, Action::Failed, due)
+                .error(detail)
+                .hint(cause_hint(Some(Cause::AfterHook)))
+        }
         Some((Outcome::Rebuilt, _)) => row(host, stack, Action::Rebuilt, due),
         Some((Outcome::Started, _)) => row(host, stack, Action::Started, due),
         Some((Outcome::RolledBack, detail)) => row(host, stack, Action::RolledBack, due)

@@ -116,6 +116,17 @@ pub struct Stack {
     /// Replace services beside their old containers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zero_downtime: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+}
+
+/// A stack's `hooks:`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Hooks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// One top-level shared stack (its name is its key under `stacks:`).

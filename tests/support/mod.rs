@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 pub use docker::{Container, DockerGuard, Engine};
 pub use fleet::{Fleet, HostView};
-pub use inventory::Rollout;
+pub use inventory::{Hooks, Rollout};
 pub use net::{Cutter, Slow};
 pub use registry::{REGISTRY, registry_digest};
 pub use runs::{Background, peak_rss_kib, rbuild_command, run_command};
