@@ -7,9 +7,11 @@ Runs each command line RUNS times on this machine and prints the CPU time
 (user + system, from the children's rusage) per run: `true` (the floor's
 command), the check under `sh -c` (how it was sent before), and the check
 as rbuild sends it now (in the login shell itself). The state directory
-holds one up-to-date stack and the clock an apply leaves, as on a host
-with nothing due. The command lines are built here the way src/remote.rs
-builds them; the check's unit tests pin that format.
+holds up-to-date stacks (each with two running services, whose cgroup
+directories the check tests: the drift check) and the clock an apply
+leaves, as on a host with nothing due; one stack, then five. The command
+lines are built here the way src/remote/script.rs builds them; the check's
+unit tests pin that format.
 """
 import os
 import resource
@@ -20,9 +22,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = open(os.path.join(HERE, "..", "..", "src", "remote.sh")).read()
+SOURCE = open(os.path.join(HERE, "..", "..", "src", "remote", "remote.sh")).read()
 CHECK = SOURCE[: SOURCE.index("\n#@rbuild-cut\n")]
-# as src/remote.rs strip(): no comment lines, no indentation
+# as src/remote/script.rs strip(): no comment lines, no indentation
 CHECK = "".join(l.lstrip() + "\n" for l in CHECK.splitlines() if l.strip() and not l.lstrip().startswith("#"))
 PRELUDE = "\\unalias -a\n[ -z \"${ZSH_VERSION-}\" ] || emulate -R sh\nIFS=' \t\n'\n"
 
@@ -41,21 +43,38 @@ def main():
     shells = sys.argv[2:] or ["bash"]
     with tempfile.TemporaryDirectory() as state:
         now = int(time.time())
-        with open(os.path.join(state, "web.state"), "w") as f:
-            f.write(f"version=1\nhash=h1\nbuilt_at={now}\nlast_result=ok\n")
+        names = [f"web{k}" for k in range(5)]
+        for n in names:
+            # two services whose "cgroups" exist: the drift check's test
+            cgs = []
+            for svc in ("app", "db"):
+                d = os.path.join(state, "cg", n, svc)
+                os.makedirs(d)
+                cgs.append(f"{svc}:{d}")
+            with open(os.path.join(state, f"{n}.state"), "w") as f:
+                f.write(
+                    f"version=1\nhash=h1\nbuilt_at={now}\nlast_result=ok\ncgroups={','.join(cgs)}\n"
+                )
         boot = open("/proc/sys/kernel/random/boot_id").read().strip()
         up = open("/proc/uptime").read().split(".")[0]
         with open(os.path.join(state, ".clock"), "w") as f:
             f.write(f"{boot} {now} {up}\n")
-        args = ["2", "check", state, "hold", "web", "h1", "86400"]
-        direct = PRELUDE + shlex.join(["set", "--"] + args) + "\n" + CHECK
-        wrapped = shlex.join(["sh", "-c", CHECK, "rbuild"] + args)
-        out = subprocess.run(["bash", "-c", direct], capture_output=True, text=True).stdout
-        assert "@rbuild end\n" in out, out
         print(f"{runs} runs each; CPU ms per run (user + system)")
-        for shell in shells:
-            for name, line in [("true", "true"), ("check under sh -c", wrapped), ("check in the login shell", direct)]:
-                print(f"{shell:5} {name:26} {cpu_ms(shell, line, runs):6.2f}")
+        for count in (1, 5):
+            args = ["3", "TOKEN", "check", state, "hold"]
+            for n in names[:count]:
+                args += [n, "h1", "86400"]
+            direct = PRELUDE + shlex.join(["set", "--"] + args) + "\n" + CHECK
+            wrapped = shlex.join(["sh", "-c", CHECK, "rbuild"] + args)
+            out = subprocess.run(["bash", "-c", direct], capture_output=True, text=True).stdout
+            assert "@rbuild:TOKEN end\n" in out and "running=1" in out, out
+            for shell in shells:
+                for name, line in [
+                    ("true", "true"),
+                    (f"check, {count} stack(s), sh -c", wrapped),
+                    (f"check, {count} stack(s), login shell", direct),
+                ]:
+                    print(f"{shell:5} {name:34} {cpu_ms(shell, line, runs):6.2f}")
 
 
 if __name__ == "__main__":
