@@ -54,6 +54,11 @@ impl Tmux {
         sh(Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]))
     }
 
+    /// The pane with its colours, as escape sequences.
+    fn screen_escapes(&self) -> String {
+        sh(Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-e"]))
+    }
+
     /// Wait until the screen shows what `f` wants; the last screen.
     fn wait(&self, what: &str, mut f: impl FnMut(&str) -> bool) -> String {
         let start = std::time::Instant::now();
@@ -205,6 +210,33 @@ fn a_terminal_shows_a_line_per_host_in_flight_then_the_table() {
         row.contains("rolled_back") && row.contains("manual"),
         "{row}"
     );
+    drop(t);
+
+    // colour on a terminal: the action painted; NO_COLOR: none
+    let action_row = |t: &Tmux| {
+        let screen = t.wait("the forced run to end", |s| s.contains("rbuild exited"));
+        assert!(screen.contains("rbuild exited 0"), "{screen}");
+        t.screen_escapes()
+            .lines()
+            .find(|l| l.contains("│ h1 "))
+            .unwrap_or_else(|| panic!("a table row:\n{screen}"))
+            .to_owned()
+    };
+    for (no_color, painted) in [(None, true), (Some("1"), false)] {
+        let mut c = f.command(&["--force-rebuild", "--limit", "h1"]);
+        match no_color {
+            None => c.env_remove("NO_COLOR"),
+            Some(v) => c.env("NO_COLOR", v),
+        };
+        let t = Tmux::run(
+            &format!("{socket}-colour-{painted}"),
+            &c,
+            &f.root.path().join(format!("colour-{painted}.sh")),
+        );
+        let row = action_row(&t);
+        assert!(row.contains("rebuilt"), "{row:?}");
+        assert_eq!(row.contains("\x1b[3"), painted, "colour {painted}: {row:?}");
+    }
 }
 
 /// `--metrics-file`: the run's results in the Prometheus text format, the
