@@ -340,3 +340,47 @@ fn build_ttl_data_written_into_the_stack_and_prune_image_cache_in_local_mode() {
     );
     assert!(dir.join("data").is_dir(), "the data directory stays");
 }
+
+/// `--remove-images` removes the generation a rebuild replaced; an image it
+/// cannot remove (another container uses it) is not forgotten: the state
+/// keeps it as `leftover`, and a later rebuild removes it once it is free.
+#[test]
+fn remove_images_never_forgets_an_image_it_could_not_remove() {
+    let f = Fleet::new("leftover", 1);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    f.run(&[]).assert_code(0);
+    let v1 = f.assert_running("h1", &name);
+    // something else on the host runs v1's image
+    let other = format!("{}-user", f.prefix);
+    f.docker(
+        "h1",
+        &["run", "-d", "--name", &other, &v1.image, "sleep", "100000"],
+    );
+
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let run = f.run(&["--remove-images"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "config_changed");
+    let has = |id: &str| {
+        f.engine("h1")
+            .try_docker(&["image", "inspect", id])
+            .status
+            .success()
+    };
+    assert!(has(&v1.image), "in use: not removed");
+    let st = f.state("h1", &name);
+    assert!(st["leftover"].contains(&v1.image), "remembered: {st:?}");
+    assert_eq!(
+        st["prev_images"], "-",
+        "--remove-images keeps no generation"
+    );
+
+    // once free, the next rebuild removes it and forgets it
+    f.docker("h1", &["rm", "-f", &other]);
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v3"));
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "config_changed");
+    assert!(!has(&v1.image), "removed once no container uses it");
+    assert_eq!(f.state("h1", &name)["leftover"], "-");
+}
