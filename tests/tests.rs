@@ -19,10 +19,12 @@ mod support;
 mod suite {
     mod compose;
     mod concurrency;
+    mod drift;
     mod examples;
     mod failures;
     mod faults;
     mod fleet;
+    mod gate;
     mod health;
     mod local;
     mod machines;
