@@ -147,7 +147,8 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
 /// (d) One-shot services (`restart: "no"`): one that exits 0 beside a
 /// long-running service passes; a migration that exits 1 after about 3 s
 /// fails its gate and is rolled back; `depends_on` with
-/// `condition: service_completed_successfully` works.
+/// `condition: service_completed_successfully` works, and a failing job it
+/// waits for fails `up` and is rolled back too.
 #[test]
 fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_back() {
     let f = Fleet::new("gateoneshot", 1);
@@ -169,7 +170,8 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
     let beside = f.add_stack("h1", "beside", &job(ok, false));
     let failing = f.add_stack("h1", "failing", &job(ok, false));
     let after = f.add_stack("h1", "after", &job(ok, true));
-    let all = [&beside, &failing, &after];
+    let held = f.add_stack("h1", "held", &job(ok, true));
+    let all = [&beside, &failing, &after, &held];
 
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(0);
@@ -197,16 +199,19 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
     }
 
     // v2 of `failing`: the app is new, the migration exits 1 after ~3 s,
-    // inside an 8 s settle window
-    f.write(&failing, "Dockerfile", &sleeper_dockerfile("v2"));
-    let dir = f.local_dir(&failing);
-    let text = std::fs::read_to_string(dir.join("compose.yml")).unwrap();
-    let broken = "echo migrating >/tmp/version; sleep 3; exit 1";
-    f.write(
-        &failing,
-        "compose.yml",
-        &text.replace(&format!("{ok:?}"), &format!("{broken:?}")),
-    );
+    // inside an 8 s settle window; v2 of `held`: its migration exits 1, and
+    // the app that depends on it is never started
+    let break_it = |name: &str, broken: &str| {
+        f.write(name, "Dockerfile", &sleeper_dockerfile("v2"));
+        let text = std::fs::read_to_string(f.local_dir(name).join("compose.yml")).unwrap();
+        f.write(
+            name,
+            "compose.yml",
+            &text.replace(&format!("{ok:?}"), &format!("{broken:?}")),
+        );
+    };
+    break_it(&failing, "echo migrating >/tmp/version; sleep 3; exit 1");
+    break_it(&held, "echo migrating >/tmp/version; sleep 1; exit 1");
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
     run.expect("h1", &beside, "skipped", "up_to_date");
@@ -218,34 +223,40 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
         "names the job: {}",
         run.dump()
     );
+    run.expect("h1", &held, "rolled_back", "config_changed");
+    let err = run.error_of("h1", &held);
+    assert!(err.contains("up failed"), "{}", run.dump());
 
-    // v1's app runs again; the migration that ran is v1's (exit 0)
-    let (app_was, migrate_was, st_good) = &v1[&failing];
-    let cs = f.containers("h1", &failing);
-    assert_eq!(cs.len(), 2, "{cs:?}");
-    assert_eq!(cs[0].service, "app");
-    assert!(cs[0].running(), "{cs:?}");
-    assert_eq!(cs[0].image, app_was.image, "v1's app runs");
-    assert_eq!(f.container_file("h1", &cs[0].id, "/tmp/version"), "v1\n");
-    assert_eq!(cs[1].service, "migrate");
-    assert_eq!(cs[1].image, migrate_was.image, "v1's migration ran");
-    assert_eq!(exit_code(&f, "h1", &cs[1]), "0", "v1's migration: {cs:?}");
-    let st = f.state("h1", &failing);
-    for k in ["hash", "built_at"] {
-        assert_eq!(st[k], st_good[k], "{k}");
+    for name in [&failing, &held] {
+        // v1's app runs again; the migration that ran is v1's (exit 0)
+        let (app_was, migrate_was, st_good) = &v1[name];
+        let cs = f.containers("h1", name);
+        assert_eq!(cs.len(), 2, "{name}: {cs:?}");
+        assert_eq!(cs[0].service, "app");
+        assert!(cs[0].running(), "{name}: {cs:?}");
+        assert_eq!(cs[0].image, app_was.image, "{name}: v1's app runs");
+        assert_eq!(f.container_file("h1", &cs[0].id, "/tmp/version"), "v1\n");
+        assert_eq!(cs[1].service, "migrate");
+        assert_eq!(cs[1].image, migrate_was.image, "{name}: v1's migration ran");
+        assert_eq!(exit_code(&f, "h1", &cs[1]), "0", "{name}: {cs:?}");
+        let st = f.state("h1", name);
+        for k in ["hash", "built_at"] {
+            assert_eq!(st[k], st_good[k], "{name}: {k}");
+        }
+        // the one-shot's image is part of the generation that is kept
+        for k in ["images", "names"] {
+            assert_eq!(pairs(&st[k]), pairs(&st_good[k]), "{name}: {k}");
+        }
+        assert_eq!(st["last_result"], "failed", "{name}");
+        assert_eq!(named_image(&f, "h1", &st, "app"), app_was.image);
+        assert_eq!(named_image(&f, "h1", &st, "migrate"), migrate_was.image);
     }
-    // the one-shot's image is part of the generation that is kept
-    for k in ["images", "names"] {
-        assert_eq!(pairs(&st[k]), pairs(&st_good[k]), "{k}");
-    }
-    assert_eq!(named_image(&f, "h1", &st, "migrate"), migrate_was.image);
-    assert_eq!(st["last_result"], "failed");
-    assert_eq!(named_image(&f, "h1", &st, "app"), app_was.image);
 
     // and it is not retried
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(1);
     run.expect("h1", &failing, "skipped", "previous_failure");
+    run.expect("h1", &held, "skipped", "previous_failure");
     for name in [&beside, &after] {
         run.expect("h1", name, "skipped", "up_to_date");
         assert_eq!(running_service(&f, "h1", name, "app"), v1[name].0.id);
