@@ -86,8 +86,14 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
     }
     // the 5 s crash and the turn to unhealthy (about 5 s after the start)
     // come after a 3 s window: this one is 8 s
+    let images_before = f.engine("h1").images();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
+    assert_eq!(
+        f.engine("h1").images(),
+        images_before,
+        "the failed attempts' images are removed"
+    );
     for (name, _) in &cases {
         run.expect("h1", name, "rolled_back", "config_changed");
         let err = run.error_of("h1", name);
@@ -212,8 +218,14 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
     };
     break_it(&failing, "echo migrating >/tmp/version; sleep 3; exit 1");
     break_it(&held, "echo migrating >/tmp/version; sleep 1; exit 1");
+    let images_before = f.engine("h1").images();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
+    assert_eq!(
+        f.engine("h1").images(),
+        images_before,
+        "the failed attempts' images are removed"
+    );
     run.expect("h1", &beside, "skipped", "up_to_date");
     run.expect("h1", &after, "skipped", "up_to_date");
     run.expect("h1", &failing, "rolled_back", "config_changed");
