@@ -55,6 +55,8 @@
 //! src/**/snapshots/      insta snapshots of the rendered table and history
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
+//! tests/suite/gate.rs    the health gate watches: crashes after 1 s and 5 s, restart loops, healthy then not, one-shots, the rollback target
+//! tests/suite/drift.rs   stacks kept running: stopped or removed by hand, started again; the check's cost; expired and stopped
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
 //! tests/suite/faults.rs    the fault suite: each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/model.rs    compose's project model on hosts (several files, override, profiles, env files); local mode: takeover, BUILD_TTL, data, history, rollback

@@ -20,10 +20,12 @@ mod suite {
     mod compose;
     mod concurrency;
     mod downtime;
+    mod drift;
     mod examples;
     mod failures;
     mod faults;
     mod fleet;
+    mod gate;
     mod health;
     mod hooks;
     mod local;

@@ -466,16 +466,27 @@ stack_containers() {
 }
 
 # snapshot PROJECT: one look at what the stack runs: its running service
-# containers (stopped ones, such as a failed first build's kept for their
-# logs, are no generation to go back to). Sets snap_images
+# containers, and beside them its one-shot ones (restart "no" or
+# "on-failure") that exited 0, a migration's image being as much a part of
+# the generation as the app's. Stopped ones, such as a failed first build's
+# kept for their logs, are no generation to go back to. Sets snap_images
 # ("service=image-id,...") and snap_names ("service=image-name,..."), or -.
 snapshot() {
-	snap_images='' snap_names=''
-	ids=$(dk ps -q --filter "label=com.docker.compose.project=$1" --filter label=com.docker.compose.oneoff=False) || return 1
+	snap_images='' snap_names='' live=0
+	ids=$(stack_containers "$1") || return 1
 	if [ -n "$ids" ]; then
 		# shellcheck disable=SC2086
-		lines=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}}' $ids) || return 1
-		while read -r svc img ref; do
+		lines=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}} {{.State.Status}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}' $ids) || return 1
+		# (the policy last: it may be empty)
+		while read -r svc img ref status code policy; do
+			case $status in
+			exited)
+				[ "$code" = 0 ] || continue
+				case $policy in '' | no | on-failure) ;; *) continue ;; esac
+				;;
+			created | dead | removing) continue ;;
+			*) live=1 ;;
+			esac
 			case ",$snap_images," in *",$svc=$img,"*) continue ;; esac
 			snap_images="${snap_images:+$snap_images,}$svc=$img"
 			snap_names="${snap_names:+$snap_names,}$svc=$ref"
@@ -483,6 +494,8 @@ snapshot() {
 $lines
 EOF
 	fi
+	# one-shots that are done, with nothing running beside them: nothing runs
+	[ "$live" = 1 ] || snap_images='' snap_names=''
 	: "${snap_images:=-}" "${snap_names:=-}"
 }
 
@@ -1014,11 +1027,23 @@ apply_stack() {
 	# bring the stack up without building and gate it again.
 	rollback() {
 		why=$1
+		if [ "$before" = - ] && [ "$failed_gen" != - ]; then
+			# the images of a failed first build stay while its stopped
+			# containers use them (for their logs): a later rebuild that
+			# passes removes them (leftover=)
+			for pair in $(echo "$failed_gen" | tr ',' ' '); do
+				case ",$st_leftover," in *",$pair,"*) continue ;; esac
+				[ "$st_leftover" != - ] || st_leftover=
+				st_leftover="${st_leftover:+$st_leftover,}$pair"
+			done
+		fi
 		remember
 		if [ "$before" = - ]; then
 			# nothing ran before: stop the new containers rather than leave
-			# them crash-looping (kept, for their logs)
+			# them crash-looping (kept, for their logs); an earlier failed
+			# attempt's images, no longer in use, go now
 			run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+			drop_untested "$failed_gen"
 			commit_ship
 			result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
 			return
