@@ -397,6 +397,51 @@ pub fn beside(root: &Path, files: &[String]) -> (Vec<String>, Vec<(String, NotBe
     (safe, not)
 }
 
+/// The services of a stack's compose files that say they are one-shot
+/// jobs: `restart: "no"` (or `no`, `false`) or `on-failure[:N]`, the last
+/// file that sets it winning, in the order first seen. The health gate
+/// waits for each to exit, and it must exit 0. A service without `restart:`
+/// is not one (compose's default is "no", but most long-running services
+/// simply leave it out). Plain names only; unreadable files give nothing.
+pub fn one_shots(root: &Path, files: &[String]) -> Vec<String> {
+    use serde_json::Value;
+    let mut policy: indexmap::IndexMap<String, bool> = indexmap::IndexMap::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(root.join(f)) else {
+            continue;
+        };
+        #[derive(Deserialize)]
+        struct Services {
+            #[serde(default)]
+            services: indexmap::IndexMap<String, Value>,
+        }
+        let Ok(doc) = serde_saphyr::from_str::<Services>(&text) else {
+            continue;
+        };
+        for (name, svc) in &doc.services {
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            let one_shot = match svc.get("restart") {
+                None | Some(Value::Null) => continue,
+                Some(Value::Bool(false)) => true,
+                Some(Value::String(r)) => {
+                    r == "no" || r == "on-failure" || r.starts_with("on-failure:")
+                }
+                Some(_) => false,
+            };
+            if plain {
+                policy.insert(name.clone(), one_shot);
+            }
+        }
+    }
+    policy
+        .into_iter()
+        .filter_map(|(name, one_shot)| one_shot.then_some(name))
+        .collect()
+}
+
 /// Whether a `ports:` entry publishes a fixed host port: `"8080:80"`,
 /// `"127.0.0.1:8080:80"`, `published: 8080`; not `"80"`, `80`,
 /// `"127.0.0.1::80"` or a long form without `published` (the engine picks
@@ -605,6 +650,23 @@ mod tests {
                 ("worker".to_owned(), NotBeside::FixedPort),
             ]
         );
+    }
+
+    #[test]
+    fn one_shot_services_are_those_that_say_so() {
+        let d = tree(&[
+            (
+                "compose.yml",
+                "services:\n  app: {image: x}\n  migrate: {image: x, restart: \"no\"}\n  job: {image: x, restart: on-failure:3}\n  web: {image: x, restart: always}\n  seed: {image: x, restart: \"no\"}\n",
+            ),
+            (
+                "compose.prod.yml",
+                "services:\n  seed: {restart: unless-stopped}\n  cron: {image: x, restart: on-failure}\n",
+            ),
+        ]);
+        let files = ["compose.yml".to_owned(), "compose.prod.yml".to_owned()];
+        assert_eq!(one_shots(d.path(), &files), ["migrate", "job", "cron"]);
+        assert_eq!(one_shots(d.path(), &files[..1]), ["migrate", "job", "seed"]);
     }
 
     #[test]

@@ -358,6 +358,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         compose_files.extend(inventory::override_of(&dir, &file_name).map(|o| prefix(&o)));
         inventory::outside_root(&root, &compose_files, cli.root.is_some(), "`--root DIR`")?;
         let data_dirs = inventory::writable_binds(&root, &compose_files);
+        let one_shots = crate::compose::one_shots(&root, &compose_files);
         let dir_str = root
             .to_str()
             .ok_or_else(|| {
@@ -382,6 +383,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             dir_group: None,
             zero_downtime: vec![],
             hooks: Default::default(),
+            one_shots,
         });
     }
     let state_dir = match &cli.state_dir {

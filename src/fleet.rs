@@ -581,6 +581,7 @@ async fn apply<C: Connect>(
                         dir_group: s.dir_group.clone(),
                         zero_downtime: s.zero_downtime.clone(),
                         lock_wait: st.lock_wait,
+                        one_shots: s.one_shots.clone(),
                     },
                     hooks: s.hooks.clone(),
                 }
@@ -854,6 +855,7 @@ mod tests {
                             dir_group: None,
                             zero_downtime: vec![],
                             hooks: Default::default(),
+                            one_shots: vec![],
                         }
                     })
                     .collect(),

@@ -525,6 +525,9 @@ pub struct Stack {
     pub zero_downtime: Vec<String>,
     /// `hooks:`: its `before` and `after` commands.
     pub hooks: crate::remote::call::Hooks,
+    /// Its services that say they are one-shot jobs (`restart: "no"` or
+    /// `on-failure`): the gate waits for them to exit 0.
+    pub one_shots: Vec<String>,
 }
 
 impl Stack {
@@ -1340,6 +1343,7 @@ fn build_stack(
         (None, None) => None,
     };
     let data_dirs = writable_binds(&dir, &compose_files);
+    let one_shots = crate::compose::one_shots(&dir, &compose_files);
     let zero_downtime = match &s.zero_downtime {
         Some(z) if z.value => beside_services(host, sname, &dir, &compose_files)
             .map_err(|(m, hint)| err(z.referenced.line(), m, Some(&hint)))?,
@@ -1383,6 +1387,7 @@ fn build_stack(
         dir_group: s.dir_group.map(|g| g.0.clone()),
         zero_downtime,
         hooks,
+        one_shots,
     })
 }
 

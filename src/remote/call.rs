@@ -141,6 +141,8 @@ pub struct StackOptions {
     /// Seconds to wait for the stack's lock when a live run holds it
     /// (`--lock-wait`); 0: report `locked` at once.
     pub lock_wait: u64,
+    /// Services the gate waits for to exit 0 (one-shot jobs).
+    pub one_shots: Vec<String>,
 }
 
 impl StackOptions {
@@ -158,6 +160,9 @@ impl StackOptions {
         }
         if self.lock_wait > 0 {
             w.push(format!("lock_wait={}", self.lock_wait));
+        }
+        if !self.one_shots.is_empty() {
+            w.push(format!("oneshot={}", self.one_shots.join(":")));
         }
         if w.is_empty() {
             "-".to_owned()
@@ -389,6 +394,7 @@ mod tests {
                     dir_group: Some("www-data".into()),
                     zero_downtime: vec!["web".into(), "api".into()],
                     lock_wait: 30,
+                    one_shots: vec!["migrate".into()],
                 },
                 hooks: Hooks {
                     before: Some("./migrate --yes 'a b'".into()),
@@ -420,7 +426,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate",
                 "./migrate --yes 'a b'",
                 "",
             ]

@@ -548,6 +548,17 @@ look() {
 		esac
 		marks="$marks $svc:$id:$started:$restarts"
 		case $status/$health in
+		running/*)
+			# a one-shot job (restart "no" or on-failure in its compose
+			# file) is waited for: it must exit 0 within the up timeout
+			case ${one_shots:-} in *":$svc:"*)
+				pending="$pending $svc(one-shot, still running)"
+				continue
+				;;
+			esac
+			;;
+		esac
+		case $status/$health in
 		running/none | running/healthy)
 			pids="$pids $svc:$pid"
 			[ "$restarts" = 0 ] || bad="$bad $svc(restarting)" ;;
@@ -846,10 +857,11 @@ ship() {
 
 # stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
 # joined by `,`, validated by the controller): dir_mode, dir_group,
-# zero_downtime (services, `:`-joined), lock_wait (seconds); ship_umask
-# follows dir_mode.
+# zero_downtime (services, `:`-joined), lock_wait (seconds), oneshot
+# (services the gate waits for to exit 0, `:`-joined); ship_umask follows
+# dir_mode.
 stack_options() {
-	dir_mode=700 dir_group='' zd_services='' lock_wait=0
+	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots=''
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
@@ -859,6 +871,7 @@ stack_options() {
 		dir_group=*) dir_group=${item#*=} ;;
 		zero_downtime=*) zd_services=${item#*=} ;;
 		lock_wait=*) lock_wait=${item#*=} ;;
+		oneshot=*) one_shots=":${item#*=}:" ;;
 		esac
 	done
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))

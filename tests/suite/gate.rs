@@ -407,3 +407,70 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     assert_eq!(named_image(&f, "h1", &st, "app"), v2.image);
     assert!(!h1.has_image(&first.image));
 }
+
+/// A one-shot job (`restart: "no"` in its compose file) is waited for to
+/// its end, however long it runs within the up timeout, not only through
+/// the settle window: one that fails after the window is still a failed
+/// rebuild, and a rebuild whose job is still running has not passed.
+#[test]
+fn a_one_shot_job_is_waited_for_past_the_settle_window() {
+    let f = Fleet::new("gatelongjob", 1);
+    let job = |cmd: &str| {
+        StackDef::sleeper("v1").with(
+            "compose.yml",
+            &format!(
+                "{}  migrate:\n    build: .\n    init: true\n    restart: \"no\"\n    command: [\"/bin/sh\", \"-c\", {cmd:?}]\n",
+                compose("")
+            ),
+        )
+    };
+    let name = f.add_stack("h1", "web", &job("exit 0"));
+    f.run(&["--up-timeout-period", "60", "--settle", "2"])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let v1 = f.state("h1", &name);
+
+    // v2's migration fails 6 s after it starts: past the 2 s window
+    let v2 = job("sleep 6; exit 1");
+    f.write(
+        &name,
+        "compose.yml",
+        &v2.files.iter().find(|x| x.0 == "compose.yml").unwrap().1,
+    );
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    let run = f.run(&["--up-timeout-period", "60", "--settle", "2"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "rolled_back", "config_changed");
+    assert!(
+        run.error_of("h1", &name).contains("migrate(exited:1)"),
+        "{}",
+        run.dump()
+    );
+    let st = f.state("h1", &name);
+    assert_eq!(st["hash"], v1["hash"]);
+    assert_eq!(st["last_result"], "failed");
+
+    // v3's migration takes 6 s and succeeds: the rebuild passes once it
+    // has ended (it is not running any more when the run reports)
+    let v3 = job("sleep 6; exit 0");
+    f.write(
+        &name,
+        "compose.yml",
+        &v3.files.iter().find(|x| x.0 == "compose.yml").unwrap().1,
+    );
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v3"));
+    let run = f.run(&["--up-timeout-period", "60", "--settle", "2"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "config_changed");
+    let migrate = f
+        .containers("h1", &name)
+        .into_iter()
+        .find(|c| c.service == "migrate")
+        .unwrap();
+    assert_eq!(
+        migrate.status, "exited",
+        "the job had ended when the gate passed"
+    );
+    assert_eq!(exit_code(&f, "h1", &migrate), "0");
+    assert_eq!(f.state("h1", &name)["last_result"], "ok");
+}
