@@ -242,7 +242,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
                     &rows,
                     started.elapsed(),
                     terminal,
-                    None,
+                    report::table::stdout_width(terminal),
                     report::color_stdout(),
                 )
             };

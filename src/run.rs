@@ -433,11 +433,7 @@ pub async fn run(
         String::new()
     } else {
         let terminal = std::io::stdout().is_terminal();
-        let columns = std::env::var("COLUMNS").ok();
-        let term_width = terminal
-            .then(|| crossterm::terminal::size().ok().map(|(w, _)| w))
-            .flatten();
-        let width = report::table::width(columns.as_deref(), term_width);
+        let width = report::table::stdout_width(terminal);
         let mut out = report::table::render(
             &rows,
             started.elapsed(),

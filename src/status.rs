@@ -519,9 +519,7 @@ pub async fn run(settings: Settings, world: World) -> Result<Exit, Error> {
         render_json(&all, exit)
     } else {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        let width = terminal
-            .then(|| std::env::var("COLUMNS").ok()?.parse().ok())
-            .flatten();
+        let width = crate::report::table::stdout_width(terminal);
         render_table(&all, terminal, width, crate::report::color_stdout())
     };
     print_out(&out)?;

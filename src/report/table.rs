@@ -40,6 +40,16 @@ pub fn style(t: &mut Table, color: bool) {
 /// column): `COLUMNS` when it is set to a number, else the terminal's width
 /// when stdout is one, else none: piped output (cron's mail, a log) keeps
 /// each row on one line, whole, for grep.
+/// The width for a table on stdout: `COLUMNS`, else the terminal's when
+/// stdout is one (`terminal`); `None`: not wrapped.
+pub fn stdout_width(terminal: bool) -> Option<u16> {
+    let columns = std::env::var("COLUMNS").ok();
+    let term_width = terminal
+        .then(|| crossterm::terminal::size().ok().map(|(w, _)| w))
+        .flatten();
+    width(columns.as_deref(), term_width)
+}
+
 pub fn width(columns: Option<&str>, terminal_width: Option<u16>) -> Option<u16> {
     columns
         .and_then(|c| c.trim().parse::<u16>().ok())
