@@ -332,6 +332,34 @@ impl NotBeside {
     }
 }
 
+/// Each service with a plain name (letters, digits, `.`, `_`, `-`) of each
+/// of the stack's compose files (relative to `root`), in file order, with
+/// its keys; a file that cannot be read or parsed gives none.
+fn each_service(root: &Path, files: &[String], mut f: impl FnMut(&str, &serde_json::Value)) {
+    #[derive(Deserialize)]
+    struct Services {
+        #[serde(default)]
+        services: indexmap::IndexMap<String, serde_json::Value>,
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        let Ok(doc) = serde_saphyr::from_str::<Services>(&text) else {
+            continue;
+        };
+        for (name, svc) in &doc.services {
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if plain {
+                f(name, svc);
+            }
+        }
+    }
+}
+
 /// The services of a stack's compose files (relative to `root`, merged
 /// in order: a service any of them gives a fixed host port or a
 /// `container_name` is not safe) for `zero_downtime`: those a second
@@ -343,49 +371,29 @@ pub fn beside(root: &Path, files: &[String]) -> (Vec<String>, Vec<(String, NotBe
     use serde_json::Value;
     let mut order: Vec<String> = Vec::new();
     let mut why: BTreeMap<String, NotBeside> = BTreeMap::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(root.join(f)) else {
-            continue;
-        };
-        #[derive(Deserialize)]
-        struct Services {
-            #[serde(default)]
-            services: indexmap::IndexMap<String, Value>,
+    each_service(root, files, |name, svc| {
+        if !order.iter().any(|o| o == name) {
+            order.push(name.to_owned());
         }
-        let Ok(doc) = serde_saphyr::from_str::<Services>(&text) else {
-            continue;
+        let reason = if svc.get("container_name").is_some_and(|v| !v.is_null()) {
+            Some(NotBeside::ContainerName)
+        } else if svc.get("network_mode").and_then(Value::as_str) == Some("host") {
+            Some(NotBeside::HostNetwork)
+        } else if svc.get("extends").is_some_and(|v| !v.is_null()) {
+            Some(NotBeside::Extends)
+        } else if svc
+            .get("ports")
+            .and_then(Value::as_array)
+            .is_some_and(|ps| ps.iter().any(fixed_port))
+        {
+            Some(NotBeside::FixedPort)
+        } else {
+            None
         };
-        for (name, svc) in &doc.services {
-            let plain = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            if !plain {
-                continue;
-            }
-            if !order.contains(name) {
-                order.push(name.clone());
-            }
-            let reason = if svc.get("container_name").is_some_and(|v| !v.is_null()) {
-                Some(NotBeside::ContainerName)
-            } else if svc.get("network_mode").and_then(Value::as_str) == Some("host") {
-                Some(NotBeside::HostNetwork)
-            } else if svc.get("extends").is_some_and(|v| !v.is_null()) {
-                Some(NotBeside::Extends)
-            } else if svc
-                .get("ports")
-                .and_then(Value::as_array)
-                .is_some_and(|ps| ps.iter().any(fixed_port))
-            {
-                Some(NotBeside::FixedPort)
-            } else {
-                None
-            };
-            if let Some(r) = reason {
-                why.entry(name.clone()).or_insert(r);
-            }
+        if let Some(r) = reason {
+            why.entry(name.to_owned()).or_insert(r);
         }
-    }
+    });
     let mut safe = Vec::new();
     let mut not = Vec::new();
     for name in order {
@@ -406,36 +414,17 @@ pub fn beside(root: &Path, files: &[String]) -> (Vec<String>, Vec<(String, NotBe
 pub fn one_shots(root: &Path, files: &[String]) -> Vec<String> {
     use serde_json::Value;
     let mut policy: indexmap::IndexMap<String, bool> = indexmap::IndexMap::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(root.join(f)) else {
-            continue;
-        };
-        #[derive(Deserialize)]
-        struct Services {
-            #[serde(default)]
-            services: indexmap::IndexMap<String, Value>,
-        }
-        let Ok(doc) = serde_saphyr::from_str::<Services>(&text) else {
-            continue;
-        };
-        for (name, svc) in &doc.services {
-            let plain = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            let one_shot = match svc.get("restart") {
-                None | Some(Value::Null) => continue,
-                Some(Value::Bool(false)) => true,
-                Some(Value::String(r)) => {
-                    r == "no" || r == "on-failure" || r.starts_with("on-failure:")
-                }
-                Some(_) => false,
-            };
-            if plain {
-                policy.insert(name.clone(), one_shot);
+    each_service(root, files, |name, svc| {
+        let one_shot = match svc.get("restart") {
+            None | Some(Value::Null) => return,
+            Some(Value::Bool(false)) => true,
+            Some(Value::String(r)) => {
+                r == "no" || r == "on-failure" || r.starts_with("on-failure:")
             }
-        }
-    }
+            Some(_) => false,
+        };
+        policy.insert(name.to_owned(), one_shot);
+    });
     policy
         .into_iter()
         .filter_map(|(name, one_shot)| one_shot.then_some(name))

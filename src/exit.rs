@@ -43,19 +43,9 @@ impl Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn row(action: Action) -> Row {
-        Row {
-            host: "h".into(),
-            stack: "s".into(),
-            action,
-            reason: Reason::UpToDate,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
-            detail: Default::default(),
-        }
+        Row::new("h", "s", action, Reason::UpToDate)
     }
 
     #[test]

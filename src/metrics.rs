@@ -162,18 +162,11 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::decide::Reason;
-    use crate::report::Detail;
 
     fn row(host: &str, stack: &str, action: Action, secs: u64) -> Row {
         Row {
-            host: host.into(),
-            stack: stack.into(),
-            action,
-            reason: Reason::Expired,
             duration: Duration::from_millis(secs * 1000 + 250),
-            error: None,
-            hint: None,
-            detail: Detail::default(),
+            ..Row::new(host, stack, action, Reason::Expired)
         }
     }
 

@@ -90,16 +90,7 @@ mod tests {
     use crate::decide::Reason;
 
     fn row(action: Action) -> Row {
-        Row {
-            host: "h".into(),
-            stack: "s".into(),
-            action,
-            reason: Reason::UpToDate,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
-            detail: Default::default(),
-        }
+        Row::new("h", "s", action, Reason::UpToDate)
     }
 
     #[test]

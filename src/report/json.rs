@@ -130,14 +130,8 @@ mod tests {
 
     fn row(host: &str, action: Action) -> Row {
         Row {
-            host: host.into(),
-            stack: "blog".into(),
-            action,
-            reason: Reason::ConfigChanged,
             duration: Duration::from_millis(7),
-            error: None,
-            hint: None,
-            detail: Detail::default(),
+            ..Row::new(host, "blog", action, Reason::ConfigChanged)
         }
     }
 

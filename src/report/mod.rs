@@ -143,6 +143,22 @@ pub struct Row {
 
 /// A row's particulars for scripts: when it ran, what it shipped, what
 /// docker said when it failed.
+impl Row {
+    /// A row with no error, hint, duration or detail yet.
+    pub fn new(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
+        Row {
+            host: host.to_owned(),
+            stack: stack.to_owned(),
+            action,
+            reason,
+            duration: Duration::ZERO,
+            error: None,
+            hint: None,
+            detail: Default::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Detail {
     /// The tail of the docker output of a failed or rolled back rebuild.

@@ -86,21 +86,14 @@ mod tests {
     use super::*;
     use crate::decide::Reason;
     use crate::report::{Action, Detail};
-    use std::time::Duration;
 
     fn row(plan: Option<ShipPlan>) -> Row {
         Row {
-            host: "web1".into(),
-            stack: "blog".into(),
-            action: Action::WouldRebuild,
-            reason: Reason::ConfigChanged,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
             detail: Detail {
                 plan,
                 ..Default::default()
             },
+            ..Row::new("web1", "blog", Action::WouldRebuild, Reason::ConfigChanged)
         }
     }
 

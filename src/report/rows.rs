@@ -16,16 +16,7 @@ const LOCKED_HINT: &str =
     "wait for it to finish; a lock whose holder is gone is taken over by itself";
 
 fn row(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
-    Row {
-        host: host.to_owned(),
-        stack: stack.to_owned(),
-        action,
-        reason,
-        duration: Duration::ZERO,
-        error: None,
-        hint: None,
-        detail: Default::default(),
-    }
+    Row::new(host, stack, action, reason)
 }
 
 impl Row {

@@ -302,16 +302,7 @@ mod summary_tests {
     use super::*;
 
     fn row(action: Action, reason: Reason) -> Row {
-        Row {
-            host: "h".into(),
-            stack: "s".into(),
-            action,
-            reason,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
-            detail: Default::default(),
-        }
+        Row::new("h", "s", action, reason)
     }
 
     #[test]

@@ -23,23 +23,10 @@ pub struct Cutter {
 
 impl Cutter {
     pub fn new(target: SocketAddr, cut_after: u64) -> Cutter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the cutter");
-        let port = listener.local_addr().unwrap().port();
         let cuts = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (cuts.clone(), stop.clone());
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let c = c.clone();
-                thread::spawn(move || forward(client, server, cut_after, &c));
-            }
+        let c = cuts.clone();
+        let (port, stop) = listen(target, move |client, server| {
+            forward(client, server, cut_after, &c)
         });
         Cutter { port, cuts, stop }
     }
@@ -52,10 +39,41 @@ impl Cutter {
 
 impl Drop for Cutter {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // wake the accept loop so that it sees `stop`
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        stop(self.port, &self.stop);
     }
+}
+
+/// Listen on a port of its own on 127.0.0.1; each connection, with a new
+/// one to `target`, goes to `each` on a thread of its own, until the flag
+/// returned is set (see [`stop`]). Returns the port and the flag.
+fn listen(
+    target: SocketAddr,
+    each: impl Fn(TcpStream, TcpStream) + Send + Sync + 'static,
+) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the forwarder");
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, each) = (stop.clone(), Arc::new(each));
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let each = each.clone();
+            thread::spawn(move || each(client, server));
+        }
+    });
+    (port, stop)
+}
+
+/// Stop a forwarder's accept loop: set its flag and wake it.
+fn stop(port: u16, flag: &AtomicBool) {
+    flag.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(("127.0.0.1", port));
 }
 
 /// Copy both ways; after `budget` bytes from the client, cut.
@@ -102,25 +120,14 @@ pub struct Slow {
 
 impl Slow {
     pub fn new(target: SocketAddr, delay: std::time::Duration, chunk: usize) -> Slow {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for the slow link");
-        let port = listener.local_addr().unwrap().port();
         let sent = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (sent.clone(), stop.clone());
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(target) else {
-                    continue;
-                };
-                let (cr, sw) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let c = c.clone();
-                thread::spawn(move || slow_copy(cr, sw, delay, chunk, Some(&c)));
-                thread::spawn(move || slow_copy(server, client, delay, chunk, None));
-            }
+        let c = sent.clone();
+        let (port, stop) = listen(target, move |client, server| {
+            let (cr, sw) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let c = c.clone();
+            let up = thread::spawn(move || slow_copy(cr, sw, delay, chunk, Some(&c)));
+            slow_copy(server, client, delay, chunk, None);
+            let _ = up.join();
         });
         Slow { port, sent, stop }
     }
@@ -133,8 +140,7 @@ impl Slow {
 
 impl Drop for Slow {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        stop(self.port, &self.stop);
     }
 }
 
