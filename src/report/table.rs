@@ -268,16 +268,7 @@ mod tests {
 
     #[test]
     fn actions_are_green_red_or_yellow() {
-        let row = |action, reason| Row {
-            host: "h".into(),
-            stack: "s".into(),
-            action,
-            reason,
-            duration: Duration::ZERO,
-            error: None,
-            hint: None,
-            detail: Default::default(),
-        };
+        let row = |action, reason| Row::new("h", "s", action, reason);
         let g = Some(Color::Green);
         let r = Some(Color::Red);
         let y = Some(Color::Yellow);

@@ -22,17 +22,11 @@ fn a_second_run_during_a_rebuild_reports_locked() {
     );
     let lock = f.state_dir("h1").join(format!("{name}.lock"));
 
-    let mut first = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
-    wait_for("the first run to wait in its health gate", || {
-        !first.running()
-            || f.containers("h1", &name)
-                .iter()
-                .any(|c| c.health == "starting")
-    });
-    assert!(
-        first.running(),
-        "the first run ended early: {}",
-        first.finish().dump()
+    let mut first = f.spawn_into_gate(
+        f.command(&["--json", "--up-timeout-period", "600"]),
+        "h1",
+        &name,
+        None,
     );
     assert!(lock.join("owner").is_file(), "the first run holds the lock");
 
@@ -106,17 +100,11 @@ fn lock_wait_waits_for_the_other_run_then_rebuilds() {
     let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
     let lock = f.lock_dir("h1", &name);
 
-    let mut first = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
-    wait_for("the first run to wait in its health gate", || {
-        !first.running()
-            || f.containers("h1", &name)
-                .iter()
-                .any(|c| c.health == "starting")
-    });
-    assert!(
-        first.running(),
-        "the first run ended early: {}",
-        first.finish().dump()
+    let first = f.spawn_into_gate(
+        f.command(&["--json", "--up-timeout-period", "600"]),
+        "h1",
+        &name,
+        None,
     );
     let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
 

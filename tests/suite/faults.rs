@@ -590,14 +590,12 @@ fn a_link_dead_mid_rebuild_fails_the_row_and_the_host_finishes_alone() {
     // v2 waits in its health gate (closed) when the link dies
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
     std::fs::remove_file(gate.join("open")).unwrap();
-    let mut bg = Background::spawn(f.command(&["--json", "--up-timeout-period", "600"]));
-    wait_for("the rebuild to wait in its health gate", || {
-        !bg.running()
-            || f.containers("h1", &name)
-                .iter()
-                .any(|c| c.image != v1.image && c.health == "starting")
-    });
-    assert!(bg.running(), "the run ended early: {}", bg.finish().dump());
+    let bg = f.spawn_into_gate(
+        f.command(&["--json", "--up-timeout-period", "600"]),
+        "h1",
+        &name,
+        Some(&v1.image),
+    );
     f.drop_packets("h1");
     let run = bg.finish();
     run.assert_code(1);

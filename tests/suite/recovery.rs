@@ -177,14 +177,7 @@ fn killed_mid_rebuild(abbrev: &str, signal: &str) {
     std::fs::create_dir(&tmp).unwrap();
     let mut c = f.command(&["--json", "--up-timeout-period", "600"]);
     c.env("TMPDIR", &tmp);
-    let mut bg = Background::spawn(c);
-    wait_for("the rebuild to wait in its health gate", || {
-        !bg.running()
-            || f.containers("h1", &name)
-                .iter()
-                .any(|c| c.image != v1.image && c.health == "starting")
-    });
-    assert!(bg.running(), "the run ended early: {}", bg.finish().dump());
+    let bg = f.spawn_into_gate(c, "h1", &name, Some(&v1.image));
     let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
     if signal == "KILL" {
         bg.kill9();

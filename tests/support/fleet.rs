@@ -311,6 +311,34 @@ impl Fleet {
         c
     }
 
+    /// Start `c` in the background and wait until a new container of stack
+    /// `name` on `host` (one not on `old_image`) waits in its health gate
+    /// (`starting`: a closed gate, see `StackDef::behind_gate`); panics
+    /// with the run's output if it ended first.
+    pub fn spawn_into_gate(
+        &self,
+        c: Command,
+        host: &str,
+        name: &str,
+        old_image: Option<&str>,
+    ) -> crate::support::Background {
+        let mut bg = crate::support::Background::spawn(c);
+        crate::support::wait_for(
+            &format!("{host} {name}: a run waiting in its health gate"),
+            || {
+                !bg.running()
+                    || self
+                        .containers(host, name)
+                        .iter()
+                        .any(|c| Some(c.image.as_str()) != old_image && c.health == "starting")
+            },
+        );
+        if !bg.running() {
+            panic!("the run ended early: {}", bg.finish().dump());
+        }
+        bg
+    }
+
     /// Run with `--json` and parse the document.
     pub fn run(&self, args: &[&str]) -> Run {
         let mut a = vec!["--json"];
