@@ -12,8 +12,7 @@ use crate::remote::{BadState, Cause, Outcome, RemoteError, STATE_VERSION, StackR
 use crate::stack::StackError;
 
 /// The hint of every `locked` row.
-const LOCKED_HINT: &str =
-    "wait for it to finish; a lock whose holder is gone is taken over by itself";
+const LOCKED_HINT: &str = "wait for it to finish, or give `--lock-wait 10m` to wait for it; a lock whose holder is gone is taken over by itself";
 
 fn row(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
     Row::new(host, stack, action, reason)
