@@ -20,8 +20,8 @@ use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
 use crate::remote::{
-    Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, RemoteError, Results,
-    StackMode, StackOptions,
+    Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, Place, RemoteError,
+    Results, StackMode, StackOptions,
 };
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
@@ -566,10 +566,7 @@ async fn apply<C: Connect>(
             .map(|d| {
                 let s = stack(d);
                 ApplyStack {
-                    name: s.name.clone(),
-                    dir: s.remote_dir.clone(),
-                    compose_files: s.compose_files.clone(),
-                    profiles: s.profiles.clone(),
+                    place: Place::of(s),
                     mode: d.mode,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
@@ -784,17 +781,17 @@ mod tests {
                             break;
                         }
                         events.push(Event::Step {
-                            stack: s.name.clone(),
+                            stack: s.place.name.clone(),
                             step: "build".into(),
                         });
                         events.push(Event::Done {
-                            stack: s.name.clone(),
-                            outcome: b.ends.get(&s.name).cloned().unwrap_or(Ended::Rebuilt),
+                            stack: s.place.name.clone(),
+                            outcome: b.ends.get(&s.place.name).cloned().unwrap_or(Ended::Rebuilt),
                             detail: "scripted".into(),
                             cause: None,
                         });
                     }
-                    a.stacks.iter().map(|s| s.name.clone()).collect()
+                    a.stacks.iter().map(|s| s.place.name.clone()).collect()
                 }
                 Call::Rollback(_) | Call::History(_) | Call::Status(_) | Call::Logs(_) => {
                     unreachable!("not the executor's")

@@ -131,7 +131,7 @@ pub trait Conn: Send + Sized {
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> impl Future<Output = Result<StackResult, HostError>> + Send {
         async move {
-            let name = call.name.clone();
+            let name = call.place.name.clone();
             let t = self.run(&Call::Rollback(call), None, on_event).await?;
             Ok(remote::rollback_answer(&t, &name)?)
         }

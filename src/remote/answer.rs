@@ -179,7 +179,10 @@ pub fn apply_answer(t: &Transcript, call: &Apply) -> ApplyAnswer {
     if greeted.is_err() {
         results.clear();
     }
-    let complete = call.stacks.iter().all(|s| results.contains_key(&s.name));
+    let complete = call
+        .stacks
+        .iter()
+        .all(|s| results.contains_key(&s.place.name));
     let cut = (!complete).then(|| greeted.err().unwrap_or_else(|| t.cut()));
     ApplyAnswer { results, cut }
 }
@@ -364,7 +367,7 @@ impl Results {
 mod tests {
     use super::*;
     use crate::inventory::ComposePref;
-    use crate::remote::call::{ApplyStack, CheckStack};
+    use crate::remote::call::{ApplyStack, CheckStack, Place};
     use crate::remote::event::{Token, parse_line};
 
     fn transcript(lines: &[&str], code: Option<i32>) -> Transcript {
@@ -475,10 +478,12 @@ mod tests {
             stacks: names
                 .iter()
                 .map(|n| ApplyStack {
-                    name: n.to_string(),
-                    dir: None,
-                    compose_files: vec!["compose.yml".into()],
-                    profiles: vec![],
+                    place: Place {
+                        name: n.to_string(),
+                        dir: None,
+                        compose_files: vec!["compose.yml".into()],
+                        profiles: vec![],
+                    },
                     mode: crate::remote::StackMode::Ship,
                     adopt: false,
                     up_timeout: 60,

@@ -89,9 +89,11 @@ pub struct Announced {
     pub sha256: String,
 }
 
-/// One stack of an apply.
+/// Where a stack is on its host and how compose finds it there: what an
+/// apply and a rollback both name (`NAME DIR COMPOSE_FILE PROFILES`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplyStack {
+pub struct Place {
+    /// The compose project, directory and state file name.
     pub name: String,
     /// Remote directory; `None`: the script's default.
     pub dir: Option<String>,
@@ -99,6 +101,34 @@ pub struct ApplyStack {
     pub compose_files: Vec<String>,
     /// Compose profiles to enable.
     pub profiles: Vec<String>,
+}
+
+impl Place {
+    /// Where the inventory puts `s`.
+    pub fn of(s: &crate::inventory::Stack) -> Place {
+        Place {
+            name: s.name.clone(),
+            dir: s.remote_dir.clone(),
+            compose_files: s.compose_files.clone(),
+            profiles: s.profiles.clone(),
+        }
+    }
+
+    /// Its four arguments.
+    fn args(&self) -> [String; 4] {
+        [
+            self.name.clone(),
+            opt(&self.dir),
+            files(&self.compose_files),
+            profiles(&self.profiles),
+        ]
+    }
+}
+
+/// One stack of an apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyStack {
+    pub place: Place,
     /// What to do with it.
     pub mode: StackMode,
     /// Ship into `dir` even when it holds files rbuild did not put there
@@ -177,10 +207,7 @@ impl StackOptions {
 pub struct Rollback {
     pub state_dir: Option<String>,
     pub compose: ComposePref,
-    pub name: String,
-    pub dir: Option<String>,
-    pub compose_files: Vec<String>,
-    pub profiles: Vec<String>,
+    pub place: Place,
     pub up_timeout: u64,
     pub settle: u64,
 }
@@ -303,11 +330,8 @@ impl Call {
                     sha256,
                 ]);
                 for s in &ap.stacks {
+                    a.extend(s.place.args());
                     a.extend([
-                        s.name.clone(),
-                        opt(&s.dir),
-                        files(&s.compose_files),
-                        profiles(&s.profiles),
                         s.mode.as_arg().to_owned(),
                         flag(s.adopt),
                         s.up_timeout.to_string(),
@@ -320,15 +344,11 @@ impl Call {
                     ]);
                 }
             }
-            Call::Rollback(r) => a.extend([
-                r.compose.as_arg().to_owned(),
-                r.name.clone(),
-                opt(&r.dir),
-                files(&r.compose_files),
-                profiles(&r.profiles),
-                r.up_timeout.to_string(),
-                r.settle.to_string(),
-            ]),
+            Call::Rollback(r) => {
+                a.push(r.compose.as_arg().to_owned());
+                a.extend(r.place.args());
+                a.extend([r.up_timeout.to_string(), r.settle.to_string()]);
+            }
             Call::History(h) => a.push(h.name.clone()),
             Call::Status(st) => {
                 for s in &st.stacks {
@@ -379,10 +399,12 @@ mod tests {
                 sha256: "ab12".into(),
             }),
             stacks: vec![ApplyStack {
-                name: "web".into(),
-                dir: Some("/srv/x y".into()),
-                compose_files: vec!["compose.yml".into(), "compose.prod.yml".into()],
-                profiles: vec![],
+                place: Place {
+                    name: "web".into(),
+                    dir: Some("/srv/x y".into()),
+                    compose_files: vec!["compose.yml".into(), "compose.prod.yml".into()],
+                    profiles: vec![],
+                },
                 mode: StackMode::Ship,
                 adopt: false,
                 up_timeout: 60,
@@ -452,10 +474,12 @@ mod tests {
         let r = Call::Rollback(Rollback {
             state_dir: None,
             compose: ComposePref::V1,
-            name: "web".into(),
-            dir: None,
-            compose_files: vec!["c.yml".into()],
-            profiles: vec!["debug".into(), "jobs".into()],
+            place: Place {
+                name: "web".into(),
+                dir: None,
+                compose_files: vec!["c.yml".into()],
+                profiles: vec!["debug".into(), "jobs".into()],
+            },
             up_timeout: 30,
             settle: 5,
         });

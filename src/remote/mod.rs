@@ -19,8 +19,8 @@ pub use answer::{
     rollback_answer, status_answer,
 };
 pub use call::{
-    Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Logs, Rollback, StackMode,
-    StackOptions, Status,
+    Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Logs, Place, Rollback,
+    StackMode, StackOptions, Status,
 };
 pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
