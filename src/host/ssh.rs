@@ -234,7 +234,7 @@ impl SshConn {
                 on_event,
             )
             .await?;
-        if out.events.is_empty() && call.is_check() {
+        if out.events.is_empty() && call.in_login_shell() {
             // the check ran in the login shell itself and printed nothing
             // rbuild reads (fish cannot parse it): again as `sh -c`, over a
             // connection of its own

@@ -274,6 +274,13 @@ impl Call {
         matches!(self, Call::Check(_))
     }
 
+    /// Whether the call runs in the remote user's login shell with only the
+    /// check's cut of the script: every run's check, the hot path. A dry
+    /// run's check ([`Check::plan`]) needs the whole script, under `sh -c`.
+    pub fn in_login_shell(&self) -> bool {
+        matches!(self, Call::Check(c) if !c.plan)
+    }
+
     /// Whether the run may end its output with `@rbuild end hold` and then
     /// wait for its stdin to close (see [`Check::hold`]).
     pub fn holds(&self) -> bool {
@@ -362,7 +369,7 @@ impl Call {
 
     /// The script as shipped for this call: the check ships only its part.
     pub fn script(&self) -> &'static str {
-        if self.is_check() {
+        if self.in_login_shell() {
             script::check_script()
         } else {
             script::script()
@@ -372,7 +379,7 @@ impl Call {
     /// The whole remote command line, every word quoted for the remote
     /// user's login shell (see [`script::command_line`]).
     pub fn command_line(&self, token: &Token) -> String {
-        script::command_line(self.is_check(), self.script(), &self.args(token))
+        script::command_line(self.in_login_shell(), self.script(), &self.args(token))
     }
 
     /// The command line as `sh -c SCRIPT ARGS...`, for any login shell that

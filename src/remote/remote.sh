@@ -190,53 +190,17 @@ $m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_bui
 	done
 }
 
-# caps: whether this host can rebuild at all, for a dry run's plan, without
-# starting the docker CLI where it can help it: `ok`, or the cause and text
-# of what a rebuild would fail on (the same causes as an apply's fatal).
-caps() {
-	if ! command -v docker >/dev/null 2>&1; then
-		echo "cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
-		return
-	fi
-	found=
-	for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" /usr/local/lib/docker/cli-plugins \
-		/usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
-		[ -x "$d/docker-compose" ] && found=1
-	done
-	if [ -z "$found" ] && ! command -v docker-compose >/dev/null 2>&1 &&
-		! docker compose version >/dev/null 2>&1; then
-		echo "cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
-		return
-	fi
-	case ${DOCKER_HOST:-unix:///var/run/docker.sock} in
-	unix://*)
-		sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
-		sock=${sock#unix://}
-		if [ ! -S "$sock" ]; then
-			echo "cause=engine the Docker engine does not answer: its socket $sock is not there"
-			return
-		elif [ ! -r "$sock" ] || [ ! -w "$sock" ]; then
-			echo "cause=engine_denied this user may not use the Docker engine: $sock is not theirs to read and write"
-			return
-		fi
-		;;
-	esac
-	echo ok
-}
-
 # The check ends here, and so does the script it ships (the controller cuts
 # it at the next line): everything below is for commands that change things.
-# `check STATE_DIR hold|nohold|plan (NAME HASH PERIOD)...`: with `hold`, when
-# a stack may be due, `end hold` closes the output and the check waits for
-# its stdin to close, so that an ssh master running it as its own session
-# stays up while the controller decides whether an apply follows over it.
-# `plan` (a dry run) adds a `caps` line: whether the host could rebuild.
-if [ "$cmd" = check ]; then
+# `check STATE_DIR hold|nohold (NAME HASH PERIOD)...`: with `hold`, when a
+# stack may be due, `end hold` closes the output and the check waits for its
+# stdin to close, so that an ssh master running it as its own session stays
+# up while the controller decides whether an apply follows over it. A dry
+# run's check (`plan`) is sent the whole script: see do_plan.
+if [ "$cmd" = check ] && [ "$1" != plan ]; then
 	mode=$1
 	shift
 	do_check "$@"
-	[ "$mode" != plan ] || out="$out
-$m caps $(caps)"
 	if [ "$mode" = hold ] && [ "$may_be_due" = 1 ]; then
 		printf '%s\n%s end hold\n' "$out" "$m"
 		# `cat`, not `read`: a TMOUT in the user's rc files would end a
@@ -405,16 +369,55 @@ pick_compose() {
 # need_docker PREF: the docker CLI and a compose flavour (see pick_compose),
 # or a fatal naming which is missing.
 need_docker() {
+	if lacks "$1"; then
+		[ -z "${payload:-}" ] || rm -f "$payload"
+		echo "$m fatal $lack"
+		exit 3
+	fi
+}
+
+# lacks PREF: whether the docker CLI or a compose flavour (see
+# pick_compose) is missing; `lack` says which, as a fatal says it.
+lacks() {
+	lack=
 	if ! command -v docker >/dev/null 2>&1; then
-		[ -z "${payload:-}" ] || rm -f "$payload"
-		echo "$m fatal cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
-		exit 3
+		lack="cause=no_docker \`docker\` is not in the PATH of this ssh session ($PATH)"
+	elif ! pick_compose "$1"; then
+		lack="cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
 	fi
-	if ! pick_compose "$1"; then
-		[ -z "${payload:-}" ] || rm -f "$payload"
-		echo "$m fatal cause=no_compose neither \`docker compose\` nor \`docker-compose\` works on this host"
-		exit 3
+	[ -n "$lack" ]
+}
+
+# caps: whether this host could rebuild at all, for a dry run's plan: `ok`,
+# or the cause and words of what a rebuild would fail on (as an apply's
+# fatal says them). The engine is judged by its socket, not asked.
+caps() {
+	if lacks auto; then
+		echo "$lack"
+		return
 	fi
+	case ${DOCKER_HOST:-unix:///var/run/docker.sock} in
+	unix://*)
+		sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
+		sock=${sock#unix://}
+		if [ ! -S "$sock" ]; then
+			echo "cause=engine the Docker engine does not answer: its socket $sock is not there"
+			return
+		elif [ ! -r "$sock" ] || [ ! -w "$sock" ]; then
+			echo "cause=engine_denied this user may not use the Docker engine: $sock is not theirs to read and write"
+			return
+		fi
+		;;
+	esac
+	echo ok
+}
+
+# do_plan (NAME HASH PERIOD)...: a dry run's check: what the check reads,
+# then a `caps` line. It is sent the whole script (not the check's cut, which
+# every run's check ships), and never holds.
+do_plan() {
+	do_check "$@"
+	printf '%s\n%s\n%s end\n' "$out" "$m caps $(caps)" "$m"
 }
 
 # Seconds any one look at the engine (ps, inspect, tag, image rm) may take:
@@ -1591,6 +1594,7 @@ prune_cache() {
 }
 
 case $cmd in
+check) shift && do_plan "$@" ;;
 apply) do_apply "$@" ;;
 rollback) do_rollback "$@" ;;
 history) do_history "$@" ;;
