@@ -54,6 +54,13 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Whether a stack skipped for this reason still fails the run (exit
+    /// status 1, "held back" in the summary): its files failed their last
+    /// rebuild, or its rollout halted before it.
+    pub fn holds_back(self) -> bool {
+        matches!(self, Reason::PreviousFailure | Reason::RolloutHalted)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Forced => "forced",

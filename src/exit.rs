@@ -1,6 +1,5 @@
 //! Exit statuses, and the merge of many results into one.
 
-use crate::decide::Reason;
 use crate::report::{Action, Row};
 
 /// The documented exit statuses.
@@ -30,8 +29,7 @@ impl Exit {
         if interrupted {
             Exit::Interrupted
         } else if rows.iter().any(|r| {
-            matches!(r.action, Action::Failed | Action::RolledBack)
-                || matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted)
+            matches!(r.action, Action::Failed | Action::RolledBack) || r.reason.holds_back()
         }) {
             Exit::Failure
         } else {
@@ -43,6 +41,7 @@ impl Exit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::Reason;
 
     fn row(action: Action) -> Row {
         Row::new("h", "s", action, Reason::UpToDate)

@@ -14,10 +14,6 @@ use crate::stack::StackError;
 /// The hint of every `locked` row.
 const LOCKED_HINT: &str = "wait for it to finish, or give `--lock-wait 10m` to wait for it; a lock whose holder is gone is taken over by itself";
 
-fn row(host: &str, stack: &str, action: Action, reason: Reason) -> Row {
-    Row::new(host, stack, action, reason)
-}
-
 impl Row {
     fn error(mut self, e: impl Into<String>) -> Row {
         self.error = Some(e.into());
@@ -77,9 +73,9 @@ fn locked_message(pid: &str) -> String {
 /// The row of a stack settled by its check (any verdict but `Rebuild`).
 pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     let r = match v {
-        Verdict::Skip(reason) => row(host, stack, Action::Skipped, *reason),
-        Verdict::WouldRebuild(reason) => row(host, stack, Action::WouldRebuild, *reason),
-        Verdict::WouldStart => row(host, stack, Action::WouldStart, Reason::NotRunning),
+        Verdict::Skip(reason) => Row::new(host, stack, Action::Skipped, *reason),
+        Verdict::WouldRebuild(reason) => Row::new(host, stack, Action::WouldRebuild, *reason),
+        Verdict::WouldStart => Row::new(host, stack, Action::WouldStart, Reason::NotRunning),
         Verdict::PreviousFailure {
             failed_ago,
             earlier_runs,
@@ -89,7 +85,7 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
             } else {
                 "no version runs (it never built)"
             };
-            row(host, stack, Action::Skipped, Reason::PreviousFailure)
+            Row::new(host, stack, Action::Skipped, Reason::PreviousFailure)
                 .error(format!(
                     "these files failed their rebuild {} ago; {runs}",
                     human_age(*failed_ago)
@@ -98,11 +94,11 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
                     "fix the stack (any change is retried), or `--force-rebuild` to retry as it is",
                 ))
         }
-        Verdict::Locked { pid, due } => row(host, stack, Action::Failed, Reason::Locked)
+        Verdict::Locked { pid, due } => Row::new(host, stack, Action::Failed, Reason::Locked)
             .error(format!("{} ({})", locked_message(pid), due.as_str()))
             .hint(Some(LOCKED_HINT)),
                 Verdict::Unreadable(BadState::NotAFile) => {
-            row(host, stack, Action::Failed, Reason::StateUnreadable)
+            Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
                 .error("its state file on the host is not a regular file (a directory?), so it is left as it is")
                 .hint(Some(
                     "look at `STATE_DIR/NAME.state` on the host: move it aside to have the stack built as new",
@@ -114,7 +110,7 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
             } else {
                 format!("has version {version}")
             };
-            row(host, stack, Action::Failed, Reason::StateUnreadable)
+            Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
                 .error(format!(
                     "its state file on the host {has}; this rbuild reads version {STATE_VERSION}, so it is left as it is"
                 ))
@@ -139,7 +135,7 @@ pub fn would_fail(
     problem: &(Option<Cause>, String),
     checked: Duration,
 ) -> Row {
-    row(host, stack, Action::Failed, due)
+    Row::new(host, stack, Action::Failed, due)
         .error(format!("would fail: {}", problem.1))
         .hint(cause_hint(problem.0))
         .took(checked)
@@ -148,7 +144,7 @@ pub fn would_fail(
 /// The row of a stack whose host failed as a whole (not reached, or its
 /// check failed).
 pub fn host_failed(host: &str, stack: &str, e: &HostError, took: Duration) -> Row {
-    row(host, stack, Action::Failed, Reason::HostFailed)
+    Row::new(host, stack, Action::Failed, Reason::HostFailed)
         .error(e.to_string())
         .hint(e.hint())
         .took(took)
@@ -157,7 +153,7 @@ pub fn host_failed(host: &str, stack: &str, e: &HostError, took: Duration) -> Ro
 /// The stack's files on this machine cannot be read: nothing is done with
 /// it on its host.
 pub fn unreadable(host: &str, stack: &str, e: &StackError) -> Row {
-    row(host, stack, Action::Failed, Reason::Unreadable)
+    Row::new(host, stack, Action::Failed, Reason::Unreadable)
         .error(format!("cannot read the stack: {e}"))
         .hint(Some(
             "fix the file's permissions or name on this machine, or list it in the stack's `.rbuildignore`",
@@ -173,19 +169,20 @@ pub fn internal_error<'a>(
     stacks
         .into_iter()
         .map(|s| {
-            row(host, s, Action::Failed, Reason::HostFailed).error(format!("internal error: {e}"))
+            Row::new(host, s, Action::Failed, Reason::HostFailed)
+                .error(format!("internal error: {e}"))
         })
         .collect()
 }
 
 /// Ctrl-C came before the stack's host (or its turn in a rollout).
 pub fn interrupted(host: &str, stack: &str) -> Row {
-    row(host, stack, Action::Skipped, Reason::Interrupted)
+    Row::new(host, stack, Action::Skipped, Reason::Interrupted)
 }
 
 /// The stack was due, but its rollout halted before this host's turn.
 pub fn halted(host: &str, stack: &str, due: Reason, why: &str) -> Row {
-    row(host, stack, Action::Skipped, Reason::RolloutHalted).error(format!(
+    Row::new(host, stack, Action::Skipped, Reason::RolloutHalted).error(format!(
         "not rebuilt ({}): the rollout of `{stack}` halted, {why}",
         due.as_str()
     ))
@@ -193,14 +190,14 @@ pub fn halted(host: &str, stack: &str, due: Reason, why: &str) -> Row {
 
 /// The stack was due, but its host could not be reached for the rebuild.
 pub fn unreached(host: &str, stack: &str, due: Reason, e: &HostError) -> Row {
-    row(host, stack, Action::Failed, due)
+    Row::new(host, stack, Action::Failed, due)
         .error(format!("connecting for the rebuild: {e}"))
         .hint(e.hint())
 }
 
 /// The stack was due, but its files could not be packed.
 pub fn pack_failed(host: &str, stack: &str, due: Reason, e: &StackError) -> Row {
-    row(host, stack, Action::Failed, due).error(format!("cannot pack the stack: {e}"))
+    Row::new(host, stack, Action::Failed, due).error(format!("cannot pack the stack: {e}"))
 }
 
 /// How a due stack's rebuild ended: its result, or why there is none.
@@ -217,21 +214,21 @@ pub fn applied(
         Some((Outcome::Rebuilt, detail))
             if result.and_then(|r| r.cause) == Some(Cause::AfterHook) =>
         {
-            row(host, stack, Action::Failed, due)
+            Row::new(host, stack, Action::Failed, due)
                 .error(detail)
                 .hint(cause_hint(Some(Cause::AfterHook)))
         }
-        Some((Outcome::Rebuilt, _)) => row(host, stack, Action::Rebuilt, due),
-        Some((Outcome::Started, _)) => row(host, stack, Action::Started, due),
-        Some((Outcome::RolledBack, detail)) => row(host, stack, Action::RolledBack, due)
+        Some((Outcome::Rebuilt, _)) => Row::new(host, stack, Action::Rebuilt, due),
+        Some((Outcome::Started, _)) => Row::new(host, stack, Action::Started, due),
+        Some((Outcome::RolledBack, detail)) => Row::new(host, stack, Action::RolledBack, due)
             .error(format!("{detail}; rolled back to the previous images")),
-        Some((Outcome::Failed, detail)) => row(host, stack, Action::Failed, due)
+        Some((Outcome::Failed, detail)) => Row::new(host, stack, Action::Failed, due)
             .error(detail)
             .hint(cause_hint(result.and_then(|r| r.cause))),
-        Some((Outcome::Locked { pid }, _)) => row(host, stack, Action::Failed, Reason::Locked)
+        Some((Outcome::Locked { pid }, _)) => Row::new(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
-        None => row(host, stack, Action::Failed, due)
+        None => Row::new(host, stack, Action::Failed, due)
             .error(no_result(cut))
             .hint(match cut {
                 Some(RemoteError::Fatal { cause, .. }) => cause_hint(*cause),
@@ -244,12 +241,12 @@ pub fn applied(
 /// How `rbuild rollback` ended for its stack.
 pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: Duration) -> Row {
     let r = match &result.outcome {
-        Outcome::RolledBack => row(host, stack, Action::RolledBack, Reason::Manual),
-        Outcome::Locked { pid } => row(host, stack, Action::Failed, Reason::Locked)
+        Outcome::RolledBack => Row::new(host, stack, Action::RolledBack, Reason::Manual),
+        Outcome::Locked { pid } => Row::new(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
         Outcome::Rebuilt | Outcome::Started | Outcome::Failed => {
-            row(host, stack, Action::Failed, Reason::Manual)
+            Row::new(host, stack, Action::Failed, Reason::Manual)
                 .error(result.detail.clone())
                 .hint(cause_hint(result.cause))
         }

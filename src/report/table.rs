@@ -36,12 +36,8 @@ pub fn style(t: &mut Table, color: bool) {
     }
 }
 
-/// The width the summary is wrapped to (long errors wrap inside their
-/// column): `COLUMNS` when it is set to a number, else the terminal's width
-/// when stdout is one, else none: piped output (cron's mail, a log) keeps
-/// each row on one line, whole, for grep.
-/// The width for a table on stdout: `COLUMNS`, else the terminal's when
-/// stdout is one (`terminal`); `None`: not wrapped.
+/// The width for a table on stdout (see [`width`]): `terminal` says
+/// whether stdout is one.
 pub fn stdout_width(terminal: bool) -> Option<u16> {
     let columns = std::env::var("COLUMNS").ok();
     let term_width = terminal
@@ -50,6 +46,10 @@ pub fn stdout_width(terminal: bool) -> Option<u16> {
     width(columns.as_deref(), term_width)
 }
 
+/// The width the summary is wrapped to (long errors wrap inside their
+/// column): `COLUMNS` when it is set to a number, else the terminal's width
+/// when stdout is one, else none: piped output (cron's mail, a log) keeps
+/// each row on one line, whole, for grep.
 pub fn width(columns: Option<&str>, terminal_width: Option<u16>) -> Option<u16> {
     columns
         .and_then(|c| c.trim().parse::<u16>().ok())
@@ -61,7 +61,7 @@ pub fn width(columns: Option<&str>, terminal_width: Option<u16>) -> Option<u16> 
 /// done, red for what failed (or fails the run), yellow for what is held
 /// back (`held`, `locked`); none for the rest.
 fn colours(r: &Row) -> (Option<Color>, Option<Color>) {
-    let failing = matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted);
+    let failing = r.reason.holds_back();
     let held = matches!(r.reason, Reason::Held | Reason::Locked);
     let action = match r.action {
         Action::Rebuilt | Action::Started => Some(Color::Green),
@@ -133,8 +133,7 @@ pub fn render(
 /// Whether a skipped row counts as a failure for the exit status: a stack
 /// held back by its failed files or by a halted rollout (see `exit`).
 fn held_back(r: &Row) -> bool {
-    r.action == Action::Skipped
-        && matches!(r.reason, Reason::PreviousFailure | Reason::RolloutHalted)
+    r.action == Action::Skipped && r.reason.holds_back()
 }
 
 /// The summary line's counts, by action, with the skipped rows that the
