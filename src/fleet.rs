@@ -498,8 +498,9 @@ fn dry_plan<C: Connect>(
     let changed = match &host_hash {
         // never built there: every file is new
         None => Some(tree.changes_from(&crate::trees::Tree::default())),
-        Some(h) => crate::trees::dir()
-            .and_then(|d| crate::trees::recall(&d, h))
+        Some(h) => ctx
+            .shipments
+            .shipped_tree(h)
             .map(|old| tree.changes_from(&old)),
     };
     Some(crate::report::plan::ShipPlan {

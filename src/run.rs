@@ -103,16 +103,22 @@ fn split_hint(text: &str) -> (String, Option<String>) {
 /// [`report::json::render_error`]); the message stays on stderr.
 pub fn main() -> Result<Exit, Error> {
     let json = json_asked();
-    let result = parse_and_run();
+    let result = parse_and_run(json);
     if json && let Err(e @ Error::Usage(_)) = &result {
-        let (error, hint) = split_hint(&e.to_string());
-        let _ = print_out(&report::json::render_error(
-            &error,
-            hint.as_deref(),
-            e.exit().code(),
-        ));
+        print_json_error(&e.to_string(), e.exit());
     }
     result
+}
+
+/// A usage error as the `--json` document on stdout (see
+/// [`report::json::render_error`]).
+fn print_json_error(text: &str, exit: Exit) {
+    let (error, hint) = split_hint(text);
+    let _ = print_out(&report::json::render_error(
+        &error,
+        hint.as_deref(),
+        exit.code(),
+    ));
 }
 
 /// `--color` as the command line gives it, read before it is parsed: for
@@ -134,7 +140,7 @@ fn color_asked() -> Option<clap::ColorChoice> {
     }
 }
 
-fn parse_and_run() -> Result<Exit, Error> {
+fn parse_and_run(json: bool) -> Result<Exit, Error> {
     let mut cmd = Cli::command();
     if let Some(c) = color_asked() {
         cmd = cmd.color(c);
@@ -142,11 +148,8 @@ fn parse_and_run() -> Result<Exit, Error> {
     let matches = match cmd.try_get_matches() {
         Ok(m) => m,
         Err(e) => {
-            if e.use_stderr() && json_asked() {
-                let plain = e.render().to_string();
-                let (error, hint) = split_hint(&plain);
-                let code = Exit::Usage.code();
-                let _ = print_out(&report::json::render_error(&error, hint.as_deref(), code));
+            if e.use_stderr() && json {
+                print_json_error(&e.render().to_string(), Exit::Usage);
             }
             e.exit()
         }
@@ -414,13 +417,13 @@ pub async fn run(
         .filter(|n| !settings.dry_run && n.wanted(&rows))
     {
         let (url, body) = (n.shown(), report::json::render(&rows, exit.code()));
-        match tokio::task::spawn_blocking(move || n.send(&body)).await {
-            Ok(Ok(())) => tracing::info!("notified {url}"),
+        let sent = tokio::task::spawn_blocking(move || n.send(&body))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match sent {
+            Ok(()) => tracing::info!("notified {url}"),
             // an error, so that `-q` keeps it: the webhook may be the only
             // alert there is
-            Ok(Err(e)) => {
-                tracing::error!("could not notify {url}: {e} (the run's result is unchanged)")
-            }
             Err(e) => {
                 tracing::error!("could not notify {url}: {e} (the run's result is unchanged)")
             }

@@ -29,6 +29,10 @@ pub struct Shipments {
     /// A dry run's trees of the stacks' files (see [`crate::trees`]), read
     /// once per directory when first asked for.
     trees: Mutex<HashMap<PathBuf, Option<Arc<crate::trees::Tree>>>>,
+    /// The trees this controller remembered shipping, by hash, read from
+    /// its cache once each when first asked for (a dry run's plan: many
+    /// hosts run the same build).
+    shipped: Mutex<HashMap<String, Option<Arc<crate::trees::Tree>>>>,
 }
 
 impl Shipments {
@@ -68,8 +72,7 @@ impl Shipments {
                 h.update(c.hash.as_bytes());
                 h.update(b"\0");
                 h.update(p.as_bytes());
-                let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-                with_perms.insert((s.dir(), p), hex);
+                with_perms.insert((s.dir(), p), stack::hex(&h.finalize()));
             }
         }
         Shipments {
@@ -77,6 +80,7 @@ impl Shipments {
             with_perms,
             payloads: Default::default(),
             trees: Default::default(),
+            shipped: Default::default(),
         }
     }
 
@@ -107,6 +111,19 @@ impl Shipments {
             .or_insert_with(|| {
                 let c = self.contents(s).as_ref().ok()?;
                 crate::trees::Tree::of(c).ok().map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// The tree of the build `hash`, if this controller shipped it (see
+    /// [`crate::trees::recall`]).
+    pub fn shipped_tree(&self, hash: &str) -> Option<Arc<crate::trees::Tree>> {
+        let mut shipped = self.shipped.lock().expect("not poisoned");
+        shipped
+            .entry(hash.to_owned())
+            .or_insert_with(|| {
+                let dir = crate::trees::dir()?;
+                crate::trees::recall(&dir, hash).map(Arc::new)
             })
             .clone()
     }
@@ -231,7 +248,7 @@ impl Payload {
         let m = stack::write_payload(&Payload::refs(&parts), Measure(0, Sha256::new()))?;
         Ok(Payload {
             size: m.0,
-            sha256: m.1.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: stack::hex(&m.1.finalize()),
             parts: Arc::new(parts),
         })
     }

@@ -72,7 +72,7 @@ impl Tree {
                     Some(size)
                 }
             };
-            let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let digest = crate::stack::hex(&h.finalize());
             t.insert(e.path.clone(), Item { digest, size });
         }
         Ok(Tree(t))
@@ -89,14 +89,14 @@ impl Tree {
         let mut out = Vec::new();
         for (p, i) in &self.0 {
             match old.0.get(p) {
-                None => out.push(Change::added(p)),
-                Some(o) if o.digest != i.digest => out.push(Change::modified(p)),
+                None => out.push(Change::new(p, "added")),
+                Some(o) if o.digest != i.digest => out.push(Change::new(p, "modified")),
                 Some(_) => {}
             }
         }
         for p in old.0.keys() {
             if !self.0.contains_key(p) {
-                out.push(Change::removed(p));
+                out.push(Change::new(p, "removed"));
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -113,22 +113,10 @@ pub struct Change {
 }
 
 impl Change {
-    fn added(p: &str) -> Change {
+    fn new(path: &str, change: &'static str) -> Change {
         Change {
-            path: p.to_owned(),
-            change: "added",
-        }
-    }
-    fn modified(p: &str) -> Change {
-        Change {
-            path: p.to_owned(),
-            change: "modified",
-        }
-    }
-    fn removed(p: &str) -> Change {
-        Change {
-            path: p.to_owned(),
-            change: "removed",
+            path: path.to_owned(),
+            change,
         }
     }
 }

@@ -217,7 +217,7 @@ impl Token {
             );
             b = h.finish().to_le_bytes();
         }
-        Token(b.iter().map(|x| format!("{x:02x}")).collect())
+        Token(crate::stack::hex(&b))
     }
 
     /// A given token (tests, and lines of a known run).
