@@ -415,28 +415,25 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
 #[test]
 fn a_one_shot_job_is_waited_for_past_the_settle_window() {
     let f = Fleet::new("gatelongjob", 1);
+    // the app and a one-shot `migrate` running `cmd`
     let job = |cmd: &str| {
-        StackDef::sleeper("v1").with(
-            "compose.yml",
-            &format!(
-                "{}  migrate:\n    build: .\n    init: true\n    restart: \"no\"\n    command: [\"/bin/sh\", \"-c\", {cmd:?}]\n",
-                compose("")
-            ),
+        format!(
+            "{}  migrate:\n    build: .\n    init: true\n    restart: \"no\"\n    command: [\"/bin/sh\", \"-c\", {cmd:?}]\n",
+            compose("")
         )
     };
-    let name = f.add_stack("h1", "web", &job("exit 0"));
+    let name = f.add_stack(
+        "h1",
+        "web",
+        &StackDef::sleeper("v1").with("compose.yml", &job("exit 0")),
+    );
     f.run(&["--up-timeout-period", "60", "--settle", "2"])
         .assert_code(0)
         .expect("h1", &name, "rebuilt", "first_build");
     let v1 = f.state("h1", &name);
 
     // v2's migration fails 6 s after it starts: past the 2 s window
-    let v2 = job("sleep 6; exit 1");
-    f.write(
-        &name,
-        "compose.yml",
-        &v2.files.iter().find(|x| x.0 == "compose.yml").unwrap().1,
-    );
+    f.write(&name, "compose.yml", &job("sleep 6; exit 1"));
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
     let run = f.run(&["--up-timeout-period", "60", "--settle", "2"]);
     run.assert_code(1);
@@ -452,12 +449,7 @@ fn a_one_shot_job_is_waited_for_past_the_settle_window() {
 
     // v3's migration takes 6 s and succeeds: the rebuild passes once it
     // has ended (it is not running any more when the run reports)
-    let v3 = job("sleep 6; exit 0");
-    f.write(
-        &name,
-        "compose.yml",
-        &v3.files.iter().find(|x| x.0 == "compose.yml").unwrap().1,
-    );
+    f.write(&name, "compose.yml", &job("sleep 6; exit 0"));
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v3"));
     let run = f.run(&["--up-timeout-period", "60", "--settle", "2"]);
     run.assert_code(0);

@@ -207,30 +207,20 @@ fn local_mode_takes_over_a_deployment_started_by_hand_under_compose_s_name() {
     assert_eq!(http_get(port), "v0\n");
 
     // the next versions; the hand-built generation goes once two replaced it
-    std::fs::write(
-        dir.join("Dockerfile"),
-        httpd_dockerfile("echo v1 >/www/index.html; "),
-    )
-    .unwrap();
-    local(&state, &[], &file, &[]).assert_code(0).expect(
-        "local",
-        &project,
-        "rebuilt",
-        "config_changed",
-    );
-    assert_eq!(http_get(port), "v1\n");
-    std::fs::write(
-        dir.join("Dockerfile"),
-        httpd_dockerfile("echo v2 >/www/index.html; "),
-    )
-    .unwrap();
-    local(&state, &[], &file, &[]).assert_code(0).expect(
-        "local",
-        &project,
-        "rebuilt",
-        "config_changed",
-    );
-    assert_eq!(http_get(port), "v2\n");
+    for v in ["v1", "v2"] {
+        std::fs::write(
+            dir.join("Dockerfile"),
+            httpd_dockerfile(&format!("echo {v} >/www/index.html; ")),
+        )
+        .unwrap();
+        local(&state, &[], &file, &[]).assert_code(0).expect(
+            "local",
+            &project,
+            "rebuilt",
+            "config_changed",
+        );
+        assert_eq!(http_get(port), format!("{v}\n"));
+    }
     assert_eq!(engine.containers(&project).len(), 1);
     for old in [&by_hand.image, &v0.image] {
         let gone = !engine
