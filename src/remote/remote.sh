@@ -974,7 +974,7 @@ apply_stack() {
 		stage=$parent/.$base.rbuild-stage
 	manifest=$state_dir/$n.files
 	journal=$state_dir/$n.carry
-	failed_gen=- leftover=
+	failed_gen=- leftover= keep_running=0
 	log=$state_dir/$n.log
 	: >"$log"
 
@@ -1065,6 +1065,12 @@ apply_stack() {
 			return
 		fi
 		echo "$m step $n rollback"
+		# the failed generation stops before its files are swapped back: a
+		# crash-looping container that restarts meanwhile recreates its
+		# bind-mount source under $dir, and the old copy could not go back
+		# (a replace beside its old containers that failed left only the old
+		# ones running: they stay)
+		[ "$keep_running" = 1 ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
 		undo_ship
 		if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 			# the state claims nothing that does not run
@@ -1126,6 +1132,7 @@ apply_stack() {
 	# zero_downtime: its services are replaced beside the old containers
 	# first; one that fails leaves the old ones running, and is rolled back
 	if [ -n "$zd_services" ] && [ "$before" != - ] && ! replace_beside; then
+		keep_running=1
 		rollback "$verdict"
 		return
 	fi
