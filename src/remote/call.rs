@@ -369,10 +369,10 @@ impl Call {
 
     /// The script as shipped for this call: the check ships only its part.
     pub fn script(&self) -> &'static str {
-        if self.in_login_shell() {
-            script::check_script()
-        } else {
-            script::script()
+        match self {
+            _ if self.in_login_shell() => script::check_script(),
+            Call::Status(_) | Call::Logs(_) | Call::History(_) => script::operator_script(),
+            _ => script::script(),
         }
     }
 

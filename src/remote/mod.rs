@@ -29,12 +29,12 @@ pub use event::{
 /// The protocol version this controller speaks; `remote.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and
 /// names it in its `hello` line, which the controller checks.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// The state file version this controller reads (`remote.sh`'s
 /// `state_version`). A state file in any other version is an error for its
 /// stack, never read as if it were this one.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -44,7 +44,7 @@ mod tests {
 
     /// The value of `NAME=...` at the start of a line of the script.
     fn script_value(name: &str) -> String {
-        script::SOURCE
+        script::source()
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}=")))
             .unwrap_or_else(|| panic!("remote.sh sets {name}"))
@@ -65,7 +65,7 @@ mod tests {
     /// `$m KIND` (`$m` being `@rbuild:TOKEN`), or `%s KIND` in the printf
     /// that ends the check.
     fn printed_kinds() -> BTreeSet<String> {
-        script::SOURCE
+        script::source()
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .flat_map(|l| {

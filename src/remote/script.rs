@@ -1,11 +1,57 @@
-//! The embedded remote script as it is shipped: stripped of comments, cut
-//! to its head for a check, and quoted into the command line sshd hands to
-//! the remote user's login shell.
+//! The embedded remote script as it is shipped: its parts joined, stripped
+//! of comments, cut to its head for a check, and quoted into the command
+//! line sshd hands to the remote user's login shell.
 
-/// The POSIX sh script that does all work on a host, as written.
-pub const SOURCE: &str = include_str!("remote.sh");
+/// The parts of the POSIX sh script that does all work on a host
+/// (`src/remote/sh/`), in the order they are joined: each one concern.
+/// The check ships the first three (up to the cut); the operator's
+/// read-only commands add what they read; apply, rollback and a dry run's
+/// check ship them all.
+pub const PARTS: &[(&str, &str)] = &[
+    ("head.sh", include_str!("sh/head.sh")),
+    ("state.sh", include_str!("sh/state.sh")),
+    ("check.sh", include_str!("sh/check.sh")),
+    ("write.sh", include_str!("sh/write.sh")),
+    ("lock.sh", include_str!("sh/lock.sh")),
+    ("engine.sh", include_str!("sh/engine.sh")),
+    ("gate.sh", include_str!("sh/gate.sh")),
+    ("files.sh", include_str!("sh/files.sh")),
+    ("generations.sh", include_str!("sh/generations.sh")),
+    ("hooks.sh", include_str!("sh/hooks.sh")),
+    ("beside.sh", include_str!("sh/beside.sh")),
+    ("apply.sh", include_str!("sh/apply.sh")),
+    ("rollback.sh", include_str!("sh/rollback.sh")),
+    ("status.sh", include_str!("sh/status.sh")),
+    ("ops.sh", include_str!("sh/ops.sh")),
+    ("main.sh", include_str!("sh/main.sh")),
+];
 
-/// The line of [`SOURCE`] after which only the commands that change things
+/// The parts `status`, `logs` and `history` ship: what they read, no more.
+const OPERATOR_PARTS: &[&str] = &[
+    "head.sh",
+    "state.sh",
+    "check.sh",
+    "engine.sh",
+    "status.sh",
+    "main.sh",
+];
+
+fn join(filter: impl Fn(&str) -> bool) -> String {
+    PARTS
+        .iter()
+        .filter(|(name, _)| filter(name))
+        .map(|(_, text)| *text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The whole script as written, its parts joined.
+pub fn source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| join(|_| true))
+}
+
+/// The line of [`source`] after which only the commands that change things
 /// follow: a check ships the script up to it.
 const CUT: &str = "\n#@rbuild-cut\n";
 
@@ -27,7 +73,13 @@ fn strip(source: &str) -> String {
 /// The whole script as shipped: for the commands that change things.
 pub fn script() -> &'static str {
     static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| strip(SOURCE))
+    SCRIPT.get_or_init(|| strip(source()))
+}
+
+/// The script as shipped for `status`, `logs` and `history`.
+pub fn operator_script() -> &'static str {
+    static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| strip(&join(|name| OPERATOR_PARTS.contains(&name))))
 }
 
 /// The script as shipped for a check: the part before the cut, about a
@@ -36,8 +88,9 @@ pub fn script() -> &'static str {
 pub fn check_script() -> &'static str {
     static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| {
-        let cut = SOURCE.find(CUT).expect("remote.sh has its cut line");
-        strip(&SOURCE[..cut])
+        let source = source();
+        let cut = source.find(CUT).expect("check.sh has its cut line");
+        strip(&source[..cut])
     })
 }
 
@@ -110,10 +163,10 @@ mod tests {
     fn the_shipped_scripts_are_valid_sh_and_small() {
         let (full, check) = (script(), check_script());
         assert!(
-            full.len() < SOURCE.len() * 3 / 4,
+            full.len() < source().len() * 3 / 4,
             "{} vs {}",
             full.len(),
-            SOURCE.len()
+            source().len()
         );
         assert!(
             check.len() < full.len() / 3,
@@ -159,7 +212,8 @@ mod tests {
             state_dir: None,
             name: "web".into(),
         });
-        assert_eq!(history.script(), full);
+        assert_eq!(history.script(), operator_script());
+        assert!(operator_script().len() < full.len() / 2);
     }
 
     #[test]

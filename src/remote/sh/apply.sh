@@ -1,0 +1,405 @@
+# An apply of one stack, as phases. Each phase is recorded in the stack's
+# journal (STATE_DIR/NAME.journal) before it starts; the state file is
+# written once the attempt's outcome is known (its commit point); the
+# journal goes last. A shell that dies anywhere leaves the journal, and the
+# next apply or rollback of the stack begins with recover, whose outcome
+# is a function of (journal, files, state) alone (PROTOCOL.md has the
+# table):
+#   ship      the files are swapped in              -> files restored
+#   build, pull, hook                              -> files restored, names back on what runs
+#   switch, gate, undo, rollback, start            -> files restored; what runs
+#             may be the cut-off attempt's: the check says running=0, and the
+#             next apply starts the recorded generation (or rebuilds)
+#   commit    the state was written (its `attempt` is the journal's): the
+#             files are committed; else as gate
+
+# recover: finish or undo an attempt on $n that was cut off (its journal is
+# there), before anything else. Sets cut_phase (`-`: none).
+recover() {
+	cut_phase=-
+	if ! read_journal; then
+		# an older rbuild's ship cut off: its carry journal alone
+		[ ! -f "$carry" ] || { first_ship=0 && restore_files; }
+		return 0
+	fi
+	cut_phase=$j_phase
+	first_ship=$j_first
+	if [ "$j_attempt" != - ] && [ "$j_attempt" = "$st_attempt" ]; then
+		# it reached its commit point: what it recorded stands
+		commit_files
+		end_journal
+		echo "$m note $n an earlier run was cut off after it recorded generation $st_gen: its files are kept"
+		cut_phase=-
+		return 0
+	fi
+	restore_files
+	case $j_phase in
+	ship | build | pull | hook)
+		# its containers were never replaced: the names compose uses point
+		# at what runs again
+		retag "$j_images" "$j_names"
+		end_journal
+		echo "$m note $n an earlier run was cut off (at $j_phase): its files are as they were before it"
+		cut_phase=-
+		;;
+	*)
+		# what runs may be what that attempt started, never gated: the
+		# recorded generation is put back by this apply (journal kept
+		# until then)
+		echo "$m note $n an earlier run was cut off (at $j_phase): its files are as they were before it, and generation ${j_target} is put back"
+		;;
+	esac
+}
+
+# remember [CGROUPS]: this attempt at $hash failed; what the state names
+# (the generation that ran before) runs. It is tried again when the files
+# change, when forced, or after the build period, not on every run.
+remember() {
+	st_last_result=failed st_failed_hash=$hash st_failed_at=$(now)
+	st_cgroups=${1:-$st_cgroups} st_attempt=$attempt
+	save_state "$n" || echo "$m note $n could not record the failed attempt in $state_dir: $write_err"
+}
+
+# record_broken: what runs did not pass its gate and the generation the
+# state names could not be put back: the state says so (the check reports it
+# not running, the next run puts it right) and keeps every generation.
+# `saw` says what the host sees running now.
+record_broken() {
+	st_last_result=broken st_failed_hash=$1 st_failed_at=$2 st_cgroups=- st_attempt=$attempt
+	if save_state "$n"; then
+		end_journal
+	else
+		echo "$m note $n could not record the failed attempt in $state_dir: $write_err"
+	fi
+	if snapshot "$n" 2>>"$log"; then
+		if [ "$snap_images" = - ]; then saw="nothing of it runs"; else saw="what runs now: $snap_images"; fi
+	else
+		saw="the engine does not answer"
+	fi
+	snap_images=-
+}
+
+# restore_images LIST NAMES DEADLINE: tag each "svc=id" of LIST with the
+# name compose uses for svc (from NAMES, "svc=name"), bring the stack up
+# without building and gate it. Sets rb to what went wrong.
+restore_images() {
+	retag "$1" "$2"
+	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then
+		emit_log_tail "$n" "$log"
+		rb="up of the previous images failed"
+		engine_trouble "$log" && rb="$rb: $detail"
+		return 1
+	fi
+	if ! wait_healthy "$n" "$3" "$settle"; then
+		rb="previous images $verdict"
+		return 1
+	fi
+}
+
+# not_built WHAT: the build, the pull or the before hook failed. The files
+# go back, the names compose uses point at what runs again, what was built
+# goes.
+not_built() {
+	emit_log_tail "$n" "$log"
+	journal undo || :
+	restore_files
+	retag "$before" "$before_names"
+	drop_untested "$before,$(gen_images)"
+	remember
+	end_journal
+	detail="$1; the running containers were left as they were"
+}
+
+# rollback WHY: the new generation failed its gate. The failed generation
+# stops, the previous files come back, the previous images are put back
+# under the names compose uses, and the stack comes up without building,
+# gated again.
+rollback() {
+	why=$1
+	if [ "$before" = - ] && [ "$failed_gen" != - ]; then
+		# the images of a failed first build stay while its stopped
+		# containers use them (for their logs): a later rebuild that
+		# passes removes them (leftover)
+		rest=$failed_gen
+		while [ -n "$rest" ]; do
+			next_item
+			case ",$st_leftover," in *",$item,"*) continue ;; esac
+			[ "$st_leftover" != - ] || st_leftover=
+			st_leftover="${st_leftover:+$st_leftover,}$item"
+		done
+	fi
+	if [ "$before" = - ]; then
+		# nothing ran before: stop the new containers rather than leave
+		# them crash-looping (kept, for their logs); an earlier failed
+		# attempt's images, no longer in use, go now; the files stay
+		journal undo || :
+		run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+		drop_untested "$failed_gen"
+		first_ship=1
+		restore_files
+		remember
+		end_journal
+		result=failed detail="$why; nothing to roll back to (first build); the new containers were stopped"
+		return
+	fi
+	echo "$m step $n rollback"
+	journal undo || :
+	# the failed generation stops before its files are swapped back: a
+	# crash-looping container that restarts meanwhile recreates its
+	# bind-mount source under $dir (a replace beside its old containers
+	# that failed left only the old ones running: they stay)
+	[ "$keep_running" = 1 ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+	restore_files
+	journal rollback || :
+	if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
+		record_broken "$hash" "$(now)"
+		result=failed detail="$why; rollback to generation $before_gen failed too: $rb; $saw"
+		return
+	fi
+	# the failed generation's images go (what it built, and what it
+	# pulled and ran); an image a kept generation uses stays
+	kept=$(gen_images)
+	drop_untested "$before,$kept"
+	remove_images "$failed_gen" "$before,$kept"
+	remember "$(cgroups_now)"
+	end_journal
+	snap_images=$before
+	result=rolled_back detail="$why; generation $before_gen runs again"
+}
+
+# apply_stack: rebuild (or start) one stack; sets result and detail.
+apply_stack() {
+	file_paths
+	failed_gen=- leftover='' keep_running=0 new_gen=- kind=apply saw='' first_ship=0
+	new_log
+	read_state "$n"
+	if state_foreign; then
+		result=failed detail="$(foreign_detail)"
+		return
+	fi
+	# the generation a failed attempt goes back to: the one the state
+	# names, which passed its gate
+	before_gen=$st_gen before=$st_images before_names=$st_names
+	[ "$before_gen" != - ] || before=-
+	recover
+
+	# what runs now (and the first look at the engine: one that does not
+	# answer stops here, before anything is shipped)
+	if ! snapshot "$n" 2>>"$log"; then
+		if engine_trouble "$log"; then
+			result=failed
+			return
+		fi
+		snap_images=- snap_names=-
+	fi
+	if [ "$before_gen" = - ] && [ "$snap_images" != - ]; then
+		# never built here, yet something runs under this project (a
+		# deployment started by hand, taken over): a failed first build
+		# goes back to it
+		before=$snap_images before_names=$snap_names before_gen=0
+	fi
+
+	# start: the stack does not run as recorded; up what is there, gated
+	if [ "$mode" = start ]; then
+		start_stack
+		return
+	fi
+
+	if [ "$shipped" = 1 ]; then
+		echo "$m step $n ship"
+		ship || return
+	fi
+	use_files "$compose_files" "$profiles"
+
+	if ! journal build; then
+		not_built "could not write the journal in $state_dir: $write_err"
+		no_space "$write_err"
+		return
+	fi
+	echo "$m step $n build"
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" build --pull --no-cache; then rc=0; else rc=$?; fi
+	trim_log
+	if [ "$rc" = 124 ]; then
+		cause=timeout
+		not_built "the build took longer than ${build_timeout}s (build_timeout) and was stopped"
+		return
+	elif [ "$rc" != 0 ]; then
+		if grep -q -i 'no space left on device' "$log" 2>/dev/null; then
+			cause=no_space
+			not_built "build failed: no space left on device (the engine's storage, $(dk info --format '{{.DockerRootDir}}' 2>/dev/null || echo 'its data root'), is full)"
+		else
+			not_built "build failed"
+		fi
+		return
+	fi
+	journal pull || :
+	echo "$m step $n pull"
+	if [ "$flavour" = v2 ]; then
+		pull_args='--ignore-buildable --quiet'
+	else
+		pull_args='--ignore-pull-failures --quiet'
+	fi
+	# shellcheck disable=SC2086
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" pull $pull_args; then rc=0; else rc=$?; fi
+	if [ "$rc" = 124 ]; then
+		cause=timeout
+		not_built "the pull took longer than ${build_timeout}s (build_timeout) and was stopped"
+		return
+	elif [ "$rc" != 0 ]; then
+		not_built "pull failed"
+		return
+	fi
+
+	# the before hook (a migration): after the build and pull, before any
+	# container is replaced; one that fails is a failed build
+	if [ -n "$hook_before" ]; then
+		journal hook || :
+		if ! run_hook before "$hook_before"; then
+			[ "$hook_rc" != 124 ] || cause=timeout
+			not_built "$(hook_failed before)"
+			return
+		fi
+	fi
+
+	journal switch || :
+	# zero_downtime: its services are replaced beside the old containers
+	# first; one that fails leaves the old ones running, and is rolled back
+	if [ -n "$zd_services" ] && [ "$before" != - ] && ! replace_beside; then
+		keep_running=1
+		rollback "$verdict"
+		return
+	fi
+
+	echo "$m step $n up"
+	deadline=$(($(now) + up_timeout))
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
+		emit_log_tail "$n" "$log"
+		failed_gen=-
+		snapshot "$n" 2>>"$log" && failed_gen=$snap_images
+		if [ "$rc" = 124 ]; then
+			rollback "up took longer than ${up_timeout}s (up_timeout)"
+		elif port_taken "$log"; then
+			rollback "up failed: $taken"
+		else
+			rollback "up failed"
+		fi
+		return
+	fi
+	journal gate || :
+	echo "$m step $n wait"
+	if ! wait_healthy "$n" "$deadline" "$settle"; then
+		# what the failed generation ran, pulled images included
+		failed_gen=$snap_images
+		rollback "$verdict"
+		return
+	fi
+	commit_rebuild
+}
+
+# commit_rebuild: the new generation passed its gate: it is recorded (the
+# commit point), its files stay, the generations past `keep` lose their
+# images, and the after hook runs.
+commit_rebuild() {
+	after=$snap_images after_names=$snap_names
+	# a rebuild that produced the very images that ran is the same
+	# generation, built again
+	if [ "$after" = "$before" ] && [ "$before_gen" != - ] && [ "$before_gen" != 0 ]; then
+		new_gen=$before_gen
+	else
+		new_gen=$((st_last_gen + 1))
+	fi
+	journal commit || :
+	echo "$m step $n prune"
+	k=$keep
+	[ "$remove" != 1 ] || k=1
+	prev_gens=$st_gens
+	gen_add "$new_gen" "$(now)" "$hash" "$after" "$after_names" "$k"
+	st_hash=$hash st_built_at=$(now) st_gen=$new_gen st_last_result=ok st_compose=$flavour
+	st_images=$after st_names=$after_names st_cgroups=$(cgroups_now) st_attempt=$attempt
+	[ "$new_gen" -le "$st_last_gen" ] || st_last_gen=$new_gen
+	if ! save_state "$n"; then
+		# the state cannot name the new generation: it does not stay
+		st_gens=$prev_gens
+		read_state "$n"
+		failed_gen=$after
+		cause=no_space
+		no_space_err=$write_err
+		rollback "rebuilt, but the state file in $state_dir could not be written ($no_space_err)"
+		case $no_space_err in *"No space"* | *"no space"* | *"cut short"*) cause=no_space ;; *) cause= ;; esac
+		[ "$result" != rolled_back ] || result=failed
+		return
+	fi
+	commit_files
+	end_journal
+	# images a prune could not remove before are tried again; then the
+	# generations that are no longer kept
+	kept=$(gen_images)
+	leftover=''
+	remove_images "$st_leftover" "$kept"
+	remove_images "$g_dropped" "$kept"
+	if [ "${leftover:--}" != "${st_leftover:--}" ]; then
+		st_leftover=${leftover:--}
+		save_state "$n" || :
+	fi
+	result=rebuilt detail="generation $new_gen, with compose $flavour"
+	# the after hook, once the new generation passed its gate and is
+	# recorded: one that fails leaves it running and recorded, and says so
+	if [ -n "$hook_after" ] && ! run_hook after "$hook_after"; then
+		emit_log_tail "$n" "$log"
+		cause=after_hook detail="$(hook_failed after); the rebuild itself passed: generation $new_gen runs and is recorded"
+		keep_failed failed "$detail"
+	fi
+}
+
+# start_stack: up the generation the state names, which does not run as
+# recorded (stopped by hand, a reboot without restart policies, an OOM
+# kill, an earlier run cut off, a rollback that failed), no build, gated
+# like a rebuild; sets result and detail.
+start_stack() {
+	kind=start
+	journal start || :
+	use_files "$compose_files" "$profiles"
+	why="it was not running"
+	if [ "$cut_phase" != - ]; then
+		why="an earlier run was cut off (at $cut_phase)"
+	elif [ "$st_last_result" = broken ]; then
+		why="its last rollback had failed"
+	fi
+	# the names compose uses point at the recorded generation
+	if [ "$cut_phase" != - ] || [ "$st_last_result" = broken ]; then
+		retag "$before" "$before_names"
+	fi
+	echo "$m step $n up"
+	deadline=$(($(now) + up_timeout))
+	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if [ "$rc" != 0 ]; then
+		emit_log_tail "$n" "$log"
+		record_broken "$st_failed_hash" "$st_failed_at"
+		if port_taken "$log"; then
+			detail="$why, and up failed: $taken"
+		elif engine_trouble "$log"; then
+			detail="$why, and up failed: $detail"
+		else
+			detail="$why, and up failed; $saw"
+		fi
+		return
+	fi
+	echo "$m step $n wait"
+	if ! wait_healthy "$n" "$deadline" "$settle"; then
+		record_broken "$st_failed_hash" "$st_failed_at"
+		detail="$why, and once up it is $verdict"
+		return
+	fi
+	[ "$st_last_result" != broken ] || st_last_result=failed
+	[ "$st_failed_hash" != - ] || st_last_result=ok
+	st_images=$snap_images st_names=$snap_names st_cgroups=$(cgroups_now) st_attempt=$attempt
+	if ! save_state "$n"; then
+		detail="started, but could not write the state file in $state_dir: $write_err"
+		no_space "$write_err"
+		return
+	fi
+	end_journal
+	result=started detail="$why; generation $st_gen runs"
+	[ "$st_gen" != - ] || detail=$why
+}

@@ -1,0 +1,57 @@
+# The stack's lock: two runs on one stack never interleave. STATE_DIR/NAME.lock
+# is a file held with flock(1) on the shell's descriptor 9 for the whole
+# attempt; the kernel lets go of it when the shell dies, however it dies,
+# so there is no stale lock to take over (and no race between two runs
+# taking one over). While held it holds "PID BOOT_ID" for the check's
+# `locked=`.
+
+# lock_take NAME: take the stack's lock, or set holder to its holder and
+# fail (1), or fail with lock_err when it cannot be made (2). With
+# lock_wait, waits that many seconds for a live holder (a step says so).
+lock_take() {
+	l=$state_dir/$1.lock
+	holder=
+	if [ -d "$l" ]; then
+		# an older rbuild's lock directory: held while its holder lives
+		if holder=$(lock_holder "$1"); then return 1; fi
+		rm -rf "$l"
+	fi
+	if ! command -v flock >/dev/null 2>&1; then
+		lock_err="\`flock\` is not on this host (util-linux, or busybox's): the stack cannot be locked"
+		return 2
+	fi
+	# (tried in a subshell first: a redirection that fails on `exec` ends
+	# the shell)
+	if ! lock_err=$({ exec 9>>"$l"; } 2>&1); then
+		lock_err="could not make the stack's lock $l: ${lock_err##*: }"
+		return 2
+	fi
+	exec 9>>"$l"
+	if ! flock -n 9; then
+		holder=$(lock_holder "$1") || holder=unknown
+		if [ "${lock_wait:-0}" -gt 0 ]; then
+			echo "$m step $1 waiting for the lock (pid $holder)"
+			if ! flock -w "$lock_wait" 9; then
+				holder=$(lock_holder "$1") || holder=unknown
+				exec 9>&-
+				return 1
+			fi
+		else
+			exec 9>&-
+			return 1
+		fi
+	fi
+	boot=-
+	[ -r /proc/sys/kernel/random/boot_id ] && read -r boot </proc/sys/kernel/random/boot_id
+	echo "$$ $boot" 2>/dev/null >"$l" || :
+	held_lock=$1
+	return 0
+}
+
+# unlock: let go of the lock taken last (emptied first: no holder named).
+unlock() {
+	[ -n "${held_lock:-}" ] || return 0
+	: >"$state_dir/$held_lock.lock"
+	exec 9>&-
+	held_lock=
+}
