@@ -32,7 +32,7 @@ TRIXIE_DIR=/tmp/trixie
 PACKAGES=(
   docker.io docker-compose busybox-static openssh-server openssh-client
   iptables docker-registry curl ca-certificates procps util-linux iproute2
-  zsh fish mksh socat tmux
+  zsh fish mksh socat tmux shellcheck
 )
 
 t0=$(date +%s.%N)

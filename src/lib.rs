@@ -24,7 +24,22 @@
 //! src/trees.rs           the files of each hash this controller shipped (a cache), for the dry run's changed files
 //! src/remote/mod.rs      the remote side and its protocol, in one place
 //! src/remote/PROTOCOL.md every line the script prints and every file it keeps, tested against the code
-//! src/remote/remote.sh   the one POSIX sh script that does all work on a host
+//! src/remote/sh/head.sh     the host script, in parts joined in this order: arguments, protocol, the clock
+//! src/remote/sh/state.sh    reading a stack's state file (versions 1 and 2) and its journal's phase
+//! src/remote/sh/check.sh    the check, the hot path; the script is cut after it for a check
+//! src/remote/sh/write.sh    every write: the state file (checked, atomic), the journal of phases, history, the log
+//! src/remote/sh/lock.sh     the stack's lock: a flock(1)'d file the kernel lets go of when its holder dies
+//! src/remote/sh/engine.sh   docker and compose: which flavour, the engine's answers, the stack's containers and images
+//! src/remote/sh/gate.sh     the health gate: a look at the containers, cgroups, the settle window
+//! src/remote/sh/files.sh    shipping only what rbuild ships, and putting the old copy back from any cut-off step
+//! src/remote/sh/generations.sh  numbered generations: which are kept, the one older, the images to keep
+//! src/remote/sh/hooks.sh    the stacks' before and after hooks
+//! src/remote/sh/beside.sh   zero_downtime: a service replaced beside its old containers
+//! src/remote/sh/apply.sh    an apply as phases: recover, ship, build, pull, switch, gate, commit or undo; start
+//! src/remote/sh/rollback.sh `rbuild rollback`: a kept generation back by hand, never forward without --to
+//! src/remote/sh/status.sh   status, logs, history and the failed-attempt file they read
+//! src/remote/sh/ops.sh      apply's and rollback's frame: traps, the payload, the clock file, temp files
+//! src/remote/sh/main.sh     the command the controller asked for
 //! src/remote/script.rs   the script as shipped: stripped, cut for the check, quoted into a command line
 //! src/remote/call.rs     the typed calls (check, apply, rollback, history) and their arguments
 //! src/remote/event.rs    the `@rbuild` lines, parsed into typed events
@@ -147,6 +162,7 @@ mod layout {
             "src",
             "src/host",
             "src/remote",
+            "src/remote/sh",
             "src/report",
             "tests",
             "tests/support",

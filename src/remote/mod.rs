@@ -1,5 +1,5 @@
 //! The remote side and its protocol, in one place: the POSIX sh script that
-//! does all work on a host ([`script`], `remote.sh`), the typed calls the
+//! does all work on a host ([`script`], `sh/head.sh`), the typed calls the
 //! controller makes of it ([`call`]), the `@rbuild` lines it prints
 //! ([`event`]) and the typed answers they make up ([`answer`]).
 //! `PROTOCOL.md` beside this file lists every line, every argument and
@@ -26,12 +26,12 @@ pub use event::{
     Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
 };
 
-/// The protocol version this controller speaks; `remote.sh` says the same
+/// The protocol version this controller speaks; `sh/head.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and
 /// names it in its `hello` line, which the controller checks.
 pub const PROTOCOL: u32 = 4;
 
-/// The state file version this controller reads (`remote.sh`'s
+/// The state file version this controller reads (`sh/head.sh`'s
 /// `state_version`). A state file in any other version is an error for its
 /// stack, never read as if it were this one.
 pub const STATE_VERSION: u32 = 2;
@@ -47,7 +47,7 @@ mod tests {
         script::source()
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("remote.sh sets {name}"))
+            .unwrap_or_else(|| panic!("the script sets {name}"))
             .to_owned()
     }
 

@@ -216,6 +216,39 @@ mod tests {
         assert!(operator_script().len() < full.len() / 2);
     }
 
+    /// The joined script is clean under `shellcheck -s sh` (every warning,
+    /// info and style note). CI installs shellcheck (scripts/setup-deps.sh);
+    /// elsewhere a machine without it skips this, saying so.
+    #[test]
+    fn the_script_is_shellcheck_clean() {
+        use std::io::Write;
+        let child = std::process::Command::new("shellcheck")
+            .args(["-s", "sh", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "shellcheck is not installed (scripts/setup-deps.sh installs it)"
+            );
+            eprintln!("shellcheck is not installed: skipped");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(source().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck -s sh on the joined script:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     #[test]
     fn the_command_line_quotes_every_word_for_the_remote_shell() {
         let nasty = [
