@@ -228,6 +228,13 @@ fn lock_wait(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
 }
 
+/// `--to GEN`: a generation's number, as `rbuild history` shows it.
+fn generation(v: &str) -> Result<u64, String> {
+    v.trim().parse().map_err(|_| {
+        format!("`{v}` is not a generation: give its number, as `rbuild history` shows it")
+    })
+}
+
 fn connect_timeout(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 1, inventory::MAX_CONNECT_TIMEOUT)
 }
@@ -283,15 +290,22 @@ pub enum Command {
         /// STACK on HOST.
         stack: Option<String>,
     },
-    /// Put the previous generation of STACK's images back on HOST and bring
-    /// it up without building, with the same health gate as a rebuild.
-    /// Local mode: `rollback COMPOSE_FILE`.
+    /// Put an older generation of STACK back on HOST (its files and
+    /// images) and bring it up without building, with the same health gate
+    /// as a rebuild: the newest kept generation older than the running one
+    /// (run again to go further back; never forward), or `--to GEN`, any
+    /// kept one (`rbuild history` lists them). Local mode: `rollback
+    /// COMPOSE_FILE`.
     Rollback {
         /// HOST of the inventory, or (local mode) the stack's COMPOSE_FILE.
         #[arg(value_name = "HOST|COMPOSE_FILE")]
         target: String,
         /// STACK on HOST.
         stack: Option<String>,
+        /// The kept generation to put back (a number `rbuild history`
+        /// shows).
+        #[arg(long, value_name = "GEN", value_parser = generation)]
+        to: Option<u64>,
     },
 }
 
@@ -300,7 +314,7 @@ impl Command {
     pub fn target(&self) -> (&str, Option<&str>) {
         match self {
             Command::History { target, stack }
-            | Command::Rollback { target, stack }
+            | Command::Rollback { target, stack, .. }
             | Command::Logs { target, stack } => (target, stack.as_deref()),
         }
     }

@@ -377,6 +377,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             up_timeout: None,
             build_timeout: None,
             settle: None,
+            keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
             rollout: Default::default(),
             adopt: false,
             dir_mode: None,

@@ -29,6 +29,10 @@ pub enum Reason {
     /// Not due, but what the last rebuild left running does not run (a
     /// stack stopped by hand, a reboot, an OOM kill): it is started.
     NotRunning,
+    /// Not due, but an earlier run was cut off on the host (killed in one
+    /// of its phases): the host puts right what it left and starts the
+    /// generation that runs (no build).
+    CutOff,
     /// This exact input failed its health gate within the build period; it
     /// is retried when the input changes, when forced, or after the period.
     PreviousFailure,
@@ -71,6 +75,7 @@ impl Reason {
             Reason::Broken => "broken",
             Reason::UpToDate => "up_to_date",
             Reason::NotRunning => "not_running",
+            Reason::CutOff => "cut_off",
             Reason::PreviousFailure => "previous_failure",
             Reason::Held => "held",
             Reason::Locked => "locked",

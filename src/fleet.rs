@@ -449,18 +449,19 @@ async fn check<C: Connect>(
                     },
                 })
             }
-            Verdict::Start => due.push(Due {
+            Verdict::Start { cut_off } => due.push(Due {
                 index,
-                reason: Reason::NotRunning,
+                reason: plan::start_reason(cut_off.as_deref()),
                 mode: StackMode::Start,
             }),
-            v @ (Verdict::WouldRebuild(_) | Verdict::WouldStart)
+            v @ (Verdict::WouldRebuild(_) | Verdict::WouldStart { .. })
                 if answer.cannot_rebuild.is_some() =>
             {
                 let problem = answer.cannot_rebuild.as_ref().expect("checked");
                 let due = match v {
                     Verdict::WouldRebuild(r) => r,
-                    _ => Reason::NotRunning,
+                    Verdict::WouldStart { cut_off } => plan::start_reason(cut_off.as_deref()),
+                    _ => unreachable!("matched above"),
                 };
                 let row = rows::would_fail(&h.name, &s.name, due, problem, checked);
                 ctx.report(&row, vec![]);
@@ -580,6 +581,7 @@ async fn apply<C: Connect>(
                         zero_downtime: s.zero_downtime.clone(),
                         lock_wait: st.lock_wait,
                         one_shots: s.one_shots.clone(),
+                        keep: Some(s.keep_generations),
                     },
                     hooks: s.hooks.clone(),
                 }
@@ -762,6 +764,7 @@ mod tests {
                             state: Ok(None),
                             locked_by: None,
                             running: None,
+                            phase: None,
                         });
                         events.push(Event::State {
                             stack: s.name.clone(),
@@ -847,6 +850,7 @@ mod tests {
                             up_timeout: None,
                             build_timeout: None,
                             settle: None,
+                            keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
                             rollout: policy,
                             adopt: false,
                             dir_mode: None,
@@ -971,6 +975,7 @@ mod tests {
             })),
             locked_by: None,
             running: Some(true),
+            phase: None,
         }
     }
 
@@ -1025,6 +1030,7 @@ mod tests {
                 state: Ok(None),
                 locked_by: Some("4242".into()),
                 running: None,
+                phase: None,
             },
         );
         b.recorded

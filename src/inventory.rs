@@ -142,6 +142,56 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// How many generations of a stack keep their images when none is set.
+pub const DEFAULT_KEEP_GENERATIONS: u32 = 2;
+/// The most generations a stack may keep.
+pub const MAX_KEEP_GENERATIONS: u32 = 100;
+
+/// `keep_generations:` how many generations of a stack keep their images
+/// on its host, the running one included: 1 (no rollback target) to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepGenerations(pub u32);
+
+impl<'de> Deserialize<'de> for KeepGenerations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn bad(v: impl fmt::Display) -> String {
+            format!(
+                "keep_generations `{v}` is not a count of generations from 1 to {MAX_KEEP_GENERATIONS}"
+            )
+        }
+        impl Visitor<'_> for V {
+            type Value = KeepGenerations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a count of generations from 1 to {MAX_KEEP_GENERATIONS}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeepGenerations, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|k| (1..=MAX_KEEP_GENERATIONS).contains(k))
+                    .map(KeepGenerations)
+                    .ok_or_else(|| E::custom(bad(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeepGenerations, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(bad(v))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeepGenerations, E> {
+                Err(E::custom(bad(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeepGenerations, E> {
+                match v.trim().parse::<u64>() {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(bad(v))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `dir_mode:` of a stack: the mode of its directory on the host, octal
 /// (`"0750"`), with the owner's `rwx`, never writable by others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +311,7 @@ pub struct Defaults {
     pub settle: Option<Settle>,
     pub connect_timeout: Option<ConnectTimeout>,
     pub rollout: Option<RawRollout>,
+    pub keep_generations: Option<KeepGenerations>,
 }
 
 /// `rollout:` settings, in `defaults` or a shared stack.
@@ -321,6 +372,7 @@ struct RawSharedStack {
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
+    keep_generations: Option<KeepGenerations>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -377,6 +429,7 @@ struct RawStack {
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
+    keep_generations: Option<KeepGenerations>,
     #[serde(default)]
     adopt: bool,
     dir_mode: Option<DirMode>,
@@ -510,6 +563,9 @@ pub struct Stack {
     pub up_timeout: Option<u64>,
     pub build_timeout: Option<u64>,
     pub settle: Option<u64>,
+    /// How many of its generations keep their images on the host, the
+    /// running one included (`keep_generations`, default 2).
+    pub keep_generations: u32,
     /// How a rebuild of this stack rolls out across hosts.
     pub rollout: Policy,
     /// Ship into its directory even when that holds files rbuild did not
@@ -959,6 +1015,7 @@ impl Inventory {
                 up_timeout: h.up_timeout.or(d.up_timeout),
                 build_timeout: h.build_timeout.or(d.build_timeout),
                 settle: h.settle.or(d.settle),
+                keep_generations: d.keep_generations,
             };
             let mut groups = Vec::new();
             for g in &h.groups {
@@ -996,6 +1053,7 @@ impl Inventory {
                     up_timeout: s.up_timeout,
                     build_timeout: s.build_timeout,
                     settle: s.settle,
+                    keep_generations: s.keep_generations,
                     rollout: default_policy,
                     adopt: s.adopt,
                     dir_mode: s.dir_mode,
@@ -1019,6 +1077,7 @@ impl Inventory {
                         up_timeout: sh.up_timeout,
                         build_timeout: sh.build_timeout,
                         settle: sh.settle,
+                        keep_generations: sh.keep_generations,
                         rollout: sh
                             .rollout
                             .as_ref()
@@ -1172,6 +1231,8 @@ struct HostCtx<'a> {
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
+    /// `defaults:`'s (hosts have none of their own).
+    keep_generations: Option<KeepGenerations>,
 }
 
 /// A stack's keys, from a host's list or a shared definition.
@@ -1184,6 +1245,7 @@ struct StackDef<'a> {
     up_timeout: Option<UpTimeout>,
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
+    keep_generations: Option<KeepGenerations>,
     rollout: Policy,
     adopt: bool,
     dir_mode: Option<DirMode>,
@@ -1381,6 +1443,10 @@ fn build_stack(
         up_timeout: s.up_timeout.or(h.up_timeout).map(|s| s.0),
         build_timeout: s.build_timeout.or(h.build_timeout).map(|s| s.0),
         settle: s.settle.or(h.settle).map(|s| s.0),
+        keep_generations: s
+            .keep_generations
+            .or(h.keep_generations)
+            .map_or(DEFAULT_KEEP_GENERATIONS, |k| k.0),
         rollout: s.rollout,
         adopt: s.adopt,
         dir_mode: s.dir_mode.map(|m| m.0),
@@ -1563,6 +1629,42 @@ mod tests {
         assert_eq!(h.stacks[0].up_timeout, Some(90));
         assert_eq!(h.stacks[0].remote_dir.as_deref(), Some("/opt/stacks/web"));
         assert!(h.stacks[0].compose_file.ends_with("web/compose.yml"));
+    }
+
+    #[test]
+    fn keep_generations_per_stack_over_the_defaults() {
+        let d = dir_with_compose();
+        let text = |defaults: &str, stack: &str| {
+            format!(
+                "{defaults}hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n{stack}stacks:\n  shared:\n    compose_file: web/compose.yml\n    hosts: [web1]\n    keep_generations: 7\n"
+            )
+        };
+        let keep = |defaults: &str, stack: &str| {
+            let inv = parse(&d, &text(defaults, stack)).unwrap();
+            let s = &inv.hosts[0].stacks;
+            (s[0].keep_generations, s[1].keep_generations)
+        };
+        assert_eq!(keep("", ""), (DEFAULT_KEEP_GENERATIONS, 7));
+        assert_eq!(keep("defaults:\n  keep_generations: 4\n", ""), (4, 7));
+        assert_eq!(
+            keep(
+                "defaults:\n  keep_generations: 4\n",
+                "        keep_generations: 1\n"
+            ),
+            (1, 7)
+        );
+        assert_eq!(keep("", "        keep_generations: \"100\"\n"), (100, 7));
+        for bad in ["0", "101", "-1", "two", "2.5", "99999999999"] {
+            let e =
+                parse(&d, &text("", &format!("        keep_generations: {bad}\n"))).unwrap_err();
+            assert_eq!(e.line, 6, "{bad}: {e}");
+            assert!(
+                e.message.contains("keep_generations") && e.message.contains("1 to 100"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&d, &text("defaults:\n  keep_generations: 0\n", "")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::exit::Exit;
 use crate::host::{Conn, Connect, HostError, World};
 use crate::remote::Event;
-use crate::remote::{self, Attempt};
+use crate::remote::{self, Attempt, Generation};
 use crate::report::{self, Action, Progress, rows};
 use crate::run::{Error, print_out};
 
@@ -20,6 +20,8 @@ struct HistoryDoc<'a> {
     host: &'a str,
     stack: &'a str,
     history: Vec<AttemptJson<'a>>,
+    /// The kept generations, oldest first (empty: the host counts none yet).
+    generations: Vec<GenerationJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -28,7 +30,32 @@ struct AttemptJson<'a> {
     hash: &'a str,
     result: &'a str,
     images: &'a str,
+    /// The generation that runs after the attempt (`null`: none, or a line
+    /// older than generations).
+    generation: Option<u64>,
     detail: &'a str,
+}
+
+impl<'a> AttemptJson<'a> {
+    fn of(a: &'a Attempt) -> AttemptJson<'a> {
+        AttemptJson {
+            at: a.at,
+            hash: &a.hash,
+            result: &a.result,
+            images: &a.images,
+            generation: a.generation,
+            detail: &a.detail,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct GenerationJson<'a> {
+    generation: u64,
+    running: bool,
+    built_at: u64,
+    hash: &'a str,
+    images: &'a str,
 }
 
 /// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
@@ -43,34 +70,72 @@ pub(crate) fn rfc3339(at: u64) -> String {
     }
 }
 
-/// Render a stack's history as a table (pure).
-pub fn render_history(attempts: &[Attempt], unicode: bool) -> String {
+/// `service=sha256:0123…` as `service=0123456789ab`, one a line.
+fn short_images(images: &str) -> String {
+    images
+        .split(',')
+        .map(|p| match p.split_once('=') {
+            Some((svc, id)) => {
+                let id = id.strip_prefix("sha256:").unwrap_or(id);
+                format!("{svc}={}", id.get(..12).unwrap_or(id))
+            }
+            None => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn short_hash(h: &str) -> &str {
+    h.get(..12).unwrap_or(h)
+}
+
+/// Render a stack's history as a table (pure): its attempts, each with the
+/// generation that ran after it (`*` marks the one running now), then the
+/// generations whose images are kept on the host, if it names any.
+pub fn render_history(attempts: &[Attempt], generations: &[Generation], unicode: bool) -> String {
+    let running = generations.iter().find(|g| g.running).map(|g| g.number);
     let mut t = crate::report::table::new_table(unicode, None);
-    t.set_header(["TIME (UTC)", "HASH", "RESULT", "IMAGES", "DETAIL"]);
+    t.set_header(["TIME (UTC)", "GEN", "HASH", "RESULT", "IMAGES", "DETAIL"]);
     for a in attempts {
-        let time = rfc3339(a.at);
-        // `service=sha256:0123…` as `service=0123456789ab`, one a line
-        let images = a
-            .images
-            .split(',')
-            .map(|p| match p.split_once('=') {
-                Some((svc, id)) => {
-                    let id = id.strip_prefix("sha256:").unwrap_or(id);
-                    format!("{svc}={}", id.get(..12).unwrap_or(id))
-                }
-                None => p.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let gen_cell = match a.generation {
+            Some(n) if Some(n) == running => format!("{n}*"),
+            Some(n) => n.to_string(),
+            None => "-".to_owned(),
+        };
         t.add_row([
-            time.as_str(),
-            a.hash.get(..12).unwrap_or(&a.hash),
+            rfc3339(a.at).as_str(),
+            gen_cell.as_str(),
+            short_hash(&a.hash),
             a.result.as_str(),
-            images.as_str(),
+            short_images(&a.images).as_str(),
             a.detail.as_str(),
         ]);
     }
-    format!("{t}\n")
+    let mut out = format!("{t}\n");
+    if generations.is_empty() {
+        return out;
+    }
+    let mut g = crate::report::table::new_table(unicode, None);
+    g.set_header(["GEN", "", "BUILT (UTC)", "HASH", "IMAGES"]);
+    for k in generations {
+        g.add_row([
+            k.number.to_string().as_str(),
+            if k.running { "running" } else { "kept" },
+            rfc3339(k.built_at).as_str(),
+            short_hash(&k.hash),
+            short_images(&k.images).as_str(),
+        ]);
+    }
+    let older = generations
+        .iter()
+        .any(|k| !k.running && running.is_some_and(|r| k.number < r));
+    out.push_str(&format!(
+        "\nkept generations, their images on the host (`*` above: the one running):\n{g}\n"
+    ));
+    if older {
+        out.push_str("`rbuild rollback` puts back the newest one older than the one running; `--to GEN` any of them\n");
+    }
+    out
 }
 
 /// Run a command on one stack. An unknown host or stack is a usage error
@@ -108,27 +173,30 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match cmd {
         Command::History { .. } => {
-            let attempts = conn
+            let answer = conn
                 .history(remote::History {
                     state_dir: h.state_dir.clone(),
                     name: s.name.clone(),
                 })
                 .await;
             conn.close().await;
-            let attempts = attempts.map_err(failed)?;
+            let answer = answer.map_err(failed)?;
+            let attempts = &answer.attempts;
             if settings.json {
                 let doc = HistoryDoc {
                     version: 1,
                     host,
                     stack,
-                    history: attempts
+                    history: attempts.iter().map(AttemptJson::of).collect(),
+                    generations: answer
+                        .generations
                         .iter()
-                        .map(|a| AttemptJson {
-                            at: a.at,
-                            hash: &a.hash,
-                            result: &a.result,
-                            images: &a.images,
-                            detail: &a.detail,
+                        .map(|g| GenerationJson {
+                            generation: g.number,
+                            running: g.running,
+                            built_at: g.built_at,
+                            hash: &g.hash,
+                            images: &g.images,
                         })
                         .collect(),
                 };
@@ -138,7 +206,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             } else if attempts.is_empty() {
                 eprintln!("{host} {stack}: no rebuild recorded yet");
             } else {
-                print_out(&render_history(&attempts, terminal))?;
+                print_out(&render_history(attempts, &answer.generations, terminal))?;
             }
             Ok(Exit::Success)
         }
@@ -156,13 +224,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
                     version: 1,
                     host,
                     stack,
-                    attempt: kept.as_ref().map(|k| AttemptJson {
-                        at: k.attempt.at,
-                        hash: &k.attempt.hash,
-                        result: &k.attempt.result,
-                        images: &k.attempt.images,
-                        detail: &k.attempt.detail,
-                    }),
+                    attempt: kept.as_ref().map(|k| AttemptJson::of(&k.attempt)),
                     output: kept.as_ref().map_or(&[][..], |k| &k.output[..]),
                 };
                 let mut text = serde_json::to_string_pretty(&doc).expect("serializable");
@@ -177,7 +239,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
             }
             Ok(Exit::Success)
         }
-        Command::Rollback { .. } => {
+        Command::Rollback { to, .. } => {
             // a rollback takes a while (up, the health gate): its steps are
             // shown as a fleet run's are
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -209,6 +271,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Exit,
                         place: remote::Place::of(s),
                         up_timeout: settings.up_timeout(s),
                         settle: settings.settle(s),
+                        to,
                     },
                     &mut on_event,
                 )
@@ -279,16 +342,88 @@ pub fn render_logs(host: &str, stack: &str, k: &remote::FailedAttempt) -> String
 mod tests {
     use super::*;
 
+    fn attempt(
+        at: u64,
+        hash: &str,
+        result: &str,
+        generation: Option<u64>,
+        detail: &str,
+    ) -> Attempt {
+        Attempt {
+            at,
+            hash: hash.into(),
+            result: result.into(),
+            images: "app=sha256:1,db=sha256:2".into(),
+            generation,
+            detail: detail.into(),
+        }
+    }
+
     #[test]
     fn history_table() {
-        let a = [Attempt {
-            at: 1_795_600_000,
-            hash: "0123456789abcdef".into(),
-            result: "rolled_back".into(),
-            images: "app=sha256:1,db=sha256:2".into(),
-            detail: "not healthy: app(unhealthy)".into(),
-        }];
-        insta::assert_snapshot!(render_history(&a, false));
+        // an older host: no generations
+        let a = [attempt(
+            1_795_600_000,
+            "0123456789abcdef",
+            "rolled_back",
+            None,
+            "not healthy: app(unhealthy)",
+        )];
+        insta::assert_snapshot!(render_history(&a, &[], false));
+    }
+
+    #[test]
+    fn history_table_with_generations() {
+        let a = [
+            attempt(
+                1_795_500_000,
+                "aaaa56789abcdef0",
+                "rebuilt",
+                Some(1),
+                "with compose v2",
+            ),
+            attempt(
+                1_795_550_000,
+                "bbbb56789abcdef0",
+                "rebuilt",
+                Some(2),
+                "with compose v2",
+            ),
+            attempt(
+                1_795_600_000,
+                "cccc56789abcdef0",
+                "rolled_back",
+                Some(2),
+                "not healthy: app(unhealthy)",
+            ),
+            attempt(
+                1_795_650_000,
+                "cccc56789abcdef0",
+                "rebuilt",
+                Some(3),
+                "with compose v2",
+            ),
+            attempt(
+                1_795_700_000,
+                "bbbb56789abcdef0",
+                "rolled_back",
+                Some(2),
+                "from generation 3 to generation 2",
+            ),
+        ];
+        let g = |number, running, built_at, hash: &str| Generation {
+            number,
+            running,
+            built_at,
+            hash: hash.into(),
+            images: format!("app=sha256:{number}{number}{number}"),
+        };
+        let kept = [
+            g(1, false, 1_795_500_000, "aaaa56789abcdef0"),
+            g(2, true, 1_795_550_000, "bbbb56789abcdef0"),
+            g(3, false, 1_795_650_000, "cccc56789abcdef0"),
+        ];
+        insta::assert_snapshot!(render_history(&a, &kept, false));
     }
 
     #[test]
@@ -300,8 +435,9 @@ mod tests {
             hash: "h".into(),
             result: "rebuilt".into(),
             images: "-".into(),
+            generation: None,
             detail: String::new(),
         }];
-        assert!(render_history(&a, false).contains("253402300800 (not a time)"));
+        assert!(render_history(&a, &[], false).contains("253402300800 (not a time)"));
     }
 }

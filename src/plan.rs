@@ -47,15 +47,27 @@ pub enum Verdict {
     Locked { pid: String, due: Reason },
     /// Due; the run is a dry run.
     WouldRebuild(Reason),
-    /// Not running as recorded; the run is a dry run.
-    WouldStart,
+    /// Not running as recorded (or an earlier run was cut off); the run is
+    /// a dry run.
+    WouldStart { cut_off: Option<String> },
     /// The state file is one this rbuild does not read: nothing is decided
     /// from it, nothing overwrites it.
     Unreadable(BadState),
     /// Rebuild, shipping the files first when `ship`.
     Rebuild { reason: Reason, ship: bool },
     /// Not due, but not running as recorded: start it (no build).
-    Start,
+    /// `cut_off`: the phase an earlier run was killed in on the host, which
+    /// the start recovers.
+    Start { cut_off: Option<String> },
+}
+
+/// Why a stack that is not due is started: an earlier run was cut off
+/// (`cut_off`: its phase), or it just does not run.
+pub fn start_reason(cut_off: Option<&str>) -> Reason {
+    match cut_off {
+        Some(_) => Reason::CutOff,
+        None => Reason::NotRunning,
+    }
 }
 
 /// The verdict for one stack. `now` is the host's clock.
@@ -72,18 +84,21 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
         build_period: i.build_period,
     });
     // what runs is kept running: a stack down (by hand, a reboot) that is
-    // not due for a rebuild is started, held back or not
-    let down = i.recorded.running == Some(false);
+    // not due for a rebuild is started, held back or not; so is one whose
+    // earlier run was cut off on the host (the host says it is down then,
+    // and the start recovers what that run left)
+    let cut_off = i.recorded.phase.clone();
+    let down = i.recorded.running == Some(false) || cut_off.is_some();
     let wait = o.lock_wait && !o.dry_run;
     if !d.rebuild && down {
         return match (&i.recorded.locked_by, o.dry_run) {
-            (Some(_), false) if wait => Verdict::Start,
+            (Some(_), false) if wait => Verdict::Start { cut_off },
             (Some(pid), _) => Verdict::Locked {
                 pid: pid.clone(),
-                due: Reason::NotRunning,
+                due: start_reason(cut_off.as_deref()),
             },
-            (None, true) => Verdict::WouldStart,
-            (None, false) => Verdict::Start,
+            (None, true) => Verdict::WouldStart { cut_off },
+            (None, false) => Verdict::Start { cut_off },
         };
     }
     if d.reason == Reason::PreviousFailure {
@@ -125,6 +140,7 @@ mod tests {
             state: Ok(state),
             locked_by: lock.map(str::to_owned),
             running: None,
+            phase: None,
         };
         let built = StackState {
             hash: Some("h1".into()),
@@ -167,9 +183,34 @@ mod tests {
             ..up_down.clone()
         };
         let foreign = Recorded {
-            state: Err(BadState::Version("2".into())),
+            state: Err(BadState::Newer("3".into())),
             locked_by: Some("9".into()),
             running: None,
+            phase: None,
+        };
+        // an earlier run was cut off on the host: it says the stack is down
+        let cut = |r: &Recorded, phase: &str| Recorded {
+            running: Some(false),
+            phase: Some(phase.into()),
+            ..r.clone()
+        };
+        let up_cut = cut(&up, "gate");
+        let up_cut_locked = cut(&up_locked, "build");
+        let failed_cut = Recorded {
+            locked_by: None,
+            ..cut(&failed_rec, "undo")
+        };
+        let never_cut = cut(&never, "build");
+        // a phase with no `running=0` (never so from the script): down all the same
+        let up_cut_running = Recorded {
+            running: Some(true),
+            ..up_cut.clone()
+        };
+        let start = |phase: Option<&str>| Verdict::Start {
+            cut_off: phase.map(str::to_owned),
+        };
+        let would_start = |phase: Option<&str>| Verdict::WouldStart {
+            cut_off: phase.map(str::to_owned),
         };
         let fleet = Options {
             ships: true,
@@ -224,20 +265,33 @@ mod tests {
             (&force, "h2", &failed_first,  rebuild(Forced, true)),
             // what does not run as recorded is started, even when held back;
             // when due anyway, it is rebuilt
-            (&fleet, "h1", &up_down,       Verdict::Start),
-            (&dry,   "h1", &up_down,       Verdict::WouldStart),
+            (&fleet, "h1", &up_down,       start(None)),
+            (&dry,   "h1", &up_down,       would_start(None)),
             (&fleet, "h2", &up_down,       rebuild(ConfigChanged, true)),
-            (&fleet, "h2", &failed_down,   Verdict::Start),
+            (&fleet, "h2", &failed_down,   start(None)),
+            // an earlier run cut off: recovered by a start when nothing else
+            // is due, by the rebuild that is due otherwise
+            (&fleet, "h1", &up_cut,        start(Some("gate"))),
+            (&local, "h1", &up_cut,        start(Some("gate"))),
+            (&dry,   "h1", &up_cut,        would_start(Some("gate"))),
+            (&fleet, "h1", &up_cut_running, start(Some("gate"))),
+            (&fleet, "h2", &up_cut,        rebuild(ConfigChanged, true)),
+            (&force, "h1", &up_cut,        rebuild(Forced, false)),
+            (&fleet, "h2", &failed_cut,    start(Some("undo"))),
+            (&fleet, "h1", &never_cut,     rebuild(FirstBuild, true)),
+            (&fleet, "h1", &up_cut_locked, locked("42", CutOff)),
+            (&wait,  "h1", &up_cut_locked, start(Some("build"))),
+            (&dry_wait, "h1", &up_cut_locked, locked("42", CutOff)),
             (&fleet, "h1", &down_locked,   locked("5", NotRunning)),
             // --lock-wait: applied anyway, the host waits for the lock; a
             // stack with nothing to do is still skipped; a dry run says locked
             (&wait,  "h2", &up_locked,     rebuild(ConfigChanged, true)),
             (&wait,  "h1", &up_locked,     Verdict::Skip(UpToDate)),
-            (&wait,  "h1", &down_locked,   Verdict::Start),
+            (&wait,  "h1", &down_locked,   start(None)),
             (&dry_wait, "h2", &up_locked,  locked("42", ConfigChanged)),
             // a state file of another version decides nothing
-                        (&fleet, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
-            (&force, "h1", &foreign,       Verdict::Unreadable(BadState::Version("2".into()))),
+            (&fleet, "h1", &foreign,       Verdict::Unreadable(BadState::Newer("3".into()))),
+            (&force, "h1", &foreign,       Verdict::Unreadable(BadState::Newer("3".into()))),
         ];
         for (n, (o, hash, recorded, want)) in table.into_iter().enumerate() {
             let got = plan(
@@ -287,6 +341,8 @@ mod fuzz {
             failed_at in time(),
             lock in prop::option::of("[0-9]{1,5}|unknown"),
             running in prop::option::of(any::<bool>()),
+            phase in prop::option::of(prop::sample::select(&["ship", "build", "gate", "undo"][..])),
+            generation in prop::option::of(any::<u64>()),
             last in prop::option::of(prop::sample::select(&["ok", "failed", "rolled_back", "broken"][..])),
         ) -> Recorded {
             let state = match exists {
@@ -297,10 +353,11 @@ mod fuzz {
                     last_result: last.map(str::to_owned),
                     failed_hash,
                     failed_at,
+                    generation,
                 })),
-                _ => Err(BadState::Version("2".into())),
+                _ => Err(BadState::Newer("3".into())),
             };
-            Recorded { state, locked_by: lock, running }
+            Recorded { state, locked_by: lock, running, phase: phase.map(str::to_owned) }
         }
     }
 
@@ -329,6 +386,7 @@ mod fuzz {
             match &v {
                 Verdict::Skip(Reason::UpToDate) => {
                     prop_assert_ne!(r.running, Some(false), "a stack down is not up to date");
+                    prop_assert!(r.phase.is_none(), "a run cut off is recovered");
                     let s = state.expect("up to date: built");
                     prop_assert!(!force);
                     prop_assert_eq!(s.hash.as_deref(), Some(h.as_str()));
@@ -337,6 +395,7 @@ mod fuzz {
                 }
                 Verdict::PreviousFailure { .. } => {
                     prop_assert_ne!(r.running, Some(false), "a stack down is started");
+                    prop_assert!(r.phase.is_none(), "a run cut off is recovered");
                     let s = state.expect("a failure is recorded");
                     prop_assert!(!force);
                     prop_assert_eq!(s.failed_hash.as_deref(), Some(h.as_str()));
@@ -352,12 +411,18 @@ mod fuzz {
                     }
                 }
                 Verdict::WouldRebuild(_) => prop_assert!(dry_run),
-                Verdict::WouldStart => prop_assert!(dry_run && r.running == Some(false)),
-                Verdict::Start => {
-                    prop_assert!(!dry_run && r.running == Some(false) && r.locked_by.is_none());
+                Verdict::WouldStart { cut_off } => {
+                    prop_assert!(dry_run && (r.running == Some(false) || r.phase.is_some()));
+                    prop_assert_eq!(cut_off, &r.phase);
+                }
+                Verdict::Start { cut_off } => {
+                    prop_assert!(!dry_run && r.locked_by.is_none());
+                    prop_assert!(r.running == Some(false) || r.phase.is_some());
+                    prop_assert_eq!(cut_off, &r.phase);
                 }
                 Verdict::Locked { .. } => prop_assert!(r.locked_by.is_some()),
                 Verdict::Skip(Reason::Held) => {
+                    prop_assert!(r.phase.is_none(), "a run cut off is recovered");
                     let s = state.expect("rolled back by hand");
                     prop_assert!(!force);
                     prop_assert_eq!(s.last_result.as_deref(), Some("rolled_back"));

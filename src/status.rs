@@ -19,6 +19,7 @@ use crate::manual::rfc3339;
 use crate::plan::{self, Verdict};
 use crate::remote::{Attempt, BadState, CheckStack, Service, Status, StatusStack};
 use crate::report::human_age;
+use crate::report::rows::cut_off_words;
 use crate::run::{Error, print_out};
 use crate::ship::Shipments;
 
@@ -67,6 +68,13 @@ pub struct StackStatus {
     pub now: Option<u64>,
     /// The hash recorded for the last successful build.
     pub hash: Option<String>,
+    /// The generation that runs (`None`: none, or a host that counts none
+    /// yet).
+    pub generation: Option<u64>,
+    /// The other generations whose images are kept (rollback targets).
+    pub kept: Vec<u64>,
+    /// The phase an earlier run was cut off in on the host, if one was.
+    pub cut_off: Option<String>,
     pub files: Option<Files>,
     pub next: Option<Next>,
     /// Why the next run does what it does (`config_changed`, `up_to_date`).
@@ -92,6 +100,9 @@ impl StackStatus {
             built_at: None,
             now: None,
             hash: None,
+            generation: None,
+            kept: vec![],
+            cut_off: None,
             files: None,
             next: None,
             next_reason: None,
@@ -137,18 +148,31 @@ pub fn assess(
         running: found.recorded.running,
         locked_by: found.recorded.locked_by.clone(),
         last_failure: found.last_failure.clone(),
+        cut_off: found.recorded.phase.clone(),
+        kept: found
+            .generations
+            .iter()
+            .filter(|g| !g.running)
+            .map(|g| g.number)
+            .collect(),
         now: Some(now),
         ..StackStatus::blank(host, stack)
     };
     let state = match &found.recorded.state {
         Err(bad) => {
             st.problem = Some(match bad {
-                BadState::Version(v) => format!("its state file has version {v}"),
+                BadState::NoVersion => "its state file is not an rbuild state file (empty, or no version line: a write cut short)".to_owned(),
+                BadState::Newer(v) => format!("its state file has version {v}, written by a newer rbuild"),
+                BadState::Unknown(v) => format!(
+                    "its state file has version `{}`, which no rbuild writes",
+                    v.escape_debug()
+                ),
                 BadState::NotAFile => "its state file is not a regular file".to_owned(),
             });
-            st.hint = Some(
-                "upgrade rbuild on this machine, or look at the host's state directory".to_owned(),
-            );
+            st.hint = Some(match bad {
+                BadState::Newer(_) => "upgrade rbuild on this machine, or run the newer one".to_owned(),
+                _ => "look at `STATE_DIR/NAME.state` on the host: moving it aside makes the stack a first build".to_owned(),
+            });
             return st;
         }
         Ok(s) => s.clone(),
@@ -157,6 +181,15 @@ pub fn assess(
         st.last_result = s.last_result.clone();
         st.hash = s.hash.clone();
         st.built_at = s.hash.as_ref().map(|_| s.built_at);
+        st.generation = s.generation;
+    }
+    // an older state line names none: the `generation` line that runs does
+    if st.generation.is_none() {
+        st.generation = found
+            .generations
+            .iter()
+            .find(|g| g.running)
+            .map(|g| g.number);
     }
     st.files = Some(match hash {
         None => Files::Unreadable,
@@ -180,7 +213,9 @@ pub fn assess(
         );
         let (next, reason, due_at) = match v {
             Verdict::WouldRebuild(r) => (Next::Now, r, None),
-            Verdict::WouldStart => (Next::Now, Reason::NotRunning, None),
+            Verdict::WouldStart { cut_off } => {
+                (Next::Now, plan::start_reason(cut_off.as_deref()), None)
+            }
             Verdict::Locked { due, .. } => (Next::Now, due, None),
             Verdict::PreviousFailure { .. } => (
                 Next::Held,
@@ -193,7 +228,7 @@ pub fn assess(
                 r,
                 st.built_at.map(|b| b.saturating_add(period)),
             ),
-            Verdict::Unreadable(_) | Verdict::Rebuild { .. } | Verdict::Start => {
+            Verdict::Unreadable(_) | Verdict::Rebuild { .. } | Verdict::Start { .. } => {
                 unreachable!("a dry run's plan of a readable state")
             }
         };
@@ -201,24 +236,30 @@ pub fn assess(
         st.next_reason = Some(reason);
         st.due_at = due_at;
     }
-    let problems: Vec<String> = if st.hash.is_none() {
-        vec!["never built here".to_owned()]
+    let mut problems: Vec<String> = st
+        .cut_off
+        .as_deref()
+        .map(cut_off_words)
+        .into_iter()
+        .collect();
+    if st.hash.is_none() {
+        problems.push("never built here".to_owned());
     } else {
-        let mut p = Vec::new();
+        let p = &mut problems;
         match st.last_result.as_deref() {
             Some("broken") => p.push("broken: what runs did not pass its gate".to_owned()),
             Some("failed") => p.push("its last rebuild failed".to_owned()),
             _ => {}
         }
-        if st.running == Some(false) {
+        // cut off: the host says it is down for that, said above
+        if st.running == Some(false) && st.cut_off.is_none() {
             p.push("not running as recorded".to_owned());
         }
         p.extend(st.services.iter().filter_map(service_problem));
         if st.services.is_empty() {
             p.push("no container of it exists".to_owned());
         }
-        p
-    };
+    }
     if !problems.is_empty() {
         st.problem = Some(problems.join("; "));
         st.hint = Some(if st.last_failure.is_some() {
@@ -281,6 +322,7 @@ pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, colo
         "STACK",
         "STATUS",
         "SERVICES",
+        "GEN",
         "BUILT",
         "FILES",
         "NEXT",
@@ -321,6 +363,7 @@ pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, colo
             comfy_table::Cell::new(&s.stack),
             status,
             comfy_table::Cell::new(services_cell(s)),
+            comfy_table::Cell::new(s.generation.map_or("-".to_owned(), |g| g.to_string())),
             comfy_table::Cell::new(built),
             comfy_table::Cell::new(files),
             comfy_table::Cell::new(next_cell(s)),
@@ -377,6 +420,9 @@ struct StackJson<'a> {
     built_at: Option<u64>,
     built_age_s: Option<u64>,
     hash: Option<&'a str>,
+    generation: Option<u64>,
+    kept_generations: &'a [u64],
+    cut_off: Option<&'a str>,
     files: Option<Files>,
     next: Option<Next>,
     next_reason: Option<Reason>,
@@ -414,6 +460,9 @@ pub fn render_json(all: &[StackStatus], exit: Exit) -> String {
                 built_at: s.built_at,
                 built_age_s: s.built_at.zip(s.now).map(|(b, n)| n.saturating_sub(b)),
                 hash: s.hash.as_deref(),
+                generation: s.generation,
+                kept_generations: &s.kept,
+                cut_off: s.cut_off.as_deref(),
                 files: s.files,
                 next: s.next,
                 next_reason: s.next_reason,
@@ -541,6 +590,7 @@ mod tests {
                 state: Ok(state),
                 locked_by: None,
                 running,
+                phase: None,
             },
             services: services
                 .iter()
@@ -551,6 +601,7 @@ mod tests {
                 })
                 .collect(),
             last_failure: None,
+            generations: vec![],
         }
     }
 
@@ -653,6 +704,7 @@ mod tests {
             hash: "h2".into(),
             result: "rolled_back".into(),
             images: "-".into(),
+            generation: Some(3),
             detail: "not healthy: app(unhealthy)".into(),
         });
         let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f);

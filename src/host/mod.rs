@@ -21,8 +21,9 @@ use lines::Lines;
 use crate::config::Mode;
 use crate::inventory::Host;
 use crate::remote::{
-    self, Apply, ApplyAnswer, Attempt, Call, Check, CheckAnswer, Event, FailedAttempt, History,
-    Logs, RemoteError, Rollback, StackResult, Status, StatusAnswer, Token, Transcript,
+    self, Apply, ApplyAnswer, Call, Check, CheckAnswer, Event, FailedAttempt, History,
+    HistoryAnswer, Logs, RemoteError, Rollback, StackResult, Status, StatusAnswer, Token,
+    Transcript,
 };
 
 pub use crate::ship::Payload;
@@ -160,11 +161,12 @@ pub trait Conn: Send + Sized {
         }
     }
 
-    /// One stack's recorded attempts, oldest first.
+    /// One stack's recorded attempts, oldest first, and its kept
+    /// generations.
     fn history(
         &mut self,
         call: History,
-    ) -> impl Future<Output = Result<Vec<Attempt>, HostError>> + Send {
+    ) -> impl Future<Output = Result<HistoryAnswer, HostError>> + Send {
         async move {
             let t = self.run(&Call::History(call), None, &mut |_| {}).await?;
             Ok(remote::history_answer(&t)?)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::PROTOCOL;
 use super::call::{Apply, Check};
-use super::event::{Attempt, Cause, Event, Outcome, Recorded};
+use super::event::{Attempt, Cause, Event, Generation, Outcome, Recorded};
 
 /// What one run of a call printed, as the host seam hands it back.
 #[derive(Debug, Default, Clone)]
@@ -193,19 +193,32 @@ pub fn rollback_answer(t: &Transcript, name: &str) -> Result<StackResult, Remote
     results(t).remove(name).ok_or_else(|| t.cut())
 }
 
-/// Decode a history: every attempt, oldest first.
-pub fn history_answer(t: &Transcript) -> Result<Vec<Attempt>, RemoteError> {
+/// The answer of a history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryAnswer {
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The generations whose images are kept on the host, the running one
+    /// marked (none from a host whose state has no generations yet).
+    pub generations: Vec<Generation>,
+}
+
+/// Decode a history: every attempt, oldest first, and the kept
+/// generations.
+pub fn history_answer(t: &Transcript) -> Result<HistoryAnswer, RemoteError> {
     t.greeted()?;
     if t.code != Some(0) {
         return Err(t.cut());
     }
-    Ok(t.events
-        .iter()
-        .filter_map(|e| match e {
-            Event::History { attempt, .. } => Some(attempt.clone()),
-            _ => None,
-        })
-        .collect())
+    let mut a = HistoryAnswer::default();
+    for e in &t.events {
+        match e {
+            Event::History { attempt, .. } => a.attempts.push(attempt.clone()),
+            Event::Generation { generation, .. } => a.generations.push(generation.clone()),
+            _ => {}
+        }
+    }
+    Ok(a)
 }
 
 /// One service container of a stack, as `status` found it.
@@ -228,6 +241,8 @@ pub struct StatusStack {
     pub services: Vec<Service>,
     /// The last failed attempt kept on the host, if any.
     pub last_failure: Option<Attempt>,
+    /// Its generations whose images are kept, the running one marked.
+    pub generations: Vec<Generation>,
 }
 
 /// The answer of a status.
@@ -253,6 +268,7 @@ pub fn status_answer(t: &Transcript, names: &[String]) -> Result<StatusAnswer, R
                     recorded: recorded.clone(),
                     services: vec![],
                     last_failure: None,
+                    generations: vec![],
                 },
             );
         }
@@ -276,6 +292,11 @@ pub fn status_answer(t: &Transcript, names: &[String]) -> Result<StatusAnswer, R
             Event::History { stack, attempt } => {
                 if let Some(s) = stacks.get_mut(stack) {
                     s.last_failure = Some(attempt.clone());
+                }
+            }
+            Event::Generation { stack, generation } => {
+                if let Some(s) = stacks.get_mut(stack) {
+                    s.generations.push(generation.clone());
                 }
             }
             _ => {}
@@ -404,7 +425,7 @@ mod tests {
     #[test]
     fn a_check_needs_hello_every_stack_and_end() {
         let ok = transcript(
-            &["@rbuild hello proto=3 now=5", WEB, "@rbuild end hold"],
+            &["@rbuild hello proto=4 now=5", WEB, "@rbuild end hold"],
             Some(0),
         );
         let a = check_answer(&ok, &check(&["web"])).unwrap();
@@ -415,7 +436,7 @@ mod tests {
         // a dry run's check says what a rebuild would fail on
         let plan = |caps: &str| {
             let t = transcript(
-                &["@rbuild hello proto=3 now=5", WEB, caps, "@rbuild end"],
+                &["@rbuild hello proto=4 now=5", WEB, caps, "@rbuild end"],
                 Some(0),
             );
             check_answer(&t, &check(&["web"])).unwrap().cannot_rebuild
@@ -431,7 +452,7 @@ mod tests {
         );
 
         // cut before `end`: the connection was lost
-        let cut = transcript(&["@rbuild hello proto=3 now=5", WEB], None);
+        let cut = transcript(&["@rbuild hello proto=4 now=5", WEB], None);
         let e = check_answer(&cut, &check(&["web"])).unwrap_err();
         assert!(e.may_still_run());
         assert_eq!(
@@ -447,7 +468,7 @@ mod tests {
             check_answer(&other, &check(&["web"]))
                 .unwrap_err()
                 .to_string(),
-            "the host's remote side speaks protocol 2, this rbuild 3"
+            "the host's remote side speaks protocol 2, this rbuild 4"
         );
         let fatal = transcript(&["@rbuild fatal protocol 3 not supported"], Some(3));
         assert_eq!(
@@ -501,7 +522,7 @@ mod tests {
     fn an_apply_gives_each_stack_its_result_and_says_why_others_have_none() {
         let t = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 "@rbuild step web build",
                 "@rbuild log web ERROR: no such image",
                 "@rbuild log db unrelated",
@@ -520,7 +541,7 @@ mod tests {
 
         let done = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 "@rbuild done web rebuilt with compose v2",
             ],
             Some(0),
@@ -530,7 +551,7 @@ mod tests {
         // a fatal after hello: nothing ran, and nothing may still run
         let fatal = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 "@rbuild fatal cause=no_compose no compose here",
             ],
             Some(3),
@@ -550,12 +571,14 @@ mod tests {
     fn status_and_logs_answers() {
         let t = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 WEB,
                 "@rbuild service web app running healthy",
                 "@rbuild service web job exited:0 none",
                 "@rbuild service other x running none",
-                "@rbuild history web 4 h2 rolled_back app=1 not healthy: app(unhealthy)",
+                "@rbuild history web 4 h2 rolled_back app=1 gen=3 not healthy: app(unhealthy)",
+                "@rbuild generation web 3 running 2 h1 app=1",
+                "@rbuild generation other 9 running 2 h1 app=1",
                 "@rbuild end",
             ],
             Some(0),
@@ -566,17 +589,25 @@ mod tests {
         assert_eq!(web.services.len(), 2);
         assert_eq!(web.services[1].state, "exited:0");
         assert_eq!(web.last_failure.as_ref().unwrap().result, "rolled_back");
+        assert_eq!(web.last_failure.as_ref().unwrap().generation, Some(3));
+        assert_eq!(
+            web.generations
+                .iter()
+                .map(|g| (g.number, g.running))
+                .collect::<Vec<_>>(),
+            [(3, true)]
+        );
         assert_eq!(
             status_answer(&t, &["db".to_owned()]).unwrap_err(),
             RemoteError::Unreported("db".into())
         );
         // cut before `end`
-        let cut = transcript(&["@rbuild hello proto=3 now=5", WEB], None);
+        let cut = transcript(&["@rbuild hello proto=4 now=5", WEB], None);
         assert!(status_answer(&cut, &names).unwrap_err().may_still_run());
 
         let l = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 "@rbuild history web 4 h2 failed - build failed",
                 "@rbuild log web step 1/2",
                 "@rbuild log web ",
@@ -588,7 +619,7 @@ mod tests {
         let f = logs_answer(&l).unwrap().unwrap();
         assert_eq!(f.attempt.detail, "build failed");
         assert_eq!(f.output, ["step 1/2", "", "ERROR: boom"]);
-        let none = transcript(&["@rbuild hello proto=3 now=5", "@rbuild end"], Some(0));
+        let none = transcript(&["@rbuild hello proto=4 now=5", "@rbuild end"], Some(0));
         assert_eq!(logs_answer(&none).unwrap(), None);
     }
 
@@ -596,19 +627,40 @@ mod tests {
     fn history_and_rollback_answers() {
         let t = transcript(
             &[
-                "@rbuild hello proto=3 now=5",
+                "@rbuild hello proto=4 now=5",
                 "@rbuild history web 1 h1 rebuilt app=1 with compose v2",
                 "@rbuild history web 2 h2 failed - build failed",
             ],
             Some(0),
         );
         let h = history_answer(&t).unwrap();
-        assert_eq!(h.len(), 2);
-        assert_eq!(h[1].detail, "build failed");
-        assert!(history_answer(&transcript(&["@rbuild hello proto=3 now=5"], None)).is_err());
+        assert_eq!(h.attempts.len(), 2);
+        assert_eq!(h.attempts[1].detail, "build failed");
+        assert!(h.generations.is_empty(), "an older host names none");
 
         let t = transcript(
-            &["@rbuild hello proto=3 now=5", "@rbuild done web locked 77"],
+            &[
+                "@rbuild hello proto=4 now=5",
+                "@rbuild history web 1 h1 rebuilt app=1 gen=1 with compose v2",
+                "@rbuild history web 2 h2 rebuilt app=2 gen=2 with compose v2",
+                "@rbuild generation web 1 kept 1 h1 app=1",
+                "@rbuild generation web 2 running 2 h2 app=2",
+            ],
+            Some(0),
+        );
+        let h = history_answer(&t).unwrap();
+        assert_eq!(h.attempts[1].generation, Some(2));
+        assert_eq!(
+            h.generations
+                .iter()
+                .map(|g| (g.number, g.running))
+                .collect::<Vec<_>>(),
+            [(1, false), (2, true)]
+        );
+        assert!(history_answer(&transcript(&["@rbuild hello proto=4 now=5"], None)).is_err());
+
+        let t = transcript(
+            &["@rbuild hello proto=4 now=5", "@rbuild done web locked 77"],
             Some(0),
         );
         assert_eq!(

@@ -173,6 +173,10 @@ pub struct StackOptions {
     pub lock_wait: u64,
     /// Services the gate waits for to exit 0 (one-shot jobs).
     pub one_shots: Vec<String>,
+    /// How many generations keep their images, the running one included
+    /// (`keep_generations`, 1 or more); `None`: the script's default (2).
+    /// `--remove-images` still goes as the apply's `REMOVE` flag.
+    pub keep: Option<u32>,
 }
 
 impl StackOptions {
@@ -194,6 +198,9 @@ impl StackOptions {
         if !self.one_shots.is_empty() {
             w.push(format!("oneshot={}", self.one_shots.join(":")));
         }
+        if let Some(k) = self.keep {
+            w.push(format!("keep={k}"));
+        }
         if w.is_empty() {
             "-".to_owned()
         } else {
@@ -202,7 +209,7 @@ impl StackOptions {
     }
 }
 
-/// `rollback`: put the previous generation of one stack back, by hand.
+/// `rollback`: put an older generation of one stack back, by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollback {
     pub state_dir: Option<String>,
@@ -210,6 +217,9 @@ pub struct Rollback {
     pub place: Place,
     pub up_timeout: u64,
     pub settle: u64,
+    /// The kept generation to put back (`--to GEN`); `None`: the newest
+    /// kept one older than the one running (never forward).
+    pub to: Option<u64>,
 }
 
 /// `history`: the recorded attempts of one stack.
@@ -354,7 +364,11 @@ impl Call {
             Call::Rollback(r) => {
                 a.push(r.compose.as_arg().to_owned());
                 a.extend(r.place.args());
-                a.extend([r.up_timeout.to_string(), r.settle.to_string()]);
+                a.extend([
+                    r.up_timeout.to_string(),
+                    r.settle.to_string(),
+                    r.to.map_or("-".to_owned(), |g| g.to_string()),
+                ]);
             }
             Call::History(h) => a.push(h.name.clone()),
             Call::Status(st) => {
@@ -424,6 +438,7 @@ mod tests {
                     zero_downtime: vec!["web".into(), "api".into()],
                     lock_wait: 30,
                     one_shots: vec!["migrate".into()],
+                    keep: Some(3),
                 },
                 hooks: Hooks {
                     before: Some("./migrate --yes 'a b'".into()),
@@ -436,7 +451,7 @@ mod tests {
             a.args(&tok),
             [
                 "rbuild",
-                "3",
+                "4",
                 "t0k",
                 "apply",
                 "",
@@ -455,7 +470,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,keep=3",
                 "./migrate --yes 'a b'",
                 "",
             ]
@@ -474,7 +489,7 @@ mod tests {
         assert_eq!(
             c.args(&tok),
             [
-                "rbuild", "3", "t0k", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
+                "rbuild", "4", "t0k", "check", "/st", "hold", "a", "ha", "1", "b", "hb", "2"
             ]
         );
         assert!(c.holds() && c.is_check() && !c.has_payload());
@@ -489,12 +504,13 @@ mod tests {
             },
             up_timeout: 30,
             settle: 5,
+            to: None,
         });
         assert_eq!(
             r.args(&tok),
             [
                 "rbuild",
-                "3",
+                "4",
                 "t0k",
                 "rollback",
                 "",
@@ -504,8 +520,30 @@ mod tests {
                 "c.yml",
                 "debug,jobs",
                 "30",
-                "5"
+                "5",
+                "-"
             ]
+        );
+        let to = |to| {
+            let Call::Rollback(r) = &r else {
+                unreachable!()
+            };
+            Call::Rollback(Rollback { to, ..r.clone() }).args(&tok)
+        };
+        assert_eq!(to(Some(2)).last().map(String::as_str), Some("2"));
+        assert_eq!(to(None).last().map(String::as_str), Some("-"));
+        assert_eq!(
+            StackOptions::default().as_arg(),
+            "-",
+            "no option: the script's defaults"
+        );
+        assert_eq!(
+            StackOptions {
+                keep: Some(1),
+                ..StackOptions::default()
+            }
+            .as_arg(),
+            "keep=1"
         );
         let h = Call::History(History {
             state_dir: Some("/st".into()),
@@ -513,7 +551,7 @@ mod tests {
         });
         assert_eq!(
             h.args(&tok),
-            ["rbuild", "3", "t0k", "history", "/st", "web"]
+            ["rbuild", "4", "t0k", "history", "/st", "web"]
         );
         assert!(!h.holds() && !r.holds());
     }

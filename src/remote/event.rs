@@ -4,6 +4,10 @@
 
 use super::STATE_VERSION;
 
+/// The oldest state file version this rbuild reads (version 1 has no
+/// generations: its stack has none recorded until its next rebuild).
+pub const OLDEST_STATE_VERSION: u32 = 1;
+
 /// What a host recorded about one stack in a state file this rbuild reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackState {
@@ -15,16 +19,47 @@ pub struct StackState {
     /// Hash whose rebuild failed and was not kept.
     pub failed_hash: Option<String>,
     pub failed_at: u64,
+    /// The generation that runs (`None`: none recorded, or a state file of
+    /// version 1, which has no generations).
+    pub generation: Option<u64>,
 }
 
 /// A state file this rbuild does not read: nothing in it is to be trusted
 /// or overwritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadState {
-    /// A `version=` other than this rbuild's (`-`: it names none).
-    Version(String),
+    /// It names no version: empty, or no version line (a write cut short,
+    /// or a file rbuild did not write).
+    NoVersion,
+    /// A numeric version newer than this rbuild reads: a newer rbuild
+    /// wrote it.
+    Newer(String),
+    /// A version no rbuild writes (`0`, garbage, a CRLF line): damaged or
+    /// foreign, never blamed on a newer rbuild.
+    Unknown(String),
     /// Not a regular file (a directory, a dangling link).
     NotAFile,
+}
+
+impl BadState {
+    /// What a `version=` field (of a state file that exists) says: `None`
+    /// when it is one this rbuild reads.
+    fn of_version(v: &str) -> Option<BadState> {
+        if v == "-" || v.is_empty() {
+            return Some(BadState::NoVersion);
+        }
+        // digits only: `+2` or ` 2` are no version rbuild writes
+        let n = v
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| v.parse::<u64>().ok())
+            .flatten();
+        match n {
+            Some(n) if (OLDEST_STATE_VERSION as u64..=STATE_VERSION as u64).contains(&n) => None,
+            Some(n) if n > STATE_VERSION as u64 => Some(BadState::Newer(v.to_owned())),
+            _ => Some(BadState::Unknown(v.to_owned())),
+        }
+    }
 }
 
 /// What the check found for one stack.
@@ -40,6 +75,11 @@ pub struct Recorded {
     /// Whether what the last rebuild left running still runs; `None`: the
     /// host cannot tell (nothing recorded).
     pub running: Option<bool>,
+    /// The phase an earlier run was killed in (`ship`, `build`, `switch`,
+    /// `gate`, `undo`, `rollback`, ...), from its journal on the host;
+    /// `None`: no attempt was cut off. The host then says `running=0`, so
+    /// that the next run recovers it.
+    pub phase: Option<String>,
 }
 
 /// How an apply or a rollback ended for one stack (`done` lines).
@@ -125,7 +165,26 @@ pub struct Attempt {
     pub result: String,
     /// `service=image-id,...` running after the attempt.
     pub images: String,
+    /// The generation that runs after the attempt (`None`: none, or a line
+    /// written before rbuild counted generations).
+    pub generation: Option<u64>,
     pub detail: String,
+}
+
+/// One generation of a stack whose images are still on its host
+/// (`generation` lines of `history` and `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Its number: every successful rebuild, start and rollback counts one.
+    pub number: u64,
+    /// It is the one that runs (else it is kept, to roll back to).
+    pub running: bool,
+    /// Host time it was built.
+    pub built_at: u64,
+    /// The hash of its files.
+    pub hash: String,
+    /// `service=image-id,...`.
+    pub images: String,
 }
 
 /// One `@rbuild` line.
@@ -166,6 +225,11 @@ pub enum Event {
     History {
         stack: String,
         attempt: Attempt,
+    },
+    /// A kept generation of a stack (`history`, `status`).
+    Generation {
+        stack: String,
+        generation: Generation,
     },
     /// `status`: one service container of a stack: its state (`running`,
     /// `exited:CODE`, `gone`, ...) and health (`healthy`, `unhealthy`,
@@ -299,7 +363,12 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
             let (at, rest) = split_word(rest);
             let (hash, rest) = split_word(rest);
             let (result, rest) = split_word(rest);
-            let (images, detail) = split_word(rest);
+            let (images, rest) = split_word(rest);
+            // `gen=N` (or `gen=-`) next, where the host knew it
+            let (generation, detail) = match split_word(rest) {
+                (word, detail) if word.starts_with("gen=") => (number(&word[4..]), detail),
+                _ => (None, rest),
+            };
             Event::History {
                 stack: stack.to_owned(),
                 attempt: Attempt {
@@ -307,7 +376,31 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
                     hash: hash.to_owned(),
                     result: result.to_owned(),
                     images: images.to_owned(),
+                    generation,
                     detail: detail.trim().to_owned(),
+                },
+            }
+        }
+        "generation" => {
+            let mut w = rest.split_whitespace();
+            let stack = w.next()?;
+            let number = w.next()?.parse().ok()?;
+            let running = match w.next()? {
+                "running" => true,
+                "kept" => false,
+                _ => return None,
+            };
+            let built_at = w.next()?.parse().ok()?;
+            let hash = w.next()?;
+            let images = w.next().unwrap_or("-");
+            Event::Generation {
+                stack: stack.to_owned(),
+                generation: Generation {
+                    number,
+                    running,
+                    built_at,
+                    hash: hash.to_owned(),
+                    images: images.to_owned(),
                 },
             }
         }
@@ -339,6 +432,7 @@ fn recorded(rest: &str) -> Recorded {
     let mut s = StackState::default();
     let mut locked_by = None;
     let mut running = None;
+    let mut phase = None;
     for (k, v) in fields(rest) {
         match k {
             "exists" => exists = v,
@@ -348,6 +442,8 @@ fn recorded(rest: &str) -> Recorded {
             "last_result" => s.last_result = opt(v),
             "failed_hash" => s.failed_hash = opt(v),
             "failed_at" => s.failed_at = v.parse().unwrap_or(0),
+            "gen" => s.generation = number(v),
+            "phase" => phase = opt(v),
             "locked" => locked_by = opt(v),
             "running" => {
                 running = match v {
@@ -361,15 +457,23 @@ fn recorded(rest: &str) -> Recorded {
     }
     let state = match exists {
         "0" => Ok(None),
-        "1" if version == STATE_VERSION.to_string() => Ok(Some(s)),
-        "1" => Err(BadState::Version(version)),
+        "1" => match BadState::of_version(&version) {
+            None => Ok(Some(s)),
+            Some(bad) => Err(bad),
+        },
         _ => Err(BadState::NotAFile),
     };
     Recorded {
         state,
         locked_by,
         running,
+        phase,
     }
+}
+
+/// A number field: `None` for `-` (none) or anything that is not one.
+fn number(v: &str) -> Option<u64> {
+    v.parse().ok()
 }
 
 fn split_word(s: &str) -> (&str, &str) {
@@ -422,6 +526,7 @@ mod tests {
                 })),
                 locked_by: None,
                 running: None,
+                phase: None,
             }
         );
         let r = state_of(
@@ -437,20 +542,127 @@ mod tests {
 
     #[test]
     fn a_state_file_of_another_version_is_not_read() {
-        for (v, want) in [("2", "2"), ("-", "-"), ("0", "0")] {
-            let r = state_of(&format!(
+        let line = |v: &str| {
+            format!(
                 "@rbuild:T state web exists=1 version={v} hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-"
-            ));
-            assert_eq!(
-                r.state,
-                Err(BadState::Version(want.to_owned())),
-                "version={v}"
+            )
+        };
+        for v in ["1", "2"] {
+            assert!(
+                matches!(state_of(&line(v)).state, Ok(Some(_))),
+                "version={v} is read"
             );
+        }
+        for (v, want) in [
+            ("3", BadState::Newer("3".into())),
+            ("17", BadState::Newer("17".into())),
+            // no version line: empty, or a write cut short
+            ("-", BadState::NoVersion),
+            // garbage is never a newer rbuild's
+            ("0", BadState::Unknown("0".into())),
+            ("2x", BadState::Unknown("2x".into())),
+            ("x7", BadState::Unknown("x7".into())),
+            ("+2", BadState::Unknown("+2".into())),
+            (
+                "99999999999999999999999",
+                BadState::Unknown("99999999999999999999999".into()),
+            ),
+        ] {
+            assert_eq!(state_of(&line(v)).state, Err(want), "version={v:?}");
         }
         let r = state_of(
             "@rbuild:T state web exists=bad version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=-",
         );
         assert_eq!(r.state, Err(BadState::NotAFile));
+    }
+
+    #[test]
+    fn a_state_line_names_the_running_generation_and_a_cut_off_phase() {
+        let r = state_of(
+            "@rbuild:T state web exists=1 version=2 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=- running=1 gen=3 phase=-",
+        );
+        assert_eq!(
+            r.state.as_ref().unwrap().as_ref().unwrap().generation,
+            Some(3)
+        );
+        assert_eq!((r.running, r.phase), (Some(true), None));
+        let r = state_of(
+            "@rbuild:T state web exists=1 version=2 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=- running=0 gen=- phase=gate",
+        );
+        assert_eq!(r.state.as_ref().unwrap().as_ref().unwrap().generation, None);
+        assert_eq!((r.running, r.phase.as_deref()), (Some(false), Some("gate")));
+        // a first build cut off: no state file, but a phase
+        let r = state_of(
+            "@rbuild:T state web exists=0 version=- hash=- built_at=0 last_result=- failed_hash=- failed_at=0 locked=- running=0 gen=- phase=build",
+        );
+        assert_eq!((r.state, r.phase.as_deref()), (Ok(None), Some("build")));
+        // an older script says neither: none
+        let r = state_of(
+            "@rbuild:T state web exists=1 version=1 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=- running=1",
+        );
+        assert_eq!(r.state.unwrap().unwrap().generation, None);
+        assert_eq!(r.phase, None);
+    }
+
+    #[test]
+    fn parses_generation_lines() {
+        assert_eq!(
+            parse_line_t(
+                "@rbuild:T generation web 3 running 1795600000 5f0c app=sha256:1,db=sha256:2"
+            ),
+            Some(Event::Generation {
+                stack: "web".into(),
+                generation: Generation {
+                    number: 3,
+                    running: true,
+                    built_at: 1795600000,
+                    hash: "5f0c".into(),
+                    images: "app=sha256:1,db=sha256:2".into(),
+                }
+            })
+        );
+        match parse_line_t("@rbuild:T generation web 2 kept 1795500000 4e0b -") {
+            Some(Event::Generation { generation, .. }) => {
+                assert!(!generation.running);
+                assert_eq!((generation.number, generation.images.as_str()), (2, "-"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // what is not one is no event
+        for bad in [
+            "@rbuild:T generation web x running 1 h -",
+            "@rbuild:T generation web 3 live 1 h -",
+            "@rbuild:T generation web 3 running soon h -",
+            "@rbuild:T generation web 3 running 1",
+            "@rbuild:T generation web",
+        ] {
+            assert_eq!(parse_line_t(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_history_line_may_name_its_generation() {
+        let attempt = |line: &str| match parse_line_t(line) {
+            Some(Event::History { attempt, .. }) => attempt,
+            other => panic!("{other:?}"),
+        };
+        let a = attempt(
+            "@rbuild:T history web 1795600000 5f0c rebuilt app=sha256:1 gen=3 with compose v2",
+        );
+        assert_eq!(
+            (a.generation, a.detail.as_str()),
+            (Some(3), "with compose v2")
+        );
+        let a = attempt("@rbuild:T history web 1795600000 5f0c failed - gen=- build failed");
+        assert_eq!((a.generation, a.detail.as_str()), (None, "build failed"));
+        let a = attempt("@rbuild:T history web 1795600000 5f0c rebuilt app=sha256:1 gen=4");
+        assert_eq!((a.generation, a.detail.as_str()), (Some(4), ""));
+        // an older line has none: its detail is whole
+        let a =
+            attempt("@rbuild:T history web 1795600000 5f0c rebuilt app=sha256:1 with compose v2");
+        assert_eq!((a.generation, a.detail.as_str()), (None, "with compose v2"));
+        let a = attempt("@rbuild:T history web 1795600000 5f0c rebuilt app=sha256:1");
+        assert_eq!((a.generation, a.detail.as_str()), (None, ""));
     }
 
     #[test]
@@ -526,6 +738,7 @@ mod tests {
                     hash: "abc".into(),
                     result: "rolled_back".into(),
                     images: "app=sha256:1".into(),
+                    generation: None,
                     detail: "not healthy: app(unhealthy)".into()
                 }
             })

@@ -14,16 +14,16 @@ pub mod event;
 pub mod script;
 
 pub use answer::{
-    ApplyAnswer, CheckAnswer, FailedAttempt, RemoteError, Results, Service, StackResult,
-    StatusAnswer, StatusStack, Transcript, apply_answer, check_answer, history_answer, logs_answer,
-    rollback_answer, status_answer,
+    ApplyAnswer, CheckAnswer, FailedAttempt, HistoryAnswer, RemoteError, Results, Service,
+    StackResult, StatusAnswer, StatusStack, Transcript, apply_answer, check_answer, history_answer,
+    logs_answer, rollback_answer, status_answer,
 };
 pub use call::{
     Announced, Apply, ApplyStack, Call, Check, CheckStack, History, Logs, Place, Rollback,
     StackMode, StackOptions, Status,
 };
 pub use event::{
-    Attempt, BadState, Cause, Event, Outcome, Recorded, StackState, Token, parse_line,
+    Attempt, BadState, Cause, Event, Generation, Outcome, Recorded, StackState, Token, parse_line,
 };
 
 /// The protocol version this controller speaks; `sh/head.sh` says the same
@@ -31,9 +31,10 @@ pub use event::{
 /// names it in its `hello` line, which the controller checks.
 pub const PROTOCOL: u32 = 4;
 
-/// The state file version this controller reads (`sh/head.sh`'s
-/// `state_version`). A state file in any other version is an error for its
-/// stack, never read as if it were this one.
+/// The state file version this controller's script writes (`sh/head.sh`'s
+/// `state_version`). The controller reads this one and the older ones
+/// ([`event::OLDEST_STATE_VERSION`]); a state file in any other version is
+/// an error for its stack, never read as if it were one of them.
 pub const STATE_VERSION: u32 = 2;
 
 #[cfg(test)]
@@ -89,8 +90,18 @@ mod tests {
         assert_eq!(
             kinds.iter().map(String::as_str).collect::<Vec<_>>(),
             [
-                "caps", "done", "end", "fatal", "hello", "history", "log", "note", "service",
-                "state", "step"
+                "caps",
+                "done",
+                "end",
+                "fatal",
+                "generation",
+                "hello",
+                "history",
+                "log",
+                "note",
+                "service",
+                "state",
+                "step"
             ]
         );
         let doc = include_str!("PROTOCOL.md");
@@ -108,6 +119,7 @@ mod tests {
                 Event::Log { .. } => "log",
                 Event::Done { .. } => "done",
                 Event::History { .. } => "history",
+                Event::Generation { .. } => "generation",
                 Event::Fatal { .. } => "fatal",
                 Event::Service { .. } => "service",
                 Event::End { .. } => "end",

@@ -8,6 +8,7 @@ use super::{Action, Row, human_age};
 use crate::decide::Reason;
 use crate::host::HostError;
 use crate::plan::Verdict;
+use crate::remote::event::OLDEST_STATE_VERSION;
 use crate::remote::{BadState, Cause, Outcome, RemoteError, STATE_VERSION, StackResult};
 use crate::stack::StackError;
 
@@ -17,6 +18,13 @@ const LOCKED_HINT: &str = "wait for it to finish, or give `--lock-wait 10m` to w
 impl Row {
     fn error(mut self, e: impl Into<String>) -> Row {
         self.error = Some(e.into());
+        self
+    }
+
+    /// Words for a row that did not fail (its ERROR column, `error` in
+    /// JSON): what else the host said.
+    fn note(mut self, n: Option<String>) -> Row {
+        self.error = n;
         self
     }
 
@@ -66,6 +74,12 @@ fn cause_hint(cause: Option<Cause>) -> Option<&'static str> {
     })
 }
 
+/// The words of a stack whose earlier run was cut off on its host, killed
+/// in `phase`.
+pub fn cut_off_words(phase: &str) -> String {
+    format!("an earlier run was cut off on the host (at {phase})")
+}
+
 fn locked_message(pid: &str) -> String {
     format!("another rbuild run (pid {pid} on the host) holds the lock of this stack")
 }
@@ -75,7 +89,13 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     let r = match v {
         Verdict::Skip(reason) => Row::new(host, stack, Action::Skipped, *reason),
         Verdict::WouldRebuild(reason) => Row::new(host, stack, Action::WouldRebuild, *reason),
-        Verdict::WouldStart => Row::new(host, stack, Action::WouldStart, Reason::NotRunning),
+        Verdict::WouldStart { cut_off } => Row::new(
+            host,
+            stack,
+            Action::WouldStart,
+            crate::plan::start_reason(cut_off.as_deref()),
+        )
+        .note(cut_off.as_deref().map(cut_off_words)),
         Verdict::PreviousFailure {
             failed_ago,
             earlier_runs,
@@ -97,28 +117,40 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
         Verdict::Locked { pid, due } => Row::new(host, stack, Action::Failed, Reason::Locked)
             .error(format!("{} ({})", locked_message(pid), due.as_str()))
             .hint(Some(LOCKED_HINT)),
-                Verdict::Unreadable(BadState::NotAFile) => {
+        Verdict::Unreadable(BadState::NotAFile) => {
             Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
                 .error("its state file on the host is not a regular file (a directory?), so it is left as it is")
                 .hint(Some(
                     "look at `STATE_DIR/NAME.state` on the host: move it aside to have the stack built as new",
                 ))
         }
-        Verdict::Unreadable(BadState::Version(version)) => {
-            let has = if version == "-" {
-                "names no version".to_owned()
-            } else {
-                format!("has version {version}")
-            };
+        Verdict::Unreadable(BadState::NoVersion) => {
             Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
-                .error(format!(
-                    "its state file on the host {has}; this rbuild reads version {STATE_VERSION}, so it is left as it is"
-                ))
+                .error("its state file on the host is not an rbuild state file (empty, or no version line: a write cut short), so it is left as it is")
                 .hint(Some(
-                    "a newer rbuild wrote it: run that one, or upgrade this one; moving the state file aside makes the stack a first build",
+                    "look at `STATE_DIR/NAME.state` on the host: moving it aside makes the stack a first build (its history stays)",
                 ))
         }
-        Verdict::Rebuild { .. } | Verdict::Start => {
+        Verdict::Unreadable(BadState::Newer(version)) => {
+            Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
+                .error(format!(
+                    "its state file on the host has version {version}, written by a newer rbuild; this one reads versions {OLDEST_STATE_VERSION} to {STATE_VERSION}, so it is left as it is"
+                ))
+                .hint(Some(
+                    "run the newer rbuild, or upgrade this one; moving the state file aside makes the stack a first build",
+                ))
+        }
+        Verdict::Unreadable(BadState::Unknown(version)) => {
+            Row::new(host, stack, Action::Failed, Reason::StateUnreadable)
+                .error(format!(
+                    "its state file on the host has version `{}`, which no rbuild writes (damaged, or not an rbuild state file), so it is left as it is",
+                    version.escape_debug()
+                ))
+                .hint(Some(
+                    "look at `STATE_DIR/NAME.state` on the host: moving it aside makes the stack a first build (its history stays)",
+                ))
+        }
+        Verdict::Rebuild { .. } | Verdict::Start { .. } => {
             unreachable!("a due stack is not settled by its check")
         }
     };
@@ -219,6 +251,15 @@ pub fn applied(
                 .hint(cause_hint(Some(Cause::AfterHook)))
         }
         Some((Outcome::Rebuilt, _)) => Row::new(host, stack, Action::Rebuilt, due),
+        // recovered: the host's words say where the run was cut off and
+        // which generation runs again
+        Some((Outcome::Started, detail)) if due == Reason::CutOff => {
+            Row::new(host, stack, Action::Started, due).note(Some(if detail.is_empty() {
+                "an earlier run was cut off on the host".to_owned()
+            } else {
+                detail.to_owned()
+            }))
+        }
         Some((Outcome::Started, _)) => Row::new(host, stack, Action::Started, due),
         Some((Outcome::RolledBack, detail)) => Row::new(host, stack, Action::RolledBack, due)
             .error(format!("{detail}; rolled back to the previous images")),
@@ -241,7 +282,9 @@ pub fn applied(
 /// How `rbuild rollback` ended for its stack.
 pub fn rolled_back_by_hand(host: &str, stack: &str, result: &StackResult, took: Duration) -> Row {
     let r = match &result.outcome {
-        Outcome::RolledBack => Row::new(host, stack, Action::RolledBack, Reason::Manual),
+        // the host says from which generation to which
+        Outcome::RolledBack => Row::new(host, stack, Action::RolledBack, Reason::Manual)
+            .note((!result.detail.is_empty()).then(|| result.detail.clone())),
         Outcome::Locked { pid } => Row::new(host, stack, Action::Failed, Reason::Locked)
             .error(locked_message(pid))
             .hint(Some(LOCKED_HINT)),
