@@ -526,6 +526,7 @@ fn a_full_disk_on_the_state_write_fails_the_row_and_keeps_the_old_state() {
     std::fs::write(gate.join("open"), "").unwrap();
     let run = bg.finish();
     drop(keep);
+    eprintln!("the state after the run: {:?}", f.state_text("h1", &name));
 
     run.assert_code(1);
     let action = run.row("h1", &name)["action"].clone();
