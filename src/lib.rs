@@ -58,6 +58,7 @@
 //! tests/suite/hooks.rs     the stacks' `before`/`after` hooks: where they run, what a failing one leaves
 //! tests/suite/notify.rs    `notify:` against a local HTTP server: when it posts, what a failing webhook changes (nothing)
 //! tests/suite/concurrency.rs  two runs on one stack: `locked`, `--lock-wait`, Ctrl-C
+//! tests/suite/state_machine.rs  issue 18 on real hosts: a death inside the undo, an engine restart in the gate, a full disk on the state write, the stale-lock race, generations
 //! src/report/mod.rs      rows, actions, progress events
 //! src/report/rows.rs     every summary row and its words, one wording per message
 //! src/report/progress.rs the one place that draws progress (indicatif on a terminal)

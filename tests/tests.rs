@@ -39,4 +39,5 @@ mod suite {
     mod report;
     mod rollout;
     mod security;
+    mod state_machine;
 }

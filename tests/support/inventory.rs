@@ -118,6 +118,9 @@ pub struct Stack {
     pub zero_downtime: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
+    /// How many generations keep their images (issue 18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_generations: Option<u32>,
 }
 
 /// A stack's `hooks:`.
