@@ -692,6 +692,96 @@ mod tests {
         assert!(table.contains("2 stacks, 2 with a problem"), "{table}");
     }
 
+    fn generation(number: u64, running: bool) -> crate::remote::Generation {
+        crate::remote::Generation {
+            number,
+            running,
+            built_at: 900,
+            hash: format!("h{number}"),
+            images: "app=sha256:1".into(),
+        }
+    }
+
+    #[test]
+    fn the_running_generation_is_shown_and_a_cut_off_run_is_named() {
+        let mut st = built("h1", 1000);
+        st.generation = Some(3);
+        let mut f = found(Some(st), Some(true), &[("app", "running", "healthy")]);
+        f.generations = vec![generation(2, false), generation(3, true)];
+        let ok = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+        assert_eq!((ok.generation, &ok.kept[..]), (Some(3), &[2][..]));
+        // an older state line names none: the running `generation` line does
+        let mut older = f.clone();
+        if let Ok(Some(s)) = &mut older.recorded.state {
+            s.generation = None;
+        }
+        assert_eq!(
+            assess("web1", "blog", Some("h1"), 3600, 1600, &older).generation,
+            Some(3)
+        );
+        // killed at its gate: the host says it is down, and why
+        let mut cut = f.clone();
+        cut.recorded.running = Some(false);
+        cut.recorded.phase = Some("gate".into());
+        cut.services = vec![];
+        let c = assess("web1", "shop", Some("h1"), 3600, 1600, &cut);
+        assert_eq!(
+            c.problem.as_deref(),
+            Some("an earlier run was cut off on the host (at gate); no container of it exists")
+        );
+        assert_eq!(
+            (c.next, c.next_reason),
+            (Some(Next::Now), Some(Reason::CutOff))
+        );
+        // a first build cut off
+        let mut first = found(None, Some(false), &[]);
+        first.recorded.phase = Some("build".into());
+        let n = assess("web2", "blog", Some("h1"), 3600, 1600, &first);
+        assert_eq!(
+            n.problem.as_deref(),
+            Some("an earlier run was cut off on the host (at build); never built here")
+        );
+        assert_eq!(n.generation, None);
+        insta::assert_snapshot!(render_table(
+            &[ok.clone(), c.clone(), n],
+            false,
+            None,
+            false
+        ));
+        let doc: serde_json::Value =
+            serde_json::from_str(&render_json(&[ok, c], Exit::Failure)).unwrap();
+        assert_eq!(doc["stacks"][0]["generation"], 3);
+        assert_eq!(doc["stacks"][0]["kept_generations"], serde_json::json!([2]));
+        assert_eq!(doc["stacks"][0]["cut_off"], serde_json::Value::Null);
+        assert_eq!(doc["stacks"][1]["cut_off"], "gate");
+        assert_eq!(doc["stacks"][1]["next_reason"], "cut_off");
+    }
+
+    #[test]
+    fn a_state_file_not_read_is_named_for_what_it_is() {
+        let bad = |b: BadState| {
+            let mut f = found(None, None, &[]);
+            f.recorded.state = Err(b);
+            let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+            (s.problem.unwrap(), s.hint.unwrap())
+        };
+        let (p, h) = bad(BadState::NoVersion);
+        assert!(
+            p.contains("not an rbuild state file") && !h.contains("newer"),
+            "{p} {h}"
+        );
+        let (p, h) = bad(BadState::Unknown("x".into()));
+        assert!(
+            p.contains("no rbuild writes") && !h.contains("newer"),
+            "{p} {h}"
+        );
+        let (p, h) = bad(BadState::Newer("3".into()));
+        assert!(
+            p.contains("newer rbuild") && h.contains("upgrade"),
+            "{p} {h}"
+        );
+    }
+
     #[test]
     fn a_failed_attempt_is_held_and_named() {
         let mut st = built("h1", 1000);

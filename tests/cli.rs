@@ -293,6 +293,38 @@ fn local_and_fleet_mode_do_not_mix() {
 }
 
 #[test]
+fn rollback_to_takes_a_generation_number() {
+    for bad in ["x", "2.5", "last", ""] {
+        Test::new()
+            .stack("web")
+            .file("inventory.yaml", ONE_HOST)
+            .args(&["-i", "inventory.yaml", "rollback", "web1", "web", "--to", bad])
+            .status(2)
+            .stderr(&format!(
+                "error: invalid value '{bad}' for '--to <GEN>': `{bad}` is not a generation: give its number, as `rbuild history` shows it\n\nFor more information, try '--help'.\n"
+            ))
+            .run();
+    }
+    // a good one goes as far as the inventory: a stack it does not name is
+    // still a usage error, no host contacted
+    Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .args(&[
+            "-i",
+            "inventory.yaml",
+            "rollback",
+            "web1",
+            "db",
+            "--to",
+            "3",
+        ])
+        .status(2)
+        .stderr("error: host `web1` runs no stack `db`\nhint: its stacks: web\n")
+        .run();
+}
+
+#[test]
 fn history_and_rollback_work_in_local_mode() {
     Test::new()
         .stack("web")

@@ -354,6 +354,117 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_not_read_is_never_blamed_on_a_newer_rbuild_unless_it_is_one() {
+        let row = |b: BadState| {
+            let r = settled("h", "s", &Verdict::Unreadable(b), Duration::ZERO);
+            assert_eq!(
+                (r.action, r.reason),
+                (Action::Failed, Reason::StateUnreadable)
+            );
+            (r.error.unwrap(), r.hint.unwrap())
+        };
+        let (e, h) = row(BadState::NoVersion);
+        assert_eq!(
+            e,
+            "its state file on the host is not an rbuild state file (empty, or no version line: a write cut short), so it is left as it is"
+        );
+        assert!(!h.contains("newer"), "{h}");
+        let (e, h) = row(BadState::Unknown("0".into()));
+        assert!(e.contains("version `0`, which no rbuild writes"), "{e}");
+        assert!(!e.contains("newer") && !h.contains("newer"), "{e} {h}");
+        let (e, _) = row(BadState::Newer("3".into()));
+        assert_eq!(
+            e,
+            "its state file on the host has version 3, written by a newer rbuild; this one reads versions 1 to 2, so it is left as it is"
+        );
+    }
+
+    #[test]
+    fn a_run_cut_off_on_the_host_says_so() {
+        let dry = settled(
+            "h",
+            "s",
+            &Verdict::WouldStart {
+                cut_off: Some("gate".into()),
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(
+            (dry.action, dry.reason),
+            (Action::WouldStart, Reason::CutOff)
+        );
+        assert_eq!(
+            dry.error.as_deref(),
+            Some("an earlier run was cut off on the host (at gate)")
+        );
+        let plain = settled(
+            "h",
+            "s",
+            &Verdict::WouldStart { cut_off: None },
+            Duration::ZERO,
+        );
+        assert_eq!((plain.reason, plain.error), (Reason::NotRunning, None));
+        let started = |detail: &str, due| {
+            let result = StackResult {
+                outcome: Outcome::Started,
+                detail: detail.into(),
+                cause: None,
+                log: vec![],
+            };
+            applied("h", "s", due, Some(&result), None, Duration::ZERO)
+        };
+        let r = started(
+            "an earlier run was cut off (at gate); generation 3 runs again",
+            Reason::CutOff,
+        );
+        assert_eq!((r.action, r.reason), (Action::Started, Reason::CutOff));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("an earlier run was cut off (at gate); generation 3 runs again")
+        );
+        assert_eq!(
+            started("", Reason::CutOff).error.as_deref(),
+            Some("an earlier run was cut off on the host")
+        );
+        assert_eq!(started("with compose v2", Reason::NotRunning).error, None);
+    }
+
+    #[test]
+    fn a_rollback_by_hand_says_from_which_generation_to_which() {
+        let result = |outcome, detail: &str| StackResult {
+            outcome,
+            detail: detail.into(),
+            cause: None,
+            log: vec![],
+        };
+        let r = rolled_back_by_hand(
+            "h",
+            "s",
+            &result(Outcome::RolledBack, "from generation 3 to generation 2"),
+            Duration::ZERO,
+        );
+        assert_eq!((r.action, r.reason), (Action::RolledBack, Reason::Manual));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("from generation 3 to generation 2")
+        );
+        let r = rolled_back_by_hand(
+            "h",
+            "s",
+            &result(
+                Outcome::Failed,
+                "no generation older than 3 is kept (keep_generations: 2)",
+            ),
+            Duration::ZERO,
+        );
+        assert_eq!((r.action, r.reason), (Action::Failed, Reason::Manual));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("no generation older than 3 is kept (keep_generations: 2)")
+        );
+    }
+
+    #[test]
     fn a_stack_without_a_result_says_whether_it_may_still_run() {
         let lost = RemoteError::Cut {
             code: None,
