@@ -162,7 +162,7 @@ fn data_stack_cut_in_its_undo(f: &Fleet) -> (String, BTreeMap<String, Vec<u8>>) 
 /// The same files: the check must not call a stack whose directory is gone
 /// `up_to_date`; the run brings the old copy back, data and all.
 #[test]
-#[ignore = "needs issue 18: the check says up_to_date while the stack dir is gone, and recovery deletes the old copy"]
+
 fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files() {
     let f = Fleet::new("smundosame", 1);
     let (name, data) = data_stack_cut_in_its_undo(&f);
@@ -195,7 +195,7 @@ fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files() {
 /// A changed version: the old copy (with the data) comes back before the
 /// new files ship; the data is in the new version's directory.
 #[test]
-#[ignore = "needs issue 18: recovery of an undo cut before `mv OLD DIR` deletes the old copy with the data"]
+
 fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_changed_version() {
     let f = Fleet::new("smundonew", 1);
     let (name, data) = data_stack_cut_in_its_undo(&f);
@@ -280,7 +280,7 @@ impl Killer {
 /// between `rm -rf DIR` and `mv OLD DIR` (where it lands varies). Wherever it
 /// lands, no byte of the data is lost and the next run puts things right.
 #[test]
-#[ignore = "needs issue 18: a shell killed inside the undo can lose the stack's data"]
+
 fn a_remote_shell_killed_inside_a_rollback_loses_no_data() {
     let f = Fleet::new("smkillundo", 1);
     let name = f.add_stack("h1", "db", &data_stack(&data_cmd("v1")));
@@ -362,7 +362,7 @@ fn slow_start(version: &str, secs: u32) -> StackDef {
 }
 
 #[test]
-#[ignore = "needs issue 18: an engine restart in the gate loses the rollback target"]
+
 fn an_engine_restart_during_the_gate_keeps_the_rollback_target() {
     let f = Fleet::new("smengine", 1);
     let name = f.add_stack("h1", "web", &slow_start("v1", 1));
@@ -499,7 +499,7 @@ impl Drop for KeepFull {
 }
 
 #[test]
-#[ignore = "needs issue 18: ENOSPC in the state write goes unnoticed (a 0-byte state, `rebuilt`, exit 0)"]
+
 fn a_full_disk_on_the_state_write_fails_the_row_and_keeps_the_old_state() {
     let f = Fleet::new("smdiskfull", 1);
     let gate = f.root.path().join("gate");
@@ -605,7 +605,7 @@ fn assert_no_lock_held(f: &Fleet, host: &str, name: &str, round: usize) {
 }
 
 #[test]
-#[ignore = "needs issue 18: two runs can both take over a stale lock (rm -rf, then mkdir)"]
+
 fn two_runs_never_both_take_over_a_stale_lock() {
     let f = Fleet::new("smlockrace", 1);
     // the before hook notes two applies inside the lock at once
@@ -699,7 +699,7 @@ fn has_word(line: &str, word: &str) -> bool {
 }
 
 #[test]
-#[ignore = "needs issue 18: generations (keep_generations, rollback --to, history's generation numbers)"]
+
 fn a_second_rollback_goes_further_back_and_to_picks_any_kept_generation() {
     let f = Fleet::new("smgenerations", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));

@@ -51,10 +51,14 @@ read_state() {
 }
 
 # read_phase NAME: the phase an attempt on NAME was in when it was cut off
-# (its journal, NAME.journal, is there), in st_phase; `-` if none.
+# (its journal, NAME.journal, is there), in st_phase; `-` if none. An older
+# rbuild's ship cut off left only its carry list (NAME.carry): `ship`.
 read_phase() {
 	st_phase=-
-	[ -f "$state_dir/$1.journal" ] || return 0
+	if [ ! -f "$state_dir/$1.journal" ]; then
+		[ ! -f "$state_dir/$1.carry" ] || st_phase=ship
+		return 0
+	fi
 	while IFS='=' read -r k v; do
 		if [ "$k" = phase ]; then st_phase=$v && break; fi
 	done <"$state_dir/$1.journal"
