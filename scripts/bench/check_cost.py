@@ -22,7 +22,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = open(os.path.join(HERE, "..", "..", "src", "remote", "remote.sh")).read()
+# the check's parts, joined as src/remote/script.rs joins them
+SOURCE = "\n".join(
+    open(os.path.join(HERE, "..", "..", "src", "remote", "sh", part)).read()
+    for part in ("head.sh", "state.sh", "check.sh")
+)
 CHECK = SOURCE[: SOURCE.index("\n#@rbuild-cut\n")]
 # as src/remote/script.rs strip(): no comment lines, no indentation
 CHECK = "".join(l.lstrip() + "\n" for l in CHECK.splitlines() if l.strip() and not l.lstrip().startswith("#"))

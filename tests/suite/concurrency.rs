@@ -28,7 +28,7 @@ fn a_second_run_during_a_rebuild_reports_locked() {
         &name,
         None,
     );
-    assert!(lock.join("owner").is_file(), "the first run holds the lock");
+    assert!(lock_owner(&lock).is_some(), "the first run holds the lock");
 
     let second = f.run(&[]);
     second.assert_code(1);
@@ -51,7 +51,7 @@ fn a_second_run_during_a_rebuild_reports_locked() {
     let st = f.state("h1", &name);
     assert_eq!(st["last_result"], "ok");
     assert!(st["images"].contains(&c.image));
-    assert!(!lock.exists());
+    assert!(lock_owner(&lock).is_none(), "no lock left held");
     f.run(&[])
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
@@ -106,7 +106,7 @@ fn lock_wait_waits_for_the_other_run_then_rebuilds() {
         &name,
         None,
     );
-    let owner = std::fs::read_to_string(lock.join("owner")).unwrap();
+    let owner = lock_owner(&lock).unwrap();
 
     // v2 is due; the second run waits for the first's lock
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
@@ -133,7 +133,7 @@ fn lock_wait_waits_for_the_other_run_then_rebuilds() {
         "the step names the holder"
     );
     // the first run's lock is its own all along: the second has not started
-    assert_eq!(std::fs::read_to_string(lock.join("owner")).unwrap(), owner);
+    assert_eq!(lock_owner(&lock).unwrap(), owner);
 
     std::fs::write(gate.join("open"), "").unwrap();
     let first = first.finish();
@@ -145,7 +145,7 @@ fn lock_wait_waits_for_the_other_run_then_rebuilds() {
     let now = f.assert_running("h1", &name);
     assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");
     assert_eq!(f.state("h1", &name)["last_result"], "ok");
-    assert!(!lock.exists());
+    assert!(lock_owner(&lock).is_none(), "no lock left held");
     // the history: two rebuilds, one after the other
     let hist = f.history_lines("h1", &name);
     assert_eq!(

@@ -58,7 +58,7 @@ fn assert_rolled_back_on(
         hist.last().is_some_and(|l| l.contains(" rolled_back ")),
         "{host}: {hist:?}"
     );
-    assert!(!f.lock_dir(host, name).exists(), "{host}");
+    assert!(lock_owner(&f.lock_dir(host, name)).is_none(), "{host}");
     let now = f.assert_running(host, name);
     assert_eq!(
         now.image, v1.image,
@@ -269,7 +269,7 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
     // no container yet
     let locked: Vec<&str> = ["h1", "h2"]
         .into_iter()
-        .filter(|h| f.lock_dir(h, &name).exists())
+        .filter(|h| lock_owner(&f.lock_dir(h, &name)).is_some())
         .collect();
     assert_eq!(locked.len(), 1, "{locked:?}");
     let with_container: Vec<&str> = ["h1", "h2"]

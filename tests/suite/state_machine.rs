@@ -121,7 +121,7 @@ fn assert_defined(run: &crate::support::runs::Run, host: &str, name: &str) {
 // -- 1. data kept through a death inside the undo -------------------------
 
 /// Leave by hand what an undo cut off between `rm -rf DIR` and `mv OLD DIR`
-/// leaves (see remote.sh's ship / undo_ship): the old copy
+/// leaves (see src/remote/sh/files.sh): the old copy
 /// `.BASE.rbuild-old` holds everything (the carried data moved back into
 /// it), DIR is gone, the carry journal `STATE_DIR/NAME.carry` lists the
 /// carried entries, the new manifest is there, no stage.

@@ -471,7 +471,7 @@ impl Fleet {
         self.state_dir(host).join(format!("{name}.state"))
     }
 
-    /// The stack's lock directory on the host.
+    /// The stack's lock on the host (a file held with flock; see `lock_owner`).
     pub fn lock_dir(&self, host: &str, name: &str) -> PathBuf {
         self.state_dir(host).join(format!("{name}.lock"))
     }

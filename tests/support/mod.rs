@@ -106,6 +106,15 @@ fn claim_prefix(abbrev: &str) -> String {
 }
 
 /// Poll `f` until it is true; panic after [`PATIENCE`] with `what`.
+/// Who holds a stack's lock (`STATE_DIR/NAME.lock`, a file held with flock
+/// and holding "PID BOOT_ID" while held, emptied after): `None` when no one.
+pub fn lock_owner(lock: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(lock)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {

@@ -14,6 +14,7 @@ lock_take() {
 	if [ -d "$l" ]; then
 		# an older rbuild's lock directory: held while its holder lives
 		if holder=$(lock_holder "$1"); then return 1; fi
+		echo "$m note $1 stale lock recovered"
 		rm -rf "$l"
 	fi
 	if ! command -v flock >/dev/null 2>&1; then
