@@ -42,6 +42,11 @@ pub enum Verdict {
         failed_ago: u64,
         /// An earlier build still runs (else the stack never built).
         earlier_runs: bool,
+        /// The generation the host's state names as running.
+        generation: Option<u64>,
+        /// Whether its containers were there at the check (`None`: not
+        /// told).
+        running: Option<bool>,
     },
     /// Due, but another run holds the stack's lock on the host.
     Locked { pid: String, due: Reason },
@@ -105,6 +110,8 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
         return Verdict::PreviousFailure {
             failed_ago: now.saturating_sub(state.map_or(0, |s| s.failed_at)),
             earlier_runs: state.is_some_and(|s| s.hash.is_some()),
+            generation: state.and_then(|s| s.generation),
+            running: i.recorded.running,
         };
     }
     if !d.rebuild {
@@ -259,8 +266,8 @@ mod tests {
             (&dry,   "h1", &up,            Verdict::Skip(UpToDate)),
             (&dry,   "h2", &up_locked,     locked("42", ConfigChanged)),
             // a failed input is held back, locked or not; other files go
-            (&fleet, "h2", &failed_rec,    Verdict::PreviousFailure { failed_ago: 60, earlier_runs: true }),
-            (&fleet, "h2", &failed_first,  Verdict::PreviousFailure { failed_ago: 60, earlier_runs: false }),
+            (&fleet, "h2", &failed_rec,    Verdict::PreviousFailure { failed_ago: 60, earlier_runs: true, generation: None, running: None }),
+            (&fleet, "h2", &failed_first,  Verdict::PreviousFailure { failed_ago: 60, earlier_runs: false, generation: None, running: None }),
             (&fleet, "h3", &failed_first,  rebuild(FirstBuild, true)),
             (&force, "h2", &failed_first,  rebuild(Forced, true)),
             // what does not run as recorded is started, even when held back;

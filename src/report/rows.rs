@@ -99,11 +99,18 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
         Verdict::PreviousFailure {
             failed_ago,
             earlier_runs,
+            generation,
+            running,
         } => {
-            let runs = if *earlier_runs {
-                "the previous version still runs"
-            } else {
-                "no version runs (it never built)"
+            // what the host saw: the generation its state names, and
+            // whether its containers were there at the check
+            let which = generation.map_or("the version built before".to_owned(), |g| {
+                format!("generation {g}")
+            });
+            let runs = match (earlier_runs, running) {
+                (false, _) => "no version runs (it never built)".to_owned(),
+                (true, Some(true)) => format!("{which} still runs"),
+                (true, _) => format!("{which} is the one recorded as running"),
             };
             Row::new(host, stack, Action::Skipped, Reason::PreviousFailure)
                 .error(format!(
@@ -261,8 +268,10 @@ pub fn applied(
             }))
         }
         Some((Outcome::Started, _)) => Row::new(host, stack, Action::Started, due),
-        Some((Outcome::RolledBack, detail)) => Row::new(host, stack, Action::RolledBack, due)
-            .error(format!("{detail}; rolled back to the previous images")),
+        // the host's words say what failed and which generation runs again
+        Some((Outcome::RolledBack, detail)) => {
+            Row::new(host, stack, Action::RolledBack, due).error(detail)
+        }
         Some((Outcome::Failed, detail)) => Row::new(host, stack, Action::Failed, due)
             .error(detail)
             .hint(cause_hint(result.and_then(|r| r.cause))),

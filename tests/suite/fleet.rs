@@ -21,7 +21,7 @@ fn first_run_rebuilds_every_host() {
 
         // the host recorded the build
         let st = f.state(&h, name);
-        assert_eq!(st["version"], "1");
+        assert_eq!(st["version"], "2");
         assert_eq!(st["last_result"], "ok");
         assert_eq!(st["hash"].len(), 64, "hash= is a sha256: {st:?}");
         assert!(st["hash"].chars().all(|c| c.is_ascii_hexdigit()));

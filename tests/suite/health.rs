@@ -56,7 +56,7 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     run.assert_code(1);
     assert!(
         run.error_of("h1", &name)
-            .contains("previous version still runs"),
+            .contains("still runs"),
         "{}",
         run.dump()
     );

@@ -262,10 +262,10 @@ fn a_state_file_of_another_version_fails_its_stack_and_is_left_alone() {
     let web_c = f.assert_running("h1", &web);
     let api_c = f.assert_running("h1", &api);
 
-    // a state file some other rbuild wrote: version 2, the usual keys
+    // a state file some newer rbuild wrote: version 3, the usual keys
     let text = f.state_text("h1", &web).unwrap();
-    assert!(text.starts_with("version=1\n"), "{text}");
-    let foreign = text.replacen("version=1\n", "version=2\n", 1);
+    assert!(text.starts_with("version=2\n"), "{text}");
+    let foreign = text.replacen("version=2\n", "version=3\n", 1);
     std::fs::write(f.state_path("h1", &web), &foreign).unwrap();
     let web_files = Fleet::snapshot(&f.remote_dir("h1", &web));
     for n in [&web, &api] {
@@ -276,7 +276,7 @@ fn a_state_file_of_another_version_fails_its_stack_and_is_left_alone() {
     run.assert_code(1);
     run.expect("h1", &web, "failed", "state_unreadable");
     assert!(
-        run.error_of("h1", &web).contains("version 2"),
+        run.error_of("h1", &web).contains("version 3"),
         "{}",
         run.dump()
     );

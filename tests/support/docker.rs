@@ -291,6 +291,11 @@ impl Drop for DockerGuard {
                     if let Some(v) = line
                         .strip_prefix("images=")
                         .or_else(|| line.strip_prefix("prev_images="))
+                        .or_else(|| {
+                            // generation=GEN BUILT_AT HASH IMAGES NAMES
+                            line.strip_prefix("generation=")
+                                .and_then(|g| g.split_whitespace().nth(3))
+                        })
                     {
                         for pair in v.split(',') {
                             if let Some((_, id)) = pair.split_once('=') {

@@ -491,14 +491,40 @@ impl Fleet {
     }
 
     /// The state file as key=value pairs; panics if missing.
+    /// The stack's state file as its keys. Besides the file's own keys,
+    /// `prev_images` is the images of the generation a rollback goes back to
+    /// (the newest kept one older than the running one; `-`: none), and
+    /// `generations` the kept generations' numbers, comma-joined.
     pub fn state(&self, host: &str, name: &str) -> BTreeMap<String, String> {
         let text = self
             .state_text(host, name)
             .unwrap_or_else(|| panic!("no state file for {name} on {host}"));
-        text.lines()
+        let mut st: BTreeMap<String, String> = text
+            .lines()
             .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| *k != "generation")
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+            .collect();
+        let gens: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("generation="))
+            .filter_map(|g| {
+                let w: Vec<&str> = g.split_whitespace().collect();
+                Some((w.first()?.parse().ok()?, w.get(3)?.to_string()))
+            })
+            .collect();
+        if st.get("version").map(String::as_str) == Some("2") {
+            let running: u64 = st.get("gen").and_then(|g| g.parse().ok()).unwrap_or(0);
+            let prev = gens
+                .iter()
+                .filter(|(g, _)| *g < running)
+                .max_by_key(|(g, _)| *g)
+                .map_or("-".to_owned(), |(_, images)| images.clone());
+            st.insert("prev_images".into(), prev);
+            let numbers: Vec<String> = gens.iter().map(|(g, _)| g.to_string()).collect();
+            st.insert("generations".into(), numbers.join(","));
+        }
+        st
     }
 
     /// Names in a directory (empty if it does not exist).
