@@ -41,6 +41,13 @@ pub enum HostError {
     /// Connected, the host said something, then nothing more.
     #[error("the host's answer stopped short: nothing more came within {0}s")]
     Stalled(u64),
+    /// Connected, but the login shell printed this many bytes of its own
+    /// (rc files) and rbuild's answer did not come within the bound.
+    #[error(
+        "the login shell printed {} before rbuild's answer, which did not come within {secs}s",
+        human_bytes(*bytes)
+    )]
+    Noisy { bytes: u64, secs: u64 },
     #[error("the remote command failed: {message}")]
     Run { message: String },
     /// The script ran but its output is not a whole answer.
@@ -55,6 +62,9 @@ impl HostError {
             HostError::ConnectTimeout(_) => {
                 Some("the host is down or a firewall drops packets; `ssh HOST true` tells more")
             }
+            HostError::Noisy { .. } => Some(
+                "the user's rc files print to every ssh command: print only in interactive shells (`case $- in *i*) ... esac`, or `[ -t 1 ]`)",
+            ),
             HostError::Stalled(_) => Some(
                 "the connection works but the login shell waits: look at the user's rc files on the host (`ssh HOST true` must return at once)",
             ),
@@ -280,6 +290,15 @@ pub(crate) async fn drive(
     };
     let (w, events, err) = tokio::join!(write, read_out, lines::tail(stderr));
     (events, err, w)
+}
+
+/// A byte count as people read it (`312.5 MiB`).
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / f64::from(1 << 10)),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// One line of the script's stdout: an event of this run is handed to

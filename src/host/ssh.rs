@@ -333,10 +333,18 @@ impl SshConn {
         let read = async {
             let mut events = Vec::new();
             let mut spoke = false;
+            // bytes of the login shell's own output before the answer
+            let mut noise: u64 = 0;
             loop {
                 let next = if !spoke || whole {
                     match tokio::time::timeout_at(deadline, stdout.next_line()).await {
                         Ok(l) => l,
+                        Err(_) if events.is_empty() && noise > 64 * 1024 => {
+                            return Err(HostError::Noisy {
+                                bytes: noise,
+                                secs: bound.as_secs(),
+                            });
+                        }
                         Err(_) if spoke => return Err(HostError::Stalled(bound.as_secs())),
                         Err(_) => return Err(HostError::ConnectTimeout(bound.as_secs())),
                     }
@@ -346,6 +354,9 @@ impl SshConn {
                 spoke = true;
                 match next {
                     Ok(Some(line)) => {
+                        if events.is_empty() {
+                            noise += line.len() as u64 + 1;
+                        }
                         record(&line, token, &mut events, on_event);
                         if let Some(&Event::End { hold }) = events.last() {
                             return Ok((events, hold));

@@ -203,7 +203,7 @@ fn killed_mid_rebuild(abbrev: &str, signal: &str) {
     // once healthy, it finishes by itself: state written, lock released
     std::fs::write(gate.join("open"), "").unwrap();
     wait_for("the orphaned rebuild to release the lock", || {
-        !lock.exists()
+        lock_owner(&lock).is_none()
     });
     let now = f.assert_running("h1", &name);
     assert_eq!(now.health, "healthy");
@@ -223,7 +223,7 @@ fn killed_mid_rebuild(abbrev: &str, signal: &str) {
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
     assert_eq!(f.assert_running("h1", &name), now);
-    assert!(!lock.exists());
+    assert!(lock_owner(&lock).is_none());
 }
 
 /// A pid no process has now.

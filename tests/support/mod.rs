@@ -107,12 +107,18 @@ fn claim_prefix(abbrev: &str) -> String {
 
 /// Poll `f` until it is true; panic after [`PATIENCE`] with `what`.
 /// Who holds a stack's lock (`STATE_DIR/NAME.lock`, a file held with flock
-/// and holding "PID BOOT_ID" while held, emptied after): `None` when no one.
+/// and holding "PID BOOT_ID" while held, emptied after; a holder killed
+/// leaves its pid, and the kernel lets go): `None` when no live process
+/// does. (The test hosts share this machine's pid namespace.)
 pub fn lock_owner(lock: &std::path::Path) -> Option<String> {
     std::fs::read_to_string(lock)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
+        .filter(|s| {
+            let pid = s.split_whitespace().next().unwrap_or("");
+            std::path::Path::new("/proc").join(pid).exists()
+        })
 }
 
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
