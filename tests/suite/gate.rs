@@ -375,7 +375,7 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     run.expect("h1", &name, "failed", "manual");
     assert!(
         run.error_of("h1", &name)
-            .contains("no previous generation is kept"),
+            .contains("no generation older than"),
         "{}",
         run.dump()
     );
@@ -402,8 +402,16 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     // the state claims what runs
     let st = f.state("h1", &name);
     assert_eq!(st["images"], format!("app={}", v2.image));
-    assert_eq!(st["prev_images"], format!("app={}", v4.image));
+    // a rollback never goes forward: nothing older than the second is
+    // kept, the fourth stays kept for `--to`
+    assert_eq!(st["prev_images"], "-");
+    assert_eq!(st["generations"], "1,2");
+    assert_eq!(st["gen"], "1");
     assert_eq!(st["last_result"], "rolled_back");
+    assert!(
+        f.state_text("h1", &name).unwrap().contains(&v4.image),
+        "the fourth stays kept"
+    );
     assert_eq!(named_image(&f, "h1", &st, "app"), v2.image);
     assert!(!h1.has_image(&first.image));
 }

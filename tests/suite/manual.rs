@@ -27,7 +27,11 @@ fn history_lists_the_attempts_newest_last() {
     assert_eq!(h.len(), 2, "{}", run.dump());
     for a in h {
         let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["at", "detail", "hash", "images", "result"], "{a}");
+        assert_eq!(
+            keys,
+            ["at", "detail", "generation", "hash", "images", "result"],
+            "{a}"
+        );
     }
     assert_eq!(h[0]["result"], "rebuilt");
     assert_eq!(h[0]["hash"], good["hash"].as_str());
@@ -89,7 +93,10 @@ fn rollback_by_hand_puts_the_previous_generation_back() {
     assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v1\n");
     let st = f.state("h1", &name);
     assert_eq!(st["images"], format!("app={}", v1.image));
-    assert_eq!(st["prev_images"], format!("app={}", v2.image));
+    // never forward: nothing older than v1 is kept; v2 stays kept for `--to`
+    assert_eq!(st["prev_images"], "-");
+    assert_eq!(st["generations"], "1,2");
+    assert_eq!(st["gen"], "1");
     assert_eq!(st["last_result"], "rolled_back");
     assert_eq!(st["failed_hash"], built["hash"]);
     let hist = f.history_lines("h1", &name);
@@ -128,7 +135,7 @@ fn rollback_by_hand_with_nothing_kept_fails_and_bad_names_are_usage_errors() {
     run.expect("h1", &name, "failed", "manual");
     assert!(
         run.error_of("h1", &name)
-            .contains("no previous generation is kept"),
+            .contains("no generation older than"),
         "{}",
         run.dump()
     );

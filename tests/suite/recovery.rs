@@ -251,6 +251,8 @@ fn a_stale_lock_is_taken_over_and_reported() {
         ("v2", format!("{} {boot}\n", dead_pid())),
         ("v3", "1 00000000-0000-0000-0000-000000000000\n".to_owned()),
     ] {
+        // (this rbuild's lock is a file: the older one's is a directory)
+        let _ = std::fs::remove_file(&lock);
         std::fs::create_dir(&lock).unwrap();
         std::fs::write(lock.join("owner"), &owner).unwrap();
         f.write(&name, "Dockerfile", &sleeper_dockerfile(version));

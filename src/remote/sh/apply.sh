@@ -153,7 +153,7 @@ rollback() {
 	journal rollback || :
 	if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
 		record_broken "$hash" "$(now)"
-		result=failed detail="$why; rollback to generation $before_gen failed too: $rb; $saw"
+		result=failed detail="$why; rollback failed too: generation $before_gen could not be put back: $rb; $saw"
 		return
 	fi
 	# the failed generation's images go (what it built, and what it
@@ -314,6 +314,12 @@ commit_rebuild() {
 	k=$keep
 	[ "$remove" != 1 ] || k=1
 	prev_gens=$st_gens
+	# a deployment taken over (started by hand, never built here) is kept
+	# as generation 0 until it rotates out, its images with it
+	if [ "$before_gen" = 0 ] && [ "$before" != - ] && [ "$before" != "$after" ]; then
+		st_gens="0 0 - $before $before_names
+$st_gens"
+	fi
 	gen_add "$new_gen" "$(now)" "$hash" "$after" "$after_names" "$k"
 	st_hash=$hash st_built_at=$(now) st_gen=$new_gen st_last_result=ok st_compose=$flavour
 	st_images=$after st_names=$after_names st_cgroups=$(cgroups_now) st_attempt=$attempt
@@ -347,7 +353,7 @@ commit_rebuild() {
 	# recorded: one that fails leaves it running and recorded, and says so
 	if [ -n "$hook_after" ] && ! run_hook after "$hook_after"; then
 		emit_log_tail "$n" "$log"
-		cause=after_hook detail="$(hook_failed after); the rebuild itself passed: generation $new_gen runs and is recorded"
+		cause=after_hook detail="$(hook_failed after); the rebuild itself passed: the new version runs (generation $new_gen) and is recorded"
 		keep_failed failed "$detail"
 	fi
 }
