@@ -405,30 +405,103 @@ pub fn beside(root: &Path, files: &[String]) -> (Vec<String>, Vec<(String, NotBe
     (safe, not)
 }
 
-/// The services of a stack's compose files that say they are one-shot
-/// jobs: `restart: "no"` (or `no`, `false`) or `on-failure[:N]`, the last
-/// file that sets it winning, in the order first seen. The health gate
-/// waits for each to exit, and it must exit 0. A service without `restart:`
-/// is not one (compose's default is "no", but most long-running services
-/// simply leave it out). Plain names only; unreadable files give nothing.
+/// The services of a stack's compose files that another service waits for
+/// to complete (`depends_on: {NAME: {condition:
+/// service_completed_successfully}}`): jobs, in the order first seen. The
+/// health gate waits for each to exit, and it must exit 0. A service with
+/// `restart: "no"` or `on-failure` that nothing waits for is not one: such
+/// a service that keeps running is a service (compose's meaning is "do not
+/// restart" and "restart after a crash"), and one that exits is judged by
+/// its exit code. Plain names only; unreadable files give nothing.
 pub fn one_shots(root: &Path, files: &[String]) -> Vec<String> {
     use serde_json::Value;
-    let mut policy: indexmap::IndexMap<String, bool> = indexmap::IndexMap::new();
-    each_service(root, files, |name, svc| {
-        let one_shot = match svc.get("restart") {
-            None | Some(Value::Null) => return,
-            Some(Value::Bool(false)) => true,
-            Some(Value::String(r)) => {
-                r == "no" || r == "on-failure" || r.starts_with("on-failure:")
+    let mut jobs: indexmap::IndexSet<String> = indexmap::IndexSet::new();
+    each_service(root, files, |_, svc| {
+        if let Some(Value::Object(deps)) = svc.get("depends_on") {
+            for (dep, how) in deps {
+                let completes = how.get("condition").and_then(Value::as_str)
+                    == Some("service_completed_successfully");
+                if completes {
+                    jobs.insert(dep.clone());
+                }
             }
-            Some(_) => false,
-        };
-        policy.insert(name.to_owned(), one_shot);
+        }
     });
-    policy
-        .into_iter()
-        .filter_map(|(name, one_shot)| one_shot.then_some(name))
-        .collect()
+    jobs.into_iter().collect()
+}
+
+/// What the services mount of the stack's directory, as (service, path)
+/// pairs, the path relative to the stack's root without `./` (`.` for the
+/// whole): a relative bind-mount source (`./site:/www:ro`, `.:/code`, the
+/// long form with `type: bind`), or a file secret or config (compose mounts
+/// those from the file). A ship puts a new copy of the directory in place:
+/// on the host, a mounted path whose content did not change keeps its
+/// inode (the container is left alone), and a service a changed path of
+/// which it mounts is recreated after an `up` that left it. A path that is
+/// not plain (letters, digits, `._-/`) is given as `.`: its service is
+/// recreated whenever the stack ships. Plain service names, first seen
+/// first.
+pub fn mounting(root: &Path, files: &[String]) -> Vec<(String, String)> {
+    use serde_json::Value;
+    #[derive(Deserialize)]
+    struct Top {
+        #[serde(default)]
+        secrets: indexmap::IndexMap<String, Value>,
+        #[serde(default)]
+        configs: indexmap::IndexMap<String, Value>,
+    }
+    // the file-backed secrets and configs of every file
+    let mut from_files: BTreeMap<String, String> = BTreeMap::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        let Ok(top) = serde_saphyr::from_str::<Top>(&text) else {
+            continue;
+        };
+        for (name, v) in top.secrets.iter().chain(top.configs.iter()) {
+            if let Some(f) = v.get("file").and_then(Value::as_str) {
+                from_files.insert(name.clone(), f.to_owned());
+            }
+        }
+    }
+    let relative = |s: &str| s == "." || s.starts_with("./") || s.starts_with("../");
+    // the path as the host script takes it: plain, inside the root
+    let plain = |s: &str| {
+        let p = s.trim_start_matches("./").trim_end_matches('/');
+        let ok = !p.is_empty()
+            && !p.starts_with("..")
+            && !p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if ok { p.to_owned() } else { ".".to_owned() }
+    };
+    let mut out: indexmap::IndexSet<(String, String)> = indexmap::IndexSet::new();
+    each_service(root, files, |name, svc| {
+        for v in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+            let source = match v {
+                Value::String(s) => Some(s.split(':').next().unwrap_or("")),
+                Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("bind") => {
+                    o.get("source").and_then(Value::as_str)
+                }
+                _ => None,
+            };
+            if let Some(s) = source.filter(|s| relative(s)) {
+                out.insert((name.to_owned(), plain(s)));
+            }
+        }
+        for k in ["secrets", "configs"] {
+            for x in svc.get(k).and_then(Value::as_array).into_iter().flatten() {
+                let n = x
+                    .as_str()
+                    .or_else(|| x.get("source").and_then(Value::as_str));
+                if let Some(f) = n.and_then(|n| from_files.get(n)) {
+                    out.insert((name.to_owned(), plain(f)));
+                }
+            }
+        }
+    });
+    out.into_iter().collect()
 }
 
 /// Whether a `ports:` entry publishes a fixed host port: `"8080:80"`,
@@ -642,20 +715,43 @@ mod tests {
     }
 
     #[test]
-    fn one_shot_services_are_those_that_say_so() {
+    fn jobs_are_the_services_others_wait_to_complete() {
         let d = tree(&[
             (
                 "compose.yml",
-                "services:\n  app: {image: x}\n  migrate: {image: x, restart: \"no\"}\n  job: {image: x, restart: on-failure:3}\n  web: {image: x, restart: always}\n  seed: {image: x, restart: \"no\"}\n",
+                "services:\n  app:\n    image: x\n    depends_on:\n      migrate: {condition: service_completed_successfully}\n      db: {condition: service_healthy}\n  migrate: {image: x, restart: \"no\"}\n  web: {image: x, restart: \"no\"}\n  api: {image: x, restart: on-failure}\n  db: {image: x}\n",
             ),
             (
                 "compose.prod.yml",
-                "services:\n  seed: {restart: unless-stopped}\n  cron: {image: x, restart: on-failure}\n",
+                "services:\n  worker:\n    depends_on: {seed: {condition: service_completed_successfully}}\n  seed: {image: x}\n",
             ),
         ]);
         let files = ["compose.yml".to_owned(), "compose.prod.yml".to_owned()];
-        assert_eq!(one_shots(d.path(), &files), ["migrate", "job", "cron"]);
-        assert_eq!(one_shots(d.path(), &files[..1]), ["migrate", "job", "seed"]);
+        // a server with restart "no" or on-failure that nothing waits for is
+        // no job
+        assert_eq!(one_shots(d.path(), &files), ["migrate", "seed"]);
+        assert_eq!(one_shots(d.path(), &files[..1]), ["migrate"]);
+    }
+
+    #[test]
+    fn services_that_mount_the_stack_directory() {
+        let d = tree(&[(
+            "compose.yml",
+            "services:\n  proxy:\n    image: x\n    volumes: [\"./site:/www:ro\", \"./conf/app.conf:/etc/app.conf:ro\"]\n  code:\n    build: .\n    volumes: [\".:/code\"]\n  long:\n    image: x\n    volumes:\n      - {type: bind, source: ./data, target: /data}\n  db:\n    image: x\n    volumes: [\"dbdata:/var/lib/db\", \"/etc/localtime:/etc/localtime:ro\"]\n    secrets: [db_pw]\n  app:\n    image: x\n    secrets: [token]\n  plain: {image: x}\nsecrets:\n  db_pw: {file: ./secrets/db_pw.txt}\n  token: {external: true}\nvolumes:\n  dbdata: {}\n",
+        )]);
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        assert_eq!(
+            mounting(d.path(), &["compose.yml".into()]),
+            pairs(&[
+                ("proxy", "site"),
+                ("proxy", "conf/app.conf"),
+                ("code", "."),
+                ("long", "data"),
+                ("db", "secrets/db_pw.txt"),
+            ])
+        );
     }
 
     #[test]

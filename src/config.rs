@@ -359,6 +359,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         inventory::outside_root(&root, &compose_files, cli.root.is_some(), "`--root DIR`")?;
         let data_dirs = inventory::writable_binds(&root, &compose_files);
         let one_shots = crate::compose::one_shots(&root, &compose_files);
+        let mounts = crate::compose::mounting(&root, &compose_files);
         let dir_str = root
             .to_str()
             .ok_or_else(|| {
@@ -385,6 +386,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             zero_downtime: vec![],
             hooks: Default::default(),
             one_shots,
+            mounts,
         });
     }
     let state_dir = match &cli.state_dir {

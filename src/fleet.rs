@@ -581,6 +581,7 @@ async fn apply<C: Connect>(
                         zero_downtime: s.zero_downtime.clone(),
                         lock_wait: st.lock_wait,
                         one_shots: s.one_shots.clone(),
+                        mounts: s.mounts.clone(),
                         keep: Some(s.keep_generations),
                     },
                     hooks: s.hooks.clone(),
@@ -858,6 +859,7 @@ mod tests {
                             zero_downtime: vec![],
                             hooks: Default::default(),
                             one_shots: vec![],
+                            mounts: vec![],
                         }
                     })
                     .collect(),

@@ -581,9 +581,13 @@ pub struct Stack {
     pub zero_downtime: Vec<String>,
     /// `hooks:`: its `before` and `after` commands.
     pub hooks: crate::remote::call::Hooks,
-    /// Its services that say they are one-shot jobs (`restart: "no"` or
-    /// `on-failure`): the gate waits for them to exit 0.
+    /// Its jobs: the services another one waits for to complete
+    /// (`service_completed_successfully`): the gate waits for them to exit 0.
     pub one_shots: Vec<String>,
+    /// Its services that mount something of the stack's directory (see
+    /// [`crate::compose::mounting`]): recreated after an `up` that left them
+    /// on the old copy.
+    pub mounts: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -1406,6 +1410,7 @@ fn build_stack(
     };
     let data_dirs = writable_binds(&dir, &compose_files);
     let one_shots = crate::compose::one_shots(&dir, &compose_files);
+    let mounts = crate::compose::mounting(&dir, &compose_files);
     let zero_downtime = match &s.zero_downtime {
         Some(z) if z.value => beside_services(host, sname, &dir, &compose_files)
             .map_err(|(m, hint)| err(z.referenced.line(), m, Some(&hint)))?,
@@ -1454,6 +1459,7 @@ fn build_stack(
         zero_downtime,
         hooks,
         one_shots,
+        mounts,
     })
 }
 

@@ -171,8 +171,11 @@ pub struct StackOptions {
     /// Seconds to wait for the stack's lock when a live run holds it
     /// (`--lock-wait`); 0: report `locked` at once.
     pub lock_wait: u64,
-    /// Services the gate waits for to exit 0 (one-shot jobs).
+    /// Services the gate waits for to exit 0 (jobs).
     pub one_shots: Vec<String>,
+    /// What services mount of the stack's directory, (service, path)
+    /// pairs (see [`crate::compose::mounting`]).
+    pub mounts: Vec<(String, String)>,
     /// How many generations keep their images, the running one included
     /// (`keep_generations`, 1 or more); `None`: the script's default (2).
     /// `--remove-images` still goes as the apply's `REMOVE` flag.
@@ -197,6 +200,10 @@ impl StackOptions {
         }
         if !self.one_shots.is_empty() {
             w.push(format!("oneshot={}", self.one_shots.join(":")));
+        }
+        if !self.mounts.is_empty() {
+            let m: Vec<String> = self.mounts.iter().map(|(s, p)| format!("{s}@{p}")).collect();
+            w.push(format!("mounts={}", m.join("+")));
         }
         if let Some(k) = self.keep {
             w.push(format!("keep={k}"));
@@ -438,6 +445,7 @@ mod tests {
                     zero_downtime: vec!["web".into(), "api".into()],
                     lock_wait: 30,
                     one_shots: vec!["migrate".into()],
+                    mounts: vec![("proxy".into(), "site".into()), ("db".into(), ".".into())],
                     keep: Some(3),
                 },
                 hooks: Hooks {
@@ -470,7 +478,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,keep=3",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,mounts=proxy@site+db@.,keep=3",
                 "./migrate --yes 'a b'",
                 "",
             ]

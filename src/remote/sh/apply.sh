@@ -84,7 +84,7 @@ record_broken() {
 # without building and gate it. Sets rb to what went wrong.
 restore_images() {
 	retag "$1" "$2"
-	if ! run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then
+	if ! up_stack; then
 		emit_log_tail "$n" "$log"
 		rb="up of the previous images failed"
 		engine_trouble "$log" && rb="$rb: $detail"
@@ -144,11 +144,20 @@ rollback() {
 	fi
 	echo "$m step $n rollback"
 	journal undo || :
-	# the failed generation stops before its files are swapped back: a
-	# crash-looping container that restarts meanwhile recreates its
-	# bind-mount source under $dir (a replace beside its old containers
-	# that failed left only the old ones running: they stay)
-	[ "$keep_running" = 1 ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+	# the failed generation's changed services stop before the files are
+	# swapped back: a crash-looping container that restarts meanwhile
+	# recreates its bind-mount source under $dir. The services whose image
+	# did not change (a database beside the app) are left running (a
+	# replace beside its old containers that failed left only the old ones
+	# running: they stay)
+	if [ "$keep_running" != 1 ]; then
+		if stop=$(changed_services "$failed_gen" "$before"); then
+			# shellcheck disable=SC2086
+			[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
+		else
+			run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+		fi
+	fi
 	restore_files
 	journal rollback || :
 	if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
@@ -170,7 +179,7 @@ rollback() {
 # apply_stack: rebuild (or start) one stack; sets result and detail.
 apply_stack() {
 	file_paths
-	failed_gen=- leftover='' keep_running=0 new_gen=- kind=apply saw='' first_ship=0
+	failed_gen=- leftover='' keep_running=0 new_gen=- kind=apply saw='' first_ship=0 files_swapped=0
 	new_log
 	read_state "$n"
 	if state_foreign; then
@@ -208,6 +217,7 @@ apply_stack() {
 	if [ "$shipped" = 1 ]; then
 		echo "$m step $n ship"
 		ship || return
+		files_swapped=1
 	fi
 	use_files "$compose_files" "$profiles"
 
@@ -272,7 +282,7 @@ apply_stack() {
 
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
-	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if up_stack; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		failed_gen=-
@@ -376,9 +386,11 @@ start_stack() {
 	if [ "$cut_phase" != - ] || [ "$st_last_result" = broken ]; then
 		retag "$before" "$before_names"
 	fi
+	# an earlier run cut off may have swapped the files back
+	[ "$cut_phase" = - ] || files_swapped=1
 	echo "$m step $n up"
 	deadline=$(($(now) + up_timeout))
-	if run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans; then rc=0; else rc=$?; fi
+	if up_stack; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
 		emit_log_tail "$n" "$log"
 		record_broken "$st_failed_hash" "$st_failed_at"

@@ -236,6 +236,60 @@ drop_untested() {
 	done
 }
 
+# up_stack: `up -d --remove-orphans` of the stack; then, when its files
+# were swapped ($files_swapped), the services that mount a path of the
+# stack's directory whose content changed ($remount_services, see
+# keep_mounted; every mounting service when that is not known) and whose
+# containers that `up` left are recreated: compose recreates a container
+# only when its image or config changed, and one it leaves keeps what it
+# mounted, the old copy. The status of what failed.
+up_stack() {
+	us_before=
+	if [ "${files_swapped:-0}" = 1 ] && [ -z "${remount_services:-}" ] && [ -n "${mount_list:-}" ]; then
+		# not known (a run cut off): every service that mounts something
+		rest=$mount_list
+		while [ -n "$rest" ]; do
+			us_item=${rest%%+*}
+			if [ "$us_item" = "$rest" ]; then rest=; else rest=${rest#*+}; fi
+			case " $remount_services " in *" ${us_item%%@*} "*) ;; *) remount_services="$remount_services ${us_item%%@*}" ;; esac
+		done
+	fi
+	if [ -n "${remount_services:-}" ] && [ "${files_swapped:-0}" = 1 ]; then
+		us_before=$(stack_containers "$n" 2>/dev/null | tr '\n' ' ') || us_before=
+	fi
+	run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans || return
+	[ -n "$us_before" ] || return 0
+	us_stale=
+	for us_svc in $remount_services; do
+		for us_id in $(service_containers "$us_svc" 2>/dev/null); do
+			case " $us_before " in *" $us_id "*)
+				us_stale="$us_stale $us_svc"
+				break
+				;;
+			esac
+		done
+	done
+	[ -n "$us_stale" ] || return 0
+	echo "$m note $n recreated$us_stale: they mount the stack's directory, whose files were replaced"
+	# shellcheck disable=SC2086
+	run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --no-deps --force-recreate $us_stale
+}
+
+# changed_services FAILED BEFORE: the services of the "svc=id,..." list
+# FAILED whose image is not theirs in BEFORE (what a rollback must stop and
+# bring back), space-separated; fails when FAILED is not known.
+changed_services() {
+	cs=
+	[ "$1" != - ] && [ -n "$1" ] || return 1
+	rest=$1
+	while [ -n "$rest" ]; do
+		next_item
+		case ",$2," in *",$item,"*) continue ;; esac
+		cs="$cs ${item%%=*}"
+	done
+	echo "$cs"
+}
+
 # service_containers SVC [-a]: the ids of the stack's containers of
 # service SVC (running ones; all with -a), a line each.
 service_containers() {

@@ -149,7 +149,14 @@ ship() {
 		no_space "$err"
 		return 1
 	fi
+	if ! keep_mounted; then
+		restore_files
+		end_journal
+		result=failed detail="could not list the files of $dir in $state_dir"
+		return 1
+	fi
 	at ship.staged
+	move_entries "$carry.keep" "$dir" "$stage/$n"
 	move_entries "$carry" "$dir" "$stage/$n"
 	at ship.carried
 	if [ -e "$dir" ] && ! mv "$dir" "$old"; then
@@ -161,6 +168,47 @@ ship() {
 	at ship.old_aside
 	mv "$stage/$n" "$dir" && rmdir "$stage"
 	at ship.swapped
+}
+
+# content_of PATH: what is in a file or a directory tree, as text that is
+# the same for the same content (names, and each file's cksum).
+content_of() {
+	if [ -d "$1" ]; then
+		(cd "$1" && find . | LC_ALL=C sort && find . -type f -exec cksum {} + | LC_ALL=C sort)
+	else
+		cksum <"$1"
+	fi
+}
+
+# keep_mounted: for what the services mount of the stack's directory
+# ($mount_list): a path whose content this ship does not change keeps its
+# inode (it goes into the new copy instead of the one unpacked, listed in
+# NAME.carry.keep, and comes back on an undo), so a container that mounts
+# it is left alone; the services a changed path of which they mount are
+# $remount_services, recreated after the `up` (see up_stack).
+keep_mounted() {
+	remount_services='' km_list=''
+	rest=$mount_list
+	while [ -n "$rest" ]; do
+		km_item=${rest%%+*}
+		if [ "$km_item" = "$rest" ]; then rest=; else rest=${rest#*+}; fi
+		km_svc=${km_item%%@*} km_path=${km_item#*@}
+		if [ "$km_path" != . ] && [ -e "$dir/$km_path" ] && [ -e "$stage/$n/$km_path" ] &&
+			[ "$(content_of "$dir/$km_path")" = "$(content_of "$stage/$n/$km_path")" ]; then
+			case "
+$km_list" in *"
+$km_path
+"*) ;; *) km_list="$km_list$km_path
+" ;; esac
+			continue
+		fi
+		case " $remount_services " in *" $km_svc "*) ;; *) remount_services="$remount_services $km_svc" ;; esac
+	done
+	# a kept path replaces the one unpacked (listed first, for an undo)
+	printf '%s' "$km_list" >"$carry.keep.tmp" && mv -f "$carry.keep.tmp" "$carry.keep" || return 1
+	while IFS= read -r km_path; do
+		[ -z "$km_path" ] || rm -rf "${stage:?}/$n/$km_path"
+	done <"$carry.keep"
 }
 
 # restore_files: the files as they were before the attempt: DIR the old
@@ -181,6 +229,7 @@ restore_files() {
 		# the old copy is aside: what rbuild does not ship goes back into
 		# it from the new copy, wherever that is, and it goes back
 		for src in "$dir" "$stage/$n" "$dead"; do
+			[ ! -d "$src" ] || [ ! -f "$carry.keep" ] || move_entries "$carry.keep" "$src" "$old"
 			[ ! -d "$src" ] || move_unshipped "$src" "$old"
 		done
 		at undo.carried
@@ -191,11 +240,14 @@ restore_files() {
 	else
 		# the old copy is in place (the swap had not happened, or an undo
 		# put it back)
-		[ ! -d "$stage/$n" ] || move_entries "$carry" "$stage/$n" "$dir"
+		if [ -d "$stage/$n" ]; then
+			[ ! -f "$carry.keep" ] || move_entries "$carry.keep" "$stage/$n" "$dir"
+			move_entries "$carry" "$stage/$n" "$dir"
+		fi
 		[ ! -d "$dead" ] || move_unshipped "$dead" "$dir"
 	fi
 	rm -rf "$stage" "$dead" "$manifest.new"
-	rm -f "$carry"
+	rm -f "$carry" "$carry.keep"
 }
 
 # commit_files: the shipped files stay: the old copy goes, the manifest
@@ -204,16 +256,18 @@ commit_files() {
 	[ -f "$carry" ] || return 0
 	rm -rf "$old" "$stage" "$dead"
 	[ ! -f "$manifest.new" ] || mv -f "$manifest.new" "$manifest"
-	rm -f "$carry"
+	rm -f "$carry" "$carry.keep"
 }
 
 # stack_options OPTIONS: a stack's options (`-`, or `KEY=VALUE` words
 # joined by `,`, validated by the controller): dir_mode, dir_group,
 # zero_downtime (services, `:`-joined), lock_wait (seconds), oneshot
-# (services the gate waits for to exit 0, `:`-joined), keep (generations
-# that keep their images); ship_umask follows dir_mode.
+# (services the gate waits for to exit 0, `:`-joined), mounts (what
+# services mount of the stack's directory: `SVC@PATH` joined by `+`), keep
+# (generations that keep their images); ship_umask follows dir_mode.
 stack_options() {
-	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots='' keep=2
+	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots='' keep=2 mount_list=
+	remount_services=
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
@@ -225,6 +279,7 @@ stack_options() {
 		lock_wait=*) lock_wait=${item#*=} ;;
 		oneshot=*) one_shots=":${item#*=}:" ;;
 		keep=*) keep=${item#*=} ;;
+		mounts=*) mount_list=${item#*=} ;;
 		esac
 	done
 	is_num "$keep" && [ "$keep" -ge 1 ] || keep=2
