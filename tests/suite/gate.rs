@@ -416,18 +416,21 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     assert!(!h1.has_image(&first.image));
 }
 
-/// A one-shot job (`restart: "no"` in its compose file) is waited for to
-/// its end, however long it runs within the up timeout, not only through
-/// the settle window: one that fails after the window is still a failed
-/// rebuild, and a rebuild whose job is still running has not passed.
+/// A job (a service another one waits for to complete:
+/// `service_completed_successfully`) is waited for to its end, however long
+/// it runs within the up timeout, not only through the settle window: one
+/// that fails after the window is still a failed rebuild, and a rebuild
+/// whose job is still running has not passed.
 #[test]
 fn a_one_shot_job_is_waited_for_past_the_settle_window() {
     let f = Fleet::new("gatelongjob", 1);
-    // the app and a one-shot `migrate` running `cmd`
+    // the app and a job `migrate` running `cmd`, which the app waits for
     let job = |cmd: &str| {
         format!(
             "{}  migrate:\n    build: .\n    init: true\n    restart: \"no\"\n    command: [\"/bin/sh\", \"-c\", {cmd:?}]\n",
-            compose("")
+            compose(
+                "    depends_on:\n      migrate:\n        condition: service_completed_successfully\n"
+            )
         )
     };
     let name = f.add_stack(

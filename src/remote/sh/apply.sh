@@ -287,12 +287,15 @@ apply_stack() {
 		emit_log_tail "$n" "$log"
 		failed_gen=-
 		snapshot "$n" 2>>"$log" && failed_gen=$snap_images
+		# what the engine says of the containers (a job another waits for
+		# that exited non-zero fails the `up` itself)
+		look "$n" 2>>"$log" || bad=
 		if [ "$rc" = 124 ]; then
 			rollback "up took longer than ${up_timeout}s (up_timeout)"
 		elif port_taken "$log"; then
 			rollback "up failed: $taken"
 		else
-			rollback "up failed"
+			rollback "up failed${bad:+:$bad}"
 		fi
 		return
 	fi
