@@ -33,6 +33,10 @@ pub enum Reason {
     /// of its phases): the host puts right what it left and starts the
     /// generation that runs (no build).
     CutOff,
+    /// Not due, but a container of the generation that runs was restarted
+    /// since it passed its gate: the run looks, and rolls a crash loop back
+    /// to the generation before (a restart by the engine is recorded).
+    Restarted,
     /// This exact input failed its health gate within the build period; it
     /// is retried when the input changes, when forced, or after the period.
     PreviousFailure,
@@ -76,6 +80,7 @@ impl Reason {
             Reason::UpToDate => "up_to_date",
             Reason::NotRunning => "not_running",
             Reason::CutOff => "cut_off",
+            Reason::Restarted => "restarted",
             Reason::PreviousFailure => "previous_failure",
             Reason::Held => "held",
             Reason::Locked => "locked",

@@ -183,7 +183,7 @@ impl Due {
     /// A rebuild of a new version, which a rollout coordinates; a start of
     /// what is there is none.
     fn rebuilds(&self) -> bool {
-        self.mode != StackMode::Start
+        !matches!(self.mode, StackMode::Start | StackMode::Verify)
     }
 }
 
@@ -453,6 +453,11 @@ async fn check<C: Connect>(
                 index,
                 reason: plan::start_reason(cut_off.as_deref()),
                 mode: StackMode::Start,
+            }),
+            Verdict::Verify => due.push(Due {
+                index,
+                reason: Reason::Restarted,
+                mode: StackMode::Verify,
             }),
             v @ (Verdict::WouldRebuild(_) | Verdict::WouldStart { .. })
                 if answer.cannot_rebuild.is_some() =>
@@ -766,6 +771,7 @@ mod tests {
                             locked_by: None,
                             running: None,
                             phase: None,
+                            restarted: false,
                         });
                         events.push(Event::State {
                             stack: s.name.clone(),
@@ -978,6 +984,7 @@ mod tests {
             locked_by: None,
             running: Some(true),
             phase: None,
+            restarted: false,
         }
     }
 
@@ -1033,6 +1040,7 @@ mod tests {
                 locked_by: Some("4242".into()),
                 running: None,
                 phase: None,
+                restarted: false,
             },
         );
         b.recorded

@@ -60,6 +60,11 @@ pub enum Verdict {
     Unreadable(BadState),
     /// Rebuild, shipping the files first when `ship`.
     Rebuild { reason: Reason, ship: bool },
+    /// Not due, but a container of what runs restarted since its gate: look,
+    /// and roll a crash loop back (`Reason::Restarted`).
+    Verify,
+    /// The same; the run is a dry run.
+    WouldVerify,
     /// Not due, but not running as recorded: start it (no build).
     /// `cut_off`: the phase an earlier run was killed in on the host, which
     /// the start recovers.
@@ -106,6 +111,19 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
             (None, false) => Verdict::Start { cut_off },
         };
     }
+    // what runs was restarted since its gate (a crash, or the engine):
+    // looked at, a crash loop rolled back
+    if !d.rebuild && i.recorded.restarted {
+        return match (&i.recorded.locked_by, o.dry_run) {
+            (Some(_), false) if wait => Verdict::Verify,
+            (Some(pid), _) => Verdict::Locked {
+                pid: pid.clone(),
+                due: Reason::Restarted,
+            },
+            (None, true) => Verdict::WouldVerify,
+            (None, false) => Verdict::Verify,
+        };
+    }
     if d.reason == Reason::PreviousFailure {
         return Verdict::PreviousFailure {
             failed_ago: now.saturating_sub(state.map_or(0, |s| s.failed_at)),
@@ -148,6 +166,7 @@ mod tests {
             locked_by: lock.map(str::to_owned),
             running: None,
             phase: None,
+            restarted: false,
         };
         let built = StackState {
             hash: Some("h1".into()),
@@ -194,11 +213,13 @@ mod tests {
             locked_by: Some("9".into()),
             running: None,
             phase: None,
+            restarted: false,
         };
         // an earlier run was cut off on the host: it says the stack is down
         let cut = |r: &Recorded, phase: &str| Recorded {
             running: Some(false),
             phase: Some(phase.into()),
+            restarted: false,
             ..r.clone()
         };
         let up_cut = cut(&up, "gate");
@@ -349,6 +370,7 @@ mod fuzz {
             lock in prop::option::of("[0-9]{1,5}|unknown"),
             running in prop::option::of(any::<bool>()),
             phase in prop::option::of(prop::sample::select(&["ship", "build", "gate", "undo"][..])),
+            restarted in any::<bool>(),
             generation in prop::option::of(any::<u64>()),
             last in prop::option::of(prop::sample::select(&["ok", "failed", "rolled_back", "broken"][..])),
         ) -> Recorded {
@@ -364,7 +386,7 @@ mod fuzz {
                 })),
                 _ => Err(BadState::Newer("3".into())),
             };
-            Recorded { state, locked_by: lock, running, phase: phase.map(str::to_owned) }
+            Recorded { state, locked_by: lock, running, phase: phase.map(str::to_owned), restarted }
         }
     }
 
@@ -427,6 +449,8 @@ mod fuzz {
                     prop_assert!(r.running == Some(false) || r.phase.is_some());
                     prop_assert_eq!(cut_off, &r.phase);
                 }
+                Verdict::Verify => prop_assert!(!dry_run && r.restarted && r.locked_by.is_none()),
+                Verdict::WouldVerify => prop_assert!(dry_run && r.restarted),
                 Verdict::Locked { .. } => prop_assert!(r.locked_by.is_some()),
                 Verdict::Skip(Reason::Held) => {
                     prop_assert!(r.phase.is_none(), "a run cut off is recovered");

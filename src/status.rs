@@ -216,6 +216,7 @@ pub fn assess(
             Verdict::WouldStart { cut_off } => {
                 (Next::Now, plan::start_reason(cut_off.as_deref()), None)
             }
+            Verdict::WouldVerify => (Next::Now, Reason::Restarted, None),
             Verdict::Locked { due, .. } => (Next::Now, due, None),
             Verdict::PreviousFailure { .. } => (
                 Next::Held,
@@ -228,7 +229,10 @@ pub fn assess(
                 r,
                 st.built_at.map(|b| b.saturating_add(period)),
             ),
-            Verdict::Unreadable(_) | Verdict::Rebuild { .. } | Verdict::Start { .. } => {
+            Verdict::Unreadable(_)
+            | Verdict::Rebuild { .. }
+            | Verdict::Start { .. }
+            | Verdict::Verify => {
                 unreachable!("a dry run's plan of a readable state")
             }
         };
@@ -591,6 +595,7 @@ mod tests {
                 locked_by: None,
                 running,
                 phase: None,
+                restarted: false,
             },
             services: services
                 .iter()

@@ -69,6 +69,10 @@ pub enum StackMode {
     Build,
     /// It does not run as recorded: up what is there, no build.
     Start,
+    /// A container of what runs restarted since its gate: look; a crash
+    /// loop is rolled back to the generation before, a restart by the
+    /// engine recorded.
+    Verify,
 }
 
 impl StackMode {
@@ -77,6 +81,7 @@ impl StackMode {
             StackMode::Ship => "ship",
             StackMode::Build => "build",
             StackMode::Start => "start",
+            StackMode::Verify => "verify",
         }
     }
 }

@@ -80,6 +80,11 @@ pub struct Recorded {
     /// `None`: no attempt was cut off. The host then says `running=0`, so
     /// that the next run recovers it.
     pub phase: Option<String>,
+    /// A container of what runs was restarted since it passed its gate (its
+    /// process is not the one recorded, its cgroup still there): by its
+    /// restart policy after a crash, or by the engine. The next run looks,
+    /// and rolls a crash loop back.
+    pub restarted: bool,
 }
 
 /// How an apply or a rollback ended for one stack (`done` lines).
@@ -433,6 +438,7 @@ fn recorded(rest: &str) -> Recorded {
     let mut locked_by = None;
     let mut running = None;
     let mut phase = None;
+    let mut restarted = false;
     for (k, v) in fields(rest) {
         match k {
             "exists" => exists = v,
@@ -444,6 +450,7 @@ fn recorded(rest: &str) -> Recorded {
             "failed_at" => s.failed_at = v.parse().unwrap_or(0),
             "gen" => s.generation = number(v),
             "phase" => phase = opt(v),
+            "restarted" => restarted = v == "1",
             "locked" => locked_by = opt(v),
             "running" => {
                 running = match v {
@@ -468,6 +475,7 @@ fn recorded(rest: &str) -> Recorded {
         locked_by,
         running,
         phase,
+        restarted,
     }
 }
 
@@ -513,6 +521,10 @@ mod tests {
     #[test]
     fn parses_state_lines() {
         let r = state_of(
+            "@rbuild:T state web exists=1 version=2 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=- running=1 gen=2 phase=- restarted=1",
+        );
+        assert!(r.restarted && r.running == Some(true));
+        let r = state_of(
             "@rbuild:T state web exists=1 version=1 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=-",
         );
         assert_eq!(
@@ -527,6 +539,7 @@ mod tests {
                 locked_by: None,
                 running: None,
                 phase: None,
+                restarted: false,
             }
         );
         let r = state_of(

@@ -96,6 +96,12 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
             crate::plan::start_reason(cut_off.as_deref()),
         )
         .note(cut_off.as_deref().map(cut_off_words)),
+        Verdict::WouldVerify => Row::new(host, stack, Action::WouldStart, Reason::Restarted).note(
+            Some(
+                "a container of what runs restarted since its gate: the run looks, and rolls a crash loop back"
+                    .to_owned(),
+            ),
+        ),
         Verdict::PreviousFailure {
             failed_ago,
             earlier_runs,
@@ -157,7 +163,7 @@ pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
                     "look at `STATE_DIR/NAME.state` on the host: moving it aside makes the stack a first build (its history stays)",
                 ))
         }
-        Verdict::Rebuild { .. } | Verdict::Start { .. } => {
+        Verdict::Rebuild { .. } | Verdict::Start { .. } | Verdict::Verify => {
             unreachable!("a due stack is not settled by its check")
         }
     };

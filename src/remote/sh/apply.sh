@@ -213,6 +213,10 @@ apply_stack() {
 		start_stack
 		return
 	fi
+	if [ "$mode" = verify ]; then
+		verify_stack
+		return
+	fi
 
 	if [ "$shipped" = 1 ]; then
 		echo "$m step $n ship"
@@ -368,6 +372,66 @@ $st_gens"
 		emit_log_tail "$n" "$log"
 		cause=after_hook detail="$(hook_failed after); the rebuild itself passed: the new version runs (generation $new_gen) and is recorded"
 		keep_failed failed "$detail"
+	fi
+}
+
+# verify_stack: a container of the generation that runs was restarted
+# since its gate (the check saw its process change). One look at the
+# engine: a service restarted by its policy (its restart count), exited
+# non-zero or unhealthy has crashed: the newest kept generation before it
+# is put back, gated, and these files are held like a failed rebuild (row
+# `rolled_back`, reason `restarted`). Nothing wrong: the engine restarted
+# them (its upgrade, a restart of the daemon), and what runs is recorded
+# again. Sets result and detail.
+verify_stack() {
+	kind=verify
+	use_files "$compose_files" "$profiles"
+	# (a container the engine restarted may still be starting: it is
+	# given the up timeout, as a gate)
+	if wait_healthy "$n" "$(($(now) + up_timeout))" "$settle" 2>>"$log"; then
+		st_cgroups=$(cgroups_now) st_attempt=$attempt
+		if ! save_state "$n"; then
+			result=failed detail="could not write the state file in $state_dir: $write_err"
+			no_space "$write_err"
+			return
+		fi
+		result=started detail="its containers were restarted, not by a crash (the engine, or the host); generation $st_gen runs as recorded"
+		return
+	fi
+	if engine_trouble "$log"; then
+		result=failed
+		return
+	fi
+	crash="generation $st_gen crashed after its gate: $verdict"
+	if ! gen_older "$st_gen"; then
+		result=failed detail="$crash; no older generation is kept to roll back to"
+		return
+	fi
+	gen_get "$g_older"
+	failed_gen=$st_images
+	journal rollback || :
+	echo "$m step $n rollback"
+	if stop=$(changed_services "$failed_gen" "$g_images"); then
+		# shellcheck disable=SC2086
+		[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
+	fi
+	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
+		from=$st_gen
+		st_gen=$g_older st_images=$g_images st_names=$g_names st_last_result=failed
+		st_failed_hash=$st_hash st_failed_at=$(now) st_cgroups=$(cgroups_now) st_attempt=$attempt
+		if ! save_state "$n"; then
+			result=failed detail="$crash; generation $g_older runs again, but the state file could not be written: $write_err"
+			no_space "$write_err"
+			return
+		fi
+		end_journal
+		snap_images=$g_images
+		result=rolled_back detail="$crash; generation $g_older runs again"
+	else
+		# the state names what is to be put back
+		st_gen=$g_older st_images=$g_images st_names=$g_names
+		record_broken "$st_hash" "$(now)"
+		result=failed detail="$crash; rollback failed too: generation $g_older could not be put back: $rb; $saw"
 	fi
 }
 

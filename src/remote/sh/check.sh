@@ -50,21 +50,32 @@ do_check() {
 		fi
 		# whether what the last rebuild left running still runs: each of its
 		# service containers' cgroup directory is still there (no docker CLI,
-		# no fork: a test of a directory)
-		run=-
+		# no fork: a test of a directory), and whether it was restarted
+		# since its gate: its process is not the one recorded then
+		# (`svc:PID:DIR`; an older rbuild recorded `svc:DIR`)
+		run=- restarted=0
 		rest=$st_cgroups
 		[ "$rest" = - ] || run=1
 		while [ "$rest" != - ] && [ -n "$rest" ]; do
 			next_item
-			[ -d "${item#*:}" ] || run=0
+			item=${item#*:}
+			case $item in
+			[0-9]*:*) cpid=${item%%:*} item=${item#*:} ;;
+			*) cpid= ;;
+			esac
+			if [ ! -d "$item" ]; then
+				run=0
+			elif [ -n "$cpid" ] && [ ! -d "/proc/$cpid" ]; then
+				restarted=1
+			fi
 		done
 		# an attempt cut off (its journal is there), or a stack whose
 		# rollback failed: what runs is not what the state names, and the
 		# next apply puts it right
 		if [ "$st_phase" != - ] || [ "$st_last_result" = broken ]; then run=0; fi
-		[ "$run" != 0 ] || may_be_due=1
+		[ "$run" != 0 ] && [ "$restarted" = 0 ] || may_be_due=1
 		out="$out
-$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder running=$run gen=$st_gen phase=$st_phase"
+$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder running=$run gen=$st_gen phase=$st_phase restarted=$restarted"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			# a build time in the future is no time: due

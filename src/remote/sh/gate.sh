@@ -89,14 +89,14 @@ cgroup_dir() {
 	return 1
 }
 
-# cgroups_now: "svc:DIR,..." for the running service containers of the
+# cgroups_now: "svc:PID:DIR,..." for the running service containers of the
 # last look, so that a check can tell whether they still run; - if that
 # cannot be told here.
 cgroups_now() {
 	cgs=''
 	for sp in $pids; do
 		cg=$(cgroup_dir "${sp#*:}") || { cgs=''; break; }
-		cgs="${cgs:+$cgs,}${sp%%:*}:$cg"
+		cgs="${cgs:+$cgs,}${sp%%:*}:${sp#*:}:$cg"
 	done
 	echo "${cgs:--}"
 }

@@ -44,7 +44,9 @@ EOF
 	rest=$st_cgroups
 	while [ "$rest" != - ] && [ -n "$rest" ]; do
 		next_item
-		if [ -d "${item#*:}" ]; then state=running; else state=gone; fi
+		cdir=${item#*:}
+		case $cdir in [0-9]*:*) cdir=${cdir#*:} ;; esac
+		if [ -d "$cdir" ]; then state=running; else state=gone; fi
 		echo "$m service $1 ${item%%:*} $state -"
 	done
 }
