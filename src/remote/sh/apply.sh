@@ -288,12 +288,13 @@ apply_stack() {
 	deadline=$(($(now) + up_timeout))
 	if up_stack; then rc=0; else rc=$?; fi
 	if [ "$rc" != 0 ]; then
-		emit_log_tail "$n" "$log"
 		failed_gen=-
 		snapshot "$n" 2>>"$log" && failed_gen=$snap_images
 		# what the engine says of the containers (a job another waits for
-		# that exited non-zero fails the `up` itself)
+		# that exited non-zero fails the `up` itself), and their words
 		look "$n" 2>>"$log" || bad=
+		[ -z "$bad" ] || last_words "$bad"
+		emit_log_tail "$n" "$log"
 		if [ "$rc" = 124 ]; then
 			rollback "up took longer than ${up_timeout}s (up_timeout)"
 		elif port_taken "$log"; then
@@ -308,6 +309,8 @@ apply_stack() {
 	if ! wait_healthy "$n" "$deadline" "$settle"; then
 		# what the failed generation ran, pulled images included
 		failed_gen=$snap_images
+		last_words "$verdict"
+		emit_log_tail "$n" "$log"
 		rollback "$verdict"
 		return
 	fi

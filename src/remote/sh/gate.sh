@@ -101,6 +101,28 @@ cgroups_now() {
 	echo "${cgs:--}"
 }
 
+# last_words VERDICT: the failing services' own words, into the attempt's
+# log: the last 20 lines of each one's container log and its health probe's
+# last outputs, for the row's tail, `rbuild logs` and the mail. VERDICT is
+# the gate's (` app(unhealthy) migrate(exited:1)`).
+last_words() {
+	for lw_word in $1; do
+		case $lw_word in *\(*\)) ;; *) continue ;; esac
+		lw_svc=${lw_word%%(*}
+		lw_id=$(service_containers "$lw_svc" -a 2>/dev/null | head -n 1)
+		[ -n "$lw_id" ] || continue
+		{
+			echo "--- $lw_svc: the last lines of its container's log"
+			dk logs --tail 20 "$lw_id" 2>&1 | tail -n 20
+			lw_probe=$(dk inspect --format '{{if .State.Health}}{{range .State.Health.Log}}exit {{.ExitCode}}: {{.Output}}{{end}}{{end}}' "$lw_id" 2>/dev/null | tail -n 4)
+			if [ -n "$lw_probe" ]; then
+				echo "--- $lw_svc: its health probe's last output"
+				echo "$lw_probe"
+			fi
+		} >>"$log" 2>&1
+	done
+}
+
 # changed BEFORE AFTER: the services whose containers are not the same ones,
 # started once, from the marks BEFORE to AFTER.
 changed() {
