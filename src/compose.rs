@@ -478,7 +478,12 @@ pub fn mounting(root: &Path, files: &[String]) -> Vec<(String, String)> {
     };
     let mut out: indexmap::IndexSet<(String, String)> = indexmap::IndexSet::new();
     each_service(root, files, |name, svc| {
-        for v in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        for v in svc
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let source = match v {
                 Value::String(s) => Some(s.split(':').next().unwrap_or("")),
                 Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("bind") => {
@@ -740,7 +745,9 @@ mod tests {
             "services:\n  proxy:\n    image: x\n    volumes: [\"./site:/www:ro\", \"./conf/app.conf:/etc/app.conf:ro\"]\n  code:\n    build: .\n    volumes: [\".:/code\"]\n  long:\n    image: x\n    volumes:\n      - {type: bind, source: ./data, target: /data}\n  db:\n    image: x\n    volumes: [\"dbdata:/var/lib/db\", \"/etc/localtime:/etc/localtime:ro\"]\n    secrets: [db_pw]\n  app:\n    image: x\n    secrets: [token]\n  plain: {image: x}\nsecrets:\n  db_pw: {file: ./secrets/db_pw.txt}\n  token: {external: true}\nvolumes:\n  dbdata: {}\n",
         )]);
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         assert_eq!(
             mounting(d.path(), &["compose.yml".into()]),

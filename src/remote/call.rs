@@ -207,7 +207,11 @@ impl StackOptions {
             w.push(format!("oneshot={}", self.one_shots.join(":")));
         }
         if !self.mounts.is_empty() {
-            let m: Vec<String> = self.mounts.iter().map(|(s, p)| format!("{s}@{p}")).collect();
+            let m: Vec<String> = self
+                .mounts
+                .iter()
+                .map(|(s, p)| format!("{s}@{p}"))
+                .collect();
             w.push(format!("mounts={}", m.join("+")));
         }
         if let Some(k) = self.keep {
