@@ -63,6 +63,12 @@ pub struct Cli {
     #[arg(long, env = "RBUILD_SETTLE", value_name = "SECS", global = true, value_parser = settle)]
     pub settle: Option<u64>,
 
+    /// After a passed gate, the host watches the stack this long and rolls
+    /// a crash back by itself (0: no watcher): seconds or a duration
+    /// [default: 60, or the inventory's `watch`].
+    #[arg(long, env = "RBUILD_WATCH", value_name = "SECS", global = true, value_parser = settle)]
+    pub watch: Option<u64>,
+
     /// Rebuild every selected stack, due or not.
     #[arg(long)]
     pub force_rebuild: bool,

@@ -66,6 +66,8 @@ pub struct Settings {
     pub build_timeout: Option<u64>,
     /// CLI or env override of every stack's settle window.
     pub settle: Option<u64>,
+    /// CLI or env override of every stack's watch window.
+    pub watch: Option<u64>,
     pub concurrency: usize,
     pub json: bool,
     /// `--metrics-file`: where to write the run's metrics.
@@ -94,6 +96,11 @@ impl Settings {
         self.up_timeout
             .or(s.up_timeout)
             .unwrap_or(DEFAULT_UP_TIMEOUT)
+    }
+
+    /// The effective watch window of a stack.
+    pub fn watch(&self, s: &Stack) -> u64 {
+        self.watch.unwrap_or(s.watch)
     }
 
     /// The effective settle window of a stack.
@@ -195,6 +202,7 @@ impl Settings {
             up_timeout: cli.up_timeout_period,
             build_timeout: cli.build_timeout,
             settle: cli.settle,
+            watch: cli.watch,
             concurrency: cli.concurrency as usize,
             json: cli.json,
             metrics_file: cli.metrics_file,
@@ -379,6 +387,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             build_timeout: None,
             settle: None,
             keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
+            watch: crate::inventory::DEFAULT_WATCH,
             rollout: Default::default(),
             adopt: false,
             dir_mode: None,

@@ -54,6 +54,11 @@ pub type ConnectTimeout = Seconds<1, MAX_CONNECT_TIMEOUT>;
 pub type BuildTimeout = Seconds<1, MAX_UP_TIMEOUT>;
 /// `settle`: 0 (no window) to a day.
 pub type Settle = Seconds<0, MAX_UP_TIMEOUT>;
+/// `watch`: 0 (no watcher) to a day.
+pub type Watch = Seconds<0, MAX_UP_TIMEOUT>;
+/// The watch window after a passed gate when none is given (see the
+/// README's "A crash after the gate").
+pub const DEFAULT_WATCH: u64 = 60;
 
 /// Seconds from a number or a human duration, within `min..=max`: the one
 /// parser of durations, for the inventory and the command line alike.
@@ -312,6 +317,7 @@ pub struct Defaults {
     pub connect_timeout: Option<ConnectTimeout>,
     pub rollout: Option<RawRollout>,
     pub keep_generations: Option<KeepGenerations>,
+    pub watch: Option<Watch>,
 }
 
 /// `rollout:` settings, in `defaults` or a shared stack.
@@ -373,6 +379,7 @@ struct RawSharedStack {
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
     keep_generations: Option<KeepGenerations>,
+    watch: Option<Watch>,
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -430,6 +437,7 @@ struct RawStack {
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
     keep_generations: Option<KeepGenerations>,
+    watch: Option<Watch>,
     #[serde(default)]
     adopt: bool,
     dir_mode: Option<DirMode>,
@@ -566,6 +574,9 @@ pub struct Stack {
     /// How many of its generations keep their images on the host, the
     /// running one included (`keep_generations`, default 2).
     pub keep_generations: u32,
+    /// Seconds the host watches it after a passed gate, rolling a crash
+    /// back by itself (`watch`, default [`DEFAULT_WATCH`]; 0: not watched).
+    pub watch: u64,
     /// How a rebuild of this stack rolls out across hosts.
     pub rollout: Policy,
     /// Ship into its directory even when that holds files rbuild did not
@@ -1020,6 +1031,7 @@ impl Inventory {
                 build_timeout: h.build_timeout.or(d.build_timeout),
                 settle: h.settle.or(d.settle),
                 keep_generations: d.keep_generations,
+                watch: d.watch,
             };
             let mut groups = Vec::new();
             for g in &h.groups {
@@ -1058,6 +1070,7 @@ impl Inventory {
                     build_timeout: s.build_timeout,
                     settle: s.settle,
                     keep_generations: s.keep_generations,
+                    watch: s.watch,
                     rollout: default_policy,
                     adopt: s.adopt,
                     dir_mode: s.dir_mode,
@@ -1082,6 +1095,7 @@ impl Inventory {
                         build_timeout: sh.build_timeout,
                         settle: sh.settle,
                         keep_generations: sh.keep_generations,
+                        watch: sh.watch,
                         rollout: sh
                             .rollout
                             .as_ref()
@@ -1237,6 +1251,7 @@ struct HostCtx<'a> {
     settle: Option<Settle>,
     /// `defaults:`'s (hosts have none of their own).
     keep_generations: Option<KeepGenerations>,
+    watch: Option<Watch>,
 }
 
 /// A stack's keys, from a host's list or a shared definition.
@@ -1250,6 +1265,7 @@ struct StackDef<'a> {
     build_timeout: Option<BuildTimeout>,
     settle: Option<Settle>,
     keep_generations: Option<KeepGenerations>,
+    watch: Option<Watch>,
     rollout: Policy,
     adopt: bool,
     dir_mode: Option<DirMode>,
@@ -1452,6 +1468,7 @@ fn build_stack(
             .keep_generations
             .or(h.keep_generations)
             .map_or(DEFAULT_KEEP_GENERATIONS, |k| k.0),
+        watch: s.watch.or(h.watch).map_or(DEFAULT_WATCH, |w| w.0),
         rollout: s.rollout,
         adopt: s.adopt,
         dir_mode: s.dir_mode.map(|m| m.0),

@@ -181,6 +181,8 @@ pub struct StackOptions {
     /// What services mount of the stack's directory, (service, path)
     /// pairs (see [`crate::compose::mounting`]).
     pub mounts: Vec<(String, String)>,
+    /// Seconds the host watches the stack after a passed gate (0: not).
+    pub watch: u64,
     /// How many generations keep their images, the running one included
     /// (`keep_generations`, 1 or more); `None`: the script's default (2).
     /// `--remove-images` still goes as the apply's `REMOVE` flag.
@@ -216,6 +218,9 @@ impl StackOptions {
         }
         if let Some(k) = self.keep {
             w.push(format!("keep={k}"));
+        }
+        if self.watch > 0 {
+            w.push(format!("watch={}", self.watch));
         }
         if w.is_empty() {
             "-".to_owned()
@@ -455,6 +460,7 @@ mod tests {
                     lock_wait: 30,
                     one_shots: vec!["migrate".into()],
                     mounts: vec![("proxy".into(), "site".into()), ("db".into(), ".".into())],
+                    watch: 60,
                     keep: Some(3),
                 },
                 hooks: Hooks {
@@ -487,7 +493,7 @@ mod tests {
                 "10",
                 "1800",
                 "h",
-                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,mounts=proxy@site+db@.,keep=3",
+                "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,mounts=proxy@site+db@.,keep=3,watch=60",
                 "./migrate --yes 'a b'",
                 "",
             ]

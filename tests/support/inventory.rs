@@ -35,6 +35,10 @@ pub struct Defaults {
     pub up_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// The watch window after a passed gate: the fixture sets `"0"` (a
+    /// watcher holds the stack's lock; the tests of it set their own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
 }
 
 impl Defaults {
@@ -44,6 +48,7 @@ impl Defaults {
             && self.build_period.is_none()
             && self.up_timeout.is_none()
             && self.rollout.is_none()
+            && self.watch.is_none()
     }
 }
 
@@ -121,6 +126,9 @@ pub struct Stack {
     /// How many generations keep their images (issue 18).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_generations: Option<u32>,
+    /// The watch window after a passed gate (issue 19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
 }
 
 /// A stack's `hooks:`.

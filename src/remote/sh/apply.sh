@@ -369,6 +369,7 @@ $st_gens"
 		save_state "$n" || :
 	fi
 	result=rebuilt detail="generation $new_gen, with compose $flavour"
+	start_watch
 	# the after hook, once the new generation passed its gate and is
 	# recorded: one that fails leaves it running and recorded, and says so
 	if [ -n "$hook_after" ] && ! run_hook after "$hook_after"; then
@@ -405,9 +406,18 @@ verify_stack() {
 		result=failed
 		return
 	fi
-	crash="generation $st_gen crashed after its gate: $verdict"
+	last_words "$verdict"
+	emit_log_tail "$n" "$log"
+	revert "generation $st_gen crashed after its gate: $verdict"
+}
+
+# revert WHY: the generation that runs crashed after its gate (WHY): the
+# newest kept generation before it comes back, gated (its changed services
+# stopped first), and these files are held like a failed rebuild. Sets
+# result and detail.
+revert() {
 	if ! gen_older "$st_gen"; then
-		result=failed detail="$crash; no older generation is kept to roll back to"
+		result=failed detail="$1; no older generation is kept to roll back to"
 		return
 	fi
 	gen_get "$g_older"
@@ -419,24 +429,64 @@ verify_stack() {
 		[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
 	fi
 	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
-		from=$st_gen
 		st_gen=$g_older st_images=$g_images st_names=$g_names st_last_result=failed
 		st_failed_hash=$st_hash st_failed_at=$(now) st_cgroups=$(cgroups_now) st_attempt=$attempt
 		if ! save_state "$n"; then
-			result=failed detail="$crash; generation $g_older runs again, but the state file could not be written: $write_err"
+			result=failed detail="$1; generation $g_older runs again, but the state file could not be written: $write_err"
 			no_space "$write_err"
 			return
 		fi
 		end_journal
 		snap_images=$g_images
-		result=rolled_back detail="$crash; generation $g_older runs again"
+		result=rolled_back detail="$1; generation $g_older runs again"
 	else
 		# the state names what is to be put back
 		st_gen=$g_older st_images=$g_images st_names=$g_names
 		record_broken "$st_hash" "$(now)"
-		result=failed detail="$crash; rollback failed too: generation $g_older could not be put back: $rb; $saw"
+		result=failed detail="$1; rollback failed too: generation $g_older could not be put back: $rb; $saw"
 	fi
 }
+
+# start_watch: after a passed gate, a watcher of the stack for $watch
+# seconds, detached from this shell (it outlives the connection) and
+# holding the stack's lock on (descriptor 9): a look every 5 s; a service
+# restarted by its policy, exited non-zero or unhealthy makes it put the
+# generation before back (revert) and record it (state, history,
+# NAME.failed for `rbuild logs`). Its own words go to STATE_DIR/NAME.watch.
+start_watch() {
+	[ "$watch" -gt 0 ] && gen_older "$st_gen" || return 0
+	(
+		trap - EXIT INT TERM
+		exec </dev/null >>"$state_dir/$n.watch" 2>&1
+		watch_stack
+	) &
+	watcher=$!
+	echo "$m note $n watched on the host for ${watch}s (pid $watcher): a crash then rolls it back"
+}
+
+# watch_stack: the watcher's loop (see start_watch).
+watch_stack() {
+	w_end=$(($(now) + watch))
+	echo "$(now) watching generation $st_gen of $n for ${watch}s"
+	m="@rbuild:watch"
+	while [ "$(now)" -lt "$w_end" ]; do
+		sleep 5
+		look "$n" || continue
+		[ -n "$bad" ] || continue
+		log=$state_dir/$n.log
+		echo "--- the watcher: crashed after its gate:$bad" >>"$log"
+		last_words "$bad"
+		revert "generation $st_gen crashed after its gate, within the watch window:$bad"
+		echo "$(now) $result $detail"
+		add_history "$n" "$result" "$snap_images" "(watch) $detail"
+		keep_failed "$result" "$detail"
+		break
+	done
+	echo "$(now) done watching"
+	: >"$state_dir/$n.lock"
+}
+
+# start_stack: up the generation the state names
 
 # start_stack: up the generation the state names, which does not run as
 # recorded (stopped by hand, a reboot without restart policies, an OOM

@@ -12,7 +12,9 @@ lock_holder() {
 			return 1 # no owner a minute after it was made: its maker died at once
 		fi
 	elif [ -s "$l" ]; then
-		read -r pid boot <"$l" || :
+		read -r pid boot what <"$l" || :
+		# a watcher after a passed gate (apply.sh) gives way to any run
+		[ "${what:-}" != watch ] || return 1
 	else
 		return 1
 	fi

@@ -266,7 +266,7 @@ commit_files() {
 # services mount of the stack's directory: `SVC@PATH` joined by `+`), keep
 # (generations that keep their images); ship_umask follows dir_mode.
 stack_options() {
-	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots='' keep=2 mount_list=
+	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots='' keep=2 watch=0 mount_list=
 	remount_services=
 	rest=$1
 	[ "$rest" != - ] || rest=''
@@ -280,9 +280,11 @@ stack_options() {
 		oneshot=*) one_shots=":${item#*=}:" ;;
 		keep=*) keep=${item#*=} ;;
 		mounts=*) mount_list=${item#*=} ;;
+		watch=*) watch=${item#*=} ;;
 		esac
 	done
 	is_num "$keep" && [ "$keep" -ge 1 ] || keep=2
+	is_num "$watch" || watch=0
 	ship_umask=$(printf '%03o' $((0777 & ~0$dir_mode)))
 }
 

@@ -28,7 +28,7 @@ lock_take() {
 		return 2
 	fi
 	exec 9>>"$l"
-	if ! flock -n 9; then
+	if ! flock -n 9 && ! stop_watcher "$l"; then
 		holder=$(lock_holder "$1") || holder=unknown
 		if [ "${lock_wait:-0}" -gt 0 ]; then
 			echo "$m step $1 waiting for the lock (pid $holder)"
@@ -49,10 +49,29 @@ lock_take() {
 	return 0
 }
 
-# unlock: let go of the lock taken last (emptied first: no holder named).
+# stop_watcher LOCK: the lock is held by a watcher of the stack (its owner
+# line ends in `watch`): it gives way to this run (SIGTERM, and the lock
+# within 10 s). A watcher stopped inside its rollback leaves that
+# rollback's journal, which the recovery finishes.
+stop_watcher() {
+	sw_pid='' sw_what=''
+	read -r sw_pid _ sw_what <"$1" 2>/dev/null || :
+	[ "$sw_what" = watch ] && is_num "$sw_pid" || return 1
+	kill "$sw_pid" 2>/dev/null || :
+	flock -w 10 9 || return 1
+	echo "$m note $n its watcher (pid $sw_pid) gave way to this run"
+}
+
+# unlock: let go of the lock taken last (emptied first: no holder named),
+# unless a watcher of the stack (apply.sh) holds it on: then it names the
+# watcher.
 unlock() {
 	[ -n "${held_lock:-}" ] || return 0
-	: >"$state_dir/$held_lock.lock"
+	if [ -n "${watcher:-}" ]; then
+		echo "$watcher ${boot:--} watch" 2>/dev/null >"$state_dir/$held_lock.lock" || :
+	else
+		: >"$state_dir/$held_lock.lock"
+	fi
 	exec 9>&-
-	held_lock=
+	held_lock='' watcher=''
 }

@@ -189,7 +189,8 @@ prune_cache() {
 	*) set -- --filter "until=${prune}s" ;;
 	esac
 	if out=$(dk builder prune -f "$@" 2>&1); then
-		freed=$(echo "$out" | sed -n 's/^Total reclaimed space: *//p')
+		# (the classic builder says "Total reclaimed space:", buildx "Total:")
+		freed=$(echo "$out" | sed -n 's/^Total\( reclaimed space\)\{0,1\}:[[:space:]]*//p')
 		# a note only when it freed something: "0B reclaimed" every run is noise
 		case $freed in
 		'' | 0 | 0B) ;;
