@@ -94,7 +94,8 @@ impl Fleet {
     }
 
     /// Like [`Fleet::new`], with environment for `testhosts.sh up`, e.g.
-    /// `RBUILD_TESTHOST_COMPOSE_V1=h2`.
+    /// `RBUILD_TESTHOST_COMPOSE_V1=h2` or `RBUILD_TESTHOST_LEGACY_BUILDER=h2`
+    /// (that host builds with the legacy builder; the others with BuildKit).
     pub fn with_env(abbrev: &str, n: usize, env: &[(&str, &str)]) -> Fleet {
         assert!(n as u32 <= BLOCK);
         let prefix = claim_prefix(abbrev);
@@ -483,6 +484,30 @@ impl Fleet {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The stack's log on the host (`STATE_DIR/NAME.log`: its last
+    /// rebuild's build and up output); empty if missing.
+    pub fn build_log(&self, host: &str, name: &str) -> String {
+        std::fs::read_to_string(self.state_dir(host).join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Which builder built the stack's last rebuild on the host, by its
+    /// output in [`Fleet::build_log`]: `buildkit` (`#1 [internal] load
+    /// build definition`), `legacy` (`Step 1/N : FROM`), or `none`.
+    pub fn builder(&self, host: &str, name: &str) -> &'static str {
+        let log = self.build_log(host, name);
+        let buildkit = log
+            .lines()
+            .any(|l| l.starts_with("#1 [") && l.contains("internal] load build definition"));
+        let legacy = log.lines().any(|l| l.starts_with("Step 1/"));
+        match (buildkit, legacy) {
+            (true, false) => "buildkit",
+            (false, true) => "legacy",
+            (false, false) => "none",
+            (true, true) => panic!("both builders' output in {name}'s log on {host}:\n{log}"),
+        }
     }
 
     /// The state file's text, if any.
