@@ -154,8 +154,12 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
     // under `sh` over a new connection, and the apply follows over that
     assert_eq!(count("h1"), (1, 2), "first build, zsh");
     assert_eq!(count("h2"), (2, 3), "first build, fish");
-    // a non-root user's state and stacks live in its home, private
+    // a non-root user's state and stacks live in its home, private; its
+    // builds (Compose v1's `docker build`, with its buildx) use BuildKit
     for (u, n) in [(&zsh, &names[0]), (&fish, &names[1])] {
+        let log = u.home.join(".local/state/rbuild").join(format!("{n}.log"));
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert_eq!(builder_of(&log), "buildkit", "{}:\n{log}", u.name);
         let mode = |p: &std::path::Path| {
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
                 & 0o777

@@ -493,21 +493,10 @@ impl Fleet {
             .unwrap_or_default()
     }
 
-    /// Which builder built the stack's last rebuild on the host, by its
-    /// output in [`Fleet::build_log`]: `buildkit` (`#1 [internal] load
-    /// build definition`), `legacy` (`Step 1/N : FROM`), or `none`.
+    /// Which builder built the stack's last rebuild on the host (see
+    /// [`builder_of`]).
     pub fn builder(&self, host: &str, name: &str) -> &'static str {
-        let log = self.build_log(host, name);
-        let buildkit = log
-            .lines()
-            .any(|l| l.starts_with("#1 [") && l.contains("internal] load build definition"));
-        let legacy = log.lines().any(|l| l.starts_with("Step 1/"));
-        match (buildkit, legacy) {
-            (true, false) => "buildkit",
-            (false, true) => "legacy",
-            (false, false) => "none",
-            (true, true) => panic!("both builders' output in {name}'s log on {host}:\n{log}"),
-        }
+        builder_of(&self.build_log(host, name))
     }
 
     /// The state file's text, if any.
@@ -606,6 +595,22 @@ impl Fleet {
         }
         walk(dir, dir, &mut out);
         out
+    }
+}
+
+/// Which builder printed a rebuild's output (a stack's `NAME.log`):
+/// `buildkit` (`#1 [internal] load build definition`), `legacy` (`Step 1/N
+/// : FROM`), or `none`.
+pub fn builder_of(log: &str) -> &'static str {
+    let buildkit = log
+        .lines()
+        .any(|l| l.starts_with("#1 [") && l.contains("internal] load build definition"));
+    let legacy = log.lines().any(|l| l.starts_with("Step 1/"));
+    match (buildkit, legacy) {
+        (true, false) => "buildkit",
+        (false, true) => "legacy",
+        (false, false) => "none",
+        (true, true) => panic!("both builders' output in one log:\n{log}"),
     }
 }
 
