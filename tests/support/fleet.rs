@@ -599,12 +599,18 @@ impl Fleet {
 }
 
 /// Which builder printed a rebuild's output (a stack's `NAME.log`):
-/// `buildkit` (`#1 [internal] load build definition`), `legacy` (`Step 1/N
-/// : FROM`), or `none`.
+/// `buildkit` (`#N [SERVICE internal] load build definition`, its steps in
+/// no fixed order), `legacy` (`Step 1/N : FROM`), or `none`.
 pub fn builder_of(log: &str) -> &'static str {
-    let buildkit = log
-        .lines()
-        .any(|l| l.starts_with("#1 [") && l.contains("internal] load build definition"));
+    let buildkit = log.lines().any(|l| {
+        l.strip_prefix('#').is_some_and(|rest| {
+            let (n, step) = rest.split_once(' ').unwrap_or_default();
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && step.starts_with('[')
+                && step.contains("internal] load build definition")
+        })
+    });
     let legacy = log.lines().any(|l| l.starts_with("Step 1/"));
     match (buildkit, legacy) {
         (true, false) => "buildkit",
