@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # setup-deps.sh - install and start everything rbuild's tests need on a Debian 12
-# machine, as root: a Docker engine (docker.io), Compose v1 (docker-compose 1.29)
-# and the Compose v2 plugin (2.26.1, from Debian trixie), sshd, iptables, socat
+# machine, as root: a Docker engine (docker.io), Compose v1 (docker-compose 1.29),
+# the Compose v2 plugin (2.26.1) and the buildx plugin (BuildKit builds; the
+# version Debian trixie offers, 0.13.1 when written), both from Debian trixie,
+# sshd, iptables, socat
 # (registry forwarding for testhosts.sh's own-engine hosts), and a
 # local image registry on 127.0.0.1:5000 holding a tiny test base image
 # 127.0.0.1:5000/rbuild/busybox:1 (also tagged :latest).
@@ -26,6 +28,8 @@ DOCKERD_LOG=${RBUILD_DOCKERD_LOG:-/tmp/rbuild-dockerd.log}
 COMPOSE_V2_VERSION=2.26.1
 COMPOSE_V2_DEB_VERSION=2.26.1-4
 COMPOSE_V2_PLUGIN=/root/.docker/cli-plugins/docker-compose
+BUILDX_PLUGIN=/root/.docker/cli-plugins/docker-buildx
+BUILDX_TESTED_VERSION=0.13.1
 BASE_IMAGE=$REGISTRY_ADDR/rbuild/busybox
 TRIXIE_DIR=/tmp/trixie
 
@@ -74,28 +78,71 @@ else
 fi
 
 # --- 3. Compose v2 plugin -------------------------------------------------
-if docker compose version >/dev/null 2>&1; then
-  log "compose v2: already available ($(docker compose version --short 2>/dev/null || true))"
-else
-  log "compose v2: fetching docker-compose=$COMPOSE_V2_DEB_VERSION from trixie"
+# trixie_deb PKG [VERSION]: download PKG (VERSION, or the version trixie
+# offers) from Debian trixie through a second apt source list made from the
+# machine's own; prints the .deb's path. A .deb already there is reused.
+trixie_deb() {
+  local pkg=$1 ver=${2:-} deb
   mkdir -p "$TRIXIE_DIR/lists/partial"
   # let apt's sandbox user write the download (avoids an "unsandboxed" warning)
   chown _apt "$TRIXIE_DIR" 2>/dev/null || true
   awk 'BEGIN{RS="";ORS="\n\n"} /Suites: bookworm bookworm-updates/' /etc/apt/sources.list.d/debian.sources \
     | sed 's/^Suites: .*/Suites: trixie/' >"$TRIXIE_DIR/debian.sources"
   [ -s "$TRIXIE_DIR/debian.sources" ] || die "could not derive a trixie source from /etc/apt/sources.list.d/debian.sources"
-  o=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$TRIXIE_DIR" -o "Dir::State::Lists=$TRIXIE_DIR/lists")
-  deb="$TRIXIE_DIR/docker-compose_${COMPOSE_V2_DEB_VERSION}_amd64.deb"
-  if [ ! -s "$deb" ]; then
-    apt-get "${o[@]}" update -qq >&2
-    (cd "$TRIXIE_DIR" && apt-get "${o[@]}" download -qq "docker-compose=$COMPOSE_V2_DEB_VERSION" >&2)
+  local o=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$TRIXIE_DIR" -o "Dir::State::Lists=$TRIXIE_DIR/lists")
+  if [ -n "$ver" ]; then
+    deb="$TRIXIE_DIR/${pkg}_${ver}_amd64.deb"
+    if [ ! -s "$deb" ]; then
+      apt-get "${o[@]}" update -qq >&2
+      (cd "$TRIXIE_DIR" && apt-get "${o[@]}" download -qq "$pkg=$ver" >&2)
+    fi
+  else
+    # the version trixie offers now (its lists refreshed if missing or old)
+    if ! compgen -G "$TRIXIE_DIR/lists/*_Packages*" >/dev/null \
+      || [ -n "$(find "$TRIXIE_DIR/lists" -maxdepth 1 -name '*InRelease' -mtime +1 2>/dev/null)" ]; then
+      apt-get "${o[@]}" update -qq >&2
+    fi
+    ver=$(apt-cache "${o[@]}" policy "$pkg" | awk '/Candidate:/ { print $2 }')
+    case "$ver" in '' | '(none)') die "trixie offers no $pkg" ;; esac
+    # apt names the file with the version's ':' as %3a (no epoch here)
+    deb="$TRIXIE_DIR/${pkg}_${ver}_amd64.deb"
+    [ -s "$deb" ] || (cd "$TRIXIE_DIR" && apt-get "${o[@]}" download -qq "$pkg=$ver" >&2)
   fi
+  [ -s "$deb" ] || die "download of $pkg from trixie did not give $deb"
+  printf '%s\n' "$deb"
+}
+
+if docker compose version >/dev/null 2>&1; then
+  log "compose v2: already available ($(docker compose version --short 2>/dev/null || true))"
+else
+  log "compose v2: fetching docker-compose=$COMPOSE_V2_DEB_VERSION from trixie"
+  deb=$(trixie_deb docker-compose "$COMPOSE_V2_DEB_VERSION")
   rm -rf "$TRIXIE_DIR/x"
   dpkg -x "$deb" "$TRIXIE_DIR/x"
   install -D -m 0755 "$TRIXIE_DIR/x/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_V2_PLUGIN"
   docker compose version >&2 || die "docker compose still not working"
   v=$(docker compose version --short)
   case "$v" in "$COMPOSE_V2_VERSION"*) ;; *) log "compose v2: WARNING version $v, expected $COMPOSE_V2_VERSION" ;; esac
+fi
+
+# --- 3b. buildx plugin (BuildKit) -------------------------------------------
+# With it, `docker build` (and Compose v1's builds, which call `docker build`)
+# use BuildKit, as on every current Docker install; Compose v2 builds with
+# BuildKit either way. DOCKER_BUILDKIT=0 selects the legacy builder
+# (testhosts.sh: RBUILD_TESTHOST_LEGACY_BUILDER).
+if docker buildx version >/dev/null 2>&1; then
+  log "buildx: already available ($(docker buildx version 2>/dev/null || true))"
+else
+  log "buildx: fetching docker-buildx (the version trixie offers) from trixie"
+  deb=$(trixie_deb docker-buildx)
+  rm -rf "$TRIXIE_DIR/xb"
+  dpkg -x "$deb" "$TRIXIE_DIR/xb"
+  install -D -m 0755 "$TRIXIE_DIR/xb/usr/libexec/docker/cli-plugins/docker-buildx" "$BUILDX_PLUGIN.new"
+  mv -f "$BUILDX_PLUGIN.new" "$BUILDX_PLUGIN"
+  rm -rf "$TRIXIE_DIR/xb"
+  docker buildx version >&2 || die "docker buildx still not working"
+  v=$(docker buildx version | awk '{ print $2 }')
+  case "$v" in "$BUILDX_TESTED_VERSION"*) ;; *) log "buildx: WARNING version $v, tested with $BUILDX_TESTED_VERSION" ;; esac
 fi
 
 # --- 4. local registry ----------------------------------------------------

@@ -27,6 +27,16 @@
 #   RBUILD_TESTHOST_COMPOSE_V1=h2,h3    these hosts are "Compose v1 only": an empty
 #       directory is bind-mounted over the docker CLI plugin dirs in their namespace,
 #       so `docker compose` fails there and only `docker-compose` (v1) works.
+#       The buildx plugin is masked with them: such a host is Debian 12's own
+#       docker.io + docker-compose, whose builds use the legacy builder.
+#   RBUILD_TESTHOST_LEGACY_BUILDER=h2   these hosts build with the legacy builder:
+#       `SetEnv DOCKER_BUILDKIT=0` in their sshd_config, so every ssh session
+#       (any user, Compose v1 or v2) has it (hN/builder says "legacy"). Every
+#       other host builds with BuildKit: Compose v2 always, and `docker build`
+#       (Compose v1's builds too) where the buildx plugin is installed
+#       (scripts/setup-deps.sh puts it in /root/.docker/cli-plugins, which the
+#       hosts' namespaces share). Commands run with `exec`/`docker` below do
+#       not go through sshd and do not get the setting.
 #   RBUILD_TESTHOST_FS_SIZE=2g          own mode: size of each host's tmpfs (only the
 #       pages in use cost memory)
 #   RBUILD_TESTHOST_TIMEOUT=60          own mode: seconds `up`/`engine-start` wait for
@@ -42,6 +52,7 @@
 #   engine                       "shared" or "own" (the mode `up` chose)
 #   empty, empty.d/              masks bind-mounted inside the hosts' mount namespaces
 #   hN/sshd_config hN/sshd.pid hN/sshd.log (LogLevel VERBOSE) hN/run.sh (starts sshd)
+#   hN/flavour ("compose-v1-only"), hN/builder ("legacy"): only on such hosts
 #   hN/state  -> seen as /var/lib/rbuild by commands run over ssh on hN
 #   hN/srv    -> seen as /srv/rbuild     by commands run over ssh on hN
 #
@@ -720,8 +731,9 @@ cmd_up() {
   fi
   printf '%s\n' "$mode" >"$dir/engine"
 
-  # Compose-v1-only host set
+  # Compose-v1-only and legacy-builder host sets
   local v1=",${RBUILD_TESTHOST_COMPOSE_V1:-},"
+  local legacy=",${RBUILD_TESTHOST_LEGACY_BUILDER:-},"
   local mask_plugins=""
   local pd
   for pd in "${PLUGIN_DIRS[@]}"; do
@@ -777,6 +789,13 @@ UseDNS no
 X11Forwarding no
 Subsystem sftp internal-sftp
 EOF
+    case "$legacy" in
+      *",$name,"*)
+        printf '%s\n' "SetEnv DOCKER_BUILDKIT=0" >>"$hd/sshd_config"
+        echo legacy >"$hd/builder"
+        ;;
+      *) rm -f "$hd/builder" ;;
+    esac
     local extra_plugins=""
     case "$v1" in *",$name,"*) extra_plugins="$mask_plugins"; echo "compose-v1-only" >"$hd/flavour" ;;
       *) rm -f "$hd/flavour" ;; esac

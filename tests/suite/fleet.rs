@@ -154,8 +154,12 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
     // under `sh` over a new connection, and the apply follows over that
     assert_eq!(count("h1"), (1, 2), "first build, zsh");
     assert_eq!(count("h2"), (2, 3), "first build, fish");
-    // a non-root user's state and stacks live in its home, private
+    // a non-root user's state and stacks live in its home, private; its
+    // builds (Compose v1's `docker build`, with its buildx) use BuildKit
     for (u, n) in [(&zsh, &names[0]), (&fish, &names[1])] {
+        let log = u.home.join(".local/state/rbuild").join(format!("{n}.log"));
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert_eq!(builder_of(&log), "buildkit", "{}:\n{log}", u.name);
         let mode = |p: &std::path::Path| {
             std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
                 & 0o777
@@ -286,9 +290,13 @@ fn an_expired_build_period_rebuilds() {
     run.expect("h1", &names[0], "skipped", "up_to_date");
 }
 
+/// Also the two builders: h1 builds with BuildKit (the suite's default, as
+/// on every current Docker install), h2 with the legacy builder
+/// (`DOCKER_BUILDKIT=0` in its sshd's environment); both rebuild with
+/// `--pull --no-cache` from the loopback registry's base image.
 #[test]
 fn force_rebuild_rebuilds_up_to_date_stacks() {
-    let f = Fleet::new("force", 2);
+    let f = Fleet::with_env("force", 2, &[("RBUILD_TESTHOST_LEGACY_BUILDER", "h2")]);
     let names = fresh_each_build(&f);
     f.run(&[]).assert_code(0);
     let before: Vec<Container> = hosts_and(&names)
@@ -299,11 +307,18 @@ fn force_rebuild_rebuilds_up_to_date_stacks() {
         .map(|((h, _), c)| f.container_file(&h, &c.id, "/build-id"))
         .collect();
 
+    for (h, name) in hosts_and(&names) {
+        let want = if h == "h2" { "legacy" } else { "buildkit" };
+        assert_eq!(f.builder(&h, name), want, "{h}:\n{}", f.build_log(&h, name));
+    }
+
     let run = f.run(&["--force-rebuild"]);
     run.assert_code(0);
     for (k, name) in names.iter().enumerate() {
         let h = format!("h{}", k + 1);
         run.expect(&h, name, "rebuilt", "forced");
+        let want = if h == "h2" { "legacy" } else { "buildkit" };
+        assert_eq!(f.builder(&h, name), want, "{h}:\n{}", f.build_log(&h, name));
         let c = f.assert_running(&h, name);
         assert_ne!(c.id, before[k].id);
         assert_ne!(c.image, before[k].image);

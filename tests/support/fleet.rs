@@ -94,7 +94,8 @@ impl Fleet {
     }
 
     /// Like [`Fleet::new`], with environment for `testhosts.sh up`, e.g.
-    /// `RBUILD_TESTHOST_COMPOSE_V1=h2`.
+    /// `RBUILD_TESTHOST_COMPOSE_V1=h2` or `RBUILD_TESTHOST_LEGACY_BUILDER=h2`
+    /// (that host builds with the legacy builder; the others with BuildKit).
     pub fn with_env(abbrev: &str, n: usize, env: &[(&str, &str)]) -> Fleet {
         assert!(n as u32 <= BLOCK);
         let prefix = claim_prefix(abbrev);
@@ -488,6 +489,19 @@ impl Fleet {
             .collect()
     }
 
+    /// The stack's log on the host (`STATE_DIR/NAME.log`: its last
+    /// rebuild's build and up output); empty if missing.
+    pub fn build_log(&self, host: &str, name: &str) -> String {
+        std::fs::read_to_string(self.state_dir(host).join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// Which builder built the stack's last rebuild on the host (see
+    /// [`builder_of`]).
+    pub fn builder(&self, host: &str, name: &str) -> &'static str {
+        builder_of(&self.build_log(host, name))
+    }
+
     /// The state file's text, if any.
     pub fn state_text(&self, host: &str, name: &str) -> Option<String> {
         std::fs::read_to_string(self.state_path(host, name)).ok()
@@ -584,6 +598,28 @@ impl Fleet {
         }
         walk(dir, dir, &mut out);
         out
+    }
+}
+
+/// Which builder printed a rebuild's output (a stack's `NAME.log`):
+/// `buildkit` (`#N [SERVICE internal] load build definition`, its steps in
+/// no fixed order), `legacy` (`Step 1/N : FROM`), or `none`.
+pub fn builder_of(log: &str) -> &'static str {
+    let buildkit = log.lines().any(|l| {
+        l.strip_prefix('#').is_some_and(|rest| {
+            let (n, step) = rest.split_once(' ').unwrap_or_default();
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && step.starts_with('[')
+                && step.contains("internal] load build definition")
+        })
+    });
+    let legacy = log.lines().any(|l| l.starts_with("Step 1/"));
+    match (buildkit, legacy) {
+        (true, false) => "buildkit",
+        (false, true) => "legacy",
+        (false, false) => "none",
+        (true, true) => panic!("both builders' output in one log:\n{log}"),
     }
 }
 

@@ -47,7 +47,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use docker::{Container, DockerGuard, Engine};
-pub use fleet::{Fleet, HostView};
+pub use fleet::{Fleet, HostView, builder_of};
 pub use inventory::{Hooks, Rollout};
 pub use net::{Cutter, Slow};
 pub use registry::{REGISTRY, registry_digest};
