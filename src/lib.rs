@@ -80,6 +80,8 @@
 //! tests/suite/downtime.rs  `zero_downtime`: the new container starts before the old one stops; a failing one leaves it
 //! tests/suite/examples.rs the examples/ files (cron, systemd, CI step) run as written against test hosts
 //! tests/suite/report.rs  what a run reports: the live display under tmux, plain lines, rollback progress
+//! tests/suite/corpus.rs  issue 19's corpus on real hosts: each shape deployed, changed, broken, rolled back
+//! tests/corpus/          the corpus: compose projects shaped like public samples (app + db, proxy, migration, ...)
 //! tests/support/mod.rs   the fixture's entry: the built rbuild, unique names, what each module offers
 //! tests/support/fleet.rs Fleet: one test's hosts (each a machine), its stacks and inventory, faults
 //! tests/support/docker.rs  a host's own engine (or the machine's) and its containers, cleanup guards

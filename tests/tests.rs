@@ -19,6 +19,7 @@ mod support;
 mod suite {
     mod compose;
     mod concurrency;
+    mod corpus;
     mod downtime;
     mod drift;
     mod examples;
