@@ -252,7 +252,6 @@ fn app_and_database_the_app_changes_and_breaks_and_the_database_runs_on() {
 /// A new app that crashes 2 s after it listens is rolled back; the
 /// database, which did not change, is not restarted by the rollback.
 #[test]
-#[ignore = "issue 19 defect 4: the rollback stops every service (`compose stop`), the unchanged database included, and starts it again: same container ID, StartedAt moved"]
 fn app_and_database_a_crashing_app_is_rolled_back_without_restarting_the_database() {
     let f = Fleet::new("corpusappdbcrash", 1);
     let (name, db) = app_db_deployed(&f);
@@ -337,7 +336,6 @@ fn an_image_only_proxy_whose_new_config_crashes_is_rolled_back_to_the_old_site()
 /// Only the mounted files change (the site directory and the config file):
 /// the proxy serves the new site and sees the new config.
 #[test]
-#[ignore = "issue 19 defect 1: the image-only proxy is not recreated, keeps the deleted old stack directory: the site is not served (404) and /etc/app.conf still shows the old content, while the run says rebuilt"]
 fn an_image_only_proxy_serves_new_bind_mounted_content_after_a_rebuild() {
     let f = Fleet::new("corpusproxy", 1);
     let name = proxy_deployed(&f);
@@ -364,7 +362,6 @@ fn an_image_only_proxy_serves_new_bind_mounted_content_after_a_rebuild() {
 /// the rebuild passes once they run (healthy), a change reaches both, and a
 /// crash of the on-failure one is rolled back.
 #[test]
-#[ignore = "issue 19 defect 2: both servers are taken for one-shot jobs: the first build waits out the up timeout, fails with `(one-shot, still running)` and stops them"]
 fn servers_with_restart_no_and_on_failure_pass_once_they_run() {
     let f = Fleet::new("corpusrestart", 1);
     let name = f.add_stack("h1", "api", &corpus("restart-policies"));
@@ -413,7 +410,6 @@ fn servers_with_restart_no_and_on_failure_pass_once_they_run() {
 /// watcher, or by the next run), v1 serves again, the state remembers the
 /// failure.
 #[test]
-#[ignore = "issue 19 defect 3: the late crash passes the gate (rebuilt, exit 0) and the next run says up_to_date while it restart-loops"]
 fn a_slow_starter_that_crashes_after_the_settle_window_is_rolled_back() {
     let f = Fleet::new("corpusslow", 1);
     let name = f.add_stack("h1", "node", &corpus("slow-crash"));
@@ -450,6 +446,47 @@ fn a_slow_starter_that_crashes_after_the_settle_window_is_rolled_back() {
     assert_eq!(now.image, v1.image, "v1 runs again");
     assert_eq!(serves(&f, "h1", 8000, "/"), "v1\n");
     assert_failed_kept(&f, "h1", &name, &good);
+}
+
+/// The same late crash with a watcher on the host (`watch: 40`): the
+/// watcher puts v1 back by itself, with no run of the controller, records
+/// it (the state, the history), and the next run says the files failed.
+#[test]
+fn a_late_crash_is_rolled_back_by_the_watcher_on_the_host() {
+    let f = Fleet::new("corpuswatch", 1);
+    let name = f.add_stack("h1", "node", &corpus("slow-crash"));
+    f.edit_inventory(|inv| inv.stack("h1", &name).watch = Some("40".into()));
+    f.run(&[])
+        .assert_code(0)
+        .expect("h1", &name, "rebuilt", "first_build");
+    let v1 = running(&f, "h1", &name, "app");
+    let good = f.state("h1", &name);
+
+    f.write(
+        &name,
+        "start.sh",
+        "mkdir -p /www\necho v2 >/www/index.html\nsleep 3\nhttpd -p 8000 -h /www\nsleep 9\nexit 1\n",
+    );
+    let run = f.run(&["--settle", "3"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "config_changed");
+    assert!(run.stderr.contains("watched on the host"), "{}", run.dump());
+    // nothing from the controller now: the host alone
+    wait_for("the watcher to put v1 back", || {
+        services(&f, "h1", &name)["app"].image == v1.image
+            && f.state("h1", &name)["last_result"] == "failed"
+    });
+    assert_eq!(serves(&f, "h1", 8000, "/"), "v1\n");
+    assert_failed_kept(&f, "h1", &name, &good);
+    let hist = f.history_lines("h1", &name);
+    assert!(
+        hist.last()
+            .is_some_and(|l| l.contains("rolled_back") && l.contains("(watch)")),
+        "{hist:?}"
+    );
+    let run = f.run(&["--settle", "3"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "skipped", "previous_failure");
 }
 
 // -- e. a one-shot migration ------------------------------------------------
@@ -599,7 +636,6 @@ fn a_whole_directory_mount_keeps_what_the_app_wrote_through_a_rebuild_and_a_roll
 /// image of the same ID. The app must run the new code from the new
 /// directory, and keep writing where the host sees it.
 #[test]
-#[ignore = "issue 19 defect 1 (same image ID): the FROM+CMD image rebuilt has the same ID, the container is not recreated and runs v1's code on the old directory: v1 is served after `rebuilt`"]
 fn a_whole_directory_mount_runs_the_new_code_after_a_code_only_change() {
     let f = Fleet::new("corpuscodeonly", 1);
     let def = corpus("code-mount").with(

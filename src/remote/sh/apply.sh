@@ -340,8 +340,9 @@ commit_rebuild() {
 		st_gens="0 0 - $before $before_names
 $st_gens"
 	fi
-	gen_add "$new_gen" "$(now)" "$hash" "$after" "$after_names" "$k"
-	st_hash=$hash st_built_at=$(now) st_gen=$new_gen st_last_result=ok st_compose=$flavour
+	built=$(now)
+	gen_add "$new_gen" "$built" "$hash" "$after" "$after_names" "$k"
+	st_hash=$hash st_built_at=$built st_gen=$new_gen st_last_result=ok st_compose=$flavour
 	st_images=$after st_names=$after_names st_cgroups=$(cgroups_now) st_attempt=$attempt
 	[ "$new_gen" -le "$st_last_gen" ] || st_last_gen=$new_gen
 	if ! save_state "$n"; then
@@ -429,8 +430,11 @@ revert() {
 		[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
 	fi
 	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
+		# the state names the generation that runs, its hash and build
+		# time among it; the crashed files are held as a failed attempt
+		st_failed_hash=$st_hash st_failed_at=$(now)
 		st_gen=$g_older st_images=$g_images st_names=$g_names st_last_result=failed
-		st_failed_hash=$st_hash st_failed_at=$(now) st_cgroups=$(cgroups_now) st_attempt=$attempt
+		st_hash=$g_hash st_built_at=$g_built st_cgroups=$(cgroups_now) st_attempt=$attempt
 		if ! save_state "$n"; then
 			result=failed detail="$1; generation $g_older runs again, but the state file could not be written: $write_err"
 			no_space "$write_err"

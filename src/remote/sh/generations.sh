@@ -3,12 +3,13 @@
 # their images (`generation=GEN BUILT_AT HASH IMAGES NAMES` lines, st_gens),
 # and `gen` names the one that runs.
 
-# gen_get GEN: that kept generation's images into g_images and g_names;
+# gen_get GEN: that kept generation into g_built, g_hash, g_images and
+# g_names;
 # fails if it is not kept.
 gen_get() {
-	while read -r gg _ _ gi gn; do
+	while read -r gg gb gh gi gn; do
 		[ "$gg" = "$1" ] || continue
-		g_images=$gi g_names=$gn
+		g_built=$gb g_hash=$gh g_images=$gi g_names=$gn
 		return 0
 	done <<EOF2
 $st_gens
