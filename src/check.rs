@@ -40,6 +40,47 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
             }
         }
     }
+    // what the compose files need must ship: an `.rbuildignore` rule that
+    // leaves out a build context or an env file makes every build on the
+    // host fail (bind-mount sources may be data kept on the host alone)
+    let mut seen = std::collections::HashSet::new();
+    for (host, s) in settings
+        .hosts
+        .iter()
+        .flat_map(|h| h.stacks.iter().map(move |s| (h, s)))
+    {
+        if !seen.insert(s.dir()) {
+            continue;
+        }
+        let Ok(entries) = crate::stack::list(&s.dir()) else {
+            continue;
+        };
+        for n in crate::compose::needed(&s.root, &s.compose_files) {
+            let ships = n.rel.is_empty()
+                || entries
+                    .iter()
+                    .any(|e| e.path == n.rel || crate::stack::under(&e.path, &n.rel));
+            let is_there = s.root.join(&n.rel).exists();
+            if ships || !is_there || n.what == "bind-mount source" {
+                continue;
+            }
+            out.push(Problem {
+                error: format!(
+                    "{}:{}: host `{}`, stack `{}`: the {} `{}` is left out by the stack's `.rbuildignore`, so it is not shipped: the host could not build or start the stack",
+                    n.file.display(),
+                    n.line,
+                    host.name,
+                    s.name,
+                    n.what,
+                    n.path
+                ),
+                hint: Some(
+                    "take it out of `.rbuildignore`; to keep what a container writes on the host, mount that directory alone (or the code `:ro`) and list only the data directory"
+                        .into(),
+                ),
+            });
+        }
+    }
     let shipments = Shipments::hash(&settings.hosts, false);
     let mut seen = std::collections::HashSet::new();
     for (host, s) in settings

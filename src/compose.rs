@@ -155,6 +155,35 @@ fn line_of(text: &str, from: u64, path: &str) -> u64 {
 /// be inside `root`. A file that cannot be read or parsed is left to
 /// compose to report.
 pub fn check(root: &Path, files: &[String]) -> Result<(), Outside> {
+    scan(root, files, &mut Vec::new())
+}
+
+/// A file or directory a stack's compose files need inside its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needed {
+    /// What it is (`build context`, `dockerfile`, `env_file`, ...).
+    pub what: &'static str,
+    /// The compose file that names it, as the root was given.
+    pub file: PathBuf,
+    /// 1-based line in `file`.
+    pub line: u64,
+    /// The path as written.
+    pub path: String,
+    /// Relative to the root (`` for the root itself).
+    pub rel: String,
+}
+
+/// What the compose files (and the files they `include` or `extend`) need
+/// inside the root: build contexts and Dockerfiles, env files, secret and
+/// config files, included and extended files, bind-mount sources. A
+/// reference that leaves the root ends the list (`check` refuses it).
+pub fn needed(root: &Path, files: &[String]) -> Vec<Needed> {
+    let mut out = Vec::new();
+    let _ = scan(root, files, &mut out);
+    out
+}
+
+fn scan(root: &Path, files: &[String], needed: &mut Vec<Needed>) -> Result<(), Outside> {
     let given = root;
     let root = resolve(
         &std::path::absolute(root).unwrap_or_else(|_| root.to_owned()),
@@ -283,14 +312,22 @@ pub fn check(root: &Path, files: &[String]) -> Result<(), Outside> {
             if not_a_file(&path) {
                 continue;
             }
-            if !resolve(&from, &path).starts_with(&root) {
+            let resolved = resolve(&from, &path);
+            let Ok(rel) = resolved.strip_prefix(&root) else {
                 return Err(Outside {
                     line: line_of(&text, line, &path),
                     file: shown(&file),
                     what,
                     path,
                 });
-            }
+            };
+            needed.push(Needed {
+                what,
+                file: shown(&file),
+                line: line_of(&text, line, &path),
+                rel: rel.to_string_lossy().into_owned(),
+                path,
+            });
         }
         for (path, _, project_dir) in follow {
             if not_a_file(&path) {

@@ -766,8 +766,12 @@ pub fn writable_binds(dir: &Path, compose_files: &[String]) -> Vec<String> {
                         rel.push(c);
                     }
                 }
-                let rel = rel.join("/");
-                if !left && !rel.is_empty() && !out.contains(&rel) {
+                let mut rel = rel.join("/");
+                if rel.is_empty() {
+                    // the whole directory (`.:/code`)
+                    rel = ".".to_owned();
+                }
+                if !left && !out.contains(&rel) {
                     out.push(rel);
                 }
             }

@@ -35,6 +35,46 @@ pub struct Shipments {
     shipped: Mutex<HashMap<String, Option<Arc<crate::trees::Tree>>>>,
 }
 
+/// Warn of the stack's writable bind mounts whose local copy ships: what
+/// the containers write there is replaced by each ship. A data directory
+/// can be left out (`.rbuildignore`); code (a build context, or the whole
+/// directory) cannot: it is to be mounted read-only, the data kept apart.
+fn warn_writable(s: &crate::inventory::Stack, dir: &std::path::Path, c: &stack::Contents) {
+    let contexts: Vec<String> = crate::compose::needed(&s.root, &s.compose_files)
+        .into_iter()
+        .filter(|n| n.what == "build context" || n.what == "dockerfile")
+        .map(|n| n.rel)
+        .collect();
+    for d in &s.data_dirs {
+        if d == "." {
+            tracing::warn!(
+                "stack `{}`: its whole directory is bind-mounted into a container that may write it (`.:...`): each ship replaces the files rbuild ships there, so what the containers write into them is lost; mount it `:ro` and keep the data in a directory of its own, listed in {}/.rbuildignore",
+                s.name,
+                dir.display()
+            );
+            continue;
+        }
+        let shipped = c.entries.iter().any(|e| stack::under(&e.path, d));
+        if !shipped {
+            continue;
+        }
+        // code: the mount is a build context, or holds one
+        if contexts.iter().any(|ctx| stack::under(ctx, d)) {
+            tracing::warn!(
+                "stack `{}`: `{d}` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in {}/.rbuildignore",
+                s.name,
+                dir.display()
+            );
+        } else {
+            tracing::warn!(
+                "stack `{}`: `{d}` is bind-mounted into a container that may write it, and its local copy ships: a file shipped there replaces the host's; list `{d}/` in {}/.rbuildignore to keep what the containers write on the host alone",
+                s.name,
+                dir.display()
+            );
+        }
+    }
+}
+
 impl Shipments {
     /// Read and hash the directory of every stack of `hosts`, once each.
     ///
@@ -47,19 +87,15 @@ impl Shipments {
         let mut by_dir = HashMap::new();
         for s in hosts.iter().flat_map(|h| &h.stacks) {
             by_dir.entry(s.dir()).or_insert_with_key(|dir| {
-                let skip: &[String] = if in_place { &s.data_dirs } else { &[] };
+                // (a writable mount of the whole directory is no data
+                // directory to leave out of the hash)
+                let data: Vec<String> = s.data_dirs.iter().filter(|d| *d != ".").cloned().collect();
+                let skip: &[String] = if in_place { &data } else { &[] };
                 let c = stack::read_without(dir, skip);
-                if let Ok(c) = &c {
-                    for d in &s.data_dirs {
-                        let shipped = c.entries.iter().any(|e| stack::under(&e.path, d));
-                        if shipped && !in_place {
-                            tracing::warn!(
-                                "stack `{}`: `{d}` is bind-mounted into a container that may write it, and its local copy ships: a file shipped there replaces the host's; list `{d}/` in {}/.rbuildignore to keep what the containers write on the host alone",
-                                s.name,
-                                dir.display()
-                            );
-                        }
-                    }
+                if let Ok(c) = &c
+                    && !in_place
+                {
+                    warn_writable(s, dir, c);
                 }
                 c.map(Arc::new).map_err(Arc::new)
             });

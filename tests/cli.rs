@@ -922,6 +922,42 @@ fn check_validates_the_inventory_and_every_stack_without_connecting() {
         .run();
 }
 
+/// An `.rbuildignore` that leaves out what the compose file needs (the
+/// build context `app/`, mounted writable too) is caught by `check`, with
+/// its file and line, before any build fails on a host; a data directory
+/// left out is fine.
+#[test]
+fn check_catches_an_ignore_rule_that_leaves_out_a_build_context() {
+    let inv =
+        "hosts:\n  web1:\n    stacks:\n      - name: php\n        compose_file: php/compose.yml\n";
+    let t = |ignore: &str| {
+        Test::new()
+            .file(
+                "php/compose.yml",
+                "services:\n  web:\n    build: ./app\n    volumes:\n      - ./app:/var/www/html\n      - ./uploads:/uploads\n",
+            )
+            .file("php/app/Dockerfile", "FROM scratch\n")
+            .file("php/app/index.php", "<?php echo 1;\n")
+            .file("php/uploads/a.png", "png")
+            .file("php/.rbuildignore", ignore)
+            .file("inventory.yaml", inv)
+    };
+    // (the writable mount of the code is said: it is not data to leave out)
+    t("uploads/\n")
+        .args(&["check", "-i", "inventory.yaml"])
+        .stdout("ok: 1 host, 1 stack\n")
+        .stderr(" WARN rbuild::ship: stack `php`: `app` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in php/.rbuildignore\n")
+        .run();
+    t("app/\nuploads/\n")
+        .args(&["check", "-i", "inventory.yaml"])
+        .status(2)
+        .stderr(
+            "error: php/compose.yml:3: host `web1`, stack `php`: the build context `./app` is left out by the stack's `.rbuildignore`, so it is not shipped: the host could not build or start the stack\n\
+             hint: take it out of `.rbuildignore`; to keep what a container writes on the host, mount that directory alone (or the code `:ro`) and list only the data directory\n",
+        )
+        .run();
+}
+
 #[test]
 fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
     Test::new()
