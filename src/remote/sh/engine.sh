@@ -245,8 +245,9 @@ drop_untested() {
 # mounted, the old copy. The status of what failed.
 up_stack() {
 	us_before=
-	if [ "${files_swapped:-0}" = 1 ] && [ -z "${remount_services:-}" ] && [ -n "${mount_list:-}" ]; then
+	if [ "${files_swapped:-0}" = 1 ] && [ "${remount_services-}" = - ] && [ -n "${mount_list:-}" ]; then
 		# not known (a run cut off): every service that mounts something
+		remount_services=
 		rest=$mount_list
 		while [ -n "$rest" ]; do
 			us_item=${rest%%+*}
@@ -254,7 +255,8 @@ up_stack() {
 			case " $remount_services " in *" ${us_item%%@*} "*) ;; *) remount_services="$remount_services ${us_item%%@*}" ;; esac
 		done
 	fi
-	if [ -n "${remount_services:-}" ] && [ "${files_swapped:-0}" = 1 ]; then
+	[ "${remount_services-}" != - ] || remount_services=
+	if [ -n "$remount_services" ] && [ "${files_swapped:-0}" = 1 ]; then
 		us_before=$(stack_containers "$n" 2>/dev/null | tr '\n' ' ') || us_before=
 	fi
 	run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --remove-orphans || return

@@ -267,7 +267,8 @@ commit_files() {
 # (generations that keep their images); ship_umask follows dir_mode.
 stack_options() {
 	dir_mode=700 dir_group='' zd_services='' lock_wait=0 one_shots='' keep=2 watch=0 mount_list=
-	remount_services=
+	# (- : not known, until a ship compares what is mounted)
+	remount_services=-
 	rest=$1
 	[ "$rest" != - ] || rest=''
 	while [ -n "$rest" ]; do
