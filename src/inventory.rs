@@ -393,6 +393,7 @@ struct RawSharedStack {
     zero_downtime: Option<Spanned<bool>>,
     /// Commands run on the host around the `up` (see the README).
     hooks: Option<Spanned<RawHooks>>,
+    probe: Option<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,6 +447,7 @@ struct RawStack {
     zero_downtime: Option<Spanned<bool>>,
     /// Commands run on the host around the `up` (see the README).
     hooks: Option<Spanned<RawHooks>>,
+    probe: Option<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -453,6 +455,16 @@ struct RawStack {
 struct RawHooks {
     before: Option<Spanned<String>>,
     after: Option<Spanned<String>>,
+}
+
+/// `probe:` of a stack: an HTTP request made on the host (`url`, and a text
+/// its answer must hold, `expect`), or a command run there (`command`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    url: Option<Spanned<String>>,
+    expect: Option<Spanned<String>>,
+    command: Option<Spanned<String>>,
 }
 
 /// `compose_file`: one file, or a list of them (as `-f A -f B`: later ones
@@ -1081,6 +1093,7 @@ impl Inventory {
                     dir_group: s.dir_group.as_ref(),
                     zero_downtime: s.zero_downtime.clone(),
                     hooks: s.hooks.as_ref(),
+                    probe: s.probe.as_ref(),
                 };
                 stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
             }
@@ -1109,6 +1122,7 @@ impl Inventory {
                         dir_group: sh.dir_group.as_ref(),
                         zero_downtime: sh.zero_downtime.clone(),
                         hooks: sh.hooks.as_ref(),
+                        probe: sh.probe.as_ref(),
                     };
                     let spanned_name = Spanned {
                         value: sname.clone(),
@@ -1276,6 +1290,7 @@ struct StackDef<'a> {
     dir_group: Option<&'a DirGroup>,
     zero_downtime: Option<Spanned<bool>>,
     hooks: Option<&'a Spanned<RawHooks>>,
+    probe: Option<&'a Spanned<RawProbe>>,
 }
 
 fn build_stack(
@@ -1455,6 +1470,37 @@ fn build_stack(
                 *slot = Some(h.value.clone());
             }
         }
+    }
+    if let Some(p) = s.probe {
+        let line = p.referenced.line();
+        let bad = |m: &str| {
+            err(
+                line,
+                format!("host `{host}`, stack `{sname}`: {m}"),
+                Some(
+                    "e.g. `probe: {url: \"http://127.0.0.1:8000/health\", expect: ok}` or `probe: {command: ./ready.sh}`",
+                ),
+            )
+        };
+        let text = |v: &Spanned<String>| !v.value.trim().is_empty() && !v.value.contains('\0');
+        hooks.probe = Some(match (&p.value.url, &p.value.command) {
+            (Some(u), None) if text(u) => {
+                let mut words = vec!["probe_url".to_owned(), u.value.clone()];
+                if let Some(e) = &p.value.expect {
+                    words.push(e.value.clone());
+                }
+                shlex::try_join(words.iter().map(String::as_str))
+                    .map_err(|_| bad("the probe's url or expect cannot be quoted"))?
+            }
+            (None, Some(c)) if text(c) && p.value.expect.is_none() => c.value.clone(),
+            (None, Some(_)) if p.value.expect.is_some() => {
+                return Err(bad(
+                    "`expect` goes with `url`: a command's probe is its exit status",
+                ));
+            }
+            (Some(_), Some(_)) => return Err(bad("the probe is a `url` or a `command`, not both")),
+            _ => return Err(bad("the probe needs a `url` or a `command`")),
+        });
     }
     Ok(Stack {
         name: sname.clone(),

@@ -159,6 +159,11 @@ pub struct ApplyStack {
 pub struct Hooks {
     pub before: Option<String>,
     pub after: Option<String>,
+    /// The stack's probe (`probe:`): a command line run in the stack's
+    /// directory once its containers passed the gate, until it succeeds
+    /// within the up timeout; an HTTP probe is `probe_url URL [TEXT]`, a
+    /// function of the script.
+    pub probe: Option<String>,
 }
 
 /// A stack's options on the host, one argument (`OPTIONS`: `-`, or
@@ -379,6 +384,7 @@ impl Call {
                         s.options.as_arg(),
                         s.hooks.before.clone().unwrap_or_default(),
                         s.hooks.after.clone().unwrap_or_default(),
+                        s.hooks.probe.clone().unwrap_or_default(),
                     ]);
                 }
             }
@@ -466,6 +472,7 @@ mod tests {
                 hooks: Hooks {
                     before: Some("./migrate --yes 'a b'".into()),
                     after: None,
+                    probe: Some("probe_url http://127.0.0.1:8000/ ok".into()),
                 },
             }],
         });
@@ -496,6 +503,7 @@ mod tests {
                 "dir_mode=750,dir_group=www-data,zero_downtime=web:api,lock_wait=30,oneshot=migrate,mounts=proxy@site+db@.,keep=3,watch=60",
                 "./migrate --yes 'a b'",
                 "",
+                "probe_url http://127.0.0.1:8000/ ok",
             ]
         );
         let stack = |name: &str, hash: &str, period| CheckStack {

@@ -356,6 +356,41 @@ fn an_image_only_proxy_serves_new_bind_mounted_content_after_a_rebuild() {
     assert_eq!(f.state("h1", &name)["last_result"], "ok");
 }
 
+/// A probe on the host is part of the gate: the proxy's container is
+/// healthy (its page answers) but the probe's URL must answer `ok`; a
+/// version whose site lost that page is rolled back, the old site served.
+#[test]
+fn a_probe_on_the_host_is_part_of_the_gate() {
+    let f = Fleet::new("corpusprobe", 1);
+    let name = f.add_stack("h1", "www", &corpus("proxy"));
+    f.write(&name, "site/health.txt", "ok\n");
+    f.edit_inventory(|inv| {
+        let p = &mut inv.stack("h1", &name).probe;
+        p.insert("url".into(), "http://127.0.0.1:8080/health.txt".into());
+        p.insert("expect".into(), "ok".into());
+    });
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "first_build");
+    assert!(run.stderr.contains(": probe"), "{}", run.dump());
+    let good = f.state("h1", &name);
+
+    // v2: a new page, and the health page gone: healthy, but not probed ok
+    f.write(&name, "site/index.html", "<h1>site v2</h1>\n");
+    std::fs::remove_file(f.local_dir(&name).join("site/health.txt")).unwrap();
+    let run = f.run(&["--up-timeout-period", "15"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "rolled_back", "config_changed");
+    assert!(
+        run.error_of("h1", &name).contains("probe"),
+        "{}",
+        run.dump()
+    );
+    let (code, body) = get(&f, "h1", 8080, "/");
+    assert_eq!((code, body.as_str()), (200, "<h1>site v1</h1>\n"));
+    assert_failed_kept(&f, "h1", &name, &good);
+}
+
 // -- c. servers with restart "no" and on-failure --------------------------
 
 /// Two servers that keep running, one `restart: "no"`, one `on-failure`:

@@ -129,6 +129,9 @@ pub struct Stack {
     /// The watch window after a passed gate (issue 19).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<String>,
+    /// `probe:` (`url` and `expect`, or `command`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub probe: BTreeMap<String, String>,
 }
 
 /// A stack's `hooks:`.

@@ -314,6 +314,14 @@ apply_stack() {
 		rollback "$verdict"
 		return
 	fi
+	gated_images=$snap_images gated_names=$snap_names
+	if ! probe_gate "$(($(now) > deadline ? $(now) + 10 : deadline))"; then
+		failed_gen=$gated_images
+		emit_log_tail "$n" "$log"
+		rollback "$verdict"
+		return
+	fi
+	snap_images=$gated_images snap_names=$gated_names
 	commit_rebuild
 }
 

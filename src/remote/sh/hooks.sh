@@ -17,6 +17,49 @@ run_hook() {
 	[ "$hook_rc" = 0 ]
 }
 
+# probe_url URL [TEXT]: the HTTP probe: URL answers (a status below 400,
+# within 5 s), and its answer holds TEXT when given. curl or wget, whichever
+# the host has.
+probe_url() {
+	pu_body=$state_dir/.$n.probe.tmp.$$
+	if command -v curl >/dev/null 2>&1; then
+		curl -fsS -m 5 -o "$pu_body" "$1"
+	elif command -v wget >/dev/null 2>&1; then
+		wget -q -T 5 -O "$pu_body" "$1"
+	else
+		echo "neither curl nor wget is on this host for the probe"
+		false
+	fi || {
+		rm -f "$pu_body"
+		return 1
+	}
+	if [ -n "${2:-}" ] && ! grep -q -F -e "$2" "$pu_body"; then
+		echo "the answer of $1 does not hold \`$2\`"
+		rm -f "$pu_body"
+		return 1
+	fi
+	rm -f "$pu_body"
+}
+
+# probe_gate DEADLINE: the stack's probe ($probe), once its containers
+# passed the gate: run in the stack's directory once a second until it
+# succeeds or DEADLINE passes; its output into the attempt's log. Sets
+# verdict when it fails.
+probe_gate() {
+	[ -n "${probe:-}" ] || return 0
+	echo "$m step $n probe"
+	while :; do
+		if (cd "$dir" && eval "$probe") >>"$log" 2>&1 </dev/null; then
+			return 0
+		fi
+		if [ "$(now)" -ge "$1" ]; then
+			verdict="its probe did not pass within the up timeout: $(tail -n 1 "$log" 2>/dev/null)"
+			return 1
+		fi
+		sleep 1
+	done
+}
+
 # hook_failed WHICH: the words for a hook that failed (hook_rc).
 hook_failed() {
 	if [ "$hook_rc" = 124 ]; then

@@ -144,12 +144,12 @@ do_apply() {
 	payload=
 	[ "$payload_size" = 0 ] || receive "$payload_size" "$payload_sha"
 	need_docker "$compose_pref"
-	while [ $# -ge 13 ]; do
+	while [ $# -ge 14 ]; do
 		n=$1 dir=$2 compose_files=$3 profiles=$4 mode=$5 adopt=$6 up_timeout=$7 settle=$8 build_timeout=$9
 		shift 9
-		hash=$1 hook_before=$3 hook_after=$4
+		hash=$1 hook_before=$3 hook_after=$4 probe=$5
 		stack_options "$2"
-		shift 4
+		shift 5
 		shipped=0
 		[ "$mode" != ship ] || shipped=1
 		[ -n "$dir" ] || dir=$(default_dir "$n")

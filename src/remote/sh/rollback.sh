@@ -23,7 +23,7 @@ do_rollback() {
 	use_files "$compose_files" "$profiles"
 	new_log
 	read_state "$n"
-	hash=$st_hash snap_images=- kind=rollback first_ship=0 new_gen=- saw='' mount_list='' remount_services=- files_swapped=0
+	hash=$st_hash snap_images=- probe='' kind=rollback first_ship=0 new_gen=- saw='' mount_list='' remount_services=- files_swapped=0
 	before_gen=$st_gen before=$st_images before_names=$st_names
 	if state_foreign; then
 		result=failed detail="$(foreign_detail)"
