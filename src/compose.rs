@@ -546,6 +546,40 @@ pub fn mounting(root: &Path, files: &[String]) -> Vec<(String, String)> {
     out.into_iter().collect()
 }
 
+/// The names of the variables a stack's compose files interpolate from the
+/// environment (`${TAG}`, `${TAG:-x}`, `$TAG`; not `$$`, which is a
+/// literal `$`), sorted, each once. Unreadable files give nothing.
+pub fn variables(root: &Path, files: &[String]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(root.join(f)) else {
+            continue;
+        };
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            if b.get(i + 1) == Some(&b'$') {
+                i += 2;
+                continue;
+            }
+            let start = if b.get(i + 1) == Some(&b'{') { i + 2 } else { i + 1 };
+            let mut end = start;
+            while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                end += 1;
+            }
+            if end > start && !b[start].is_ascii_digit() {
+                out.insert(text[start..end].to_owned());
+            }
+            i = end.max(i + 1);
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Whether a `ports:` entry publishes a fixed host port: `"8080:80"`,
 /// `"127.0.0.1:8080:80"`, `published: 8080`; not `"80"`, `80`,
 /// `"127.0.0.1::80"` or a long form without `published` (the engine picks
@@ -773,6 +807,18 @@ mod tests {
         // no job
         assert_eq!(one_shots(d.path(), &files), ["migrate", "seed"]);
         assert_eq!(one_shots(d.path(), &files[..1]), ["migrate"]);
+    }
+
+    #[test]
+    fn the_variables_compose_interpolates() {
+        let d = tree(&[(
+            "compose.yml",
+            "services:\n  app:\n    image: \"reg/app:${TAG}\"\n    environment: [\"A=${B:-x}\", \"P=$$HOME\", \"Q=$PORT\"]\n    command: [\"sh\", \"-c\", \"echo $$1 ${TAG}\"]\n",
+        )]);
+        assert_eq!(
+            variables(d.path(), &["compose.yml".into()]),
+            ["B", "PORT", "TAG"]
+        );
     }
 
     #[test]

@@ -368,6 +368,15 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
         let data_dirs = inventory::writable_binds(&root, &compose_files);
         let one_shots = crate::compose::one_shots(&root, &compose_files);
         let mounts = crate::compose::mounting(&root, &compose_files);
+        // compose here interpolates from this environment: its values are
+        // part of the stack
+        let env = crate::compose::variables(&root, &compose_files)
+            .into_iter()
+            .map(|k| {
+                let v = std::env::var(&k).ok();
+                (k, v)
+            })
+            .collect();
         let dir_str = root
             .to_str()
             .ok_or_else(|| {
@@ -396,6 +405,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             hooks: Default::default(),
             one_shots,
             mounts,
+            env,
         });
     }
     let state_dir = match &cli.state_dir {

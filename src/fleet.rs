@@ -868,6 +868,7 @@ mod tests {
                             hooks: Default::default(),
                             one_shots: vec![],
                             mounts: vec![],
+                            env: vec![],
                         }
                     })
                     .collect(),

@@ -586,6 +586,12 @@ pub struct Stack {
     /// How many of its generations keep their images on the host, the
     /// running one included (`keep_generations`, default 2).
     pub keep_generations: u32,
+    /// Local mode: the variables its compose files interpolate (`${TAG}`)
+    /// with their values in this environment (`None`: unset), hashed with
+    /// the stack, so that a changed value rebuilds it as the original
+    /// script did. Empty in fleet mode (compose on a host reads the host's
+    /// environment and the shipped `.env`).
+    pub env: Vec<(String, Option<String>)>,
     /// Seconds the host watches it after a passed gate, rolling a crash
     /// back by itself (`watch`, default [`DEFAULT_WATCH`]; 0: not watched).
     pub watch: u64,
@@ -628,6 +634,7 @@ impl Stack {
             && self.dir_group.is_none()
             && hooks.before.is_none()
             && hooks.after.is_none()
+            && self.env.is_empty()
         {
             return None;
         }
@@ -643,6 +650,10 @@ impl Stack {
                 hooks.before.as_deref().unwrap_or(""),
                 hooks.after.as_deref().unwrap_or("")
             ));
+        }
+        // so are the values compose interpolates from the environment
+        for (k, v) in &self.env {
+            p.push_str(&format!("\0env\0{k}\0{}", v.as_deref().unwrap_or("\u{1}unset")));
         }
         Some(p)
     }
@@ -1527,6 +1538,7 @@ fn build_stack(
         hooks,
         one_shots,
         mounts,
+        env: vec![],
     })
 }
 

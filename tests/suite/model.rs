@@ -374,3 +374,42 @@ fn remove_images_never_forgets_an_image_it_could_not_remove() {
     assert!(!has(&v1.image), "removed once no container uses it");
     assert_eq!(f.state("h1", &name)["leftover"], "-");
 }
+
+/// Local mode: a variable the compose file interpolates from the
+/// environment (`${...}`) is part of the stack, as in the original script:
+/// the same value is up to date, a new value rebuilds and reaches the
+/// container.
+#[test]
+fn a_changed_variable_the_compose_file_interpolates_rebuilds_in_local_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let engine = Engine::local();
+    let guard = DockerGuard::default();
+    let project = format!("tvar{}", token());
+    let var = format!("RBUILD_TEST_{}", project.to_uppercase());
+    let dir = root.path().join(&project);
+    StackDef::sleeper("v1")
+        .with(
+            "compose.yml",
+            &compose(&format!("    environment:\n      - FLAVOUR=${{{var}}}\n")),
+        )
+        .write_to(&dir);
+    let file = dir.join("compose.yml");
+    let state = root.path().join("state");
+    guard.project(&project);
+    guard.state_file(state.join(format!("{project}.state")));
+    // (no watcher: a second run follows at once)
+    let args = ["--watch", "0"];
+
+    local(&state, &args, &file, &[(&var, "vanilla")])
+        .assert_code(0)
+        .expect("local", &project, "rebuilt", "first_build");
+    local(&state, &args, &file, &[(&var, "vanilla")])
+        .assert_code(0)
+        .expect("local", &project, "skipped", "up_to_date");
+    local(&state, &args, &file, &[(&var, "chocolate")])
+        .assert_code(0)
+        .expect("local", &project, "rebuilt", "config_changed");
+    let c = engine.assert_running(&project);
+    let env = engine.docker(&["inspect", "--format", "{{range .Config.Env}}{{.}} {{end}}", &c.id]);
+    assert!(env.contains("FLAVOUR=chocolate"), "{env}");
+}
