@@ -245,6 +245,11 @@ async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit
         }
     };
     if due.is_empty() {
+        // `--prune-image-cache` prunes on every run, as the original script
+        // did: an apply of no stack, over the same connection
+        if ctx.settings.prune_image_cache && !ctx.settings.dry_run {
+            let _ = apply(ctx, h, &mut conn, &[]).await;
+        }
         conn.close().await;
         return rows.settle();
     }

@@ -653,7 +653,10 @@ impl Stack {
         }
         // so are the values compose interpolates from the environment
         for (k, v) in &self.env {
-            p.push_str(&format!("\0env\0{k}\0{}", v.as_deref().unwrap_or("\u{1}unset")));
+            p.push_str(&format!(
+                "\0env\0{k}\0{}",
+                v.as_deref().unwrap_or("\u{1}unset")
+            ));
         }
         Some(p)
     }

@@ -329,6 +329,23 @@ fn build_ttl_data_written_into_the_stack_and_prune_image_cache_in_local_mode() {
         "{log}"
     );
     assert!(dir.join("data").is_dir(), "the data directory stays");
+
+    // and on a run with nothing due, as the original script pruned on
+    // every call: a build leaves cache, the run prunes it
+    let ctx = root.path().join("cache-ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile(None, "exit 0")).unwrap();
+    std::fs::write(ctx.join("blob"), vec![7u8; 1 << 20]).unwrap();
+    let built = engine.docker(&["build", "-q", ctx.to_str().unwrap()]);
+    engine.docker(&["image", "rm", built.trim()]);
+    let run = local(&state, &["--prune-image-cache"], &file, &[]);
+    run.assert_code(0);
+    run.expect("local", &project, "skipped", "up_to_date");
+    assert!(
+        run.stderr.contains("pruned the build cache"),
+        "{}",
+        run.dump()
+    );
 }
 
 /// `--remove-images` removes the generation a rebuild replaced; an image it
@@ -410,6 +427,11 @@ fn a_changed_variable_the_compose_file_interpolates_rebuilds_in_local_mode() {
         .assert_code(0)
         .expect("local", &project, "rebuilt", "config_changed");
     let c = engine.assert_running(&project);
-    let env = engine.docker(&["inspect", "--format", "{{range .Config.Env}}{{.}} {{end}}", &c.id]);
+    let env = engine.docker(&[
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{.}} {{end}}",
+        &c.id,
+    ]);
     assert!(env.contains("FLAVOUR=chocolate"), "{env}");
 }

@@ -175,7 +175,8 @@ do_apply() {
 	done
 	[ -z "$payload" ] || rm -f "$payload"
 	payload=
-	[ "$rebuilt_any" = 0 ] || prune_cache
+	# after a rebuild; and on every run with --prune-image-cache (PRUNE 0)
+	if [ "$rebuilt_any" = 1 ] || [ "$prune" = 0 ]; then prune_cache; fi
 	return 0
 }
 
