@@ -54,10 +54,15 @@ def main():
             for svc in ("app", "db"):
                 d = os.path.join(state, "cg", n, svc)
                 os.makedirs(d)
-                cgs.append(f"{svc}:{d}")
+                # svc:PID:DIR, the pid a live one (this process): the
+                # restart check's test
+                cgs.append(f"{svc}:{os.getpid()}:{d}")
             with open(os.path.join(state, f"{n}.state"), "w") as f:
                 f.write(
-                    f"version=1\nhash=h1\nbuilt_at={now}\nlast_result=ok\ncgroups={','.join(cgs)}\n"
+                    f"version=2\nhash=h1\nbuilt_at={now}\ngen=2\nlast_gen=2\nlast_result=ok\n"
+                    f"cgroups={','.join(cgs)}\n"
+                    f"generation=1 {now - 100} h0 app=sha256:a0,db=sha256:d0 -\n"
+                    f"generation=2 {now} h1 app=sha256:a1,db=sha256:d0 -\nend=1\n"
                 )
         boot = open("/proc/sys/kernel/random/boot_id").read().strip()
         up = open("/proc/uptime").read().split(".")[0]
@@ -65,7 +70,7 @@ def main():
             f.write(f"{boot} {now} {up}\n")
         print(f"{runs} runs each; CPU ms per run (user + system)")
         for count in (1, 5):
-            args = ["3", "TOKEN", "check", state, "hold"]
+            args = ["4", "TOKEN", "check", state, "hold"]
             for n in names[:count]:
                 args += [n, "h1", "86400"]
             direct = PRELUDE + shlex.join(["set", "--"] + args) + "\n" + CHECK
