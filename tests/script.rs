@@ -65,6 +65,11 @@ struct Host {
     prune: Option<u64>,
     /// The script to run instead of the shipped one (the kill harness).
     script: Option<String>,
+    /// More environment for the script.
+    env: Vec<(String, String)>,
+    /// The host's tools are this directory (see [`Host::without`]), not
+    /// /usr/bin:/bin.
+    tools: Option<PathBuf>,
 }
 
 /// A run of the script: its output, parsed.
@@ -114,6 +119,8 @@ impl Host {
             remove_images: false,
             prune: None,
             script: None,
+            env: Vec::new(),
+            tools: None,
         };
         h.services("app build - always none");
         h
@@ -153,6 +160,35 @@ impl Host {
         self
     }
 
+    /// A host whose PATH lacks these tools (and the fake's docker and
+    /// docker-compose, when named).
+    fn without(mut self, tools: &[&str]) -> Host {
+        let dir = self.path("tools");
+        std::fs::create_dir_all(&dir).unwrap();
+        for from in ["/usr/bin", "/bin"] {
+            let Ok(rd) = std::fs::read_dir(from) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if tools.iter().any(|t| name == *t) {
+                    continue;
+                }
+                let _ = std::os::unix::fs::symlink(e.path(), dir.join(&name));
+            }
+        }
+        for t in tools {
+            let _ = std::fs::remove_file(self.path("bin").join(t));
+        }
+        self.tools = Some(dir);
+        self
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Host {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
     fn get(&mut self, name: &str) -> &mut Stack {
         self.stacks.iter_mut().find(|s| s.name == name).unwrap()
     }
@@ -177,7 +213,12 @@ impl Host {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         // (a fault of the same name limited to N times before: no more)
         let _ = std::fs::remove_file(self.path("fake").join(format!("{rel}.times")));
-        std::fs::write(p, format!("{text}\n")).unwrap();
+        let text = if text.is_empty() {
+            String::new()
+        } else {
+            format!("{text}\n")
+        };
+        std::fs::write(p, text).unwrap();
     }
 
     /// The fault holds for the next `n` times only.
@@ -475,9 +516,14 @@ impl Host {
     fn run_script(&self, script: &str, args: &[String], stdin: Vec<u8>) -> Run {
         let _ = std::fs::remove_file(self.path("fake/killed"));
         let bin = self.path("bin");
-        let mut c = Command::new("sh");
+        let mut c = Command::new("/bin/sh");
+        let tools = match &self.tools {
+            Some(t) => t.display().to_string(),
+            None => "/usr/bin:/bin".into(),
+        };
         c.env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("PATH", format!("{}:{tools}", bin.display()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("HOME", self.path("home"))
             .env("DOCKER_CONFIG", self.path("home/.docker"))
             .env("FAKE_DOCKER", self.path("fake"))
@@ -503,13 +549,13 @@ impl Host {
                 // script's first line, which keeps every line's number
                 let traced = format!("PS4='+${{LINENO}} '; set -x; {script}");
                 c.env("RBUILD_TRACE", trace).arg("-c").arg(format!(
-                    "{wrapper} exec 9>>\"$RBUILD_TRACE\"; BASH_XTRACEFD=9 exec bash --posix -c \"$0\" \"$@\""
+                    "{wrapper} exec 9>>\"$RBUILD_TRACE\"; BASH_XTRACEFD=9 exec /bin/bash --posix -c \"$0\" \"$@\""
                 ))
                 .arg(traced);
             }
             None => {
                 c.arg("-c")
-                    .arg(format!("{wrapper} exec sh -c \"$0\" \"$@\""))
+                    .arg(format!("{wrapper} exec /bin/sh -c \"$0\" \"$@\""))
                     .arg(script);
             }
         }
@@ -1187,6 +1233,311 @@ fn a_protocol_mismatch_and_an_unknown_command_are_fatal() {
     r.expect_fatal("unknown command frob", None);
 }
 
+#[test]
+fn an_engine_this_user_may_not_use_is_named() {
+    let h = built();
+    h.fake(
+        "engine_down",
+        "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::EngineDenied);
+}
+
+#[test]
+fn profiles_and_the_auto_compose_are_passed_to_compose() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto);
+    h.apply_with(|a| a.stacks[0].place.profiles = vec!["debug".into()])
+        .expect_done("web", "rebuilt");
+}
+
+#[test]
+fn containers_created_or_paused_fail_the_gate() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").up_timeout = 0;
+    h.fake_times("status/app", "created", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(created)");
+    h.edit("web", "app.txt", "v3");
+    h.fake_times("status/app", "paused", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(paused)");
+    // a service that stops (exit 0) but is to be restarted is not up yet
+    h.edit("web", "app.txt", "v4");
+    h.fake_times("crash/app", "0", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(exited:0)");
+}
+
+#[test]
+fn a_one_shot_still_running_at_the_up_timeout_fails_its_gate() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\nmigrate build - no none");
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v2");
+    h.get("web").up_timeout = 0;
+    h.get("web").options.one_shots = vec!["migrate".into()];
+    h.fake_times("status/migrate", "running", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "migrate(one-shot, still running)");
+}
+
+#[test]
+fn a_stack_missing_from_the_payload_is_not_unpacked() {
+    let h = built();
+    h.apply_with(|a| {
+        a.stacks[0].place.name = "ghost".into();
+        a.stacks[0].place.dir = Some(h.dir("ghost").to_str().unwrap().into());
+    })
+    .expect_done("ghost", "failed")
+    .expect_detail("ghost", "could not unpack the stack");
+}
+
+#[test]
+fn a_dir_group_that_does_not_exist_fails_the_ship() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").options.dir_group = Some("no-such-group-rbuild".into());
+    h.get("web").options.lock_wait = 1;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not give");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_hook_past_the_build_timeout_is_stopped() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").hooks.before = Some("exit 124".into());
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Timeout)
+        .expect_detail("web", "the before hook took longer than 5s");
+}
+
+#[test]
+fn a_rebuild_that_makes_the_same_images_keeps_the_previous_generation() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none");
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    let prev = h.state("web")["prev_images"].clone();
+    // only pulled images, none new upstream: the same images run
+    h.services("db image postgres:16 always none");
+    h.apply().expect_done("web", "rebuilt");
+    h.get("web").mode = StackMode::Build;
+    h.apply().expect_done("web", "rebuilt");
+    assert_ne!(h.state("web")["prev_images"], prev);
+    let kept = h.state("web")["prev_images"].clone();
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.state("web")["prev_images"], kept);
+}
+
+#[test]
+fn zero_downtime_failures_leave_the_old_containers() {
+    let mut h = built();
+    h.get("web").options.zero_downtime = vec!["app".into()];
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("fail/scale", "", 1);
+    h.fake("fail/scale.rc", "124");
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "took longer than 5s (up_timeout)");
+    h.fake_times("fail/scale", "", 1);
+    h.fake("fail/scale.rc", "0");
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "started no new one");
+    h.fake_times("fail/stop", "no", 1);
+    h.fake("fail/stop.rc", "1");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "its old containers could not all be removed");
+}
+
+#[test]
+fn start_mode_with_a_port_taken_says_so() {
+    let mut h = built();
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.fake(
+        "fail/up",
+        "Error starting userland proxy: listen tcp4 0.0.0.0:80: bind: address already in use",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "a port it publishes is taken");
+}
+
+#[test]
+fn the_payload_is_checked_with_whichever_sha256_tool_the_host_has() {
+    for (hidden, ok) in [
+        (&["sha256sum"][..], true),
+        (&["sha256sum", "shasum"], true),
+        (&["sha256sum", "shasum", "openssl"], false),
+    ] {
+        let h = Host::new()
+            .stack("web", &[("app.txt", "v1")])
+            .without(hidden);
+        let r = h.apply();
+        if ok {
+            r.expect_done("web", "rebuilt");
+        } else {
+            r.expect_fatal("none of", Some(Cause::NoSha256));
+        }
+    }
+}
+
+#[test]
+fn a_host_without_docker_or_compose() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .without(&["docker", "docker-compose"]);
+    h.apply()
+        .expect_fatal("is not in the PATH", Some(Cause::NoDocker));
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps cause=no_docker"), "{r}");
+    // neither flavour: no plugin where the CLI looks (this machine may have
+    // one), `docker compose version` fails, no docker-compose
+    let plugin = [
+        "/usr/local/lib",
+        "/usr/local/libexec",
+        "/usr/lib",
+        "/usr/libexec",
+    ]
+    .iter()
+    .any(|d| {
+        Path::new(d)
+            .join("docker/cli-plugins/docker-compose")
+            .exists()
+    });
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto)
+        .without(&["docker-compose"]);
+    h.fake("fail/version", "docker: 'compose' is not a docker command.");
+    let r = h.apply();
+    if !plugin {
+        r.expect_fatal("neither", Some(Cause::NoCompose));
+    }
+    // an explicit v1 is taken at its word: without docker-compose, its
+    // build fails (no `no_compose`)
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::V1)
+        .without(&["docker-compose"]);
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "build failed");
+}
+
+#[test]
+fn the_dry_run_judges_the_engine_by_its_socket() {
+    let h = built().env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps cause=engine"), "{r}");
+    let h = built().env("DOCKER_HOST", "tcp://127.0.0.1:2375");
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps ok"), "{r}");
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_fatal() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    std::fs::write(h.path("file"), "").unwrap();
+    h.apply_with(|a| a.state_dir = Some(h.path("file/state").to_str().unwrap().into()))
+        .expect_fatal("could not create the state directory", None);
+}
+
+#[test]
+fn a_lock_that_cannot_be_made_fails_the_stack() {
+    let h = built();
+    std::fs::write(h.state_dir().join("web.lock"), "").unwrap();
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not make the stack's lock");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not make the stack's lock");
+}
+
+#[test]
+fn an_apply_leaves_a_state_file_that_is_not_a_file_alone() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    std::fs::create_dir(h.state_dir().join("web.state")).unwrap();
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "is not a regular file");
+}
+
+#[test]
+fn a_failed_first_build_twice_keeps_its_leftovers_once() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake("health/app", "unhealthy");
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "failed");
+    h.get("web").mode = StackMode::Build;
+    h.apply().expect_done("web", "failed");
+    let left = h.state("web")["leftover"].clone();
+    assert_eq!(left.matches("app=").count(), left.split(',').count());
+}
+
+#[test]
+fn the_check_on_odd_state_and_locks() {
+    let h = Host::new();
+    // a fresh host: no clock left by an apply
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").state, Ok(None));
+    // a build time that is no number: due
+    h.write_state("web", "version=1\nhash=h\nbuilt_at=soon\nlast_result=ok\n");
+    let r = h.check(&[("web", "h", 60)], true, false);
+    assert!(r.events.contains(&Event::End { hold: true }), "{r}");
+    // a lock whose owner names no pid
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), "who -\n").unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by.as_deref(), Some("unknown"));
+    // a lock of another boot is no lock
+    std::fs::write(
+        lock.join("owner"),
+        format!("{} other-boot\n", std::process::id()),
+    )
+    .unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by, None);
+    // a lock with no owner, made minutes ago: its maker died at once
+    std::fs::remove_file(lock.join("owner")).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by, None);
+}
+
+#[test]
+fn status_words_each_health() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always healthy\ndb image postgres:16 always starting");
+    h.get_status_fixture();
+    let r = h.status();
+    assert!(r.stdout.contains("service web app running healthy"), "{r}");
+    assert!(r.stdout.contains("service web db running starting"), "{r}");
+}
+
 // ---------------------------------------------------------------- rollback
 
 #[test]
@@ -1495,6 +1846,16 @@ fn scenarios() -> Vec<Scenario> {
 }
 
 impl Host {
+    /// Containers up as the services say, without an apply.
+    fn get_status_fixture(&self) {
+        let out = Command::new(self.path("bin/docker"))
+            .args(["compose", "-p", "web", "up", "-d"])
+            .env("FAKE_DOCKER", self.path("fake"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
     fn get_adopted(mut self) -> Host {
         self.get("web").adopt = true;
         self
