@@ -184,6 +184,27 @@ impl Host {
         self
     }
 
+    /// Install the fake as these tools too: file tools (`mv`, `rm`,
+    /// `mkdir`, `tar`, `cat`: recorded, failed by `fail/TOOL`), or `date`
+    /// and `sleep` (a clock a sleep moves on at once).
+    fn shim(&self, tools: &[&str]) {
+        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/script/fake-docker");
+        for name in tools {
+            let _ = std::os::unix::fs::symlink(&fake, self.path("bin").join(name));
+        }
+    }
+
+    /// At the script's next `sleep`, run this awk program over the fake's
+    /// containers (fields as in its `containers` file).
+    fn on_sleep(&self, awk: &str) {
+        self.fake(
+            "on_sleep",
+            &format!(
+                "awk '{awk}' \"$FAKE_DOCKER/containers\" >\"$FAKE_DOCKER/c.new\" && mv \"$FAKE_DOCKER/c.new\" \"$FAKE_DOCKER/containers\""
+            ),
+        );
+    }
+
     fn env(mut self, k: &str, v: &str) -> Host {
         self.env.push((k.into(), v.into()));
         self
@@ -1538,6 +1559,202 @@ fn status_words_each_health() {
     assert!(r.stdout.contains("service web db running starting"), "{r}");
 }
 
+#[test]
+fn the_gate_watches_the_settle_window() {
+    for (change, want) in [
+        ("", None),
+        (
+            r#"$3 == "app" && $6 == "running" { $11 = "later" } { print }"#,
+            Some("not steady within 2s of coming up: app(restarted)"),
+        ),
+        (
+            r#"$3 == "app" && $6 == "running" { $7 = "unhealthy" } { print }"#,
+            Some("not healthy within 2s of coming up: app(unhealthy)"),
+        ),
+        (
+            r#"$3 == "app" && $6 == "running" { $7 = "starting" } { print }"#,
+            Some("not steady within 2s of coming up: app(starting)"),
+        ),
+    ] {
+        let mut h = built();
+        h.shim(&["date", "sleep"]);
+        h.edit("web", "app.txt", "v2");
+        h.get("web").settle = 2;
+        if !change.is_empty() {
+            h.services("app build - always healthy");
+            h.on_sleep(change);
+        }
+        let r = h.apply();
+        match want {
+            None => {
+                r.expect_done("web", "rebuilt");
+            }
+            Some(w) => {
+                r.expect_done("web", "rolled_back").expect_detail("web", w);
+            }
+        }
+    }
+}
+
+#[test]
+fn lock_wait_polls_a_live_holder() {
+    let mut h = built();
+    h.shim(&["date", "sleep"]);
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
+    h.get("web").options.lock_wait = 2;
+    let r = h.apply();
+    r.expect_done("web", "locked");
+    assert!(r.stdout.contains("step web waiting for the lock"), "{r}");
+}
+
+#[test]
+fn a_full_disk_is_named() {
+    // unpacking
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.shim(&["tar", "mv", "cat"]);
+    h.fake("fail/tar", "*");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace);
+    h.unfake("fail/tar");
+    // the state file
+    h.fake("fail/mv", "*.state.tmp.*");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "rebuilt, but could not write the state file");
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "started, but could not write the state file");
+    h.unfake("fail/mv");
+    // the payload
+    h.get("web").mode = StackMode::Ship;
+    h.fake("fail/cat", "");
+    h.apply()
+        .expect_fatal("could not store the shipped stacks", Some(Cause::NoSpace));
+}
+
+#[test]
+fn an_apply_cleans_what_dead_runs_left() {
+    let h = built();
+    let dead = h.state_dir().join(".payload.999999999.tar");
+    let odd = h.state_dir().join(".web.state.tmp.abc");
+    std::fs::write(&dead, "").unwrap();
+    std::fs::write(&odd, "").unwrap();
+    h.apply().expect_done("web", "rebuilt");
+    assert!(!dead.exists());
+    assert!(odd.exists());
+}
+
+#[test]
+fn a_host_without_timeout_runs_docker_unbounded() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .without(&["timeout"]);
+    h.apply().expect_done("web", "rebuilt");
+}
+
+#[test]
+fn auto_picks_compose_v1_where_v2_does_not_work() {
+    let plugin = [
+        "/usr/local/lib",
+        "/usr/local/libexec",
+        "/usr/lib",
+        "/usr/libexec",
+    ]
+    .iter()
+    .any(|d| {
+        Path::new(d)
+            .join("docker/cli-plugins/docker-compose")
+            .exists()
+    });
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto);
+    h.fake("fail/version", "docker: 'compose' is not a docker command.");
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    if !plugin {
+        r.expect_detail("web", "with compose v1");
+    }
+}
+
+#[test]
+fn the_running_containers_cgroups_are_recorded_for_the_check() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    // the containers "are" this test process
+    h.fake("pid", &std::process::id().to_string());
+    h.apply().expect_done("web", "rebuilt");
+    let cg = h.state("web")["cgroups"].clone();
+    if cg == "-" {
+        return; // no cgroup directory for a process here
+    }
+    let r = h.check(&[("web", &h.stacks[0].hash(), 3600)], false, false);
+    assert_eq!(r.recorded("web").running, Some(true), "{cg}");
+}
+
+#[test]
+fn data_inside_a_shipped_directory_is_carried() {
+    let mut h = Host::new().stack("web", &[("conf/a.conf", "1")]);
+    h.apply().expect_done("web", "rebuilt");
+    h.data("web", "conf/local.txt", "mine");
+    h.edit("web", "conf/a.conf", "2");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.read("web", "conf/local.txt").as_deref(), Some("mine"));
+    assert_eq!(h.read("web", "conf/a.conf").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_pulled_image_that_failed_first_is_tried_again() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("db image postgres:16 always none");
+    h.fake_times("health/db", "unhealthy", 2);
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v3");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.state("web")["leftover"], "-");
+}
+
+#[test]
+fn what_runs_is_read_from_each_container() {
+    let mut h = built();
+    // two containers of one service and image, and one created, not run
+    let out = Command::new(h.path("bin/docker"))
+        .args([
+            "compose",
+            "-p",
+            "web",
+            "up",
+            "-d",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            "app=2",
+            "app",
+        ])
+        .env("FAKE_DOCKER", h.path("fake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    h.services("app build - always none\nworker build - always none");
+    h.fake("status/worker", "created");
+    let out = Command::new(h.path("bin/docker"))
+        .args(["compose", "-p", "web", "up", "-d"])
+        .env("FAKE_DOCKER", h.path("fake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    h.unfake("status/worker");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+}
+
 // ---------------------------------------------------------------- rollback
 
 #[test]
@@ -1578,6 +1795,11 @@ fn a_manual_rollback_that_fails_puts_back_what_ran() {
         .expect_done("web", "failed")
         .expect_detail("web", "what ran before runs again");
     assert_eq!(h.running("web"), v2);
+    // its up fails
+    h.fake_times("fail/up", "boom", 1);
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "up of the previous images failed");
     // both fail
     h.fake_times("health/app", "unhealthy", 2);
     h.rollback("web")
@@ -1880,10 +2102,7 @@ impl Host {
     /// Install the fake as `mv`, `rm` and `mkdir` too: a kill may then fall
     /// between two file steps of the script.
     fn kill_on_files(&self) {
-        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/script/fake-docker");
-        for name in ["mv", "rm", "mkdir"] {
-            let _ = std::os::unix::fs::symlink(&fake, self.path("bin").join(name));
-        }
+        self.shim(&["mv", "rm", "mkdir"]);
     }
 }
 
