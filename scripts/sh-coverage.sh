@@ -161,7 +161,22 @@ END {
 	lines = NR
 	for (i = 1; i <= narms; i++) {
 		l = aline[i]
-		ok = aword[i] == "" ? (l in hit) : ((l, aword[i]) in seen)
+		if (aword[i] == "") ok = l in hit
+		else if (aword[i] !~ /^\$/) ok = (l, aword[i]) in seen
+		else {
+			# its command is an expansion ("$@"): any command traced on
+			# the line that is not the condition nor another arm
+			split("", known)
+			w = text[l]
+			sub(/^(if|elif|while|until) /, "", w)
+			known[first(w)] = 1
+			for (j = 1; j <= narms; j++) if (aline[j] == l && j != i) known[aword[j]] = 1
+			ok = 0
+			for (k in seen) {
+				split(k, kk, SUBSEP)
+				if (kk[1] == l && !(kk[2] in known)) ok = 1
+			}
+		}
 		if (ok) { got++; continue }
 		where = (stripped == lines && (l in map)) ? name ":" map[l] : "script.sh:" l
 		missed = missed sprintf("  %s: %s\n", where, substr(atext[i], 1, 100))

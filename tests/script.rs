@@ -1724,38 +1724,34 @@ fn a_pulled_image_that_failed_first_is_tried_again() {
 #[test]
 fn what_runs_is_read_from_each_container() {
     let mut h = built();
-    // two containers of one service and image, and one created, not run
-    let out = Command::new(h.path("bin/docker"))
-        .args([
-            "compose",
-            "-p",
-            "web",
-            "up",
-            "-d",
-            "--no-deps",
-            "--no-recreate",
-            "--scale",
-            "app=2",
-            "app",
-        ])
-        .env("FAKE_DOCKER", h.path("fake"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let docker = |args: &[&str]| {
+        let out = Command::new(h.path("bin/docker"))
+            .args(args)
+            .env("FAKE_DOCKER", h.path("fake"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // one container created, not run; two of one service and image
     h.services("app build - always none\nworker build - always none");
     h.fake("status/worker", "created");
-    let out = Command::new(h.path("bin/docker"))
-        .args(["compose", "-p", "web", "up", "-d"])
-        .env("FAKE_DOCKER", h.path("fake"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    docker(&["compose", "-p", "web", "up", "-d"]);
+    docker(&[
+        "compose",
+        "-p",
+        "web",
+        "up",
+        "-d",
+        "--no-deps",
+        "--no-recreate",
+        "--scale",
+        "app=2",
+        "app",
+    ]);
     h.unfake("status/worker");
     h.edit("web", "app.txt", "v2");
     h.apply().expect_done("web", "rebuilt");
 }
-
-// ---------------------------------------------------------------- rollback
 
 #[test]
 fn a_manual_rollback_puts_the_previous_generation_back() {
@@ -1979,12 +1975,11 @@ enum KillAt {
 /// The script's test hook, where it has one.
 const AT_HOOK: &str = "at() { :; }";
 
-/// The stripped script with its `at` hook replaced by `def` (None: the
-/// script has no hook yet).
-fn with_hook(def: &str) -> Option<String> {
-    let s = script::script();
-    s.lines().any(|l| l == AT_HOOK).then(|| {
-        s.lines()
+/// `base` (a stripped script) with its `at` hook replaced by `def`; None
+/// when it has no hook (the script before issue 18's).
+fn with_hook(base: &str, def: &str) -> Option<String> {
+    base.lines().any(|l| l == AT_HOOK).then(|| {
+        base.lines()
             .map(|l| if l == AT_HOOK { def } else { l })
             .collect::<Vec<_>>()
             .join("\n")
@@ -2108,7 +2103,12 @@ impl Host {
 
 /// Kill the scenario's run at `at`, then run an apply again: the
 /// invariants hold. Err: what broke.
-fn kill_once(sc: &Scenario, at: &KillAt, files: bool) -> Result<bool, String> {
+fn kill_once(
+    sc: &Scenario,
+    base: &str,
+    at: &KillAt,
+    files: bool,
+) -> Result<Option<String>, String> {
     let mut h = (sc.setup)();
     if files {
         h.kill_on_files();
@@ -2116,9 +2116,12 @@ fn kill_once(sc: &Scenario, at: &KillAt, files: bool) -> Result<bool, String> {
     let data = h.data_files("web");
     match at {
         KillAt::Step(step, nth) => {
-            h.script = with_hook(&format!(
-                "at() {{ [ \"$1\" = {step} ] && {{ RBUILD_AT_N=$((${{RBUILD_AT_N:-0}} + 1)); [ \"$RBUILD_AT_N\" = {nth} ] && {{ echo at {step} > \"$FAKE_DOCKER/killed\"; kill -9 $$; }}; }}; :; }}"
-            ));
+            h.script = with_hook(
+                base,
+                &format!(
+                    "at() {{ [ \"$1\" = {step} ] && {{ RBUILD_AT_N=$((${{RBUILD_AT_N:-0}} + 1)); [ \"$RBUILD_AT_N\" = {nth} ] && {{ echo at {step} > \"$FAKE_DOCKER/killed\"; kill -9 $$; }}; }}; :; }}"
+                ),
+            );
         }
         KillAt::Call(n) => {
             let done = h.calls().len();
@@ -2128,7 +2131,7 @@ fn kill_once(sc: &Scenario, at: &KillAt, files: bool) -> Result<bool, String> {
     let r = (sc.act)(&h);
     let _ = std::fs::remove_file(h.path("fake/kill_at_call"));
     if !r.killed {
-        return Ok(false);
+        return Ok(None);
     }
     let killed = std::fs::read_to_string(h.path("fake/killed")).unwrap_or_default();
     h.script = None;
@@ -2153,44 +2156,55 @@ fn kill_once(sc: &Scenario, at: &KillAt, files: bool) -> Result<bool, String> {
             h.running("web")
         ));
     }
-    Ok(true)
+    let (result, detail, _) = again.done("web").unwrap();
+    Ok(Some(format!(
+        "{:<28} then {result} {}",
+        killed.trim().chars().take(28).collect::<String>(),
+        detail.chars().take(60).collect::<String>()
+    )))
 }
 
 /// Kill the scenario at each step in turn (each docker call while the
 /// script has no step hook; `files`: each `mv`/`rm`/`mkdir` too) until a run
 /// goes through unkilled. The outcomes, a line a kill point; the first
 /// broken invariant as Err.
-fn sweep(sc: &Scenario, files: bool) -> Result<Vec<String>, String> {
+fn sweep(sc: &Scenario, base: &str, files: bool) -> Result<Vec<String>, String> {
     let mut table = Vec::new();
-    let points: Vec<KillAt> = match with_hook("at() { echo \"$1\" >>\"$FAKE_DOCKER/steps\"; }") {
-        Some(logging) => {
-            let mut h = (sc.setup)();
-            h.script = Some(logging);
-            (sc.act)(&h);
-            let steps = std::fs::read_to_string(h.path("fake/steps")).unwrap_or_default();
-            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-            steps
-                .lines()
-                .map(|s| {
-                    let n = seen.entry(s.to_owned()).or_default();
-                    *n += 1;
-                    KillAt::Step(s.to_owned(), *n)
-                })
-                .collect()
-        }
-        None => (1..500).map(KillAt::Call).collect(),
-    };
+    let points: Vec<KillAt> =
+        match with_hook(base, "at() { echo \"$1\" >>\"$FAKE_DOCKER/steps\"; }") {
+            Some(logging) => {
+                let mut h = (sc.setup)();
+                h.script = Some(logging);
+                (sc.act)(&h);
+                let steps = std::fs::read_to_string(h.path("fake/steps")).unwrap_or_default();
+                let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                steps
+                    .lines()
+                    .map(|s| {
+                        let n = seen.entry(s.to_owned()).or_default();
+                        *n += 1;
+                        KillAt::Step(s.to_owned(), *n)
+                    })
+                    .collect()
+            }
+            None => (1..500).map(KillAt::Call).collect(),
+        };
     let mut errors = Vec::new();
     for at in points {
-        match kill_once(sc, &at, files) {
-            Ok(true) => table.push(format!("{}: {at:?}: ok", sc.name)),
-            Ok(false) => break,
+        let point = match &at {
+            KillAt::Step(s, n) => format!("at {s} #{n}"),
+            KillAt::Call(n) => format!("call {n}"),
+        };
+        match kill_once(sc, base, &at, files) {
+            Ok(Some(row)) => table.push(format!("{:<26} {point:<14} {row}", sc.name)),
+            Ok(None) => break,
             Err(e) => {
-                table.push(format!("{}: {at:?}: BROKEN", sc.name));
+                table.push(format!("{:<26} {point:<14} BROKEN", sc.name));
                 errors.push(e);
             }
         }
     }
+    // the table of kill points and what the next run did
     eprintln!("{}", table.join("\n"));
     match errors.into_iter().next() {
         Some(e) => Err(e),
@@ -2200,8 +2214,25 @@ fn sweep(sc: &Scenario, files: bool) -> Result<Vec<String>, String> {
 
 fn sweep_scenario(name: &str, files: bool) {
     let sc = scenarios().into_iter().find(|s| s.name == name).unwrap();
-    let table = sweep(&sc, files).unwrap_or_else(|e| panic!("{e}"));
+    let table = sweep(&sc, script::script(), files).unwrap_or_else(|e| panic!("{e}"));
     assert!(!table.is_empty(), "{name}: no kill point");
+}
+
+/// The step mode of the sweep, proved on the current script given a hook
+/// by hand: `at STEP` before each of its `step` lines.
+#[test]
+fn the_sweep_kills_at_each_at_step_where_the_script_has_them() {
+    let hooked = format!(
+        "{AT_HOOK}\n{}",
+        script::script().replace("echo \"$m step $n ", "at step; echo \"$m step $n ")
+    );
+    let sc = scenarios()
+        .into_iter()
+        .find(|s| s.name == "rebuild")
+        .unwrap();
+    let table = sweep(&sc, &hooked, false).unwrap_or_else(|e| panic!("{e}"));
+    assert!(table.len() >= 6, "{table:?}");
+    assert!(table.iter().all(|r| r.contains("at step #")), "{table:?}");
 }
 
 #[test]
