@@ -2349,3 +2349,19 @@ fn an_engine_restart_in_the_gate_keeps_the_rollback_target() {
     assert!(again.done("web").is_some(), "{again}");
     assert_eq!(h.state_images("web"), h.running("web"), "{again}");
 }
+
+/// Issue 18, defect 5: an empty, garbage or CRLF state file (a write cut
+/// short, an editor) is no newer rbuild's: the words must not send the
+/// operator to upgrade.
+#[test]
+#[ignore = "issue 18: defect 5, an empty or CRLF state file is blamed on a newer rbuild"]
+fn a_state_file_cut_short_is_not_blamed_on_a_newer_rbuild() {
+    for text in ["", "garbage\n", "version=1\r\nhash=h\r\n"] {
+        let h = built();
+        h.write_state("web", text);
+        let r = h.apply();
+        r.expect_done("web", "failed");
+        let (_, detail, _) = r.done("web").unwrap();
+        assert!(!detail.contains("upgrade rbuild"), "{text:?}: {r}");
+    }
+}
