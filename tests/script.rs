@@ -6,6 +6,19 @@
 //!
 //! `RBUILD_SH_COVERAGE=DIR`: the script runs under `bash --posix` with
 //! xtrace into DIR (a file per run), for `scripts/sh-coverage.sh`.
+//!
+//! The kill sweep (`killed_*`): a scenario (a rebuild, a failed build, a
+//! failed gate rolled back, a first build, a manual rollback) is killed at
+//! each point in turn, then applied again, and the invariants hold: no byte
+//! of the stack's data files lost, the state's `images=` is what the fake's
+//! running containers use, the next run ends in a `done` line. The points
+//! are the script's `at STEP` calls where its stripped text has the line
+//! `at() { :; }` (replaced by one that kills the shell at the Nth call of a
+//! step); else each docker call (the fake's `kill_at_call`), and with
+//! `files`, each `mv`/`rm`/`mkdir` too. Each prints its table (kill point,
+//! what was killed, what the next run did). Tests marked
+//! `#[ignore = "issue 18: ..."]` show a defect of issue 18 and fail until it
+//! is fixed: run them with `--include-ignored`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
