@@ -1,0 +1,2420 @@
+//! The host script's fast tests: the shipped script (`rbuild::remote`) run
+//! under `sh` on a temp "host" (a state directory, a stacks directory) with a
+//! fake `docker` / `docker-compose` on its PATH (`tests/script/fake-docker`:
+//! a small world in files, every call recorded, scripted faults). No engine,
+//! no ssh: every test takes milliseconds, and none asserts a time.
+//!
+//! `RBUILD_SH_COVERAGE=DIR`: the script runs under `bash --posix` with
+//! xtrace into DIR (a file per run), for `scripts/sh-coverage.sh`.
+//!
+//! The kill sweep (`killed_*`): a scenario (a rebuild, a failed build, a
+//! failed gate rolled back, a first build, a manual rollback) is killed at
+//! each point in turn, then applied again, and the invariants hold: no byte
+//! of the stack's data files lost, the state's `images=` is what the fake's
+//! running containers use, the next run ends in a `done` line. The points
+//! are the script's `at STEP` calls where its stripped text has the line
+//! `at() { :; }` (replaced by one that kills the shell at the Nth call of a
+//! step); else each docker call (the fake's `kill_at_call`), and with
+//! `files`, each `mv`/`rm`/`mkdir` too. Each prints its table (kill point,
+//! what was killed, what the next run did). Tests marked
+//! `#[ignore = "issue 18: ..."]` show a defect of issue 18 and fail until it
+//! is fixed: run them with `--include-ignored`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rbuild::inventory::ComposePref;
+use rbuild::remote::call::Hooks;
+use rbuild::remote::{
+    Announced, Apply, ApplyStack, Call, Cause, Check, CheckStack, Event, History, Logs, Outcome,
+    Place, Rollback, StackMode, StackOptions, Status, Token, parse_line, script,
+};
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "t0k";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A compose file: the fake reads no YAML, but compose needs the file there.
+const COMPOSE: &str = "services:\n  app:\n    build: .\n";
+
+/// One stack of a host: its files (what a ship sends) and its settings.
+#[derive(Clone)]
+struct Stack {
+    name: String,
+    files: Vec<(String, String)>,
+    mode: StackMode,
+    settle: u64,
+    up_timeout: u64,
+    options: StackOptions,
+    hooks: Hooks,
+    adopt: bool,
+}
+
+impl Stack {
+    fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for (p, c) in &self.files {
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update(c.as_bytes());
+            h.update([0]);
+        }
+        hex(&h.finalize())[..16].to_owned()
+    }
+}
+
+/// The tools of a host made by [`Host::without`].
+const HOST_TOOLS: &[&str] = &[
+    "sh",
+    "awk",
+    "sed",
+    "grep",
+    "tar",
+    "find",
+    "date",
+    "sleep",
+    "mv",
+    "rm",
+    "mkdir",
+    "rmdir",
+    "cat",
+    "tail",
+    "head",
+    "tr",
+    "wc",
+    "sync",
+    "chmod",
+    "chgrp",
+    "df",
+    "ls",
+    "timeout",
+    "sha256sum",
+    "shasum",
+    "openssl",
+    "env",
+    "kill",
+    "touch",
+    "printf",
+    "echo",
+    "cut",
+    "sort",
+    "id",
+    "perl",
+    "docker",
+    "docker-compose",
+];
+
+/// A temp host: state directory, stacks, the fake docker's world.
+struct Host {
+    root: tempfile::TempDir,
+    stacks: Vec<Stack>,
+    compose: ComposePref,
+    remove_images: bool,
+    prune: Option<u64>,
+    /// The script to run instead of the shipped one (the kill harness).
+    script: Option<String>,
+    /// More environment for the script.
+    env: Vec<(String, String)>,
+    /// The host's tools are this directory (see [`Host::without`]), not
+    /// /usr/bin:/bin.
+    tools: Option<PathBuf>,
+}
+
+/// A run of the script: its output, parsed.
+struct Run {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+    events: Vec<Event>,
+    /// The fake killed the script's shell (at a call or a step).
+    killed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Container {
+    id: String,
+    project: String,
+    service: String,
+    image: String,
+    status: String,
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+impl Host {
+    fn new() -> Host {
+        let root = tempfile::tempdir().unwrap();
+        for d in [
+            "state",
+            "stacks",
+            "fake",
+            "bin",
+            "home",
+            "fake/fail",
+            "fake/health",
+            "fake/crash",
+        ] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/script/fake-docker");
+        for name in ["docker", "docker-compose"] {
+            std::os::unix::fs::symlink(&fake, root.path().join("bin").join(name)).unwrap();
+        }
+        let h = Host {
+            root,
+            stacks: Vec::new(),
+            compose: ComposePref::V2,
+            remove_images: false,
+            prune: None,
+            script: None,
+            env: Vec::new(),
+            tools: None,
+        };
+        h.services("app build - always none");
+        h
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.path("stacks").join(name)
+    }
+
+    /// A stack shipped with these files (a compose.yaml is added).
+    fn stack(mut self, name: &str, files: &[(&str, &str)]) -> Host {
+        let mut all = vec![("compose.yaml".to_owned(), COMPOSE.to_owned())];
+        all.extend(files.iter().map(|(p, c)| (p.to_string(), c.to_string())));
+        self.stacks.push(Stack {
+            name: name.to_owned(),
+            files: all,
+            mode: StackMode::Ship,
+            settle: 0,
+            up_timeout: 5,
+            options: StackOptions::default(),
+            hooks: Hooks::default(),
+            adopt: false,
+        });
+        self
+    }
+
+    fn compose(mut self, c: ComposePref) -> Host {
+        self.compose = c;
+        self
+    }
+
+    /// A host whose PATH lacks these tools (and the fake's docker and
+    /// docker-compose, when named).
+    fn without(mut self, tools: &[&str]) -> Host {
+        let dir = self.path("tools");
+        std::fs::create_dir_all(&dir).unwrap();
+        // every tool the script and its hooks here run (a new one the
+        // script uses fails these tests until it is listed)
+        for name in HOST_TOOLS.iter().filter(|t| !tools.contains(t)) {
+            for from in ["/usr/bin", "/bin"] {
+                let p = Path::new(from).join(name);
+                if p.exists() {
+                    let _ = std::os::unix::fs::symlink(p, dir.join(name));
+                    break;
+                }
+            }
+        }
+        for t in tools {
+            let _ = std::fs::remove_file(self.path("bin").join(t));
+        }
+        self.tools = Some(dir);
+        self
+    }
+
+    /// Install the fake as these tools too: file tools (`mv`, `rm`,
+    /// `mkdir`, `tar`, `cat`: recorded, failed by `fail/TOOL`), or `date`
+    /// and `sleep` (a clock a sleep moves on at once).
+    fn shim(&self, tools: &[&str]) {
+        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/script/fake-docker");
+        for name in tools {
+            let _ = std::os::unix::fs::symlink(&fake, self.path("bin").join(name));
+        }
+    }
+
+    /// At the script's next `sleep`, run this awk program over the fake's
+    /// containers (fields as in its `containers` file).
+    fn on_sleep(&self, awk: &str) {
+        self.fake(
+            "on_sleep",
+            &format!(
+                "awk '{awk}' \"$FAKE_DOCKER/containers\" >\"$FAKE_DOCKER/c.new\" && mv \"$FAKE_DOCKER/c.new\" \"$FAKE_DOCKER/containers\""
+            ),
+        );
+    }
+
+    fn env(mut self, k: &str, v: &str) -> Host {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn get(&mut self, name: &str) -> &mut Stack {
+        self.stacks.iter_mut().find(|s| s.name == name).unwrap()
+    }
+
+    /// A new version of a stack's files: its next apply ships them.
+    fn edit(&mut self, name: &str, file: &str, text: &str) {
+        let s = self.get(name);
+        s.files.retain(|(p, _)| p != file);
+        s.files.push((file.to_owned(), text.to_owned()));
+    }
+
+    // --- the fake's world
+
+    /// The project's services: `SERVICE build|image REF POLICY HEALTH` lines.
+    fn services(&self, text: &str) {
+        std::fs::write(self.path("fake/services"), format!("{text}\n")).unwrap();
+    }
+
+    /// A scripted fault or answer (a file of the fake's world).
+    fn fake(&self, rel: &str, text: &str) {
+        let p = self.path("fake").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        // (a fault of the same name limited to N times before: no more)
+        let _ = std::fs::remove_file(self.path("fake").join(format!("{rel}.times")));
+        let text = if text.is_empty() {
+            String::new()
+        } else {
+            format!("{text}\n")
+        };
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The fault holds for the next `n` times only.
+    fn fake_times(&self, rel: &str, text: &str, n: u32) {
+        self.fake(rel, text);
+        self.fake(&format!("{rel}.times"), &n.to_string());
+    }
+
+    fn unfake(&self, rel: &str) {
+        let p = self.path("fake").join(rel);
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(p.with_extension("times"));
+    }
+
+    fn containers(&self) -> Vec<Container> {
+        std::fs::read_to_string(self.path("fake/containers"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                Container {
+                    id: f[0].into(),
+                    project: f[1].into(),
+                    service: f[2].into(),
+                    image: f[3].into(),
+                    status: f[5].into(),
+                }
+            })
+            .collect()
+    }
+
+    /// `service=image` of the project's running containers, sorted.
+    fn running(&self, project: &str) -> String {
+        let mut v: Vec<String> = self
+            .containers()
+            .into_iter()
+            .filter(|c| c.project == project && c.status == "running")
+            .map(|c| format!("{}={}", c.service, c.image))
+            .collect();
+        v.sort();
+        v.dedup();
+        if v.is_empty() {
+            "-".into()
+        } else {
+            v.join(",")
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("fake/calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The image id a tag names in the fake engine.
+    fn tag(&self, r: &str) -> Option<String> {
+        std::fs::read_to_string(self.path("fake/tags"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{r} ")).map(str::to_owned))
+    }
+
+    fn images(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("fake/images"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Stop the project's containers by hand (as a reboot would).
+    fn stop_all(&self) {
+        let t = std::fs::read_to_string(self.path("fake/containers")).unwrap();
+        let t: String = t
+            .lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(' ').collect();
+                f[5] = "exited";
+                f.join(" ") + "\n"
+            })
+            .collect();
+        std::fs::write(self.path("fake/containers"), t).unwrap();
+    }
+
+    // --- the host's files
+
+    fn state(&self, name: &str) -> BTreeMap<String, String> {
+        std::fs::read_to_string(self.state_dir().join(format!("{name}.state")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn write_state(&self, name: &str, text: &str) {
+        std::fs::write(self.state_dir().join(format!("{name}.state")), text).unwrap();
+    }
+
+    /// `images=` of the state, sorted as [`Host::running`] is.
+    fn state_images(&self, name: &str) -> String {
+        let v = self
+            .state(name)
+            .get("images")
+            .cloned()
+            .unwrap_or("-".into());
+        let mut v: Vec<&str> = v.split(',').collect();
+        v.sort();
+        v.join(",")
+    }
+
+    /// A file written into the stack's directory "by a container".
+    fn data(&self, name: &str, rel: &str, text: &str) {
+        let p = self.dir(name).join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, name: &str, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir(name).join(rel)).ok()
+    }
+
+    // --- calls
+
+    fn apply_stack(&self, s: &Stack) -> ApplyStack {
+        ApplyStack {
+            place: Place {
+                name: s.name.clone(),
+                dir: Some(self.dir(&s.name).to_str().unwrap().to_owned()),
+                compose_files: vec!["compose.yaml".into()],
+                profiles: vec![],
+            },
+            mode: s.mode,
+            adopt: s.adopt,
+            up_timeout: s.up_timeout,
+            settle: s.settle,
+            build_timeout: 5,
+            hash: s.hash(),
+            options: s.options.clone(),
+            hooks: s.hooks.clone(),
+        }
+    }
+
+    /// The payload of the stacks shipped: a tar of `NAME/PATH` entries.
+    fn payload(&self) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for s in self.stacks.iter().filter(|s| s.mode == StackMode::Ship) {
+            let mut dirs = std::collections::BTreeSet::new();
+            dirs.insert(s.name.clone());
+            for (p, _) in &s.files {
+                let mut d = Path::new(p).parent();
+                while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
+                    dirs.insert(format!("{}/{}", s.name, x.display()));
+                    d = x.parent();
+                }
+            }
+            for d in dirs {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                h.set_mtime(0);
+                b.append_data(&mut h, format!("{d}/"), std::io::empty())
+                    .unwrap();
+            }
+            for (p, c) in &s.files {
+                let mut h = tar::Header::new_gnu();
+                h.set_mode(0o644);
+                h.set_size(c.len() as u64);
+                h.set_mtime(0);
+                b.append_data(&mut h, format!("{}/{p}", s.name), c.as_bytes())
+                    .unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn apply_call(&self, payload: &[u8]) -> Apply {
+        let shipping = self.stacks.iter().any(|s| s.mode == StackMode::Ship);
+        Apply {
+            state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+            compose: self.compose,
+            remove_images: self.remove_images,
+            prune_cache: self.prune,
+            payload: shipping.then(|| Announced {
+                size: payload.len() as u64,
+                sha256: hex(&Sha256::digest(payload)),
+            }),
+            stacks: self.stacks.iter().map(|s| self.apply_stack(s)).collect(),
+        }
+    }
+
+    /// An apply of every stack (shipped, unless its mode says otherwise).
+    fn apply(&self) -> Run {
+        self.apply_with(|_| {})
+    }
+
+    /// An apply, its call changed first by `f`.
+    fn apply_with(&self, f: impl FnOnce(&mut Apply)) -> Run {
+        let payload = self.payload();
+        let mut call = self.apply_call(&payload);
+        f(&mut call);
+        let payload = if call.payload.is_some() {
+            payload
+        } else {
+            vec![]
+        };
+        self.run(&Call::Apply(call), payload)
+    }
+
+    fn check(&self, stacks: &[(&str, &str, u64)], hold: bool, plan: bool) -> Run {
+        self.run(
+            &Call::Check(Check {
+                state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+                hold,
+                plan,
+                stacks: stacks
+                    .iter()
+                    .map(|(n, h, p)| CheckStack {
+                        name: n.to_string(),
+                        hash: h.to_string(),
+                        period: *p,
+                    })
+                    .collect(),
+            }),
+            vec![],
+        )
+    }
+
+    fn status(&self) -> Run {
+        self.run(
+            &Call::Status(Status {
+                state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+                stacks: self
+                    .stacks
+                    .iter()
+                    .map(|s| CheckStack {
+                        name: s.name.clone(),
+                        hash: s.hash(),
+                        period: 3600,
+                    })
+                    .collect(),
+            }),
+            vec![],
+        )
+    }
+
+    fn history(&self, name: &str) -> Run {
+        self.run(
+            &Call::History(History {
+                state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+                name: name.into(),
+            }),
+            vec![],
+        )
+    }
+
+    fn logs(&self, name: &str) -> Run {
+        self.run(
+            &Call::Logs(Logs {
+                state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+                name: name.into(),
+            }),
+            vec![],
+        )
+    }
+
+    fn rollback(&self, name: &str) -> Run {
+        let s = self.stacks.iter().find(|s| s.name == name).unwrap();
+        self.run(
+            &Call::Rollback(Rollback {
+                state_dir: Some(self.state_dir().to_str().unwrap().to_owned()),
+                compose: self.compose,
+                place: self.apply_stack(s).place,
+                up_timeout: 5,
+                settle: 0,
+            }),
+            vec![],
+        )
+    }
+
+    /// Run a call's script (or [`Host::script`]) under `sh -c`, as the
+    /// controller's `sh -c SCRIPT rbuild PROTO TOKEN COMMAND STATE_DIR ARGS`.
+    fn run(&self, call: &Call, stdin: Vec<u8>) -> Run {
+        let args = call.args(&Token::fixed(TOKEN));
+        let script = match (&self.script, call) {
+            (Some(s), Call::Apply(_) | Call::Rollback(_)) => s.as_str(),
+            _ => call.script(),
+        };
+        self.run_script(script, &args, stdin)
+    }
+
+    fn run_script(&self, script: &str, args: &[String], stdin: Vec<u8>) -> Run {
+        let _ = std::fs::remove_file(self.path("fake/killed"));
+        let bin = self.path("bin");
+        let mut c = Command::new("/bin/sh");
+        let tools = match &self.tools {
+            Some(t) => t.display().to_string(),
+            None => "/usr/bin:/bin".into(),
+        };
+        c.env_clear()
+            .env("PATH", format!("{}:{tools}", bin.display()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("HOME", self.path("home"))
+            .env("DOCKER_CONFIG", self.path("home/.docker"))
+            .env("FAKE_DOCKER", self.path("fake"))
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // the script's shell keeps the wrapper's pid (exec): the fake
+        // kills it there
+        let wrapper = "FAKE_KILL_PID=$$; export FAKE_KILL_PID;";
+        match std::env::var_os("RBUILD_SH_COVERAGE") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                let n = RUNS.fetch_add(1, Ordering::SeqCst);
+                let trace = dir.join(format!("trace.{}.{n}", std::process::id()));
+                // the script as run, line for line (the trace's line numbers)
+                // (the check's cut is a head of it: its lines are the same)
+                if script == script::script() {
+                    std::fs::write(dir.join("script.sh"), script).unwrap();
+                }
+                // bash ignores PS4 from the environment as root: set on the
+                // script's first line, which keeps every line's number
+                let traced = format!("PS4='+${{LINENO}} '; set -x; {script}");
+                c.env("RBUILD_TRACE", trace).arg("-c").arg(format!(
+                    "{wrapper} exec 9>>\"$RBUILD_TRACE\"; BASH_XTRACEFD=9 exec /bin/bash --posix -c \"$0\" \"$@\""
+                ))
+                .arg(traced);
+            }
+            None => {
+                c.arg("-c")
+                    .arg(format!("{wrapper} exec /bin/sh -c \"$0\" \"$@\""))
+                    .arg(script);
+            }
+        }
+        c.args(args);
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let token = Token::fixed(TOKEN);
+        Run {
+            events: stdout
+                .lines()
+                .filter_map(|l| parse_line(l, &token))
+                .collect(),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+            killed: self.path("fake/killed").exists(),
+        }
+    }
+}
+
+fn word(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Rebuilt => "rebuilt",
+        Outcome::Started => "started",
+        Outcome::RolledBack => "rolled_back",
+        Outcome::Failed => "failed",
+        Outcome::Locked { .. } => "locked",
+    }
+}
+
+impl Run {
+    fn done(&self, name: &str) -> Option<(&'static str, &str, Option<Cause>)> {
+        self.events.iter().find_map(|e| match e {
+            Event::Done {
+                stack,
+                outcome,
+                detail,
+                cause,
+            } if stack == name => Some((word(outcome), detail.as_str(), *cause)),
+            _ => None,
+        })
+    }
+
+    fn expect_done(&self, name: &str, result: &str) -> &Run {
+        match self.done(name) {
+            Some((w, _, _)) if w == result => self,
+            _ => panic!("want `done {name} {result}`:\n{self}"),
+        }
+    }
+
+    fn expect_detail(&self, name: &str, text: &str) -> &Run {
+        let (_, d, _) = self
+            .done(name)
+            .unwrap_or_else(|| panic!("no done:\n{self}"));
+        assert!(d.contains(text), "want {text:?} in the detail:\n{self}");
+        self
+    }
+
+    fn expect_cause(&self, name: &str, want: Cause) -> &Run {
+        let (_, _, c) = self
+            .done(name)
+            .unwrap_or_else(|| panic!("no done:\n{self}"));
+        assert_eq!(c, Some(want), "{self}");
+        self
+    }
+
+    fn expect_fatal(&self, text: &str, want: Option<Cause>) -> &Run {
+        let found = self.events.iter().any(
+            |e| matches!(e, Event::Fatal { text: t, cause } if t.contains(text) && *cause == want),
+        );
+        assert!(found, "want a fatal {text:?} ({want:?}):\n{self}");
+        assert_eq!(self.code, Some(3), "{self}");
+        self
+    }
+
+    fn expect_note(&self, name: &str, text: &str) -> &Run {
+        let found = self.events.iter().any(
+            |e| matches!(e, Event::Note { stack, text: t } if stack == name && t.contains(text)),
+        );
+        assert!(found, "want a note {text:?}:\n{self}");
+        self
+    }
+
+    fn steps(&self, name: &str) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Step { stack, step } if stack == name => Some(step.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn recorded(&self, name: &str) -> rbuild::remote::Recorded {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                Event::State { stack, recorded } if stack == name => Some(recorded.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no state line for {name}:\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}, killed {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.killed, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A host with stack `web` rebuilt once (v1), `data/db.txt` written into its
+/// directory by "a container".
+fn built() -> Host {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.apply().expect_done("web", "rebuilt");
+    h.data("web", "data/db.txt", "precious");
+    h
+}
+
+/// The first image the fake built for `web`'s app (v1's).
+const V1: &str = "app=sha256:i1";
+
+// ---------------------------------------------------------------- apply
+
+#[test]
+fn a_first_apply_ships_builds_and_records_what_runs() {
+    let h = Host::new().stack("web", &[("app.txt", "v1"), ("conf/a.conf", "x")]);
+    let r = h.apply();
+    r.expect_done("web", "rebuilt")
+        .expect_detail("web", "with compose v2");
+    assert_eq!(
+        r.steps("web"),
+        ["ship", "build", "pull", "up", "wait", "prune"]
+    );
+    assert_eq!(h.read("web", "conf/a.conf").as_deref(), Some("x"));
+    assert_eq!(h.running("web"), V1);
+    assert_eq!(h.state_images("web"), V1);
+    let st = h.state("web");
+    assert_eq!(st["version"], "1");
+    assert_eq!(st["last_result"], "ok");
+    assert_eq!(st["prev_images"], "-");
+    assert_eq!(st["compose"], "v2");
+    assert!(
+        h.calls()
+            .iter()
+            .any(|c| c == "docker compose -p web build --pull --no-cache")
+    );
+    // the stage and the old copy are gone, the manifest lists what shipped
+    let files = std::fs::read_to_string(h.state_dir().join("web.files")).unwrap();
+    assert!(files.contains("f conf/a.conf"), "{files}");
+    assert!(!h.path("stacks/.web.rbuild-old").exists());
+    assert!(!h.path("stacks/.web.rbuild-stage").exists());
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn a_second_apply_keeps_the_data_and_the_previous_generation() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v2"));
+    assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
+    assert_eq!(h.state("web")["prev_images"], V1);
+    assert_ne!(h.running("web"), V1);
+    assert_eq!(h.state_images("web"), h.running("web"));
+}
+
+#[test]
+fn a_file_shipped_before_and_no_more_is_removed() {
+    let mut h = Host::new().stack("web", &[("old.txt", "o")]);
+    h.apply().expect_done("web", "rebuilt");
+    h.get("web").files.retain(|(p, _)| p != "old.txt");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.read("web", "old.txt"), None);
+}
+
+#[test]
+fn compose_v1_builds_with_docker_compose() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::V1);
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "with compose v1");
+    assert!(
+        h.calls()
+            .iter()
+            .any(|c| c.starts_with("docker-compose -p web pull --ignore-pull-failures"))
+    );
+    assert!(h.tag("web_app").is_some());
+}
+
+#[test]
+fn a_failed_build_leaves_files_data_and_containers_as_they_were() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake("fail/build", "ERROR: failed to solve: boom");
+    let r = h.apply();
+    r.expect_done("web", "failed").expect_detail(
+        "web",
+        "build failed; the running containers were left as they were",
+    );
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::Log { text, .. } if text.contains("boom")))
+    );
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
+    assert_eq!(h.running("web"), V1);
+    let st = h.state("web");
+    assert_eq!(st["last_result"], "failed");
+    assert_eq!(st["failed_hash"], h.stacks[0].hash());
+    // the failed attempt's output is kept for `logs`
+    let logs = h.logs("web");
+    assert!(
+        logs.events
+            .iter()
+            .any(|e| matches!(e, Event::Log { text, .. } if text.contains("boom"))),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_build_past_its_timeout_is_named() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake("fail/build", "");
+    h.fake("fail/build.rc", "124");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Timeout)
+        .expect_detail("web", "took longer than 5s");
+}
+
+#[test]
+fn a_failed_pull_leaves_what_runs() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\ndb image postgres:16 always none");
+    h.apply().expect_done("web", "rebuilt");
+    let before = h.running("web");
+    h.edit("web", "app.txt", "v2");
+    h.fake("fail/pull", "manifest unknown");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "pull failed");
+    assert_eq!(h.running("web"), before);
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    // what the failed build made is gone; the name points at what runs
+    assert_eq!(h.tag("web-app").as_deref(), Some("sha256:i1"));
+    assert!(
+        !h.images().contains(&"sha256:i4".to_owned()),
+        "{:?}",
+        h.images()
+    );
+}
+
+#[test]
+fn a_pull_past_its_timeout_is_named() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake("fail/pull", "");
+    h.fake("fail/pull.rc", "124");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Timeout);
+}
+
+#[test]
+fn a_failed_gate_rolls_back_to_the_previous_images_files_and_data() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    // only the new generation's container is unhealthy
+    h.fake_times("health/app", "unhealthy", 1);
+    let r = h.apply();
+    r.expect_done("web", "rolled_back")
+        .expect_detail("web", "not healthy: app(unhealthy)");
+    assert!(r.steps("web").contains(&"rollback"));
+    assert_eq!(h.running("web"), V1, "the old images run again");
+    assert_eq!(h.state_images("web"), V1);
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
+    assert_eq!(h.tag("web-app").as_deref(), Some("sha256:i1"));
+    assert_eq!(h.state("web")["last_result"], "failed");
+}
+
+#[test]
+fn a_crash_in_the_gate_rolls_back() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("crash/app", "3", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(restarting)");
+    assert_eq!(h.running("web"), V1);
+}
+
+#[test]
+fn a_rollback_that_fails_too_records_a_broken_stack() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("health/app", "unhealthy", 2);
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "rollback failed too: previous images not healthy");
+    assert_eq!(h.state("web")["last_result"], "broken");
+    // the check sees it broken: due
+    let c = h.check(&[("web", &h.stacks[0].hash(), 3600)], true, false);
+    assert!(c.events.contains(&Event::End { hold: true }), "{c}");
+}
+
+#[test]
+fn an_up_that_fails_rolls_back() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("fail/up", "Error response from daemon: driver failed programming external connectivity: Bind for 0.0.0.0:80 failed: port is already allocated", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "a port it publishes is taken");
+    assert_eq!(h.running("web"), V1);
+}
+
+#[test]
+fn an_up_past_its_timeout_rolls_back() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("fail/up", "", 1);
+    h.fake("fail/up.rc", "124");
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "up took longer than 5s");
+}
+
+#[test]
+fn a_plain_up_failure_rolls_back() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("fail/up", "something broke", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "up failed");
+}
+
+#[test]
+fn a_service_still_starting_at_the_up_timeout_fails_its_gate() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").up_timeout = 0;
+    h.fake_times("health/app", "starting", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "not healthy within the up timeout: app(starting)");
+}
+
+#[test]
+fn a_failing_first_build_stops_its_containers() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake("health/app", "unhealthy");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "nothing to roll back to (first build)");
+    assert_eq!(h.running("web"), "-");
+    assert!(h.containers().iter().all(|c| c.status == "exited"));
+    // its images stay while its stopped containers use them
+    assert_eq!(h.state("web")["leftover"], V1);
+    // and go after the next rebuild that passes
+    h.unfake("health/app");
+    let mut h = h;
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+}
+
+#[test]
+fn a_first_build_failing_to_build_leaves_nothing() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake("fail/build", "nope");
+    h.apply().expect_done("web", "failed");
+    assert!(h.containers().is_empty());
+    assert!(!h.dir("web").exists(), "a first ship that failed is undone");
+}
+
+#[test]
+fn start_mode_ups_what_is_there() {
+    let mut h = built();
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    let calls = h.calls().len();
+    h.apply()
+        .expect_done("web", "started")
+        .expect_detail("web", "it was not running");
+    assert_eq!(h.running("web"), V1);
+    assert!(!h.calls()[calls..].iter().any(|c| c.contains(" build ")));
+}
+
+#[test]
+fn start_mode_that_fails_records_broken() {
+    let mut h = built();
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.fake("fail/up", "boom");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "it was not running, and up failed");
+    assert_eq!(h.state("web")["last_result"], "broken");
+    h.unfake("fail/up");
+    h.fake("health/app", "unhealthy");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "once up it is not healthy");
+}
+
+#[test]
+fn build_mode_rebuilds_the_files_on_the_host() {
+    let mut h = built();
+    h.get("web").mode = StackMode::Build;
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    assert!(!r.steps("web").contains(&"ship"));
+}
+
+#[test]
+fn a_live_run_holding_the_lock_is_reported_locked() {
+    let h = built();
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or("-".into());
+    let pid = std::process::id();
+    std::fs::write(lock.join("owner"), format!("{pid} {}", boot.trim())).unwrap();
+    let r = h.apply();
+    r.expect_done("web", "locked");
+    assert!(r.stdout.contains(&format!("done web locked {pid}")), "{r}");
+    // the check reports it too
+    let c = h.check(&[("web", "x", 60)], false, false);
+    assert_eq!(c.recorded("web").locked_by, Some(pid.to_string()));
+}
+
+#[test]
+fn a_dead_runs_lock_is_taken_over() {
+    let h = built();
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), "999999999 -").unwrap();
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "stale lock recovered");
+}
+
+#[test]
+fn an_engine_that_is_down_changes_nothing() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake("engine_down", "");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Engine)
+        .expect_detail("web", "Cannot connect to the Docker daemon");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+}
+
+#[test]
+fn no_docker_and_no_compose_are_fatal() {
+    let h = built();
+    std::fs::remove_file(h.path("bin/docker")).unwrap();
+    std::fs::remove_file(h.path("bin/docker-compose")).unwrap();
+    // (a docker on this machine's own PATH is not in the script's)
+    if Path::new("/usr/bin/docker").exists() {
+        return;
+    }
+    h.apply()
+        .expect_fatal("is not in the PATH", Some(Cause::NoDocker));
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::V1);
+    std::fs::remove_file(h.path("bin/docker-compose")).unwrap();
+    if Path::new("/usr/bin/docker-compose").exists() {
+        return;
+    }
+    h.apply().expect_fatal("neither", Some(Cause::NoCompose));
+}
+
+#[test]
+fn hooks_run_in_the_stack_dir_and_a_failing_before_is_a_failed_build() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").hooks = Hooks {
+        before: Some("echo \"$RBUILD_STACK $COMPOSE_PROJECT_NAME\" > before.out".into()),
+        after: Some("echo after; exit 3".into()),
+    };
+    let r = h.apply();
+    r.expect_done("web", "rebuilt")
+        .expect_cause("web", Cause::AfterHook)
+        .expect_detail("web", "the after hook failed (exit status 3)");
+    assert_eq!(h.read("web", "before.out").as_deref(), Some("web web\n"));
+    h.edit("web", "app.txt", "v3");
+    h.get("web").hooks = Hooks {
+        before: Some("exit 7".into()),
+        after: None,
+    };
+    let before = h.running("web");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "the before hook failed (exit status 7)");
+    assert_eq!(h.running("web"), before);
+}
+
+#[test]
+fn remove_images_and_prune() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.remove_images = true;
+    h.prune = Some(0);
+    let r = h.apply();
+    r.expect_done("web", "rebuilt")
+        .expect_note("web", "removed image sha256:i1")
+        .expect_note("-", "pruned the build cache: 1.5MB reclaimed");
+    assert_eq!(h.state("web")["prev_images"], "-");
+    assert!(!h.images().contains(&"sha256:i1".to_owned()));
+    // a prune with an age, and one that freed nothing: no note
+    h.fake("prune_out", "Total reclaimed space: 0B");
+    h.prune = Some(3600);
+    h.edit("web", "app.txt", "v3");
+    let r = h.apply();
+    assert!(
+        h.calls()
+            .iter()
+            .any(|c| c.contains("builder prune -f --filter until=3600s"))
+    );
+    assert!(!r.stdout.contains("pruned"), "{r}");
+}
+
+#[test]
+fn the_generation_before_the_previous_one_is_removed() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v3");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "removed image sha256:i1");
+}
+
+#[test]
+fn an_image_in_use_is_left_over_and_tried_again() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.remove_images = true;
+    h.fake_times("fail/rm", "conflict: image is being used", 1);
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.state("web")["leftover"], V1);
+    h.edit("web", "app.txt", "v3");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "removed image sha256:i1");
+}
+
+#[test]
+fn zero_downtime_replaces_beside_the_old_containers() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").options.zero_downtime = vec!["app".into()];
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "app replaced beside its old containers");
+    assert!(h.calls().iter().any(|c| c.contains("--scale app=2 app")));
+    // a new one that fails its gate leaves the old one running
+    h.edit("web", "app.txt", "v3");
+    let before = h.running("web");
+    h.fake_times("health/app", "unhealthy", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "the old ones kept running");
+    assert_eq!(h.running("web"), before);
+    // an up that fails
+    h.fake_times("fail/scale", "boom", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "up of app beside its old containers failed");
+}
+
+#[test]
+fn one_shots_must_exit_zero() {
+    let mut h = built();
+    h.services("app build - always none\nmigrate build - no none");
+    h.edit("web", "app.txt", "v2");
+    h.get("web").options.one_shots = vec!["migrate".into()];
+    h.fake_times("crash/migrate", "0", 1);
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v3");
+    h.fake_times("crash/migrate", "2", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "migrate(exited:2)");
+}
+
+#[test]
+fn a_directory_rbuild_did_not_make_is_refused_unless_adopted() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.data("web", "mine.txt", "user's");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NotOurs);
+    h.get("web").adopt = true;
+    h.get("web").options.dir_mode = Some(0o750);
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.read("web", "mine.txt").as_deref(), Some("user's"));
+}
+
+#[test]
+fn a_state_file_of_another_version_is_left_alone() {
+    let h = built();
+    h.write_state("web", "version=9\nhash=x\n");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "has version 9");
+    assert_eq!(h.state("web")["version"], "9");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "version 9");
+}
+
+#[test]
+fn the_payload_is_checked_before_anything_is_unpacked() {
+    let h = built();
+    h.apply_with(|a| a.payload.as_mut().unwrap().size += 1)
+        .expect_fatal("arrived cut", Some(Cause::Payload));
+    h.apply_with(|a| a.payload.as_mut().unwrap().sha256 = "00".repeat(32))
+        .expect_fatal("arrived changed", Some(Cause::Payload));
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    // and its temp file is gone
+    let left: Vec<_> = std::fs::read_dir(h.state_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".payload"))
+        .collect();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn a_protocol_mismatch_and_an_unknown_command_are_fatal() {
+    let h = Host::new();
+    let r = h.run_script(
+        script::script(),
+        &[
+            "rbuild".into(),
+            "999".into(),
+            TOKEN.into(),
+            "apply".into(),
+            String::new(),
+        ],
+        vec![],
+    );
+    assert!(r.stdout.contains("fatal protocol 999"), "{r}");
+    let proto = rbuild::remote::PROTOCOL.to_string();
+    let r = h.run_script(
+        script::script(),
+        &[
+            "rbuild".into(),
+            proto,
+            TOKEN.into(),
+            "frob".into(),
+            String::new(),
+        ],
+        vec![],
+    );
+    r.expect_fatal("unknown command frob", None);
+}
+
+#[test]
+fn an_engine_this_user_may_not_use_is_named() {
+    let h = built();
+    h.fake(
+        "engine_down",
+        "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::EngineDenied);
+}
+
+#[test]
+fn profiles_and_the_auto_compose_are_passed_to_compose() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto);
+    h.apply_with(|a| a.stacks[0].place.profiles = vec!["debug".into()])
+        .expect_done("web", "rebuilt");
+}
+
+#[test]
+fn containers_created_or_paused_fail_the_gate() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").up_timeout = 0;
+    h.fake_times("status/app", "created", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(created)");
+    h.edit("web", "app.txt", "v3");
+    h.fake_times("status/app", "paused", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(paused)");
+    // a service that stops (exit 0) but is to be restarted is not up yet
+    h.edit("web", "app.txt", "v4");
+    h.fake_times("crash/app", "0", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "app(exited:0)");
+}
+
+#[test]
+fn a_one_shot_still_running_at_the_up_timeout_fails_its_gate() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\nmigrate build - no none");
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v2");
+    h.get("web").up_timeout = 0;
+    h.get("web").options.one_shots = vec!["migrate".into()];
+    h.fake_times("status/migrate", "running", 1);
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "migrate(one-shot, still running)");
+}
+
+#[test]
+fn a_stack_missing_from_the_payload_is_not_unpacked() {
+    let h = built();
+    h.apply_with(|a| {
+        a.stacks[0].place.name = "ghost".into();
+        a.stacks[0].place.dir = Some(h.dir("ghost").to_str().unwrap().into());
+    })
+    .expect_done("ghost", "failed")
+    .expect_detail("ghost", "could not unpack the stack");
+}
+
+#[test]
+fn a_dir_group_that_does_not_exist_fails_the_ship() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").options.dir_group = Some("no-such-group-rbuild".into());
+    h.get("web").options.lock_wait = 1;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not give");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_hook_past_the_build_timeout_is_stopped() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.get("web").hooks.before = Some("exit 124".into());
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Timeout)
+        .expect_detail("web", "the before hook took longer than 5s");
+}
+
+#[test]
+fn a_rebuild_that_makes_the_same_images_keeps_the_previous_generation() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none");
+    h.apply().expect_done("web", "rebuilt");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    let prev = h.state("web")["prev_images"].clone();
+    // only pulled images, none new upstream: the same images run
+    h.services("db image postgres:16 always none");
+    h.apply().expect_done("web", "rebuilt");
+    h.get("web").mode = StackMode::Build;
+    h.apply().expect_done("web", "rebuilt");
+    assert_ne!(h.state("web")["prev_images"], prev);
+    let kept = h.state("web")["prev_images"].clone();
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.state("web")["prev_images"], kept);
+}
+
+#[test]
+fn zero_downtime_failures_leave_the_old_containers() {
+    let mut h = built();
+    h.get("web").options.zero_downtime = vec!["app".into()];
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("fail/scale", "", 1);
+    h.fake("fail/scale.rc", "124");
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "took longer than 5s (up_timeout)");
+    h.fake_times("fail/scale", "", 1);
+    h.fake("fail/scale.rc", "0");
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "started no new one");
+    h.fake_times("fail/stop", "no", 1);
+    h.fake("fail/stop.rc", "1");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "its old containers could not all be removed");
+}
+
+#[test]
+fn start_mode_with_a_port_taken_says_so() {
+    let mut h = built();
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.fake(
+        "fail/up",
+        "Error starting userland proxy: listen tcp4 0.0.0.0:80: bind: address already in use",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "a port it publishes is taken");
+}
+
+#[test]
+fn the_payload_is_checked_with_whichever_sha256_tool_the_host_has() {
+    for (hidden, ok) in [
+        (&["sha256sum"][..], true),
+        (&["sha256sum", "shasum"], true),
+        (&["sha256sum", "shasum", "openssl"], false),
+    ] {
+        let h = Host::new()
+            .stack("web", &[("app.txt", "v1")])
+            .without(hidden);
+        let r = h.apply();
+        if ok {
+            r.expect_done("web", "rebuilt");
+        } else {
+            r.expect_fatal("none of", Some(Cause::NoSha256));
+        }
+    }
+}
+
+#[test]
+fn a_host_without_docker_or_compose() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .without(&["docker", "docker-compose"]);
+    h.apply()
+        .expect_fatal("is not in the PATH", Some(Cause::NoDocker));
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps cause=no_docker"), "{r}");
+    // neither flavour: no plugin where the CLI looks (this machine may have
+    // one), `docker compose version` fails, no docker-compose
+    let plugin = [
+        "/usr/local/lib",
+        "/usr/local/libexec",
+        "/usr/lib",
+        "/usr/libexec",
+    ]
+    .iter()
+    .any(|d| {
+        Path::new(d)
+            .join("docker/cli-plugins/docker-compose")
+            .exists()
+    });
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto)
+        .without(&["docker-compose"]);
+    h.fake("fail/version", "docker: 'compose' is not a docker command.");
+    let r = h.apply();
+    if !plugin {
+        r.expect_fatal("neither", Some(Cause::NoCompose));
+    }
+    // an explicit v1 is taken at its word: without docker-compose, its
+    // build fails (no `no_compose`)
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::V1)
+        .without(&["docker-compose"]);
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "build failed");
+}
+
+#[test]
+fn the_dry_run_judges_the_engine_by_its_socket() {
+    let h = built().env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps cause=engine"), "{r}");
+    let h = built().env("DOCKER_HOST", "tcp://127.0.0.1:2375");
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(r.stdout.contains("caps ok"), "{r}");
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_fatal() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    std::fs::write(h.path("file"), "").unwrap();
+    h.apply_with(|a| a.state_dir = Some(h.path("file/state").to_str().unwrap().into()))
+        .expect_fatal("could not create the state directory", None);
+}
+
+#[test]
+fn a_lock_that_cannot_be_made_fails_the_stack() {
+    let h = built();
+    std::fs::write(h.state_dir().join("web.lock"), "").unwrap();
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not make the stack's lock");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not make the stack's lock");
+}
+
+#[test]
+fn an_apply_leaves_a_state_file_that_is_not_a_file_alone() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    std::fs::create_dir(h.state_dir().join("web.state")).unwrap();
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "is not a regular file");
+}
+
+#[test]
+fn a_failed_first_build_twice_keeps_its_leftovers_once() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake("health/app", "unhealthy");
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "failed");
+    h.get("web").mode = StackMode::Build;
+    h.apply().expect_done("web", "failed");
+    let left = h.state("web")["leftover"].clone();
+    assert_eq!(left.matches("app=").count(), left.split(',').count());
+}
+
+#[test]
+fn the_check_on_odd_state_and_locks() {
+    let h = Host::new();
+    // a fresh host: no clock left by an apply
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").state, Ok(None));
+    // a build time that is no number: due
+    h.write_state("web", "version=1\nhash=h\nbuilt_at=soon\nlast_result=ok\n");
+    let r = h.check(&[("web", "h", 60)], true, false);
+    assert!(r.events.contains(&Event::End { hold: true }), "{r}");
+    // a lock whose owner names no pid
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), "who -\n").unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by.as_deref(), Some("unknown"));
+    // a lock of another boot is no lock
+    std::fs::write(
+        lock.join("owner"),
+        format!("{} other-boot\n", std::process::id()),
+    )
+    .unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by, None);
+    // a lock with no owner, made minutes ago: its maker died at once
+    std::fs::remove_file(lock.join("owner")).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    std::fs::File::open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(r.recorded("web").locked_by, None);
+}
+
+#[test]
+fn status_words_each_health() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always healthy\ndb image postgres:16 always starting");
+    h.get_status_fixture();
+    let r = h.status();
+    assert!(r.stdout.contains("service web app running healthy"), "{r}");
+    assert!(r.stdout.contains("service web db running starting"), "{r}");
+}
+
+#[test]
+fn the_gate_watches_the_settle_window() {
+    for (change, want) in [
+        ("", None),
+        (
+            r#"$3 == "app" && $6 == "running" { $11 = "later" } { print }"#,
+            Some("not steady within 2s of coming up: app(restarted)"),
+        ),
+        (
+            r#"$3 == "app" && $6 == "running" { $7 = "unhealthy" } { print }"#,
+            Some("not healthy within 2s of coming up: app(unhealthy)"),
+        ),
+        (
+            r#"$3 == "app" && $6 == "running" { $7 = "starting" } { print }"#,
+            Some("not steady within 2s of coming up: app(starting)"),
+        ),
+    ] {
+        let mut h = built();
+        h.shim(&["date", "sleep"]);
+        h.edit("web", "app.txt", "v2");
+        h.get("web").settle = 2;
+        if !change.is_empty() {
+            h.services("app build - always healthy");
+            h.on_sleep(change);
+        }
+        let r = h.apply();
+        match want {
+            None => {
+                r.expect_done("web", "rebuilt");
+            }
+            Some(w) => {
+                r.expect_done("web", "rolled_back").expect_detail("web", w);
+            }
+        }
+    }
+}
+
+#[test]
+fn lock_wait_polls_a_live_holder() {
+    let mut h = built();
+    h.shim(&["date", "sleep"]);
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
+    h.get("web").options.lock_wait = 2;
+    let r = h.apply();
+    r.expect_done("web", "locked");
+    assert!(r.stdout.contains("step web waiting for the lock"), "{r}");
+}
+
+#[test]
+fn a_full_disk_is_named() {
+    // unpacking
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.shim(&["tar", "mv", "cat"]);
+    h.fake("fail/tar", "*");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace);
+    h.unfake("fail/tar");
+    // the state file
+    h.fake("fail/mv", "*.state.tmp.*");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "rebuilt, but could not write the state file");
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "started, but could not write the state file");
+    h.unfake("fail/mv");
+    // the payload
+    h.get("web").mode = StackMode::Ship;
+    h.fake("fail/cat", "");
+    h.apply()
+        .expect_fatal("could not store the shipped stacks", Some(Cause::NoSpace));
+}
+
+#[test]
+fn an_apply_cleans_what_dead_runs_left() {
+    let h = built();
+    let dead = h.state_dir().join(".payload.999999999.tar");
+    let odd = h.state_dir().join(".web.state.tmp.abc");
+    std::fs::write(&dead, "").unwrap();
+    std::fs::write(&odd, "").unwrap();
+    h.apply().expect_done("web", "rebuilt");
+    assert!(!dead.exists());
+    assert!(odd.exists());
+}
+
+#[test]
+fn a_host_without_timeout_runs_docker_unbounded() {
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .without(&["timeout"]);
+    h.apply().expect_done("web", "rebuilt");
+}
+
+#[test]
+fn auto_picks_compose_v1_where_v2_does_not_work() {
+    let plugin = [
+        "/usr/local/lib",
+        "/usr/local/libexec",
+        "/usr/lib",
+        "/usr/libexec",
+    ]
+    .iter()
+    .any(|d| {
+        Path::new(d)
+            .join("docker/cli-plugins/docker-compose")
+            .exists()
+    });
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::Auto);
+    h.fake("fail/version", "docker: 'compose' is not a docker command.");
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    if !plugin {
+        r.expect_detail("web", "with compose v1");
+    }
+}
+
+#[test]
+fn the_running_containers_cgroups_are_recorded_for_the_check() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    // the containers "are" this test process
+    h.fake("pid", &std::process::id().to_string());
+    h.apply().expect_done("web", "rebuilt");
+    let cg = h.state("web")["cgroups"].clone();
+    if cg == "-" {
+        return; // no cgroup directory for a process here
+    }
+    let r = h.check(&[("web", &h.stacks[0].hash(), 3600)], false, false);
+    assert_eq!(r.recorded("web").running, Some(true), "{cg}");
+}
+
+#[test]
+fn data_inside_a_shipped_directory_is_carried() {
+    let mut h = Host::new().stack("web", &[("conf/a.conf", "1")]);
+    h.apply().expect_done("web", "rebuilt");
+    h.data("web", "conf/local.txt", "mine");
+    h.edit("web", "conf/a.conf", "2");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.read("web", "conf/local.txt").as_deref(), Some("mine"));
+    assert_eq!(h.read("web", "conf/a.conf").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_pulled_image_that_failed_first_is_tried_again() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("db image postgres:16 always none");
+    h.fake_times("health/db", "unhealthy", 2);
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "failed");
+    h.edit("web", "app.txt", "v3");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.state("web")["leftover"], "-");
+}
+
+#[test]
+fn what_runs_is_read_from_each_container() {
+    let mut h = built();
+    let docker = |args: &[&str]| {
+        let out = Command::new(h.path("bin/docker"))
+            .args(args)
+            .env("FAKE_DOCKER", h.path("fake"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // one container created, not run; two of one service and image
+    h.services("app build - always none\nworker build - always none");
+    h.fake("status/worker", "created");
+    docker(&["compose", "-p", "web", "up", "-d"]);
+    docker(&[
+        "compose",
+        "-p",
+        "web",
+        "up",
+        "-d",
+        "--no-deps",
+        "--no-recreate",
+        "--scale",
+        "app=2",
+        "app",
+    ]);
+    h.unfake("status/worker");
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+}
+
+#[test]
+fn a_manual_rollback_puts_the_previous_generation_back() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    let v2 = h.running("web");
+    h.rollback("web")
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "by hand, to the previous generation");
+    assert_eq!(h.running("web"), V1);
+    assert_eq!(h.state_images("web"), V1);
+    assert_eq!(h.state("web")["prev_images"], v2);
+}
+
+#[test]
+fn a_manual_rollback_without_a_previous_generation_fails() {
+    let h = built();
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "no previous generation is kept");
+    let fresh = Host::new().stack("web", &[]);
+    std::fs::remove_dir(fresh.state_dir()).unwrap();
+    fresh
+        .rollback("web")
+        .expect_detail("web", "no state directory");
+}
+
+#[test]
+fn a_manual_rollback_that_fails_puts_back_what_ran() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    let v2 = h.running("web");
+    h.fake_times("health/app", "unhealthy", 1);
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "what ran before runs again");
+    assert_eq!(h.running("web"), v2);
+    // its up fails
+    h.fake_times("fail/up", "boom", 1);
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "up of the previous images failed");
+    // both fail
+    h.fake_times("health/app", "unhealthy", 2);
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not be put back either");
+    // the engine is down
+    h.fake("engine_down", "");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::Engine);
+}
+
+#[test]
+fn a_manual_rollback_while_locked() {
+    let h = built();
+    let lock = h.state_dir().join("web.lock");
+    std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
+    h.rollback("web").expect_done("web", "locked");
+}
+
+// ---------------------------------------------------------------- check, status, logs, history
+
+#[test]
+fn the_check_reads_each_stacks_state() {
+    let h = built();
+    let hash = h.stacks[0].hash();
+    // up to date: a host with nothing due lets go at once
+    let r = h.check(&[("web", &hash, 3600)], true, false);
+    let rec = r.recorded("web");
+    let st = rec.state.clone().unwrap().unwrap();
+    assert_eq!(st.hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(st.last_result.as_deref(), Some("ok"));
+    assert_eq!(rec.locked_by, None);
+    assert!(r.events.contains(&Event::End { hold: false }), "{r}");
+    // due by hash, by period; never built
+    for (n, want, period) in [
+        ("web", "other", 3600),
+        ("web", hash.as_str(), 0),
+        ("new", "h", 3600),
+    ] {
+        let r = h.check(&[(n, want, period)], true, false);
+        assert!(r.events.contains(&Event::End { hold: true }), "{r}");
+    }
+    let r = h.check(&[("new", "h", 60)], false, false);
+    assert_eq!(r.recorded("new").state, Ok(None));
+    assert!(r.events.contains(&Event::End { hold: false }));
+}
+
+#[test]
+fn the_check_tells_running_from_cgroup_dirs() {
+    let h = built();
+    let cg = h.path("cgroup-app");
+    std::fs::create_dir(&cg).unwrap();
+    h.write_state(
+        "web",
+        &format!(
+            "version=1\nhash=h\nbuilt_at=1\nlast_result=ok\ncgroups=app:{}\n",
+            cg.display()
+        ),
+    );
+    let r = h.check(&[("web", "h", 3600)], false, false);
+    assert_eq!(r.recorded("web").running, Some(true));
+    std::fs::remove_dir(&cg).unwrap();
+    let r = h.check(&[("web", "h", 3600)], true, false);
+    assert_eq!(r.recorded("web").running, Some(false));
+    assert!(r.events.contains(&Event::End { hold: true }));
+    // and status says which is gone, without the engine
+    h.fake("engine_down", "");
+    let r = h.status();
+    assert!(
+        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && state == "gone")),
+        "{r}"
+    );
+}
+
+#[test]
+fn the_check_reports_state_files_it_does_not_read() {
+    let h = built();
+    h.write_state("web", "version=9\n");
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(
+        r.recorded("web").state,
+        Err(rbuild::remote::BadState::Version("9".into()))
+    );
+    std::fs::remove_file(h.state_dir().join("web.state")).unwrap();
+    std::fs::create_dir(h.state_dir().join("web.state")).unwrap();
+    let r = h.check(&[("web", "h", 60)], false, false);
+    assert_eq!(
+        r.recorded("web").state,
+        Err(rbuild::remote::BadState::NotAFile)
+    );
+    // a build time in the future is no time: due
+    std::fs::remove_dir(h.state_dir().join("web.state")).unwrap();
+    h.write_state(
+        "web",
+        "version=1\nhash=h\nbuilt_at=99999999999\nlast_result=ok\n",
+    );
+    let r = h.check(&[("web", "h", 60)], true, false);
+    assert!(r.events.contains(&Event::End { hold: true }), "{r}");
+}
+
+#[test]
+fn the_dry_runs_check_says_what_a_rebuild_would_fail_on() {
+    let h = built();
+    let r = h.check(&[("web", "h", 60)], false, true);
+    assert!(
+        r.events.iter().any(|e| matches!(e, Event::Caps { .. })),
+        "{r}"
+    );
+}
+
+#[test]
+fn status_lists_the_service_containers_and_the_last_failure() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake_times("health/app", "unhealthy", 1);
+    h.apply().expect_done("web", "rolled_back");
+    let r = h.status();
+    assert!(
+        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && state == "running")),
+        "{r}"
+    );
+    assert!(
+        r.events.iter().any(
+            |e| matches!(e, Event::History { attempt, .. } if attempt.result == "rolled_back")
+        ),
+        "{r}"
+    );
+    assert!(r.events.contains(&Event::End { hold: false }));
+    // healths and exits as docker ps words them
+    h.fake("health/app", "unhealthy");
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.apply();
+    let r = h.status();
+    assert!(
+        r.stdout.contains("service web app running unhealthy"),
+        "{r}"
+    );
+    h.stop_all();
+    let r = h.status();
+    assert!(r.stdout.contains("service web app exited:0 none"), "{r}");
+}
+
+#[test]
+fn history_lists_every_attempt() {
+    let mut h = built();
+    h.edit("web", "app.txt", "v2");
+    h.fake("fail/build", "x");
+    h.apply();
+    let r = h.history("web");
+    let results: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::History { attempt, .. } => Some(attempt.result.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, ["rebuilt", "failed"], "{r}");
+    assert!(h.history("none").events.len() == 1);
+    let r = h.logs("none");
+    assert!(r.events.contains(&Event::End { hold: false }));
+}
+
+// ---------------------------------------------------------------- kills
+
+/// Where the harness kills the script: at a step (`at STEP`, the script's
+/// test hook: its line `at() { :; }` replaced) or at the fake's Nth call.
+#[derive(Debug, Clone)]
+enum KillAt {
+    Step(String, usize),
+    Call(usize),
+}
+
+/// The script's test hook, where it has one.
+const AT_HOOK: &str = "at() { :; }";
+
+/// `base` (a stripped script) with its `at` hook replaced by `def`; None
+/// when it has no hook (the script before issue 18's).
+fn with_hook(base: &str, def: &str) -> Option<String> {
+    base.lines().any(|l| l == AT_HOOK).then(|| {
+        base.lines()
+            .map(|l| if l == AT_HOOK { def } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    })
+}
+
+/// A scenario of the kill sweep: a host as it is before the apply to kill
+/// (faults armed), and the apply.
+struct Scenario {
+    name: &'static str,
+    setup: fn() -> Host,
+    /// What the killed run does.
+    act: fn(&Host) -> Run,
+    /// Faults to lift before the run after the kill.
+    lift: &'static [&'static str],
+}
+
+fn v2(h: &mut Host) {
+    h.edit("web", "app.txt", "v2");
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "rebuild",
+            setup: || {
+                let mut h = built();
+                v2(&mut h);
+                h
+            },
+            act: Host::apply,
+            lift: &[],
+        },
+        Scenario {
+            name: "failed build",
+            setup: || {
+                let mut h = built();
+                v2(&mut h);
+                h.fake("fail/build", "boom");
+                h
+            },
+            act: Host::apply,
+            lift: &["fail/build"],
+        },
+        Scenario {
+            name: "failed gate, rolled back",
+            setup: || {
+                let mut h = built();
+                v2(&mut h);
+                h.fake("health/app", "unhealthy");
+                h.fake("health/app.times", "1");
+                h
+            },
+            act: Host::apply,
+            lift: &["health/app"],
+        },
+        Scenario {
+            name: "first build",
+            setup: || {
+                let h = Host::new().stack("web", &[("app.txt", "v1")]);
+                std::fs::create_dir_all(h.dir("web")).unwrap();
+                h.data("web", "data/db.txt", "precious");
+                h.get_adopted()
+            },
+            act: Host::apply,
+            lift: &[],
+        },
+        Scenario {
+            name: "manual rollback",
+            setup: || {
+                let mut h = built();
+                v2(&mut h);
+                h.apply().expect_done("web", "rebuilt");
+                h
+            },
+            act: |h| h.rollback("web"),
+            lift: &[],
+        },
+    ]
+}
+
+impl Host {
+    /// Containers up as the services say, without an apply.
+    fn get_status_fixture(&self) {
+        let out = Command::new(self.path("bin/docker"))
+            .args(["compose", "-p", "web", "up", "-d"])
+            .env("FAKE_DOCKER", self.path("fake"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    fn get_adopted(mut self) -> Host {
+        self.get("web").adopt = true;
+        self
+    }
+
+    /// The data files of the stack's directory ("written by containers"),
+    /// with their bytes.
+    fn data_files(&self, name: &str) -> BTreeMap<String, String> {
+        let dir = self.dir(name).join("data");
+        let mut m = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                m.insert(
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                );
+            }
+        }
+        m
+    }
+
+    /// Install the fake as `mv`, `rm` and `mkdir` too: a kill may then fall
+    /// between two file steps of the script.
+    fn kill_on_files(&self) {
+        self.shim(&["mv", "rm", "mkdir"]);
+    }
+}
+
+/// Kill the scenario's run at `at`, then run an apply again: the
+/// invariants hold. Err: what broke.
+fn kill_once(
+    sc: &Scenario,
+    base: &str,
+    at: &KillAt,
+    files: bool,
+) -> Result<Option<String>, String> {
+    let mut h = (sc.setup)();
+    if files {
+        h.kill_on_files();
+    }
+    let data = h.data_files("web");
+    match at {
+        KillAt::Step(step, nth) => {
+            h.script = with_hook(
+                base,
+                &format!(
+                    "at() {{ [ \"$1\" = {step} ] && {{ RBUILD_AT_N=$((${{RBUILD_AT_N:-0}} + 1)); [ \"$RBUILD_AT_N\" = {nth} ] && {{ echo at {step} > \"$FAKE_DOCKER/killed\"; kill -9 $$; }}; }}; :; }}"
+                ),
+            );
+        }
+        KillAt::Call(n) => {
+            let done = h.calls().len();
+            h.fake("kill_at_call", &(done + n).to_string());
+        }
+    }
+    let r = (sc.act)(&h);
+    let _ = std::fs::remove_file(h.path("fake/kill_at_call"));
+    if !r.killed {
+        return Ok(None);
+    }
+    let killed = std::fs::read_to_string(h.path("fake/killed")).unwrap_or_default();
+    h.script = None;
+    for f in sc.lift {
+        h.unfake(f);
+    }
+    let again = h.apply();
+    let what = format!("{} killed at {at:?} ({})", sc.name, killed.trim());
+    if again.done("web").is_none() {
+        return Err(format!(
+            "{what}: the next apply ended in no done line:\n{again}"
+        ));
+    }
+    let now = h.data_files("web");
+    if now != data {
+        return Err(format!("{what}: data {data:?} became {now:?}:\n{again}"));
+    }
+    if h.state_images("web") != h.running("web") {
+        return Err(format!(
+            "{what}: the state says {} runs, the engine runs {}:\n{again}",
+            h.state_images("web"),
+            h.running("web")
+        ));
+    }
+    let (result, detail, _) = again.done("web").unwrap();
+    Ok(Some(format!(
+        "{:<28} then {result} {}",
+        killed.trim().chars().take(28).collect::<String>(),
+        detail.chars().take(60).collect::<String>()
+    )))
+}
+
+/// Kill the scenario at each step in turn (each docker call while the
+/// script has no step hook; `files`: each `mv`/`rm`/`mkdir` too) until a run
+/// goes through unkilled. The outcomes, a line a kill point; the first
+/// broken invariant as Err.
+fn sweep(sc: &Scenario, base: &str, files: bool) -> Result<Vec<String>, String> {
+    let mut table = Vec::new();
+    let points: Vec<KillAt> =
+        match with_hook(base, "at() { echo \"$1\" >>\"$FAKE_DOCKER/steps\"; }") {
+            Some(logging) => {
+                let mut h = (sc.setup)();
+                h.script = Some(logging);
+                (sc.act)(&h);
+                let steps = std::fs::read_to_string(h.path("fake/steps")).unwrap_or_default();
+                let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                steps
+                    .lines()
+                    .map(|s| {
+                        let n = seen.entry(s.to_owned()).or_default();
+                        *n += 1;
+                        KillAt::Step(s.to_owned(), *n)
+                    })
+                    .collect()
+            }
+            None => (1..500).map(KillAt::Call).collect(),
+        };
+    let mut errors = Vec::new();
+    for at in points {
+        let point = match &at {
+            KillAt::Step(s, n) => format!("at {s} #{n}"),
+            KillAt::Call(n) => format!("call {n}"),
+        };
+        match kill_once(sc, base, &at, files) {
+            Ok(Some(row)) => table.push(format!("{:<26} {point:<14} {row}", sc.name)),
+            Ok(None) => break,
+            Err(e) => {
+                table.push(format!("{:<26} {point:<14} BROKEN", sc.name));
+                errors.push(e);
+            }
+        }
+    }
+    // the table of kill points and what the next run did
+    eprintln!("{}", table.join("\n"));
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(table),
+    }
+}
+
+fn sweep_scenario(name: &str, files: bool) {
+    let sc = scenarios().into_iter().find(|s| s.name == name).unwrap();
+    let table = sweep(&sc, script::script(), files).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!table.is_empty(), "{name}: no kill point");
+}
+
+/// The step mode of the sweep, proved on the current script given a hook
+/// by hand: `at STEP` before each of its `step` lines.
+#[test]
+fn the_sweep_kills_at_each_at_step_where_the_script_has_them() {
+    let hooked = format!(
+        "{AT_HOOK}\n{}",
+        script::script().replace("echo \"$m step $n ", "at step; echo \"$m step $n ")
+    );
+    let sc = scenarios()
+        .into_iter()
+        .find(|s| s.name == "rebuild")
+        .unwrap();
+    let table = sweep(&sc, &hooked, false).unwrap_or_else(|e| panic!("{e}"));
+    assert!(table.len() >= 6, "{table:?}");
+    assert!(table.iter().all(|r| r.contains("at step #")), "{table:?}");
+}
+
+#[test]
+fn killed_at_each_step_of_a_rebuild() {
+    sweep_scenario("rebuild", false);
+}
+
+#[test]
+fn killed_at_each_step_of_a_failed_build() {
+    sweep_scenario("failed build", false);
+}
+
+#[test]
+fn killed_at_each_step_of_a_rollback_after_a_failed_gate() {
+    sweep_scenario("failed gate, rolled back", false);
+}
+
+#[test]
+fn killed_at_each_step_of_a_first_build() {
+    sweep_scenario("first build", false);
+}
+
+#[test]
+fn killed_at_each_step_of_a_manual_rollback() {
+    sweep_scenario("manual rollback", false);
+}
+
+#[test]
+#[ignore = "issue 18: defect 1, killed at the undo's `mv OLD DIR` (after its `rm -rf DIR`), the next apply deletes the old copy with the data"]
+fn killed_between_file_steps_of_a_failed_build() {
+    sweep_scenario("failed build", true);
+}
+
+#[test]
+#[ignore = "issue 18: defect 1, killed at the undo's `mv OLD DIR` (after its `rm -rf DIR`), the next apply deletes the old copy with the data"]
+fn killed_between_file_steps_of_a_rollback_after_a_failed_gate() {
+    sweep_scenario("failed gate, rolled back", true);
+}
+
+#[test]
+fn killed_between_file_steps_of_a_rebuild() {
+    sweep_scenario("rebuild", true);
+}
+
+/// Issue 18, defect 1, left by hand: the undo of a failed attempt died
+/// after its `rm -rf` of the stack's directory, before the old copy (with
+/// the carried data in it) went back.
+#[test]
+#[ignore = "issue 18: defect 1, data lost when the undo is killed between its rm -rf and its mv"]
+fn a_death_inside_the_undo_loses_no_data() {
+    let mut h = built();
+    v2(&mut h);
+    // the state an undo killed between `rm -rf DIR` and `mv OLD DIR` leaves
+    let old = h.path("stacks/.web.rbuild-old");
+    std::fs::rename(h.dir("web"), &old).unwrap();
+    std::fs::write(h.state_dir().join("web.carry"), "data\n").unwrap();
+    let r = h.apply();
+    assert!(r.done("web").is_some(), "{r}");
+    assert_eq!(
+        h.read("web", "data/db.txt").as_deref(),
+        Some("precious"),
+        "{r}"
+    );
+}
+
+#[test]
+fn killed_between_file_steps_of_a_first_build() {
+    sweep_scenario("first build", true);
+}
+
+#[test]
+fn killed_between_file_steps_of_a_manual_rollback() {
+    sweep_scenario("manual rollback", true);
+}
+
+/// Issue 18, defect 2: the engine restarts during the health gate (every
+/// Docker package upgrade does one). The failed attempt must not lose the
+/// rollback target, and once the engine is back the next run puts right
+/// what it left: the state names what runs.
+#[test]
+#[ignore = "issue 18: defect 2, an engine restart in the gate loses the rollback target (images=-, prev_images=-)"]
+fn an_engine_restart_in_the_gate_keeps_the_rollback_target() {
+    // where the gate's first look is, in the calls of a twin's apply
+    let twin = |h: &mut Host| {
+        v2(h);
+        h.fake("health/app", "unhealthy");
+        h.fake("health/app.times", "1");
+    };
+    let mut probe = built();
+    twin(&mut probe);
+    let base = probe.calls().len();
+    probe.apply().expect_done("web", "rolled_back");
+    let calls = probe.calls();
+    let up = calls[base..]
+        .iter()
+        .position(|c| c.ends_with("up -d --remove-orphans"))
+        .unwrap();
+    let mut h = built();
+    twin(&mut h);
+    h.fake("down_at_call", &(h.calls().len() + up + 2).to_string());
+    let r = h.apply();
+    r.expect_done("web", "failed");
+    // the engine is back: its restart policy brought the containers up
+    h.unfake("engine_down");
+    h.unfake("down_at_call");
+    let st = h.state("web");
+    assert_ne!(st["images"], "-", "the state lost what ran:\n{r}");
+    assert_ne!(
+        st.get("prev_images").map(String::as_str),
+        Some("-"),
+        "the rollback target is lost:\n{r}"
+    );
+    let again = h.apply();
+    assert!(again.done("web").is_some(), "{again}");
+    assert_eq!(h.state_images("web"), h.running("web"), "{again}");
+}
+
+/// Issue 18, defect 5: an empty, garbage or CRLF state file (a write cut
+/// short, an editor) is no newer rbuild's: the words must not send the
+/// operator to upgrade.
+#[test]
+#[ignore = "issue 18: defect 5, an empty or CRLF state file is blamed on a newer rbuild"]
+fn a_state_file_cut_short_is_not_blamed_on_a_newer_rbuild() {
+    for text in ["", "garbage\n", "version=1\r\nhash=h\r\n"] {
+        let h = built();
+        h.write_state("web", text);
+        let r = h.apply();
+        r.expect_done("web", "failed");
+        let (_, detail, _) = r.done("web").unwrap();
+        assert!(!detail.contains("upgrade rbuild"), "{text:?}: {r}");
+    }
+}
