@@ -106,6 +106,7 @@ const HOST_TOOLS: &[&str] = &[
     "sort",
     "id",
     "perl",
+    "flock",
     "docker",
     "docker-compose",
 ];
@@ -147,6 +148,22 @@ struct Container {
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
+/// A live process holding a stack's lock ([`Host::hold_lock`]).
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Host {
     fn new() -> Host {
         let root = tempfile::tempdir().unwrap();
@@ -166,6 +183,10 @@ impl Host {
         for name in ["docker", "docker-compose"] {
             std::os::unix::fs::symlink(&fake, root.path().join("bin").join(name)).unwrap();
         }
+        // `sync` does nothing: a power loss is not what these tests test, and
+        // each apply's dozen fsyncs on a shared disk were most of the
+        // suite's time
+        std::os::unix::fs::symlink("/bin/true", root.path().join("bin/sync")).unwrap();
         let h = Host {
             root,
             stacks: Vec::new(),
@@ -178,6 +199,56 @@ impl Host {
         };
         h.services("app build - always none");
         h
+    }
+
+    /// A copy of this host (its files, the fake's world, its stacks) in a
+    /// new temp directory: the kill sweeps set a scenario up once and kill
+    /// a copy of it at each point. Paths of this host in its files (the
+    /// manifest's `dir=`) become the copy's.
+    fn copy(&self) -> Host {
+        fn walk(from: &Path, to: &Path, old: &str, new: &str) {
+            for e in std::fs::read_dir(from).unwrap().flatten() {
+                let (src, dst) = (e.path(), to.join(e.file_name()));
+                let meta = std::fs::symlink_metadata(&src).unwrap();
+                if meta.is_symlink() {
+                    let target = std::fs::read_link(&src).unwrap();
+                    let target = target.to_string_lossy().replacen(old, new, 1);
+                    std::os::unix::fs::symlink(target, &dst).unwrap();
+                } else if meta.is_dir() {
+                    std::fs::create_dir(&dst).unwrap();
+                    walk(&src, &dst, old, new);
+                    std::fs::set_permissions(&dst, meta.permissions()).unwrap();
+                } else {
+                    let bytes = std::fs::read(&src).unwrap();
+                    let bytes = match String::from_utf8(bytes) {
+                        Ok(t) if t.contains(old) => t.replace(old, new).into_bytes(),
+                        Ok(t) => t.into_bytes(),
+                        Err(e) => e.into_bytes(),
+                    };
+                    std::fs::write(&dst, bytes).unwrap();
+                    std::fs::set_permissions(&dst, meta.permissions()).unwrap();
+                }
+            }
+        }
+        let root = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            self.root.path().to_str().unwrap().to_owned(),
+            root.path().to_str().unwrap().to_owned(),
+        );
+        walk(self.root.path(), root.path(), &old, &new);
+        Host {
+            root,
+            stacks: self.stacks.clone(),
+            compose: self.compose,
+            remove_images: self.remove_images,
+            prune: self.prune,
+            script: self.script.clone(),
+            env: self.env.clone(),
+            tools: self
+                .tools
+                .as_ref()
+                .map(|t| PathBuf::from(t.to_str().unwrap().replacen(&old, &new, 1))),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -406,6 +477,63 @@ impl Host {
         v.join(",")
     }
 
+    /// The kept generations the state file lists (its `generation=`
+    /// lines): `GEN BUILT_AT HASH IMAGES NAMES`, split.
+    fn gens(&self, name: &str) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.state_dir().join(format!("{name}.state")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("generation="))
+            .map(|l| l.split(' ').map(str::to_owned).collect())
+            .collect()
+    }
+
+    /// The numbers of the kept generations, ascending.
+    fn gen_numbers(&self, name: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .gens(name)
+            .iter()
+            .map(|g| g[0].parse().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The images of a kept generation.
+    fn gen_images(&self, name: &str, g: u64) -> Option<String> {
+        self.gens(name)
+            .into_iter()
+            .find(|x| x[0] == g.to_string())
+            .map(|x| x[3].clone())
+    }
+
+    /// Hold the stack's lock as a live run does: a child shell that takes
+    /// it with `flock` and writes "PID BOOT_ID" into it, killed (by its
+    /// pid) when the holder is dropped.
+    fn hold_lock(&self, name: &str) -> Holder {
+        let lock = self.state_dir().join(format!("{name}.lock"));
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(
+                "exec 9>>\"$1\"; flock -n 9 || exit 1; b=-; \
+                 [ -r /proc/sys/kernel/random/boot_id ] && read -r b </proc/sys/kernel/random/boot_id; \
+                 echo \"$$ $b\" >\"$1\"; echo ready; exec sleep 600",
+            )
+            .arg("sh")
+            .arg(&lock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready", "the holder could not take the lock");
+        Holder(child)
+    }
+
     /// A file written into the stack's directory "by a container".
     fn data(&self, name: &str, rel: &str, text: &str) {
         let p = self.dir(name).join(rel);
@@ -562,7 +690,14 @@ impl Host {
         )
     }
 
+    /// `rbuild rollback`: the newest kept generation older than the one
+    /// that runs.
     fn rollback(&self, name: &str) -> Run {
+        self.rollback_to(name, None)
+    }
+
+    /// `rbuild rollback --to GEN` (`None`: without `--to`).
+    fn rollback_to(&self, name: &str, to: Option<u64>) -> Run {
         let s = self.stacks.iter().find(|s| s.name == name).unwrap();
         self.run(
             &Call::Rollback(Rollback {
@@ -571,6 +706,7 @@ impl Host {
                 place: self.apply_stack(s).place,
                 up_timeout: 5,
                 settle: 0,
+                to,
             }),
             vec![],
         )
@@ -778,10 +914,17 @@ fn a_first_apply_ships_builds_and_records_what_runs() {
     assert_eq!(h.running("web"), V1);
     assert_eq!(h.state_images("web"), V1);
     let st = h.state("web");
-    assert_eq!(st["version"], "1");
+    assert_eq!(st["version"], "2");
     assert_eq!(st["last_result"], "ok");
-    assert_eq!(st["prev_images"], "-");
+    assert_eq!(st["gen"], "1");
+    assert_eq!(st["last_gen"], "1");
     assert_eq!(st["compose"], "v2");
+    assert_eq!(st["end"], "1");
+    assert!(st["attempt"].ends_with(".web"), "{st:?}");
+    assert!(!st.contains_key("prev_images"), "{st:?}");
+    assert_eq!(h.gen_numbers("web"), [1]);
+    assert_eq!(h.gen_images("web", 1).as_deref(), Some(V1));
+    h.no_leftovers("web");
     assert!(
         h.calls()
             .iter()
@@ -802,9 +945,13 @@ fn a_second_apply_keeps_the_data_and_the_previous_generation() {
     h.apply().expect_done("web", "rebuilt");
     assert_eq!(h.read("web", "app.txt").as_deref(), Some("v2"));
     assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
-    assert_eq!(h.state("web")["prev_images"], V1);
+    // generation 1 is kept beside the one that runs
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    assert_eq!(h.state("web")["gen"], "2");
+    assert_eq!(h.gen_images("web", 1).as_deref(), Some(V1));
     assert_ne!(h.running("web"), V1);
     assert_eq!(h.state_images("web"), h.running("web"));
+    h.no_leftovers("web");
 }
 
 #[test]
@@ -942,9 +1089,10 @@ fn a_rollback_that_fails_too_records_a_broken_stack() {
     let mut h = built();
     h.edit("web", "app.txt", "v2");
     h.fake_times("health/app", "unhealthy", 2);
-    h.apply()
-        .expect_done("web", "failed")
-        .expect_detail("web", "rollback failed too: previous images not healthy");
+    h.apply().expect_done("web", "failed").expect_detail(
+        "web",
+        "rollback failed too: generation 1 could not be put back: previous images not healthy",
+    );
     assert_eq!(h.state("web")["last_result"], "broken");
     // the check sees it broken: due
     let c = h.check(&[("web", &h.stacks[0].hash(), 3600)], true, false);
@@ -1012,13 +1160,26 @@ fn a_failing_first_build_stops_its_containers() {
     h.apply().expect_done("web", "rebuilt");
 }
 
+/// A first ship has no old copy to go back to: its files stay (its
+/// containers may have written there) and the manifest names them
+/// (PROTOCOL.md, "Shipping"; the script before issue 18 removed them).
 #[test]
-fn a_first_build_failing_to_build_leaves_nothing() {
+fn a_first_build_failing_to_build_keeps_its_files_and_the_manifest_names_them() {
     let h = Host::new().stack("web", &[("app.txt", "v1")]);
     h.fake("fail/build", "nope");
     h.apply().expect_done("web", "failed");
     assert!(h.containers().is_empty());
-    assert!(!h.dir("web").exists(), "a first ship that failed is undone");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    let files = std::fs::read_to_string(h.state_dir().join("web.files")).unwrap();
+    assert!(files.contains("f app.txt"), "{files}");
+    let st = h.state("web");
+    assert_eq!(st["last_result"], "failed");
+    assert_eq!(st["gen"], "-");
+    h.no_leftovers("web");
+    // the next ship replaces them as rbuild's own
+    h.unfake("fail/build");
+    h.apply().expect_done("web", "rebuilt");
+    h.no_leftovers("web");
 }
 
 #[test]
@@ -1063,28 +1224,80 @@ fn build_mode_rebuilds_the_files_on_the_host() {
 #[test]
 fn a_live_run_holding_the_lock_is_reported_locked() {
     let h = built();
-    let lock = h.state_dir().join("web.lock");
-    std::fs::create_dir(&lock).unwrap();
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or("-".into());
-    let pid = std::process::id();
-    std::fs::write(lock.join("owner"), format!("{pid} {}", boot.trim())).unwrap();
+    let holder = h.hold_lock("web");
+    let pid = holder.pid();
     let r = h.apply();
     r.expect_done("web", "locked");
     assert!(r.stdout.contains(&format!("done web locked {pid}")), "{r}");
     // the check reports it too
     let c = h.check(&[("web", "x", 60)], false, false);
     assert_eq!(c.recorded("web").locked_by, Some(pid.to_string()));
+    // and the holder's lock is its own still
+    assert!(
+        std::fs::read_to_string(h.state_dir().join("web.lock"))
+            .unwrap()
+            .starts_with(&format!("{pid} "))
+    );
+    // the holder dies: the kernel lets go, nothing is taken over
+    drop(holder);
+    let c = h.check(&[("web", "x", 60)], false, false);
+    assert_eq!(c.recorded("web").locked_by, None);
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    assert!(!r.stdout.contains("stale lock"), "{r}");
+    h.no_leftovers("web");
 }
 
+/// A lock file a killed run left naming it: no lock (flock's holder is
+/// gone), nothing to take over.
 #[test]
-fn a_dead_runs_lock_is_taken_over() {
+fn a_dead_runs_lock_file_is_no_lock() {
+    let h = built();
+    std::fs::write(h.state_dir().join("web.lock"), "999999999 -\n").unwrap();
+    let c = h.check(&[("web", "x", 60)], false, false);
+    assert_eq!(c.recorded("web").locked_by, None);
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    assert!(!r.stdout.contains("stale lock"), "{r}");
+    h.no_leftovers("web");
+}
+
+/// The takeover exists only for an older rbuild's lock directory: taken
+/// over once its pid is gone, held while it lives.
+#[test]
+fn an_older_rbuilds_lock_directory_is_taken_over_once_its_holder_is_gone() {
     let h = built();
     let lock = h.state_dir().join("web.lock");
+    std::fs::remove_file(&lock).unwrap();
     std::fs::create_dir(&lock).unwrap();
+    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
+    let r = h.apply();
+    r.expect_done("web", "locked");
+    assert!(
+        r.stdout
+            .contains(&format!("done web locked {}", std::process::id())),
+        "{r}"
+    );
+    h.rollback("web").expect_done("web", "locked");
     std::fs::write(lock.join("owner"), "999999999 -").unwrap();
     h.apply()
         .expect_done("web", "rebuilt")
         .expect_note("web", "stale lock recovered");
+    assert!(lock.is_file(), "a flock'd file from now on");
+    h.no_leftovers("web");
+}
+
+/// A host without flock(1) cannot lock a stack: each stack fails, saying so.
+#[test]
+fn a_host_without_flock_fails_each_stack_saying_so() {
+    let h = built().without(&["flock"]);
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "`flock` is not on this host");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "`flock` is not on this host");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
 }
 
 #[test]
@@ -1155,7 +1368,7 @@ fn remove_images_and_prune() {
     r.expect_done("web", "rebuilt")
         .expect_note("web", "removed image sha256:i1")
         .expect_note("-", "pruned the build cache: 1.5MB reclaimed");
-    assert_eq!(h.state("web")["prev_images"], "-");
+    assert_eq!(h.gen_numbers("web"), [2]);
     assert!(!h.images().contains(&"sha256:i1".to_owned()));
     // a prune with an age, and one that freed nothing: no note
     h.fake("prune_out", "Total reclaimed space: 0B");
@@ -1405,16 +1618,23 @@ fn a_rebuild_that_makes_the_same_images_keeps_the_previous_generation() {
     h.apply().expect_done("web", "rebuilt");
     h.edit("web", "app.txt", "v2");
     h.apply().expect_done("web", "rebuilt");
-    let prev = h.state("web")["prev_images"].clone();
-    // only pulled images, none new upstream: the same images run
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    // only pulled images, none new upstream: generation 3, then the same
+    // images again: generation 3 built again, 2 still kept
     h.services("db image postgres:16 always none");
-    h.apply().expect_done("web", "rebuilt");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "generation 3");
     h.get("web").mode = StackMode::Build;
-    h.apply().expect_done("web", "rebuilt");
-    assert_ne!(h.state("web")["prev_images"], prev);
-    let kept = h.state("web")["prev_images"].clone();
-    h.apply().expect_done("web", "rebuilt");
-    assert_eq!(h.state("web")["prev_images"], kept);
+    let g3 = h.gen_images("web", 3);
+    for _ in 0..2 {
+        h.apply()
+            .expect_done("web", "rebuilt")
+            .expect_detail("web", "generation 3,");
+        assert_eq!(h.gen_numbers("web"), [2, 3]);
+        assert_eq!(h.gen_images("web", 3), g3);
+        assert_eq!(h.state("web")["last_gen"], "3");
+    }
 }
 
 #[test]
@@ -1536,7 +1756,9 @@ fn a_state_directory_that_cannot_be_made_is_fatal() {
 #[test]
 fn a_lock_that_cannot_be_made_fails_the_stack() {
     let h = built();
-    std::fs::write(h.state_dir().join("web.lock"), "").unwrap();
+    // a link to where no file can be made
+    std::fs::remove_file(h.state_dir().join("web.lock")).unwrap();
+    std::os::unix::fs::symlink(h.path("nowhere/web.lock"), h.state_dir().join("web.lock")).unwrap();
     h.apply()
         .expect_done("web", "failed")
         .expect_detail("web", "could not make the stack's lock");
@@ -1652,14 +1874,27 @@ fn the_gate_watches_the_settle_window() {
 #[test]
 fn lock_wait_polls_a_live_holder() {
     let mut h = built();
-    h.shim(&["date", "sleep"]);
-    let lock = h.state_dir().join("web.lock");
-    std::fs::create_dir(&lock).unwrap();
-    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
-    h.get("web").options.lock_wait = 2;
+    let holder = h.hold_lock("web");
+    let pid = holder.pid();
+    h.get("web").options.lock_wait = 1;
     let r = h.apply();
     r.expect_done("web", "locked");
-    assert!(r.stdout.contains("step web waiting for the lock"), "{r}");
+    assert!(
+        r.stdout
+            .contains(&format!("step web waiting for the lock (pid {pid})")),
+        "{r}"
+    );
+    // a holder that lets go while it waits
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(holder);
+    });
+    h.get("web").options.lock_wait = 30;
+    let r = h.apply();
+    killer.join().unwrap();
+    r.expect_done("web", "rebuilt");
+    assert!(r.stdout.contains("waiting for the lock"), "{r}");
+    h.no_leftovers("web");
 }
 
 #[test]
@@ -1675,9 +1910,20 @@ fn a_full_disk_is_named() {
     h.unfake("fail/tar");
     // the state file
     h.fake("fail/mv", "*.state.tmp.*");
+    let before = std::fs::read_to_string(h.state_dir().join("web.state")).unwrap();
     h.apply()
         .expect_done("web", "failed")
-        .expect_detail("web", "rebuilt, but could not write the state file");
+        .expect_cause("web", Cause::NoSpace)
+        .expect_detail("web", "rebuilt, but the state file in")
+        .expect_detail("web", "could not be written")
+        .expect_detail("web", "generation 1 runs again");
+    // the old state file is whole and names what runs
+    assert_eq!(
+        std::fs::read_to_string(h.state_dir().join("web.state")).unwrap(),
+        before
+    );
+    assert_eq!(h.running("web"), V1);
+    assert_eq!(h.state_images("web"), V1);
     h.stop_all();
     h.get("web").mode = StackMode::Start;
     h.apply()
@@ -1814,10 +2060,27 @@ fn a_manual_rollback_puts_the_previous_generation_back() {
     let v2 = h.running("web");
     h.rollback("web")
         .expect_done("web", "rolled_back")
-        .expect_detail("web", "by hand, to the previous generation");
+        .expect_detail("web", "by hand, from generation 2 to generation 1");
     assert_eq!(h.running("web"), V1);
     assert_eq!(h.state_images("web"), V1);
-    assert_eq!(h.state("web")["prev_images"], v2);
+    let st = h.state("web");
+    assert_eq!(st["gen"], "1");
+    assert_eq!(st["last_result"], "rolled_back");
+    // both generations stay kept
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    assert_eq!(h.gen_images("web", 2).as_deref(), Some(v2.as_str()));
+    h.no_leftovers("web");
+    // again: never forward (PROTOCOL.md: TO `-`), what runs untouched
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "no generation older than 1 is kept");
+    assert_eq!(h.running("web"), V1);
+    // forward only by --to
+    h.rollback_to("web", Some(2))
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "from generation 1 to generation 2");
+    assert_eq!(h.running("web"), v2);
+    assert_eq!(h.state_images("web"), v2);
 }
 
 #[test]
@@ -1825,7 +2088,7 @@ fn a_manual_rollback_without_a_previous_generation_fails() {
     let h = built();
     h.rollback("web")
         .expect_done("web", "failed")
-        .expect_detail("web", "no previous generation is kept");
+        .expect_detail("web", "no generation older than 1 is kept");
     let fresh = Host::new().stack("web", &[]);
     std::fs::remove_dir(fresh.state_dir()).unwrap();
     fresh
@@ -1840,10 +2103,14 @@ fn a_manual_rollback_that_fails_puts_back_what_ran() {
     h.apply().expect_done("web", "rebuilt");
     let v2 = h.running("web");
     h.fake_times("health/app", "unhealthy", 1);
-    h.rollback("web")
-        .expect_done("web", "failed")
-        .expect_detail("web", "what ran before runs again");
+    h.rollback("web").expect_done("web", "failed").expect_detail(
+        "web",
+        "rollback to generation 1 failed: previous images not healthy: app(unhealthy); generation 2 runs again",
+    );
     assert_eq!(h.running("web"), v2);
+    assert_eq!(h.state_images("web"), v2);
+    assert_eq!(h.state("web")["gen"], "2");
+    h.no_leftovers("web");
     // its up fails
     h.fake_times("fail/up", "boom", 1);
     h.rollback("web")
@@ -1864,10 +2131,14 @@ fn a_manual_rollback_that_fails_puts_back_what_ran() {
 #[test]
 fn a_manual_rollback_while_locked() {
     let h = built();
-    let lock = h.state_dir().join("web.lock");
-    std::fs::create_dir(&lock).unwrap();
-    std::fs::write(lock.join("owner"), format!("{} -", std::process::id())).unwrap();
-    h.rollback("web").expect_done("web", "locked");
+    let holder = h.hold_lock("web");
+    let r = h.rollback("web");
+    r.expect_done("web", "locked");
+    assert!(
+        r.stdout
+            .contains(&format!("done web locked {}", holder.pid())),
+        "{r}"
+    );
 }
 
 // ---------------------------------------------------------------- check, status, logs, history
@@ -1932,7 +2203,7 @@ fn the_check_reports_state_files_it_does_not_read() {
     let r = h.check(&[("web", "h", 60)], false, false);
     assert_eq!(
         r.recorded("web").state,
-        Err(rbuild::remote::BadState::Version("9".into()))
+        Err(rbuild::remote::BadState::Newer("9".into()))
     );
     std::fs::remove_file(h.state_dir().join("web.state")).unwrap();
     std::fs::create_dir(h.state_dir().join("web.state")).unwrap();
@@ -2018,11 +2289,22 @@ fn history_lists_every_attempt() {
 // ---------------------------------------------------------------- kills
 
 /// Where the harness kills the script: at a step (`at STEP`, the script's
-/// test hook: its line `at() { :; }` replaced) or at the fake's Nth call.
+/// test hook: its line `at() { :; }` replaced; the Nth time STEP comes) or
+/// at the fake's Nth call (docker, and with `files` mv/rm/mkdir too).
 #[derive(Debug, Clone)]
 enum KillAt {
     Step(String, usize),
     Call(usize),
+}
+
+/// How a sweep picks its kill points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sweep {
+    /// Each `at STEP` of the script (its test hook).
+    Steps,
+    /// Each call of the fake: docker's, and mv/rm/mkdir's (the fake
+    /// installed as them), so that a kill falls between two file steps.
+    Files,
 }
 
 /// The script's test hook, where it has one.
@@ -2040,12 +2322,13 @@ fn with_hook(base: &str, def: &str) -> Option<String> {
     })
 }
 
-/// A scenario of the kill sweep: a host as it is before the apply to kill
-/// (faults armed), and the apply.
+/// A scenario of the kill sweep: a host as it is before the run to kill
+/// (faults armed), the run, and the run after the kill (the same command,
+/// the faults lifted).
 struct Scenario {
     name: &'static str,
     setup: fn() -> Host,
-    /// What the killed run does.
+    /// What the killed run does (and the run after the kill does again).
     act: fn(&Host) -> Run,
     /// Faults to lift before the run after the kill.
     lift: &'static [&'static str],
@@ -2053,6 +2336,18 @@ struct Scenario {
 
 fn v2(h: &mut Host) {
     h.edit("web", "app.txt", "v2");
+}
+
+/// Three generations kept (`keep=3`), the third running.
+fn three_generations() -> Host {
+    let mut h = built();
+    h.get("web").options.keep = Some(3);
+    for v in ["v2", "v3"] {
+        h.edit("web", "app.txt", v);
+        h.apply().expect_done("web", "rebuilt");
+    }
+    assert_eq!(h.gen_numbers("web"), [1, 2, 3]);
+    h
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -2079,12 +2374,11 @@ fn scenarios() -> Vec<Scenario> {
             lift: &["fail/build"],
         },
         Scenario {
-            name: "failed gate, rolled back",
+            name: "failed gate",
             setup: || {
                 let mut h = built();
                 v2(&mut h);
-                h.fake("health/app", "unhealthy");
-                h.fake("health/app.times", "1");
+                h.fake_times("health/app", "unhealthy", 1);
                 h
             },
             act: Host::apply,
@@ -2102,7 +2396,19 @@ fn scenarios() -> Vec<Scenario> {
             lift: &[],
         },
         Scenario {
-            name: "manual rollback",
+            name: "failed first build",
+            setup: || {
+                let h = Host::new().stack("web", &[("app.txt", "v1")]);
+                std::fs::create_dir_all(h.dir("web")).unwrap();
+                h.data("web", "data/db.txt", "precious");
+                h.fake("health/app", "unhealthy");
+                h.get_adopted()
+            },
+            act: Host::apply,
+            lift: &["health/app"],
+        },
+        Scenario {
+            name: "rollback",
             setup: || {
                 let mut h = built();
                 v2(&mut h);
@@ -2110,6 +2416,23 @@ fn scenarios() -> Vec<Scenario> {
                 h
             },
             act: |h| h.rollback("web"),
+            lift: &[],
+        },
+        Scenario {
+            name: "rollback --to 1",
+            setup: three_generations,
+            act: |h| h.rollback_to("web", Some(1)),
+            lift: &[],
+        },
+        Scenario {
+            name: "start",
+            setup: || {
+                let mut h = built();
+                h.stop_all();
+                h.get("web").mode = StackMode::Start;
+                h
+            },
+            act: Host::apply,
             lift: &[],
         },
     ]
@@ -2147,6 +2470,44 @@ impl Host {
         m
     }
 
+    /// What an attempt that ended leaves behind that it should not: its
+    /// journal, a carry list, a half-written manifest, the stage, old or
+    /// dead copy beside the stack's directory, a temp file, a lock still
+    /// naming a holder.
+    fn leftovers(&self, name: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for f in ["journal", "carry", "carry.back", "carry.tmp", "files.new"] {
+            let p = self.state_dir().join(format!("{name}.{f}"));
+            if p.symlink_metadata().is_ok() {
+                v.push(p.display().to_string());
+            }
+        }
+        for c in ["old", "stage", "dead"] {
+            let p = self.path("stacks").join(format!(".{name}.rbuild-{c}"));
+            if p.symlink_metadata().is_ok() {
+                v.push(p.display().to_string());
+            }
+        }
+        for e in std::fs::read_dir(self.state_dir()).unwrap().flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.contains(".tmp.") || f.starts_with(".payload.") {
+                v.push(f);
+            }
+        }
+        let lock = self.state_dir().join(format!("{name}.lock"));
+        if let Ok(t) = std::fs::read_to_string(&lock)
+            && !t.is_empty()
+        {
+            v.push(format!("{name}.lock holding {t:?}"));
+        }
+        v
+    }
+
+    fn no_leftovers(&self, name: &str) {
+        let l = self.leftovers(name);
+        assert!(l.is_empty(), "left behind: {l:?}");
+    }
+
     /// Install the fake as `mv`, `rm` and `mkdir` too: a kill may then fall
     /// between two file steps of the script.
     fn kill_on_files(&self) {
@@ -2154,18 +2515,25 @@ impl Host {
     }
 }
 
-/// Kill the scenario's run at `at`, then run an apply again: the
-/// invariants hold. Err: what broke.
+/// One row of a sweep's table: where the run was killed, what the check
+/// said then, what the next run did.
+struct Row {
+    point: String,
+    check: String,
+    result: &'static str,
+    detail: String,
+}
+
+/// Kill the scenario's run at `at`, then run it again: the invariants
+/// hold. Ok(None): the run was not killed (the sweep is over). Err: what
+/// broke.
 fn kill_once(
     sc: &Scenario,
+    template: &Host,
     base: &str,
     at: &KillAt,
-    files: bool,
-) -> Result<Option<String>, String> {
-    let mut h = (sc.setup)();
-    if files {
-        h.kill_on_files();
-    }
+) -> Result<Option<Row>, String> {
+    let mut h = template.copy();
     let data = h.data_files("web");
     match at {
         KillAt::Step(step, nth) => {
@@ -2175,6 +2543,7 @@ fn kill_once(
                     "at() {{ [ \"$1\" = {step} ] && {{ RBUILD_AT_N=$((${{RBUILD_AT_N:-0}} + 1)); [ \"$RBUILD_AT_N\" = {nth} ] && {{ echo at {step} > \"$FAKE_DOCKER/killed\"; kill -9 $$; }}; }}; :; }}"
                 ),
             );
+            assert!(h.script.is_some(), "the script has no `at` hook");
         }
         KillAt::Call(n) => {
             let done = h.calls().len();
@@ -2187,16 +2556,35 @@ fn kill_once(
         return Ok(None);
     }
     let killed = std::fs::read_to_string(h.path("fake/killed")).unwrap_or_default();
+    let what = format!("{} killed at {at:?} ({})", sc.name, killed.trim());
     h.script = None;
+    // what the check says of a run cut off: its phase, and not running
+    let hash = h.stacks[0].hash();
+    let rec = h
+        .check(&[("web", &hash, 3600)], false, false)
+        .recorded("web");
+    let journal = h.state_dir().join("web.journal").exists();
+    let check = match &rec.phase {
+        Some(p) => format!("phase={p}"),
+        None => "-".into(),
+    };
+    if journal && (rec.phase.is_none() || rec.running != Some(false)) {
+        return Err(format!(
+            "{what}: a journal is left, but the check says phase {:?} running {:?}",
+            rec.phase, rec.running
+        ));
+    }
     for f in sc.lift {
         h.unfake(f);
     }
-    let again = h.apply();
-    let what = format!("{} killed at {at:?} ({})", sc.name, killed.trim());
-    if again.done("web").is_none() {
+    let again = (sc.act)(&h);
+    let Some((result, detail, _)) = again.done("web") else {
         return Err(format!(
-            "{what}: the next apply ended in no done line:\n{again}"
+            "{what}: the next run ended in no done line:\n{again}"
         ));
+    };
+    if !["rebuilt", "started", "rolled_back", "failed"].contains(&result) {
+        return Err(format!("{what}: the next run ended {result}:\n{again}"));
     }
     let now = h.data_files("web");
     if now != data {
@@ -2209,156 +2597,289 @@ fn kill_once(
             h.running("web")
         ));
     }
-    let (result, detail, _) = again.done("web").unwrap();
-    Ok(Some(format!(
-        "{:<28} then {result} {}",
-        killed.trim().chars().take(28).collect::<String>(),
-        detail.chars().take(60).collect::<String>()
-    )))
+    let left = h.leftovers("web");
+    if !left.is_empty() {
+        return Err(format!("{what}: the next run left {left:?}:\n{again}"));
+    }
+    let point = match at {
+        KillAt::Step(s, n) if *n > 1 => format!("{s} #{n}"),
+        KillAt::Step(s, _) => s.clone(),
+        KillAt::Call(n) => format!(
+            "call {n}: {}",
+            killed.trim().replace(h.root.path().to_str().unwrap(), "")
+        ),
+    };
+    Ok(Some(Row {
+        point,
+        check,
+        result,
+        detail: detail.to_owned(),
+    }))
 }
 
-/// Kill the scenario at each step in turn (each docker call while the
-/// script has no step hook; `files`: each `mv`/`rm`/`mkdir` too) until a run
-/// goes through unkilled. The outcomes, a line a kill point; the first
-/// broken invariant as Err.
-fn sweep(sc: &Scenario, base: &str, files: bool) -> Result<Vec<String>, String> {
-    let mut table = Vec::new();
-    let points: Vec<KillAt> =
-        match with_hook(base, "at() { echo \"$1\" >>\"$FAKE_DOCKER/steps\"; }") {
-            Some(logging) => {
-                let mut h = (sc.setup)();
-                h.script = Some(logging);
-                (sc.act)(&h);
-                let steps = std::fs::read_to_string(h.path("fake/steps")).unwrap_or_default();
-                let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-                steps
-                    .lines()
-                    .map(|s| {
-                        let n = seen.entry(s.to_owned()).or_default();
-                        *n += 1;
-                        KillAt::Step(s.to_owned(), *n)
-                    })
-                    .collect()
+/// The kill points of a scenario, learned from a run of a copy of its
+/// host whose `at` hook logs each step: each `at STEP` the run passes
+/// (Steps), or each `mv`, `rm`, `mkdir` call from its undo on (Files).
+fn kill_points(template: &Host, sc: &Scenario, base: &str, mode: Sweep) -> Vec<KillAt> {
+    let mut h = template.copy();
+    h.script = Some(
+        with_hook(base, "at() { echo \"@at $1\" >>\"$FAKE_DOCKER/calls\"; }")
+            .expect("the script has no `at` hook"),
+    );
+    let before = h.calls().len();
+    (sc.act)(&h);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut calls, mut undo) = (0, false);
+    let mut points = Vec::new();
+    for line in &h.calls()[before..] {
+        if let Some(step) = line.strip_prefix("@at ") {
+            undo |= step == "undo";
+            let n = seen.entry(step.to_owned()).or_default();
+            *n += 1;
+            if mode == Sweep::Steps {
+                points.push(KillAt::Step(step.to_owned(), *n));
             }
-            None => (1..500).map(KillAt::Call).collect(),
-        };
+            continue;
+        }
+        calls += 1;
+        let file = ["mv ", "rm ", "mkdir "].iter().any(|t| line.starts_with(t));
+        if mode == Sweep::Files && undo && file {
+            points.push(KillAt::Call(calls));
+        }
+    }
+    points
+}
+
+/// Kill the scenario at each point in turn. The table, as markdown rows
+/// (scenario, killed at, what the check said, what the next run did); the
+/// first broken invariant as Err.
+fn sweep(sc: &Scenario, base: &str, mode: Sweep) -> Result<Vec<String>, String> {
+    let template = (sc.setup)();
+    if mode == Sweep::Files {
+        template.kill_on_files();
+    }
+    let mut table = Vec::new();
     let mut errors = Vec::new();
-    for at in points {
-        let point = match &at {
-            KillAt::Step(s, n) => format!("at {s} #{n}"),
-            KillAt::Call(n) => format!("call {n}"),
-        };
-        match kill_once(sc, base, &at, files) {
-            Ok(Some(row)) => table.push(format!("{:<26} {point:<14} {row}", sc.name)),
-            Ok(None) => break,
+    for at in kill_points(&template, sc, base, mode) {
+        match kill_once(sc, &template, base, &at) {
+            Ok(Some(row)) => table.push(format!(
+                "| {} | `{}` | {} | `{}` | {} |",
+                sc.name,
+                row.point,
+                row.check,
+                row.result,
+                row.detail.replace('|', "/")
+            )),
+            Ok(None) => {
+                errors.push(format!("{}: not killed at {at:?}", sc.name));
+            }
             Err(e) => {
-                table.push(format!("{:<26} {point:<14} BROKEN", sc.name));
+                table.push(format!("| {} | `{at:?}` | | BROKEN | |", sc.name));
                 errors.push(e);
             }
         }
     }
-    // the table of kill points and what the next run did
-    eprintln!("{}", table.join("\n"));
     match errors.into_iter().next() {
-        Some(e) => Err(e),
+        Some(e) => {
+            eprintln!("{}", table.join("\n"));
+            Err(e)
+        }
         None => Ok(table),
     }
 }
 
-fn sweep_scenario(name: &str, files: bool) {
+/// Sweep a scenario over the shipped script; print its table to the test
+/// run's own stderr (not captured: CI's log shows it) and write it to
+/// `target/tmp/kill-table/SCENARIO.md`.
+fn sweep_scenario(name: &str, mode: Sweep) -> Vec<String> {
     let sc = scenarios().into_iter().find(|s| s.name == name).unwrap();
-    let table = sweep(&sc, script::script(), files).unwrap_or_else(|e| panic!("{e}"));
+    let table = sweep(&sc, script::script(), mode).unwrap_or_else(|e| panic!("{e}"));
     assert!(!table.is_empty(), "{name}: no kill point");
+    let head = "| scenario | killed at | the check then | next run | its detail |\n|---|---|---|---|---|\n";
+    let text = format!("{head}{}\n", table.join("\n"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill-table");
+    let _ = std::fs::create_dir_all(&dir);
+    let suffix = if mode == Sweep::Files { ".files" } else { "" };
+    let _ = std::fs::write(
+        dir.join(format!("{}{suffix}.md", name.replace([' ', '-'], "_"))),
+        &text,
+    );
+    let _ =
+        std::io::stderr().write_all(format!("\nkill sweep: {name} ({mode:?})\n{text}").as_bytes());
+    table
 }
 
-/// The step mode of the sweep, proved on the current script given a hook
-/// by hand: `at STEP` before each of its `step` lines.
+/// The results of a table's rows whose kill point starts with one of
+/// `points`.
+fn results_at<'a>(table: &'a [String], points: &[&str]) -> Vec<&'a str> {
+    table
+        .iter()
+        .filter(|r| points.iter().any(|p| r.contains(&format!("| `{p}"))))
+        .map(|r| r.split(" | ").nth(3).unwrap().trim_matches('`'))
+        .collect()
+}
+
 #[test]
-fn the_sweep_kills_at_each_at_step_where_the_script_has_them() {
-    let hooked = format!(
-        "{AT_HOOK}\n{}",
-        script::script().replace("echo \"$m step $n ", "at step; echo \"$m step $n ")
+fn the_shipped_script_has_the_at_hook_and_a_rebuild_passes_every_phase() {
+    let logging = with_hook(
+        script::script(),
+        "at() { echo \"$1\" >>\"$FAKE_DOCKER/steps\"; }",
     );
+    assert!(logging.is_some(), "no line `{AT_HOOK}` in the script");
     let sc = scenarios()
         .into_iter()
         .find(|s| s.name == "rebuild")
         .unwrap();
-    let table = sweep(&sc, &hooked, false).unwrap_or_else(|e| panic!("{e}"));
-    assert!(table.len() >= 6, "{table:?}");
-    assert!(table.iter().all(|r| r.contains("at step #")), "{table:?}");
+    let points: Vec<String> = kill_points(&(sc.setup)(), &sc, script::script(), Sweep::Steps)
+        .into_iter()
+        .map(|p| match p {
+            KillAt::Step(s, _) => s,
+            KillAt::Call(_) => unreachable!(),
+        })
+        .collect();
+    for phase in [
+        "ship",
+        "build",
+        "pull",
+        "switch",
+        "gate",
+        "commit",
+        "state.write",
+    ] {
+        assert!(points.iter().any(|p| p == phase), "{phase} in {points:?}");
+    }
 }
 
 #[test]
 fn killed_at_each_step_of_a_rebuild() {
-    sweep_scenario("rebuild", false);
+    let t = sweep_scenario("rebuild", Sweep::Steps);
+    // the files as they were, then the rebuild it was going to do
+    assert!(
+        results_at(
+            &t,
+            &[
+                "ship",
+                "build",
+                "pull",
+                "switch",
+                "gate",
+                "commit",
+                "state.write"
+            ]
+        )
+        .iter()
+        .all(|r| *r == "rebuilt"),
+        "{t:#?}"
+    );
 }
 
 #[test]
 fn killed_at_each_step_of_a_failed_build() {
-    sweep_scenario("failed build", false);
+    let t = sweep_scenario("failed build", Sweep::Steps);
+    assert!(
+        results_at(&t, &["ship", "build", "undo"])
+            .iter()
+            .all(|r| *r == "rebuilt"),
+        "{t:#?}"
+    );
 }
 
 #[test]
 fn killed_at_each_step_of_a_rollback_after_a_failed_gate() {
-    sweep_scenario("failed gate, rolled back", false);
+    sweep_scenario("failed gate", Sweep::Steps);
 }
 
 #[test]
 fn killed_at_each_step_of_a_first_build() {
-    sweep_scenario("first build", false);
+    let t = sweep_scenario("first build", Sweep::Steps);
+    assert!(t.iter().all(|r| r.contains("| `rebuilt` |")), "{t:#?}");
+}
+
+#[test]
+fn killed_at_each_step_of_a_failed_first_build() {
+    sweep_scenario("failed first build", Sweep::Steps);
 }
 
 #[test]
 fn killed_at_each_step_of_a_manual_rollback() {
-    sweep_scenario("manual rollback", false);
+    let t = sweep_scenario("rollback", Sweep::Steps);
+    assert!(t.iter().all(|r| r.contains("| `rolled_back` |")), "{t:#?}");
 }
 
 #[test]
-#[ignore = "issue 18: defect 1, killed at the undo's `mv OLD DIR` (after its `rm -rf DIR`), the next apply deletes the old copy with the data"]
+fn killed_at_each_step_of_a_manual_rollback_to_a_generation() {
+    let t = sweep_scenario("rollback --to 1", Sweep::Steps);
+    assert!(t.iter().all(|r| r.contains("| `rolled_back` |")), "{t:#?}");
+}
+
+#[test]
+fn killed_at_each_step_of_a_start() {
+    let t = sweep_scenario("start", Sweep::Steps);
+    assert!(t.iter().all(|r| r.contains("| `started` |")), "{t:#?}");
+}
+
+/// Issue 18, defect 1: a kill between any two file steps (each `mv`, `rm`,
+/// `mkdir`, and each docker call) of an undo loses no byte of data.
+#[test]
 fn killed_between_file_steps_of_a_failed_build() {
-    sweep_scenario("failed build", true);
+    sweep_scenario("failed build", Sweep::Files);
 }
 
 #[test]
-#[ignore = "issue 18: defect 1, killed at the undo's `mv OLD DIR` (after its `rm -rf DIR`), the next apply deletes the old copy with the data"]
 fn killed_between_file_steps_of_a_rollback_after_a_failed_gate() {
-    sweep_scenario("failed gate, rolled back", true);
+    sweep_scenario("failed gate", Sweep::Files);
 }
 
+/// Issue 18, defect 1, left by hand as an older rbuild's undo killed
+/// between its `rm -rf` of the stack's directory and its `mv` of the old
+/// copy back leaves it: the old copy aside, a carry list alone (no
+/// journal). The next apply puts the old copy back before anything else.
 #[test]
-fn killed_between_file_steps_of_a_rebuild() {
-    sweep_scenario("rebuild", true);
-}
-
-/// Issue 18, defect 1, left by hand: the undo of a failed attempt died
-/// after its `rm -rf` of the stack's directory, before the old copy (with
-/// the carried data in it) went back.
-#[test]
-#[ignore = "issue 18: defect 1, data lost when the undo is killed between its rm -rf and its mv"]
-fn a_death_inside_the_undo_loses_no_data() {
+fn a_death_inside_an_older_rbuilds_undo_loses_no_data() {
     let mut h = built();
     v2(&mut h);
-    // the state an undo killed between `rm -rf DIR` and `mv OLD DIR` leaves
     let old = h.path("stacks/.web.rbuild-old");
     std::fs::rename(h.dir("web"), &old).unwrap();
     std::fs::write(h.state_dir().join("web.carry"), "data\n").unwrap();
+    // the check calls it a ship cut off
+    let rec = h.check(&[("web", "x", 60)], false, false).recorded("web");
+    assert_eq!(rec.phase.as_deref(), Some("ship"));
+    assert_eq!(rec.running, Some(false));
     let r = h.apply();
-    assert!(r.done("web").is_some(), "{r}");
+    r.expect_done("web", "rebuilt");
     assert_eq!(
         h.read("web", "data/db.txt").as_deref(),
         Some("precious"),
         "{r}"
     );
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v2"));
+    h.no_leftovers("web");
 }
 
+/// The undo of the new script killed after it set the new copy aside,
+/// before the old copy went back (`.rbuild-dead` and `.rbuild-old` both
+/// there, no stack directory): the next run finishes it.
 #[test]
-fn killed_between_file_steps_of_a_first_build() {
-    sweep_scenario("first build", true);
-}
-
-#[test]
-fn killed_between_file_steps_of_a_manual_rollback() {
-    sweep_scenario("manual rollback", true);
+fn a_death_between_the_new_copy_aside_and_the_old_copy_back_loses_no_data() {
+    let mut h = built();
+    v2(&mut h);
+    h.fake("fail/build", "boom");
+    h.script = with_hook(
+        script::script(),
+        "at() { [ \"$1\" = undo.new_aside ] && { echo at > \"$FAKE_DOCKER/killed\"; kill -9 $$; }; :; }",
+    );
+    let r = h.apply();
+    assert!(r.killed, "{r}");
+    assert!(!h.dir("web").exists());
+    assert!(h.path("stacks/.web.rbuild-old").is_dir());
+    assert!(h.path("stacks/.web.rbuild-dead").is_dir());
+    h.script = None;
+    h.unfake("fail/build");
+    let r = h.apply();
+    r.expect_done("web", "rebuilt")
+        .expect_note("web", "an earlier run was cut off (at undo)");
+    assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
+    h.no_leftovers("web");
 }
 
 /// Issue 18, defect 2: the engine restarts during the health gate (every
@@ -2366,13 +2887,11 @@ fn killed_between_file_steps_of_a_manual_rollback() {
 /// rollback target, and once the engine is back the next run puts right
 /// what it left: the state names what runs.
 #[test]
-#[ignore = "issue 18: defect 2, an engine restart in the gate loses the rollback target (images=-, prev_images=-)"]
 fn an_engine_restart_in_the_gate_keeps_the_rollback_target() {
     // where the gate's first look is, in the calls of a twin's apply
     let twin = |h: &mut Host| {
         v2(h);
-        h.fake("health/app", "unhealthy");
-        h.fake("health/app.times", "1");
+        h.fake_times("health/app", "unhealthy", 1);
     };
     let mut probe = built();
     twin(&mut probe);
@@ -2387,34 +2906,52 @@ fn an_engine_restart_in_the_gate_keeps_the_rollback_target() {
     twin(&mut h);
     h.fake("down_at_call", &(h.calls().len() + up + 2).to_string());
     let r = h.apply();
-    r.expect_done("web", "failed");
+    r.expect_done("web", "failed").expect_detail(
+        "web",
+        "rollback failed too: generation 1 could not be put back",
+    );
     // the engine is back: its restart policy brought the containers up
     h.unfake("engine_down");
     h.unfake("down_at_call");
     let st = h.state("web");
-    assert_ne!(st["images"], "-", "the state lost what ran:\n{r}");
-    assert_ne!(
-        st.get("prev_images").map(String::as_str),
-        Some("-"),
-        "the rollback target is lost:\n{r}"
-    );
+    assert_eq!(st["last_result"], "broken", "{r}");
+    assert_eq!(st["gen"], "1", "the state lost the rollback target:\n{r}");
+    assert_eq!(st["images"], V1, "the state lost what ran:\n{r}");
+    assert_eq!(h.gen_images("web", 1).as_deref(), Some(V1));
+    // the check says it does not run as recorded: the next run puts it right
+    let rec = h.check(&[("web", "x", 60)], false, false).recorded("web");
+    assert_eq!(rec.running, Some(false));
     let again = h.apply();
-    assert!(again.done("web").is_some(), "{again}");
+    again.expect_done("web", "rebuilt");
     assert_eq!(h.state_images("web"), h.running("web"), "{again}");
+    h.no_leftovers("web");
+    // and `rbuild rollback` still has generation 1
+    h.rollback("web").expect_done("web", "rolled_back");
+    assert_eq!(h.running("web"), V1);
 }
 
 /// Issue 18, defect 5: an empty, garbage or CRLF state file (a write cut
-/// short, an editor) is no newer rbuild's: the words must not send the
-/// operator to upgrade.
+/// short, an editor) is no newer rbuild's: named for what it is, left
+/// alone.
 #[test]
-#[ignore = "issue 18: defect 5, an empty or CRLF state file is blamed on a newer rbuild"]
 fn a_state_file_cut_short_is_not_blamed_on_a_newer_rbuild() {
-    for text in ["", "garbage\n", "version=1\r\nhash=h\r\n"] {
+    for (text, words) in [
+        ("", "not an rbuild state file"),
+        ("garbage\n", "not an rbuild state file"),
+        ("version=1\r\nhash=h\r\n", "no number"),
+    ] {
         let h = built();
         h.write_state("web", text);
         let r = h.apply();
-        r.expect_done("web", "failed");
+        r.expect_done("web", "failed").expect_detail("web", words);
         let (_, detail, _) = r.done("web").unwrap();
         assert!(!detail.contains("upgrade rbuild"), "{text:?}: {r}");
+        assert_eq!(
+            std::fs::read_to_string(h.state_dir().join("web.state")).unwrap(),
+            text
+        );
+        h.rollback("web")
+            .expect_done("web", "failed")
+            .expect_detail("web", words);
     }
 }
