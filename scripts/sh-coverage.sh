@@ -11,10 +11,18 @@
 # `if`/`elif`/`else` body, and of a `case` arm) is reached when the trace
 # shows that line (an arm on a line of its own), or a command on that line
 # starting with the arm's first word (an arm on the line of its condition or
-# pattern). An arm with no command (`pat) ;;`) is not counted. It prints the
-# total and every arm never reached, by its line in src/remote/remote.sh
-# where the stripped script maps onto it line for line, else by its line in
-# DIR/script.sh.
+# pattern); a command that goes on over lines (an open quote, a line that
+# ends in `&&` or `|`) is traced at a later line of it, so there its word
+# on one of the next three lines counts. An arm with no command (`pat) ;;`)
+# is not counted. It prints the
+# total, the arms reached by part, and every arm never reached, by its part
+# and line (src/remote/sh/PART.sh:LINE): the script is its parts joined in
+# the order of PARTS in src/remote/script.rs, stripped of empty and comment
+# lines, so that its line k is the k-th such line of the parts. The
+# operator commands (status, logs, history) run a script of fewer parts
+# (OPERATOR_PARTS; their traces are trace.op.*, the script DIR/operator.sh):
+# their lines are mapped through their part and line onto the whole
+# script's.
 set -eu
 cd "$(dirname "$0")/.."
 only=0
@@ -35,11 +43,23 @@ fi
 	echo "no $dir/script.sh: no traced run" >&2
 	exit 1
 }
-src=src/remote/remote.sh
-[ -f "$src" ] || src=/dev/null
+# the parts, in the order src/remote/script.rs joins them
+sed -n 's|.*include_str!("\(sh/[^"]*\)").*|src/remote/\1|p' src/remote/script.rs >"$dir/parts"
+[ -s "$dir/parts" ] || {
+	echo "no parts listed in src/remote/script.rs" >&2
+	exit 1
+}
+# the operator script's parts: OPERATOR_PARTS, in the order of PARTS
+ops=$(sed -n '/^const OPERATOR_PARTS/,/^];/s|^ *"\([^"]*\)",|\1|p' src/remote/script.rs | tr '\n' ' ')
+: >"$dir/parts.op"
+while read -r part; do
+	case " $ops" in *" ${part##*/} "*) echo "$part" >>"$dir/parts.op" ;; esac
+done <"$dir/parts"
 
-# the traces, as "LINE WORD" (a command's first word, quotes dropped)
-cat "$dir"/trace.* 2>/dev/null | awk '
+# the traces, as "LINE WORD" (a command's first word, quotes dropped): the
+# whole script's, and the operator script's
+words() {
+	awk '
 	/^\++[0-9]+ / {
 		sub(/^\++/, "")
 		n = $1
@@ -47,9 +67,12 @@ cat "$dir"/trace.* 2>/dev/null | awk '
 		gsub(/\047/, "", w)
 		if (match(w, /^[A-Za-z_][A-Za-z_0-9]*=/)) w = substr(w, 1, RLENGTH)
 		if (!((n, w) in seen)) { seen[n, w] = 1; print n, w }
-	}' >"$dir/reached"
+	}'
+}
+cat "$dir"/trace.full.* 2>/dev/null | words >"$dir/reached"
+cat "$dir"/trace.op.* 2>/dev/null | words >"$dir/reached.op"
 
-awk -v reached="$dir/reached" -v src="$src" -v name="${src##*/}" '
+awk -v reached="$dir/reached" -v reached_op="$dir/reached.op" -v parts="$dir/parts" -v parts_op="$dir/parts.op" '
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
 # the first word of a command: an assignment is NAME=, a group or negation
 # is looked through
@@ -61,6 +84,8 @@ function first(s,   a) {
 	gsub(/["\047]/, "", a[1])
 	return a[1]
 }
+# whether s leaves a double quote open (a command that goes on over lines)
+function open_quote(s,   t) { t = s; return gsub(/"/, "", t) % 2 }
 function arm(line, word, text) {
 	narms++
 	aline[narms] = line; aword[narms] = word; atext[narms] = text
@@ -118,14 +143,39 @@ function case_text(s, n,   p, body, k) {
 	}
 }
 BEGIN {
-	# the stripped script line k is the k-th line of the source that is
+	# the stripped script line k is the k-th line of the parts that is
 	# neither empty nor a comment
-	while ((getline l < src) > 0) {
-		srcno++
-		t = trim(l)
-		if (t == "" || t ~ /^#/) continue
-		stripped++
-		map[stripped] = srcno
+	while ((getline part < parts) > 0) {
+		srcno = 0
+		while ((getline l < part) > 0) {
+			srcno++
+			t = trim(l)
+			if (t == "" || t ~ /^#/) continue
+			stripped++
+			map[stripped] = part ":" srcno
+			partof[stripped] = part
+			line_of[part ":" srcno] = stripped
+		}
+		close(part)
+	}
+	# the operator script: its line k, through its part and line, is the
+	# line line_of[...] of the whole script
+	while ((getline part < parts_op) > 0) {
+		srcno = 0
+		while ((getline l < part) > 0) {
+			srcno++
+			t = trim(l)
+			if (t == "" || t ~ /^#/) continue
+			op++
+			op_map[op] = line_of[part ":" srcno]
+		}
+		close(part)
+	}
+	while ((getline l < reached_op) > 0) {
+		split(l, f, " ")
+		if (!(f[1] in op_map)) continue
+		seen[op_map[f[1]], f[2]] = 1
+		hit[op_map[f[1]]] = 1
 	}
 	while ((getline l < reached) > 0) {
 		split(l, f, " ")
@@ -162,7 +212,13 @@ END {
 	for (i = 1; i <= narms; i++) {
 		l = aline[i]
 		if (aword[i] == "") ok = l in hit
-		else if (aword[i] !~ /^\$/) ok = (l, aword[i]) in seen
+		else if (aword[i] !~ /^\$/) {
+			ok = (l, aword[i]) in seen
+			# bash traces a command that goes on over lines (an open
+			# quote, a line ending in && or |) at a later line of it
+			if (!ok && (open_quote(atext[i]) || text[l] ~ /(&&|\|\||\||\\)$/ || text[l - 1] ~ /(&&|\|\||\||\\)$/))
+				for (k = 1; k <= 3 && !ok; k++) ok = (l + k, aword[i]) in seen
+		}
 		else {
 			# its command is an expansion ("$@"): any command traced on
 			# the line that is not the condition nor another arm
@@ -177,10 +233,15 @@ END {
 				if (kk[1] == l && !(kk[2] in known)) ok = 1
 			}
 		}
-		if (ok) { got++; continue }
-		where = (stripped == lines && (l in map)) ? name ":" map[l] : "script.sh:" l
+		p = (stripped == lines && (l in partof)) ? partof[l] : "script.sh"
+		pall[p]++
+		if (ok) { got++; pgot[p]++; continue }
+		where = (stripped == lines && (l in map)) ? map[l] : "script.sh:" l
 		missed = missed sprintf("  %s: %s\n", where, substr(atext[i], 1, 100))
 	}
+	if (stripped != lines) printf "note: the parts have %d lines to ship, the traced script %d: arms are named by their line in script.sh\n", stripped, lines
 	printf "branch arms reached: %d of %d (%.1f%%); %d empty case arms not counted\n", got, narms, narms ? 100 * got / narms : 0, empty
+	for (p in pall) printf "  %-32s %3d of %3d\n", p, pgot[p], pall[p] | "sort"
+	close("sort")
 	if (missed != "") printf "never reached:\n%s", missed
 }' "$dir/script.sh"

@@ -749,17 +749,26 @@ impl Host {
                 let dir = PathBuf::from(dir);
                 std::fs::create_dir_all(&dir).unwrap();
                 let n = RUNS.fetch_add(1, Ordering::SeqCst);
-                let trace = dir.join(format!("trace.{}.{n}", std::process::id()));
-                // the script as run, line for line (the trace's line numbers)
-                // (the check's cut is a head of it: its lines are the same)
-                if script == script::script() {
-                    std::fs::write(dir.join("script.sh"), script).unwrap();
-                }
+                // the script as run, line for line (the trace's line numbers):
+                // the whole script (the check's cut is a head of it, a kill
+                // sweep's changes one line: their lines are the same), or
+                // the operator commands' (its own parts, its own lines)
+                let which = if script == script::operator_script() {
+                    std::fs::write(dir.join("operator.sh"), script).unwrap();
+                    "op"
+                } else {
+                    if script == script::script() {
+                        std::fs::write(dir.join("script.sh"), script).unwrap();
+                    }
+                    "full"
+                };
+                let trace = dir.join(format!("trace.{which}.{}.{n}", std::process::id()));
+                // (the trace on descriptor 7: the script's lock is on 9)
                 // bash ignores PS4 from the environment as root: set on the
                 // script's first line, which keeps every line's number
                 let traced = format!("PS4='+${{LINENO}} '; set -x; {script}");
                 c.env("RBUILD_TRACE", trace).arg("-c").arg(format!(
-                    "{wrapper} exec 9>>\"$RBUILD_TRACE\"; BASH_XTRACEFD=9 exec /bin/bash --posix -c \"$0\" \"$@\""
+                    "{wrapper} exec 7>>\"$RBUILD_TRACE\"; BASH_XTRACEFD=7 exec /bin/bash --posix -c \"$0\" \"$@\""
                 ))
                 .arg(traced);
             }
@@ -2954,4 +2963,388 @@ fn a_state_file_cut_short_is_not_blamed_on_a_newer_rbuild() {
             .expect_done("web", "failed")
             .expect_detail("web", words);
     }
+}
+
+// ---------------------------------------------------------------- protocol 4's branches
+
+/// A state file of version 1 (an rbuild before protocol 4): its `images`
+/// and `prev_images` are read as generations, and the next write is
+/// version 2.
+#[test]
+fn a_state_file_of_version_1_is_read_as_generations_and_upgraded() {
+    let mut h = built();
+    v2(&mut h);
+    h.apply().expect_done("web", "rebuilt");
+    let v2 = h.running("web");
+    let st = h.state("web");
+    h.write_state(
+        "web",
+        &format!(
+            "version=1\nhash={}\nbuilt_at={}\nlast_result=ok\ncompose=v2\nimages={v2}\nnames=app=web-app\nprev_images={V1}\nfailed_hash=-\nfailed_at=0\n",
+            st["hash"], st["built_at"]
+        ),
+    );
+    let rec = h
+        .check(&[("web", &st["hash"], 3600)], false, false)
+        .recorded("web");
+    assert!(rec.state.unwrap().is_some());
+    // the previous images are generation 1, the running ones 2
+    h.rollback_to("web", Some(2))
+        .expect_done("web", "failed")
+        .expect_detail("web", "generation 2 runs already");
+    h.get("web").mode = StackMode::Build;
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "generation 3,");
+    assert_eq!(h.state("web")["version"], "2");
+    assert_eq!(h.gen_numbers("web"), [2, 3]);
+    assert_eq!(h.gen_images("web", 2), Some(v2.clone()));
+    h.get("web").mode = StackMode::Ship;
+    // version 1 without prev_images: one generation
+    h.write_state(
+        "web",
+        &format!(
+            "version=1\nhash=x\nbuilt_at=1\nlast_result=ok\nimages={V1}\nnames=app=web-app\nprev_images=-\n"
+        ),
+    );
+    h.edit("web", "app.txt", "v3");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "generation 2,");
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    assert_eq!(h.gen_images("web", 1).as_deref(), Some(V1));
+}
+
+/// A deployment started by hand under the project (never built here) is
+/// taken over as generation 0: a rollback can go back to it.
+#[test]
+fn a_deployment_started_by_hand_is_kept_as_generation_0() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    // `docker compose up` by hand: an image built under compose's name
+    h.get_status_fixture();
+    let by_hand = h.running("web");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "generation 1");
+    assert_eq!(h.gen_numbers("web"), [0, 1]);
+    assert_eq!(h.gen_images("web", 0), Some(by_hand.clone()));
+    h.rollback("web")
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "from generation 1 to generation 0");
+    assert_eq!(h.running("web"), by_hand);
+}
+
+/// keep=3: three generations keep their images, a fourth drops the
+/// first's; a rollback goes to the newest older one each time, `--to`
+/// anywhere kept, never to one not kept or the one running.
+#[test]
+fn generations_are_kept_and_dropped_and_rollback_to_picks_any_kept_one() {
+    let mut h = three_generations();
+    h.edit("web", "app.txt", "v4");
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_note("web", "removed image sha256:i1");
+    assert_eq!(h.gen_numbers("web"), [2, 3, 4]);
+    let g = |n| h.gen_images("web", n).unwrap();
+    let (g2, g3, g4) = (g(2), g(3), g(4));
+    h.rollback_to("web", Some(4))
+        .expect_done("web", "failed")
+        .expect_detail("web", "generation 4 runs already");
+    h.rollback_to("web", Some(1))
+        .expect_done("web", "failed")
+        .expect_detail("web", "generation 1 is not kept here (kept: 2, 3, 4)");
+    assert_eq!(h.running("web"), g4);
+    h.rollback("web")
+        .expect_detail("web", "from generation 4 to generation 3");
+    assert_eq!(h.running("web"), g3);
+    h.rollback("web")
+        .expect_detail("web", "from generation 3 to generation 2");
+    assert_eq!(h.running("web"), g2);
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail(
+            "web",
+            "no generation older than 2 is kept (keep_generations: 3 kept",
+        );
+    h.rollback_to("web", Some(4))
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "from generation 2 to generation 4");
+    assert_eq!(h.running("web"), g4);
+    assert_eq!(h.state_images("web"), g4);
+}
+
+#[test]
+fn a_rollback_of_a_stack_never_built_says_so() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake("fail/build", "nope");
+    h.apply().expect_done("web", "failed");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_detail("web", "no generation is recorded here (never built)");
+    // no stack directory given (the default one) and no state directory
+    let fresh = Host::new().stack("web", &[]);
+    std::fs::remove_dir(fresh.state_dir()).unwrap();
+    let s = fresh.stacks[0].clone();
+    let r = fresh.run(
+        &Call::Rollback(Rollback {
+            state_dir: Some(fresh.state_dir().to_str().unwrap().to_owned()),
+            compose: fresh.compose,
+            place: Place {
+                dir: None,
+                ..fresh.apply_stack(&s).place
+            },
+            up_timeout: 5,
+            settle: 0,
+            to: None,
+        }),
+        vec![],
+    );
+    r.expect_detail("web", "no state directory");
+}
+
+/// The `at` hook makes the state file's temp file a link to /dev/full (a
+/// full disk: the write fails) or /dev/null (the write "succeeds" but
+/// reads back short).
+fn state_write_into(h: &mut Host, dev: &str) {
+    h.script = with_hook(
+        script::script(),
+        &format!(
+            "at() {{ [ \"$1\" = state.write ] && ln -sf {dev} \"$state_dir/.$n.state.tmp.$$\"; :; }}"
+        ),
+    );
+}
+
+#[test]
+fn a_state_write_that_fails_or_reads_back_short_keeps_the_old_state() {
+    for (dev, cause) in [("/dev/full", None), ("/dev/null", Some(Cause::NoSpace))] {
+        let mut h = built();
+        v2(&mut h);
+        let before = std::fs::read_to_string(h.state_dir().join("web.state")).unwrap();
+        state_write_into(&mut h, dev);
+        let r = h.apply();
+        r.expect_done("web", "failed")
+            .expect_detail("web", "could not be written");
+        if cause.is_some() {
+            assert_eq!(r.done("web").unwrap().2, cause, "{dev}: {r}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(h.state_dir().join("web.state")).unwrap(),
+            before,
+            "{dev}"
+        );
+        assert_eq!(h.running("web"), V1);
+        h.no_leftovers("web");
+    }
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_changes_nothing() {
+    let mut h = built();
+    v2(&mut h);
+    h.shim(&["mv"]);
+    h.fake("fail/mv", "*.journal.tmp.*");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace)
+        .expect_detail("web", "could not write the journal");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    h.get("web").mode = StackMode::Build;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not write the journal");
+    assert_eq!(h.running("web"), V1);
+    h.unfake("fail/mv");
+    h.no_leftovers("web");
+}
+
+#[test]
+fn a_stack_directory_that_cannot_be_moved_aside_is_put_back() {
+    let mut h = built();
+    v2(&mut h);
+    h.shim(&["mv"]);
+    h.fake("fail/mv", "*rbuild-old");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "could not move");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v1"));
+    assert_eq!(h.read("web", "data/db.txt").as_deref(), Some("precious"));
+    h.no_leftovers("web");
+}
+
+#[test]
+fn a_build_that_fills_the_engines_disk_is_named() {
+    let mut h = built();
+    v2(&mut h);
+    h.fake(
+        "fail/build",
+        "write /var/lib/docker/x: no space left on device",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace)
+        .expect_detail("web", "is full");
+}
+
+#[test]
+fn a_start_whose_up_finds_no_engine_says_so() {
+    let mut h = built();
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.fake(
+        "fail/up",
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.",
+    );
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "and up failed: the Docker engine does not answer");
+    // broken, then a start that works
+    assert_eq!(h.state("web")["last_result"], "broken");
+    h.unfake("fail/up");
+    h.apply()
+        .expect_done("web", "started")
+        .expect_detail("web", "its last rollback had failed; generation 1 runs");
+    assert_eq!(h.state_images("web"), h.running("web"));
+    assert_eq!(h.state("web")["last_result"], "ok");
+}
+
+/// A holder that has taken the lock but not written its pid yet.
+#[test]
+fn a_lock_holder_that_names_no_pid_yet_is_unknown() {
+    let h = built();
+    let lock = h.state_dir().join("web.lock");
+    let mut child = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    // wait until it holds it
+    while Command::new("flock")
+        .args(["-n"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let r = h.apply();
+    let _ = child.kill();
+    let _ = child.wait();
+    r.expect_done("web", "locked");
+    assert!(r.stdout.contains("done web locked unknown"), "{r}");
+}
+
+#[test]
+fn a_manual_rollback_whose_state_cannot_be_written_says_what_runs() {
+    let mut h = built();
+    v2(&mut h);
+    h.apply().expect_done("web", "rebuilt");
+    h.shim(&["mv"]);
+    h.fake("fail/mv", "*.state.tmp.*");
+    h.rollback("web")
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace)
+        .expect_detail(
+            "web",
+            "generation 1 runs, but the state file could not be written",
+        );
+    // its journal says so: the next run puts it right
+    let rec = h.check(&[("web", "x", 60)], false, false).recorded("web");
+    assert_eq!(rec.phase.as_deref(), Some("rollback"));
+    // a rollback that fails too, and its state cannot be written either
+    h.fake_times("fail/up", "boom", 2);
+    let r = h.rollback("web");
+    r.expect_done("web", "failed")
+        .expect_detail("web", "could not be put back either")
+        .expect_note("web", "could not record the failed attempt");
+    // the clock file cannot be replaced: no matter
+    h.unfake("fail/mv");
+    h.unfake("fail/up");
+    h.fake("fail/mv", "*/.clock.*");
+    h.apply().expect_done("web", "rebuilt");
+    assert!(
+        !std::fs::read_dir(h.state_dir())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".clock."))
+    );
+}
+
+/// A rebuild killed after its state named the new generation, before its
+/// journal went (the commit point passed): the next run keeps its files
+/// (the state's `attempt` is the journal's).
+#[test]
+fn a_rebuild_killed_after_its_commit_point_keeps_what_it_recorded() {
+    let mut template = built();
+    v2(&mut template);
+    template.kill_on_files();
+    let probe = template.copy();
+    let before = probe.calls().len();
+    probe.apply().expect_done("web", "rebuilt");
+    let n = probe.calls()[before..]
+        .iter()
+        .position(|c| c.starts_with("rm -f ") && c.ends_with("/web.journal"))
+        .unwrap();
+    let h = template.copy();
+    h.fake("kill_at_call", &(h.calls().len() + n + 1).to_string());
+    let r = h.apply();
+    assert!(r.killed, "{r}");
+    h.unfake("kill_at_call");
+    assert_eq!(h.state("web")["gen"], "2");
+    let rec = h.check(&[("web", "x", 60)], false, false).recorded("web");
+    assert_eq!(rec.phase.as_deref(), Some("commit"));
+    let mut h2 = h;
+    h2.get("web").mode = StackMode::Build;
+    let r = h2.apply();
+    r.expect_done("web", "rebuilt").expect_note(
+        "web",
+        "cut off after it recorded generation 2: its files are kept",
+    );
+    assert_eq!(h2.read("web", "app.txt").as_deref(), Some("v2"));
+    assert_eq!(h2.read("web", "data/db.txt").as_deref(), Some("precious"));
+    assert_eq!(h2.state_images("web"), h2.running("web"));
+    h2.no_leftovers("web");
+}
+
+/// A version 1 state file's previous images (`prev_images`) become
+/// generation 1 with no names (version 1 kept none for them), so a
+/// rollback to it retags nothing: `up` brings the running images up again,
+/// the gate passes, and the state records generation 1's images while
+/// generation 2's run. (The script before protocol 4 rolled back with the
+/// names that ran.)
+#[test]
+#[ignore = "bug: src/remote/sh/state.sh gives a version 1 file's generation 1 the names `-`: `rbuild rollback` after an upgrade says rolled_back, records V1, and V2 still runs"]
+fn a_rollback_to_a_version_1_files_previous_images_runs_them() {
+    let mut h = built();
+    v2(&mut h);
+    h.apply().expect_done("web", "rebuilt");
+    let v2 = h.running("web");
+    let st = h.state("web");
+    h.write_state(
+        "web",
+        &format!(
+            "version=1\nhash={}\nbuilt_at={}\nlast_result=ok\ncompose=v2\nimages={v2}\nnames=app=web-app\nprev_images={V1}\nfailed_hash=-\nfailed_at=0\n",
+            st["hash"], st["built_at"]
+        ),
+    );
+    h.rollback("web")
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "from generation 2 to generation 1");
+    assert_eq!(h.state_images("web"), h.running("web"));
+    assert_eq!(h.running("web"), V1);
+}
+
+/// A full disk at the state write, where printf itself fails (dash says
+/// "I/O error", not the errno's words): the row is failed, but its cause
+/// is not named no_space.
+#[test]
+#[ignore = "bug: src/remote/sh/apply.sh commit_rebuild names cause=no_space only from the words \"No space\"/\"cut short\"; dash's printf on a full disk says \"I/O error\", so the row has no cause"]
+fn a_full_disk_under_the_state_write_is_named_no_space() {
+    let mut h = built();
+    v2(&mut h);
+    state_write_into(&mut h, "/dev/full");
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_cause("web", Cause::NoSpace);
 }
