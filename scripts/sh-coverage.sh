@@ -13,7 +13,8 @@
 # starting with the arm's first word (an arm on the line of its condition or
 # pattern); a command that goes on over lines (an open quote, a line that
 # ends in `&&` or `|`) is traced at a later line of it, so there its word
-# on one of the next three lines counts. An arm with no command (`pat) ;;`)
+# on one of the next five lines counts (a command substitution over lines
+# is traced further on). An arm with no command (`pat) ;;`)
 # is not counted. It prints the
 # total, the arms reached by part, and every arm never reached, by its part
 # and line (src/remote/sh/PART.sh:LINE): the script is its parts joined in
@@ -211,13 +212,18 @@ END {
 	lines = NR
 	for (i = 1; i <= narms; i++) {
 		l = aline[i]
-		if (aword[i] == "") ok = l in hit
+		if (aword[i] == "") {
+			ok = l in hit
+			# (traced at a later line of it, as below)
+			if (!ok && open_quote(atext[i]))
+				for (k = 1; k <= 3 && !ok; k++) ok = (l + k) in hit
+		}
 		else if (aword[i] !~ /^\$/) {
 			ok = (l, aword[i]) in seen
 			# bash traces a command that goes on over lines (an open
 			# quote, a line ending in && or |) at a later line of it
 			if (!ok && (open_quote(atext[i]) || text[l] ~ /(&&|\|\||\||\\)$/ || text[l - 1] ~ /(&&|\|\||\||\\)$/))
-				for (k = 1; k <= 3 && !ok; k++) ok = (l + k, aword[i]) in seen
+				for (k = 1; k <= 5 && !ok; k++) ok = (l + k, aword[i]) in seen
 		}
 		else {
 			# its command is an expansion ("$@"): any command traced on

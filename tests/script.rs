@@ -3348,3 +3348,26 @@ fn a_full_disk_under_the_state_write_is_named_no_space() {
         .expect_done("web", "failed")
         .expect_cause("web", Cause::NoSpace);
 }
+
+/// A hook that prints more than a MiB: the log keeps its last MiB; where
+/// the cut cannot be made (its temp file cannot be renamed), the log
+/// stays whole and nothing is left.
+#[test]
+fn a_log_past_a_mib_is_cut_and_a_cut_that_fails_leaves_no_temp_file() {
+    let mut h = built();
+    v2(&mut h);
+    h.get("web").hooks.before = Some("head -c 1100000 /dev/zero | tr '\\0' x; echo".into());
+    h.apply().expect_done("web", "rebuilt");
+    let len = |h: &Host| {
+        std::fs::metadata(h.state_dir().join("web.log"))
+            .unwrap()
+            .len()
+    };
+    assert!(len(&h) <= 1_048_576, "{}", len(&h));
+    h.edit("web", "app.txt", "v3");
+    h.shim(&["mv"]);
+    h.fake("fail/mv", "*.log.tmp.*");
+    h.apply().expect_done("web", "rebuilt");
+    assert!(len(&h) > 1_048_576);
+    h.no_leftovers("web");
+}
