@@ -249,7 +249,9 @@ fn a_link_cut_while_shipping_deploys_nothing_and_a_large_payload_is_streamed() {
     assert!(cutter.cuts() >= 1, "the link was cut");
     // nothing changed: v1 runs, claimed, with its files
     let lock = f.lock_dir("h1", &name);
-    wait_for("the host's side of the cut run to end", || lock_owner(&lock).is_none());
+    wait_for("the host's side of the cut run to end", || {
+        lock_owner(&lock).is_none()
+    });
     assert_eq!(f.assert_running("h1", &name), v1);
     assert_claims_the_same(&f.state("h1", &name), &good);
     assert!(
@@ -606,11 +608,16 @@ fn a_link_dead_mid_rebuild_fails_the_row_and_the_host_finishes_alone() {
         "{}",
         run.dump()
     );
-    assert!(lock_owner(&lock).is_some(), "the host's run goes on, holding the lock");
+    assert!(
+        lock_owner(&lock).is_some(),
+        "the host's run goes on, holding the lock"
+    );
 
     // the host finishes by itself once the gate opens
     std::fs::write(gate.join("open"), "").unwrap();
-    wait_for("the cut-off rebuild to release the lock", || lock_owner(&lock).is_none());
+    wait_for("the cut-off rebuild to release the lock", || {
+        lock_owner(&lock).is_none()
+    });
     let now = f.assert_running("h1", &name);
     assert_eq!(now.health, "healthy");
     assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");

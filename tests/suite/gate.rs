@@ -140,8 +140,7 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
     for ((name, _), (c, st)) in cases.iter().zip(&before) {
         run.expect("h1", name, "skipped", "previous_failure");
         assert!(
-            run.error_of("h1", name)
-                .contains("still runs"),
+            run.error_of("h1", name).contains("still runs"),
             "{}",
             run.dump()
         );

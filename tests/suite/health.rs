@@ -55,8 +55,7 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     run.expect("h1", &name, "skipped", "previous_failure");
     run.assert_code(1);
     assert!(
-        run.error_of("h1", &name)
-            .contains("still runs"),
+        run.error_of("h1", &name).contains("still runs"),
         "{}",
         run.dump()
     );
