@@ -7,18 +7,23 @@
 //! `RBUILD_SH_COVERAGE=DIR`: the script runs under `bash --posix` with
 //! xtrace into DIR (a file per run), for `scripts/sh-coverage.sh`.
 //!
-//! The kill sweep (`killed_*`): a scenario (a rebuild, a failed build, a
-//! failed gate rolled back, a first build, a manual rollback) is killed at
-//! each point in turn, then applied again, and the invariants hold: no byte
-//! of the stack's data files lost, the state's `images=` is what the fake's
-//! running containers use, the next run ends in a `done` line. The points
-//! are the script's `at STEP` calls where its stripped text has the line
-//! `at() { :; }` (replaced by one that kills the shell at the Nth call of a
-//! step); else each docker call (the fake's `kill_at_call`), and with
-//! `files`, each `mv`/`rm`/`mkdir` too. Each prints its table (kill point,
-//! what was killed, what the next run did). Tests marked
-//! `#[ignore = "issue 18: ..."]` show a defect of issue 18 and fail until it
-//! is fixed: run them with `--include-ignored`.
+//! The kill sweeps (`killed_*`): a scenario (a rebuild, a failed build, a
+//! failed gate rolled back, a first build and a failed one, a manual
+//! rollback with and without `--to`, a start) is set up once, and a copy of
+//! its host is killed at each point in turn, then the same command runs
+//! again (its faults lifted); the invariants hold: no byte of the stack's
+//! data files lost, the check after the kill names the phase and says
+//! `running=0`, the next run ends in a `done` line, the state's `images=`
+//! is what the fake's running containers use, and no journal, carry list,
+//! stage, old or dead copy is left. The points are the script's `at STEP`
+//! calls (its line `at() { :; }` replaced by one that kills the shell at
+//! the Nth call of a step); the file-step sweeps kill instead at each
+//! `mv`/`rm`/`mkdir` of an undo (the fake installed as them, its
+//! `kill_at_call`). Each sweep prints its table (scenario, kill point, what
+//! the check said, what the next run did) to the test's own stderr (CI's log
+//! shows it) and writes it to `target/tmp/kill-table/`. Tests marked
+//! `#[ignore = "bug: ..."]` show a bug of the script: run them with
+//! `--include-ignored`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
