@@ -71,6 +71,8 @@
 //! src/**/snapshots/      insta snapshots of the rendered table and history
 //! tests/cli.rs           everything that ends before a host is contacted: exact stderr and status, no hosts
 //! tests/tests.rs         the integration test binary against real hosts (tests/suite/*.rs, by topic)
+//! tests/script.rs        the host script's fast tests: a temp host, a fake docker, every branch; the kill-at-every-step sweeps (their tables: target/tmp/kill-table/)
+//! tests/script/fake-docker  a fake `docker`/`docker-compose` (a world in files, calls recorded, scripted faults, kill at call N)
 //! tests/suite/gate.rs    the health gate watches: crashes after 1 s and 5 s, restart loops, healthy then not, one-shots, the rollback target
 //! tests/suite/drift.rs   stacks kept running: stopped or removed by hand, started again; the check's cost; expired and stopped
 //! tests/suite/machines.rs  what only hosts with engines of their own show: bind mounts, ports, engine faults
@@ -95,6 +97,7 @@
 //! scripts/testhosts.sh   local sshd "hosts" on 127.0.1.N, each a small machine: own network, filesystem, engine
 //! scripts/demo.sh        the demo: three hosts, a fleet rebuild, a rollback
 //! scripts/test.sh        the test command (README, .ci/run)
+//! scripts/sh-coverage.sh branch coverage of the host script (its parts, joined) by tests/script.rs, by part and line
 //! scripts/bench.sh       the benchmark against the ssh floor; `--downtime`: a rebuild's downtime (scripts/bench/: helpers, results)
 //! scripts/demo/stacks/   the demo's compose stacks
 //! inventory.example.yaml every inventory key, explained
@@ -169,6 +172,7 @@ mod layout {
             "src/report",
             "tests",
             "tests/support",
+            "tests/script",
             "scripts",
         ] {
             for e in std::fs::read_dir(root.join(dir)).unwrap() {
