@@ -1354,6 +1354,7 @@ fn hooks_run_in_the_stack_dir_and_a_failing_before_is_a_failed_build() {
     h.get("web").hooks = Hooks {
         before: Some("echo \"$RBUILD_STACK $COMPOSE_PROJECT_NAME\" > before.out".into()),
         after: Some("echo after; exit 3".into()),
+        ..Hooks::default()
     };
     let r = h.apply();
     r.expect_done("web", "rebuilt")
@@ -1364,6 +1365,7 @@ fn hooks_run_in_the_stack_dir_and_a_failing_before_is_a_failed_build() {
     h.get("web").hooks = Hooks {
         before: Some("exit 7".into()),
         after: None,
+        ..Hooks::default()
     };
     let before = h.running("web");
     h.apply()
@@ -3319,7 +3321,6 @@ fn a_rebuild_killed_after_its_commit_point_keeps_what_it_recorded() {
 /// generation 2's run. (The script before protocol 4 rolled back with the
 /// names that ran.)
 #[test]
-#[ignore = "bug: src/remote/sh/state.sh gives a version 1 file's generation 1 the names `-`: `rbuild rollback` after an upgrade says rolled_back, records V1, and V2 still runs"]
 fn a_rollback_to_a_version_1_files_previous_images_runs_them() {
     let mut h = built();
     v2(&mut h);
@@ -3344,7 +3345,6 @@ fn a_rollback_to_a_version_1_files_previous_images_runs_them() {
 /// "I/O error", not the errno's words): the row is failed, but its cause
 /// is not named no_space.
 #[test]
-#[ignore = "bug: src/remote/sh/apply.sh commit_rebuild names cause=no_space only from the words \"No space\"/\"cut short\"; dash's printf on a full disk says \"I/O error\", so the row has no cause"]
 fn a_full_disk_under_the_state_write_is_named_no_space() {
     let mut h = built();
     v2(&mut h);

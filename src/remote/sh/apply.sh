@@ -361,10 +361,15 @@ $st_gens"
 		cause=no_space
 		no_space_err=$write_err
 		rollback "rebuilt, but the state file in $state_dir could not be written ($no_space_err)"
-		case $no_space_err in *"No space"* | *"no space"* | *"cut short"*) cause=no_space ;; *) cause= ;; esac
+		# (dash's printf says only "I/O error" of a full disk; df says 100%)
+		case "$no_space_err $(df -P "$state_dir" 2>/dev/null)" in
+		*"No space"* | *"no space"* | *"cut short"* | *"I/O error"* | *" 100% "*) cause=no_space ;;
+		*) cause= ;;
+		esac
 		[ "$result" != rolled_back ] || result=failed
 		return
 	fi
+	at state.written
 	commit_files
 	end_journal
 	# images a prune could not remove before are tried again; then the

@@ -67,8 +67,9 @@ rollback_to() {
 	journal rollback || :
 	echo "$m step $n rollback"
 	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
+		# the state names what the gate saw run
 		from=$st_gen
-		st_gen=$target st_images=$g_images st_names=$g_names st_last_result=rolled_back
+		st_gen=$target st_images=$snap_images st_names=$snap_names st_last_result=rolled_back
 		st_failed_hash=$st_hash st_failed_at=$(now) st_cgroups=$(cgroups_now) st_attempt=$attempt
 		if ! save_state "$n"; then
 			detail="generation $target runs, but the state file could not be written: $write_err"

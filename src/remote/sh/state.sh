@@ -40,7 +40,7 @@ read_state() {
 	if [ "$st_version" = 1 ] && [ "$st_images" != - ]; then
 		# version 1: the running images and the one generation kept
 		if [ "$st_prev_images" != - ]; then
-			st_gens="1 0 - $st_prev_images -
+			st_gens="1 0 - $st_prev_images $st_names
 2 $st_built_at $st_hash $st_images $st_names
 " st_gen=2 st_last_gen=2
 		else
