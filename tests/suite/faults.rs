@@ -329,6 +329,37 @@ fn login_shell_noise_and_forged_lines_are_ignored_and_a_stalling_shell_fails_its
     assert_eq!(f.assert_running("h1", &names[0]), c);
 }
 
+/// A login shell whose rc files print without end before the answer (300
+/// MB of such output was seen): the host's row names it, with the rc
+/// files' hint, not as a connection that timed out.
+#[test]
+fn a_login_shell_that_floods_its_output_is_named_as_such() {
+    let flooding = LoginUser::new("f", "/usr/bin/zsh");
+    let f = Fleet::new("rcflood", 1);
+    f.set_user("h1", &flooding.name);
+    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    std::fs::write(
+        flooding.home.join(".zshenv"),
+        "yes 'welcome to this host: read the rules first' 2>/dev/null\n",
+    )
+    .unwrap();
+    let run = f.run(&["--connect-timeout", "3"]);
+    run.assert_code(1);
+    run.expect("h1", &name, "failed", "host_failed");
+    let err = run.error_of("h1", &name);
+    assert!(
+        err.contains("the login shell printed") && err.contains("MiB"),
+        "{}",
+        run.dump()
+    );
+    assert!(!err.contains("timed out"), "{}", run.dump());
+    assert!(
+        run.hint_of("h1", &name).contains("interactive"),
+        "{}",
+        run.dump()
+    );
+}
+
 /// Set `key` of a state file on a host (the file keeps its mode).
 fn set_state(f: &Fleet, host: &str, name: &str, key: &str, value: &str) {
     let p = f.state_path(host, name);
