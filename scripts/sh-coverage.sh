@@ -19,7 +19,8 @@
 # total, the arms reached by part, and every arm never reached, by its part
 # and line (src/remote/sh/PART.sh:LINE): the script is its parts joined in
 # the order of PARTS in src/remote/script.rs, stripped of empty and comment
-# lines, so that its line k is the k-th such line of the parts. The
+# lines (its `shellcheck disable=` directives stay), so that its line k is
+# the k-th such line of the parts. The
 # operator commands (status, logs, history) run a script of fewer parts
 # (OPERATOR_PARTS; their traces are trace.op.*, the script DIR/operator.sh):
 # their lines are mapped through their part and line onto the whole
@@ -151,7 +152,8 @@ BEGIN {
 		while ((getline l < part) > 0) {
 			srcno++
 			t = trim(l)
-			if (t == "" || t ~ /^#/) continue
+			# (a `shellcheck disable=` directive stays in the shipped script)
+			if (t == "" || (t ~ /^#/ && t !~ /^# shellcheck disable=/)) continue
 			stripped++
 			map[stripped] = part ":" srcno
 			partof[stripped] = part
@@ -166,7 +168,7 @@ BEGIN {
 		while ((getline l < part) > 0) {
 			srcno++
 			t = trim(l)
-			if (t == "" || t ~ /^#/) continue
+			if (t == "" || (t ~ /^#/ && t !~ /^# shellcheck disable=/)) continue
 			op++
 			op_map[op] = line_of[part ":" srcno]
 		}

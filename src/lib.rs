@@ -27,7 +27,8 @@
 //! src/remote/sh/head.sh     the host script, in parts joined in this order: arguments, protocol, the clock
 //! src/remote/sh/state.sh    reading a stack's state file (versions 1 and 2) and its journal's phase
 //! src/remote/sh/check.sh    the check, the hot path; the script is cut after it for a check
-//! src/remote/sh/write.sh    every write: the state file (checked, atomic), the journal of phases, history, the log
+//! src/remote/sh/write.sh    every write: the state file (checked, atomic), the journal of phases, history, the log, the failed attempt
+//! src/remote/sh/bound.sh    `bounded`: every command that could hang, the operator's and the engine's
 //! src/remote/sh/lock.sh     the stack's lock: a flock(1)'d file the kernel lets go of when its holder dies
 //! src/remote/sh/engine.sh   docker and compose: which flavour, the engine's answers, the stack's containers and images
 //! src/remote/sh/gate.sh     the health gate: a look at the containers, cgroups, the settle window

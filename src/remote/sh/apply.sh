@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # An apply of one stack, as phases. Each phase is recorded in the stack's
 # journal (STATE_DIR/NAME.journal) before it starts; the state file is
 # written once the attempt's outcome is known (its commit point); the
@@ -150,14 +151,7 @@ rollback() {
 	# did not change (a database beside the app) are left running (a
 	# replace beside its old containers that failed left only the old ones
 	# running: they stay)
-	if [ "$keep_running" != 1 ]; then
-		if stop=$(changed_services "$failed_gen" "$before"); then
-			# shellcheck disable=SC2086
-			[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
-		else
-			run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
-		fi
-	fi
+	[ "$keep_running" = 1 ] || stop_changed "$failed_gen" "$before"
 	restore_files
 	journal rollback || :
 	if ! restore_images "$before" "$before_names" "$(($(now) + up_timeout))"; then
@@ -249,12 +243,11 @@ apply_stack() {
 	journal pull || :
 	echo "$m step $n pull"
 	if [ "$flavour" = v2 ]; then
-		pull_args='--ignore-buildable --quiet'
+		pull_skip=--ignore-buildable
 	else
-		pull_args='--ignore-pull-failures --quiet'
+		pull_skip=--ignore-pull-failures
 	fi
-	# shellcheck disable=SC2086
-	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" pull $pull_args; then rc=0; else rc=$?; fi
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" pull "$pull_skip" --quiet; then rc=0; else rc=$?; fi
 	if [ "$rc" = 124 ]; then
 		cause=timeout
 		not_built "the pull took longer than ${build_timeout}s (build_timeout) and was stopped"
@@ -438,10 +431,7 @@ revert() {
 	failed_gen=$st_images
 	journal rollback || :
 	echo "$m step $n rollback"
-	if stop=$(changed_services "$failed_gen" "$g_images"); then
-		# shellcheck disable=SC2086
-		[ -z "$stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $stop
-	fi
+	stop_changed "$failed_gen" "$g_images"
 	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
 		# the state names the generation that runs, its hash and build
 		# time among it; the crashed files are held as a failed attempt

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # zero_downtime: a service replaced beside its old containers.
 
 # replace_beside: zero_downtime, as docker-rollout does it for one
@@ -27,8 +28,11 @@ replace_beside() {
 			--scale "$zd_svc=$((zd_count * 2))" "$zd_svc"; then rc=0; else rc=$?; fi
 		zd_fresh=''
 		for id in $(service_containers "$zd_svc" -a 2>>"$log"); do
-			# shellcheck disable=SC2086,SC2116
-			case " $(echo $zd_all) " in *" $id "*) ;; *) zd_fresh="$zd_fresh $id" ;; esac
+			case "
+$zd_all
+" in *"
+$id
+"*) ;; *) zd_fresh="$zd_fresh $id" ;; esac
 		done
 		if [ "$rc" != 0 ]; then
 			emit_log_tail "$n" "$log"
@@ -53,7 +57,7 @@ replace_beside() {
 			return 1
 		fi
 		look_only=
-		# shellcheck disable=SC2086
+		# shellcheck disable=SC2086 # split on purpose: container ids (hex words)
 		if ! dk stop $zd_running >>"$log" 2>&1 || ! dk rm $zd_running >>"$log" 2>&1; then
 			echo "$m note $n $zd_svc: its old containers could not all be removed"
 		fi
@@ -64,7 +68,7 @@ replace_beside() {
 
 # remove_fresh: the new containers of a failed replace_beside ($zd_fresh) go.
 remove_fresh() {
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # split on purpose: container ids (hex words)
 	[ -z "$zd_fresh" ] || dk rm -f $zd_fresh >>"$log" 2>&1 || :
 }
 

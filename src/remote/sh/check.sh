@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # lock_holder NAME: print the pid holding NAME's lock if it is alive. The
 # lock (lock.sh) is a file held with flock(1), holding "PID BOOT_ID" while
 # held and empty after; the kernel lets go of it when its holder dies, so a

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # Docker and compose on the host: which compose, the engine's answers,
 # the stack's containers and images. Every docker command is bounded.
 
@@ -80,14 +81,6 @@ caps() {
 # a wedged engine must not hold the stack's lock forever.
 step_timeout=120
 
-# bounded SECS CMD...: CMD, killed after SECS where `timeout` exists (its
-# status is then 124).
-bounded() {
-	secs=$1
-	shift
-	if command -v timeout >/dev/null 2>&1; then timeout "$secs" "$@"; else "$@"; fi
-}
-
 # dk ARGS...: the docker CLI, bounded.
 dk() { bounded "$step_timeout" docker "$@"; }
 
@@ -134,7 +127,7 @@ snapshot() {
 	snap_images='' snap_names='' live=0
 	ids=$(stack_containers "$1") || return 1
 	if [ -n "$ids" ]; then
-		# shellcheck disable=SC2086
+		# shellcheck disable=SC2086 # split on purpose: container ids (hex words)
 		lines=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.Image}} {{.Config.Image}} {{.State.Status}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}' $ids) || return 1
 		# (the policy last: it may be empty)
 		while read -r svc img ref status code policy; do
@@ -273,7 +266,7 @@ up_stack() {
 	done
 	[ -n "$us_stale" ] || return 0
 	echo "$m note $n recreated$us_stale: they mount the stack's directory, whose files were replaced"
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # split on purpose: service names (plain words)
 	run_logged "$log" dc_timeout "$up_timeout" -p "$n" up -d --no-deps --force-recreate $us_stale
 }
 
@@ -290,6 +283,18 @@ changed_services() {
 		cs="$cs ${item%%=*}"
 	done
 	echo "$cs"
+}
+
+# stop_changed FAILED BEFORE: stop the services of the failed generation
+# whose image is not theirs in BEFORE (see changed_services); every service
+# when FAILED is not known.
+stop_changed() {
+	if sc_stop=$(changed_services "$1" "$2"); then
+		# shellcheck disable=SC2086 # split on purpose: service names (plain words)
+		[ -z "$sc_stop" ] || run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop $sc_stop
+	else
+		run_logged "$log" dc_timeout "$up_timeout" -p "$n" stop
+	fi
 }
 
 # service_containers SVC [-a]: the ids of the stack's containers of

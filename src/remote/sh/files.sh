@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # Shipping replaces only what rbuild ships. A stack's directory DIR may hold
 # what its containers wrote (a bind-mounted data directory, uploads) and
 # what `.rbuildignore` keeps from shipping: all that stays. The manifest
@@ -81,9 +82,10 @@ move_unshipped() {
 
 # mode_of DIR: DIR's permission bits in octal, from `ls -ld`.
 mode_of() {
-	# shellcheck disable=SC2046
-	set -- $(ls -ld "$1")
-	mo=${1#?} d=''
+	read -r mo _ <<EOF
+$(ls -ld "$1")
+EOF
+	mo=${mo#?} d=''
 	for _ in 1 2 3; do
 		v=0
 		case $mo in r*) v=$((v + 4)) ;; esac

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # The health gate: what the stack's containers are doing, and whether they
 # come up and stay up.
 
@@ -15,7 +16,7 @@ look() {
 		ids=$(stack_containers "$1") || { bad=" (could not list the containers)"; return 1; }
 	fi
 	[ -n "$ids" ] || return 0
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # split on purpose: container ids (hex words)
 	states=$(dk inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}} {{.State.ExitCode}} {{.Image}} {{.ID}} {{.State.StartedAt}} {{.State.Pid}} {{.Config.Image}} {{.HostConfig.RestartPolicy.Name}}' $ids) || {
 		bad=" (could not inspect the containers)"
 		return 1

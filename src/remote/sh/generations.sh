@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # Generations: every successful rebuild is a numbered generation of the
 # stack on this host; the state file keeps the newest `keep` of them with
 # their images (`generation=GEN BUILT_AT HASH IMAGES NAMES` lines, st_gens),

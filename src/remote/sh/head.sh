@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # rbuild host side, part 1 of the script: the head every command ships.
 # The controller joins src/remote/sh/*.sh (src/remote/script.rs says which
 # parts each command ships) and runs the result as
@@ -21,6 +22,7 @@ umask 077
 # a unit test keeps them equal).
 rbuild_proto=4
 # The state file version this script writes; it reads 1 and 2.
+# shellcheck disable=SC2034 # read after the cut: a check ships without it
 state_version=2
 # Seconds a recorded time may lie in the host's future and still count as
 # now (src/decide.rs: CLOCK_SLACK); beyond, it is not believed.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # Hooks: the stack's `before` and `after` commands.
 
 # run_hook WHICH CMD: the stack's `before` or `after` hook, `sh -c CMD` in

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # The stack's lock: two runs on one stack never interleave. STATE_DIR/NAME.lock
 # is a file held with flock(1) on the shell's descriptor 9 for the whole
 # attempt; the kernel lets go of it when the shell dies, however it dies,

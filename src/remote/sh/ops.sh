@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # The commands that change things: apply and rollback, and what they
 # share (the payload, the clock file, the temp files of dead shells).
 
@@ -71,18 +72,15 @@ default_dir() {
 # sha256_of FILE: its hex sha256, with whichever tool the host has.
 sha256_of() {
 	if command -v sha256sum >/dev/null 2>&1; then
-		# shellcheck disable=SC2046
-		set -- $(sha256sum "$1")
+		so_out=$(sha256sum "$1")
 	elif command -v shasum >/dev/null 2>&1; then
-		# shellcheck disable=SC2046
-		set -- $(shasum -a 256 "$1")
+		so_out=$(shasum -a 256 "$1")
 	elif command -v openssl >/dev/null 2>&1; then
-		# shellcheck disable=SC2046
-		set -- $(openssl dgst -sha256 -r "$1")
+		so_out=$(openssl dgst -sha256 -r "$1")
 	else
 		return 1
 	fi
-	echo "$1"
+	echo "${so_out%% *}"
 }
 
 # receive SIZE SHA256: store the payload from stdin and check that it is
@@ -94,10 +92,7 @@ receive() {
 		echo "$m fatal ${c:+cause=$c }could not store the shipped stacks in $state_dir: $err"
 		exit 3
 	fi
-	# (`ls -ln`, not `wc`: a host may lack it)
-	# shellcheck disable=SC2046
-	set -- "$1" "$2" $(ls -ln "$payload")
-	got=${7:-0}
+	got=$(size_of "$payload")
 	if [ "$got" != "$1" ]; then
 		echo "$m fatal cause=payload the shipped stacks arrived cut: $got of $1 bytes; nothing was changed"
 		exit 3

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # rbuild rollback: a kept generation back by hand, gated. Without TO, the
 # newest kept generation older than the one that runs: never forward.
 

@@ -1,8 +1,10 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # read_state NAME: load NAME.state into st_* variables (builtins only: the
 # check reads it on every host of every run). st_version is the file's
 # `version=`: `-` without one (an empty file, not an rbuild state file), `?`
 # when it is no number. Versions 1 and 2 are read; version 1's
 # `prev_images` and `images` become generations 1 and 2.
+# shellcheck disable=SC2034 # what the check does not read of st_* is for the parts after the cut
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
 	st_images=- st_names=- st_prev_images=- st_cgroups=- st_leftover=- st_compose=-

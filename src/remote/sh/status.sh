@@ -1,20 +1,6 @@
-# The operator's read-only commands: history, status, logs, and the
-# failed-attempt file they read.
-
-# keep_failed RESULT DETAIL: a failed attempt's output ($log: docker's, and
-# the hooks') kept as STATE_DIR/NAME.failed for `rbuild logs` and `rbuild
-# status`: a first line as in NAME.history, then the output's last 64 KiB.
-# Replaced atomically by each failed attempt; a success leaves it.
-keep_failed() {
-	case $1 in failed | rolled_back) ;; *) return 0 ;; esac
-	kf=$state_dir/.$n.failed.tmp.$$
-	{
-		echo "$(now) ${hash:--} $1 ${snap_images:--} $2" | tr -d '\n' | tr '\t' ' '
-		echo
-		[ -z "${log:-}" ] || tail -c 65536 "$log" 2>/dev/null | tr -d '\r'
-	} >"$kf" 2>/dev/null && mv -f "$kf" "$state_dir/$n.failed" && return 0
-	rm -f "$kf"
-}
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
+# The operator's read-only commands: history, status, logs (they read the
+# failed-attempt file write.sh keeps).
 
 # status_services NAME: a `service` line for each service container of
 # stack NAME: from the host's one `docker ps` ($ps_out) where it answered,

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034,SC2154 # a part of the host script: its variables are set and read across parts (src/remote/script.rs joins them, and the joined script is checked whole)
 # Writing on the host: the state file, the journal of an attempt, the
 # history. Every write checks every step and replaces its file atomically
 # (a temp file beside it, synced, renamed): a write that fails leaves the
@@ -111,6 +112,21 @@ add_history() {
 	echo "$m note $1 could not record the attempt in $h"
 }
 
+# keep_failed RESULT DETAIL: a failed attempt's output ($log: docker's, and
+# the hooks') kept as STATE_DIR/NAME.failed for `rbuild logs` and `rbuild
+# status`: a first line as in NAME.history, then the output's last 64 KiB.
+# Replaced atomically by each failed attempt; a success leaves it.
+keep_failed() {
+	case $1 in failed | rolled_back) ;; *) return 0 ;; esac
+	kf=$state_dir/.$n.failed.tmp.$$
+	{
+		echo "$(now) ${hash:--} $1 ${snap_images:--} $2" | tr -d '\n' | tr '\t' ' '
+		echo
+		[ -z "${log:-}" ] || tail -c 65536 "$log" 2>/dev/null | tr -d '\r'
+	} >"$kf" 2>/dev/null && mv -f "$kf" "$state_dir/$n.failed" && return 0
+	rm -f "$kf"
+}
+
 # new_log: the attempt's log, $log, made anew (never written through a link
 # someone left there).
 new_log() {
@@ -119,12 +135,20 @@ new_log() {
 	: >"$log"
 }
 
+# size_of FILE: its size in bytes (0 if it cannot be read), from `ls -ln`:
+# a host may lack `wc` and `stat`.
+size_of() {
+	read -r _ _ _ _ so_size _ <<EOF
+$(ls -ln "$1" 2>/dev/null)
+EOF
+	is_num "${so_size:-}" || so_size=0
+	echo "$so_size"
+}
+
 # trim_log: the attempt's log keeps its last MiB (a hook or a build can print
 # without bound).
 trim_log() {
-	# shellcheck disable=SC2046
-	set -- $(ls -ln "$log" 2>/dev/null)
-	[ "${5:-0}" -gt 1048576 ] 2>/dev/null || return 0
+	[ "$(size_of "$log")" -gt 1048576 ] || return 0
 	if ! { tail -c 1048576 "$log" >"$log.tmp.$$" && mv -f "$log.tmp.$$" "$log"; }; then
 		rm -f "$log.tmp.$$"
 	fi
