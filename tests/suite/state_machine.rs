@@ -162,7 +162,6 @@ fn data_stack_cut_in_its_undo(f: &Fleet) -> (String, BTreeMap<String, Vec<u8>>) 
 /// The same files: the check must not call a stack whose directory is gone
 /// `up_to_date`; the run brings the old copy back, data and all.
 #[test]
-
 fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files() {
     let f = Fleet::new("smundosame", 1);
     let (name, data) = data_stack_cut_in_its_undo(&f);
@@ -195,7 +194,6 @@ fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files() {
 /// A changed version: the old copy (with the data) comes back before the
 /// new files ship; the data is in the new version's directory.
 #[test]
-
 fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_changed_version() {
     let f = Fleet::new("smundonew", 1);
     let (name, data) = data_stack_cut_in_its_undo(&f);
@@ -280,7 +278,6 @@ impl Killer {
 /// between `rm -rf DIR` and `mv OLD DIR` (where it lands varies). Wherever it
 /// lands, no byte of the data is lost and the next run puts things right.
 #[test]
-
 fn a_remote_shell_killed_inside_a_rollback_loses_no_data() {
     let f = Fleet::new("smkillundo", 1);
     let name = f.add_stack("h1", "db", &data_stack(&data_cmd("v1")));
@@ -362,7 +359,6 @@ fn slow_start(version: &str, secs: u32) -> StackDef {
 }
 
 #[test]
-
 fn an_engine_restart_during_the_gate_keeps_the_rollback_target() {
     let f = Fleet::new("smengine", 1);
     let name = f.add_stack("h1", "web", &slow_start("v1", 1));
@@ -499,7 +495,6 @@ impl Drop for KeepFull {
 }
 
 #[test]
-
 fn a_full_disk_on_the_state_write_fails_the_row_and_keeps_the_old_state() {
     let f = Fleet::new("smdiskfull", 1);
     let gate = f.root.path().join("gate");
@@ -605,7 +600,6 @@ fn assert_no_lock_held(f: &Fleet, host: &str, name: &str, round: usize) {
 }
 
 #[test]
-
 fn two_runs_never_both_take_over_a_stale_lock() {
     let f = Fleet::new("smlockrace", 1);
     // the before hook notes two applies inside the lock at once
@@ -699,7 +693,6 @@ fn has_word(line: &str, word: &str) -> bool {
 }
 
 #[test]
-
 fn a_second_rollback_goes_further_back_and_to_picks_any_kept_generation() {
     let f = Fleet::new("smgenerations", 1);
     let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
@@ -717,30 +710,25 @@ fn a_second_rollback_goes_further_back_and_to_picks_any_kept_generation() {
         assert!(f.engine("h1").has_image(id), "{v}'s image is kept");
     }
 
-    // back one: from generation 3 to generation 2
-    let run = rollback(&f, &name, &[]);
-    run.assert_code(0);
-    run.expect("h1", &name, "rolled_back", "manual");
-    assert!(
-        run.dump().contains("from generation 3 to generation 2"),
-        "{}",
-        run.dump()
-    );
-    let (c, v) = runs_version(&f, &name);
-    assert_eq!((v.as_str(), &c.image), ("v2", &images["v2"]));
-    assert_state_names(&f, "h1", &name, &c);
-
-    // again, further back: never forward
-    let run = rollback(&f, &name, &[]);
-    run.assert_code(0);
-    run.expect("h1", &name, "rolled_back", "manual");
-    assert!(
-        run.dump().contains("from generation 2 to generation 1"),
-        "{}",
-        run.dump()
-    );
-    let (c, v) = runs_version(&f, &name);
-    assert_eq!((v.as_str(), &c.image), ("v1", &images["v1"]));
+    // `rollback ARGS` goes from generation FROM to TO, where version V runs
+    let goes = |args: &[&str], from: u32, to: u32, v: &str| {
+        let run = rollback(&f, &name, args);
+        run.assert_code(0);
+        run.expect("h1", &name, "rolled_back", "manual");
+        assert!(
+            run.dump()
+                .contains(&format!("from generation {from} to generation {to}")),
+            "{}",
+            run.dump()
+        );
+        let (c, got) = runs_version(&f, &name);
+        assert_eq!((got.as_str(), &c.image), (v, &images[v]));
+        assert_state_names(&f, "h1", &name, &c);
+        c
+    };
+    // back one, then again, further back: never forward
+    goes(&[], 3, 2, "v2");
+    let c = goes(&[], 2, 1, "v1");
 
     // nothing older: failed, and v1 still runs, untouched
     let state = f.state_text("h1", &name).unwrap();
@@ -757,17 +745,7 @@ fn a_second_rollback_goes_further_back_and_to_picks_any_kept_generation() {
     assert_eq!(f.state_text("h1", &name).unwrap(), state);
 
     // --to picks any kept generation, forward included
-    let run = rollback(&f, &name, &["--to", "3"]);
-    run.assert_code(0);
-    run.expect("h1", &name, "rolled_back", "manual");
-    assert!(
-        run.dump().contains("from generation 1 to generation 3"),
-        "{}",
-        run.dump()
-    );
-    let (c, v) = runs_version(&f, &name);
-    assert_eq!((v.as_str(), &c.image), ("v3", &images["v3"]));
-    assert_state_names(&f, "h1", &name, &c);
+    goes(&["--to", "3"], 1, 3, "v3");
 
     // history shows the generation numbers and marks the running one (3)
     let run = run_command(f.command(&["history", "h1", &name]));
