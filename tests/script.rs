@@ -3376,3 +3376,112 @@ fn a_log_past_a_mib_is_cut_and_a_cut_that_fails_leaves_no_temp_file() {
     assert!(len(&h) > 1_048_576);
     h.no_leftovers("web");
 }
+
+// ------------------------------------------------- issue 19: probe, mounts, verify
+
+/// A probe (a command run in the stack's directory) is part of the gate: one
+/// that succeeds passes, one that never does (an HTTP probe of a closed
+/// port, on the fake clock) rolls the rebuild back, saying so.
+#[test]
+fn a_probe_is_part_of_the_gate() {
+    let mut h = built();
+    h.shim(&["date", "sleep"]);
+    v2(&mut h);
+    h.get("web").hooks.probe = Some("test -f app.txt".into());
+    let r = h.apply();
+    r.expect_done("web", "rebuilt");
+    assert!(r.steps("web").contains(&"probe"));
+    h.edit("web", "app.txt", "v3");
+    h.get("web").hooks.probe = Some("probe_url http://127.0.0.1:9/ ok".into());
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "its probe did not pass within the up timeout");
+    assert_eq!(h.read("web", "app.txt").as_deref(), Some("v2"));
+}
+
+/// What the services mount of the stack's directory: a mounted path whose
+/// content the ship does not change keeps its very inode (its container is
+/// left alone); a service that mounts a changed one is recreated after the
+/// `up` that left it.
+#[test]
+fn a_mounted_path_keeps_its_inode_unless_it_changed() {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Host::new().stack("web", &[("app.txt", "v1"), ("conf/app.conf", "c1")]);
+    h.get("web").options.mounts = vec![
+        ("app".into(), "conf/app.conf".into()),
+        ("app".into(), "app.txt".into()),
+    ];
+    h.apply().expect_done("web", "rebuilt");
+    let ino = |h: &Host, p: &str| std::fs::metadata(h.dir("web").join(p)).unwrap().ino();
+    let conf = ino(&h, "conf/app.conf");
+    // the image changes, not the mounted config: kept, no recreate
+    h.edit("web", "Dockerfile.txt", "x");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(ino(&h, "conf/app.conf"), conf, "the same inode");
+    // the mounted config changes: a new inode, and its service recreated
+    // (the fake keeps a container whose image did not change)
+    h.services("app build web-app unless-stopped none");
+    h.edit("web", "conf/app.conf", "c2");
+    h.apply().expect_done("web", "rebuilt");
+    assert_ne!(ino(&h, "conf/app.conf"), conf);
+    assert_eq!(h.read("web", "conf/app.conf").as_deref(), Some("c2"));
+    h.no_leftovers("web");
+}
+
+/// A container of what runs restarted since its gate (the process recorded
+/// with its cgroup is gone, the cgroup there): the check says so, at no
+/// docker cost; the next run (verify) looks: nothing wrong is recorded
+/// again (`started`); a crash (restarted by its policy) rolls back to the
+/// generation before, and those files are held as failed.
+#[test]
+fn a_restart_after_the_gate_is_seen_and_a_crash_is_rolled_back() {
+    let mut h = built();
+    v2(&mut h);
+    h.apply().expect_done("web", "rebuilt");
+    let cg = h.path("cg/app");
+    std::fs::create_dir_all(&cg).unwrap();
+    let restarted = |h: &Host| {
+        let text = std::fs::read_to_string(h.state_dir().join("web.state")).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| match l.split_once('=') {
+                Some(("cgroups", _)) => format!("cgroups=app:999999999:{}\n", cg.display()),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        h.write_state("web", &text);
+        let r = h.check(&[("web", &h.stacks[0].hash(), 3600)], false, false);
+        assert!(r.recorded("web").restarted, "the check sees the restart");
+    };
+    restarted(&h);
+    h.get("web").mode = StackMode::Verify;
+    h.apply()
+        .expect_done("web", "started")
+        .expect_detail("web", "not by a crash");
+    // now a crash: the engine counts its restarts
+    restarted(&h);
+    let world = h.path("fake/containers");
+    let text = std::fs::read_to_string(&world).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let mut w: Vec<&str> = l.split(' ').collect();
+            // (its RestartCount is the 8th column)
+            if w.len() > 7 && w[2] == "app" && w[5] == "running" {
+                w[7] = "3";
+            }
+            format!("{}\n", w.join(" "))
+        })
+        .collect();
+    std::fs::write(&world, text).unwrap();
+    h.apply()
+        .expect_done("web", "rolled_back")
+        .expect_detail("web", "generation 2 crashed after its gate");
+    assert_eq!(h.running("web"), V1, "generation 1 runs again");
+    let st = h.state("web");
+    assert_eq!(
+        (st["gen"].as_str(), st["last_result"].as_str()),
+        ("1", "failed")
+    );
+    h.no_leftovers("web");
+}
