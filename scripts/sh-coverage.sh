@@ -190,7 +190,8 @@ BEGIN {
 	n = NR
 	t = trim($0)
 	text[n] = t
-	if (pending && t != "") { arm(n, "", t); pending = 0 }
+	# (the first command of an arm, past a shellcheck directive before it)
+	if (pending && t != "" && t !~ /^# shellcheck disable=/) { arm(n, "", t); pending = 0 }
 	# if/elif/else arms: the text after each then or else
 	s = t
 	while (match(s, /(^|; )(then|else)( |$)/)) {
