@@ -9,6 +9,7 @@
 //! or, in its unit tests, a scripted one.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,11 +22,12 @@ use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
 use crate::remote::{
     Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, Place, RemoteError,
-    Results, StackMode, StackOptions,
+    Results, StackMode, StackOptions, Status,
 };
 use crate::report::{Action, Progress, Row, rows};
 use crate::rollout::{Clearance, Coordinator, Outcome, Policy};
 use crate::ship::Shipments;
+use crate::status::{self, StackStatus};
 
 /// What every host task shares.
 struct Ctx<C> {
@@ -100,50 +102,165 @@ pub async fn run<C: Connect>(
         rollout: coordinator(&settings.hosts),
         cancel,
     });
-    // Hosts start in inventory order, each on its own task once it has a
-    // slot; after Ctrl-C the rest do not start.
-    let mut tasks = Vec::with_capacity(settings.hosts.len());
-    for h in settings.hosts.iter().cloned() {
-        let slot = ctx.slot().await;
-        let ctx = ctx.clone();
-        tasks.push(tokio::spawn(async move {
-            let rows = match slot {
-                None => {
-                    let rows: Vec<Row> = names(&h).map(|s| rows::interrupted(&h.name, s)).collect();
-                    rows.iter().for_each(|r| ctx.report(r, vec![]));
-                    rows
-                }
-                Some(slot) => {
-                    let _ = ctx.tx.send(Progress::HostStart {
-                        host: h.name.clone(),
-                    });
-                    let begun = SystemTime::now();
-                    let (ctx2, h2) = (ctx.clone(), h.clone());
-                    // a panic stays with its host
-                    let mut rows =
-                        match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await }).await {
-                            Ok(rows) => rows,
-                            Err(e) => {
-                                let rows = rows::internal_error(&h.name, names(&h), &e);
-                                rows.iter().for_each(|r| ctx.report(r, vec![]));
-                                rows
-                            }
-                        };
-                    detail(&ctx, &h, &mut rows, begun);
-                    rows
-                }
-            };
-            let _ = ctx.tx.send(Progress::HostDone {
-                host: h.name.clone(),
-            });
-            rows
-        }));
+    let work = ctx.clone();
+    each(
+        &settings.hosts,
+        move |_| {
+            let ctx = work.clone();
+            async move { ctx.slot().await }
+        },
+        move |h, slot| {
+            let ctx = ctx.clone();
+            async move {
+                let rows = match slot {
+                    None => {
+                        let rows: Vec<Row> =
+                            names(&h).map(|s| rows::interrupted(&h.name, s)).collect();
+                        rows.iter().for_each(|r| ctx.report(r, vec![]));
+                        rows
+                    }
+                    Some(slot) => {
+                        let _ = ctx.tx.send(Progress::HostStart {
+                            host: h.name.clone(),
+                        });
+                        let begun = SystemTime::now();
+                        let (ctx2, h2) = (ctx.clone(), h.clone());
+                        // a panic stays with its host
+                        let mut rows =
+                            match tokio::spawn(async move { run_host(&ctx2, &h2, slot).await })
+                                .await
+                            {
+                                Ok(rows) => rows,
+                                Err(e) => {
+                                    let rows = rows::internal_error(&h.name, names(&h), &e);
+                                    rows.iter().for_each(|r| ctx.report(r, vec![]));
+                                    rows
+                                }
+                            };
+                        detail(&ctx, &h, &mut rows, begun);
+                        rows
+                    }
+                };
+                let _ = ctx.tx.send(Progress::HostDone {
+                    host: h.name.clone(),
+                });
+                rows
+            }
+        },
+    )
+    .await
+}
+
+/// The one executor: each host on a task of its own once `slot` gives it
+/// one (`None`: no more hosts start, after Ctrl-C), in inventory order;
+/// `work` turns a host and its slot into its results (a panic stays with
+/// its host: `work` catches its own). The results, in inventory order.
+async fn each<T, S, SF, W, WF>(hosts: &[Host], slot: S, work: W) -> Vec<T>
+where
+    T: Send + 'static,
+    S: Fn(&Host) -> SF,
+    SF: Future<Output = Option<OwnedSemaphorePermit>>,
+    W: Fn(Host, Option<OwnedSemaphorePermit>) -> WF,
+    WF: Future<Output = Vec<T>> + Send + 'static,
+{
+    let mut tasks = Vec::with_capacity(hosts.len());
+    for h in hosts {
+        let slot = slot(h).await;
+        tasks.push(tokio::spawn(work(h.clone(), slot)));
     }
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for t in tasks {
-        rows.extend(t.await.expect("a host task reports its own panics"));
+        out.extend(t.await.expect("a host's work reports its own panics"));
     }
-    rows
+    out
+}
+
+/// `rbuild status`: every host asked at once (`-j` at a time), one
+/// command each; its stacks assessed ([`crate::status::assess`]).
+pub async fn status<C: Connect>(
+    settings: Arc<Settings>,
+    shipments: Arc<Shipments>,
+    world: Arc<C>,
+) -> Vec<StackStatus> {
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let hosts = settings.hosts.clone();
+    each(
+        &hosts,
+        |_| {
+            let slots = slots.clone();
+            async move { slots.acquire_owned().await.ok() }
+        },
+        |h, slot| {
+            let (settings, shipments, world) = (settings.clone(), shipments.clone(), world.clone());
+            async move {
+                let _slot = slot;
+                let h2 = h.clone();
+                tokio::spawn(async move { host_status(&settings, &shipments, &*world, &h2).await })
+                    .await
+                    .unwrap_or_else(|e| {
+                        let e = HostError::Run {
+                            message: format!("internal error: {e}"),
+                        };
+                        h.stacks
+                            .iter()
+                            .map(|s| status::unreachable(&h.name, &s.name, &e))
+                            .collect()
+                    })
+            }
+        },
+    )
+    .await
+}
+
+/// Ask one host about its stacks.
+async fn host_status<C: Connect>(
+    settings: &Settings,
+    shipments: &Shipments,
+    world: &C,
+    h: &Host,
+) -> Vec<StackStatus> {
+    let hash = |s: &Stack| shipments.hash_of(s).ok().map(str::to_owned);
+    let failed = |e: &HostError| -> Vec<StackStatus> {
+        h.stacks
+            .iter()
+            .map(|s| status::unreachable(&h.name, &s.name, e))
+            .collect()
+    };
+    let mut conn = match world.connect(h).await {
+        Ok(c) => c,
+        Err(e) => return failed(&e),
+    };
+    let call = Status {
+        state_dir: h.state_dir.clone(),
+        stacks: h
+            .stacks
+            .iter()
+            .map(|s| CheckStack {
+                name: s.name.clone(),
+                hash: hash(s).unwrap_or_else(|| "-".to_owned()),
+                period: settings.build_period(s),
+            })
+            .collect(),
+    };
+    let answer = conn.status(call).await;
+    conn.close().await;
+    match answer {
+        Err(e) => failed(&e),
+        Ok(a) => h
+            .stacks
+            .iter()
+            .map(|s| {
+                status::assess(
+                    &h.name,
+                    &s.name,
+                    hash(s).as_deref(),
+                    settings.build_period(s),
+                    a.now,
+                    &a.stacks[&s.name],
+                )
+            })
+            .collect(),
+    }
 }
 
 /// What scripts get besides a host's rows: when each started and ended

@@ -106,23 +106,23 @@
 //! .ci/run                CI: fmt, clippy, scripts/test.sh
 //! ```
 
-pub mod check;
+pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod decide;
+pub mod error;
 pub mod exit;
 pub mod fleet;
 pub mod host;
 pub mod inventory;
-pub mod manual;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod remote;
 pub mod report;
 pub mod rollout;
-pub mod run;
 pub mod select;
 pub mod ship;
 pub mod stack;

@@ -1215,7 +1215,7 @@ fn each_v_adds_something() {
     let (none, v, vv, vvv) = (logs(&[]), logs(&["-v"]), logs(&["-vv"]), logs(&["-vvv"]));
     assert!(!none.contains("INFO"), "{none}");
     assert!(
-        v.contains("INFO rbuild::run: 1 host selected: local"),
+        v.contains("INFO rbuild::commands::run: 1 host selected: local"),
         "{v}"
     );
     assert!(v.contains("INFO rbuild::host: local: check"), "{v}");

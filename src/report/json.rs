@@ -45,6 +45,13 @@ struct Result<'a> {
     plan: Option<&'a super::plan::ShipPlan>,
 }
 
+/// A document as rbuild prints every one: pretty, with a final newline.
+pub fn pretty(doc: &impl Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(doc).expect("serializable");
+    s.push('\n');
+    s
+}
+
 /// A time as RFC 3339, UTC, to the second.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -184,6 +191,7 @@ mod tests {
         assert_eq!(r["output"][0], "ERROR: failed to solve");
         // every action counted, none left out
         let text = render(&rows, 1);
+        insta::assert_snapshot!("run_json", text);
         let at: Vec<usize> = ACTIONS
             .iter()
             .map(|a| text.find(&format!("\"{}\": ", a.as_str())).unwrap())

@@ -2,10 +2,14 @@
 //! monitor ([`progress`]) draws them; at the end the rows become a table
 //! ([`table`]) or a JSON document ([`json`]). Rendering is pure.
 
+pub mod check;
+pub mod history;
 pub mod json;
+pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod rows;
+pub mod status;
 pub mod table;
 
 use std::io::IsTerminal;
@@ -15,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::decide::Reason;
+use crate::exit::Exit;
 
 /// `--color`: when output is coloured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -93,6 +98,61 @@ pub fn paint_prefixes(text: &str, color: bool) -> String {
         }
     }
     out
+}
+
+/// A command's output, rendered: what goes to stdout (data, for pipes) and
+/// what goes to stderr (notes, `error:` lines). The one writer
+/// ([`crate::app`]) prints them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Rendered {
+    pub fn out(stdout: String) -> Rendered {
+        Rendered {
+            stdout,
+            stderr: String::new(),
+        }
+    }
+
+    pub fn err(stderr: String) -> Rendered {
+        Rendered {
+            stdout: String::new(),
+            stderr,
+        }
+    }
+}
+
+/// How output is drawn: read once from the flags and the terminal, so that
+/// rendering stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct View {
+    /// `--json`: the command's one document.
+    pub json: bool,
+    /// `-q`: an uneventful run prints nothing.
+    pub quiet: bool,
+    /// Stdout is a terminal: box drawing (plain ASCII for mail and logs).
+    pub terminal: bool,
+    /// The width tables wrap to (see [`table::width`]).
+    pub width: Option<u16>,
+    /// Colour on stdout.
+    pub color: bool,
+}
+
+impl View {
+    /// The view of this process's stdout.
+    pub fn of_stdout(json: bool, quiet: bool) -> View {
+        let terminal = std::io::stdout().is_terminal();
+        View {
+            json,
+            quiet,
+            terminal,
+            width: table::stdout_width(terminal),
+            color: color_stdout(),
+        }
+    }
 }
 
 /// What happened to a stack on a host.
@@ -219,6 +279,22 @@ pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
         .collect()
 }
 
+/// One exit status for a whole run: 1 when a stack failed, was rolled
+/// back, or was held back by an earlier failure or a halted rollout; 130
+/// after Ctrl-C.
+pub fn exit_of(rows: &[Row], interrupted: bool) -> Exit {
+    if interrupted {
+        Exit::Interrupted
+    } else if rows
+        .iter()
+        .any(|r| matches!(r.action, Action::Failed | Action::RolledBack) || r.reason.holds_back())
+    {
+        Exit::Failure
+    } else {
+        Exit::Success
+    }
+}
+
 /// Whether a run changed or failed anything (what `--quiet` reports).
 pub fn eventful(rows: &[Row]) -> bool {
     rows.iter()
@@ -251,6 +327,33 @@ pub fn human_age(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(action: Action) -> Row {
+        Row::new("h", "s", action, Reason::UpToDate)
+    }
+
+    #[test]
+    fn exit_of_merges_the_rows() {
+        assert_eq!(exit_of(&[], false), Exit::Success);
+        assert_eq!(
+            exit_of(
+                &[
+                    row(Action::Skipped),
+                    row(Action::Rebuilt),
+                    row(Action::WouldRebuild)
+                ],
+                false
+            ),
+            Exit::Success
+        );
+        assert_eq!(
+            exit_of(&[row(Action::Rebuilt), row(Action::Failed)], false),
+            Exit::Failure
+        );
+        assert_eq!(exit_of(&[row(Action::RolledBack)], false), Exit::Failure);
+        assert_eq!(exit_of(&[row(Action::Failed)], true), Exit::Interrupted);
+        assert_eq!(Exit::Usage.code(), 2);
+    }
 
     #[test]
     fn when_to_colour() {

@@ -4,20 +4,13 @@
 //! inside its stack's root, and every stack's directory read and hashed as
 //! it would ship. No host is contacted.
 
-use serde::Serialize;
-
+use super::Outcome;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::inventory::Stack;
+use crate::report::check::{Checked, Problem};
+use crate::report::output::Output;
 use crate::ship::Shipments;
-
-/// One thing wrong, as `error:` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// `FILE:LINE: what` or `host `H`, stack `S`: what`.
-    pub error: String,
-    pub hint: Option<String>,
-}
 
 /// The problems of the stacks of `settings` (its inventory is valid, or
 /// there would be no settings): compose files that do not parse, stack
@@ -141,62 +134,21 @@ fn compose_problem(path: &std::path::Path, host: &str, s: &Stack) -> Option<Prob
     })
 }
 
-/// How many hosts and stacks (one per stack of a host) were checked.
-pub fn counts(settings: &Settings) -> (usize, usize) {
-    let stacks = settings.hosts.iter().map(|h| h.stacks.len()).sum();
-    (settings.hosts.len(), stacks)
-}
-
-/// The report `rbuild check` prints: `ok: N hosts, M stacks` on stdout,
-/// or each problem as `error:`/`hint:` lines on stderr. Returns (stdout,
-/// stderr, exit).
-pub fn render(settings: &Settings, problems: &[Problem]) -> (String, String, Exit) {
-    let (hosts, stacks) = counts(settings);
-    if settings.json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            version: u32,
-            ok: bool,
-            hosts: usize,
-            stacks: usize,
-            errors: &'a [Problem],
-            exit_code: u8,
-        }
-        let exit = if problems.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Usage
-        };
-        let mut s = serde_json::to_string_pretty(&Doc {
-            version: 1,
-            ok: problems.is_empty(),
-            hosts,
-            stacks,
-            errors: problems,
-            exit_code: exit.code(),
-        })
-        .expect("serializable");
-        s.push('\n');
-        return (s, String::new(), exit);
+/// Check, and say what was found: exit 0, or 2 when anything is wrong (a
+/// run would stop there too).
+pub fn run(settings: &Settings) -> Outcome {
+    let problems = problems(settings);
+    let exit = if problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Usage
+    };
+    Outcome {
+        output: Output::Check(Checked {
+            hosts: settings.hosts.len(),
+            stacks: settings.hosts.iter().map(|h| h.stacks.len()).sum(),
+            problems,
+        }),
+        exit,
     }
-    if problems.is_empty() {
-        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-        return (
-            format!(
-                "ok: {}, {}\n",
-                plural(hosts, "host"),
-                plural(stacks, "stack")
-            ),
-            String::new(),
-            Exit::Success,
-        );
-    }
-    let mut err = String::new();
-    for p in problems {
-        err.push_str(&format!("error: {}\n", p.error));
-        if let Some(h) = &p.hint {
-            err.push_str(&format!("hint: {h}\n"));
-        }
-    }
-    (String::new(), err, Exit::Usage)
 }

@@ -1,0 +1,326 @@
+//! The application: parse the arguments, set up logging and signals, run
+//! the command asked for, and write what it returns: the one writer of
+//! stdout, and of the error a command stops with (printed once, here).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::Cli;
+use crate::commands::{self, Outcome};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::host::World;
+use crate::host::ssh::SshSettings;
+use crate::report::{self, Rendered, View};
+
+/// The process: run, print an error once, exit with the merged status
+/// (see the README's exit code table).
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            write_err(&format!("error: {e}\n"));
+            ExitCode::from(e.exit().code())
+        }
+    }
+}
+
+/// Text for stderr, its `error:`, `warning:` and `hint:` in colour where
+/// stderr takes it; a closed stderr (`2>&1 | head`) is no reason to panic.
+fn write_err(text: &str) {
+    let painted = report::paint_prefixes(text, report::color_stderr());
+    let _ = std::io::stderr().write_all(painted.as_bytes());
+}
+
+/// A command's rendered output: stderr's notes, then the data on stdout.
+fn write(r: &Rendered) -> Result<(), Error> {
+    if !r.stderr.is_empty() {
+        write_err(&r.stderr);
+    }
+    print_out(&r.stdout)
+}
+
+/// Write data for stdout; a closed pipe (`rbuild ... | head`) is not an
+/// error.
+fn print_out(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Failed(
+            anyhow::Error::new(e).context("writing to stdout"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `--json` is on the command line (before a `--`), looked at
+/// before the arguments are parsed: a usage error then still prints a JSON
+/// document.
+fn json_asked() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// An error as `error` and `hint` (its `hint:` line, clap's `tip:`).
+fn split_hint(text: &str) -> (String, Option<String>) {
+    let mut error = Vec::new();
+    let mut hint = None;
+    for l in text.lines() {
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        match l
+            .trim_start()
+            .strip_prefix("hint: ")
+            .or(l.trim_start().strip_prefix("tip: "))
+        {
+            Some(h) if hint.is_none() => hint = Some(h.to_owned()),
+            _ if l.starts_with("Usage: ") || l.starts_with("For more information") => {}
+            _ if !l.trim().is_empty() => error.push(l.trim_end()),
+            _ => {}
+        }
+    }
+    (error.join("\n"), hint)
+}
+
+/// Parse the process's arguments, run and write the output. Under
+/// `--json`, a usage error (exit 2) also prints a JSON document on stdout
+/// (see [`report::json::render_error`]); the message stays on stderr.
+fn run() -> Result<Exit, Error> {
+    let json = json_asked();
+    match parse_and_run(json) {
+        Ok((outcome, view)) => {
+            write(&report::output::render(
+                &outcome.output,
+                outcome.exit.code(),
+                &view,
+            ))?;
+            Ok(outcome.exit)
+        }
+        Err(e) => {
+            if json && let Error::Usage(_) = &e {
+                print_json_error(&e.to_string(), e.exit());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A usage error as the `--json` document on stdout (see
+/// [`report::json::render_error`]).
+fn print_json_error(text: &str, exit: Exit) {
+    let (error, hint) = split_hint(text);
+    let _ = print_out(&report::json::render_error(
+        &error,
+        hint.as_deref(),
+        exit.code(),
+    ));
+}
+
+/// `--color` as the command line gives it, read before it is parsed: for
+/// clap's own errors and help.
+fn color_asked() -> Option<clap::ColorChoice> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    let value = args.iter().enumerate().rev().find_map(|(i, a)| {
+        a.strip_prefix("--color=")
+            .or_else(|| (a == "--color").then(|| args.get(i + 1).map(String::as_str))?)
+    })?;
+    match value {
+        "always" => Some(clap::ColorChoice::Always),
+        "never" => Some(clap::ColorChoice::Never),
+        _ => None,
+    }
+}
+
+fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
+    let mut cmd = Cli::command();
+    if let Some(c) = color_asked() {
+        cmd = cmd.color(c);
+    }
+    let matches = match cmd.try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            if e.use_stderr() && json {
+                print_json_error(&e.render().to_string(), Exit::Usage);
+            }
+            e.exit()
+        }
+    };
+    let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
+    report::set_color(cli.color);
+    init_logging(cli.verbose, cli.quiet);
+    if let Some((word, meant)) = cli
+        .compose_files
+        .iter()
+        .filter_map(|f| f.to_str())
+        .find_map(|f| crate::cli::meant_subcommand(f).map(|m| (f, m)))
+    {
+        return Err(Error::usage(format!(
+            "no subcommand or compose file named `{word}`\nhint: did you mean `rbuild {meant}`?"
+        )));
+    }
+    let command = match cli.command.take() {
+        Some(crate::cli::Commands::Meta(m)) => {
+            return Ok((commands::meta::run(m)?, View::default()));
+        }
+        Some(crate::cli::Commands::Stack(c)) => Some(c),
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
+            let settings = fleet_settings(cli, inventory_from_env, "status")?;
+            let view = View::of_stdout(settings.json, false);
+            let (rt, control, world) = start(&settings)?;
+            let private = control.path().to_owned();
+            let outcome = rt.block_on(async move {
+                tokio::spawn(watch_signals(None, private, true));
+                commands::status::run(settings, world).await
+            })?;
+            return Ok((outcome, view));
+        }
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Check)) => {
+            let settings = fleet_settings(cli, inventory_from_env, "check")?;
+            let view = View::of_stdout(settings.json, false);
+            return Ok((commands::check::run(&settings), view));
+        }
+        None => None,
+    };
+    let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
+        .map_err(|e| Error::Usage(e.into()))?;
+    let view = View::of_stdout(settings.json, settings.quiet);
+    let (rt, control, world) = start(&settings)?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let fleet_run = command.is_none();
+    let quiet = settings.quiet;
+    let private = control.path().to_owned();
+    let outcome = rt.block_on(async move {
+        tokio::spawn(watch_signals(
+            fleet_run.then_some(cancel_tx),
+            private,
+            quiet,
+        ));
+        match command {
+            None => Ok(commands::run::run(settings, world, cancel_rx).await),
+            Some(cmd) => commands::stack::run(cmd, settings, world).await,
+        }
+    })?;
+    Ok((outcome, view))
+}
+
+/// What every command that reaches hosts starts with: the runtime, the
+/// run's private directory (ssh control sockets) and the world it runs in.
+fn start(
+    settings: &Settings,
+) -> Result<(tokio::runtime::Runtime, tempfile::TempDir, World), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(anyhow::Error::new(e).context("starting the runtime")))?;
+    let control = control_dir().map_err(|e| {
+        Error::Usage(anyhow::Error::new(e).context("creating the run's private directory"))
+    })?;
+    let world = World {
+        mode: settings.mode,
+        ssh: ssh_settings(settings, control.path()),
+    };
+    Ok((rt, control, world))
+}
+
+/// The settings of `status` and `check`, which read the hosts of an
+/// inventory and take no compose file.
+fn fleet_settings(cli: Cli, inventory_from_env: bool, command: &str) -> Result<Settings, Error> {
+    if cli.inventory.is_none() || !cli.compose_files.is_empty() {
+        let what = match command {
+            "status" => "reads the hosts of an inventory",
+            _ => "validates an inventory",
+        };
+        return Err(Error::usage(format!(
+            "`{command}` {what}: give `--inventory FILE` and no COMPOSE_FILE\nhint: e.g. `rbuild {command} -i inventory.yaml`"
+        )));
+    }
+    Settings::from_cli(cli, inventory_from_env, None).map_err(|e| Error::Usage(e.into()))
+}
+
+/// Ctrl-C in a fleet run: start no new host; the hosts in flight finish
+/// cleanly. Ctrl-C again (or at once in a manual command), or SIGTERM:
+/// remove the run's private directory and exit now (130, SIGTERM 143); a
+/// rebuild under way on a host runs to its end there by itself.
+async fn watch_signals(
+    cancel: Option<tokio::sync::watch::Sender<bool>>,
+    private: std::path::PathBuf,
+    quiet: bool,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let abort = |code: Exit| -> ! {
+        let _ = std::fs::remove_dir_all(&private);
+        std::process::exit(code.code().into())
+    };
+    if let Some(cancel) = &cancel {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => abort(Exit::Terminated),
+        }
+        if !quiet {
+            write_err(
+                "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)\n",
+            );
+        }
+        let _ = cancel.send(true);
+    }
+    tokio::select! {
+        _ = int.recv() => abort(Exit::Interrupted),
+        _ = term.recv() => abort(Exit::Terminated),
+    }
+}
+
+/// A private directory (0700) for this run's ssh control sockets and
+/// generated ssh configs, removed at the end of the run.
+fn control_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("rbuild-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
+fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettings {
+    SshSettings {
+        connect_timeout: settings.connect_timeout,
+        config_file: settings.ssh_config.clone(),
+        accept_new_host_keys: settings.accept_new_host_keys,
+        control_dir: control_dir.to_owned(),
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RBUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rbuild={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(report::color_stderr())
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,109 @@
+//! A fleet run, end to end: hash the stacks, run the hosts with a monitor
+//! drawing progress, write the metrics file and notify; returns the rows
+//! and the merged exit status.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Outcome;
+use crate::config::Settings;
+use crate::fleet;
+use crate::host::World;
+use crate::report::output::Output;
+use crate::report::{self, progress};
+use crate::ship::Shipments;
+
+/// Run with resolved settings; `cancel` turns true on Ctrl-C.
+pub async fn run(
+    settings: Settings,
+    world: World,
+    cancel_rx: tokio::sync::watch::Receiver<bool>,
+) -> Outcome {
+    let started = Instant::now();
+    let names: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
+    tracing::info!(
+        "{} host{} selected: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    let shipments = Shipments::hash(&settings.hosts, settings.mode == crate::config::Mode::Local);
+    for h in &settings.hosts {
+        for s in &h.stacks {
+            match shipments.hash_of(s) {
+                Ok(hash) => tracing::debug!(
+                    "{} {}: {} hashed: {hash}",
+                    h.name,
+                    s.name,
+                    s.dir().display()
+                ),
+                Err(e) => tracing::debug!("{} {}: unreadable: {e}", h.name, s.name),
+            }
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let style = progress::Style {
+        terminal: std::io::stderr().is_terminal(),
+        quiet: settings.quiet,
+        verbose: settings.verbose,
+    };
+    let monitor = tokio::spawn(progress::run(rx, style));
+
+    let settings = Arc::new(settings);
+    let rows = fleet::run(
+        settings.clone(),
+        Arc::new(shipments),
+        Arc::new(world),
+        tx,
+        cancel_rx.clone(),
+    )
+    .await;
+    let _ = monitor.await;
+    let interrupted = *cancel_rx.borrow();
+    let exit = report::exit_of(&rows, interrupted);
+    if let Some(path) = settings
+        .metrics_file
+        .as_deref()
+        .filter(|_| !settings.dry_run)
+    {
+        let info = crate::metrics::RunInfo {
+            finished: std::time::SystemTime::now(),
+            duration: started.elapsed(),
+            exit_code: exit.code(),
+        };
+        if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&rows, &info)) {
+            tracing::warn!(
+                "could not write the metrics file {}: {e} (the run's result is unchanged)",
+                path.display()
+            );
+        }
+    }
+
+    if let Some(n) = settings
+        .notify
+        .clone()
+        .filter(|n| !settings.dry_run && n.wanted(&rows))
+    {
+        let (url, body) = (n.shown(), report::json::render(&rows, exit.code()));
+        let sent = tokio::task::spawn_blocking(move || n.send(&body))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match sent {
+            Ok(()) => tracing::info!("notified {url}"),
+            // an error, so that `-q` keeps it: the webhook may be the only
+            // alert there is
+            Err(e) => {
+                tracing::error!("could not notify {url}: {e} (the run's result is unchanged)")
+            }
+        }
+    }
+
+    Outcome {
+        output: Output::Run {
+            rows,
+            elapsed: started.elapsed(),
+        },
+        exit,
+    }
+}

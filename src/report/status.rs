@@ -1,0 +1,457 @@
+//! `rbuild status`'s table and JSON document (pure), from the stacks
+//! [`crate::status`] assessed.
+
+use serde::Serialize;
+
+use super::history::rfc3339;
+use super::human_age;
+use crate::decide::Reason;
+use crate::status::{Files, Next, StackStatus};
+
+fn ago(now: Option<u64>, at: u64) -> String {
+    match now {
+        Some(now) if now >= at => format!("{} ago", human_age(now - at)),
+        _ => rfc3339(at),
+    }
+}
+
+fn services_cell(s: &StackStatus) -> String {
+    s.services
+        .iter()
+        .map(|v| match v.health.as_str() {
+            "none" | "-" => format!("{} {}", v.name, v.state),
+            h => format!("{} {} {h}", v.name, v.state),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn next_cell(s: &StackStatus) -> String {
+    let reason = s.next_reason.map(Reason::as_str).unwrap_or("");
+    match s.next {
+        None => "-".to_owned(),
+        Some(Next::Now) => format!("now ({reason})"),
+        Some(Next::Later) => match (s.due_at, s.now) {
+            (Some(at), Some(now)) if at > now => format!("in {}", human_age(at - now)),
+            _ => "now".to_owned(),
+        },
+        Some(Next::Held) => format!("held ({reason})"),
+    }
+}
+
+/// The status as a table (pure); `color`: STATUS in colour (`ok` green, a
+/// problem red).
+pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, color: bool) -> String {
+    let mut t = super::table::new_table(unicode, width);
+    super::table::style(&mut t, color);
+    t.set_header([
+        "HOST",
+        "STACK",
+        "STATUS",
+        "SERVICES",
+        "GEN",
+        "BUILT",
+        "FILES",
+        "NEXT",
+        "LAST FAILURE",
+        "LOCK",
+    ]);
+    for s in all {
+        let status = match (&s.problem, &s.error) {
+            (_, Some(e)) => format!("unreachable: {e}"),
+            (Some(p), None) => p.clone(),
+            (None, None) => "ok".to_owned(),
+        };
+        let built = match (s.built_at, &s.hash) {
+            (Some(at), Some(h)) => format!("{} {}", ago(s.now, at), h.get(..12).unwrap_or(h)),
+            _ => "-".to_owned(),
+        };
+        let files = match s.files {
+            None => "-",
+            Some(Files::Same) => "same",
+            Some(Files::Changed) => "changed",
+            Some(Files::Unreadable) => "unreadable",
+        };
+        let failure = match &s.last_failure {
+            Some(a) => format!("{}: {} {}", ago(s.now, a.at), a.result, a.detail),
+            None => "-".to_owned(),
+        };
+        let fine = s.problem.is_none() && s.error.is_none();
+        let status = match color {
+            true => comfy_table::Cell::new(status).fg(if fine {
+                comfy_table::Color::Green
+            } else {
+                comfy_table::Color::Red
+            }),
+            false => comfy_table::Cell::new(status),
+        };
+        t.add_row(vec![
+            comfy_table::Cell::new(&s.host),
+            comfy_table::Cell::new(&s.stack),
+            status,
+            comfy_table::Cell::new(services_cell(s)),
+            comfy_table::Cell::new(s.generation.map_or("-".to_owned(), |g| g.to_string())),
+            comfy_table::Cell::new(built),
+            comfy_table::Cell::new(files),
+            comfy_table::Cell::new(next_cell(s)),
+            comfy_table::Cell::new(failure),
+            comfy_table::Cell::new(s.locked_by.as_deref().unwrap_or("-")),
+        ]);
+    }
+    let bad = all.iter().filter(|s| s.problem.is_some()).count();
+    format!(
+        "{t}\n{} stack{}, {}\n",
+        all.len(),
+        if all.len() == 1 { "" } else { "s" },
+        if bad == 0 {
+            "all fine".to_owned()
+        } else {
+            format!("{bad} with a problem")
+        }
+    )
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    version: u32,
+    stacks: Vec<StackJson<'a>>,
+    exit_code: u8,
+}
+
+#[derive(Serialize)]
+struct ServiceJson<'a> {
+    name: &'a str,
+    state: &'a str,
+    health: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct FailureJson<'a> {
+    at: u64,
+    hash: &'a str,
+    result: &'a str,
+    detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct StackJson<'a> {
+    host: &'a str,
+    stack: &'a str,
+    ok: bool,
+    problem: Option<&'a str>,
+    error: Option<&'a str>,
+    hint: Option<&'a str>,
+    services: Vec<ServiceJson<'a>>,
+    running: Option<bool>,
+    last_result: Option<&'a str>,
+    built_at: Option<u64>,
+    built_age_s: Option<u64>,
+    hash: Option<&'a str>,
+    generation: Option<u64>,
+    kept_generations: &'a [u64],
+    cut_off: Option<&'a str>,
+    files: Option<Files>,
+    next: Option<Next>,
+    next_reason: Option<Reason>,
+    next_due_at: Option<u64>,
+    last_failure: Option<FailureJson<'a>>,
+    locked_by: Option<&'a str>,
+    host_now: Option<u64>,
+}
+
+/// The status as one JSON document (pure); its fields are listed in the
+/// README.
+pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
+    let doc = Doc {
+        version: 1,
+        stacks: all
+            .iter()
+            .map(|s| StackJson {
+                host: &s.host,
+                stack: &s.stack,
+                ok: s.problem.is_none(),
+                problem: s.problem.as_deref(),
+                error: s.error.as_deref(),
+                hint: s.hint.as_deref(),
+                services: s
+                    .services
+                    .iter()
+                    .map(|v| ServiceJson {
+                        name: &v.name,
+                        state: &v.state,
+                        health: (v.health != "-").then_some(v.health.as_str()),
+                    })
+                    .collect(),
+                running: s.running,
+                last_result: s.last_result.as_deref(),
+                built_at: s.built_at,
+                built_age_s: s.built_at.zip(s.now).map(|(b, n)| n.saturating_sub(b)),
+                hash: s.hash.as_deref(),
+                generation: s.generation,
+                kept_generations: &s.kept,
+                cut_off: s.cut_off.as_deref(),
+                files: s.files,
+                next: s.next,
+                next_reason: s.next_reason,
+                next_due_at: s.due_at,
+                last_failure: s.last_failure.as_ref().map(|a| FailureJson {
+                    at: a.at,
+                    hash: &a.hash,
+                    result: &a.result,
+                    detail: &a.detail,
+                }),
+                locked_by: s.locked_by.as_deref(),
+                host_now: s.now,
+            })
+            .collect(),
+        exit_code,
+    };
+    super::json::pretty(&doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::Exit;
+    use crate::host::HostError;
+    use crate::remote::{Attempt, BadState, Service, StatusStack};
+    use crate::remote::{Recorded, StackState};
+    use crate::status::{assess, exit_of, unreachable};
+
+    fn found(
+        state: Option<StackState>,
+        running: Option<bool>,
+        services: &[(&str, &str, &str)],
+    ) -> StatusStack {
+        StatusStack {
+            recorded: Recorded {
+                state: Ok(state),
+                locked_by: None,
+                running,
+                phase: None,
+                restarted: false,
+            },
+            services: services
+                .iter()
+                .map(|(n, s, h)| Service {
+                    name: n.to_string(),
+                    state: s.to_string(),
+                    health: h.to_string(),
+                })
+                .collect(),
+            last_failure: None,
+            generations: vec![],
+        }
+    }
+
+    fn built(hash: &str, at: u64) -> StackState {
+        StackState {
+            hash: Some(hash.into()),
+            built_at: at,
+            last_result: Some("ok".into()),
+            ..StackState::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_stack_is_fine_and_due_when_its_period_ends() {
+        let f = found(
+            Some(built("h1", 1000)),
+            Some(true),
+            &[("app", "running", "healthy"), ("job", "exited:0", "none")],
+        );
+        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+        assert_eq!(s.problem, None);
+        assert_eq!(s.files, Some(Files::Same));
+        assert_eq!(s.next, Some(Next::Later));
+        assert_eq!(s.due_at, Some(4600));
+        assert_eq!(next_cell(&s), "in 50m");
+        assert_eq!(exit_of(&[s]), Exit::Success);
+    }
+
+    #[test]
+    fn changed_files_are_due_now_and_no_problem() {
+        let f = found(
+            Some(built("h1", 1000)),
+            Some(true),
+            &[("app", "running", "none")],
+        );
+        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f);
+        assert_eq!(s.files, Some(Files::Changed));
+        assert_eq!(
+            (s.next, s.next_reason),
+            (Some(Next::Now), Some(Reason::ConfigChanged))
+        );
+        assert_eq!(s.problem, None);
+    }
+
+    #[test]
+    fn what_is_wrong_is_a_problem_and_the_exit_status_says_so() {
+        let down = found(
+            Some(built("h1", 1000)),
+            Some(false),
+            &[("app", "exited:137", "none")],
+        );
+        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &down);
+        assert_eq!(
+            s.problem.as_deref(),
+            Some("not running as recorded; app exited:137")
+        );
+        assert_eq!(
+            (s.next, s.next_reason),
+            (Some(Next::Now), Some(Reason::NotRunning))
+        );
+        assert!(
+            s.hint
+                .as_deref()
+                .unwrap()
+                .contains("rbuild history web1 blog")
+        );
+        let sick = found(
+            Some(built("h1", 1000)),
+            Some(true),
+            &[("app", "running", "unhealthy")],
+        );
+        let s2 = assess("web1", "blog", Some("h1"), 3600, 1600, &sick);
+        assert_eq!(s2.problem.as_deref(), Some("app unhealthy"));
+        let never = found(None, None, &[]);
+        let s3 = assess("web1", "blog", Some("h1"), 3600, 1600, &never);
+        assert_eq!(s3.problem.as_deref(), Some("never built here"));
+        assert_eq!(s3.next_reason, Some(Reason::FirstBuild));
+        let e = HostError::ConnectTimeout(10);
+        let s4 = unreachable("web2", "blog", &e);
+        assert_eq!(exit_of(&[s.clone(), s4.clone()]), Exit::Failure);
+        let table = render_table(&[s.clone(), s4.clone()], false, None, false);
+        let coloured = render_table(&[s, s4], false, None, true);
+        assert!(coloured.contains("\x1b["), "{coloured}");
+        assert!(
+            table.contains("unreachable: connection timed out after 10s"),
+            "{table}"
+        );
+        assert!(table.contains("2 stacks, 2 with a problem"), "{table}");
+    }
+
+    fn generation(number: u64, running: bool) -> crate::remote::Generation {
+        crate::remote::Generation {
+            number,
+            running,
+            built_at: 900,
+            hash: format!("h{number}"),
+            images: "app=sha256:1".into(),
+        }
+    }
+
+    #[test]
+    fn the_running_generation_is_shown_and_a_cut_off_run_is_named() {
+        let mut st = built("h1", 1000);
+        st.generation = Some(3);
+        let mut f = found(Some(st), Some(true), &[("app", "running", "healthy")]);
+        f.generations = vec![generation(2, false), generation(3, true)];
+        let ok = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+        assert_eq!((ok.generation, &ok.kept[..]), (Some(3), &[2][..]));
+        // an older state line names none: the running `generation` line does
+        let mut older = f.clone();
+        if let Ok(Some(s)) = &mut older.recorded.state {
+            s.generation = None;
+        }
+        assert_eq!(
+            assess("web1", "blog", Some("h1"), 3600, 1600, &older).generation,
+            Some(3)
+        );
+        // killed at its gate: the host says it is down, and why
+        let mut cut = f.clone();
+        cut.recorded.running = Some(false);
+        cut.recorded.phase = Some("gate".into());
+        cut.services = vec![];
+        let c = assess("web1", "shop", Some("h1"), 3600, 1600, &cut);
+        assert_eq!(
+            c.problem.as_deref(),
+            Some("an earlier run was cut off on the host (at gate); no container of it exists")
+        );
+        assert_eq!(
+            (c.next, c.next_reason),
+            (Some(Next::Now), Some(Reason::CutOff))
+        );
+        // a first build cut off
+        let mut first = found(None, Some(false), &[]);
+        first.recorded.phase = Some("build".into());
+        let n = assess("web2", "blog", Some("h1"), 3600, 1600, &first);
+        assert_eq!(
+            n.problem.as_deref(),
+            Some("an earlier run was cut off on the host (at build); never built here")
+        );
+        assert_eq!(n.generation, None);
+        insta::assert_snapshot!(render_table(
+            &[ok.clone(), c.clone(), n],
+            false,
+            None,
+            false
+        ));
+        let text = render_json(&[ok, c], 1);
+        insta::assert_snapshot!("status_json", text);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["stacks"][0]["generation"], 3);
+        assert_eq!(doc["stacks"][0]["kept_generations"], serde_json::json!([2]));
+        assert_eq!(doc["stacks"][0]["cut_off"], serde_json::Value::Null);
+        assert_eq!(doc["stacks"][1]["cut_off"], "gate");
+        assert_eq!(doc["stacks"][1]["next_reason"], "cut_off");
+    }
+
+    #[test]
+    fn a_state_file_not_read_is_named_for_what_it_is() {
+        let bad = |b: BadState| {
+            let mut f = found(None, None, &[]);
+            f.recorded.state = Err(b);
+            let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+            (s.problem.unwrap(), s.hint.unwrap())
+        };
+        let (p, h) = bad(BadState::NoVersion);
+        assert!(
+            p.contains("not an rbuild state file") && !h.contains("newer"),
+            "{p} {h}"
+        );
+        let (p, h) = bad(BadState::Unknown("x".into()));
+        assert!(
+            p.contains("no rbuild writes") && !h.contains("newer"),
+            "{p} {h}"
+        );
+        let (p, h) = bad(BadState::Newer("3".into()));
+        assert!(
+            p.contains("newer rbuild") && h.contains("upgrade"),
+            "{p} {h}"
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_is_held_and_named() {
+        let mut st = built("h1", 1000);
+        st.last_result = Some("failed".into());
+        st.failed_hash = Some("h2".into());
+        st.failed_at = 1500;
+        let mut f = found(Some(st), Some(true), &[("app", "running", "healthy")]);
+        f.last_failure = Some(Attempt {
+            at: 1500,
+            hash: "h2".into(),
+            result: "rolled_back".into(),
+            images: "-".into(),
+            generation: Some(3),
+            detail: "not healthy: app(unhealthy)".into(),
+        });
+        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f);
+        assert_eq!(
+            (s.next, s.next_reason),
+            (Some(Next::Held), Some(Reason::PreviousFailure))
+        );
+        assert_eq!(s.due_at, Some(5100));
+        assert_eq!(s.problem.as_deref(), Some("its last rebuild failed"));
+        assert!(s.hint.as_deref().unwrap().contains("rbuild logs web1 blog"));
+        let doc: serde_json::Value = serde_json::from_str(&render_json(&[s], 1)).unwrap();
+        let row = &doc["stacks"][0];
+        assert_eq!(row["ok"], false);
+        assert_eq!(row["next"], "held");
+        assert_eq!(row["last_failure"]["result"], "rolled_back");
+        assert_eq!(row["services"][0]["health"], "healthy");
+        assert_eq!(row["built_age_s"], 600);
+        assert_eq!(doc["exit_code"], 1);
+    }
+}
