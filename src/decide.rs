@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::remote::StackState;
+use crate::remote::{LastResult, StackState};
 
 /// Why a stack was (or would be, or was not) rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,7 +138,7 @@ pub fn decide(i: &Input) -> Decision {
     // a time in the future is no time: never recent
     let recent = |t: u64| !in_future(t, i.now) && i.now.saturating_sub(t) < i.build_period;
     if let Some(s) = i.state
-        && s.last_result.as_deref() == Some("rolled_back")
+        && s.last_result == Some(LastResult::RolledBack)
         && s.failed_hash.as_deref() == Some(i.hash)
     {
         return skip(Reason::Held);
@@ -160,7 +160,7 @@ pub fn decide(i: &Input) -> Decision {
     if s.hash.as_deref() != Some(i.hash) {
         return due(Reason::ConfigChanged);
     }
-    if s.last_result.as_deref() == Some("broken") {
+    if s.last_result == Some(LastResult::Broken) {
         return due(Reason::Broken);
     }
     if in_future(s.built_at, i.now) {

@@ -345,7 +345,7 @@ mod fuzz {
 
     use super::*;
     use crate::decide::in_future;
-    use crate::remote::StackState;
+    use crate::remote::{LastResult, StackState};
 
     fn hash() -> impl Strategy<Value = String> {
         prop::sample::select(&["h1", "h2", ""][..]).prop_map(str::to_owned)
@@ -379,7 +379,7 @@ mod fuzz {
                 1 => Ok(Some(StackState {
                     hash: h,
                     built_at,
-                    last_result: last.map(str::to_owned),
+                    last_result: last.map(LastResult::parse),
                     failed_hash,
                     failed_at,
                     generation,
@@ -456,7 +456,7 @@ mod fuzz {
                     prop_assert!(r.phase.is_none(), "a run cut off is recovered");
                     let s = state.expect("rolled back by hand");
                     prop_assert!(!force);
-                    prop_assert_eq!(s.last_result.as_deref(), Some("rolled_back"));
+                    prop_assert_eq!(s.last_result.as_ref(), Some(&LastResult::RolledBack));
                     prop_assert_eq!(s.failed_hash.as_deref(), Some(h.as_str()));
                 }
                 Verdict::Skip(other) => prop_assert!(false, "skip for {other:?}"),

@@ -10,7 +10,7 @@ use crate::decide::Reason;
 use crate::exit::Exit;
 use crate::host::HostError;
 use crate::plan::{self, Verdict};
-use crate::remote::{Attempt, BadState, Service, StatusStack};
+use crate::remote::{Attempt, BadState, Health, LastResult, Service, ServiceState, StatusStack};
 use crate::report::rows::cut_off_words;
 
 /// Whether the stack's files on this machine are what the host last built.
@@ -51,7 +51,7 @@ pub struct StackStatus {
     pub services: Vec<Service>,
     /// What the check says of what runs: `None` when it cannot tell.
     pub running: Option<bool>,
-    pub last_result: Option<String>,
+    pub last_result: Option<LastResult>,
     /// Host time of the last successful build.
     pub built_at: Option<u64>,
     /// The host's clock when asked.
@@ -115,9 +115,9 @@ pub fn unreachable(host: &str, stack: &str, e: &HostError) -> StackStatus {
 
 /// What a service's state and health say is wrong, if anything.
 fn service_problem(s: &Service) -> Option<String> {
-    match (s.state.as_str(), s.health.as_str()) {
-        ("running", "unhealthy") => Some(format!("{} unhealthy", s.name)),
-        ("running", _) | ("exited:0", _) => None,
+    match (&s.state, &s.health) {
+        (ServiceState::Running, Health::Unhealthy) => Some(format!("{} unhealthy", s.name)),
+        (state, _) if state.is_fine() => None,
         (state, _) => Some(format!("{} {state}", s.name)),
     }
 }
@@ -240,9 +240,11 @@ pub fn assess(
         problems.push("never built here".to_owned());
     } else {
         let p = &mut problems;
-        match st.last_result.as_deref() {
-            Some("broken") => p.push("broken: what runs did not pass its gate".to_owned()),
-            Some("failed") => p.push("its last rebuild failed".to_owned()),
+        match st.last_result {
+            Some(LastResult::Broken) => {
+                p.push("broken: what runs did not pass its gate".to_owned())
+            }
+            Some(LastResult::Failed) => p.push("its last rebuild failed".to_owned()),
             _ => {}
         }
         // cut off: the host says it is down for that, said above

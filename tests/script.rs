@@ -2168,7 +2168,7 @@ fn the_check_reads_each_stacks_state() {
     let rec = r.recorded("web");
     let st = rec.state.clone().unwrap().unwrap();
     assert_eq!(st.hash.as_deref(), Some(hash.as_str()));
-    assert_eq!(st.last_result.as_deref(), Some("ok"));
+    assert_eq!(st.last_result, Some(rbuild::remote::LastResult::Ok));
     assert_eq!(rec.locked_by, None);
     assert!(r.events.contains(&Event::End { hold: false }), "{r}");
     // due by hash, by period; never built
@@ -2207,7 +2207,7 @@ fn the_check_tells_running_from_cgroup_dirs() {
     h.fake("engine_down", "");
     let r = h.status();
     assert!(
-        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && state == "gone")),
+        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && *state == rbuild::remote::ServiceState::Gone)),
         "{r}"
     );
 }
@@ -2256,12 +2256,12 @@ fn status_lists_the_service_containers_and_the_last_failure() {
     h.apply().expect_done("web", "rolled_back");
     let r = h.status();
     assert!(
-        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && state == "running")),
+        r.events.iter().any(|e| matches!(e, Event::Service { service, state, .. } if service == "app" && *state == rbuild::remote::ServiceState::Running)),
         "{r}"
     );
     assert!(
         r.events.iter().any(
-            |e| matches!(e, Event::History { attempt, .. } if attempt.result == "rolled_back")
+            |e| matches!(e, Event::History { attempt, .. } if attempt.result == rbuild::remote::AttemptResult::RolledBack)
         ),
         "{r}"
     );

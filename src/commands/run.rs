@@ -2,7 +2,6 @@
 //! drawing progress, write the metrics file and notify; returns the rows
 //! and the merged exit status.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,11 +42,7 @@ pub async fn run(
         }
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let style = progress::Style {
-        terminal: std::io::stderr().is_terminal(),
-        quiet: settings.quiet,
-        verbose: settings.verbose,
-    };
+    let style = progress::Style::of_stderr(settings.quiet, settings.verbose);
     let monitor = tokio::spawn(progress::run(rx, style));
 
     let settings = Arc::new(settings);

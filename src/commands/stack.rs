@@ -90,11 +90,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Outco
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let monitor = tokio::spawn(report::progress::run(
                 rx,
-                report::progress::Style {
-                    terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                    quiet: settings.quiet,
-                    verbose: settings.verbose,
-                },
+                report::progress::Style::of_stderr(settings.quiet, settings.verbose),
             ));
             let _ = tx.send(Progress::Start { hosts: 1 });
             let _ = tx.send(Progress::HostStart { host: host.clone() });

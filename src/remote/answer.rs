@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::PROTOCOL;
 use super::call::{Apply, Check};
 use super::event::{Attempt, Cause, Event, Generation, Outcome, Recorded};
+use super::words::{Health, ServiceState};
 
 /// What one run of a call printed, as the host seam hands it back.
 #[derive(Debug, Default, Clone)]
@@ -227,10 +228,10 @@ pub struct Service {
     pub name: String,
     /// `running`, `exited:CODE`, `restarting`, `created`, ...; `gone`: its
     /// recorded cgroup is not there (the engine was not asked).
-    pub state: String,
+    pub state: ServiceState,
     /// `healthy`, `unhealthy`, `starting`, `none` (no healthcheck); `-`:
     /// not known (the engine was not asked).
-    pub health: String,
+    pub health: Health,
 }
 
 /// What `status` found for one stack.
@@ -587,8 +588,11 @@ mod tests {
         let a = status_answer(&t, &names).unwrap();
         let web = &a.stacks["web"];
         assert_eq!(web.services.len(), 2);
-        assert_eq!(web.services[1].state, "exited:0");
-        assert_eq!(web.last_failure.as_ref().unwrap().result, "rolled_back");
+        assert_eq!(web.services[1].state, ServiceState::Exited(0));
+        assert_eq!(
+            web.last_failure.as_ref().unwrap().result,
+            crate::remote::AttemptResult::RolledBack
+        );
         assert_eq!(web.last_failure.as_ref().unwrap().generation, Some(3));
         assert_eq!(
             web.generations

@@ -3,6 +3,7 @@
 //! are separated by one space; a line's last field may be free text.
 
 use super::STATE_VERSION;
+use super::words::{AttemptResult, Health, LastResult, ServiceState};
 
 /// The oldest state file version this rbuild reads (version 1 has no
 /// generations: its stack has none recorded until its next rebuild).
@@ -15,7 +16,7 @@ pub struct StackState {
     pub hash: Option<String>,
     /// Host time of the last successful build.
     pub built_at: u64,
-    pub last_result: Option<String>,
+    pub last_result: Option<LastResult>,
     /// Hash whose rebuild failed and was not kept.
     pub failed_hash: Option<String>,
     pub failed_at: u64,
@@ -167,7 +168,7 @@ pub struct Attempt {
     /// Host time of the attempt.
     pub at: u64,
     pub hash: String,
-    pub result: String,
+    pub result: AttemptResult,
     /// `service=image-id,...` running after the attempt.
     pub images: String,
     /// The generation that runs after the attempt (`None`: none, or a line
@@ -242,8 +243,8 @@ pub enum Event {
     Service {
         stack: String,
         service: String,
-        state: String,
-        health: String,
+        state: ServiceState,
+        health: Health,
     },
     /// The command could not run at all on this host.
     Fatal {
@@ -379,7 +380,7 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
                 attempt: Attempt {
                     at: at.parse().ok()?,
                     hash: hash.to_owned(),
-                    result: result.to_owned(),
+                    result: AttemptResult::parse(result),
                     images: images.to_owned(),
                     generation,
                     detail: detail.trim().to_owned(),
@@ -416,8 +417,8 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
             Event::Service {
                 stack: stack.to_owned(),
                 service: service.to_owned(),
-                state: state.to_owned(),
-                health: health.trim().to_owned(),
+                state: ServiceState::parse(state),
+                health: Health::parse(health.trim()),
             }
         }
         "fatal" => {
@@ -445,7 +446,7 @@ fn recorded(rest: &str) -> Recorded {
             "version" => version = v.to_owned(),
             "hash" => s.hash = opt(v),
             "built_at" => s.built_at = v.parse().unwrap_or(0),
-            "last_result" => s.last_result = opt(v),
+            "last_result" => s.last_result = opt(v).map(|w| LastResult::parse(&w)),
             "failed_hash" => s.failed_hash = opt(v),
             "failed_at" => s.failed_at = v.parse().unwrap_or(0),
             "gen" => s.generation = number(v),
@@ -533,7 +534,7 @@ mod tests {
                 state: Ok(Some(StackState {
                     hash: Some("abc".into()),
                     built_at: 100,
-                    last_result: Some("ok".into()),
+                    last_result: Some(LastResult::Ok),
                     ..StackState::default()
                 })),
                 locked_by: None,
@@ -749,7 +750,7 @@ mod tests {
                 attempt: Attempt {
                     at: 1700000000,
                     hash: "abc".into(),
-                    result: "rolled_back".into(),
+                    result: AttemptResult::RolledBack,
                     images: "app=sha256:1".into(),
                     generation: None,
                     detail: "not healthy: app(unhealthy)".into()

@@ -1,7 +1,8 @@
 //! The remote side and its protocol, in one place: the POSIX sh script that
 //! does all work on a host ([`script`], `sh/head.sh`), the typed calls the
 //! controller makes of it ([`call`]), the `@rbuild` lines it prints
-//! ([`event`]) and the typed answers they make up ([`answer`]).
+//! ([`event`]), the result and state words in them ([`words`]) and the
+//! typed answers they make up ([`answer`]).
 //! `PROTOCOL.md` beside this file lists every line, every argument and
 //! every file the script keeps on a host, with their versions.
 //!
@@ -12,6 +13,7 @@ pub mod answer;
 pub mod call;
 pub mod event;
 pub mod script;
+pub mod words;
 
 pub use answer::{
     ApplyAnswer, CheckAnswer, FailedAttempt, HistoryAnswer, RemoteError, Results, Service,
@@ -25,6 +27,7 @@ pub use call::{
 pub use event::{
     Attempt, BadState, Cause, Event, Generation, Outcome, Recorded, StackState, Token, parse_line,
 };
+pub use words::{AttemptResult, Health, LastResult, ServiceState};
 
 /// The protocol version this controller speaks; `sh/head.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and

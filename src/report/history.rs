@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::Rendered;
-use crate::remote::{Attempt, FailedAttempt, Generation};
+use crate::remote::{Attempt, AttemptResult, FailedAttempt, Generation};
 
 #[derive(Serialize)]
 struct HistoryDoc<'a> {
@@ -22,7 +22,7 @@ struct HistoryDoc<'a> {
 struct AttemptJson<'a> {
     at: u64,
     hash: &'a str,
-    result: &'a str,
+    result: &'a AttemptResult,
     images: &'a str,
     /// The generation that runs after the attempt (`null`: none, or a line
     /// older than generations).

@@ -28,6 +28,17 @@ pub struct Style {
     pub verbose: u8,
 }
 
+impl Style {
+    /// The style for this process's stderr.
+    pub fn of_stderr(quiet: bool, verbose: u8) -> Style {
+        Style {
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            quiet,
+            verbose,
+        }
+    }
+}
+
 /// The plain line for a result, and the indented log and hint lines after it.
 pub fn result_lines(row: &Row, log: &[String]) -> Vec<String> {
     let mut out = vec![match &row.error {

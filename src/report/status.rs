@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::history::rfc3339;
 use super::human_age;
 use crate::decide::Reason;
+use crate::remote::{AttemptResult, Health, LastResult, ServiceState};
 use crate::status::{Files, Next, StackStatus};
 
 fn ago(now: Option<u64>, at: u64) -> String {
@@ -18,9 +19,9 @@ fn ago(now: Option<u64>, at: u64) -> String {
 fn services_cell(s: &StackStatus) -> String {
     s.services
         .iter()
-        .map(|v| match v.health.as_str() {
-            "none" | "-" => format!("{} {}", v.name, v.state),
-            h => format!("{} {} {h}", v.name, v.state),
+        .map(|v| match v.health {
+            Health::None | Health::Unknown => format!("{} {}", v.name, v.state),
+            ref h => format!("{} {} {h}", v.name, v.state),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -121,15 +122,15 @@ struct Doc<'a> {
 #[derive(Serialize)]
 struct ServiceJson<'a> {
     name: &'a str,
-    state: &'a str,
-    health: Option<&'a str>,
+    state: &'a ServiceState,
+    health: Option<&'a Health>,
 }
 
 #[derive(Serialize)]
 struct FailureJson<'a> {
     at: u64,
     hash: &'a str,
-    result: &'a str,
+    result: &'a AttemptResult,
     detail: &'a str,
 }
 
@@ -143,7 +144,7 @@ struct StackJson<'a> {
     hint: Option<&'a str>,
     services: Vec<ServiceJson<'a>>,
     running: Option<bool>,
-    last_result: Option<&'a str>,
+    last_result: Option<&'a LastResult>,
     built_at: Option<u64>,
     built_age_s: Option<u64>,
     hash: Option<&'a str>,
@@ -179,11 +180,11 @@ pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
                     .map(|v| ServiceJson {
                         name: &v.name,
                         state: &v.state,
-                        health: (v.health != "-").then_some(v.health.as_str()),
+                        health: (v.health != Health::Unknown).then_some(&v.health),
                     })
                     .collect(),
                 running: s.running,
-                last_result: s.last_result.as_deref(),
+                last_result: s.last_result.as_ref(),
                 built_at: s.built_at,
                 built_age_s: s.built_at.zip(s.now).map(|(b, n)| n.saturating_sub(b)),
                 hash: s.hash.as_deref(),
@@ -235,8 +236,8 @@ mod tests {
                 .iter()
                 .map(|(n, s, h)| Service {
                     name: n.to_string(),
-                    state: s.to_string(),
-                    health: h.to_string(),
+                    state: (*s).into(),
+                    health: (*h).into(),
                 })
                 .collect(),
             last_failure: None,
