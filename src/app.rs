@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::host::World;
 use crate::host::ssh::SshSettings;
-use crate::report::{self, Rendered, View};
+use crate::report::output::View;
+use crate::report::{self, Rendered};
 
 /// The process: run, print an error once, exit with the merged status
 /// (see the README's exit code table).

@@ -203,7 +203,7 @@ pub async fn status<C: Connect>(
                         };
                         h.stacks
                             .iter()
-                            .map(|s| status::unreachable(&h.name, &s.name, &e))
+                            .map(|s| status::unreachable(&h.name, &s.name, &e, None))
                             .collect()
                     })
             }
@@ -223,7 +223,7 @@ async fn host_status<C: Connect>(
     let failed = |e: &HostError| -> Vec<StackStatus> {
         h.stacks
             .iter()
-            .map(|s| status::unreachable(&h.name, &s.name, e))
+            .map(|s| status::unreachable(&h.name, &s.name, e, e.hint()))
             .collect()
     };
     let mut conn = match world.connect(h).await {
@@ -343,7 +343,7 @@ async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit
     let failed = |mut rows: HostRows, e: &HostError| {
         for (index, s) in h.stacks.iter().enumerate() {
             if !rows.is_set(index) {
-                let row = rows::host_failed(&h.name, &s.name, e, started.elapsed());
+                let row = rows::host_failed(&h.name, &s.name, e, e.hint(), started.elapsed());
                 ctx.report(&row, vec![]);
                 rows.set(index, row);
             }
@@ -404,7 +404,7 @@ async fn run_host<C: Connect>(ctx: &Ctx<C>, h: &Host, slot: OwnedSemaphorePermit
                         let s = &h.stacks[d.index].name;
                         let row = match &e {
                             None => rows::interrupted(&h.name, s),
-                            Some(e) => rows::unreached(&h.name, s, d.reason, e),
+                            Some(e) => rows::unreached(&h.name, s, d.reason, e, e.hint()),
                         };
                         ctx.report(&row, vec![]);
                         rows.set(d.index, row);
@@ -615,7 +615,7 @@ fn dry_plan<C: Connect>(
     s: &Stack,
     hash: &str,
     recorded: &crate::remote::event::Recorded,
-) -> Option<crate::report::plan::ShipPlan> {
+) -> Option<crate::report::ShipPlan> {
     let tree = ctx.shipments.tree_of(s)?;
     let host_hash = match &recorded.state {
         Ok(Some(state)) => state.hash.clone(),
@@ -631,7 +631,7 @@ fn dry_plan<C: Connect>(
             .shipped_tree(h)
             .map(|old| tree.changes_from(&old)),
     };
-    Some(crate::report::plan::ShipPlan {
+    Some(crate::report::ShipPlan {
         ship,
         files,
         bytes,
@@ -772,7 +772,11 @@ async fn apply<C: Connect>(
         .map(|d| {
             let s = &stack(d).name;
             let (row, log, reached) = match &answer {
-                Err(e) => (rows::unreached(&h.name, s, d.reason, e), vec![], false),
+                Err(e) => (
+                    rows::unreached(&h.name, s, d.reason, &e, e.hint()),
+                    vec![],
+                    false,
+                ),
                 Ok(a) => {
                     let result = a.results.get(s);
                     let took = durations.get(s).copied().unwrap_or_default();

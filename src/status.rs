@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::decide::Reason;
 use crate::exit::Exit;
-use crate::host::HostError;
 use crate::plan::{self, Verdict};
 use crate::remote::{Attempt, BadState, Health, LastResult, Service, ServiceState, StatusStack};
 use crate::report::rows::cut_off_words;
@@ -104,11 +103,16 @@ impl StackStatus {
 }
 
 /// A stack of a host that could not be asked.
-pub fn unreachable(host: &str, stack: &str, e: &HostError) -> StackStatus {
+pub fn unreachable(
+    host: &str,
+    stack: &str,
+    e: &dyn std::fmt::Display,
+    hint: Option<&str>,
+) -> StackStatus {
     StackStatus {
         problem: Some("host unreachable".to_owned()),
         error: Some(e.to_string()),
-        hint: e.hint().map(str::to_owned),
+        hint: hint.map(str::to_owned),
         ..StackStatus::blank(host, stack)
     }
 }

@@ -2,8 +2,9 @@
 
 use std::process::Stdio;
 
-use super::{HostError, Payload, drive};
+use super::conn::{HostError, drive};
 use crate::remote::{Call, Event, Token, Transcript};
+use crate::ship::Payload;
 
 pub async fn run(
     call: &Call,

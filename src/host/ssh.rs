@@ -20,10 +20,11 @@ use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
+use super::conn::{HostError, drive, record};
 use super::lines::{self, Lines};
-use super::{HostError, Payload, drive, record};
 use crate::inventory::Host;
 use crate::remote::{Call, Event, Token, Transcript};
+use crate::ship::Payload;
 
 /// How rbuild connects, for every host.
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ struct Result<'a> {
     hash: Option<&'a str>,
     output: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<&'a super::plan::ShipPlan>,
+    plan: Option<&'a super::ShipPlan>,
 }
 
 /// A document as rbuild prints every one: pretty, with a final newline.

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::decide::Reason;
 use crate::exit::Exit;
+use crate::trees::Change;
 
 /// `--color`: when output is coloured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -125,36 +126,6 @@ impl Rendered {
     }
 }
 
-/// How output is drawn: read once from the flags and the terminal, so that
-/// rendering stays pure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct View {
-    /// `--json`: the command's one document.
-    pub json: bool,
-    /// `-q`: an uneventful run prints nothing.
-    pub quiet: bool,
-    /// Stdout is a terminal: box drawing (plain ASCII for mail and logs).
-    pub terminal: bool,
-    /// The width tables wrap to (see [`table::width`]).
-    pub width: Option<u16>,
-    /// Colour on stdout.
-    pub color: bool,
-}
-
-impl View {
-    /// The view of this process's stdout.
-    pub fn of_stdout(json: bool, quiet: bool) -> View {
-        let terminal = std::io::stdout().is_terminal();
-        View {
-            json,
-            quiet,
-            terminal,
-            width: table::stdout_width(terminal),
-            color: color_stdout(),
-        }
-    }
-}
-
 /// What happened to a stack on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,7 +202,22 @@ pub struct Detail {
     /// The sha256 of the stack's files on this machine, if they were read.
     pub hash: Option<String>,
     /// A dry run's plan for a stack it would rebuild: what would be shipped.
-    pub plan: Option<plan::ShipPlan>,
+    pub plan: Option<ShipPlan>,
+}
+
+/// What a rebuild would ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShipPlan {
+    /// Whether the stack's files would be shipped (`false`: the host has
+    /// them as they are; the rebuild is for its age, or forced).
+    pub ship: bool,
+    /// Files and bytes of the stack (all are shipped when any is).
+    pub files: usize,
+    pub bytes: u64,
+    /// The files that differ from those of the build the host runs, or
+    /// `None` when this controller does not know that build's files (it
+    /// did not ship it: another admin box did, or its cache was wiped).
+    pub changed: Option<Vec<Change>>,
 }
 
 /// What workers tell the monitor.

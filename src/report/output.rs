@@ -3,11 +3,42 @@
 //! [`Output`]; [`render`] turns it into bytes for stdout and stderr; the
 //! one writer ([`crate::app`]) prints them.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::{Rendered, Row, View, check, history, json, plan, status, table};
+use super::{Rendered, Row, check, color_stdout, history, json, plan, status, table};
 use crate::remote::{Attempt, FailedAttempt, Generation};
 use crate::status::StackStatus;
+
+/// How output is drawn: read once from the flags and the terminal, so that
+/// rendering stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct View {
+    /// `--json`: the command's one document.
+    pub json: bool,
+    /// `-q`: an uneventful run prints nothing.
+    pub quiet: bool,
+    /// Stdout is a terminal: box drawing (plain ASCII for mail and logs).
+    pub terminal: bool,
+    /// The width tables wrap to (see [`table::width`]).
+    pub width: Option<u16>,
+    /// Colour on stdout.
+    pub color: bool,
+}
+
+impl View {
+    /// The view of this process's stdout.
+    pub fn of_stdout(json: bool, quiet: bool) -> View {
+        let terminal = std::io::stdout().is_terminal();
+        View {
+            json,
+            quiet,
+            terminal,
+            width: table::stdout_width(terminal),
+            color: color_stdout(),
+        }
+    }
+}
 
 /// A command's result, before it is drawn.
 #[derive(Debug, Clone)]

@@ -2,25 +2,7 @@
 //! shipped (files, bytes) and which files changed since the build the host
 //! runs, as the JSON row's `plan` and as lines under the summary table.
 
-use serde::Serialize;
-
 use super::Row;
-use crate::trees::Change;
-
-/// What a rebuild would ship.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ShipPlan {
-    /// Whether the stack's files would be shipped (`false`: the host has
-    /// them as they are; the rebuild is for its age, or forced).
-    pub ship: bool,
-    /// Files and bytes of the stack (all are shipped when any is).
-    pub files: usize,
-    pub bytes: u64,
-    /// The files that differ from those of the build the host runs, or
-    /// `None` when this controller does not know that build's files (it
-    /// did not ship it: another admin box did, or its cache was wiped).
-    pub changed: Option<Vec<Change>>,
-}
 
 /// How many changed paths a line names before "and N more".
 const NAMED: usize = 8;
@@ -85,7 +67,8 @@ pub fn render(rows: &[Row]) -> String {
 mod tests {
     use super::*;
     use crate::decide::Reason;
-    use crate::report::{Action, Detail};
+    use crate::report::{Action, Detail, ShipPlan};
+    use crate::trees::Change;
 
     fn row(plan: Option<ShipPlan>) -> Row {
         Row {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::{Action, Row, human_age};
 use crate::decide::Reason;
-use crate::host::HostError;
 use crate::plan::Verdict;
 use crate::remote::event::OLDEST_STATE_VERSION;
 use crate::remote::{BadState, Cause, Outcome, RemoteError, STATE_VERSION, StackResult};
@@ -187,11 +186,17 @@ pub fn would_fail(
 }
 
 /// The row of a stack whose host failed as a whole (not reached, or its
-/// check failed).
-pub fn host_failed(host: &str, stack: &str, e: &HostError, took: Duration) -> Row {
+/// check failed): the host's error and its hint.
+pub fn host_failed(
+    host: &str,
+    stack: &str,
+    e: &dyn std::fmt::Display,
+    hint: Option<&str>,
+    took: Duration,
+) -> Row {
     Row::new(host, stack, Action::Failed, Reason::HostFailed)
         .error(e.to_string())
-        .hint(e.hint())
+        .hint(hint)
         .took(took)
 }
 
@@ -234,10 +239,16 @@ pub fn halted(host: &str, stack: &str, due: Reason, why: &str) -> Row {
 }
 
 /// The stack was due, but its host could not be reached for the rebuild.
-pub fn unreached(host: &str, stack: &str, due: Reason, e: &HostError) -> Row {
+pub fn unreached(
+    host: &str,
+    stack: &str,
+    due: Reason,
+    e: &dyn std::fmt::Display,
+    hint: Option<&str>,
+) -> Row {
     Row::new(host, stack, Action::Failed, due)
         .error(format!("connecting for the rebuild: {e}"))
-        .hint(e.hint())
+        .hint(hint)
 }
 
 /// The stack was due, but its files could not be packed.

@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(s3.problem.as_deref(), Some("never built here"));
         assert_eq!(s3.next_reason, Some(Reason::FirstBuild));
         let e = HostError::ConnectTimeout(10);
-        let s4 = unreachable("web2", "blog", &e);
+        let s4 = unreachable("web2", "blog", &e, e.hint());
         assert_eq!(exit_of(&[s.clone(), s4.clone()]), Exit::Failure);
         let table = render_table(&[s.clone(), s4.clone()], false, None, false);
         let coloured = render_table(&[s, s4], false, None, true);
