@@ -1921,7 +1921,7 @@ mod tests {
             "services: {}\n",
         )
         .unwrap();
-        let text = include_str!("../inventory.example.yaml");
+        let text = include_str!("../../inventory.example.yaml");
         let inv = parse(&d, text).unwrap();
         assert_eq!(inv.hosts.len(), 2);
         let web2 = &inv.hosts[1];
@@ -2361,7 +2361,7 @@ mod example {
 
     #[test]
     fn the_example_inventory_shows_every_key() {
-        let example = include_str!("../inventory.example.yaml");
+        let example = include_str!("../../inventory.example.yaml");
         let stack = "{name: a, compose_file: a.yml";
         let blocks = [
             ("top level", "zzz_unknown: 1\nhosts: {}\n".to_owned()),
