@@ -162,6 +162,26 @@ fn detail<C>(ctx: &Ctx<C>, h: &Host, rows: &mut [Row], begun: SystemTime) {
     }
 }
 
+/// Where the inventory puts `s` on its host, as the remote script names
+/// it (an apply's stack, a rollback).
+pub fn place(s: &Stack) -> Place {
+    Place {
+        name: s.name.clone(),
+        dir: s.remote_dir.clone(),
+        compose_files: s.compose_files.clone(),
+        profiles: s.profiles.clone(),
+    }
+}
+
+/// The hooks and probe of `s`, as the remote script runs them.
+fn hooks(s: &Stack) -> crate::remote::call::Hooks {
+    crate::remote::call::Hooks {
+        before: s.hooks.before.clone(),
+        after: s.hooks.after.clone(),
+        probe: s.hooks.probe.clone(),
+    }
+}
+
 /// How long the controller waits for an apply: every bound the host keeps
 /// for each stack (build and pull, up, the gate and a rollback, its looks
 /// at the engine), the payload at a slow 256 KiB/s, and two minutes more.
@@ -578,7 +598,7 @@ async fn apply<C: Connect>(
             .map(|d| {
                 let s = stack(d);
                 ApplyStack {
-                    place: Place::of(s),
+                    place: place(s),
                     mode: d.mode,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
@@ -593,9 +613,9 @@ async fn apply<C: Connect>(
                         one_shots: s.one_shots.clone(),
                         mounts: s.mounts.clone(),
                         watch: st.watch(s),
-                        keep: Some(s.keep_generations),
+                        keep: Some(s.keep_generations()),
                     },
-                    hooks: s.hooks.clone(),
+                    hooks: hooks(s),
                 }
             })
             .collect(),
@@ -859,12 +879,10 @@ mod tests {
                             profiles: vec![],
                             data_dirs: vec![],
                             remote_dir: None,
-                            build_period: None,
-                            up_timeout: None,
-                            build_timeout: None,
-                            settle: None,
-                            keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
-                            watch: 0,
+                            keys: crate::inventory::Inheritable {
+                                watch: Some(crate::inventory::values::Seconds(0)),
+                                ..Default::default()
+                            },
                             rollout: policy,
                             adopt: false,
                             dir_mode: None,
