@@ -1,3 +1,6 @@
+//! Everything rbuild reads of a stack's compose files, and nothing of the
+//! rest of rbuild (these take paths and give values).
+//!
 //! What a stack's compose files reference on disk: build contexts and
 //! Dockerfiles, `env_file`, `extends: file:`, `include:`, file-based
 //! secrets and configs, and relative bind-mount sources. rbuild hashes and
@@ -11,9 +14,6 @@
 //! absolute or `~` bind-mount sources (host paths such as the engine's
 //! socket) are not the stack's files and are left alone.
 //!
-//! Everything rbuild reads of compose files is here, and nothing of the rest
-//! of rbuild: these take paths and text and give values.
-//!
 //! Its parts: `refs` (the files a stack's compose files reference, kept
 //! inside its root), `services` (what its services allow and need), `files`
 //! (a compose file as a whole).
@@ -22,13 +22,14 @@ mod files;
 mod refs;
 mod services;
 
-pub use files::{Unreadable, compose_name, override_of, unreadable};
+pub use files::{Unreadable, compose_name, dotenv_project_name, override_of, unreadable};
 pub use refs::{Needed, Outside, Refused, check, needed, outside_root};
 pub use services::{
     NotBeside, beside, beside_services, mounting, one_shots, variables, writable_binds,
 };
 
-/// Which compose CLI the remote side uses.
+/// Which compose CLI the remote side uses (`compose:` of a host, an
+/// argument of the remote script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComposePref {
     /// `docker compose` where it works, else `docker-compose`.

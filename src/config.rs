@@ -324,14 +324,8 @@ fn local_project_name(file: &Path, dir: &Path) -> Result<String, UsageError> {
         .ok()
         .filter(|v| !v.is_empty())
         .map(|v| (v, "COMPOSE_PROJECT_NAME"));
-    let from_dotenv = || {
-        let text = std::fs::read_to_string(dir.join(".env")).ok()?;
-        text.lines().find_map(|l| {
-            let v = l.trim().strip_prefix("COMPOSE_PROJECT_NAME=")?;
-            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
-            (!v.is_empty()).then(|| (v.to_owned(), "COMPOSE_PROJECT_NAME in .env"))
-        })
-    };
+    let from_dotenv =
+        || compose::dotenv_project_name(dir).map(|n| (n, "COMPOSE_PROJECT_NAME in .env"));
     let from_file = || compose::compose_name(file).map(|n| (n, "`name:` of the compose file"));
     if let Some((name, source)) = from_env.or_else(from_dotenv).or_else(from_file) {
         if !inventory::valid_stack_name(&name) {

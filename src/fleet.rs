@@ -173,12 +173,23 @@ pub fn place(s: &Stack) -> Place {
     }
 }
 
-/// The hooks and probe of `s`, as the remote script runs them.
+/// The hooks and probe of `s`, as the remote script runs them: a probe is
+/// a command line, an HTTP one `probe_url URL [TEXT]` (a function of the
+/// script).
 fn hooks(s: &Stack) -> crate::remote::call::Hooks {
+    use crate::inventory::Probe;
     crate::remote::call::Hooks {
         before: s.hooks.before.clone(),
         after: s.hooks.after.clone(),
-        probe: s.hooks.probe.clone(),
+        probe: s.hooks.probe.as_ref().map(|p| match p {
+            Probe::Http { url, expect } => {
+                let words = ["probe_url", url.as_str()]
+                    .into_iter()
+                    .chain(expect.as_deref());
+                shlex::try_join(words).expect("the inventory refuses a NUL in a probe")
+            }
+            Probe::Command(c) => c.clone(),
+        }),
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::Path;
 pub use crate::compose::ComposePref;
 pub use error::InventoryError;
 pub use keys::Inheritable;
-pub use model::{Hooks, Host, Inventory, Notify, Stack};
+pub use model::{Hooks, Host, Inventory, Notify, Probe, Stack};
 pub use validate::{valid_host_name, valid_stack_name};
 pub use values::{
     DEFAULT_KEEP_GENERATIONS, DEFAULT_WATCH, MAX_CONNECT_TIMEOUT, MAX_PERIOD, MAX_UP_TIMEOUT,

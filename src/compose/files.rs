@@ -1,5 +1,6 @@
-//! A compose file as a whole: whether it parses, the project name it
-//! sets, the override file compose picks up beside it.
+//! A compose file as a whole: whether it parses, the project name it (or
+//! the project's `.env`) sets, the override file compose picks up beside
+//! it.
 
 use std::path::Path;
 
@@ -27,6 +28,17 @@ pub fn compose_name(file: &Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(file).ok()?;
     serde_saphyr::from_str::<Top>(&text).ok()?.name
+}
+
+/// `COMPOSE_PROJECT_NAME` as the project's `.env` (in `dir`) sets it, if
+/// it does.
+pub fn dotenv_project_name(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(".env")).ok()?;
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("COMPOSE_PROJECT_NAME=")?;
+        let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!v.is_empty()).then(|| v.to_owned())
+    })
 }
 
 /// Why compose could not read a compose file.

@@ -39,10 +39,20 @@ pub struct Notify {
 pub struct Hooks {
     pub before: Option<String>,
     pub after: Option<String>,
-    /// `probe:` as a command line run once its containers passed the gate,
-    /// until it succeeds within the up timeout; an HTTP probe is
-    /// `probe_url URL [TEXT]`, a function of the remote script.
-    pub probe: Option<String>,
+    /// `probe:`, run once its containers passed the gate, until it
+    /// succeeds within the up timeout.
+    pub probe: Option<Probe>,
+}
+
+/// `probe:` of a stack: what tells that it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// An HTTP request made on the host: `url` must answer (a status
+    /// below 400), with `expect` in its answer when given (neither holds a
+    /// NUL).
+    Http { url: String, expect: Option<String> },
+    /// A command line run in the stack's directory: its exit status.
+    Command(String),
 }
 
 /// A validated host: how to reach it and what it runs.

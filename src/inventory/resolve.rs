@@ -13,8 +13,8 @@ use crate::rollout::Policy;
 
 use super::error::InventoryError;
 use super::keys::Inheritable;
-use super::model::{Hooks, Host, Inventory, Notify, Stack};
-use super::raw::{RawHooks, RawInventory, RawProbe};
+use super::model::{Hooks, Host, Inventory, Notify, Probe, Stack};
+use super::raw::{RawHooks, RawHost, RawInventory, RawProbe};
 use super::validate::{
     overlap, parse_compose, valid_host_name, valid_remote_path, valid_ssh_word, valid_stack_name,
 };
@@ -93,247 +93,7 @@ pub(super) fn inventory(path: &Path, raw: &RawInventory) -> Result<Inventory, In
     }
     let mut hosts = Vec::new();
     for (name, h) in &raw.hosts.value {
-        let line = h.referenced.line();
-        let h = &h.value;
-        if !valid_host_name(name) {
-            return Err(err(
-                line,
-                format!("host name `{name}` is not valid"),
-                Some("host names take letters, digits, `.`, `-` and `_`"),
-            ));
-        }
-        let address = match &h.address {
-            Some(a) if !valid_ssh_word(&a.value) => {
-                return Err(err(
-                    a.referenced.line(),
-                    format!("host `{name}`: address `{}` is not valid", a.value),
-                    Some("an address is a host name or IP, without spaces, not starting with `-`"),
-                ));
-            }
-            Some(a) => a.value.clone(),
-            None => name.clone(),
-        };
-        let user = h.user.as_ref().or(d.user.as_ref());
-        if let Some(u) = user
-            && (!valid_ssh_word(&u.value) || u.value.contains('@'))
-        {
-            return Err(err(
-                u.referenced.line(),
-                format!("host `{name}`: user `{}` is not valid", u.value),
-                None,
-            ));
-        }
-        let mut ssh_options = BTreeMap::new();
-        for (k, v) in d.ssh_options.iter().chain(h.ssh_options.iter()) {
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(err(
-                    v.referenced.line(),
-                    format!("host `{name}`: ssh option name `{k}` is not valid"),
-                    Some("ssh options are written as in ssh_config, e.g. `ProxyJump: bastion`"),
-                ));
-            }
-            if ["host", "match", "include"].contains(&k.to_ascii_lowercase().as_str()) {
-                // they would change which lines apply to the host,
-                // the user's own config included
-                return Err(err(
-                    v.referenced.line(),
-                    format!("host `{name}`: `{k}` is not an ssh option but a config block"),
-                    Some(
-                        "put `Host`/`Match` blocks and `Include` in your ssh config; `ssh_options` takes options",
-                    ),
-                ));
-            }
-            if v.value.chars().any(|c| c.is_control()) {
-                return Err(err(
-                    v.referenced.line(),
-                    format!("host `{name}`: ssh option `{k}` has a control character"),
-                    None,
-                ));
-            }
-            ssh_options.insert(k.clone(), v.value.clone());
-        }
-        let state_dir = h.state_dir.as_ref().or(d.state_dir.as_ref());
-        if let Some(s) = state_dir
-            && !valid_remote_path(&s.value)
-        {
-            return Err(err(
-                s.referenced.line(),
-                format!(
-                    "host `{name}`: state_dir `{}` is not an absolute path",
-                    s.value
-                ),
-                None,
-            ));
-        }
-        let remote_root = h.remote_root.as_ref().or(d.remote_root.as_ref());
-        if let Some(s) = remote_root
-            && !valid_remote_path(&s.value)
-        {
-            return Err(err(
-                s.referenced.line(),
-                format!(
-                    "host `{name}`: remote_root `{}` is not an absolute path",
-                    s.value
-                ),
-                None,
-            ));
-        }
-        let compose = match h.compose.as_ref().or(d.compose.as_ref()) {
-            Some(c) => parse_compose(c).map_err(|m| err(c.referenced.line(), m, None))?,
-            None => ComposePref::Auto,
-        };
-        let hctx = HostCtx {
-            name,
-            remote_root: remote_root.map(|r| r.value.as_str()),
-            keys: h.keys().over(d.keys()),
-        };
-        let mut groups = Vec::new();
-        for g in &h.groups {
-            if !valid_host_name(&g.value) {
-                return Err(err(
-                    g.referenced.line(),
-                    format!("host `{name}`: group name `{}` is not valid", g.value),
-                    Some("group names take letters, digits, `.`, `-` and `_`"),
-                ));
-            }
-            groups.push(g.value.clone());
-        }
-        let mut tags = Vec::new();
-        for t in &h.tags {
-            if !valid_host_name(&t.value) {
-                return Err(err(
-                    t.referenced.line(),
-                    format!("host `{name}`: tag `{}` is not valid", t.value),
-                    Some("tags take letters, digits, `.`, `-` and `_`"),
-                ));
-            }
-            tags.push(t.value.clone());
-        }
-        let mut stacks = Vec::new();
-        let mut lines = Vec::new(); // where each stack is named, for errors
-        for s in &h.stacks {
-            let s = &s.value;
-            lines.push(s.name.referenced.line());
-            let def = StackDef {
-                compose_file: &s.compose_file,
-                profiles: &s.profiles,
-                root: s.root.as_ref(),
-                remote_dir: s.remote_dir.as_ref(),
-                keys: s.keys(),
-                rollout: default_policy,
-                adopt: s.adopt,
-                dir_mode: s.dir_mode,
-                dir_group: s.dir_group.as_ref(),
-                zero_downtime: s.zero_downtime.clone(),
-                hooks: s.hooks.as_ref(),
-                probe: s.probe.as_ref(),
-            };
-            stacks.push(build_stack(&s.name, &def, &hctx, &base, &err)?);
-        }
-        for (sname, shared) in &raw.stacks {
-            let sh = &shared.value;
-            let placed = sh.hosts.iter().any(|x| x.value == *name)
-                || sh.groups.iter().any(|g| groups.contains(&g.value));
-            if placed {
-                let def = StackDef {
-                    compose_file: &sh.compose_file,
-                    profiles: &sh.profiles,
-                    root: sh.root.as_ref(),
-                    remote_dir: sh.remote_dir.as_ref(),
-                    keys: sh.keys(),
-                    rollout: sh
-                        .rollout
-                        .as_ref()
-                        .map_or(default_policy, |r| r.over(&default_policy)),
-                    adopt: sh.adopt,
-                    dir_mode: sh.dir_mode,
-                    dir_group: sh.dir_group.as_ref(),
-                    zero_downtime: sh.zero_downtime.clone(),
-                    hooks: sh.hooks.as_ref(),
-                    probe: sh.probe.as_ref(),
-                };
-                let spanned_name = Spanned {
-                    value: sname.clone(),
-                    referenced: shared.referenced,
-                    defined: shared.defined,
-                };
-                stacks.push(build_stack(&spanned_name, &def, &hctx, &base, &err)?);
-                lines.push(shared.referenced.line());
-            }
-        }
-        if stacks.is_empty() {
-            return Err(err(
-                line,
-                format!("host `{name}` has no stacks"),
-                Some(
-                    "give it a `stacks:` list or a group a shared stack names, or remove the host",
-                ),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (st, l) in stacks.iter().zip(&lines) {
-            if !seen.insert(st.name.as_str()) {
-                return Err(err(
-                    *l,
-                    format!("host `{name}`: stack `{}` is listed twice", st.name),
-                    Some("stack names must be unique on a host"),
-                ));
-            }
-        }
-        // one stack's directory inside another's (or the state
-        // directory's) would have its files swapped away by the other
-        let root_user = user.is_some_and(|u| u.value == "root");
-        let dir_of = |st: &Stack| {
-            st.remote_dir
-                .clone()
-                .or_else(|| root_user.then(|| format!("/srv/rbuild/{}", st.name)))
-        };
-        for (i, (a, la)) in stacks.iter().zip(&lines).enumerate() {
-            for (b, lb) in stacks[i + 1..].iter().zip(&lines[i + 1..]) {
-                if let (Some(da), Some(db)) = (dir_of(a), dir_of(b))
-                    && overlap(&da, &db)
-                {
-                    return Err(err(
-                        *la.max(lb),
-                        format!(
-                            "host `{name}`: the directories of stacks `{}` (`{da}`) and `{}` (`{db}`) overlap",
-                            a.name, b.name
-                        ),
-                        Some("every stack needs a directory of its own, neither inside the other"),
-                    ));
-                }
-            }
-            if let (Some(da), Some(sd)) = (dir_of(a), state_dir)
-                && overlap(&da, &sd.value)
-            {
-                return Err(err(
-                    *la,
-                    format!(
-                        "host `{name}`: the directory of stack `{}` (`{da}`) and the state directory (`{}`) overlap",
-                        a.name, sd.value
-                    ),
-                    Some("keep the state directory apart from the stacks"),
-                ));
-            }
-        }
-        hosts.push(Host {
-            name: name.clone(),
-            address,
-            user: user.map(|u| u.value.clone()),
-            port: h.port.or(d.port).map(|p| p.0),
-            identity_file: h
-                .identity_file
-                .as_ref()
-                .or(d.identity_file.as_ref())
-                .map(|p| expand_home(&base, &p.value)),
-            ssh_options,
-            state_dir: state_dir.map(|s| s.value.clone()),
-            compose,
-            connect_timeout: h.connect_timeout.or(d.connect_timeout).map(|s| s.0),
-            groups,
-            tags,
-            stacks,
-        });
+        hosts.push(host(name, h, raw, default_policy, &base, &err)?);
     }
     let notify = raw.notify.as_ref().map(|n| Notify {
         url: n.value.url.value.clone(),
@@ -349,6 +109,272 @@ pub(super) fn inventory(path: &Path, raw: &RawInventory) -> Result<Inventory, In
         hosts,
         notify,
     })
+}
+
+/// One host of the inventory: how to reach it and its stacks, its own and
+/// the shared ones that land on it (by name or group), each resolved.
+fn host(
+    name: &str,
+    h: &Spanned<RawHost>,
+    raw: &RawInventory,
+    default_policy: Policy,
+    base: &Path,
+    err: &dyn Fn(u64, String, Option<&str>) -> InventoryError,
+) -> Result<Host, InventoryError> {
+    let d = &raw.defaults;
+    let line = h.referenced.line();
+    let h = &h.value;
+    if !valid_host_name(name) {
+        return Err(err(
+            line,
+            format!("host name `{name}` is not valid"),
+            Some("host names take letters, digits, `.`, `-` and `_`"),
+        ));
+    }
+    let address = match &h.address {
+        Some(a) if !valid_ssh_word(&a.value) => {
+            return Err(err(
+                a.referenced.line(),
+                format!("host `{name}`: address `{}` is not valid", a.value),
+                Some("an address is a host name or IP, without spaces, not starting with `-`"),
+            ));
+        }
+        Some(a) => a.value.clone(),
+        None => name.to_owned(),
+    };
+    let user = h.user.as_ref().or(d.user.as_ref());
+    if let Some(u) = user
+        && (!valid_ssh_word(&u.value) || u.value.contains('@'))
+    {
+        return Err(err(
+            u.referenced.line(),
+            format!("host `{name}`: user `{}` is not valid", u.value),
+            None,
+        ));
+    }
+    let mut ssh_options = BTreeMap::new();
+    for (k, v) in d.ssh_options.iter().chain(h.ssh_options.iter()) {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(err(
+                v.referenced.line(),
+                format!("host `{name}`: ssh option name `{k}` is not valid"),
+                Some("ssh options are written as in ssh_config, e.g. `ProxyJump: bastion`"),
+            ));
+        }
+        if ["host", "match", "include"].contains(&k.to_ascii_lowercase().as_str()) {
+            // they would change which lines apply to the host,
+            // the user's own config included
+            return Err(err(
+                v.referenced.line(),
+                format!("host `{name}`: `{k}` is not an ssh option but a config block"),
+                Some(
+                    "put `Host`/`Match` blocks and `Include` in your ssh config; `ssh_options` takes options",
+                ),
+            ));
+        }
+        if v.value.chars().any(|c| c.is_control()) {
+            return Err(err(
+                v.referenced.line(),
+                format!("host `{name}`: ssh option `{k}` has a control character"),
+                None,
+            ));
+        }
+        ssh_options.insert(k.clone(), v.value.clone());
+    }
+    let state_dir = h.state_dir.as_ref().or(d.state_dir.as_ref());
+    if let Some(s) = state_dir
+        && !valid_remote_path(&s.value)
+    {
+        return Err(err(
+            s.referenced.line(),
+            format!(
+                "host `{name}`: state_dir `{}` is not an absolute path",
+                s.value
+            ),
+            None,
+        ));
+    }
+    let remote_root = h.remote_root.as_ref().or(d.remote_root.as_ref());
+    if let Some(s) = remote_root
+        && !valid_remote_path(&s.value)
+    {
+        return Err(err(
+            s.referenced.line(),
+            format!(
+                "host `{name}`: remote_root `{}` is not an absolute path",
+                s.value
+            ),
+            None,
+        ));
+    }
+    let compose = match h.compose.as_ref().or(d.compose.as_ref()) {
+        Some(c) => parse_compose(c).map_err(|m| err(c.referenced.line(), m, None))?,
+        None => ComposePref::Auto,
+    };
+    let hctx = HostCtx {
+        name,
+        remote_root: remote_root.map(|r| r.value.as_str()),
+        keys: h.keys().over(d.keys()),
+    };
+    let mut groups = Vec::new();
+    for g in &h.groups {
+        if !valid_host_name(&g.value) {
+            return Err(err(
+                g.referenced.line(),
+                format!("host `{name}`: group name `{}` is not valid", g.value),
+                Some("group names take letters, digits, `.`, `-` and `_`"),
+            ));
+        }
+        groups.push(g.value.clone());
+    }
+    let mut tags = Vec::new();
+    for t in &h.tags {
+        if !valid_host_name(&t.value) {
+            return Err(err(
+                t.referenced.line(),
+                format!("host `{name}`: tag `{}` is not valid", t.value),
+                Some("tags take letters, digits, `.`, `-` and `_`"),
+            ));
+        }
+        tags.push(t.value.clone());
+    }
+    let mut stacks = Vec::new();
+    let mut lines = Vec::new(); // where each stack is named, for errors
+    for s in &h.stacks {
+        let s = &s.value;
+        lines.push(s.name.referenced.line());
+        let def = StackDef {
+            compose_file: &s.compose_file,
+            profiles: &s.profiles,
+            root: s.root.as_ref(),
+            remote_dir: s.remote_dir.as_ref(),
+            keys: s.keys(),
+            rollout: default_policy,
+            adopt: s.adopt,
+            dir_mode: s.dir_mode,
+            dir_group: s.dir_group.as_ref(),
+            zero_downtime: s.zero_downtime.clone(),
+            hooks: s.hooks.as_ref(),
+            probe: s.probe.as_ref(),
+        };
+        stacks.push(build_stack(&s.name, &def, &hctx, base, err)?);
+    }
+    for (sname, shared) in &raw.stacks {
+        let sh = &shared.value;
+        let placed = sh.hosts.iter().any(|x| x.value == *name)
+            || sh.groups.iter().any(|g| groups.contains(&g.value));
+        if placed {
+            let def = StackDef {
+                compose_file: &sh.compose_file,
+                profiles: &sh.profiles,
+                root: sh.root.as_ref(),
+                remote_dir: sh.remote_dir.as_ref(),
+                keys: sh.keys(),
+                rollout: sh
+                    .rollout
+                    .as_ref()
+                    .map_or(default_policy, |r| r.over(&default_policy)),
+                adopt: sh.adopt,
+                dir_mode: sh.dir_mode,
+                dir_group: sh.dir_group.as_ref(),
+                zero_downtime: sh.zero_downtime.clone(),
+                hooks: sh.hooks.as_ref(),
+                probe: sh.probe.as_ref(),
+            };
+            let spanned_name = Spanned {
+                value: sname.clone(),
+                referenced: shared.referenced,
+                defined: shared.defined,
+            };
+            stacks.push(build_stack(&spanned_name, &def, &hctx, base, err)?);
+            lines.push(shared.referenced.line());
+        }
+    }
+    if stacks.is_empty() {
+        return Err(err(
+            line,
+            format!("host `{name}` has no stacks"),
+            Some("give it a `stacks:` list or a group a shared stack names, or remove the host"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (st, l) in stacks.iter().zip(&lines) {
+        if !seen.insert(st.name.as_str()) {
+            return Err(err(
+                *l,
+                format!("host `{name}`: stack `{}` is listed twice", st.name),
+                Some("stack names must be unique on a host"),
+            ));
+        }
+    }
+    let root_user = user.is_some_and(|u| u.value == "root");
+    apart(name, &stacks, &lines, root_user, state_dir, err)?;
+    Ok(Host {
+        name: name.to_owned(),
+        address,
+        user: user.map(|u| u.value.clone()),
+        port: h.port.or(d.port).map(|p| p.0),
+        identity_file: h
+            .identity_file
+            .as_ref()
+            .or(d.identity_file.as_ref())
+            .map(|p| expand_home(base, &p.value)),
+        ssh_options,
+        state_dir: state_dir.map(|s| s.value.clone()),
+        compose,
+        connect_timeout: h.connect_timeout.or(d.connect_timeout).map(|s| s.0),
+        groups,
+        tags,
+        stacks,
+    })
+}
+
+/// One stack's directory inside another's (or the state directory's)
+/// would have its files swapped away by the other: refused, at the later
+/// stack's line. `lines`: where each of `stacks` is named; `root_user`:
+/// the host is reached as root (stacks default to `/srv/rbuild/NAME`).
+fn apart(
+    name: &str,
+    stacks: &[Stack],
+    lines: &[u64],
+    root_user: bool,
+    state_dir: Option<&Spanned<String>>,
+    err: &dyn Fn(u64, String, Option<&str>) -> InventoryError,
+) -> Result<(), InventoryError> {
+    let dir_of = |st: &Stack| {
+        st.remote_dir
+            .clone()
+            .or_else(|| root_user.then(|| format!("/srv/rbuild/{}", st.name)))
+    };
+    for (i, (a, la)) in stacks.iter().zip(lines).enumerate() {
+        for (b, lb) in stacks[i + 1..].iter().zip(&lines[i + 1..]) {
+            if let (Some(da), Some(db)) = (dir_of(a), dir_of(b))
+                && overlap(&da, &db)
+            {
+                return Err(err(
+                    *la.max(lb),
+                    format!(
+                        "host `{name}`: the directories of stacks `{}` (`{da}`) and `{}` (`{db}`) overlap",
+                        a.name, b.name
+                    ),
+                    Some("every stack needs a directory of its own, neither inside the other"),
+                ));
+            }
+        }
+        if let (Some(da), Some(sd)) = (dir_of(a), state_dir)
+            && overlap(&da, &sd.value)
+        {
+            return Err(err(
+                *la,
+                format!(
+                    "host `{name}`: the directory of stack `{}` (`{da}`) and the state directory (`{}`) overlap",
+                    a.name, sd.value
+                ),
+                Some("keep the state directory apart from the stacks"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a host lends its stacks.
@@ -568,14 +594,19 @@ fn build_stack(
         let text = |v: &Spanned<String>| !v.value.trim().is_empty() && !v.value.contains('\0');
         hooks.probe = Some(match (&p.value.url, &p.value.command) {
             (Some(u), None) if text(u) => {
-                let mut words = vec!["probe_url".to_owned(), u.value.clone()];
-                if let Some(e) = &p.value.expect {
-                    words.push(e.value.clone());
+                let expect = p.value.expect.as_ref().map(|e| e.value.clone());
+                // it goes to the host as shell words: no NUL
+                if expect.as_ref().is_some_and(|e| e.contains('\0')) {
+                    return Err(bad("the probe's url or expect cannot be quoted"));
                 }
-                shlex::try_join(words.iter().map(String::as_str))
-                    .map_err(|_| bad("the probe's url or expect cannot be quoted"))?
+                Probe::Http {
+                    url: u.value.clone(),
+                    expect,
+                }
             }
-            (None, Some(c)) if text(c) && p.value.expect.is_none() => c.value.clone(),
+            (None, Some(c)) if text(c) && p.value.expect.is_none() => {
+                Probe::Command(c.value.clone())
+            }
             (None, Some(_)) if p.value.expect.is_some() => {
                 return Err(bad(
                     "`expect` goes with `url`: a command's probe is its exit status",
