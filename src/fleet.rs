@@ -1294,4 +1294,53 @@ mod tests {
         assert!(w.calls("h2", "check").is_empty());
         shown_once(&rows, &events);
     }
+
+    #[test]
+    fn a_stack_s_place_and_hooks_are_the_script_s_words() {
+        use crate::inventory::{Hooks, Probe};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = hosts(dir.path(), &[("h1", &["web"])], Policy::default())
+            .remove(0)
+            .stacks
+            .remove(0);
+        s.remote_dir = Some("/srv/web".into());
+        s.profiles = vec!["jobs".into()];
+        assert_eq!(
+            place(&s),
+            Place {
+                name: "web".into(),
+                dir: Some("/srv/web".into()),
+                compose_files: vec!["compose.yml".into()],
+                profiles: vec!["jobs".into()],
+            }
+        );
+        let mut probe = |p: Probe| {
+            s.hooks = Hooks {
+                before: Some("./migrate".into()),
+                after: None,
+                probe: Some(p),
+            };
+            let h = hooks(&s);
+            assert_eq!(h.before.as_deref(), Some("./migrate"));
+            h.probe.unwrap()
+        };
+        assert_eq!(
+            probe(Probe::Http {
+                url: "http://127.0.0.1:8000/health".into(),
+                expect: Some("it's ok".into()),
+            }),
+            r#"probe_url http://127.0.0.1:8000/health "it's ok""#
+        );
+        assert_eq!(
+            probe(Probe::Http {
+                url: "http://x/".into(),
+                expect: None,
+            }),
+            "probe_url http://x/"
+        );
+        assert_eq!(
+            probe(Probe::Command("./ready.sh --x".into())),
+            "./ready.sh --x"
+        );
+    }
 }
