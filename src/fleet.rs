@@ -891,7 +891,7 @@ mod tests {
                             data_dirs: vec![],
                             remote_dir: None,
                             keys: crate::inventory::Inheritable {
-                                watch: Some(crate::inventory::values::Seconds(0)),
+                                watch: Some(crate::inventory::Seconds(0)),
                                 ..Default::default()
                             },
                             rollout: policy,

@@ -1,19 +1,22 @@
 //! The YAML inventory: which hosts run which compose stacks, and how to reach
 //! them. Parsing is strict (unknown keys are errors) and every error names the
-//! file, the line and the key at fault. Nothing here touches a host.
+//! file, the line and the key at fault. Nothing here touches a host, and
+//! nothing here knows how a host is told: the remote script's arguments
+//! are made of the model elsewhere (`fleet.rs`), and `notify:`'s URL and
+//! actions are checked where the webhook is built (`config.rs`).
 //!
-//! Its parts: [`model`] (what the rest of rbuild reads), [`keys`] (the keys
-//! a stack inherits, declared once), [`values`] (values with rules of their
+//! Its parts: `model` (what the rest of rbuild reads), `keys` (the keys a
+//! stack inherits, declared once), `values` (values with rules of their
 //! own), `raw` (the file as written), `resolve` (from the one to the
-//! other), `validate` (names and paths), [`error`] (errors at their line).
+//! other), `validate` (names and paths), `error` (errors at their line).
 
-pub mod error;
-pub mod keys;
-pub mod model;
+mod error;
+mod keys;
+mod model;
 mod raw;
 mod resolve;
 mod validate;
-pub mod values;
+mod values;
 
 use std::path::Path;
 
@@ -21,11 +24,8 @@ pub use crate::compose::ComposePref;
 pub use error::InventoryError;
 pub use keys::Inheritable;
 pub use model::{Hooks, Host, Inventory, Notify, Probe, Stack};
-pub use validate::{valid_host_name, valid_stack_name};
-pub use values::{
-    DEFAULT_KEEP_GENERATIONS, DEFAULT_WATCH, MAX_CONNECT_TIMEOUT, MAX_PERIOD, MAX_UP_TIMEOUT,
-    parse_seconds,
-};
+pub use validate::valid_stack_name;
+pub use values::{MAX_CONNECT_TIMEOUT, MAX_PERIOD, MAX_UP_TIMEOUT, Seconds, parse_seconds};
 
 impl Inventory {
     /// Read and validate an inventory file.

@@ -15,8 +15,8 @@ use super::values::{DEFAULT_KEEP_GENERATIONS, DEFAULT_WATCH};
 pub struct Inventory {
     pub path: PathBuf,
     pub hosts: Vec<Host>,
-    /// `notify:` as written (its url and actions are checked by whoever
-    /// sends: see [`Notify`]).
+    /// `notify:` as written: the settings check its URL and actions (see
+    /// [`Notify`]).
     pub notify: Option<Notify>,
 }
 

@@ -1,7 +1,8 @@
 //! The inventory parsed from text: inheritance, errors at their lines,
 //! the example inventory; the parser fuzzed; every key in the example.
 
-use super::validate::valid_remote_path;
+use super::validate::{valid_host_name, valid_remote_path};
+use super::values::DEFAULT_KEEP_GENERATIONS;
 use super::*;
 use crate::rollout::Limit;
 
