@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{Cli, Command};
-use crate::inventory::{self, ComposePref, Host, Inventory, Stack};
+use crate::compose::{self, ComposePref};
+use crate::inventory::{self, Host, Inventory, Stack};
 use crate::rollout::Policy;
 
 /// Default seconds between rebuilds (the original script's `BUILD_PERIOD`).
@@ -87,31 +88,33 @@ impl Settings {
     /// The effective build period of a stack.
     pub fn build_period(&self, s: &Stack) -> u64 {
         self.build_period
-            .or(s.build_period)
+            .or(s.keys.build_period.map(|p| p.0))
             .unwrap_or(DEFAULT_BUILD_PERIOD)
     }
 
     /// The effective up timeout of a stack.
     pub fn up_timeout(&self, s: &Stack) -> u64 {
         self.up_timeout
-            .or(s.up_timeout)
+            .or(s.keys.up_timeout.map(|t| t.0))
             .unwrap_or(DEFAULT_UP_TIMEOUT)
     }
 
     /// The effective watch window of a stack.
     pub fn watch(&self, s: &Stack) -> u64 {
-        self.watch.unwrap_or(s.watch)
+        self.watch.unwrap_or_else(|| s.watch())
     }
 
     /// The effective settle window of a stack.
     pub fn settle(&self, s: &Stack) -> u64 {
-        self.settle.or(s.settle).unwrap_or(DEFAULT_SETTLE)
+        self.settle
+            .or(s.keys.settle.map(|t| t.0))
+            .unwrap_or(DEFAULT_SETTLE)
     }
 
     /// The effective build timeout of a stack.
     pub fn build_timeout(&self, s: &Stack) -> u64 {
         self.build_timeout
-            .or(s.build_timeout)
+            .or(s.keys.build_timeout.map(|t| t.0))
             .unwrap_or(DEFAULT_BUILD_TIMEOUT)
     }
 
@@ -153,7 +156,7 @@ impl Settings {
             (_, false) => (Mode::Local, vec![local_host(&cli)?]),
             (Some(path), true) => {
                 let inv = Inventory::load(path)?;
-                notify = inv.notify.clone().filter(|_| !cli.no_notify);
+                notify = notify_of(&inv)?.filter(|_| !cli.no_notify);
                 let mut hosts = select(inv, &cli)?;
                 // rollout flags win over the inventory
                 for s in hosts.iter_mut().flat_map(|h| h.stacks.iter_mut()) {
@@ -217,6 +220,53 @@ impl Settings {
     }
 }
 
+/// The webhook of the inventory's `notify:`, its URL and actions checked:
+/// an error names the inventory's line.
+fn notify_of(inv: &Inventory) -> Result<Option<crate::notify::Notify>, UsageError> {
+    let Some(n) = &inv.notify else {
+        return Ok(None);
+    };
+    let err = |line: u64, message: String, hint: &str| inventory::InventoryError {
+        file: inv.path.clone(),
+        line,
+        column: 0,
+        message,
+        hint: Some(hint.to_owned()),
+    };
+    if !crate::notify::valid_url(&n.url) {
+        return Err(err(
+            n.url_line,
+            format!(
+                "notify: url `{}` is not an http:// or https:// URL",
+                crate::notify::shown_url(&n.url)
+            ),
+            "e.g. `url: https://hooks.example.com/rbuild`",
+        )
+        .into());
+    }
+    let on = match &n.on {
+        None => crate::notify::DEFAULT_ON.to_vec(),
+        Some(words) => {
+            let mut on = Vec::new();
+            for (word, line) in words {
+                let action = crate::notify::action(word).ok_or_else(|| {
+                        err(
+                            *line,
+                            format!("notify: `{word}` is not an action"),
+                            "`on` lists actions of the summary: rebuilt, started, rolled_back, failed, skipped",
+                        )
+                    })?;
+                on.push(action);
+            }
+            on
+        }
+    };
+    Ok(Some(crate::notify::Notify {
+        url: n.url.clone(),
+        on,
+    }))
+}
+
 /// `BUILD_TTL`, the variable the original `rbuild.py` read (its README
 /// said `BUILD_PERIOD`, which wins when both are set).
 fn build_ttl() -> Result<Option<u64>, UsageError> {
@@ -271,15 +321,9 @@ fn local_project_name(file: &Path, dir: &Path) -> Result<String, UsageError> {
         .ok()
         .filter(|v| !v.is_empty())
         .map(|v| (v, "COMPOSE_PROJECT_NAME"));
-    let from_dotenv = || {
-        let text = std::fs::read_to_string(dir.join(".env")).ok()?;
-        text.lines().find_map(|l| {
-            let v = l.trim().strip_prefix("COMPOSE_PROJECT_NAME=")?;
-            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
-            (!v.is_empty()).then(|| (v.to_owned(), "COMPOSE_PROJECT_NAME in .env"))
-        })
-    };
-    let from_file = || inventory::compose_name(file).map(|n| (n, "`name:` of the compose file"));
+    let from_dotenv =
+        || compose::dotenv_project_name(dir).map(|n| (n, "COMPOSE_PROJECT_NAME in .env"));
+    let from_file = || compose::compose_name(file).map(|n| (n, "`name:` of the compose file"));
     if let Some((name, source)) = from_env.or_else(from_dotenv).or_else(from_file) {
         if !inventory::valid_stack_name(&name) {
             return Err(UsageError::new(
@@ -363,14 +407,15 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             }
         };
         let mut compose_files = vec![prefix(&file_name)];
-        compose_files.extend(inventory::override_of(&dir, &file_name).map(|o| prefix(&o)));
-        inventory::outside_root(&root, &compose_files, cli.root.is_some(), "`--root DIR`")?;
-        let data_dirs = inventory::writable_binds(&root, &compose_files);
-        let one_shots = crate::compose::one_shots(&root, &compose_files);
-        let mounts = crate::compose::mounting(&root, &compose_files);
+        compose_files.extend(compose::override_of(&dir, &file_name).map(|o| prefix(&o)));
+        compose::outside_root(&root, &compose_files, cli.root.is_some(), "`--root DIR`")
+            .map_err(inventory::InventoryError::from)?;
+        let data_dirs = compose::writable_binds(&root, &compose_files);
+        let one_shots = compose::one_shots(&root, &compose_files);
+        let mounts = compose::mounting(&root, &compose_files);
         // compose here interpolates from this environment: its values are
         // part of the stack
-        let env = crate::compose::variables(&root, &compose_files)
+        let env = compose::variables(&root, &compose_files)
             .into_iter()
             .map(|k| {
                 let v = std::env::var(&k).ok();
@@ -391,12 +436,7 @@ fn local_host(cli: &Cli) -> Result<Host, UsageError> {
             profiles: vec![],
             data_dirs,
             remote_dir: Some(dir_str),
-            build_period: None,
-            up_timeout: None,
-            build_timeout: None,
-            settle: None,
-            keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
-            watch: crate::inventory::DEFAULT_WATCH,
+            keys: Default::default(),
             rollout: Default::default(),
             adopt: false,
             dir_mode: None,

@@ -279,6 +279,37 @@ fn detail<C>(ctx: &Ctx<C>, h: &Host, rows: &mut [Row], begun: SystemTime) {
     }
 }
 
+/// Where the inventory puts `s` on its host, as the remote script names
+/// it (an apply's stack, a rollback).
+pub fn place(s: &Stack) -> Place {
+    Place {
+        name: s.name.clone(),
+        dir: s.remote_dir.clone(),
+        compose_files: s.compose_files.clone(),
+        profiles: s.profiles.clone(),
+    }
+}
+
+/// The hooks and probe of `s`, as the remote script runs them: a probe is
+/// a command line, an HTTP one `probe_url URL [TEXT]` (a function of the
+/// script).
+fn hooks(s: &Stack) -> crate::remote::call::Hooks {
+    use crate::inventory::Probe;
+    crate::remote::call::Hooks {
+        before: s.hooks.before.clone(),
+        after: s.hooks.after.clone(),
+        probe: s.hooks.probe.as_ref().map(|p| match p {
+            Probe::Http { url, expect } => {
+                let words = ["probe_url", url.as_str()]
+                    .into_iter()
+                    .chain(expect.as_deref());
+                shlex::try_join(words).expect("the inventory refuses a NUL in a probe")
+            }
+            Probe::Command(c) => c.clone(),
+        }),
+    }
+}
+
 /// How long the controller waits for an apply: every bound the host keeps
 /// for each stack (build and pull, up, the gate and a rollback, its looks
 /// at the engine), the payload at a slow 256 KiB/s, and two minutes more.
@@ -695,7 +726,7 @@ async fn apply<C: Connect>(
             .map(|d| {
                 let s = stack(d);
                 ApplyStack {
-                    place: Place::of(s),
+                    place: place(s),
                     mode: d.mode,
                     adopt: s.adopt,
                     up_timeout: st.up_timeout(s),
@@ -710,9 +741,9 @@ async fn apply<C: Connect>(
                         one_shots: s.one_shots.clone(),
                         mounts: s.mounts.clone(),
                         watch: st.watch(s),
-                        keep: Some(s.keep_generations),
+                        keep: Some(s.keep_generations()),
                     },
-                    hooks: s.hooks.clone(),
+                    hooks: hooks(s),
                 }
             })
             .collect(),
@@ -980,12 +1011,10 @@ mod tests {
                             profiles: vec![],
                             data_dirs: vec![],
                             remote_dir: None,
-                            build_period: None,
-                            up_timeout: None,
-                            build_timeout: None,
-                            settle: None,
-                            keep_generations: crate::inventory::DEFAULT_KEEP_GENERATIONS,
-                            watch: 0,
+                            keys: crate::inventory::Inheritable {
+                                watch: Some(crate::inventory::Seconds(0)),
+                                ..Default::default()
+                            },
                             rollout: policy,
                             adopt: false,
                             dir_mode: None,
@@ -1385,5 +1414,54 @@ mod tests {
         assert_eq!(w.calls("h1", "check"), [vec!["web".to_string()]]);
         assert!(w.calls("h2", "check").is_empty());
         shown_once(&rows, &events);
+    }
+
+    #[test]
+    fn a_stack_s_place_and_hooks_are_the_script_s_words() {
+        use crate::inventory::{Hooks, Probe};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = hosts(dir.path(), &[("h1", &["web"])], Policy::default())
+            .remove(0)
+            .stacks
+            .remove(0);
+        s.remote_dir = Some("/srv/web".into());
+        s.profiles = vec!["jobs".into()];
+        assert_eq!(
+            place(&s),
+            Place {
+                name: "web".into(),
+                dir: Some("/srv/web".into()),
+                compose_files: vec!["compose.yml".into()],
+                profiles: vec!["jobs".into()],
+            }
+        );
+        let mut probe = |p: Probe| {
+            s.hooks = Hooks {
+                before: Some("./migrate".into()),
+                after: None,
+                probe: Some(p),
+            };
+            let h = hooks(&s);
+            assert_eq!(h.before.as_deref(), Some("./migrate"));
+            h.probe.unwrap()
+        };
+        assert_eq!(
+            probe(Probe::Http {
+                url: "http://127.0.0.1:8000/health".into(),
+                expect: Some("it's ok".into()),
+            }),
+            r#"probe_url http://127.0.0.1:8000/health "it's ok""#
+        );
+        assert_eq!(
+            probe(Probe::Http {
+                url: "http://x/".into(),
+                expect: None,
+            }),
+            "probe_url http://x/"
+        );
+        assert_eq!(
+            probe(Probe::Command("./ready.sh --x".into())),
+            "./ready.sh --x"
+        );
     }
 }

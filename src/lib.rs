@@ -35,8 +35,22 @@
 //! src/commands/check.rs      `rbuild check`: the inventory and every stack validated, no host contacted
 //! src/commands/stack.rs      `rbuild history`, `logs`, `rollback` on one stack of one host
 //! src/commands/meta.rs       `rbuild completions`, `rbuild man`
-//! src/inventory.rs         the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
-//! src/compose.rs           every read of a compose file: what it references, inside its root | imports nothing
+//! src/inventory.rs         the inventory: parse a file into the model; its parts below | never: app, commands, config, fleet, host, notify, remote, report
+//! src/inventory/           the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
+//! src/inventory/model.rs     the validated model the rest reads: Inventory, Host, Stack, Hooks, Probe, Notify
+//! src/inventory/keys.rs      the keys a stack inherits, declared once: the table, Inheritable and its merge
+//! src/inventory/values.rs    values with rules of their own: durations, limits, ports, modes, groups
+//! src/inventory/raw.rs       the inventory as written: strict serde shapes, every value with its line
+//! src/inventory/resolve.rs   raw -> model: defaults -> host -> stack, shared stacks placed
+//! src/inventory/validate.rs  names and paths: stack and host names, ssh words, remote paths, overlaps
+//! src/inventory/error.rs     InventoryError, and the YAML parser's messages in an inventory's words
+//! src/inventory/tests.rs     (test) inventories parsed from text; the fuzz and example tests
+//! src/compose.rs           everything rbuild reads of a stack's compose files; its parts below | imports nothing
+//! src/compose/             the compose model, read from files and paths, checked inside the stack's root | imports nothing
+//! src/compose/files.rs       a compose file as a whole: does it parse, its `name:`, its .env, its override
+//! src/compose/refs.rs        what compose files reference on disk, kept inside the stack's root
+//! src/compose/services.rs    what services allow and need: zero_downtime, jobs, mounts, writable binds, variables
+//! src/compose/tests.rs       (test) compose files of made-up stacks
 //! src/stack.rs             what a stack ships: file walk, .rbuildignore, sha256, the tar stream | imports nothing
 //! src/ship.rs              every stack hashed once a run; payloads built once per set of stacks | never: host, remote, report
 //! src/trees.rs             the files of each hash this controller shipped, for the dry run's changed files | never: host, remote, report
@@ -109,6 +123,29 @@
 //! scripts/{setup-deps,testhosts,demo,test,sh-coverage,bench}.sh  set-up, test hosts, demo, tests, coverage, benchmark
 //! scripts/demo/ scripts/bench/  the demo's stacks; the benchmark's helpers and results
 //! ```
+//!
+//! # House rules
+//!
+//! - A command is one file under `commands/` returning an
+//!   [`commands::Outcome`], and its document one file under `report/`.
+//!   Nothing else prints: `app.rs` writes stdout and the error a command
+//!   stops with, `report/progress.rs` draws on stderr, logs go through
+//!   `tracing`.
+//! - A host's failure is a row, never a `?` out of the executor. A command
+//!   stops with an [`error::Error`] only before any host is touched (usage,
+//!   exit 2) or when its one host fails (exit 1).
+//! - The core is pure: `decide`, `plan`, `status`, `select`, `rollout` and
+//!   `report/` take values and return values, with table-driven tests.
+//!   I/O lives in `host/`, `app.rs`, `commands/`, `fleet.rs` and the file
+//!   readers (`stack.rs`, `ship.rs`, `compose.rs`, `inventory/`).
+//! - Each concept has one home: the protocol's lines, files and words in
+//!   `remote/` (and PROTOCOL.md), the compose model in `compose.rs`, the
+//!   inventory's keys in `inventory/`, a row's wording in `report/rows.rs`.
+//! - Every rendered document is snapshot-tested (insta): a changed wording
+//!   is a reviewed snapshot.
+//! - A test goes as low as it can: pure functions in unit tests, the host
+//!   script's branches in `tests/script.rs` against the fake docker, and
+//!   only what a real engine and sshd show in `tests/suite/`.
 
 pub mod app;
 pub mod cli;

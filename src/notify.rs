@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::report::{Action, Row};
+use crate::report::{ACTIONS, Action, Row};
 
 /// How long the webhook may take to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +74,12 @@ pub fn shown_url(url: &str) -> String {
 }
 
 /// Whether `url` is one rbuild can post to.
+/// The action an `on:` word names, if it names one.
+pub fn action(word: &str) -> Option<Action> {
+    ACTIONS.into_iter().find(|a| a.as_str() == word)
+}
+
+/// Whether `url` is an http:// or https:// URL.
 pub fn valid_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")

@@ -5,6 +5,7 @@
 //! it would ship. No host is contacted.
 
 use super::Outcome;
+use crate::compose::Unreadable;
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::inventory::Stack;
@@ -101,36 +102,30 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
 
 /// A compose file that compose could not read: not YAML, or not a mapping.
 fn compose_problem(path: &std::path::Path, host: &str, s: &Stack) -> Option<Problem> {
-    type Top = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return Some(Problem {
-                error: format!(
-                    "{}: host `{host}`, stack `{}`: cannot read the compose file: {e}",
-                    path.display(),
-                    s.name
-                ),
-                hint: None,
-            });
-        }
-    };
-    let e = serde_saphyr::from_str::<Top>(&text).err()?;
-    let line = e.location().map(|l| l.line()).unwrap_or(0);
-    let msg = e.to_string();
-    let msg = msg.lines().next().unwrap_or_default();
-    Some(Problem {
-        error: format!(
-            "{}{}: host `{host}`, stack `{}`: the compose file is not valid YAML: {msg}",
-            path.display(),
-            if line > 0 {
-                format!(":{line}")
-            } else {
-                String::new()
-            },
-            s.name
-        ),
-        hint: Some("compose would refuse it too: `docker compose config` shows the same".into()),
+    Some(match crate::compose::unreadable(path)? {
+        Unreadable::Io(e) => Problem {
+            error: format!(
+                "{}: host `{host}`, stack `{}`: cannot read the compose file: {e}",
+                path.display(),
+                s.name
+            ),
+            hint: None,
+        },
+        Unreadable::Syntax { line, message } => Problem {
+            error: format!(
+                "{}{}: host `{host}`, stack `{}`: the compose file is not valid YAML: {message}",
+                path.display(),
+                if line > 0 {
+                    format!(":{line}")
+                } else {
+                    String::new()
+                },
+                s.name
+            ),
+            hint: Some(
+                "compose would refuse it too: `docker compose config` shows the same".into(),
+            ),
+        },
     })
 }
 

@@ -109,7 +109,7 @@ pub async fn run(cmd: Command, settings: Settings, world: World) -> Result<Outco
                     remote::Rollback {
                         state_dir: h.state_dir.clone(),
                         compose: h.compose,
-                        place: remote::Place::of(s),
+                        place: crate::fleet::place(s),
                         up_timeout: settings.up_timeout(s),
                         settle: settings.settle(s),
                         to,

@@ -388,7 +388,7 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::ComposePref;
+    use crate::compose::ComposePref;
     use crate::remote::call::{ApplyStack, CheckStack, Place};
     use crate::remote::event::{Token, parse_line};
 

@@ -1,7 +1,7 @@
 //! The calls the controller makes of the remote script, typed, and the
 //! argument lists and command lines they become (see `PROTOCOL.md`).
 
-use crate::inventory::ComposePref;
+use crate::compose::ComposePref;
 
 use super::{PROTOCOL, Token, script};
 
@@ -109,16 +109,6 @@ pub struct Place {
 }
 
 impl Place {
-    /// Where the inventory puts `s`.
-    pub fn of(s: &crate::inventory::Stack) -> Place {
-        Place {
-            name: s.name.clone(),
-            dir: s.remote_dir.clone(),
-            compose_files: s.compose_files.clone(),
-            profiles: s.profiles.clone(),
-        }
-    }
-
     /// Its four arguments.
     fn args(&self) -> [String; 4] {
         [
