@@ -59,7 +59,11 @@
 //! src/status.rs            pure: a host's status answer -> each stack assessed | never: fleet, host, inventory
 //! src/select.rs            pure: --limit, --exclude, @tag, --shard K/N -> the selected hosts | imports nothing
 //! src/rollout.rs           pure: serial batches, canary, failure budget | imports nothing
-//! src/fleet.rs             the one executor: bounded concurrency, rollouts, events out; stacks -> calls | never: app, commands
+//! src/fleet.rs             the one executor: every host a bounded number at once, for a run and for status | never: app, commands
+//! src/fleet/               the executor's parts | never: app, commands
+//! src/fleet/host.rs          one host: connect, check, plan, its turn in a rollout, apply; a row for each stack
+//! src/fleet/wire.rs          a stack as the script's arguments: its place, hooks, probe; an apply's bound
+//! src/fleet/tests.rs         (test) the executor against scripted hosts: down, locked, halted, cut, Ctrl-C
 //! src/host/                the seam: a connection that runs a typed call | never: app, commands, fleet, report
 //! src/host/mod.rs            World, the real one: ssh in fleet mode, sh here in local mode
 //! src/host/conn.rs           the seam: Conn (runs a typed call), Connect, HostError; a script's output driven
