@@ -1,12 +1,12 @@
 //! The decision, pure: given what the host recorded and what the controller
 //! has now, is a rebuild due, and why. Every result carries its reason.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::remote::{LastResult, StackState};
 
 /// Why a stack was (or would be, or was not) rebuilt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// `--force-rebuild`.

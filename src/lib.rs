@@ -34,6 +34,7 @@
 //! src/commands/status.rs     `rbuild status`: every stack as its host sees it
 //! src/commands/check.rs      `rbuild check`: the inventory and every stack validated, no host contacted
 //! src/commands/stack.rs      `rbuild history`, `logs`, `rollback` on one stack of one host
+//! src/commands/merge.rs      `rbuild merge`: the run documents of `--shard K/N` runs as one run and one exit status
 //! src/commands/meta.rs       `rbuild completions`, `rbuild man`
 //! src/inventory.rs         the inventory: parse a file into the model; its parts below | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/           the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
