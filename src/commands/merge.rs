@@ -15,7 +15,8 @@ use crate::report::output::Output;
 
 /// Read every shard's document and merge them. A file missing,
 /// unreadable, or no run document of this version is a usage error naming
-/// it; so is a host that two documents both have (a shard given twice).
+/// it; so is a stack of a host that two documents both have (a shard given
+/// twice). Local-mode documents merge too (their host is `local`).
 pub fn run(paths: &[PathBuf]) -> Result<Outcome, Error> {
     let mut docs = Vec::with_capacity(paths.len());
     for p in paths {
@@ -39,20 +40,18 @@ fn read(path: &Path) -> Result<RunRead, Error> {
 /// the order given, its time from the first start to the last end, and
 /// the merged exit status.
 pub fn merge(docs: Vec<(String, RunRead)>) -> Result<Outcome, Error> {
-    let mut owner: std::collections::HashMap<String, String> = Default::default();
-    for (name, d) in &docs {
-        let mut hosts: Vec<&str> = d.rows.iter().map(|r| r.host.as_str()).collect();
-        hosts.dedup();
-        for h in hosts {
-            match owner.get(h) {
-                Some(other) if other != name => {
+    let mut owner: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    for (i, (name, d)) in docs.iter().enumerate() {
+        for r in &d.rows {
+            let key = (r.host.as_str(), r.stack.as_str());
+            match owner.insert(key, i) {
+                Some(other) if other != i => {
                     return Err(Error::usage(format!(
-                        "host `{h}` is in both `{other}` and `{name}`\nhint: give each shard's document once (shards of one `--shard K/N` split share no host)"
+                        "host `{}`, stack `{}` is in both `{}` and `{name}`\nhint: give each shard's document once (the shards of one `--shard K/N` split share no host)",
+                        key.0, key.1, docs[other].0
                     )));
                 }
-                _ => {
-                    owner.insert(h.to_owned(), name.clone());
-                }
+                _ => {}
             }
         }
     }
@@ -189,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn a_host_in_two_documents_is_a_usage_error() {
+    fn a_stack_in_two_documents_is_a_usage_error() {
         let e = merge(vec![
             (
                 "1.json".into(),
@@ -204,7 +203,7 @@ mod tests {
         assert_eq!(e.exit(), Exit::Usage);
         assert!(
             e.to_string()
-                .starts_with("host `a` is in both `1.json` and `2.json`"),
+                .starts_with("host `a`, stack `blog` is in both `1.json` and `2.json`"),
             "{e}"
         );
     }
