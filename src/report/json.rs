@@ -456,6 +456,8 @@ mod tests {
         failed.hint = Some("look".into());
         failed.detail.output = vec!["ERROR".into()];
         let rows = vec![planned, failed];
+        // a dry run's plan is inside its row
+        assert_valid("run", &render(&rows, 1));
         let read = parse(&render(&rows, 1)).unwrap();
         assert_eq!(
             read,
