@@ -359,8 +359,10 @@ fn history_and_rollback_work_in_local_mode() {
         .status(1)
         .any_stdout()
         .run();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // rollback prints the run's document
+    let doc = valid("run", &out);
     assert_eq!(doc["results"][0]["host"], "local", "{out}");
+    assert_eq!(doc["results"][0]["ok"], false, "{out}");
     let err = doc["results"][0]["error"].as_str().unwrap();
     assert!(
         err.starts_with("no rebuild is recorded here (no state directory "),
