@@ -114,14 +114,47 @@ fn run() -> Result<Exit, Error> {
 }
 
 /// A usage error as the `--json` document on stdout (see
-/// [`report::json::render_error`]).
+/// [`report::json::render_error`]); for `rbuild check`, the check's own
+/// document.
 fn print_json_error(text: &str, exit: Exit) {
+    if check_asked() {
+        let refused = commands::check::refused(text);
+        let r = report::output::render(&refused.output, exit.code(), &View::of_stdout(true, false));
+        let _ = print_out(&r.stdout);
+        return;
+    }
     let (error, hint) = split_hint(text);
     let _ = print_out(&report::json::render_error(
         &error,
         hint.as_deref(),
         exit.code(),
     ));
+}
+
+/// Whether the command line names `check` as its subcommand, looked at
+/// before the arguments are parsed (the values of options skipped): a
+/// usage error of `check --json` then prints the check's document.
+fn check_asked() -> bool {
+    let cmd = Cli::command();
+    let mut valued: Vec<String> = Vec::new();
+    for a in cmd.get_arguments().filter(|a| !a.is_positional()) {
+        if a.get_action().takes_values() {
+            valued.extend(a.get_long().map(|l| format!("--{l}")));
+            valued.extend(a.get_short().map(|c| format!("-{c}")));
+        }
+    }
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--");
+    while let Some(a) = args.next() {
+        if valued.contains(&a) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return a == "check";
+        }
+    }
+    false
 }
 
 /// `--color` as the command line gives it, read before it is parsed: for
@@ -188,9 +221,23 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
             return Ok((outcome, view));
         }
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Check)) => {
-            let settings = fleet_settings(cli, inventory_from_env, "check")?;
-            let view = View::of_stdout(settings.json, false);
-            return Ok((commands::check::run(&settings), view));
+            let json = cli.json;
+            return match fleet_settings(cli, inventory_from_env, "check") {
+                Ok(settings) => {
+                    let view = View::of_stdout(settings.json, false);
+                    Ok((commands::check::run(&settings), view))
+                }
+                // the check's own document, with what stopped it
+                Err(e) if json => Ok((
+                    commands::check::refused(&e.to_string()),
+                    View::of_stdout(true, false),
+                )),
+                Err(e) => Err(e),
+            };
+        }
+        Some(crate::cli::Commands::Merge { shards }) => {
+            let view = View::of_stdout(cli.json, cli.quiet);
+            return Ok((commands::merge::run(&shards)?, view));
         }
         None => None,
     };

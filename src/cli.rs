@@ -254,6 +254,17 @@ pub enum Commands {
     Meta(Meta),
     #[command(flatten)]
     Fleet(FleetCommand),
+    /// Fan in the documents of runs split with `--shard K/N` (each written
+    /// by `rbuild --shard K/N --json > shard-K.json`): one table (or, with
+    /// `--json`, one run document) and one exit status, the most severe of
+    /// the shards' (130/143 > 1 > 3 > 4 > 0). A file that is missing,
+    /// unreadable or not a run document of this version is a usage error
+    /// (exit status 2).
+    Merge {
+        /// The shards' run documents.
+        #[arg(value_name = "SHARD.json", required = true)]
+        shards: Vec<PathBuf>,
+    },
 }
 
 /// Commands on the selected hosts of the inventory that change nothing.

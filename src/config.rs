@@ -73,6 +73,9 @@ pub struct Settings {
     pub json: bool,
     /// `--metrics-file`: where to write the run's metrics.
     pub metrics_file: Option<PathBuf>,
+    /// `--shard K/N`: which part of the hosts this run is (its metrics
+    /// carry it as a label).
+    pub shard: Option<crate::select::Shard>,
     /// `--lock-wait`: seconds to wait for a held stack lock (0: none).
     pub lock_wait: u64,
     /// The inventory's webhook, unless `--no-notify` (fleet mode only).
@@ -209,6 +212,7 @@ impl Settings {
             concurrency: cli.concurrency as usize,
             json: cli.json,
             metrics_file: cli.metrics_file,
+            shard: cli.shard,
             lock_wait: cli.lock_wait.unwrap_or(0),
             notify,
             quiet: cli.quiet,

@@ -1,12 +1,12 @@
 //! The decision, pure: given what the host recorded and what the controller
 //! has now, is a rebuild due, and why. Every result carries its reason.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::remote::{LastResult, StackState};
 
 /// Why a stack was (or would be, or was not) rebuilt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// `--force-rebuild`.
@@ -62,9 +62,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Whether a stack skipped for this reason still fails the run (exit
-    /// status 1, "held back" in the summary): its files failed their last
-    /// rebuild, or its rollout halted before it.
+    /// Whether a stack skipped for this reason is "held back" (the
+    /// summary's count, `held_back` in JSON's `counts`) and makes the exit
+    /// status non-zero: its files failed their last rebuild (exit status
+    /// 4 when nothing else is wrong), or its rollout halted before it (1).
     pub fn holds_back(self) -> bool {
         matches!(self, Reason::PreviousFailure | Reason::RolloutHalted)
     }

@@ -25,7 +25,7 @@
 //! src/layout.rs            (test) this map kept true: paths, rules, no cycle, file sizes
 //! src/app.rs               parse, dispatch, signals, logging; the one writer of stdout and of the error
 //! src/error.rs             the error a command stops with, usage or failure, and its exit | imports only: exit
-//! src/exit.rs              the documented exit statuses                | imports nothing
+//! src/exit.rs              the documented exit statuses and their precedence (Exit::merge) | imports nothing
 //! src/cli.rs               clap derive: flags, env vars, subcommands   | never: app, commands, fleet, host, remote
 //! src/config.rs            the settings resolved once from cli + env + inventory | never: app, commands, fleet, host, report
 //! src/commands/            one file a command; each returns an Outcome, none prints | never: app
@@ -34,6 +34,7 @@
 //! src/commands/status.rs     `rbuild status`: every stack as its host sees it
 //! src/commands/check.rs      `rbuild check`: the inventory and every stack validated, no host contacted
 //! src/commands/stack.rs      `rbuild history`, `logs`, `rollback` on one stack of one host
+//! src/commands/merge.rs      `rbuild merge`: the run documents of `--shard K/N` runs as one run and one exit status
 //! src/commands/meta.rs       `rbuild completions`, `rbuild man`
 //! src/inventory.rs         the inventory: parse a file into the model; its parts below | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/           the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
@@ -85,7 +86,7 @@
 //! src/report/output.rs       a command's Output, the View it is drawn in, and which document it renders to
 //! src/report/rows.rs         every row of a run and its words, one wording per message
 //! src/report/table.rs        the run's summary table
-//! src/report/json.rs         the run's `--json` document
+//! src/report/json.rs         the run's `--json` document (rollback's, merge's), read back for `rbuild merge`
 //! src/report/plan.rs         `--dry-run`'s plan: files and bytes a rebuild would ship
 //! src/report/status.rs       `rbuild status`'s table and document
 //! src/report/history.rs      `rbuild history`'s and `rbuild logs`' table, text and documents
@@ -93,7 +94,7 @@
 //! src/report/progress.rs     the one place that draws progress (indicatif on a terminal)
 //! src/report/snapshots/      insta snapshots of every rendered document
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
-//! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically | never: app, commands, fleet, host
+//! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically, a shard's series labelled | never: app, commands, fleet, host
 //! tests/cli.rs             everything that ends before a host is contacted: exact stderr and status
 //! tests/script.rs          the host script's fast tests: a fake docker, every branch, kill at every step
 //! tests/script/fake-docker   a fake `docker`/`docker-compose`: a world in files, calls recorded, faults
@@ -124,6 +125,7 @@
 //! tests/suite/state_machine.rs  kills inside the undo, an engine restart in the gate, a full disk, generations
 //! tests/support/{mod,fleet,docker,inventory,runs,stacks,registry,users,net}.rs  the real-host fixture
 //! tests/corpus/            compose projects shaped like public samples
+//! schemas/{run,check,status,history,logs}.schema.json  each JSON document's schema (draft 2020-12), checked in tests
 //! scripts/{setup-deps,testhosts,demo,test,sh-coverage,bench}.sh  set-up, test hosts, demo, tests, coverage, benchmark
 //! scripts/demo/ scripts/bench/  the demo's stacks; the benchmark's helpers and results
 //! ```

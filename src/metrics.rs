@@ -2,14 +2,22 @@
 //! for node_exporter's textfile collector, written atomically (a temporary
 //! file in the same directory, renamed over PATH) so the collector never
 //! reads half a file.
+//!
+//! With `--shard K/N`, every series carries a `shard="K/N"` label, so that
+//! the files of N shards (one a cron box, or N files side by side in one
+//! textfile directory: give each its own `--metrics-file`) never collide
+//! as series. `rbuild_run_stacks` is counted as the run document's
+//! `counts` (`action` is one of its keys: an action, or `unreachable`,
+//! `held_back`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::report::json::{ACTIONS, counts, hosts};
+use crate::report::json::{COUNTED, counts, hosts};
 use crate::report::{Action, Row};
+use crate::select::Shard;
 
 /// What the metrics say of the run as a whole.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +26,8 @@ pub struct RunInfo {
     pub finished: SystemTime,
     pub duration: Duration,
     pub exit_code: u8,
+    /// `--shard K/N`: every series is labelled `shard="K/N"`.
+    pub shard: Option<Shard>,
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines
@@ -36,16 +46,22 @@ pub fn escape(v: &str) -> String {
 }
 
 /// One metric family: its HELP and TYPE lines, then a sample for each
-/// `(labels, value)` (`labels` as written inside `{}`, or empty).
+/// `(labels, value)` (`labels` as written inside `{}`, or empty), each
+/// with the labels of every series (`common`, maybe empty) first.
 fn family<L: AsRef<str>, V: std::fmt::Display>(
     out: &mut String,
+    common: &str,
     name: &str,
     help: &str,
     samples: impl IntoIterator<Item = (L, V)>,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     for (labels, value) in samples {
-        let labels = labels.as_ref();
+        let labels = match (common, labels.as_ref()) {
+            ("", l) => l.to_owned(),
+            (c, "") => c.to_owned(),
+            (c, l) => format!("{c},{l}"),
+        };
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {value}");
         } else {
@@ -66,8 +82,14 @@ fn stack_labels(r: &Row) -> String {
 /// The run's metrics (pure).
 pub fn render(rows: &[Row], run: &RunInfo) -> String {
     let mut out = String::new();
+    let common = run
+        .shard
+        .map(|s| format!("shard=\"{}\"", escape(&s.to_string())))
+        .unwrap_or_default();
+    let common = common.as_str();
     family(
         &mut out,
+        common,
         "rbuild_stack_result",
         "The last run's result of a stack on a host: 1 for its action and reason.",
         rows.iter().map(|r| {
@@ -82,6 +104,7 @@ pub fn render(rows: &[Row], run: &RunInfo) -> String {
     );
     family(
         &mut out,
+        common,
         "rbuild_stack_failed",
         "1 when the stack failed or was rolled back in the last run, else 0.",
         rows.iter().map(|r| {
@@ -91,16 +114,18 @@ pub fn render(rows: &[Row], run: &RunInfo) -> String {
     );
     family(
         &mut out,
+        common,
         "rbuild_stack_duration_seconds",
         "Time the last run spent on the stack (its check, or its rebuild).",
         rows.iter()
             .map(|r| (stack_labels(r), format!("{:.3}", r.duration.as_secs_f64()))),
     );
-    debug_assert_eq!(counts(rows).len(), ACTIONS.len());
+    debug_assert_eq!(counts(rows).len(), COUNTED.len());
     family(
         &mut out,
+        common,
         "rbuild_run_stacks",
-        "How many stacks the last run reported with each action.",
+        "How many stacks the last run reported with each action (or unreachable, held_back), each counted once.",
         counts(rows)
             .into_iter()
             .map(|(action, n)| (format!("action=\"{action}\""), n)),
@@ -132,7 +157,7 @@ pub fn render(rows: &[Row], run: &RunInfo) -> String {
             at.to_string(),
         ),
     ] {
-        family(&mut out, name, help, [("", value)]);
+        family(&mut out, common, name, help, [("", value)]);
     }
     out
 }
@@ -180,6 +205,7 @@ mod tests {
             finished: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             duration: Duration::from_millis(31_500),
             exit_code: 1,
+            shard: None,
         };
         let text = render(&rows, &run);
         for line in [
@@ -218,10 +244,39 @@ mod tests {
             finished: UNIX_EPOCH,
             duration: Duration::ZERO,
             exit_code: 1,
+            shard: None,
         };
         assert!(
             render(&rows, &run).contains(r#"rbuild_stack_failed{host="we\"b",stack="x\\y"} 1"#)
         );
+    }
+
+    #[test]
+    fn every_series_of_a_shard_carries_its_label() {
+        let rows = [
+            row("web1", "blog", Action::Rebuilt, 1),
+            Row::new("web2", "blog", Action::Failed, Reason::HostFailed),
+        ];
+        let run = RunInfo {
+            finished: UNIX_EPOCH,
+            duration: Duration::ZERO,
+            exit_code: 3,
+            shard: Some("2/4".parse().unwrap()),
+        };
+        let text = render(&rows, &run);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(!samples.is_empty());
+        for l in &samples {
+            assert!(l.contains("{shard=\"2/4\""), "{l}");
+        }
+        for line in [
+            "rbuild_stack_failed{shard=\"2/4\",host=\"web1\",stack=\"blog\"} 0",
+            "rbuild_run_stacks{shard=\"2/4\",action=\"unreachable\"} 1",
+            "rbuild_run_stacks{shard=\"2/4\",action=\"held_back\"} 0",
+            "rbuild_run_exit_code{shard=\"2/4\"} 3",
+        ] {
+            assert!(samples.contains(&line), "{line}\n{text}");
+        }
     }
 
     #[test]

@@ -271,12 +271,14 @@ pub fn assess(
     st
 }
 
-/// The exit status of a status: 0 when every stack is fine, 1 when any
-/// host could not be asked or any stack has a problem.
+/// The exit status of a status: 0 when every stack is fine, 1 when a
+/// stack has a problem, 3 when the only problems are hosts that could not
+/// be asked (retry later).
 pub fn exit_of(all: &[StackStatus]) -> Exit {
-    if all.iter().any(|s| s.problem.is_some()) {
-        Exit::Failure
-    } else {
-        Exit::Success
-    }
+    Exit::merge_all(all.iter().map(|s| match (&s.problem, &s.error) {
+        (None, _) => Exit::Success,
+        // the host could not be asked
+        (Some(_), Some(_)) => Exit::Unreachable,
+        (Some(_), None) => Exit::Failure,
+    }))
 }

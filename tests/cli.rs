@@ -183,6 +183,22 @@ fn times(s: &str) -> String {
 const ONE_HOST: &str =
     "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n";
 
+/// `doc` parsed, after checking it against `schemas/NAME.schema.json`
+/// (JSON Schema draft 2020-12): the test fails naming every error.
+fn valid(name: &str, doc: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{name}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+    let v: serde_json::Value = serde_json::from_str(doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{}: {errors:#?}\n{doc}", path.display());
+    v
+}
+
 #[test]
 fn nothing_to_do_is_a_usage_error_with_a_hint() {
     Test::new()
@@ -343,8 +359,10 @@ fn history_and_rollback_work_in_local_mode() {
         .status(1)
         .any_stdout()
         .run();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // rollback prints the run's document
+    let doc = valid("run", &out);
     assert_eq!(doc["results"][0]["host"], "local", "{out}");
+    assert_eq!(doc["results"][0]["ok"], false, "{out}");
     let err = doc["results"][0]["error"].as_str().unwrap();
     assert!(
         err.starts_with("no rebuild is recorded here (no state directory "),
@@ -570,8 +588,9 @@ fn the_trap_would_see_a_contact() {
     // reach for its host, and the trap sees it
     let t = Test::new().stack("web").file("inventory.yaml", ONE_HOST);
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // (a host not reached: exit status 3)
         t.args(&["-i", "inventory.yaml", "--json"])
-            .status(1)
+            .status(3)
             .any_stdout()
             .any_stderr()
             .run()
@@ -674,8 +693,10 @@ fn build_ttl_of_the_original_script_is_read_and_build_period_wins() {
         .stderr("[NOW] local web: would_rebuild (first_build) in [TIME]\n")
         .any_stdout()
         .run();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // the real binary's dry run is a run document
+    let doc = valid("run", &out);
     assert_eq!(doc["results"][0]["action"], "would_rebuild", "{out}");
+    assert_eq!(doc["results"][0]["ok"], true, "{out}");
 }
 
 #[test]
@@ -866,7 +887,7 @@ fn check_validates_the_inventory_and_every_stack_without_connecting() {
         .args(&["-i", "inventory.yaml", "check", "--json"])
         .any_stdout()
         .run();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = valid("check", &out);
     assert_eq!(
         (&doc["ok"], &doc["hosts"], &doc["stacks"]),
         (&true.into(), &2.into(), &4.into()),
@@ -993,11 +1014,11 @@ fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
 fn a_usage_error_under_json_is_a_json_document_on_stdout() {
     let doc = |t: Test| -> serde_json::Value {
         let out = t.status(2).any_stderr().any_stdout().run();
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+        valid("run", &out)
     };
     // clap's own errors: an unknown flag, a bad value
     let d = doc(Test::new().args(&["--json", "--bogus"]));
-    assert_eq!(d["version"], 1);
+    assert_eq!(d["version"], 2);
     assert_eq!(d["exit_code"], 2);
     assert_eq!(d["results"], serde_json::json!([]));
     assert_eq!(d["error"], "unexpected argument '--bogus' found");
@@ -1234,4 +1255,173 @@ fn each_v_adds_something() {
     assert!(vvv.contains(" hello proto="), "{vvv}");
     let n = |s: &str| s.lines().count();
     assert!(n(&none) < n(&v) && n(&v) < n(&vv) && n(&vv) < n(&vvv));
+}
+
+#[test]
+fn check_json_is_always_the_check_document() {
+    // (stdout, stderr) of `check --json` with these arguments, exit 2
+    let refused = |t: Test, args: &[&str]| -> (serde_json::Value, String) {
+        let (out, err) = t.args(args).status(2).any_stdout().any_stderr().run_both();
+        let doc = valid("check", &out);
+        assert_eq!(
+            (&doc["ok"], &doc["exit_code"]),
+            (&false.into(), &2.into()),
+            "{out}"
+        );
+        (doc, err)
+    };
+    // an inventory that does not parse
+    let (doc, err) = refused(
+        Test::new()
+            .stack("web")
+            .file("inventory.yaml", "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_fil: web/compose.yml\n"),
+        &["-i", "inventory.yaml", "check", "--json"],
+    );
+    let first = doc["errors"][0]["error"].as_str().unwrap();
+    assert!(first.starts_with("inventory.yaml:5:"), "{doc}");
+    // the lines stay on stderr, as without --json
+    assert!(err.starts_with(&format!("error: {first}\n")), "{err}");
+    // a compose file the inventory names that does not exist
+    let (doc, _) = refused(
+        Test::new().file("inventory.yaml", ONE_HOST),
+        &["-i", "inventory.yaml", "check", "--json"],
+    );
+    assert_eq!(
+        doc["errors"][0]["error"],
+        "inventory.yaml:5: host `web1`, stack `web`: compose file `web/compose.yml` does not exist"
+    );
+    assert_eq!(
+        doc["errors"][0]["hint"],
+        "`compose_file` is relative to the inventory file's directory"
+    );
+    // a compose file that is not YAML: found by the check itself
+    let (doc, _) = refused(
+        Test::new()
+            .file("web/compose.yml", "services:\n  app:\n    image: [x\n")
+            .file("inventory.yaml", ONE_HOST),
+        &["check", "-i", "inventory.yaml", "--json"],
+    );
+    assert!(
+        doc["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("the compose file is not valid YAML"),
+        "{doc}"
+    );
+    // no inventory at all, a selection that matches nothing, a bad flag
+    refused(Test::new(), &["check", "--json"]);
+    let (doc, _) = refused(
+        Test::new().stack("web").file("inventory.yaml", ONE_HOST),
+        &["-i", "inventory.yaml", "--limit", "db*", "check", "--json"],
+    );
+    assert_eq!(
+        doc["errors"][0]["error"],
+        "`--limit db*` matches no host of `inventory.yaml`"
+    );
+    let (doc, _) = refused(
+        Test::new(),
+        &["-i", "inventory.yaml", "check", "--json", "--bogus"],
+    );
+    assert_eq!(
+        doc["errors"][0]["error"],
+        "unexpected argument '--bogus' found"
+    );
+}
+
+#[test]
+fn merge_fans_in_the_documents_of_shards() {
+    // two local-mode runs (no host), as two shards' documents
+    let shard = |name: &str| -> String {
+        Test::new()
+            .stack(name)
+            .args(&[
+                "--dry-run",
+                "--json",
+                "--state-dir",
+                "state",
+                &format!("{name}/compose.yml"),
+            ])
+            .any_stderr()
+            .any_stdout()
+            .run()
+    };
+    let (web, db) = (shard("web"), shard("db"));
+    valid("run", &web);
+    let t = || {
+        Test::new()
+            .file("shard-1.json", &web)
+            .file("shard-2.json", &db)
+    };
+    let out = t()
+        .args(&["merge", "--json", "shard-1.json", "shard-2.json"])
+        .any_stdout()
+        .run();
+    let doc = valid("run", &out);
+    let stacks: Vec<&str> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stack"].as_str().unwrap())
+        .collect();
+    assert_eq!(stacks, ["web", "db"], "{out}");
+    assert_eq!(
+        (&doc["counts"]["would_rebuild"], &doc["exit_code"]),
+        (&2.into(), &0.into()),
+        "{out}"
+    );
+    // the table, one row a stack
+    let table = t()
+        .args(&["merge", "shard-1.json", "shard-2.json"])
+        .any_stdout()
+        .run();
+    assert!(table.contains("2 would rebuild"), "{table}");
+    // one status, the most severe: a shard whose host was not reached (3)
+    // and one held back (4) make 3
+    let mut down: serde_json::Value = serde_json::from_str(&web).unwrap();
+    down["results"][0]["action"] = "failed".into();
+    down["results"][0]["reason"] = "host_failed".into();
+    down["results"][0]["ok"] = false.into();
+    down["exit_code"] = 3.into();
+    let mut held: serde_json::Value = serde_json::from_str(&db).unwrap();
+    held["results"][0]["action"] = "skipped".into();
+    held["results"][0]["reason"] = "previous_failure".into();
+    held["results"][0]["ok"] = false.into();
+    held["exit_code"] = 4.into();
+    let out = Test::new()
+        .file("down.json", &down.to_string())
+        .file("held.json", &held.to_string())
+        .args(&["merge", "--json", "held.json", "down.json"])
+        .status(3)
+        .any_stdout()
+        .run();
+    let doc = valid("run", &out);
+    assert_eq!(
+        (&doc["counts"]["unreachable"], &doc["counts"]["held_back"]),
+        (&1.into(), &1.into()),
+        "{out}"
+    );
+    Test::new()
+        .file("held.json", &held.to_string())
+        .args(&["merge", "held.json"])
+        .status(4)
+        .any_stdout()
+        .run();
+    // a file missing, or not a document of this version: a usage error
+    // naming it
+    t().args(&["merge", "shard-1.json", "nope.json"])
+        .status(2)
+        .stderr("error: cannot read `nope.json`: No such file or directory (os error 2)\n")
+        .run();
+    t().file("old.json", "{\"version\": 1, \"results\": []}")
+        .args(&["merge", "old.json"])
+        .status(2)
+        .stderr(
+            "error: `old.json`: a document of version 1; this rbuild reads version 2\n\
+             hint: give the documents that `rbuild --shard K/N --json` printed, one a shard\n",
+        )
+        .run();
+    t().args(&["merge", "shard-1.json", "shard-1.json"])
+        .status(2)
+        .any_stderr()
+        .run();
 }

@@ -129,6 +129,51 @@ fn compose_problem(path: &std::path::Path, host: &str, s: &Stack) -> Option<Prob
     })
 }
 
+/// An error's text as problems: each line an error, each `hint:` line
+/// the hint of the error before it.
+pub fn problems_of(text: &str) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::new();
+    for l in text.lines() {
+        let l = l.strip_prefix("error: ").unwrap_or(l);
+        let t = l.trim_start();
+        if let Some(h) = t.strip_prefix("hint: ").or(t.strip_prefix("tip: ")) {
+            match out.last_mut() {
+                Some(p) if p.hint.is_none() => p.hint = Some(h.to_owned()),
+                Some(p) => {
+                    let joined = format!("{}\n{h}", p.hint.take().unwrap_or_default());
+                    p.hint = Some(joined);
+                }
+                None => out.push(Problem {
+                    error: String::new(),
+                    hint: Some(h.to_owned()),
+                }),
+            }
+        } else if l.starts_with("Usage: ") || l.starts_with("For more information") {
+        } else if !l.trim().is_empty() {
+            out.push(Problem {
+                error: l.trim_end().to_owned(),
+                hint: None,
+            });
+        }
+    }
+    out
+}
+
+/// A check that could not start (the inventory does not parse, the
+/// selection matches nothing, the command line is wrong): the error as
+/// the check's own problems, exit 2. `rbuild check --json` prints its
+/// document for these too.
+pub fn refused(text: &str) -> Outcome {
+    Outcome {
+        output: Output::Check(Checked {
+            hosts: 0,
+            stacks: 0,
+            problems: problems_of(text),
+        }),
+        exit: Exit::Usage,
+    }
+}
+
 /// Check, and say what was found: exit 0, or 2 when anything is wrong (a
 /// run would stop there too).
 pub fn run(settings: &Settings) -> Outcome {
@@ -145,5 +190,39 @@ pub fn run(settings: &Settings) -> Outcome {
             problems,
         }),
         exit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_s_lines_are_problems_and_their_hints() {
+        assert_eq!(
+            problems_of(
+                "inv.yaml:3: host `a`: bad key\nhint: did you mean `stacks`?\ninv.yaml:9: a stack is no list\n"
+            ),
+            [
+                Problem {
+                    error: "inv.yaml:3: host `a`: bad key".into(),
+                    hint: Some("did you mean `stacks`?".into()),
+                },
+                Problem {
+                    error: "inv.yaml:9: a stack is no list".into(),
+                    hint: None,
+                },
+            ]
+        );
+        let clap = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\nUsage: rbuild check\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            problems_of(clap),
+            [Problem {
+                error: "unexpected argument '--bogus' found".into(),
+                hint: Some("to pass '--bogus' as a value, use '-- --bogus'".into()),
+            }]
+        );
+        let r = refused("no inventory");
+        assert_eq!(r.exit, Exit::Usage);
     }
 }

@@ -3,6 +3,7 @@
 //! [`crate::report`]) and the exit status. No command prints.
 
 pub mod check;
+pub mod merge;
 pub mod meta;
 pub mod run;
 pub mod stack;

@@ -66,6 +66,7 @@ pub async fn run(
             finished: std::time::SystemTime::now(),
             duration: started.elapsed(),
             exit_code: exit.code(),
+            shard: settings.shard,
         };
         if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&rows, &info)) {
             tracing::warn!(

@@ -220,6 +220,7 @@ fn settings(hosts: Vec<Host>) -> Settings {
         concurrency: 4,
         json: false,
         metrics_file: None,
+        shard: None,
         lock_wait: 0,
         notify: None,
         quiet: true,

@@ -1,6 +1,8 @@
 //! `rbuild check`'s report (pure): `ok: N hosts, M stacks` on stdout, or
 //! each problem as `error:`/`hint:` lines on stderr; under `--json`, one
-//! document.
+//! document on stdout (version 2, `schemas/check.schema.json`), always
+//! this one, also when the inventory itself could not be read (the lines
+//! stay on stderr).
 
 use serde::Serialize;
 
@@ -36,15 +38,27 @@ struct Doc<'a> {
 
 /// The report, as text or (`json`) the document.
 pub fn render(c: &Checked, json: bool, exit_code: u8) -> Rendered {
+    let mut err = String::new();
+    for p in &c.problems {
+        if !p.error.is_empty() {
+            err.push_str(&format!("error: {}\n", p.error));
+        }
+        if let Some(h) = &p.hint {
+            err.push_str(&format!("hint: {h}\n"));
+        }
+    }
     if json {
-        return Rendered::out(super::json::pretty(&Doc {
-            version: 1,
-            ok: c.problems.is_empty(),
-            hosts: c.hosts,
-            stacks: c.stacks,
-            errors: &c.problems,
-            exit_code,
-        }));
+        return Rendered {
+            stdout: super::json::pretty(&Doc {
+                version: super::json::VERSION,
+                ok: c.problems.is_empty(),
+                hosts: c.hosts,
+                stacks: c.stacks,
+                errors: &c.problems,
+                exit_code,
+            }),
+            stderr: err,
+        };
     }
     if c.problems.is_empty() {
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
@@ -53,13 +67,6 @@ pub fn render(c: &Checked, json: bool, exit_code: u8) -> Rendered {
             plural(c.hosts, "host"),
             plural(c.stacks, "stack")
         ));
-    }
-    let mut err = String::new();
-    for p in &c.problems {
-        err.push_str(&format!("error: {}\n", p.error));
-        if let Some(h) = &p.hint {
-            err.push_str(&format!("hint: {h}\n"));
-        }
     }
     Rendered::err(err)
 }
@@ -113,6 +120,10 @@ mod tests {
             true,
             2,
         );
+        super::super::json::assert_valid("check", &r.stdout);
+        assert_eq!(r.stderr, "error: bad\n", "the lines stay on stderr");
         insta::assert_snapshot!(r.stdout);
+        let fine = render(&checked(vec![]), true, 0).stdout;
+        super::super::json::assert_valid("check", &fine);
     }
 }

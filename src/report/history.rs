@@ -18,12 +18,15 @@ struct HistoryDoc<'a> {
     generations: Vec<GenerationJson<'a>>,
 }
 
+/// An attempt as every document shows it (`history`, `logs`, and
+/// `status`'s `last_failure`).
 #[derive(Serialize)]
-struct AttemptJson<'a> {
-    at: u64,
+pub(crate) struct AttemptJson<'a> {
+    /// When it ended (host clock), RFC 3339.
+    finished_at: Option<String>,
     hash: &'a str,
     result: &'a AttemptResult,
-    images: &'a str,
+    images: Vec<ImageJson<'a>>,
     /// The generation that runs after the attempt (`null`: none, or a line
     /// older than generations).
     generation: Option<u64>,
@@ -31,12 +34,12 @@ struct AttemptJson<'a> {
 }
 
 impl<'a> AttemptJson<'a> {
-    fn of(a: &'a Attempt) -> AttemptJson<'a> {
+    pub(crate) fn of(a: &'a Attempt) -> AttemptJson<'a> {
         AttemptJson {
-            at: a.at,
+            finished_at: time_json(a.at),
             hash: &a.hash,
             result: &a.result,
-            images: &a.images,
+            images: images_json(&a.images),
             generation: a.generation,
             detail: &a.detail,
         }
@@ -47,9 +50,37 @@ impl<'a> AttemptJson<'a> {
 struct GenerationJson<'a> {
     generation: u64,
     running: bool,
-    built_at: u64,
+    built_at: Option<String>,
     hash: &'a str,
-    images: &'a str,
+    images: Vec<ImageJson<'a>>,
+}
+
+/// One service's image, as every document lists them.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct ImageJson<'a> {
+    /// The compose service (`null` when the host wrote none).
+    service: Option<&'a str>,
+    /// The image's id, as the engine gives it (`sha256:…`).
+    image: &'a str,
+}
+
+/// The host's `service=image-id,...` (`-` or empty: none) as a list.
+pub(crate) fn images_json(images: &str) -> Vec<ImageJson<'_>> {
+    images
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "-")
+        .map(|p| match p.split_once('=') {
+            Some((service, image)) => ImageJson {
+                service: Some(service),
+                image,
+            },
+            None => ImageJson {
+                service: None,
+                image: p,
+            },
+        })
+        .collect()
 }
 
 /// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
@@ -58,9 +89,15 @@ const LAST_RFC3339: u64 = 253_402_300_799;
 /// A host time as RFC 3339, or as the number it is when it is no time
 /// RFC 3339 can write (a host can record anything).
 pub fn rfc3339(at: u64) -> String {
+    time_json(at).unwrap_or_else(|| format!("{at} (not a time)"))
+}
+
+/// A host time for a document: RFC 3339, or `null` when it is no time
+/// RFC 3339 can write.
+pub(crate) fn time_json(at: u64) -> Option<String> {
     match UNIX_EPOCH.checked_add(Duration::from_secs(at)) {
-        Some(t) if at <= LAST_RFC3339 => humantime::format_rfc3339_seconds(t).to_string(),
-        _ => format!("{at} (not a time)"),
+        Some(t) if at <= LAST_RFC3339 => Some(humantime::format_rfc3339_seconds(t).to_string()),
+        _ => None,
     }
 }
 
@@ -95,7 +132,7 @@ pub fn history(
 ) -> Rendered {
     if json {
         Rendered::out(super::json::pretty(&HistoryDoc {
-            version: 1,
+            version: super::json::VERSION,
             host,
             stack,
             history: attempts.iter().map(AttemptJson::of).collect(),
@@ -104,9 +141,9 @@ pub fn history(
                 .map(|g| GenerationJson {
                     generation: g.number,
                     running: g.running,
-                    built_at: g.built_at,
+                    built_at: time_json(g.built_at),
                     hash: &g.hash,
-                    images: &g.images,
+                    images: images_json(&g.images),
                 })
                 .collect(),
         }))
@@ -122,7 +159,7 @@ pub fn history(
 pub fn logs(host: &str, stack: &str, kept: Option<&FailedAttempt>, json: bool) -> Rendered {
     if json {
         Rendered::out(super::json::pretty(&LogsDoc {
-            version: 1,
+            version: super::json::VERSION,
             host,
             stack,
             attempt: kept.map(|k| AttemptJson::of(&k.attempt)),
@@ -298,10 +335,9 @@ mod tests {
             g(3, false, 1_795_650_000, "cccc56789abcdef0"),
         ];
         insta::assert_snapshot!(render_history(&a, &kept, false));
-        insta::assert_snapshot!(
-            "history_json",
-            history("web1", "blog", &a[3..], &kept[1..], true, false).stdout
-        );
+        let doc = history("web1", "blog", &a[3..], &kept[1..], true, false).stdout;
+        crate::report::json::assert_valid("history", &doc);
+        insta::assert_snapshot!("history_json", doc);
     }
 
     #[test]
@@ -317,6 +353,30 @@ mod tests {
             detail: String::new(),
         }];
         assert!(render_history(&a, &[], false).contains("253402300800 (not a time)"));
+        // in a document: no time at all
+        let doc = history("h", "s", &a, &[], true, false).stdout;
+        crate::report::json::assert_valid("history", &doc);
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert!(v["history"][0]["finished_at"].is_null());
+        assert_eq!(v["history"][0]["images"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn images_are_a_list_of_services_and_their_image() {
+        let list = |s: &str| serde_json::to_value(images_json(s)).unwrap();
+        assert_eq!(
+            list("app=sha256:1,db=sha256:2"),
+            serde_json::json!([
+                {"service": "app", "image": "sha256:1"},
+                {"service": "db", "image": "sha256:2"}
+            ])
+        );
+        assert_eq!(list("-"), serde_json::json!([]));
+        assert_eq!(list(""), serde_json::json!([]));
+        assert_eq!(
+            list("sha256:9"),
+            serde_json::json!([{"service": null, "image": "sha256:9"}])
+        );
     }
 
     #[test]
@@ -337,6 +397,8 @@ mod tests {
         let text = logs("web1", "blog", Some(&kept), false);
         assert_eq!(text.stderr, "");
         insta::assert_snapshot!("logs_text", text.stdout);
-        insta::assert_snapshot!("logs_json", logs("web1", "blog", Some(&kept), true).stdout);
+        let doc = logs("web1", "blog", Some(&kept), true).stdout;
+        crate::report::json::assert_valid("logs", &doc);
+        insta::assert_snapshot!("logs_json", doc);
     }
 }

@@ -1,23 +1,35 @@
-//! `--json`: one document on stdout (every field is described in the
-//! README's "Output for scripts").
+//! The run's document (`--json`, `-o json`; `rbuild rollback --json` and
+//! `rbuild merge --json` print it too): version 2, described field by
+//! field in `docs/reference/json.md`, its schema `schemas/run.schema.json`.
 //!
 //! ```json
-//! {"version":1,
+//! {"version":2,
 //!  "results":[{"host":"web1","stack":"blog","action":"rebuilt",
-//!   "reason":"expired","duration_ms":12340,"error":null,"hint":null,
-//!   "started_at":"2026-01-02T03:04:05Z","finished_at":"2026-01-02T03:04:17Z",
-//!   "hash":"9f2c…","output":[]}],
-//!  "counts":{"rebuilt":1,"started":0,…},"hosts":1,"exit_code":0}
+//!   "reason":"expired","ok":true,"duration_ms":12340,"error":null,
+//!   "hint":null,"started_at":"2026-01-02T03:04:05Z",
+//!   "finished_at":"2026-01-02T03:04:17Z","hash":"9f2c…","output":[]}],
+//!  "counts":{"rebuilt":1,"started":0,…,"unreachable":0,"held_back":0,
+//!   "skipped":0},"hosts":1,"exit_code":0}
 //! ```
+//!
+//! Every row is counted once in `counts`: `unreachable` are the `failed`
+//! rows of a host not reached (`reason: host_failed`), `held_back` the
+//! `skipped` rows held back by an earlier failure or a halted rollout;
+//! `failed` and `skipped` count the others. A row's `ok` is `false`
+//! exactly when it makes the exit status non-zero.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use super::ACTIONS;
-use super::{Action, Row};
+use super::{Action, Detail, Row, ShipPlan};
 use crate::decide::Reason;
+use crate::exit::Exit;
+
+/// The version of every document rbuild prints.
+pub const VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Doc<'a> {
@@ -34,6 +46,7 @@ struct Result<'a> {
     stack: &'a str,
     action: Action,
     reason: Reason,
+    ok: bool,
     duration_ms: u64,
     error: Option<&'a str>,
     hint: Option<&'a str>,
@@ -42,7 +55,7 @@ struct Result<'a> {
     hash: Option<&'a str>,
     output: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<&'a super::ShipPlan>,
+    plan: Option<&'a ShipPlan>,
 }
 
 /// A document as rbuild prints every one: pretty, with a final newline.
@@ -57,11 +70,34 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// How many rows have each action, every action named (0 included).
+/// The keys of `counts`, in their order: each row is counted under one.
+pub const COUNTED: [&str; 9] = [
+    "rebuilt",
+    "started",
+    "would_rebuild",
+    "would_start",
+    "rolled_back",
+    "failed",
+    "unreachable",
+    "held_back",
+    "skipped",
+];
+
+/// The key of `counts` a row is counted under.
+pub fn counted_as(r: &Row) -> &'static str {
+    match r.action {
+        Action::Failed if r.reason == Reason::HostFailed => "unreachable",
+        Action::Skipped if r.reason.holds_back() => "held_back",
+        a => a.as_str(),
+    }
+}
+
+/// How many rows are counted under each key, every key named (0
+/// included).
 pub fn counts(rows: &[Row]) -> IndexMap<&'static str, usize> {
-    ACTIONS
+    COUNTED
         .into_iter()
-        .map(|a| (a.as_str(), rows.iter().filter(|r| r.action == a).count()))
+        .map(|k| (k, rows.iter().filter(|r| counted_as(r) == k).count()))
         .collect()
 }
 
@@ -73,9 +109,9 @@ pub fn hosts(rows: &[Row]) -> usize {
     h.len()
 }
 
-pub fn render(rows: &[Row], exit_code: u8) -> String {
-    let doc = Doc {
-        version: 1,
+fn doc(rows: &[Row], exit_code: u8) -> Doc<'_> {
+    Doc {
+        version: VERSION,
         results: rows
             .iter()
             .map(|r| Result {
@@ -83,6 +119,7 @@ pub fn render(rows: &[Row], exit_code: u8) -> String {
                 stack: &r.stack,
                 action: r.action,
                 reason: r.reason,
+                ok: r.ok(),
                 duration_ms: r.duration.as_millis() as u64,
                 error: r.error.as_deref(),
                 hint: r.hint.as_deref(),
@@ -96,10 +133,11 @@ pub fn render(rows: &[Row], exit_code: u8) -> String {
         counts: counts(rows),
         hosts: hosts(rows),
         exit_code,
-    };
-    let mut s = serde_json::to_string_pretty(&doc).expect("serializable");
-    s.push('\n');
-    s
+    }
+}
+
+pub fn render(rows: &[Row], exit_code: u8) -> String {
+    pretty(&doc(rows, exit_code))
 }
 
 /// The document of a run that stopped before any host was contacted (a
@@ -113,20 +151,154 @@ pub fn render_error(error: &str, hint: Option<&str>, exit_code: u8) -> String {
         error: &'a str,
         hint: Option<&'a str>,
     }
-    let doc = ErrorDoc {
-        doc: Doc {
-            version: 1,
-            results: vec![],
-            counts: counts(&[]),
-            hosts: 0,
-            exit_code,
-        },
+    pretty(&ErrorDoc {
+        doc: doc(&[], exit_code),
         error,
         hint,
-    };
-    let mut s = serde_json::to_string_pretty(&doc).expect("serializable");
-    s.push('\n');
-    s
+    })
+}
+
+/// A run's document read back (`rbuild merge`): its rows, its exit status
+/// and, when it stopped before any host, its error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRead {
+    pub rows: Vec<Row>,
+    pub exit: Exit,
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DocIn {
+    version: u64,
+    results: Vec<ResultIn>,
+    exit_code: u64,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResultIn {
+    host: String,
+    stack: String,
+    action: Action,
+    reason: Reason,
+    duration_ms: u64,
+    error: Option<String>,
+    hint: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    hash: Option<String>,
+    output: Vec<String>,
+    #[serde(default)]
+    plan: Option<PlanIn>,
+}
+
+#[derive(Deserialize)]
+struct PlanIn {
+    ship: bool,
+    files: usize,
+    bytes: u64,
+    changed: Option<Vec<ChangeIn>>,
+}
+
+#[derive(Deserialize)]
+struct ChangeIn {
+    path: String,
+    change: String,
+}
+
+fn time_in(t: Option<String>) -> std::result::Result<Option<SystemTime>, String> {
+    t.map(|t| humantime::parse_rfc3339(&t).map_err(|e| format!("`{t}`: {e}")))
+        .transpose()
+}
+
+/// Read a run's document (version 2) back into its rows: what `rbuild
+/// merge` fans in. The error says what does not fit.
+pub fn parse(text: &str) -> std::result::Result<RunRead, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON document: {e}"))?;
+    match v.get("version").and_then(serde_json::Value::as_u64) {
+        Some(n) if n == u64::from(VERSION) => {}
+        Some(n) => {
+            return Err(format!(
+                "a document of version {n}; this rbuild reads version {VERSION}"
+            ));
+        }
+        None => return Err("not an rbuild run's document (no `version`)".into()),
+    }
+    let d: DocIn =
+        serde_json::from_value(v).map_err(|e| format!("not an rbuild run's document: {e}"))?;
+    debug_assert_eq!(d.version, u64::from(VERSION));
+    let exit = Exit::of_code(d.exit_code)
+        .ok_or_else(|| format!("`exit_code` {} is no exit status of rbuild", d.exit_code))?;
+    let mut rows = Vec::with_capacity(d.results.len());
+    for r in d.results {
+        let plan = match r.plan {
+            None => None,
+            Some(p) => Some(ShipPlan {
+                ship: p.ship,
+                files: p.files,
+                bytes: p.bytes,
+                changed: match p.changed {
+                    None => None,
+                    Some(c) => Some(
+                        c.into_iter()
+                            .map(|c| {
+                                let change = match c.change.as_str() {
+                                    "added" => "added",
+                                    "modified" => "modified",
+                                    "removed" => "removed",
+                                    other => return Err(format!("`{other}` is no change")),
+                                };
+                                Ok(crate::trees::Change {
+                                    path: c.path,
+                                    change,
+                                })
+                            })
+                            .collect::<std::result::Result<_, String>>()?,
+                    ),
+                },
+            }),
+        };
+        rows.push(Row {
+            host: r.host,
+            stack: r.stack,
+            action: r.action,
+            reason: r.reason,
+            duration: Duration::from_millis(r.duration_ms),
+            error: r.error,
+            hint: r.hint,
+            detail: Detail {
+                output: r.output,
+                started: time_in(r.started_at)?,
+                finished: time_in(r.finished_at)?,
+                hash: r.hash,
+                plan,
+            },
+        });
+    }
+    Ok(RunRead {
+        rows,
+        exit,
+        error: d.error,
+    })
+}
+
+/// Test only: `doc` is valid against `schemas/NAME.schema.json` (draft
+/// 2020-12), or the test fails naming every error.
+#[cfg(test)]
+pub(crate) fn assert_valid(name: &str, doc: &str) {
+    let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema file"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid schema");
+    let doc: serde_json::Value = serde_json::from_str(doc).expect("the document is JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{path}: {errors:#?}\n{doc:#}");
 }
 
 #[cfg(test)]
@@ -145,9 +317,13 @@ mod tests {
     #[test]
     fn json_shape() {
         let rows = vec![row("web1", Action::WouldRebuild)];
-        let v: serde_json::Value = serde_json::from_str(&render(&rows, 0)).unwrap();
+        let text = render(&rows, 0);
+        assert_valid("run", &text);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], 2);
         assert_eq!(v["results"][0]["action"], "would_rebuild");
         assert_eq!(v["results"][0]["reason"], "config_changed");
+        assert_eq!(v["results"][0]["ok"], true);
         assert_eq!(v["results"][0]["duration_ms"], 7);
         assert!(v["results"][0]["error"].is_null());
         assert!(v["results"][0]["started_at"].is_null());
@@ -158,11 +334,13 @@ mod tests {
 
     #[test]
     fn a_usage_error_is_a_document_too() {
-        let v: serde_json::Value =
-            serde_json::from_str(&render_error("bad flag", Some("try this"), 2)).unwrap();
-        assert_eq!(v["version"], 1);
+        let text = render_error("bad flag", Some("try this"), 2);
+        assert_valid("run", &text);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], 2);
         assert_eq!(v["results"], serde_json::json!([]));
         assert_eq!(v["counts"]["failed"], 0);
+        assert_eq!(v["counts"]["held_back"], 0);
         assert_eq!(v["exit_code"], 2);
         assert_eq!(v["error"], "bad flag");
         assert_eq!(v["hint"], "try this");
@@ -189,17 +367,130 @@ mod tests {
         assert_eq!(r["finished_at"], "2027-01-15T08:00:12Z");
         assert_eq!(r["hash"], "ab12");
         assert_eq!(r["output"][0], "ERROR: failed to solve");
-        // every action counted, none left out
+        assert_eq!(r["ok"], false);
+        // every key counted, none left out
         let text = render(&rows, 1);
+        assert_valid("run", &text);
         insta::assert_snapshot!("run_json", text);
-        let at: Vec<usize> = ACTIONS
+        let at: Vec<usize> = COUNTED
             .iter()
-            .map(|a| text.find(&format!("\"{}\": ", a.as_str())).unwrap())
+            .map(|k| text.find(&format!("\"{k}\": ")).unwrap())
             .collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "in a stable order");
         assert_eq!(v["counts"]["rebuilt"], 2);
         assert_eq!(v["counts"]["failed"], 1);
         assert_eq!(v["counts"]["skipped"], 0);
         assert_eq!(v["hosts"], 2);
+    }
+
+    #[test]
+    fn held_back_and_unreachable_are_counted_and_not_ok() {
+        let rows = vec![
+            Row::new("web1", "blog", Action::Skipped, Reason::PreviousFailure),
+            Row::new("web1", "shop", Action::Skipped, Reason::RolloutHalted),
+            Row::new("web2", "blog", Action::Failed, Reason::HostFailed),
+            Row::new("web3", "blog", Action::Skipped, Reason::UpToDate),
+            Row::new("web3", "shop", Action::Failed, Reason::Locked),
+        ];
+        let exit = crate::report::exit_of(&rows, false);
+        let text = render(&rows, exit.code());
+        assert_valid("run", &text);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let c = &v["counts"];
+        assert_eq!(
+            (
+                &c["held_back"],
+                &c["unreachable"],
+                &c["skipped"],
+                &c["failed"]
+            ),
+            (&2.into(), &1.into(), &1.into(), &1.into())
+        );
+        let counted: u64 = c
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, rows.len() as u64, "each row counted once");
+        // `select(.ok|not)`: all but the one up to date
+        let not_ok: Vec<(&str, &str)> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ok"] == false)
+            .map(|r| (r["host"].as_str().unwrap(), r["stack"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            not_ok,
+            [
+                ("web1", "blog"),
+                ("web1", "shop"),
+                ("web2", "blog"),
+                ("web3", "shop")
+            ]
+        );
+        assert_eq!(v["exit_code"], 1);
+    }
+
+    #[test]
+    fn a_document_reads_back_into_its_rows() {
+        let mut planned = row("web1", Action::WouldRebuild);
+        planned.detail = Detail {
+            started: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            finished: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_001)),
+            hash: Some("ab12".into()),
+            plan: Some(ShipPlan {
+                ship: true,
+                files: 3,
+                bytes: 120,
+                changed: Some(vec![crate::trees::Change {
+                    path: "compose.yml".into(),
+                    change: "modified",
+                }]),
+            }),
+            output: vec![],
+        };
+        let mut failed = row("web2", Action::Failed);
+        failed.error = Some("build failed".into());
+        failed.hint = Some("look".into());
+        failed.detail.output = vec!["ERROR".into()];
+        let rows = vec![planned, failed];
+        // a dry run's plan is inside its row
+        assert_valid("run", &render(&rows, 1));
+        let read = parse(&render(&rows, 1)).unwrap();
+        assert_eq!(
+            read,
+            RunRead {
+                rows,
+                exit: Exit::Failure,
+                error: None
+            }
+        );
+        let err = parse(&render_error("bad", None, 2)).unwrap();
+        assert_eq!((err.exit, err.error.as_deref()), (Exit::Usage, Some("bad")));
+    }
+
+    #[test]
+    fn what_is_no_run_document_is_said() {
+        for (text, says) in [
+            ("{", "not a JSON document"),
+            ("{}", "no `version`"),
+            (
+                r#"{"version":1,"results":[]}"#,
+                "version 1; this rbuild reads version 2",
+            ),
+            (
+                r#"{"version":2,"stacks":[]}"#,
+                "not an rbuild run's document",
+            ),
+            (
+                r#"{"version":2,"results":[],"exit_code":7}"#,
+                "`exit_code` 7 is no exit status",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decide::Reason;
 use crate::exit::Exit;
@@ -127,7 +127,7 @@ impl Rendered {
 }
 
 /// What happened to a stack on a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Rebuilt,
@@ -265,19 +265,70 @@ pub fn counts(rows: &[Row]) -> Vec<(Action, usize)> {
         .collect()
 }
 
-/// One exit status for a whole run: 1 when a stack failed, was rolled
-/// back, or was held back by an earlier failure or a halted rollout; 130
-/// after Ctrl-C.
+/// What a row counts as for the run's exit status (see [`Exit`] and
+/// `docs/reference/exit-codes.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Done, or nothing to do (`ok: true`).
+    Ok,
+    /// A change of this run failed or was rolled back, or the stack could
+    /// not be tried for a reason of its own (locked, unreadable, its
+    /// rollout halted by a failure): exit 1.
+    Failed,
+    /// Its host could not be reached, or its check failed: exit 3.
+    Unreachable,
+    /// Held back by an earlier failure of the same files, nothing tried:
+    /// exit 4.
+    HeldBack,
+    /// Ctrl-C came before its host: the run's 130 says it.
+    Interrupted,
+}
+
+impl Standing {
+    /// The exit status a row of this standing asks for.
+    pub fn exit(self) -> Exit {
+        match self {
+            Standing::Ok => Exit::Success,
+            Standing::Failed => Exit::Failure,
+            Standing::Unreachable => Exit::Unreachable,
+            Standing::HeldBack => Exit::HeldBack,
+            Standing::Interrupted => Exit::Interrupted,
+        }
+    }
+}
+
+impl Row {
+    /// What the row counts as for the exit status.
+    pub fn standing(&self) -> Standing {
+        match (self.action, self.reason) {
+            (_, Reason::Interrupted) => Standing::Interrupted,
+            (Action::Failed, Reason::HostFailed) => Standing::Unreachable,
+            // `rbuild rollback` asked for it: done
+            (Action::RolledBack, Reason::Manual) => Standing::Ok,
+            (Action::Failed | Action::RolledBack, _) => Standing::Failed,
+            (_, Reason::PreviousFailure) => Standing::HeldBack,
+            (_, Reason::RolloutHalted) => Standing::Failed,
+            _ => Standing::Ok,
+        }
+    }
+
+    /// Whether the row counts toward a zero exit status (`ok` in JSON):
+    /// `false` exactly for the rows that make it non-zero.
+    pub fn ok(&self) -> bool {
+        self.standing() == Standing::Ok
+    }
+}
+
+/// One exit status for a whole run, the rows' merged (in the order
+/// 130/143, 1, 3, 4, 0): 1 when a change failed or was rolled back, 3 when
+/// hosts were not reached and nothing else failed, 4 when stacks were only
+/// held back by an earlier failure; 130 after Ctrl-C.
 pub fn exit_of(rows: &[Row], interrupted: bool) -> Exit {
+    let rows = Exit::merge_all(rows.iter().map(|r| r.standing().exit()));
     if interrupted {
-        Exit::Interrupted
-    } else if rows
-        .iter()
-        .any(|r| matches!(r.action, Action::Failed | Action::RolledBack) || r.reason.holds_back())
-    {
-        Exit::Failure
+        rows.merge(Exit::Interrupted)
     } else {
-        Exit::Success
+        rows
     }
 }
 
@@ -320,24 +371,45 @@ mod tests {
 
     #[test]
     fn exit_of_merges_the_rows() {
-        assert_eq!(exit_of(&[], false), Exit::Success);
-        assert_eq!(
-            exit_of(
-                &[
-                    row(Action::Skipped),
-                    row(Action::Rebuilt),
-                    row(Action::WouldRebuild)
-                ],
-                false
+        let held = Row::new("h", "s", Action::Skipped, Reason::PreviousFailure);
+        let halted = Row::new("h", "s", Action::Skipped, Reason::RolloutHalted);
+        let down = Row::new("h", "s", Action::Failed, Reason::HostFailed);
+        let by_hand = Row::new("h", "s", Action::RolledBack, Reason::Manual);
+        let cut = Row::new("h", "s", Action::Skipped, Reason::Interrupted);
+        let ok = row(Action::Rebuilt);
+        let failed = row(Action::Failed);
+        for (rows, interrupted, exit) in [
+            (vec![], false, Exit::Success),
+            (
+                vec![row(Action::Skipped), ok.clone(), row(Action::WouldRebuild)],
+                false,
+                Exit::Success,
             ),
-            Exit::Success
-        );
-        assert_eq!(
-            exit_of(&[row(Action::Rebuilt), row(Action::Failed)], false),
-            Exit::Failure
-        );
-        assert_eq!(exit_of(&[row(Action::RolledBack)], false), Exit::Failure);
-        assert_eq!(exit_of(&[row(Action::Failed)], true), Exit::Interrupted);
+            (vec![ok.clone(), failed.clone()], false, Exit::Failure),
+            (vec![row(Action::RolledBack)], false, Exit::Failure),
+            (vec![by_hand.clone()], false, Exit::Success),
+            (vec![held.clone(), ok.clone()], false, Exit::HeldBack),
+            (vec![halted.clone()], false, Exit::Failure),
+            (vec![down.clone(), ok.clone()], false, Exit::Unreachable),
+            (vec![down.clone(), held.clone()], false, Exit::Unreachable),
+            (vec![held.clone(), failed.clone()], false, Exit::Failure),
+            (vec![down.clone(), failed.clone()], false, Exit::Failure),
+            (vec![failed.clone()], true, Exit::Interrupted),
+            (vec![ok.clone(), cut.clone()], true, Exit::Interrupted),
+            (vec![ok.clone()], true, Exit::Interrupted),
+        ] {
+            assert_eq!(exit_of(&rows, interrupted), exit, "{rows:?}");
+            // `ok` names exactly the rows that make it non-zero
+            let not_ok: Vec<Exit> = rows
+                .iter()
+                .filter(|r| !r.ok())
+                .map(|r| r.standing().exit())
+                .collect();
+            if !interrupted {
+                assert_eq!(not_ok.is_empty(), exit == Exit::Success, "{rows:?}");
+                assert_eq!(Exit::merge_all(not_ok), exit, "{rows:?}");
+            }
+        }
         assert_eq!(Exit::Usage.code(), 2);
     }
 

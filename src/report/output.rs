@@ -62,6 +62,14 @@ pub enum Output {
         stack: String,
         kept: Option<FailedAttempt>,
     },
+    /// `rbuild merge`: the rows of many shards' runs as one run; how long
+    /// they took together; a `warning:` line for each shard that stopped
+    /// before any host.
+    Merge {
+        rows: Vec<Row>,
+        elapsed: Duration,
+        notes: Vec<String>,
+    },
     /// `rbuild check`: what it found.
     Check(check::Checked),
     /// Text made whole elsewhere (completions, the man page), as it is.
@@ -72,6 +80,22 @@ pub enum Output {
 /// is what the documents carry.
 pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
     match output {
+        Output::Merge {
+            rows,
+            elapsed,
+            notes,
+        } => {
+            let run = Output::Run {
+                rows: rows.clone(),
+                elapsed: *elapsed,
+            };
+            let mut r = render(&run, exit_code, view);
+            for n in notes {
+                r.stderr.push_str(n);
+                r.stderr.push('\n');
+            }
+            r
+        }
         Output::Run { rows, elapsed } => {
             if view.json {
                 Rendered::out(json::render(rows, exit_code))
@@ -150,7 +174,9 @@ mod tests {
         let r = render(&h, 0, &view(false, false));
         assert_eq!(r.stdout, "");
         insta::assert_snapshot!(r.stderr, @"h1 web: no rebuild recorded yet");
-        insta::assert_snapshot!(render(&h, 0, &view(true, false)).stdout);
+        let doc = render(&h, 0, &view(true, false)).stdout;
+        json::assert_valid("history", &doc);
+        insta::assert_snapshot!(doc);
     }
 
     #[test]
@@ -163,6 +189,8 @@ mod tests {
         let r = render(&l, 0, &view(false, false));
         assert_eq!(r.stdout, "");
         insta::assert_snapshot!(r.stderr, @"h1 web: no failed attempt is kept (none since rbuild began keeping them)");
-        insta::assert_snapshot!(render(&l, 0, &view(true, false)).stdout);
+        let doc = render(&l, 0, &view(true, false)).stdout;
+        json::assert_valid("logs", &doc);
+        insta::assert_snapshot!(doc);
     }
 }

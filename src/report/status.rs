@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use super::history::rfc3339;
+use super::history::{AttemptJson, rfc3339, time_json};
 use super::human_age;
 use crate::decide::Reason;
-use crate::remote::{AttemptResult, Health, LastResult, ServiceState};
+use crate::remote::{Health, LastResult, ServiceState};
 use crate::status::{Files, Next, StackStatus};
 
 fn ago(now: Option<u64>, at: u64) -> String {
@@ -127,14 +127,6 @@ struct ServiceJson<'a> {
 }
 
 #[derive(Serialize)]
-struct FailureJson<'a> {
-    at: u64,
-    hash: &'a str,
-    result: &'a AttemptResult,
-    detail: &'a str,
-}
-
-#[derive(Serialize)]
 struct StackJson<'a> {
     host: &'a str,
     stack: &'a str,
@@ -145,7 +137,7 @@ struct StackJson<'a> {
     services: Vec<ServiceJson<'a>>,
     running: Option<bool>,
     last_result: Option<&'a LastResult>,
-    built_at: Option<u64>,
+    built_at: Option<String>,
     built_age_s: Option<u64>,
     hash: Option<&'a str>,
     generation: Option<u64>,
@@ -154,17 +146,18 @@ struct StackJson<'a> {
     files: Option<Files>,
     next: Option<Next>,
     next_reason: Option<Reason>,
-    next_due_at: Option<u64>,
-    last_failure: Option<FailureJson<'a>>,
+    next_due_at: Option<String>,
+    last_failure: Option<AttemptJson<'a>>,
     locked_by: Option<&'a str>,
-    host_now: Option<u64>,
+    /// The host's clock when it was asked.
+    checked_at: Option<String>,
 }
 
-/// The status as one JSON document (pure); its fields are listed in the
-/// README.
+/// The status as one JSON document (pure): version 2, its fields in
+/// `docs/reference/json.md`, its schema `schemas/status.schema.json`.
 pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
     let doc = Doc {
-        version: 1,
+        version: super::json::VERSION,
         stacks: all
             .iter()
             .map(|s| StackJson {
@@ -185,7 +178,7 @@ pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
                     .collect(),
                 running: s.running,
                 last_result: s.last_result.as_ref(),
-                built_at: s.built_at,
+                built_at: s.built_at.and_then(time_json),
                 built_age_s: s.built_at.zip(s.now).map(|(b, n)| n.saturating_sub(b)),
                 hash: s.hash.as_deref(),
                 generation: s.generation,
@@ -194,15 +187,10 @@ pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
                 files: s.files,
                 next: s.next,
                 next_reason: s.next_reason,
-                next_due_at: s.due_at,
-                last_failure: s.last_failure.as_ref().map(|a| FailureJson {
-                    at: a.at,
-                    hash: &a.hash,
-                    result: &a.result,
-                    detail: &a.detail,
-                }),
+                next_due_at: s.due_at.and_then(time_json),
+                last_failure: s.last_failure.as_ref().map(AttemptJson::of),
                 locked_by: s.locked_by.as_deref(),
-                host_now: s.now,
+                checked_at: s.now.and_then(time_json),
             })
             .collect(),
         exit_code,
@@ -322,6 +310,10 @@ mod tests {
         let e = HostError::ConnectTimeout(10);
         let s4 = unreachable("web2", "blog", &e, e.hint());
         assert_eq!(exit_of(&[s.clone(), s4.clone()]), Exit::Failure);
+        // only unreachable hosts: retry later
+        assert_eq!(exit_of(std::slice::from_ref(&s4)), Exit::Unreachable);
+        let doc = render_json(&[s.clone(), s4.clone()], 1);
+        crate::report::json::assert_valid("status", &doc);
         let table = render_table(&[s.clone(), s4.clone()], false, None, false);
         let coloured = render_table(&[s, s4], false, None, true);
         assert!(coloured.contains("\x1b["), "{coloured}");
@@ -389,6 +381,7 @@ mod tests {
             false
         ));
         let text = render_json(&[ok, c], 1);
+        crate::report::json::assert_valid("status", &text);
         insta::assert_snapshot!("status_json", text);
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["stacks"][0]["generation"], 3);
@@ -446,11 +439,17 @@ mod tests {
         assert_eq!(s.due_at, Some(5100));
         assert_eq!(s.problem.as_deref(), Some("its last rebuild failed"));
         assert!(s.hint.as_deref().unwrap().contains("rbuild logs web1 blog"));
-        let doc: serde_json::Value = serde_json::from_str(&render_json(&[s], 1)).unwrap();
+        let text = render_json(&[s], 1);
+        crate::report::json::assert_valid("status", &text);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let row = &doc["stacks"][0];
         assert_eq!(row["ok"], false);
         assert_eq!(row["next"], "held");
         assert_eq!(row["last_failure"]["result"], "rolled_back");
+        assert_eq!(row["last_failure"]["finished_at"], "1970-01-01T00:25:00Z");
+        assert_eq!(row["last_failure"]["generation"], 3);
+        assert_eq!(row["last_failure"]["images"], serde_json::json!([]));
+        assert_eq!(row["checked_at"], "1970-01-01T00:26:40Z");
         assert_eq!(row["services"][0]["health"], "healthy");
         assert_eq!(row["built_age_s"], 600);
         assert_eq!(doc["exit_code"], 1);

@@ -520,7 +520,7 @@ fn a_late_crash_is_rolled_back_by_the_watcher_on_the_host() {
         "{hist:?}"
     );
     let run = f.run(&["--settle", "3"]);
-    run.assert_code(1);
+    run.assert_code(4);
     run.expect("h1", &name, "skipped", "previous_failure");
 }
 

@@ -10,8 +10,9 @@ fn stopped_and_silent_hosts_fail_alone() {
     f.stop_host("h2"); // connection refused
     f.drop_packets("h3"); // packets swallowed: a connect timeout
 
+    // only hosts not reached: exit 3 (retry later)
     let run = f.run(&["--connect-timeout", "3"]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &names[0], "rebuilt", "first_build");
     f.assert_running("h1", &names[0]);
     for (h, name) in [("h2", &names[1]), ("h3", &names[2])] {
@@ -87,7 +88,7 @@ fn a_failed_build_keeps_the_old_containers_files_and_state() {
     // a failed build is remembered like a failed gate: the next run does
     // not build the same files again, a forced one does
     let run = f.run(&[]);
-    run.assert_code(1);
+    run.assert_code(4);
     run.expect("h1", &name, "skipped", "previous_failure");
     let run = f.run(&["--force-rebuild"]);
     run.assert_code(1);
@@ -105,7 +106,7 @@ fn unknown_and_changed_host_keys_are_refused_with_a_hint() {
     // unknown: strict checking refuses it, says why and how to fix it
     std::fs::write(&known, "").unwrap();
     let run = f.run(&[]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &name, "failed", "host_failed");
     let err = run.error_of("h1", &name);
     assert!(err.contains("Host key verification failed"), "{err}");
@@ -140,7 +141,7 @@ fn unknown_and_changed_host_keys_are_refused_with_a_hint() {
         .collect();
     std::fs::write(&known, &changed).unwrap();
     let run = f.run(&["--accept-new-host-keys"]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &name, "failed", "host_failed");
     assert!(
         Fleet::entries(&f.state_dir("h1")).is_empty(),

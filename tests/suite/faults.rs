@@ -308,7 +308,7 @@ fn login_shell_noise_and_forged_lines_are_ignored_and_a_stalling_shell_fails_its
     std::fs::write(stalling.home.join(".zshenv"), "echo hello; sleep 100000\n").unwrap();
 
     let run = f.run(&["--connect-timeout", "3"]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &names[0], "rebuilt", "first_build");
     let c = f.assert_running("h1", &names[0]);
     assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v1\n");
@@ -344,7 +344,7 @@ fn a_login_shell_that_floods_its_output_is_named_as_such() {
     )
     .unwrap();
     let run = f.run(&["--connect-timeout", "3"]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &name, "failed", "host_failed");
     let err = run.error_of("h1", &name);
     assert!(
@@ -502,8 +502,9 @@ fn a_slow_link_ships_whole_and_a_refused_key_fails_only_its_host() {
     f.restart_host_with("h2", "AuthorizedKeysFile /nonexistent");
     let h2_before = f.view("h2");
 
+    // h2 not reached, nothing else wrong: exit 3
     let run = f.run(&[]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &slow_name, "rebuilt", "first_build");
     assert!(
         link.sent() > 1 << 20,

@@ -422,6 +422,6 @@ fn ssh_options_from_the_inventory_win_over_the_ssh_config() {
     // without them, the same address is refused (no key offered)
     f.edit_inventory(|inv| inv.host("h1").ssh_options.clear());
     let run = f.run(&[]);
-    run.assert_code(1);
+    run.assert_code(3);
     run.expect("h1", &name, "failed", "host_failed");
 }

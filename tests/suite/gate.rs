@@ -42,7 +42,7 @@ fn exit_code(f: &Fleet, host: &str, c: &Container) -> String {
 /// (a) exits after 1 s and after 5 s (`restart: unless-stopped`), (b)
 /// restart-loops under `restart: always`, (c) is healthy once, then
 /// unhealthy: each is rolled back, the old version runs, the state keeps
-/// the good build, and the next run says `previous_failure` (exit 1).
+/// the good build, and the next run says `previous_failure` (exit 4).
 #[test]
 fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retried() {
     let f = Fleet::new("gatewatch", 1);
@@ -130,13 +130,14 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
         assert_eq!(named_image(&f, "h1", &st, "app"), was.image, "{name}");
     }
 
-    // not retried: the same broken input is a previous failure, exit 1
+    // not retried: the same broken input is a previous failure, held back:
+    // exit 4
     let before: Vec<_> = cases
         .iter()
         .map(|(n, _)| (f.assert_running("h1", n), f.state("h1", n)))
         .collect();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
-    run.assert_code(1);
+    run.assert_code(4);
     for ((name, _), (c, st)) in cases.iter().zip(&before) {
         run.expect("h1", name, "skipped", "previous_failure");
         assert!(
@@ -263,9 +264,9 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
         assert_eq!(named_image(&f, "h1", &st, "migrate"), migrate_was.image);
     }
 
-    // and it is not retried
+    // and it is not retried (held back: exit 4)
     let run = f.run(&["--up-timeout-period", "40"]);
-    run.assert_code(1);
+    run.assert_code(4);
     run.expect("h1", &failing, "skipped", "previous_failure");
     run.expect("h1", &held, "skipped", "previous_failure");
     for name in [&beside, &after] {

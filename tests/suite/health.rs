@@ -50,10 +50,10 @@ fn a_crash_looping_rebuild_is_rolled_back_and_not_retried() {
     assert!(Fleet::snapshot(&f.remote_dir("h1", &name)) == good_files);
 
     // the same broken input is not rebuilt again, but it is not fine either:
-    // the run says so, and exits 1
+    // the run says so, and exits 4 (held back, nothing tried)
     let run = f.run(&["--up-timeout-period", "30"]);
     run.expect("h1", &name, "skipped", "previous_failure");
-    run.assert_code(1);
+    run.assert_code(4);
     assert!(
         run.error_of("h1", &name).contains("still runs"),
         "{}",
@@ -108,7 +108,7 @@ fn a_first_build_that_fails_its_gate_has_nothing_to_roll_back_to() {
     assert_eq!(st["failed_hash"].len(), 64);
     let run = f.run(&["--up-timeout-period", "30"]);
     run.expect("h1", &name, "skipped", "previous_failure");
-    run.assert_code(1);
+    run.assert_code(4);
     assert!(
         run.error_of("h1", &name).contains("no version runs"),
         "{}",

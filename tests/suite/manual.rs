@@ -20,7 +20,7 @@ fn history_lists_the_attempts_newest_last() {
     let run = run_command(f.command(&["--json", "history", "h1", &name]));
     run.assert_code(0);
     let doc = run.doc();
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], 2);
     assert_eq!(doc["host"], "h1");
     assert_eq!(doc["stack"], name.as_str());
     let h = doc["history"].as_array().expect("history");
@@ -29,7 +29,14 @@ fn history_lists_the_attempts_newest_last() {
         let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["at", "detail", "generation", "hash", "images", "result"],
+            [
+                "detail",
+                "finished_at",
+                "generation",
+                "hash",
+                "images",
+                "result"
+            ],
             "{a}"
         );
     }
@@ -44,11 +51,15 @@ fn history_lists_the_attempts_newest_last() {
         "{}",
         run.dump()
     );
-    assert!(h[0]["at"].as_u64().unwrap() <= h[1]["at"].as_u64().unwrap());
+    // RFC 3339 times, in order
+    let at = |a: &serde_json::Value| {
+        humantime::parse_rfc3339(a["finished_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(&h[0]) <= at(&h[1]), "{}", run.dump());
     // what ran after each attempt: v1 both times
-    let v1_images = format!("app={}", v1.image);
-    assert_eq!(h[0]["images"], v1_images.as_str());
-    assert_eq!(h[1]["images"], v1_images.as_str());
+    let v1_images = serde_json::json!([{"service": "app", "image": v1.image}]);
+    assert_eq!(h[0]["images"], v1_images);
+    assert_eq!(h[1]["images"], v1_images);
 
     // the table, newest last
     let run = run_command(f.command(&["history", "h1", &name]));

@@ -30,7 +30,7 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     let run = run_command(f.command(&["--json", "status"]));
     run.assert_code(0);
     let doc = run.doc();
-    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["version"], 2);
     assert_eq!(doc["exit_code"], 0);
     let r = status_row(doc, "h1", &web);
     assert_eq!(r["ok"], true, "{}", run.dump());
@@ -43,15 +43,20 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     assert_eq!(r["last_result"], "ok");
     assert!(r["last_failure"].is_null());
     assert!(r["locked_by"].is_null());
-    let built_at = r["built_at"].as_u64().unwrap();
-    assert_eq!(r["next_due_at"].as_u64(), Some(built_at + 86400));
+    let at = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(
+        at(&r["next_due_at"]),
+        at(&r["built_at"]) + std::time::Duration::from_secs(86400)
+    );
+    assert!(at(&r["checked_at"]) >= at(&r["built_at"]));
     assert_eq!(status_row(doc, "h2", &other)["ok"], true);
 
-    // files changed here, a host down: the change is due, the host a row
+    // files changed here, a host down: the change is due, the host a row;
+    // only a host not reached: exit 3 (retry later)
     f.write(&web, "Dockerfile", &dockerfile(None, &sleeper_cmd("v2")));
     f.stop_host("h2");
     let run = run_command(f.command(&["--json", "status"]));
-    run.assert_code(1);
+    run.assert_code(3);
     let doc = run.doc();
     let r = status_row(doc, "h1", &web);
     assert_eq!(r["ok"], true, "{}", run.dump());

@@ -54,14 +54,34 @@ impl Run {
 
     pub fn rows(&self) -> &Vec<Value> {
         let doc = self.doc();
-        assert_eq!(doc["version"], 1, "{}", self.dump());
+        assert_eq!(doc["version"], 2, "{}", self.dump());
         assert_eq!(
             doc["exit_code"].as_i64(),
             Some(self.code as i64),
             "the document's exit_code is the process's:\n{}",
             self.dump()
         );
-        doc["results"].as_array().expect("results")
+        let results = doc["results"].as_array().expect("results");
+        // `ok: false` names exactly what made the status non-zero (but for
+        // usage errors and signals, which no row says)
+        if !matches!(self.code, 2 | 130 | 143) {
+            let not_ok = results.iter().filter(|r| r["ok"] == false).count();
+            assert_eq!(
+                not_ok == 0,
+                self.code == 0,
+                "rows with `ok: false` and the exit status:\n{}",
+                self.dump()
+            );
+        }
+        // every row counted once
+        let counted: u64 = doc["counts"]
+            .as_object()
+            .expect("counts")
+            .values()
+            .filter_map(Value::as_u64)
+            .sum();
+        assert_eq!(counted, results.len() as u64, "{}", self.dump());
+        results
     }
 
     /// The row of `stack` on `host`; panics if there is not exactly one.
