@@ -365,6 +365,8 @@ impl Sandbox {
             .unwrap();
         }
         std::fs::create_dir_all(p.join("home")).unwrap();
+        // `man --dir DIR` writes here
+        std::fs::create_dir_all(p.join("man-pages")).unwrap();
         std::fs::write(
             p.join("trap_ssh_config"),
             format!(
@@ -430,7 +432,7 @@ fn real_run(words: &[String], r: &Reading, sandbox: &Sandbox) -> Option<Result<(
     }
     let sub = r.subcommand.as_deref();
     let fleet = r.inventory.is_some();
-    let meta = matches!(sub, Some("completions" | "man" | "help"))
+    let meta = matches!(sub, Some("completions" | "man" | "help" | "version"))
         || args
             .iter()
             .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"));
