@@ -51,7 +51,8 @@ fn pending(what: &str) -> bool {
     PENDING.contains(&what)
 }
 
-/// README.md and every page under docs/, as paths relative to the root.
+/// README.md, every page under docs/ and examples/README.md, as paths
+/// relative to the root.
 fn pages() -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -71,6 +72,7 @@ fn pages() -> Vec<String> {
         .collect();
     pages.sort();
     pages.insert(0, "README.md".into());
+    pages.push("examples/README.md".into());
     pages
 }
 
@@ -849,7 +851,7 @@ fn every_example_file_parses() {
             }
         } else if name.ends_with(".service") || name.ends_with(".timer") {
             // systemd-analyze below
-        } else if ["Dockerfile", "index.html"].contains(&name) {
+        } else if ["Dockerfile", "index.html", "README.md"].contains(&name) {
             // a stack's files: `rbuild check` reads them
         } else {
             panic!("{file}: no check for this kind of example");
