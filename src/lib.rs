@@ -96,6 +96,7 @@
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
 //! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically, a shard's series labelled | never: app, commands, fleet, host
 //! tests/cli.rs             everything that ends before a host is contacted: exact stderr and status
+//! tests/docs.rs            the manual against the binary, no host: every command shown, the flags page, links, examples
 //! tests/script.rs          the host script's fast tests: a fake docker, every branch, kill at every step
 //! tests/script/fake-docker   a fake `docker`/`docker-compose`: a world in files, calls recorded, faults
 //! tests/tests.rs           the real-host suite's one binary: tests/suite/*.rs, by topic
