@@ -44,6 +44,7 @@
 //! src/inventory/resolve.rs   raw -> model: defaults -> host -> stack, shared stacks placed
 //! src/inventory/validate.rs  names and paths: stack and host names, ssh words, remote paths, overlaps
 //! src/inventory/error.rs     InventoryError, and the YAML parser's messages in an inventory's words
+//! src/inventory/shape.rs     the text's shape where the parser only says it does not fit: lists for maps, tabs, the key out of line
 //! src/inventory/tests.rs     (test) inventories parsed from text; the fuzz and example tests
 //! src/compose.rs           everything rbuild reads of a stack's compose files; its parts below | imports nothing
 //! src/compose/             the compose model, read from files and paths, checked inside the stack's root | imports nothing

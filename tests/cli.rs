@@ -388,8 +388,24 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n     address: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:4:5: the indentation does not fit the block it is in (while parsing a block mapping, did not find expected key)\n\
+        "error: inventory.yaml:3:6: `address:` is indented 5 spaces, the next key of its block (`stacks:`) 4\n\
          hint: indent every key of a block by the same number of spaces: a host's keys under its name, its stacks' items under `stacks:`\n",
+    );
+    // shapes: `hosts:` as a list, `stacks:` as paths, a tab
+    bad(
+        "hosts:\n  - web1\n",
+        "error: inventory.yaml:2:3: `hosts:` is written as a list: it is a map from each host's name to its keys\n\
+         hint: write `web1:` under `hosts:`, not `- web1`, and its keys (`address:`, `stacks:`) indented below it\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - web/compose.yml\n",
+        "error: inventory.yaml:4:7: a host's `stacks:` lists `web/compose.yml` as a path: each item is a stack with `name:` and `compose_file:`\n\
+         hint: write `- name: web` and, in line with `name:`, `compose_file: web/compose.yml`\n",
+    );
+    bad(
+        "hosts:\n  web1:\n\tstacks:\n      - name: web\n",
+        "error: inventory.yaml:3:1: a tab in the indentation: YAML indents with spaces only\n\
+         hint: replace the tab by spaces, as many as the keys in line with it have\n",
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        zero_downtime: true\n",
