@@ -27,6 +27,7 @@
 //! src/error.rs             the error a command stops with, usage or failure, and its exit | imports only: exit
 //! src/exit.rs              the documented exit statuses                | imports nothing
 //! src/cli.rs               clap derive: flags, env vars, subcommands   | never: app, commands, fleet, host, remote
+//! src/complete.rs          shell completion: host, group and stack names from the inventory | never: app, commands, fleet, host, remote, report
 //! src/config.rs            the settings resolved once from cli + env + inventory | never: app, commands, fleet, host, report
 //! src/commands/            one file a command; each returns an Outcome, none prints | never: app
 //! src/commands/mod.rs        Outcome: what to show and the exit status
@@ -34,7 +35,7 @@
 //! src/commands/status.rs     `rbuild status`: every stack as its host sees it
 //! src/commands/check.rs      `rbuild check`: the inventory and every stack validated, no host contacted
 //! src/commands/stack.rs      `rbuild history`, `logs`, `rollback` on one stack of one host
-//! src/commands/meta.rs       `rbuild completions`, `rbuild man`
+//! src/commands/meta.rs       `rbuild completions`, `rbuild man` (rbuild(1) and a page per subcommand), `rbuild version`
 //! src/inventory.rs         the inventory: parse a file into the model; its parts below | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/           the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/model.rs     the validated model the rest reads: Inventory, Host, Stack, Hooks, Probe, Notify
@@ -155,6 +156,7 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod complete;
 pub mod compose;
 pub mod config;
 pub mod decide;
