@@ -129,6 +129,16 @@ impl Settings {
             let name = cmd.name();
             match (cmd.target(), &cli.inventory) {
                 ((target, None), Some(inv)) => return Err(stack_missing(name, target, inv)),
+                ((file, None), None) if !Path::new(file).exists() && looks_like_host(file) => {
+                    return Err(UsageError::new(
+                        format!(
+                            "`{name} {file}`: no compose file `{file}`, and no inventory to find a host `{file}` in"
+                        ),
+                        Some(&format!(
+                            "on an inventory host, `{name}` takes HOST and STACK: `rbuild -i inventory.yaml {name} {file} STACK`; here, one COMPOSE_FILE"
+                        )),
+                    ));
+                }
                 ((file, None), None) => cli.compose_files = vec![PathBuf::from(file)],
                 ((_, Some(_)), None) => {
                     return Err(UsageError::new(
@@ -298,6 +308,12 @@ fn stack_missing(name: &str, target: &str, inv: &Path) -> UsageError {
     UsageError::new(message, Some(&hint))
 }
 
+/// A word that may be a host's name rather than a compose file's: no `/`,
+/// no `.yml` or `.yaml`.
+fn looks_like_host(word: &str) -> bool {
+    !word.contains('/') && !word.ends_with(".yml") && !word.ends_with(".yaml")
+}
+
 /// Where rbuild looks for an inventory when neither `-i` nor
 /// `RBUILD_INVENTORY` names one, in order: `./rbuild.yaml`,
 /// `$XDG_CONFIG_HOME/rbuild/inventory.yaml` (default `~/.config`),
@@ -351,12 +367,17 @@ pub fn default_inventory(
 
 /// Whether the command reads an inventory's hosts when no COMPOSE_FILE is
 /// given: a run, `deploy`, `status`, `check`, and `history`, `logs`,
-/// `rollback` given HOST and STACK (with one word, that is a COMPOSE_FILE).
+/// `rollback` given HOST and STACK, or one word like a host's name (one
+/// word that names a file is a COMPOSE_FILE).
 pub fn wants_inventory(command: Option<&Commands>) -> bool {
     match command {
         None | Some(Commands::Deploy) => true,
         Some(Commands::Fleet(_)) => true,
-        Some(Commands::Stack(c)) => c.target().1.is_some(),
+        Some(Commands::Stack(c)) => match c.target() {
+            (_, Some(_)) => true,
+            // a word like a host's name, not a file's
+            (word, None) => !word.contains(['/', '.']) && !Path::new(word).exists(),
+        },
         Some(_) => false,
     }
 }

@@ -305,6 +305,34 @@ fn words_people_bring_from_other_tools() {
         .status(2)
         .stderr("error: no subcommand or compose file named `frobnicate`\nhint: the subcommands: `deploy`, `history`, `logs`, `rollback`, `status`, `check`, `completions`, `man`, `version`\n")
         .run();
+    // `logs web1` with no inventory given: the default one is read for
+    // the host, and without one the right forms are named
+    Test::new()
+        .stack("web")
+        .file("rbuild.yaml", ONE_HOST)
+        .args(&["logs", "web1"])
+        .status(2)
+        .stderr(
+            "error: `logs web1`: STACK is missing: with an inventory, `logs` takes HOST and STACK\n\
+             hint: e.g. `rbuild -i ./rbuild.yaml logs web1 web`; the stacks of `web1`: web\n",
+        )
+        .run();
+    Test::new()
+        .args(&["logs", "web1"])
+        .status(2)
+        .stderr(
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: `rbuild -i inventory.yaml logs HOST STACK` (or put the inventory at `./rbuild.yaml`); without one, `rbuild logs compose.yml`\n",
+        )
+        .run();
+    Test::new()
+        .args(&["logs", "web1.example.com"])
+        .status(2)
+        .stderr(
+            "error: `logs web1.example.com`: no compose file `web1.example.com`, and no inventory to find a host `web1.example.com` in\n\
+             hint: on an inventory host, `logs` takes HOST and STACK: `rbuild -i inventory.yaml logs web1.example.com STACK`; here, one COMPOSE_FILE\n",
+        )
+        .run();
     // HOST without STACK, and a STACK given for HOST
     t().args(&["-i", "inventory.yaml", "logs", "web1"])
         .status(2)
