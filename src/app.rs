@@ -154,7 +154,7 @@ fn color_asked() -> Option<clap::ColorChoice> {
 fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
     // `COMPLETE=bash rbuild -- WORDS...`: the shell asks for candidates
     clap_complete::CompleteEnv::with_factory(crate::complete::command).complete();
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     if let Some(c) = color_asked() {
         cmd = cmd.color(c);
     }

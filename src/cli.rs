@@ -306,6 +306,20 @@ impl Cli {
     }
 }
 
+/// The command line, `deploy` given the run's own flags: for `rbuild help
+/// deploy`, its page and its completion (a run's arguments have `deploy`
+/// taken out before they are parsed, see [`without_deploy`]).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let run_args: Vec<clap::Arg> = root
+        .get_arguments()
+        .filter(|a| !a.is_global_set())
+        .cloned()
+        .collect();
+    root.mut_subcommand("deploy", |d| d.args(run_args))
+}
+
 /// The arguments with `deploy` taken out where it names the subcommand
 /// (the first word that is neither an option nor an option's value):
 /// `rbuild deploy ARGS` is `rbuild ARGS`, with the same flags.

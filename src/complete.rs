@@ -9,10 +9,8 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-use clap::CommandFactory;
 use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter, CompletionCandidate};
 
-use crate::cli::Cli;
 use crate::inventory::Inventory;
 
 /// The command line with its completers: what the shell's script asks.
@@ -23,7 +21,7 @@ pub fn command() -> clap::Command {
 /// The command line with completers that read the words `words` gives.
 fn command_reading(words: fn() -> Vec<OsString>) -> clap::Command {
     let selectors = move || ArgValueCandidates::new(move || selectors(&inventory_of(&words())));
-    let mut cmd = Cli::command()
+    let mut cmd = crate::cli::command()
         .mut_arg("limit", |a| a.add(selectors()))
         .mut_arg("exclude", |a| a.add(selectors()));
     for name in ["history", "logs", "rollback"] {

@@ -5,12 +5,11 @@
 
 use std::path::Path;
 
-use clap::CommandFactory;
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, italic, roman};
 
 use super::Outcome;
-use crate::cli::{Cli, Meta};
+use crate::cli::Meta;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::report::output::Output;
@@ -46,17 +45,10 @@ pub fn run(m: Meta) -> Result<Outcome, Error> {
     })
 }
 
-/// The command line as the manual shows it: `deploy` with the run's own
-/// flags (it is the run), built so that subcommands carry their
-/// `rbuild-NAME` names.
+/// The command line as the manual shows it (`deploy` with the run's own
+/// flags), built so that subcommands carry their `rbuild-NAME` names.
 fn manual_command() -> clap::Command {
-    let root = Cli::command();
-    let run_args: Vec<clap::Arg> = root
-        .get_arguments()
-        .filter(|a| !a.is_global_set())
-        .cloned()
-        .collect();
-    let mut cmd = root.mut_subcommand("deploy", |d| d.args(run_args));
+    let mut cmd = crate::cli::command();
     cmd.build();
     cmd
 }
