@@ -142,9 +142,13 @@ pub(super) fn explain(text: &str, line: u64, message: &str) -> Option<Shape> {
 
 /// A tab in the indentation: YAML indents with spaces only.
 fn tab(text: &str, line: u64, message: &str) -> Option<Shape> {
+    // a block scalar's text may hold tabs of its own
+    let yaml: std::collections::BTreeSet<u64> = lines(text).iter().map(|l| l.number).collect();
     let (number, raw) = text.lines().enumerate().find(|(i, l)| {
         let lead = &l[..l.len() - l.trim_start_matches([' ', '\t']).len()];
-        lead.contains('\t') && (message.contains("tab") || line == 0 || (*i as u64) < line)
+        lead.contains('\t')
+            && yaml.contains(&(*i as u64 + 1))
+            && (message.contains("tab") || line == 0 || (*i as u64) < line)
     })?;
     let lead = &raw[..raw.len() - raw.trim_start_matches([' ', '\t']).len()];
     Some(Shape {

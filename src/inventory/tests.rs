@@ -553,6 +553,13 @@ fn a_tab_in_the_indentation_is_named_at_its_line() {
         "hosts:\n  web1:\n    stacks:\n      - name: web\n  \t  compose_file: web/compose.yml\n",
     );
     assert_eq!(line, 5);
+    // a tab in a block scalar's text is the script's, not the inventory's
+    let d = dir_with_compose();
+    parse(
+        &d,
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        hooks:\n          before: |\n            if true; then\n            \techo a\n            fi\n",
+    )
+    .unwrap();
 }
 
 #[test]
