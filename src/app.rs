@@ -60,14 +60,22 @@ fn print_out(text: &str) -> Result<(), Error> {
     }
 }
 
-/// Whether `--json` is on the command line (before a `--`), looked at
-/// before the arguments are parsed: a usage error then still prints a JSON
-/// document.
+/// Whether `--json` or `-o json` is on the command line (before a `--`),
+/// looked at before the arguments are parsed: a usage error then still
+/// prints a JSON document.
 fn json_asked() -> bool {
-    std::env::args_os()
+    let args: Vec<String> = std::env::args_os()
         .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
         .take_while(|a| a != "--")
-        .any(|a| a == "--json")
+        .collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--json"
+            || a == "--output=json"
+            || a == "-ojson"
+            || a == "-o=json"
+            || ((a == "-o" || a == "--output") && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }
 
 /// An error as `error` and `hint` (its `hint:` line, clap's `tip:`).
@@ -177,11 +185,14 @@ fn color_asked() -> Option<clap::ColorChoice> {
 }
 
 fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
-    let mut cmd = Cli::command();
+    // `COMPLETE=bash rbuild -- WORDS...`: the shell asks for candidates
+    clap_complete::CompleteEnv::with_factory(crate::complete::command).complete();
+    let mut cmd = crate::cli::command();
     if let Some(c) = color_asked() {
         cmd = cmd.color(c);
     }
-    let matches = match cmd.try_get_matches() {
+    let args = crate::cli::without_deploy(&cmd, std::env::args_os().collect());
+    let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             if e.use_stderr() && json {
@@ -191,23 +202,38 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
         }
     };
     let inventory_from_env = matches.value_source("inventory") == Some(ValueSource::EnvVariable);
+    let inventory_from_cli = matches.value_source("inventory") == Some(ValueSource::CommandLine);
     let mut cli = Cli::from_arg_matches(&matches).map_err(|e| Error::Usage(e.into()))?;
     report::set_color(cli.color);
     init_logging(cli.verbose, cli.quiet);
-    if let Some((word, meant)) = cli
-        .compose_files
-        .iter()
-        .filter_map(|f| f.to_str())
-        .find_map(|f| crate::cli::meant_subcommand(f).map(|m| (f, m)))
+    refuse_words_of_other_tools(&cli, inventory_from_cli)?;
+    match cli.command.take() {
+        Some(crate::cli::Commands::Meta(m)) => {
+            let view = View::of_stdout(cli.json(), false);
+            return Ok((commands::meta::run(m)?, view));
+        }
+        other => cli.command = other,
+    }
+    if crate::config::wants_inventory(cli.command.as_ref())
+        && cli.inventory.is_none()
+        && cli.compose_files.is_empty()
     {
-        return Err(Error::usage(format!(
-            "no subcommand or compose file named `{word}`\nhint: did you mean `rbuild {meant}`?"
-        )));
+        let places = crate::config::inventory_places();
+        let found = crate::config::default_inventory(&places, cli.command.as_ref())
+            .map_err(|e| Error::Usage(e.into()))?;
+        tracing::info!(
+            "inventory: `{}`, the first that exists of {}",
+            found.display(),
+            places
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        cli.inventory = Some(found);
     }
     let command = match cli.command.take() {
-        Some(crate::cli::Commands::Meta(m)) => {
-            return Ok((commands::meta::run(m)?, View::default()));
-        }
+        Some(crate::cli::Commands::Meta(_)) => unreachable!("dispatched above"),
         Some(crate::cli::Commands::Stack(c)) => Some(c),
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
             let settings = fleet_settings(cli, inventory_from_env, "status")?;
@@ -239,7 +265,8 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
             let view = View::of_stdout(cli.json, cli.quiet);
             return Ok((commands::merge::run(&shards)?, view));
         }
-        None => None,
+        // `deploy` is taken out before parsing; it is the run all the same
+        Some(crate::cli::Commands::Deploy) | None => None,
     };
     let settings = Settings::from_cli(cli, inventory_from_env, command.as_ref())
         .map_err(|e| Error::Usage(e.into()))?;
@@ -261,6 +288,42 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
         }
     })?;
     Ok((outcome, view))
+}
+
+/// Words people bring from other tools, and mistyped subcommands, refused
+/// with the word rbuild uses: Ansible's `--check`; a COMPOSE_FILE argument
+/// that is no file but close to a subcommand (`rbuild -i inv.yaml stauts`);
+/// with `-i`, a word that is neither a subcommand nor a file.
+fn refuse_words_of_other_tools(cli: &Cli, inventory_from_cli: bool) -> Result<(), Error> {
+    if cli.check {
+        return Err(Error::usage(
+            "`--check` is not an rbuild flag: the dry run is `--dry-run` (`-n`)\n\
+             hint: `rbuild -n` shows what would be rebuilt and why, changing nothing; `rbuild check` validates the inventory and every stack without connecting",
+        ));
+    }
+    let words = || cli.compose_files.iter().filter_map(|f| f.to_str());
+    if let Some((word, meant)) =
+        words().find_map(|f| crate::cli::meant_subcommand(f).map(|m| (f, m)))
+    {
+        return Err(Error::usage(format!(
+            "no subcommand or compose file named `{word}`\nhint: did you mean `rbuild {meant}`?"
+        )));
+    }
+    if inventory_from_cli
+        && let Some(word) =
+            words().find(|f| !f.contains(['/', '.']) && !std::path::Path::new(f).exists())
+    {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| format!("`{}`", c.get_name()))
+            .collect();
+        return Err(Error::usage(format!(
+            "no subcommand or compose file named `{word}`\nhint: the subcommands: {}",
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// What every command that reaches hosts starts with: the runtime, the

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Commands};
 use crate::compose::{self, ComposePref};
 use crate::inventory::{self, Host, Inventory, Stack};
 use crate::rollout::Policy;
@@ -129,20 +129,28 @@ impl Settings {
         command: Option<&Command>,
     ) -> Result<Settings, UsageError> {
         if let Some(cmd) = command {
+            let name = cmd.name();
             match (cmd.target(), &cli.inventory) {
-                ((_, None), Some(_)) => {
+                ((target, None), Some(inv)) => return Err(stack_missing(name, target, inv)),
+                ((file, None), None) if !Path::new(file).exists() && looks_like_host(file) => {
                     return Err(UsageError::new(
-                        "with `--inventory`, `history` and `rollback` take HOST and STACK",
-                        Some("e.g. `rbuild -i inventory.yaml history web1 blog`"),
+                        format!(
+                            "`{name} {file}`: no compose file `{file}`, and no inventory to find a host `{file}` in"
+                        ),
+                        Some(&format!(
+                            "on an inventory host, `{name}` takes HOST and STACK: `rbuild -i inventory.yaml {name} {file} STACK`; here, one COMPOSE_FILE"
+                        )),
                     ));
                 }
                 ((file, None), None) => cli.compose_files = vec![PathBuf::from(file)],
                 ((_, Some(_)), None) => {
                     return Err(UsageError::new(
-                        "without `--inventory`, `history` and `rollback` take one COMPOSE_FILE (local mode)",
-                        Some(
-                            "e.g. `rbuild history /srv/blog/compose.yml`, or `rbuild -i inventory.yaml history web1 blog`",
+                        format!(
+                            "without an inventory, `{name}` takes one COMPOSE_FILE (local mode)"
                         ),
+                        Some(&format!(
+                            "e.g. `rbuild {name} /srv/blog/compose.yml`, or `rbuild -i inventory.yaml {name} web1 blog`"
+                        )),
                     ));
                 }
                 ((_, Some(_)), Some(_)) => {}
@@ -210,7 +218,7 @@ impl Settings {
             settle: cli.settle,
             watch: cli.watch,
             concurrency: cli.concurrency as usize,
-            json: cli.json,
+            json: cli.json(),
             metrics_file: cli.metrics_file,
             shard: cli.shard,
             lock_wait: cli.lock_wait.unwrap_or(0),
@@ -269,6 +277,113 @@ fn notify_of(inv: &Inventory) -> Result<Option<crate::notify::Notify>, UsageErro
         url: n.url.clone(),
         on,
     }))
+}
+
+/// `history`, `logs` or `rollback` given HOST without STACK: what is
+/// missing, the right form, and the stacks it could be (read from the
+/// inventory when it reads).
+fn stack_missing(name: &str, target: &str, inv: &Path) -> UsageError {
+    let shown = inv.display();
+    let message = format!(
+        "`{name} {target}`: STACK is missing: with an inventory, `{name}` takes HOST and STACK"
+    );
+    let loaded = Inventory::load(inv).ok();
+    let hosts = loaded.as_ref().map(|i| i.hosts.as_slice()).unwrap_or(&[]);
+    let hint = if let Some(h) = hosts.iter().find(|h| h.name == target) {
+        let stacks: Vec<&str> = h.stacks.iter().map(|s| s.name.as_str()).collect();
+        match stacks.first() {
+            Some(first) => format!(
+                "e.g. `rbuild -i {shown} {name} {target} {first}`; the stacks of `{target}`: {}",
+                stacks.join(", ")
+            ),
+            None => format!("host `{target}` runs no stack"),
+        }
+    } else if let Some(h) = hosts
+        .iter()
+        .find(|h| h.stacks.iter().any(|s| s.name == target))
+    {
+        format!(
+            "`{target}` is a stack: name its host first, e.g. `rbuild -i {shown} {name} {} {target}`",
+            h.name
+        )
+    } else {
+        format!("e.g. `rbuild -i {shown} {name} web1 blog`")
+    };
+    UsageError::new(message, Some(&hint))
+}
+
+/// A word that may be a host's name rather than a compose file's: no `/`,
+/// no `.yml` or `.yaml`.
+fn looks_like_host(word: &str) -> bool {
+    !word.contains('/') && !word.ends_with(".yml") && !word.ends_with(".yaml")
+}
+
+/// Where rbuild looks for an inventory when neither `-i` nor
+/// `RBUILD_INVENTORY` names one, in order: `./rbuild.yaml`,
+/// `$XDG_CONFIG_HOME/rbuild/inventory.yaml` (default `~/.config`),
+/// `/etc/rbuild/inventory.yaml`.
+pub fn inventory_places() -> Vec<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        });
+    let mut places = vec![PathBuf::from("./rbuild.yaml")];
+    places.extend(config.map(|c| c.join("rbuild/inventory.yaml")));
+    places.push(PathBuf::from("/etc/rbuild/inventory.yaml"));
+    places
+}
+
+/// The first of `places` that exists; else an error naming every place,
+/// its hint for `command`.
+pub fn default_inventory(
+    places: &[PathBuf],
+    command: Option<&Commands>,
+) -> Result<PathBuf, UsageError> {
+    if let Some(found) = places.iter().find(|p| p.exists()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = places
+        .iter()
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    let hint = match command {
+        Some(Commands::Stack(c)) => format!(
+            "`rbuild -i inventory.yaml {0} HOST STACK` (or put the inventory at `./rbuild.yaml`); without one, `rbuild {0} compose.yml`",
+            c.name()
+        ),
+        Some(Commands::Fleet(_)) => {
+            "give `-i inventory.yaml`, or put the inventory at `./rbuild.yaml`".to_owned()
+        }
+        _ => "`rbuild -i inventory.yaml` runs a fleet (or put it at `./rbuild.yaml`); `rbuild compose.yml` rebuilds a stack here".to_owned(),
+    };
+    Err(UsageError::new(
+        format!(
+            "no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at {}",
+            looked.join(", ")
+        ),
+        Some(&hint),
+    ))
+}
+
+/// Whether the command reads an inventory's hosts when no COMPOSE_FILE is
+/// given: a run, `deploy`, `status`, `check`, and `history`, `logs`,
+/// `rollback` given HOST and STACK, or one word like a host's name (one
+/// word that names a file is a COMPOSE_FILE).
+pub fn wants_inventory(command: Option<&Commands>) -> bool {
+    match command {
+        None | Some(Commands::Deploy) => true,
+        Some(Commands::Fleet(_)) => true,
+        Some(Commands::Stack(c)) => match c.target() {
+            (_, Some(_)) => true,
+            // a word like a host's name, not a file's
+            (word, None) => !word.contains(['/', '.']) && !Path::new(word).exists(),
+        },
+        Some(_) => false,
+    }
 }
 
 /// `BUILD_TTL`, the variable the original `rbuild.py` read (its README
@@ -496,5 +611,24 @@ mod tests {
             Some("x")
         );
         assert_eq!(project_name_for_dir(Path::new("/srv/...")), None);
+    }
+
+    #[test]
+    fn the_default_inventory_is_the_first_place_that_exists_else_every_place_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let places: Vec<PathBuf> = ["a.yaml", "b/inventory.yaml", "c.yaml"]
+            .iter()
+            .map(|p| d.path().join(p))
+            .collect();
+        let err = default_inventory(&places, None).unwrap_err().to_string();
+        for p in &places {
+            assert!(err.contains(&format!("`{}`", p.display())), "{err}");
+        }
+        assert!(err.contains("\nhint: "), "{err}");
+        std::fs::create_dir_all(d.path().join("b")).unwrap();
+        std::fs::write(&places[2], "").unwrap();
+        assert_eq!(default_inventory(&places, None).unwrap(), places[2]);
+        std::fs::write(&places[1], "").unwrap();
+        assert_eq!(default_inventory(&places, None).unwrap(), places[1]);
     }
 }

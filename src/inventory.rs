@@ -8,13 +8,15 @@
 //! Its parts: `model` (what the rest of rbuild reads), `keys` (the keys a
 //! stack inherits, declared once), `values` (values with rules of their
 //! own), `raw` (the file as written), `resolve` (from the one to the
-//! other), `validate` (names and paths), `error` (errors at their line).
+//! other), `validate` (names and paths), `error` (errors at their line), `shape`
+//! (the text's shape where the parser only says it does not fit).
 
 mod error;
 mod keys;
 mod model;
 mod raw;
 mod resolve;
+mod shape;
 mod validate;
 mod values;
 
@@ -44,7 +46,7 @@ impl Inventory {
     /// anchors relative compose file paths.
     pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         let raw: raw::RawInventory =
-            serde_saphyr::from_str(text).map_err(|e| error::yaml(path, &e))?;
+            serde_saphyr::from_str(text).map_err(|e| error::yaml(path, text, &e))?;
         resolve::inventory(path, &raw)
     }
 }

@@ -27,6 +27,7 @@
 //! src/error.rs             the error a command stops with, usage or failure, and its exit | imports only: exit
 //! src/exit.rs              the documented exit statuses and their precedence (Exit::merge) | imports nothing
 //! src/cli.rs               clap derive: flags, env vars, subcommands   | never: app, commands, fleet, host, remote
+//! src/complete.rs          shell completion: host, group and stack names from the inventory | never: app, commands, fleet, host, remote, report
 //! src/config.rs            the settings resolved once from cli + env + inventory | never: app, commands, fleet, host, report
 //! src/commands/            one file a command; each returns an Outcome, none prints | never: app
 //! src/commands/mod.rs        Outcome: what to show and the exit status
@@ -35,7 +36,7 @@
 //! src/commands/check.rs      `rbuild check`: the inventory and every stack validated, no host contacted
 //! src/commands/stack.rs      `rbuild history`, `logs`, `rollback` on one stack of one host
 //! src/commands/merge.rs      `rbuild merge`: the run documents of `--shard K/N` runs as one run and one exit status
-//! src/commands/meta.rs       `rbuild completions`, `rbuild man`
+//! src/commands/meta.rs       `rbuild completions`, `rbuild man` (rbuild(1) and a page per subcommand), `rbuild version`
 //! src/inventory.rs         the inventory: parse a file into the model; its parts below | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/           the YAML model and its validation, file:line errors | never: app, commands, config, fleet, host, notify, remote, report
 //! src/inventory/model.rs     the validated model the rest reads: Inventory, Host, Stack, Hooks, Probe, Notify
@@ -45,6 +46,7 @@
 //! src/inventory/resolve.rs   raw -> model: defaults -> host -> stack, shared stacks placed
 //! src/inventory/validate.rs  names and paths: stack and host names, ssh words, remote paths, overlaps
 //! src/inventory/error.rs     InventoryError, and the YAML parser's messages in an inventory's words
+//! src/inventory/shape.rs     the text's shape where the parser only says it does not fit: lists for maps, tabs, the key out of line
 //! src/inventory/tests.rs     (test) inventories parsed from text; the fuzz and example tests
 //! src/compose.rs           everything rbuild reads of a stack's compose files; its parts below | imports nothing
 //! src/compose/             the compose model, read from files and paths, checked inside the stack's root | imports nothing
@@ -157,6 +159,7 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod complete;
 pub mod compose;
 pub mod config;
 pub mod decide;

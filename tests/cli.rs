@@ -106,9 +106,12 @@ impl Test {
             "RBUILD_SSH_CONFIG",
             "RBUILD_STATE_DIR",
             "RBUILD_LOG",
+            "COMPLETE",
         ] {
             c.env_remove(v);
         }
+        // where a default inventory is looked for: the test's own
+        c.env("XDG_CONFIG_HOME", self.dir.path().join(".config"));
         let contacted = self.dir.path().join("CONTACTED");
         let trap = self.dir.path().join(".trap_ssh_config");
         std::fs::write(
@@ -201,13 +204,187 @@ fn valid(name: &str, doc: &str) -> serde_json::Value {
 
 #[test]
 fn nothing_to_do_is_a_usage_error_with_a_hint() {
+    // no `-i`, no `RBUILD_INVENTORY`, no COMPOSE_FILE, and no inventory
+    // where rbuild looks: the error names every place
     Test::new()
         .status(2)
         .stderr(
-            "error: nothing to do: give COMPOSE_FILE arguments or `--inventory FILE`\n\
-             hint: `rbuild compose.yml` rebuilds a stack here; `rbuild -i inventory.yaml` a fleet\n",
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: `rbuild -i inventory.yaml` runs a fleet (or put it at `./rbuild.yaml`); `rbuild compose.yml` rebuilds a stack here\n",
         )
         .run();
+}
+
+#[test]
+fn an_inventory_is_found_where_rbuild_looks_and_said_at_v() {
+    let one = "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: ../../web/compose.yml\n";
+    // $XDG_CONFIG_HOME/rbuild/inventory.yaml, then ./rbuild.yaml before it
+    Test::new()
+        .stack("web")
+        .file(".config/rbuild/inventory.yaml", one)
+        .args(&["check"])
+        .stdout("ok: 1 host, 1 stack\n")
+        .run();
+    let (_, err) = Test::new()
+        .stack("web")
+        .file(".config/rbuild/inventory.yaml", "hosts: {}\n")
+        .file("rbuild.yaml", ONE_HOST)
+        .args(&["check", "-v"])
+        .any_stderr()
+        .stdout("ok: 1 host, 1 stack\n")
+        .run_both();
+    assert!(
+        err.contains("inventory: `./rbuild.yaml`, the first that exists of `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`"),
+        "{err}"
+    );
+    // local mode is unchanged: a COMPOSE_FILE never reads the inventory
+    Test::new()
+        .file("rbuild.yaml", "hosts: [\n")
+        .args(&["nope/compose.yml"])
+        .status(2)
+        .stderr("error: compose file `nope/compose.yml` does not exist\n")
+        .run();
+    Test::new()
+        .args(&["status"])
+        .status(2)
+        .stderr(
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: give `-i inventory.yaml`, or put the inventory at `./rbuild.yaml`\n",
+        )
+        .run();
+}
+
+#[test]
+fn words_people_bring_from_other_tools() {
+    let t = || Test::new().stack("web").file("inventory.yaml", ONE_HOST);
+    // `deploy` is the run itself, its flags after it or before it; `-o
+    // json` is `--json` (a run's usage error, as its document)
+    for args in [
+        &[
+            "deploy",
+            "-i",
+            "inventory.yaml",
+            "--dry-run",
+            "--limit",
+            "db*",
+            "--json",
+        ][..],
+        &[
+            "-i",
+            "inventory.yaml",
+            "-n",
+            "deploy",
+            "--limit",
+            "db*",
+            "-o",
+            "json",
+        ],
+        &["-i", "inventory.yaml", "--limit=db*", "--output=json"],
+    ] {
+        let out = t().args(args).status(2).any_stderr().any_stdout().run();
+        let doc: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert_eq!(
+            doc["error"], "`--limit db*` matches no host of `inventory.yaml`",
+            "{args:?}: {out}"
+        );
+    }
+    Test::new()
+        .args(&["version"])
+        .stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")))
+        .run();
+    Test::new()
+        .args(&["version", "-o", "json"])
+        .stdout(&format!(
+            "{{\"version\":\"{}\"}}\n",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .run();
+    // Ansible's `--check`
+    t().args(&["-i", "inventory.yaml", "--check"])
+        .status(2)
+        .stderr(
+            "error: `--check` is not an rbuild flag: the dry run is `--dry-run` (`-n`)\n\
+             hint: `rbuild -n` shows what would be rebuilt and why, changing nothing; `rbuild check` validates the inventory and every stack without connecting\n",
+        )
+        .run();
+    // a mistyped subcommand after `-i`, or a word like none
+    t().args(&["-i", "inventory.yaml", "stauts"])
+        .status(2)
+        .stderr("error: no subcommand or compose file named `stauts`\nhint: did you mean `rbuild status`?\n")
+        .run();
+    t().args(&["-i", "inventory.yaml", "deplyo"])
+        .status(2)
+        .stderr("error: no subcommand or compose file named `deplyo`\nhint: did you mean `rbuild deploy`?\n")
+        .run();
+    t().args(&["-i", "inventory.yaml", "frobnicate"])
+        .status(2)
+        .stderr("error: no subcommand or compose file named `frobnicate`\nhint: the subcommands: `deploy`, `history`, `logs`, `rollback`, `status`, `check`, `merge`, `completions`, `man`, `version`\n")
+        .run();
+    // `logs web1` with no inventory given: the default one is read for
+    // the host, and without one the right forms are named
+    Test::new()
+        .stack("web")
+        .file("rbuild.yaml", ONE_HOST)
+        .args(&["logs", "web1"])
+        .status(2)
+        .stderr(
+            "error: `logs web1`: STACK is missing: with an inventory, `logs` takes HOST and STACK\n\
+             hint: e.g. `rbuild -i ./rbuild.yaml logs web1 web`; the stacks of `web1`: web\n",
+        )
+        .run();
+    Test::new()
+        .args(&["logs", "web1"])
+        .status(2)
+        .stderr(
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: `rbuild -i inventory.yaml logs HOST STACK` (or put the inventory at `./rbuild.yaml`); without one, `rbuild logs compose.yml`\n",
+        )
+        .run();
+    Test::new()
+        .args(&["logs", "web1.example.com"])
+        .status(2)
+        .stderr(
+            "error: `logs web1.example.com`: no compose file `web1.example.com`, and no inventory to find a host `web1.example.com` in\n\
+             hint: on an inventory host, `logs` takes HOST and STACK: `rbuild -i inventory.yaml logs web1.example.com STACK`; here, one COMPOSE_FILE\n",
+        )
+        .run();
+    // HOST without STACK, and a STACK given for HOST
+    t().args(&["-i", "inventory.yaml", "logs", "web1"])
+        .status(2)
+        .stderr(
+            "error: `logs web1`: STACK is missing: with an inventory, `logs` takes HOST and STACK\n\
+             hint: e.g. `rbuild -i inventory.yaml logs web1 web`; the stacks of `web1`: web\n",
+        )
+        .run();
+    t().args(&["-i", "inventory.yaml", "logs", "web"])
+        .status(2)
+        .stderr(
+            "error: `logs web`: STACK is missing: with an inventory, `logs` takes HOST and STACK\n\
+             hint: `web` is a stack: name its host first, e.g. `rbuild -i inventory.yaml logs web1 web`\n",
+        )
+        .run();
+}
+
+#[test]
+fn short_help_is_a_summary_and_long_help_has_everything() {
+    let short = Test::new().args(&["-h"]).any_stdout().run();
+    insta::assert_snapshot!(short);
+    assert!(
+        short.lines().count() <= 40,
+        "{} lines",
+        short.lines().count()
+    );
+    let long = Test::new().args(&["--help"]).any_stdout().run();
+    for flag in [
+        "--prune-image-cache",
+        "--state-dir",
+        "--shard",
+        "--metrics-file",
+    ] {
+        assert!(!short.contains(flag) && long.contains(flag), "{flag}");
+    }
+    assert!(!long.contains("      --check"), "a hidden flag");
 }
 
 #[test]
@@ -292,8 +469,8 @@ fn local_and_fleet_mode_do_not_mix() {
         .args(&["history", "web1", "web"])
         .status(2)
         .stderr(
-            "error: without `--inventory`, `history` and `rollback` take one COMPOSE_FILE (local mode)\n\
-             hint: e.g. `rbuild history /srv/blog/compose.yml`, or `rbuild -i inventory.yaml history web1 blog`\n",
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: `rbuild -i inventory.yaml history HOST STACK` (or put the inventory at `./rbuild.yaml`); without one, `rbuild history compose.yml`\n",
         )
         .run();
     Test::new()
@@ -302,8 +479,8 @@ fn local_and_fleet_mode_do_not_mix() {
         .args(&["-i", "inventory.yaml", "rollback", "web1"])
         .status(2)
         .stderr(
-            "error: with `--inventory`, `history` and `rollback` take HOST and STACK\n\
-             hint: e.g. `rbuild -i inventory.yaml history web1 blog`\n",
+            "error: `rollback web1`: STACK is missing: with an inventory, `rollback` takes HOST and STACK\n\
+             hint: e.g. `rbuild -i inventory.yaml rollback web1 web`; the stacks of `web1`: web\n",
         )
         .run();
 }
@@ -406,8 +583,24 @@ fn inventory_errors_name_the_file_and_line() {
     );
     bad(
         "hosts:\n  web1:\n     address: 10.0.0.1\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n",
-        "error: inventory.yaml:4:5: the indentation does not fit the block it is in (while parsing a block mapping, did not find expected key)\n\
+        "error: inventory.yaml:3:6: `address:` is indented 5 spaces, the next key of its block (`stacks:`) 4\n\
          hint: indent every key of a block by the same number of spaces: a host's keys under its name, its stacks' items under `stacks:`\n",
+    );
+    // shapes: `hosts:` as a list, `stacks:` as paths, a tab
+    bad(
+        "hosts:\n  - web1\n",
+        "error: inventory.yaml:2:3: `hosts:` is written as a list: it is a map from each host's name to its keys\n\
+         hint: write `web1:` under `hosts:`, not `- web1`, and its keys (`address:`, `stacks:`) indented below it\n",
+    );
+    bad(
+        "hosts:\n  web1:\n    stacks:\n      - web/compose.yml\n",
+        "error: inventory.yaml:4:7: a host's `stacks:` lists `web/compose.yml` as a path: each item is a stack with `name:` and `compose_file:`\n\
+         hint: write `- name: web` and, in line with `name:`, `compose_file: web/compose.yml`\n",
+    );
+    bad(
+        "hosts:\n  web1:\n\tstacks:\n      - name: web\n",
+        "error: inventory.yaml:3:1: a tab in the indentation: YAML indents with spaces only\n\
+         hint: replace the tab by spaces, as many as the keys in line with it have\n",
     );
     bad(
         "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        zero_downtime: true\n",
@@ -747,7 +940,7 @@ fn completions_and_the_manual_page() {
     for shell in ["bash", "zsh", "fish"] {
         let out = Test::new().args(&["completions", shell]).any_stdout().run();
         assert!(
-            out.contains("rbuild") && out.contains("inventory"),
+            out.contains("rbuild") && out.contains("COMPLETE"),
             "{shell}: {out}"
         );
     }
@@ -757,6 +950,41 @@ fn completions_and_the_manual_page() {
         "{man}"
     );
     assert!(man.contains("inventory"), "{man}");
+    // the script asks rbuild for candidates: the inventory's hosts
+    let out = Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "4")
+        .env("_CLAP_IFS", "\n")
+        .args(&["--", "rbuild", "-i", "inventory.yaml", "--limit", ""])
+        .any_stdout()
+        .run();
+    assert!(out.lines().any(|l| l == "web1"), "{out}");
+    let out = Test::new()
+        .stack("web")
+        .file("inventory.yaml", ONE_HOST)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "5")
+        .env("_CLAP_IFS", "\n")
+        .args(&["--", "rbuild", "-i", "inventory.yaml", "logs", "web1", ""])
+        .any_stdout()
+        .run();
+    assert_eq!(out.lines().next(), Some("web"), "{out}");
+    assert!(!out.lines().any(|l| l == "web1"), "{out}");
+    // every page: rbuild.1 and one per subcommand
+    let out = Test::new()
+        .args(&["man", "--dir", "man1"])
+        .any_stdout()
+        .run();
+    for page in [
+        "man1/rbuild.1",
+        "man1/rbuild-deploy.1",
+        "man1/rbuild-status.1",
+        "man1/rbuild-version.1",
+    ] {
+        assert!(out.contains(page), "{out}");
+    }
     Test::new()
         .args(&["completions", "tcsh"])
         .status(2)
@@ -846,8 +1074,8 @@ fn status_and_logs_name_what_they_need() {
         .args(&["status"])
         .status(2)
         .stderr(
-            "error: `status` reads the hosts of an inventory: give `--inventory FILE` and no COMPOSE_FILE\n\
-             hint: e.g. `rbuild status -i inventory.yaml`\n",
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: give `-i inventory.yaml`, or put the inventory at `./rbuild.yaml`\n",
         )
         .run();
     let t = || Test::new().stack("web").file("inventory.yaml", ONE_HOST);
@@ -937,8 +1165,8 @@ fn check_validates_the_inventory_and_every_stack_without_connecting() {
         .args(&["check"])
         .status(2)
         .stderr(
-            "error: `check` validates an inventory: give `--inventory FILE` and no COMPOSE_FILE\n\
-             hint: e.g. `rbuild check -i inventory.yaml`\n",
+            "error: no inventory: none given (`-i`, `RBUILD_INVENTORY`) and none at `./rbuild.yaml`, `[TMP]/.config/rbuild/inventory.yaml`, `/etc/rbuild/inventory.yaml`\n\
+             hint: give `-i inventory.yaml`, or put the inventory at `./rbuild.yaml`\n",
         )
         .run();
 }
@@ -1004,9 +1232,9 @@ fn a_mistyped_subcommand_is_not_taken_for_a_compose_file() {
         .stderr("error: compose file `status.yml` does not exist\n")
         .run();
     Test::new()
-        .args(&["deploy"])
+        .args(&["deploy.yml"])
         .status(2)
-        .stderr("error: compose file `deploy` does not exist\n")
+        .stderr("error: compose file `deploy.yml` does not exist\n")
         .run();
 }
 
@@ -1097,7 +1325,7 @@ fn color_always_paints_and_never_or_no_color_do_not() {
         .any_stderr()
         .run_both();
     assert!(
-        err.starts_with("\x1b[1;31merror:\x1b[0m nothing to do")
+        err.starts_with("\x1b[1;31merror:\x1b[0m no inventory")
             && err.contains("\x1b[1;36mhint:\x1b[0m "),
         "{err:?}"
     );

@@ -44,12 +44,23 @@ impl From<crate::compose::Refused> for InventoryError {
     }
 }
 
-/// The parser's error for the inventory at `path`, at its line and column,
-/// in the words of an inventory.
-pub(super) fn yaml(path: &Path, e: &serde_saphyr::Error) -> InventoryError {
+/// The parser's error for the inventory `text` at `path`, at its line and
+/// column, in the words of an inventory: a shape the text shows (a list
+/// where a map goes, a tab, the key out of line) named at its own line.
+pub(super) fn yaml(path: &Path, text: &str, e: &serde_saphyr::Error) -> InventoryError {
     let line = e.location().map(|l| l.line()).unwrap_or(0);
     let column = e.location().map(|l| l.column()).unwrap_or(0);
-    let (message, hint) = explain_yaml(&strip_location(&first_line(&e.to_string())));
+    let said = strip_location(&first_line(&e.to_string()));
+    if let Some(s) = super::shape::explain(text, line, &said) {
+        return InventoryError {
+            file: path.to_owned(),
+            line: s.line,
+            column: s.column,
+            message: s.message,
+            hint: Some(s.hint),
+        };
+    }
+    let (message, hint) = explain_yaml(&said);
     InventoryError {
         file: path.to_owned(),
         line,

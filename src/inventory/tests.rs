@@ -475,6 +475,141 @@ fn several_compose_files_the_override_and_profiles() {
     assert_eq!(e.line, 6, "{e}");
 }
 
+/// The error of an inventory whose shape the parser does not take: its
+/// line, message and hint.
+fn shape_error(text: &str) -> (u64, String, String) {
+    let d = dir_with_compose();
+    let e = parse(&d, text).unwrap_err();
+    (e.line, e.message, e.hint.unwrap_or_default())
+}
+
+#[test]
+fn hosts_as_a_list_is_named_as_that_shape() {
+    for text in [
+        "hosts:\n  - web1\n  - web2\n",
+        "hosts:\n- web1\n",
+        "hosts:\n  - name: web1\n    stacks: []\n",
+    ] {
+        let (line, message, hint) = shape_error(text);
+        assert_eq!(line, 2, "{text}");
+        assert_eq!(
+            message,
+            "`hosts:` is written as a list: it is a map from each host's name to its keys"
+        );
+        assert!(
+            hint.starts_with("write `web1:` under `hosts:`, not `- web1`"),
+            "{hint}"
+        );
+    }
+    let (line, message, _) = shape_error("hosts: web1\n");
+    assert_eq!(
+        (line, message.as_str()),
+        (
+            1,
+            "`hosts:` is one value: it is a map from each host's name to its keys"
+        )
+    );
+}
+
+#[test]
+fn stacks_as_paths_or_one_value_or_a_list_of_shared_stacks_are_named_as_shapes() {
+    let (line, message, hint) = shape_error(
+        "hosts:\n  web1:\n    address: 10.0.0.1\n    stacks:\n      - web/compose.yml\n",
+    );
+    assert_eq!(line, 5);
+    assert!(
+        message.starts_with("a host's `stacks:` lists `web/compose.yml` as a path"),
+        "{message}"
+    );
+    assert_eq!(
+        hint,
+        "write `- name: web` and, in line with `name:`, `compose_file: web/compose.yml`"
+    );
+    let (line, message, _) = shape_error("hosts:\n  web1:\n    stacks: web/compose.yml\n");
+    assert_eq!(line, 3);
+    assert_eq!(
+        message,
+        "a host's `stacks:` is one value: it lists the host's stacks"
+    );
+    let (line, message, hint) =
+        shape_error("stacks:\n  - blog/compose.yml\nhosts:\n  web1:\n    stacks: []\n");
+    assert_eq!(line, 2);
+    assert!(
+        message.starts_with("the top-level `stacks:` is written as a list"),
+        "{message}"
+    );
+    assert!(hint.starts_with("write `blog:` under `stacks:`"), "{hint}");
+}
+
+#[test]
+fn a_tab_in_the_indentation_is_named_at_its_line() {
+    let (line, message, _) = shape_error("hosts:\n  web1:\n\tstacks:\n      - name: web\n");
+    assert_eq!(line, 3);
+    assert_eq!(
+        message,
+        "a tab in the indentation: YAML indents with spaces only"
+    );
+    let (line, _, _) = shape_error(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n  \t  compose_file: web/compose.yml\n",
+    );
+    assert_eq!(line, 5);
+    // a tab in a block scalar's text is the script's, not the inventory's
+    let d = dir_with_compose();
+    parse(
+        &d,
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        hooks:\n          before: |\n            if true; then\n            \techo a\n            fi\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_key_out_of_line_is_named_at_its_own_line() {
+    let stack = "    stacks:\n      - name: web\n        compose_file: web/compose.yml\n";
+    // one space too many on the host's first key: that key, not the next
+    let (line, message, hint) =
+        shape_error(&format!("hosts:\n  web1:\n     address: 10.0.0.1\n{stack}"));
+    assert_eq!(line, 3);
+    assert_eq!(
+        message,
+        "`address:` is indented 5 spaces, the next key of its block (`stacks:`) 4"
+    );
+    assert!(hint.starts_with("indent every key of a block"), "{hint}");
+    // one space too few on a later key: that key
+    let (line, message, _) = shape_error(&format!(
+        "hosts:\n  web1:\n    address: 10.0.0.1\n   user: deploy\n{stack}"
+    ));
+    assert_eq!(line, 4);
+    assert!(
+        message.starts_with("`user:` is indented 3 spaces, in line with no block"),
+        "{message}"
+    );
+    // deeper than a key with a value
+    let (line, message, _) = shape_error(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n          compose_file: web/compose.yml\n",
+    );
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "`compose_file:` is indented 10 spaces, deeper than `name:` above it, which has a value of its own"
+    );
+    // a stack's key between its item's columns
+    let (line, message, _) = shape_error(
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n       compose_file: web/compose.yml\n",
+    );
+    assert_eq!(line, 5);
+    assert!(
+        message.starts_with("`compose_file:` is indented 7 spaces"),
+        "{message}"
+    );
+    // a block scalar's lines are not keys
+    let d = dir_with_compose();
+    parse(
+        &d,
+        "hosts:\n  web1:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n        hooks:\n          before: |\n            echo a:\n              echo b: c\n",
+    )
+    .unwrap();
+}
+
 #[test]
 fn syntax_error_has_a_line() {
     let d = dir_with_compose();

@@ -74,6 +74,9 @@ pub enum Output {
     Check(check::Checked),
     /// Text made whole elsewhere (completions, the man page), as it is.
     Text(String),
+    /// `rbuild version`: the version, as `--version` prints it, or
+    /// `{"version": ...}` under `--json`.
+    Version(String),
 }
 
 /// The bytes of `output` for stdout and stderr, as `view` asks; `exit_code`
@@ -129,6 +132,10 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
         Output::Logs { host, stack, kept } => history::logs(host, stack, kept.as_ref(), view.json),
         Output::Check(c) => check::render(c, view.json, exit_code),
         Output::Text(t) => Rendered::out(t.clone()),
+        Output::Version(v) if view.json => {
+            Rendered::out(format!("{}\n", serde_json::json!({ "version": v })))
+        }
+        Output::Version(v) => Rendered::out(format!("rbuild {v}\n")),
     }
 }
 
