@@ -247,7 +247,7 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
             return Ok((outcome, view));
         }
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Check)) => {
-            let json = cli.json;
+            let json = cli.json();
             return match fleet_settings(cli, inventory_from_env, "check") {
                 Ok(settings) => {
                     let view = View::of_stdout(settings.json, false);
@@ -262,7 +262,7 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
             };
         }
         Some(crate::cli::Commands::Merge { shards }) => {
-            let view = View::of_stdout(cli.json, cli.quiet);
+            let view = View::of_stdout(cli.json(), cli.quiet);
             return Ok((commands::merge::run(&shards)?, view));
         }
         // `deploy` is taken out before parsing; it is the run all the same
