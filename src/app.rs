@@ -308,6 +308,9 @@ fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettin
     }
 }
 
+/// Logs on stderr in the words of its other lines (`warning:`, `error:`,
+/// `-v` `info:`, `-vv` `debug:`, `-vvv` `trace:`; see [`report::log`]);
+/// `-q` keeps errors only.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -321,7 +324,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(report::color_stderr())
-        .without_time()
+        .with_ansi(false)
+        .event_format(report::log::Format {
+            color: report::color_stderr(),
+        })
         .try_init();
 }

@@ -135,7 +135,8 @@ pub struct Cli {
 
     /// Also write the run's results to this file in the Prometheus text
     /// format (for node_exporter's textfile collector), atomically. Not
-    /// written under `--dry-run`; a failure to write is a warning.
+    /// written under `--dry-run`. A failure to write it is an `error:` line
+    /// on stderr, even under `-q`; the exit status stays the run's.
     #[arg(long, env = "RBUILD_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 

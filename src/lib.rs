@@ -91,6 +91,7 @@
 //! src/report/history.rs      `rbuild history`'s and `rbuild logs`' table, text and documents
 //! src/report/check.rs        `rbuild check`'s report and document
 //! src/report/progress.rs     the one place that draws progress (indicatif on a terminal)
+//! src/report/log.rs          a log event's look on stderr: `warning:`, `error:`, `-v` `info:`
 //! src/report/snapshots/      insta snapshots of every rendered document
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
 //! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically | never: app, commands, fleet, host

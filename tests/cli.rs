@@ -946,7 +946,7 @@ fn check_catches_an_ignore_rule_that_leaves_out_a_build_context() {
     t("uploads/\n")
         .args(&["check", "-i", "inventory.yaml"])
         .stdout("ok: 1 host, 1 stack\n")
-        .stderr(" WARN rbuild::ship: stack `php`: `app` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in php/.rbuildignore\n")
+        .stderr("warning: stack `php`: `app` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in php/.rbuildignore\n")
         .run();
     t("app/\nuploads/\n")
         .args(&["check", "-i", "inventory.yaml"])
@@ -1213,15 +1213,13 @@ fn each_v_adds_something() {
         err
     };
     let (none, v, vv, vvv) = (logs(&[]), logs(&["-v"]), logs(&["-vv"]), logs(&["-vvv"]));
-    assert!(!none.contains("INFO"), "{none}");
+    assert!(!none.contains("info:"), "{none}");
+    assert!(v.contains("info: 1 host selected: local"), "{v}");
+    assert!(v.contains("info: local: check"), "{v}");
+    assert!(!v.contains(" INFO ") && !v.contains("rbuild::"), "{v}");
+    assert!(!v.contains("debug:"), "{v}");
     assert!(
-        v.contains("INFO rbuild::commands::run: 1 host selected: local"),
-        "{v}"
-    );
-    assert!(v.contains("INFO rbuild::host: local: check"), "{v}");
-    assert!(!v.contains("DEBUG"), "{v}");
-    assert!(
-        vv.contains("DEBUG rbuild::host: local: remote command: the check script"),
+        vv.contains("debug: rbuild::host: local: remote command: the check script"),
         "{vv}"
     );
     assert!(vv.contains(" hashed: "), "{vv}");
@@ -1229,9 +1227,42 @@ fn each_v_adds_something() {
         vv.contains("'[token]' check"),
         "the token is left out: {vv}"
     );
-    assert!(!vv.contains("TRACE"), "{vv}");
-    assert!(vvv.contains("TRACE rbuild::protocol: @rbuild:"), "{vvv}");
+    assert!(!vv.contains("trace:"), "{vv}");
+    assert!(vvv.contains("trace: rbuild::protocol: @rbuild:"), "{vvv}");
     assert!(vvv.contains(" hello proto="), "{vvv}");
     let n = |s: &str| s.lines().count();
     assert!(n(&none) < n(&v) && n(&v) < n(&vv) && n(&vv) < n(&vvv));
+}
+
+#[test]
+fn a_metrics_file_not_written_is_an_error_even_under_quiet() {
+    // a stack that cannot ship fails before anything runs (exit 1); the
+    // metrics file's directory does not exist
+    let t = Test::new().stack("web");
+    std::fs::write(
+        t.dir
+            .path()
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"web/\xff")),
+        "",
+    )
+    .unwrap();
+    let (_, err) = t
+        .args(&[
+            "-q",
+            "--metrics-file",
+            "no/such/dir/rbuild.prom",
+            "--state-dir",
+            "state",
+            "web/compose.yml",
+        ])
+        .status(1)
+        .any_stdout()
+        .any_stderr()
+        .run_both();
+    assert!(
+        err.contains("error: could not write the metrics file no/such/dir/rbuild.prom: ")
+            && err.contains("(the run's result is unchanged)\nhint: "),
+        "{err}"
+    );
+    assert!(!err.contains("WARN") && !err.contains("ERROR"), "{err}");
 }

@@ -68,8 +68,10 @@ pub async fn run(
             exit_code: exit.code(),
         };
         if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&rows, &info)) {
-            tracing::warn!(
-                "could not write the metrics file {}: {e} (the run's result is unchanged)",
+            // an error, so that `-q` (cron) keeps it: a textfile collector
+            // that never gets the file says nothing either
+            tracing::error!(
+                "could not write the metrics file {}: {e} (the run's result is unchanged)\nhint: create its directory, writable by this user, or point --metrics-file elsewhere",
                 path.display()
             );
         }
