@@ -1266,3 +1266,171 @@ fn a_metrics_file_not_written_is_an_error_even_under_quiet() {
     );
     assert!(!err.contains("WARN") && !err.contains("ERROR"), "{err}");
 }
+
+/// A tmux server of the test's own, running `script` in a pane of a known
+/// size; killed on drop.
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    fn run(socket: &str, script: &Path, columns: u16) -> Pane {
+        let ok = Command::new("tmux")
+            .args(["-L", socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &columns.to_string(), "-y", "30", "sh"])
+            .arg(script)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux starts");
+        Pane {
+            socket: socket.to_owned(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", keys])
+            .status()
+            .unwrap();
+    }
+
+    /// Wait until the screen shows what `f` wants; the last screen.
+    fn wait(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let last = self.screen();
+            if f(&last) {
+                return last;
+            }
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "gave up waiting for {what}; the screen:\n{last}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_is_said_above_the_bars_and_again_names_the_hosts_in_flight() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("no tmux: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    let hosts: String = ["web1", "web2", "web3"]
+        .iter()
+        .map(|h| {
+            format!(
+                "  {h}:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n"
+            )
+        })
+        .collect();
+    std::fs::write(d.join("inventory.yaml"), format!("hosts:\n{hosts}")).unwrap();
+    // hosts that never answer: ssh waits on its proxy, which leaves its pid
+    std::fs::write(
+        d.join("slow_ssh_config"),
+        format!(
+            "Host *\n  ProxyCommand sh -c 'echo $$ >> {}; exec sleep 600'\n",
+            d.join("WAITING").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("run.sh"),
+        format!(
+            "trap : INT\ncd '{}'\nunset RBUILD_SSH_CONFIG RBUILD_INVENTORY RBUILD_CONCURRENCY\nexport NO_COLOR=1\n'{}' -j 2 -F slow_ssh_config -i inventory.yaml\necho \"rbuild exited $?\"\nsleep 600\n",
+            d.display(),
+            env!("CARGO_BIN_EXE_rbuild")
+        ),
+    )
+    .unwrap();
+    let socket = format!("rbuild-cli-{}", std::process::id());
+    let pane = Pane::run(&socket, &d.join("run.sh"), 120);
+    let in_flight = |s: &str, h: &str| {
+        s.lines()
+            .any(|l| l.contains(h) && l.contains("connecting and checking"))
+    };
+    pane.wait("two hosts in flight", |s| {
+        s.contains("0/3 hosts done") && in_flight(s, "web1") && in_flight(s, "web2")
+    });
+    pane.keys("C-c");
+    let screen = pane.wait("the interrupted line", |s| {
+        s.contains("interrupted: starting no new host")
+    });
+    assert!(
+        screen.contains(
+            "interrupted: starting no new host; waiting for the 2 hosts in flight: web1, web2 (Ctrl-C again to abort)"
+        ),
+        "{screen}"
+    );
+    // web3 never starts, and is not counted as done
+    let screen = pane.wait("the count after Ctrl-C", |s| s.contains("not started"));
+    assert!(
+        screen.contains("0/3 hosts done, 2 in flight, 1 not started (interrupted)"),
+        "{screen}"
+    );
+    // the bars are drawn under it, once: no stale frame above it
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines[0].starts_with("interrupted: ") && lines[1].contains("hosts done"),
+        "{screen}"
+    );
+    assert_eq!(screen.matches("hosts done").count(), 1, "{screen}");
+    // the line stays: it is not drawn over by the bars
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let screen = pane.screen();
+    assert_eq!(
+        screen.matches("interrupted: starting no new host").count(),
+        1,
+        "{screen}"
+    );
+    pane.keys("C-c");
+    let screen = pane.wait("the run to end", |s| s.contains("rbuild exited"));
+    assert!(screen.contains("rbuild exited 130"), "{screen}");
+    assert!(
+        screen.contains("aborted: the 2 hosts in flight may still be rebuilding on their own (the host script runs to its end there): web1, web2"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("hint: `rbuild status --limit web1,web2` shows what runs there"),
+        "{screen}"
+    );
+    // the bars are cleared, not left as a stale frame
+    assert!(
+        screen
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("aborted: ")),
+        "{screen}"
+    );
+    assert!(!screen.contains("hosts done"), "{screen}");
+    assert!(!screen.contains("connecting and checking"), "{screen}");
+    drop(pane);
+    for pid in std::fs::read_to_string(d.join("WAITING"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+}

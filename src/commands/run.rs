@@ -13,11 +13,13 @@ use crate::report::output::Output;
 use crate::report::{self, progress};
 use crate::ship::Shipments;
 
-/// Run with resolved settings; `cancel` turns true on Ctrl-C.
+/// Run with resolved settings; `cancel` turns true on Ctrl-C; the signal
+/// watcher's `interrupts` go to the progress display, which says them.
 pub async fn run(
     settings: Settings,
     world: World,
     cancel_rx: tokio::sync::watch::Receiver<bool>,
+    interrupts: tokio::sync::mpsc::UnboundedReceiver<progress::Interrupt>,
 ) -> Outcome {
     let started = Instant::now();
     let names: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -43,7 +45,7 @@ pub async fn run(
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style::of_stderr(settings.quiet, settings.verbose);
-    let monitor = tokio::spawn(progress::run(rx, style));
+    let monitor = tokio::spawn(progress::watch(rx, style, Some(interrupts)));
 
     let settings = Arc::new(settings);
     let rows = fleet::run(
