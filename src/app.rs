@@ -177,8 +177,12 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
         }
         Some(crate::cli::Commands::Stack(c)) => Some(c),
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
+            let wide = cli.wide;
             let settings = fleet_settings(cli, inventory_from_env, "status")?;
-            let view = View::of_stdout(settings.json, false);
+            let view = View {
+                wide,
+                ..View::of_stdout(settings.json, false)
+            };
             let (rt, control, world) = start(&settings)?;
             let private = control.path().to_owned();
             let outcome = rt.block_on(async move {

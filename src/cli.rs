@@ -133,6 +133,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// `rbuild status`: every column, each row whole, whatever the
+    /// terminal's width (below 120 columns the table stacks and folds
+    /// its columns so that no word is broken).
+    #[arg(long, global = true)]
+    pub wide: bool,
+
     /// Also write the run's results to this file in the Prometheus text
     /// format (for node_exporter's textfile collector), atomically. Not
     /// written under `--dry-run`. A failure to write it is an `error:` line

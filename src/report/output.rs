@@ -24,6 +24,8 @@ pub struct View {
     pub width: Option<u16>,
     /// Colour on stdout.
     pub color: bool,
+    /// `--wide`: `rbuild status` draws every column, unwrapped.
+    pub wide: bool,
 }
 
 impl View {
@@ -36,6 +38,7 @@ impl View {
             terminal,
             width: table::stdout_width(terminal),
             color: color_stdout(),
+            wide: false,
         }
     }
 }
@@ -94,7 +97,7 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
         Output::Status(all) => Rendered::out(if view.json {
             status::render_json(all, exit_code)
         } else {
-            status::render_table(all, view.terminal, view.width, view.color)
+            status::render_table(all, view.terminal, view.width, view.color, view.wide)
         }),
         Output::History {
             host,
