@@ -157,7 +157,12 @@ pub struct Cli {
     #[arg(long)]
     pub no_notify: bool,
 
-    /// Print nothing when nothing changed and nothing failed (for cron).
+    /// For cron: print only the stacks that changed or failed, each with
+    /// the tail of its output and its hint, and nothing when there are
+    /// none. A failure that persists (`previous_failure`) is printed when
+    /// it first happens or changes, then once a day: what was reported is
+    /// kept in `$XDG_STATE_HOME/rbuild/reported.json` (default
+    /// `~/.local/state`). The exit status is the run's, whatever is printed.
     #[arg(short, long)]
     pub quiet: bool,
 

@@ -93,6 +93,7 @@
 //! src/report/progress.rs     the one place that draws progress (indicatif on a terminal)
 //! src/report/log.rs          a log event's look on stderr: `warning:`, `error:`, `-v` `info:`
 //! src/report/snapshots/      insta snapshots of every rendered document
+//! src/reported.rs         `-q`'s memory: persisting failures reported when new, changed, or a day old | never: app, commands, fleet, host
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
 //! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically | never: app, commands, fleet, host
 //! tests/cli.rs             everything that ends before a host is contacted: exact stderr and status
@@ -168,6 +169,7 @@ pub mod notify;
 pub mod plan;
 pub mod remote;
 pub mod report;
+pub mod reported;
 pub mod rollout;
 pub mod select;
 pub mod ship;

@@ -1434,3 +1434,85 @@ fn ctrl_c_on_a_terminal_is_said_above_the_bars_and_again_names_the_hosts_in_flig
         let _ = Command::new("kill").arg(pid.trim()).status();
     }
 }
+
+#[test]
+fn quiet_mails_a_persisting_failure_once_then_not_until_it_changes() {
+    // local mode: a state file that says these very files failed a minute
+    // ago holds the stack back (`previous_failure`) without docker
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let out = Test::new()
+        .stack("web")
+        .args(&[
+            "--dry-run",
+            "--json",
+            "--state-dir",
+            "state",
+            "web/compose.yml",
+        ])
+        .any_stderr()
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hash = doc["results"][0]["hash"].as_str().unwrap().to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let failed = |d: &Path| {
+        std::fs::create_dir_all(d.join("state")).unwrap();
+        std::fs::write(
+            d.join("state/web.state"),
+            format!(
+                "version=2\nhash=aaaa\nbuilt_at={}\nlast_result=failed\nfailed_hash={hash}\nfailed_at={}\n",
+                now - 100,
+                now - 60
+            ),
+        )
+        .unwrap();
+    };
+    let run = |d: &Path, xdg: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "200")
+            .env("XDG_STATE_HOME", xdg)
+            .env_remove("RBUILD_STATE_DIR")
+            .args(["-q", "--state-dir", "state", "web/compose.yml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    failed(&d);
+    let xdg = d.join("xdg");
+    // the first time: the row, its error and its hint
+    let (code, out, err) = run(&d, &xdg);
+    assert_eq!(err, "");
+    assert!(
+        out.contains("local web: skipped (previous_failure): these files failed their rebuild")
+            && out.contains("  hint: fix the stack"),
+        "{out}"
+    );
+    let memory = std::fs::read_to_string(xdg.join("rbuild/reported.json")).unwrap();
+    assert!(memory.contains(&hash), "{memory}");
+    // the next run (cron, 30 minutes later): nothing, same exit status
+    let (again, out, err) = run(&d, &xdg);
+    assert_eq!((again, out.as_str(), err.as_str()), (code, "", ""));
+    assert_ne!(code, Some(0));
+    // a memory that cannot be written: a warning, and the row as news
+    let blocked = d.join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let (same, out, err) = run(&d, &blocked);
+    assert_eq!(same, code);
+    assert!(out.contains("previous_failure"), "{out}");
+    assert!(
+        err.starts_with("warning: cannot write ") && err.contains("reported.json"),
+        "{err}"
+    );
+}

@@ -3,7 +3,7 @@
 //! and the merged exit status.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::Outcome;
 use crate::config::Settings;
@@ -98,11 +98,60 @@ pub async fn run(
         }
     }
 
-    Outcome {
-        output: Output::Run {
+    let elapsed = started.elapsed();
+    let output = if settings.quiet && !settings.json {
+        let (shown, warnings) = mail(&settings, &rows);
+        Output::Mail {
             rows,
-            elapsed: started.elapsed(),
-        },
-        exit,
+            shown,
+            elapsed,
+            warnings,
+        }
+    } else {
+        Output::Run { rows, elapsed }
+    };
+    Outcome { output, exit }
+}
+
+/// `-q`: which rows cron's mail shows, from what was reported before (see
+/// [`crate::reported`]), and the memory kept for the next run (not after
+/// a dry run). A memory that cannot be read or written is a warning, and
+/// the mail says what it would with none.
+fn mail(settings: &Settings, rows: &[report::Row]) -> (Vec<bool>, Vec<String>) {
+    use crate::reported;
+    let keys: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| {
+            let h = settings.hosts.iter().find(|h| h.name == r.host)?;
+            let s = h.stacks.iter().find(|s| s.name == r.stack)?;
+            Some(reported::key(&s.dir(), &r.host, &r.stack))
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let Some(path) = reported::path() else {
+        warnings.push(
+            "no $XDG_STATE_HOME or $HOME: what was reported is not remembered; a failure that persists is reported on every run".to_owned(),
+        );
+        return (
+            reported::decide(rows, &keys, &Default::default(), SystemTime::now()).0,
+            warnings,
+        );
+    };
+    let before = reported::load(&path).unwrap_or_else(|e| {
+        warnings.push(format!("{e}; reporting as if nothing was reported before"));
+        Default::default()
+    });
+    let (shown, after) = reported::decide(rows, &keys, &before, SystemTime::now());
+    if after != before
+        && !settings.dry_run
+        && let Err(e) = reported::save(&path, &after)
+    {
+        warnings.push(format!(
+            "{e}: what was reported is not remembered; a failure that persists is reported on every run"
+        ));
+        // nothing remembered: everything is news
+        let none = reported::decide(rows, &keys, &Default::default(), SystemTime::now()).0;
+        return (none, warnings);
     }
+    (shown, warnings)
 }

@@ -452,15 +452,9 @@ pub async fn watch(
                     l.host(&row.host)
                         .set_message(host_message(&row.stack, row.action.as_str()));
                 }
-                // -q keeps what explains a failure: its line, the docker
-                // output's tail and the hint
-                let failed = matches!(row.action, Action::Failed | Action::RolledBack);
-                if failed && style.quiet {
-                    for line in result_lines(&row, &log) {
-                        out(&live, line);
-                    }
-                } else if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0
-                {
+                // -q says nothing here: its mail (stdout) has each row that
+                // changed or failed with its output's tail and hint
+                if row.action != Action::Skipped || row.error.is_some() || style.verbose > 0 {
                     for line in result_lines(&row, &log) {
                         say(&live, line);
                     }
