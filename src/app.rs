@@ -346,7 +346,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rbuild={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // above the progress bars while they are drawn
+        .with_writer(|| report::progress::LogWriter)
         .with_ansi(false)
         .event_format(report::log::Format {
             color: report::color_stderr(),

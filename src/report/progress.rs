@@ -279,6 +279,39 @@ impl indicatif::TermLike for Margin {
     }
 }
 
+/// The live display's bars while there is one, for the log's lines.
+static SHOWN: std::sync::Mutex<Option<MultiProgress>> = std::sync::Mutex::new(None);
+
+/// Write a log line on stderr: above the bars while they are drawn (they
+/// are hidden, the line written, the bars drawn again), so that a log line
+/// is never drawn over nor leaves a stale frame.
+pub fn write_log(bytes: &[u8]) -> std::io::Result<()> {
+    let write = || {
+        let mut err = std::io::stderr().lock();
+        err.write_all(bytes).and_then(|_| err.flush())
+    };
+    let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match shown {
+        Some(m) => m.suspend(write),
+        None => write(),
+    }
+}
+
+/// A writer for the log (see [`write_log`]): one `write` an event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_log(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The live display on a terminal: the overall bar and one line per host
 /// in flight.
 struct Live {
@@ -301,6 +334,7 @@ impl Live {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
+        *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi.clone());
         Live {
             multi,
             overall,
@@ -347,6 +381,7 @@ impl Live {
     }
 
     fn finish(self) {
+        *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = None;
         for b in self.hosts.values() {
             b.finish_and_clear();
         }
