@@ -90,7 +90,7 @@
 //! src/report/status.rs       `rbuild status`'s table and document
 //! src/report/history.rs      `rbuild history`'s and `rbuild logs`' table, text and documents
 //! src/report/check.rs        `rbuild check`'s report and document
-//! src/report/progress.rs     the one place that draws progress (indicatif on a terminal)
+//! src/report/progress.rs     the one place that draws on stderr: progress (indicatif on a terminal), Ctrl-C's lines, the log above the bars
 //! src/report/log.rs          a log event's look on stderr: `warning:`, `error:`, `-v` `info:`
 //! src/report/snapshots/      insta snapshots of every rendered document
 //! src/reported.rs         `-q`'s memory: persisting failures reported when new, changed, or a day old | never: app, commands, fleet, host
