@@ -236,8 +236,12 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
         Some(crate::cli::Commands::Meta(_)) => unreachable!("dispatched above"),
         Some(crate::cli::Commands::Stack(c)) => Some(c),
         Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
+            let wide = cli.wide;
             let settings = fleet_settings(cli, inventory_from_env, "status")?;
-            let view = View::of_stdout(settings.json, false);
+            let view = View {
+                wide,
+                ..View::of_stdout(settings.json, false)
+            };
             let (rt, control, world) = start(&settings)?;
             let private = control.path().to_owned();
             let outcome = rt.block_on(async move {
@@ -273,17 +277,18 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
     let view = View::of_stdout(settings.json, settings.quiet);
     let (rt, control, world) = start(&settings)?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let (interrupt_tx, interrupt_rx) = tokio::sync::mpsc::unbounded_channel();
     let fleet_run = command.is_none();
     let quiet = settings.quiet;
     let private = control.path().to_owned();
     let outcome = rt.block_on(async move {
         tokio::spawn(watch_signals(
-            fleet_run.then_some(cancel_tx),
+            fleet_run.then_some((cancel_tx, interrupt_tx)),
             private,
             quiet,
         ));
         match command {
-            None => Ok(commands::run::run(settings, world, cancel_rx).await),
+            None => Ok(commands::run::run(settings, world, cancel_rx, interrupt_rx).await),
             Some(cmd) => commands::stack::run(cmd, settings, world).await,
         }
     })?;
@@ -362,14 +367,21 @@ fn fleet_settings(cli: Cli, inventory_from_env: bool, command: &str) -> Result<S
 }
 
 /// Ctrl-C in a fleet run: start no new host; the hosts in flight finish
-/// cleanly. Ctrl-C again (or at once in a manual command), or SIGTERM:
-/// remove the run's private directory and exit now (130, SIGTERM 143); a
-/// rebuild under way on a host runs to its end there by itself.
+/// cleanly; the progress display says so above its bars, naming them.
+/// Ctrl-C again (or at once in a manual command), or SIGTERM: the display
+/// names the hosts that may still be rebuilding on their own (a rebuild
+/// under way on a host runs to its end there by itself) and clears its
+/// bars; then remove the run's private directory and exit (130, SIGTERM
+/// 143).
 async fn watch_signals(
-    cancel: Option<tokio::sync::watch::Sender<bool>>,
+    fleet: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::mpsc::UnboundedSender<report::progress::Interrupt>,
+    )>,
     private: std::path::PathBuf,
     quiet: bool,
 ) {
+    use report::progress::Interrupt;
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -381,22 +393,33 @@ async fn watch_signals(
         let _ = std::fs::remove_dir_all(&private);
         std::process::exit(code.code().into())
     };
-    if let Some(cancel) = &cancel {
+    let Some((cancel, display)) = &fleet else {
         tokio::select! {
-            _ = int.recv() => {}
+            _ = int.recv() => abort(Exit::Interrupted),
             _ = term.recv() => abort(Exit::Terminated),
         }
-        if !quiet {
-            write_err(
-                "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)\n",
-            );
-        }
-        let _ = cancel.send(true);
-    }
+    };
     tokio::select! {
-        _ = int.recv() => abort(Exit::Interrupted),
+        _ = int.recv() => {}
         _ = term.recv() => abort(Exit::Terminated),
     }
+    let _ = cancel.send(true);
+    // the display prints the line above its bars; without one (it ended),
+    // it is printed here
+    if display.send(Interrupt::Stop).is_err() && !quiet {
+        write_err(
+            "interrupted: starting no new host; waiting for the hosts in flight (Ctrl-C again to abort)\n",
+        );
+    }
+    let code = tokio::select! {
+        _ = int.recv() => Exit::Interrupted,
+        _ = term.recv() => Exit::Terminated,
+    };
+    let (ack, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    if display.send(Interrupt::Abort { ack }).is_ok() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), acked.recv()).await;
+    }
+    abort(code)
 }
 
 /// A private directory (0700) for this run's ssh control sockets and
@@ -418,6 +441,9 @@ fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettin
     }
 }
 
+/// Logs on stderr in the words of its other lines (`warning:`, `error:`,
+/// `-v` `info:`, `-vv` `debug:`, `-vvv` `trace:`; see [`report::log`]);
+/// `-q` keeps errors only.
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -430,8 +456,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rbuild={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(report::color_stderr())
-        .without_time()
+        // above the progress bars while they are drawn
+        .with_writer(|| report::progress::LogWriter)
+        .with_ansi(false)
+        .event_format(report::log::Format {
+            color: report::color_stderr(),
+        })
         .try_init();
 }

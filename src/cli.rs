@@ -189,10 +189,19 @@ pub struct Cli {
     )]
     pub output: Option<OutputFormat>,
 
+    /// `rbuild status`: every column, each row whole, whatever the width.
+    ///
+    /// Below 140 columns the table stacks and folds its columns so that
+    /// no word is broken; `--wide` shows all ten.
+    #[arg(long, global = true, hide_short_help = true)]
+    pub wide: bool,
+
     /// Also write the run's results as Prometheus metrics to this file.
     ///
     /// In the Prometheus text format (for node_exporter's textfile
-    /// collector), atomically. Not written under `--dry-run`.
+    /// collector), atomically. Not written under `--dry-run`. A failure to
+    /// write it is an `error:` line on stderr, even under `-q`; the exit
+    /// status stays the run's.
     #[arg(
         long,
         env = "RBUILD_METRICS_FILE",
@@ -214,7 +223,13 @@ pub struct Cli {
     #[arg(long, hide_short_help = true)]
     pub no_notify: bool,
 
-    /// Print nothing when nothing changed and nothing failed (for cron).
+    /// For cron: print only the stacks that changed or failed
+    ///
+    /// Each with the tail of its output and its hint, and nothing when
+    /// there are none. A failure that persists (`previous_failure`) is printed when
+    /// it first happens or changes, then once a day: what was reported is
+    /// kept in `$XDG_STATE_HOME/rbuild/reported.json` (default
+    /// `~/.local/state`). The exit status is the run's, whatever is printed.
     #[arg(short, long)]
     pub quiet: bool,
 

@@ -93,8 +93,10 @@
 //! src/report/status.rs       `rbuild status`'s table and document
 //! src/report/history.rs      `rbuild history`'s and `rbuild logs`' table, text and documents
 //! src/report/check.rs        `rbuild check`'s report and document
-//! src/report/progress.rs     the one place that draws progress (indicatif on a terminal)
+//! src/report/progress.rs     the one place that draws on stderr: progress (indicatif on a terminal), Ctrl-C's lines, the log above the bars
+//! src/report/log.rs          a log event's look on stderr: `warning:`, `error:`, `-v` `info:`
 //! src/report/snapshots/      insta snapshots of every rendered document
+//! src/reported.rs         `-q`'s memory: persisting failures reported when new, changed, or a day old | never: app, commands, fleet, host
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
 //! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically, a shard's series labelled | never: app, commands, fleet, host
 //! tests/cli.rs             everything that ends before a host is contacted: exact stderr and status
@@ -173,6 +175,7 @@ pub mod notify;
 pub mod plan;
 pub mod remote;
 pub mod report;
+pub mod reported;
 pub mod rollout;
 pub mod select;
 pub mod ship;

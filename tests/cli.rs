@@ -1195,7 +1195,7 @@ fn check_catches_an_ignore_rule_that_leaves_out_a_build_context() {
     t("uploads/\n")
         .args(&["check", "-i", "inventory.yaml"])
         .stdout("ok: 1 host, 1 stack\n")
-        .stderr(" WARN rbuild::ship: stack `php`: `app` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in php/.rbuildignore\n")
+        .stderr("warning: stack `php`: `app` is a build context and is bind-mounted into a container that may write it: each ship replaces its files, and leaving it out of the ship would fail the build; mount it `:ro`, and write data to a directory of its own, listed in php/.rbuildignore\n")
         .run();
     t("app/\nuploads/\n")
         .args(&["check", "-i", "inventory.yaml"])
@@ -1462,15 +1462,13 @@ fn each_v_adds_something() {
         err
     };
     let (none, v, vv, vvv) = (logs(&[]), logs(&["-v"]), logs(&["-vv"]), logs(&["-vvv"]));
-    assert!(!none.contains("INFO"), "{none}");
+    assert!(!none.contains("info:"), "{none}");
+    assert!(v.contains("info: 1 host selected: local"), "{v}");
+    assert!(v.contains("info: local: check"), "{v}");
+    assert!(!v.contains(" INFO ") && !v.contains("rbuild::"), "{v}");
+    assert!(!v.contains("debug:"), "{v}");
     assert!(
-        v.contains("INFO rbuild::commands::run: 1 host selected: local"),
-        "{v}"
-    );
-    assert!(v.contains("INFO rbuild::host: local: check"), "{v}");
-    assert!(!v.contains("DEBUG"), "{v}");
-    assert!(
-        vv.contains("DEBUG rbuild::host: local: remote command: the check script"),
+        vv.contains("debug: rbuild::host: local: remote command: the check script"),
         "{vv}"
     );
     assert!(vv.contains(" hashed: "), "{vv}");
@@ -1478,8 +1476,8 @@ fn each_v_adds_something() {
         vv.contains("'[token]' check"),
         "the token is left out: {vv}"
     );
-    assert!(!vv.contains("TRACE"), "{vv}");
-    assert!(vvv.contains("TRACE rbuild::protocol: @rbuild:"), "{vvv}");
+    assert!(!vv.contains("trace:"), "{vv}");
+    assert!(vvv.contains("trace: rbuild::protocol: @rbuild:"), "{vvv}");
     assert!(vvv.contains(" hello proto="), "{vvv}");
     let n = |s: &str| s.lines().count();
     assert!(n(&none) < n(&v) && n(&v) < n(&vv) && n(&vv) < n(&vvv));
@@ -1652,4 +1650,287 @@ fn merge_fans_in_the_documents_of_shards() {
         .status(2)
         .any_stderr()
         .run();
+}
+
+#[test]
+fn a_metrics_file_not_written_is_an_error_even_under_quiet() {
+    // a stack that cannot ship fails before anything runs (exit 1); the
+    // metrics file's directory does not exist
+    let t = Test::new().stack("web");
+    std::fs::write(
+        t.dir
+            .path()
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"web/\xff")),
+        "",
+    )
+    .unwrap();
+    let (_, err) = t
+        .args(&[
+            "-q",
+            "--metrics-file",
+            "no/such/dir/rbuild.prom",
+            "--state-dir",
+            "state",
+            "web/compose.yml",
+        ])
+        .status(1)
+        .any_stdout()
+        .any_stderr()
+        .run_both();
+    assert!(
+        err.contains("error: could not write the metrics file no/such/dir/rbuild.prom: ")
+            && err.contains("(the run's result is unchanged)\nhint: "),
+        "{err}"
+    );
+    assert!(!err.contains("WARN") && !err.contains("ERROR"), "{err}");
+}
+
+/// A tmux server of the test's own, running `script` in a pane of a known
+/// size; killed on drop.
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    fn run(socket: &str, script: &Path, columns: u16) -> Pane {
+        let ok = Command::new("tmux")
+            .args(["-L", socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &columns.to_string(), "-y", "30", "sh"])
+            .arg(script)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux starts");
+        Pane {
+            socket: socket.to_owned(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", keys])
+            .status()
+            .unwrap();
+    }
+
+    /// Wait until the screen shows what `f` wants; the last screen.
+    fn wait(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let last = self.screen();
+            if f(&last) {
+                return last;
+            }
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "gave up waiting for {what}; the screen:\n{last}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_is_said_above_the_bars_and_again_names_the_hosts_in_flight() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("no tmux: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    let hosts: String = ["web1", "web2", "web3"]
+        .iter()
+        .map(|h| {
+            format!(
+                "  {h}:\n    stacks:\n      - name: web\n        compose_file: web/compose.yml\n"
+            )
+        })
+        .collect();
+    std::fs::write(d.join("inventory.yaml"), format!("hosts:\n{hosts}")).unwrap();
+    // hosts that never answer: ssh waits on its proxy, which leaves its pid
+    std::fs::write(
+        d.join("slow_ssh_config"),
+        format!(
+            "Host *\n  ProxyCommand sh -c 'echo $$ >> {}; exec sleep 600'\n",
+            d.join("WAITING").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("run.sh"),
+        format!(
+            "trap : INT\ncd '{}'\nunset RBUILD_SSH_CONFIG RBUILD_INVENTORY RBUILD_CONCURRENCY\nexport NO_COLOR=1\n'{}' -j 2 -F slow_ssh_config -i inventory.yaml\necho \"rbuild exited $?\"\nsleep 600\n",
+            d.display(),
+            env!("CARGO_BIN_EXE_rbuild")
+        ),
+    )
+    .unwrap();
+    let socket = format!("rbuild-cli-{}", std::process::id());
+    let pane = Pane::run(&socket, &d.join("run.sh"), 120);
+    let in_flight = |s: &str, h: &str| {
+        s.lines()
+            .any(|l| l.contains(h) && l.contains("connecting and checking"))
+    };
+    pane.wait("two hosts in flight", |s| {
+        s.contains("0/3 hosts done") && in_flight(s, "web1") && in_flight(s, "web2")
+    });
+    pane.keys("C-c");
+    let screen = pane.wait("the interrupted line", |s| {
+        s.contains("interrupted: starting no new host")
+    });
+    assert!(
+        screen.contains(
+            "interrupted: starting no new host; waiting for the 2 hosts in flight: web1, web2 (Ctrl-C again to abort)"
+        ),
+        "{screen}"
+    );
+    // web3 never starts, and is not counted as done
+    let screen = pane.wait("the count after Ctrl-C", |s| s.contains("not started"));
+    assert!(
+        screen.contains("0/3 hosts done, 2 in flight, 1 not started (interrupted)"),
+        "{screen}"
+    );
+    // the bars are drawn under it, once: no stale frame above it
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines[0].starts_with("interrupted: ") && lines[1].contains("hosts done"),
+        "{screen}"
+    );
+    assert_eq!(screen.matches("hosts done").count(), 1, "{screen}");
+    // the line stays: it is not drawn over by the bars
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let screen = pane.screen();
+    assert_eq!(
+        screen.matches("interrupted: starting no new host").count(),
+        1,
+        "{screen}"
+    );
+    pane.keys("C-c");
+    let screen = pane.wait("the run to end", |s| s.contains("rbuild exited"));
+    assert!(screen.contains("rbuild exited 130"), "{screen}");
+    assert!(
+        screen.contains("aborted: the 2 hosts in flight may still be rebuilding on their own (the host script runs to its end there): web1, web2"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("hint: `rbuild status --limit web1,web2` shows what runs there"),
+        "{screen}"
+    );
+    // the bars are cleared, not left as a stale frame
+    assert!(
+        screen
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("aborted: ")),
+        "{screen}"
+    );
+    assert!(!screen.contains("hosts done"), "{screen}");
+    assert!(!screen.contains("connecting and checking"), "{screen}");
+    drop(pane);
+    for pid in std::fs::read_to_string(d.join("WAITING"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+}
+
+#[test]
+fn quiet_mails_a_persisting_failure_once_then_not_until_it_changes() {
+    // local mode: a state file that says these very files failed a minute
+    // ago holds the stack back (`previous_failure`) without docker
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let out = Test::new()
+        .stack("web")
+        .args(&[
+            "--dry-run",
+            "--json",
+            "--state-dir",
+            "state",
+            "web/compose.yml",
+        ])
+        .any_stderr()
+        .any_stdout()
+        .run();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hash = doc["results"][0]["hash"].as_str().unwrap().to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let failed = |d: &Path| {
+        std::fs::create_dir_all(d.join("state")).unwrap();
+        std::fs::write(
+            d.join("state/web.state"),
+            format!(
+                "version=2\nhash=aaaa\nbuilt_at={}\nlast_result=failed\nfailed_hash={hash}\nfailed_at={}\n",
+                now - 100,
+                now - 60
+            ),
+        )
+        .unwrap();
+    };
+    let run = |d: &Path, xdg: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "200")
+            .env("XDG_STATE_HOME", xdg)
+            .env_remove("RBUILD_STATE_DIR")
+            .args(["-q", "--state-dir", "state", "web/compose.yml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::create_dir_all(d.join("web")).unwrap();
+    std::fs::write(d.join("web/compose.yml"), "services: {}\n").unwrap();
+    failed(&d);
+    let xdg = d.join("xdg");
+    // the first time: the row, its error and its hint
+    let (code, out, err) = run(&d, &xdg);
+    assert_eq!(err, "");
+    assert!(
+        out.contains("local web: skipped (previous_failure): these files failed their rebuild")
+            && out.contains("  hint: fix the stack"),
+        "{out}"
+    );
+    let memory = std::fs::read_to_string(xdg.join("rbuild/reported.json")).unwrap();
+    assert!(memory.contains(&hash), "{memory}");
+    // the next run (cron, 30 minutes later): nothing, same exit status
+    let (again, out, err) = run(&d, &xdg);
+    assert_eq!((again, out.as_str(), err.as_str()), (code, "", ""));
+    assert_ne!(code, Some(0));
+    // a memory that cannot be written: a warning, and the row as news
+    let blocked = d.join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let (same, out, err) = run(&d, &blocked);
+    assert_eq!(same, code);
+    assert!(out.contains("previous_failure"), "{out}");
+    assert!(
+        err.starts_with("warning: cannot write ") && err.contains("reported.json"),
+        "{err}"
+    );
 }

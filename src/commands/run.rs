@@ -3,7 +3,7 @@
 //! and the merged exit status.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::Outcome;
 use crate::config::Settings;
@@ -13,11 +13,13 @@ use crate::report::output::Output;
 use crate::report::{self, progress};
 use crate::ship::Shipments;
 
-/// Run with resolved settings; `cancel` turns true on Ctrl-C.
+/// Run with resolved settings; `cancel` turns true on Ctrl-C; the signal
+/// watcher's `interrupts` go to the progress display, which says them.
 pub async fn run(
     settings: Settings,
     world: World,
     cancel_rx: tokio::sync::watch::Receiver<bool>,
+    interrupts: tokio::sync::mpsc::UnboundedReceiver<progress::Interrupt>,
 ) -> Outcome {
     let started = Instant::now();
     let names: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -43,7 +45,7 @@ pub async fn run(
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let style = progress::Style::of_stderr(settings.quiet, settings.verbose);
-    let monitor = tokio::spawn(progress::run(rx, style));
+    let monitor = tokio::spawn(progress::watch(rx, style, Some(interrupts)));
 
     let settings = Arc::new(settings);
     let rows = fleet::run(
@@ -69,8 +71,10 @@ pub async fn run(
             shard: settings.shard,
         };
         if let Err(e) = crate::metrics::write(path, &crate::metrics::render(&rows, &info)) {
-            tracing::warn!(
-                "could not write the metrics file {}: {e} (the run's result is unchanged)",
+            // an error, so that `-q` (cron) keeps it: a textfile collector
+            // that never gets the file says nothing either
+            tracing::error!(
+                "could not write the metrics file {}: {e} (the run's result is unchanged)\nhint: create its directory, writable by this user, or point --metrics-file elsewhere",
                 path.display()
             );
         }
@@ -95,11 +99,60 @@ pub async fn run(
         }
     }
 
-    Outcome {
-        output: Output::Run {
+    let elapsed = started.elapsed();
+    let output = if settings.quiet && !settings.json {
+        let (shown, warnings) = mail(&settings, &rows);
+        Output::Mail {
             rows,
-            elapsed: started.elapsed(),
-        },
-        exit,
+            shown,
+            elapsed,
+            warnings,
+        }
+    } else {
+        Output::Run { rows, elapsed }
+    };
+    Outcome { output, exit }
+}
+
+/// `-q`: which rows cron's mail shows, from what was reported before (see
+/// [`crate::reported`]), and the memory kept for the next run (not after
+/// a dry run). A memory that cannot be read or written is a warning, and
+/// the mail says what it would with none.
+fn mail(settings: &Settings, rows: &[report::Row]) -> (Vec<bool>, Vec<String>) {
+    use crate::reported;
+    let keys: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| {
+            let h = settings.hosts.iter().find(|h| h.name == r.host)?;
+            let s = h.stacks.iter().find(|s| s.name == r.stack)?;
+            Some(reported::key(&s.dir(), &r.host, &r.stack))
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let Some(path) = reported::path() else {
+        warnings.push(
+            "no $XDG_STATE_HOME or $HOME: what was reported is not remembered; a failure that persists is reported on every run".to_owned(),
+        );
+        return (
+            reported::decide(rows, &keys, &Default::default(), SystemTime::now()).0,
+            warnings,
+        );
+    };
+    let before = reported::load(&path).unwrap_or_else(|e| {
+        warnings.push(format!("{e}; reporting as if nothing was reported before"));
+        Default::default()
+    });
+    let (shown, after) = reported::decide(rows, &keys, &before, SystemTime::now());
+    if after != before
+        && !settings.dry_run
+        && let Err(e) = reported::save(&path, &after)
+    {
+        warnings.push(format!(
+            "{e}: what was reported is not remembered; a failure that persists is reported on every run"
+        ));
+        // nothing remembered: everything is news
+        let none = reported::decide(rows, &keys, &Default::default(), SystemTime::now()).0;
+        return (none, warnings);
     }
+    (shown, warnings)
 }

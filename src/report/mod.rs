@@ -5,6 +5,7 @@
 pub mod check;
 pub mod history;
 pub mod json;
+pub mod log;
 pub mod output;
 pub mod plan;
 pub mod progress;

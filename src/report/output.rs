@@ -24,6 +24,8 @@ pub struct View {
     pub width: Option<u16>,
     /// Colour on stdout.
     pub color: bool,
+    /// `--wide`: `rbuild status` draws every column, unwrapped.
+    pub wide: bool,
 }
 
 impl View {
@@ -36,6 +38,7 @@ impl View {
             terminal,
             width: table::stdout_width(terminal),
             color: color_stdout(),
+            wide: false,
         }
     }
 }
@@ -45,6 +48,16 @@ impl View {
 pub enum Output {
     /// A fleet run: a row per stack per host; how long it took.
     Run { rows: Vec<Row>, elapsed: Duration },
+    /// A fleet run under `-q` (for cron's mail): its rows, which of them
+    /// to show (those that changed or failed, a persisting failure when
+    /// new, changed or a day old: see [`crate::reported`]), and warnings
+    /// for stderr. `--json` still prints every row.
+    Mail {
+        rows: Vec<Row>,
+        shown: Vec<bool>,
+        elapsed: Duration,
+        warnings: Vec<String>,
+    },
     /// `rbuild rollback`: its one row.
     Rollback { row: Row, elapsed: Duration },
     /// `rbuild status`: every stack of the selected hosts, assessed.
@@ -110,6 +123,20 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
                 Rendered::out(out)
             }
         }
+        Output::Mail {
+            rows,
+            shown,
+            elapsed,
+            warnings,
+        } => {
+            let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+            let stdout = if view.json {
+                json::render(rows, exit_code)
+            } else {
+                table::render_mail(rows, shown, *elapsed, view.terminal, view.width, view.color)
+            };
+            Rendered { stdout, stderr }
+        }
         Output::Rollback { row, elapsed } => {
             let rows = std::slice::from_ref(row);
             Rendered::out(if view.json {
@@ -121,7 +148,7 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
         Output::Status(all) => Rendered::out(if view.json {
             status::render_json(all, exit_code)
         } else {
-            status::render_table(all, view.terminal, view.width, view.color)
+            status::render_table(all, view.terminal, view.width, view.color, view.wide)
         }),
         Output::History {
             host,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::history::{AttemptJson, rfc3339, time_json};
 use super::human_age;
 use crate::decide::Reason;
-use crate::remote::{Health, LastResult, ServiceState};
+use crate::remote::{AttemptResult, Health, LastResult, ServiceState};
 use crate::status::{Files, Next, StackStatus};
 
 fn ago(now: Option<u64>, at: u64) -> String {
@@ -27,6 +27,12 @@ fn services_cell(s: &StackStatus) -> String {
         .join("\n")
 }
 
+/// Whether the stack's last word is a rollback by hand (`rbuild
+/// rollback`): held by the operator's decision, not a failure.
+fn rolled_back_by_hand(s: &StackStatus) -> bool {
+    s.last_result == Some(LastResult::RolledBack)
+}
+
 fn next_cell(s: &StackStatus) -> String {
     let reason = s.next_reason.map(Reason::as_str).unwrap_or("");
     match s.next {
@@ -36,68 +42,160 @@ fn next_cell(s: &StackStatus) -> String {
             (Some(at), Some(now)) if at > now => format!("in {}", human_age(at - now)),
             _ => "now".to_owned(),
         },
+        Some(Next::Held) if s.next_reason == Some(Reason::Held) => {
+            "held (rolled back by hand)".to_owned()
+        }
         Some(Next::Held) => format!("held ({reason})"),
     }
 }
 
-/// The status as a table (pure); `color`: STATUS in colour (`ok` green, a
-/// problem red).
-pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, color: bool) -> String {
-    let mut t = super::table::new_table(unicode, width);
+/// The last failed attempt, unless it is the rollback by hand that holds
+/// the stack (see [`held_cell`]).
+fn failure_cell(s: &StackStatus) -> Option<String> {
+    let a = s.last_failure.as_ref()?;
+    if rolled_back_by_hand(s) && a.result == AttemptResult::RolledBack {
+        return None;
+    }
+    Some(format!("{}: {} {}", ago(s.now, a.at), a.result, a.detail))
+}
+
+/// A rollback by hand that holds the stack: when, and from what to what.
+fn held_cell(s: &StackStatus) -> Option<String> {
+    if !rolled_back_by_hand(s) {
+        return None;
+    }
+    Some(match &s.last_failure {
+        Some(a) if a.result == AttemptResult::RolledBack => {
+            format!("rolled back {} ({})", ago(s.now, a.at), a.detail)
+        }
+        _ => "rolled back by hand".to_owned(),
+    })
+}
+
+fn status_cell(s: &StackStatus) -> String {
+    match (&s.problem, &s.error) {
+        (_, Some(e)) => format!("unreachable: {e}"),
+        (Some(p), None) => p.clone(),
+        (None, None) => "ok".to_owned(),
+    }
+}
+
+fn built_cell(s: &StackStatus) -> String {
+    match (s.built_at, &s.hash) {
+        (Some(at), Some(h)) => format!("{} {}", ago(s.now, at), h.get(..12).unwrap_or(h)),
+        _ => "-".to_owned(),
+    }
+}
+
+fn files_cell(s: &StackStatus) -> &'static str {
+    match s.files {
+        None => "-",
+        Some(Files::Same) => "same",
+        Some(Files::Changed) => "changed",
+        Some(Files::Unreadable) => "unreadable",
+    }
+}
+
+/// Below this width, `rbuild status` stacks and folds its columns (see
+/// [`render_table`]).
+pub const WIDE: u16 = 140;
+
+/// The status as a table (pure). Every column (`--wide`, a width of
+/// [`WIDE`] or more, or no width: piped output keeps each row whole);
+/// narrower, four: the host over its stack, the status over the
+/// generation that runs and its age, the services one a line, and the
+/// next run over what else there is to say (the last failure, a rollback
+/// by hand that holds the stack, the lock, files changed here). No word is ever
+/// broken: a column is at least as wide as its longest word. `color`:
+/// STATUS in colour (`ok` green, a problem red).
+pub fn render_table(
+    all: &[StackStatus],
+    unicode: bool,
+    width: Option<u16>,
+    color: bool,
+    wide: bool,
+) -> String {
+    let every = wide || width.is_none_or(|w| w >= WIDE);
+    let mut t = super::table::new_table(unicode, if wide { None } else { width });
     super::table::style(&mut t, color);
-    t.set_header([
-        "HOST",
-        "STACK",
-        "STATUS",
-        "SERVICES",
-        "GEN",
-        "BUILT",
-        "FILES",
-        "NEXT",
-        "LAST FAILURE",
-        "LOCK",
-    ]);
+    let header: Vec<&str> = if every {
+        vec![
+            "HOST",
+            "STACK",
+            "STATUS",
+            "SERVICES",
+            "GEN",
+            "BUILT",
+            "FILES",
+            "NEXT",
+            "LAST FAILURE",
+            "LOCK",
+        ]
+    } else {
+        vec!["HOST/STACK", "STATUS", "SERVICES", "NEXT / NOTE"]
+    };
+    let mut longest: Vec<usize> = header.iter().map(|h| longest_word(h)).collect();
+    t.set_header(header);
     for s in all {
-        let status = match (&s.problem, &s.error) {
-            (_, Some(e)) => format!("unreachable: {e}"),
-            (Some(p), None) => p.clone(),
-            (None, None) => "ok".to_owned(),
-        };
-        let built = match (s.built_at, &s.hash) {
-            (Some(at), Some(h)) => format!("{} {}", ago(s.now, at), h.get(..12).unwrap_or(h)),
-            _ => "-".to_owned(),
-        };
-        let files = match s.files {
-            None => "-",
-            Some(Files::Same) => "same",
-            Some(Files::Changed) => "changed",
-            Some(Files::Unreadable) => "unreadable",
-        };
-        let failure = match &s.last_failure {
-            Some(a) => format!("{}: {} {}", ago(s.now, a.at), a.result, a.detail),
-            None => "-".to_owned(),
-        };
         let fine = s.problem.is_none() && s.error.is_none();
-        let status = match color {
-            true => comfy_table::Cell::new(status).fg(if fine {
+        let texts: Vec<String> = if every {
+            vec![
+                s.host.clone(),
+                s.stack.clone(),
+                status_cell(s),
+                services_cell(s),
+                s.generation.map_or("-".to_owned(), |g| g.to_string()),
+                built_cell(s),
+                files_cell(s).to_owned(),
+                match held_cell(s) {
+                    Some(h) => format!("held, {h}"),
+                    None => next_cell(s),
+                },
+                failure_cell(s).unwrap_or_else(|| "-".to_owned()),
+                s.locked_by.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        } else {
+            let runs = match (s.generation, s.built_at) {
+                (Some(g), Some(at)) => format!("\ngen {g}, built {}", ago(s.now, at)),
+                (Some(g), None) => format!("\ngen {g}"),
+                (None, Some(at)) => format!("\nbuilt {}", ago(s.now, at)),
+                (None, None) => String::new(),
+            };
+            vec![
+                format!("{}\n  {}", s.host, s.stack),
+                match (&s.problem, &s.error) {
+                    (_, Some(_)) => "unreachable".to_owned(),
+                    _ => status_cell(s) + &runs,
+                },
+                match services_cell(s) {
+                    c if c.is_empty() => "-".to_owned(),
+                    c => c,
+                },
+                note_cell(s),
+            ]
+        };
+        for (l, text) in longest.iter_mut().zip(&texts) {
+            *l = (*l).max(longest_word(text));
+        }
+        let mut cells: Vec<comfy_table::Cell> =
+            texts.into_iter().map(comfy_table::Cell::new).collect();
+        if color {
+            let at = if every { 2 } else { 1 };
+            let status = std::mem::replace(&mut cells[at], "".into());
+            cells[at] = status.fg(if fine {
                 comfy_table::Color::Green
             } else {
                 comfy_table::Color::Red
-            }),
-            false => comfy_table::Cell::new(status),
-        };
-        t.add_row(vec![
-            comfy_table::Cell::new(&s.host),
-            comfy_table::Cell::new(&s.stack),
-            status,
-            comfy_table::Cell::new(services_cell(s)),
-            comfy_table::Cell::new(s.generation.map_or("-".to_owned(), |g| g.to_string())),
-            comfy_table::Cell::new(built),
-            comfy_table::Cell::new(files),
-            comfy_table::Cell::new(next_cell(s)),
-            comfy_table::Cell::new(failure),
-            comfy_table::Cell::new(s.locked_by.as_deref().unwrap_or("-")),
-        ]);
+            });
+        }
+        t.add_row(cells);
+    }
+    // a column no narrower than its longest word: no word is broken
+    for (c, l) in t.column_iter_mut().zip(longest) {
+        c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+            // the width comfy-table counts has the cell's padding in it
+            comfy_table::Width::Fixed((l + 2).min(u16::MAX.into()) as u16),
+        ));
     }
     let bad = all.iter().filter(|s| s.problem.is_some()).count();
     format!(
@@ -110,6 +208,45 @@ pub fn render_table(all: &[StackStatus], unicode: bool, width: Option<u16>, colo
             format!("{bad} with a problem")
         }
     )
+}
+
+/// What the narrow table's NEXT / NOTE says of a stack: the next run,
+/// why its host could not be asked, a rollback by hand that holds it, its
+/// last failure, its files changed or unreadable here, the run holding
+/// its lock.
+fn note_cell(s: &StackStatus) -> String {
+    let mut notes = Vec::new();
+    match held_cell(s) {
+        Some(h) => notes.push(format!("next: held, {h}")),
+        None if s.next.is_some() => notes.push(format!("next: {}", next_cell(s))),
+        None => {}
+    }
+    if let Some(e) = &s.error {
+        notes.push(e.clone());
+    }
+    if let Some(f) = failure_cell(s) {
+        notes.push(format!("last failure {f}"));
+    }
+    match s.files {
+        Some(Files::Changed) if s.hash.is_some() => notes.push("files changed here".to_owned()),
+        Some(Files::Unreadable) => notes.push("files unreadable here".to_owned()),
+        _ => {}
+    }
+    if let Some(pid) = &s.locked_by {
+        notes.push(format!("locked by pid {pid}"));
+    }
+    match notes.is_empty() {
+        true => "-".to_owned(),
+        false => notes.join("\n"),
+    }
+}
+
+/// The width of the longest word of `text`.
+fn longest_word(text: &str) -> usize {
+    text.split_whitespace()
+        .map(|w| w.chars().count())
+        .max()
+        .unwrap_or(0)
 }
 
 #[derive(Serialize)]
@@ -314,8 +451,8 @@ mod tests {
         assert_eq!(exit_of(std::slice::from_ref(&s4)), Exit::Unreachable);
         let doc = render_json(&[s.clone(), s4.clone()], 1);
         crate::report::json::assert_valid("status", &doc);
-        let table = render_table(&[s.clone(), s4.clone()], false, None, false);
-        let coloured = render_table(&[s, s4], false, None, true);
+        let table = render_table(&[s.clone(), s4.clone()], false, None, false, false);
+        let coloured = render_table(&[s, s4], false, None, true, false);
         assert!(coloured.contains("\x1b["), "{coloured}");
         assert!(
             table.contains("unreachable: connection timed out after 10s"),
@@ -378,6 +515,7 @@ mod tests {
             &[ok.clone(), c.clone(), n],
             false,
             None,
+            false,
             false
         ));
         let text = render_json(&[ok, c], 1);
@@ -453,5 +591,133 @@ mod tests {
         assert_eq!(row["services"][0]["health"], "healthy");
         assert_eq!(row["built_age_s"], 600);
         assert_eq!(doc["exit_code"], 1);
+    }
+
+    /// A fleet's stacks in every shape the table shows: fine with two
+    /// services, failed and held, rolled back by hand, locked with files
+    /// changed here, cut off, and a host that could not be asked.
+    fn shapes() -> Vec<StackStatus> {
+        let mut st = built("a1b2c3d4e5f6a7b8", 1000);
+        st.generation = Some(3);
+        let mut f = found(
+            Some(st.clone()),
+            Some(true),
+            &[
+                ("app", "running", "healthy"),
+                ("worker", "running", "none"),
+                ("migrate", "exited:0", "none"),
+            ],
+        );
+        f.generations = vec![generation(2, false), generation(3, true)];
+        let fine = assess(
+            "web1.example.com",
+            "blog",
+            Some("a1b2c3d4e5f6a7b8"),
+            86400,
+            1600,
+            &f,
+        );
+
+        let mut failed = st.clone();
+        failed.last_result = Some("failed".into());
+        failed.failed_hash = Some("ffff".into());
+        failed.failed_at = 1500;
+        let mut ff = found(Some(failed), Some(true), &[("app", "running", "healthy")]);
+        ff.last_failure = Some(Attempt {
+            at: 1500,
+            hash: "ffff".into(),
+            result: "rolled_back".into(),
+            images: "-".into(),
+            generation: Some(3),
+            detail: "not healthy: app(unhealthy)".into(),
+        });
+        let held_back = assess("web1.example.com", "shop", Some("ffff"), 86400, 1600, &ff);
+
+        let mut by_hand = st.clone();
+        by_hand.last_result = Some("rolled_back".into());
+        by_hand.failed_hash = Some("a1b2c3d4e5f6a7b8".into());
+        by_hand.failed_at = 1400;
+        by_hand.generation = Some(2);
+        let mut fh = found(Some(by_hand), Some(true), &[("app", "running", "healthy")]);
+        fh.last_failure = Some(Attempt {
+            at: 1400,
+            hash: "a1b2c3d4e5f6a7b8".into(),
+            result: "rolled_back".into(),
+            images: "-".into(),
+            generation: Some(2),
+            detail: "by hand, from generation 3 to generation 2".into(),
+        });
+        let rolled = assess("web2", "blog", Some("a1b2c3d4e5f6a7b8"), 86400, 1600, &fh);
+
+        let mut fl = found(
+            Some(st.clone()),
+            Some(true),
+            &[("app", "running", "starting")],
+        );
+        fl.recorded.locked_by = Some("4242".into());
+        let locked = assess("web2", "api", Some("b0b0"), 86400, 1600, &fl);
+
+        let mut cut = found(Some(st), Some(false), &[]);
+        cut.recorded.phase = Some("gate".into());
+        let cut = assess("web3", "blog", Some("a1b2c3d4e5f6a7b8"), 86400, 1600, &cut);
+
+        let e = HostError::ConnectTimeout(10);
+        let down = unreachable("web4", "blog", &e, e.hint());
+        vec![fine, held_back, rolled, locked, cut, down]
+    }
+
+    #[test]
+    fn status_fits_80_and_120_columns_without_breaking_a_word() {
+        let all = shapes();
+        for (name, width, wide) in [
+            ("80", Some(80), false),
+            ("120", Some(120), false),
+            ("140", Some(140), false),
+            ("wide", Some(80), true),
+        ] {
+            let text = render_table(&all, true, width, false, wide);
+            if !wide {
+                for l in text.lines() {
+                    assert!(
+                        l.chars().count() <= width.unwrap() as usize,
+                        "{name}: {l}\n{text}"
+                    );
+                }
+            }
+            // every word of every header and cell is whole somewhere
+            for w in [
+                "SERVICES",
+                "running",
+                "healthy",
+                "previous_failure",
+                "unreachable",
+                "migrate",
+            ] {
+                assert!(text.contains(w), "{name}: {w}\n{text}");
+            }
+            insta::assert_snapshot!(format!("status_table_{name}"), text);
+        }
+    }
+
+    #[test]
+    fn a_rollback_by_hand_is_held_not_a_failure() {
+        let all = shapes();
+        let rolled = &all[2];
+        assert_eq!(rolled.problem, None);
+        assert_eq!(failure_cell(rolled), None);
+        assert_eq!(next_cell(rolled), "held (rolled back by hand)");
+        assert_eq!(
+            held_cell(rolled).as_deref(),
+            Some("rolled back 3m ago (by hand, from generation 3 to generation 2)")
+        );
+        assert!(note_cell(rolled).starts_with("next: held, rolled back 3m ago"));
+        assert!(!note_cell(rolled).contains("last failure"));
+        // a failed rebuild rolled back by the gate is a failure
+        assert!(
+            failure_cell(&all[1])
+                .unwrap()
+                .contains("rolled_back not healthy")
+        );
+        assert_eq!(held_cell(&all[1]), None);
     }
 }

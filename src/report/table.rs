@@ -111,6 +111,52 @@ pub fn render(
             ),
         ]);
     }
+    format!("{t}\n{}", summary_line(rows, total))
+}
+
+/// A `-q` run for cron's mail (pure): nothing when no row is `shown`;
+/// else the shown rows as a table, the whole run's summary line, and each
+/// shown row that has something to explain with its error, the tail of
+/// its output and its hint.
+pub fn render_mail(
+    rows: &[Row],
+    shown: &[bool],
+    total: Duration,
+    unicode: bool,
+    width: Option<u16>,
+    color: bool,
+) -> String {
+    let picked: Vec<Row> = rows
+        .iter()
+        .zip(shown)
+        .filter(|(_, s)| **s)
+        .map(|(r, _)| r.clone())
+        .collect();
+    if picked.is_empty() {
+        return String::new();
+    }
+    let table = render(&picked, total, unicode, width, color);
+    let (table, _) = table
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or((table.as_str(), ""));
+    let mut out = format!("{table}\n{}", summary_line(rows, total));
+    for r in picked
+        .iter()
+        .filter(|r| r.error.is_some() || r.hint.is_some() || !r.detail.output.is_empty())
+    {
+        out.push('\n');
+        for l in super::progress::result_lines(r, &r.detail.output) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out.push_str(&super::plan::render(&picked));
+    out
+}
+
+/// `2 rebuilt, 1 held back on 3 hosts in 4.2s`.
+fn summary_line(rows: &[Row], total: Duration) -> String {
     let hosts = {
         let mut h: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
         h.sort_unstable();
@@ -119,7 +165,7 @@ pub fn render(
     };
     let parts = summary_parts(rows);
     format!(
-        "{t}\n{} on {hosts} host{} in {}\n",
+        "{} on {hosts} host{} in {}\n",
         if parts.is_empty() {
             "nothing".to_owned()
         } else {
@@ -284,6 +330,41 @@ mod tests {
         ] {
             assert_eq!(colours(&row(action, reason)), want, "{action:?} {reason:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod mail_tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_mail_shows_what_changed_or_failed_with_its_tail_and_hint() {
+        let mut failed = Row::new("web2", "shop", Action::Failed, Reason::ConfigChanged);
+        failed.error = Some("build failed (exit 1)".into());
+        failed.hint = Some("`rbuild logs web2 shop` shows the whole output".into());
+        failed.detail.output = vec![
+            "Step 3/5 : RUN make".into(),
+            "make: *** No rule to make target 'all'.  Stop.".into(),
+        ];
+        let mut held = Row::new("web3", "blog", Action::Skipped, Reason::PreviousFailure);
+        held.error =
+            Some("these files failed their rebuild 2h ago; generation 3 still runs".into());
+        let rows = [
+            Row::new("web1", "blog", Action::Skipped, Reason::UpToDate),
+            Row::new("web1", "shop", Action::Rebuilt, Reason::Expired),
+            failed,
+            held,
+        ];
+        let mail =
+            |shown: &[bool]| render_mail(&rows, shown, Duration::from_secs(42), false, None, false);
+        assert_eq!(mail(&[false, false, false, false]), "");
+        insta::assert_snapshot!(mail(&[false, true, true, false]));
+        let again = mail(&[false, false, false, true]);
+        assert!(
+            again.contains("web3 blog: skipped (previous_failure): these files failed"),
+            "{again}"
+        );
+        assert!(!again.contains("web1"), "{again}");
     }
 }
 
