@@ -19,7 +19,7 @@ use crate::report::output::View;
 use crate::report::{self, Rendered};
 
 /// The process: run, print an error once, exit with the merged status
-/// (see the README's exit code table).
+/// (docs/reference/exit-codes.md).
 pub fn main() -> ExitCode {
     match run() {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -102,9 +102,9 @@ with_keys!(raw_shape! {
         pub(super) adopt: bool,
         pub(super) dir_mode: Option<DirMode>,
         pub(super) dir_group: Option<DirGroup>,
-        /// Replace services beside their old containers (see the README).
+        /// Replace services beside their old containers (docs/concepts/gate.md).
         pub(super) zero_downtime: Option<Spanned<bool>>,
-        /// Commands run on the host around the `up` (see the README).
+        /// Commands run on the host around the `up` (docs/concepts/hooks.md).
         pub(super) hooks: Option<Spanned<RawHooks>>,
         pub(super) probe: Option<Spanned<RawProbe>>,
     }
@@ -152,9 +152,9 @@ with_keys!(raw_shape! {
         pub(super) adopt: bool,
         pub(super) dir_mode: Option<DirMode>,
         pub(super) dir_group: Option<DirGroup>,
-        /// Replace services beside their old containers (see the README).
+        /// Replace services beside their old containers (docs/concepts/gate.md).
         pub(super) zero_downtime: Option<Spanned<bool>>,
-        /// Commands run on the host around the `up` (see the README).
+        /// Commands run on the host around the `up` (docs/concepts/hooks.md).
         pub(super) hooks: Option<Spanned<RawHooks>>,
         pub(super) probe: Option<Spanned<RawProbe>>,
     }

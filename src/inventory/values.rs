@@ -33,7 +33,7 @@ pub type Settle = Seconds<0, MAX_UP_TIMEOUT>;
 /// `watch`: 0 (no watcher) to a day.
 pub type Watch = Seconds<0, MAX_UP_TIMEOUT>;
 /// The watch window after a passed gate when none is given (see the
-/// README's "A crash after the gate").
+/// docs/concepts/drift.md, "A crash after the gate is noticed").
 pub const DEFAULT_WATCH: u64 = 60;
 
 /// Seconds from a number or a human duration, within `min..=max`: the one
