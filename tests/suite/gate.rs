@@ -39,10 +39,14 @@ fn exit_code(f: &Fleet, host: &str, c: &Container) -> String {
         .to_owned()
 }
 
-/// (a) exits after 1 s and after 5 s (`restart: unless-stopped`), (b)
-/// restart-loops under `restart: always`, (c) is healthy once, then
-/// unhealthy: each is rolled back, the old version runs, the state keeps
-/// the good build, and the next run says `previous_failure` (exit 1).
+/// (a) exits at once, after 1 s and after 5 s (`restart: unless-stopped`),
+/// (b) restart-loops under `restart: always`, (c) is healthy once, then
+/// unhealthy, or runs but is never healthy: each is rolled back, the old
+/// version runs (its image, healthy, the files it ran with on the host),
+/// the state keeps the good build, and the next run says
+/// `previous_failure` (exit 1). Beside them, a version slow to get healthy
+/// within the timeout is rebuilt. `rbuild history` lists the attempts of
+/// one of them, newest last, as JSON and as a table.
 #[test]
 fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retried() {
     let f = Fleet::new("gatewatch", 1);
@@ -54,6 +58,10 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
     };
     // (stack, the CMD of its broken v2)
     let cases: Vec<(String, &str)> = vec![
+        (
+            f.add_stack("h1", "atonce", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            "echo v2 >/tmp/version; exit 1",
+        ),
         (
             f.add_stack("h1", "one", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 1; exit 1",
@@ -70,34 +78,62 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
             f.add_stack("h1", "flaky", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 3; rm /tmp/ok; exec sleep 1000000",
         ),
+        (
+            f.add_stack("h1", "never", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            "echo v2 >/tmp/version; exec sleep 1000000",
+        ),
     ];
+    // fails its healthcheck for about 3 s, then passes (60 retries)
+    let slow = f.add_stack("h1", "slow", &StackDef::gated(&sleeper_cmd("v1"), 60));
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(0);
     let mut good = BTreeMap::new();
+    let mut good_files = BTreeMap::new();
     for (name, _) in &cases {
         run.expect("h1", name, "rebuilt", "first_build");
         let (c, v) = runs(&f, "h1", name);
         assert_eq!((c.health.as_str(), v.as_str()), ("healthy", "v1"), "{name}");
         good.insert(name.clone(), (c, f.state("h1", name)));
+        good_files.insert(name.clone(), Fleet::snapshot(&f.remote_dir("h1", name)));
     }
+    run.expect("h1", &slow, "rebuilt", "first_build");
+    let slow_v1 = f.assert_running("h1", &slow);
 
     for (name, cmd) in &cases {
         f.write(name, "Dockerfile", &dockerfile(None, cmd));
     }
+    f.write(
+        &slow,
+        "Dockerfile",
+        &dockerfile(
+            None,
+            "echo v2 >/tmp/version; sleep 3; touch /tmp/ok; exec sleep 1000000",
+        ),
+    );
     // the 5 s crash and the turn to unhealthy (about 5 s after the start)
     // come after a 3 s window: this one is 8 s
     let images_before = f.engine("h1").images();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
+    // slow to get healthy, within the timeout: rebuilt
+    run.expect("h1", &slow, "rebuilt", "config_changed");
+    let slow_v2 = f.assert_running("h1", &slow);
+    let mut images = f.engine("h1").images();
+    images.retain(|i| *i != slow_v2.image);
     assert_eq!(
-        f.engine("h1").images(),
-        images_before,
-        "the failed attempts' images are removed"
+        images, images_before,
+        "the failed attempts' images are removed (the slow one's new image is all that is new)"
     );
+    assert_eq!(slow_v2.health, "healthy");
+    assert_ne!(slow_v2.image, slow_v1.image);
+    assert_eq!(f.container_file("h1", &slow_v2.id, "/tmp/version"), "v2\n");
+    let st = f.state("h1", &slow);
+    assert_eq!(st["last_result"], "ok");
+    assert!(st["images"].contains(&slow_v2.image));
     for (name, _) in &cases {
         run.expect("h1", name, "rolled_back", "config_changed");
         let err = run.error_of("h1", name);
-        if name.ends_with("-flaky") {
+        if name.ends_with("-flaky") || name.ends_with("-never") {
             assert!(err.contains("app(unhealthy)"), "{name}: {err}");
         } else {
             assert!(
@@ -128,7 +164,60 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
         assert_ne!(st["failed_hash"], st_good["hash"], "{name}");
         // the name compose uses points at what runs
         assert_eq!(named_image(&f, "h1", &st, "app"), was.image, "{name}");
+        // the host has the files that run
+        assert!(
+            Fleet::snapshot(&f.remote_dir("h1", name)) == good_files[name],
+            "{name}: the stack dir on the host is the good one"
+        );
     }
+
+    // the history of one: the build, then the rolled back attempt
+    let name = &cases[0].0;
+    let (v1, st_good) = &good[name];
+    let failed = f.state("h1", name);
+    let run = run_command(f.command(&["--json", "history", "h1", name]));
+    run.assert_code(0);
+    let doc = run.doc();
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["host"], "h1");
+    assert_eq!(doc["stack"], name.as_str());
+    let h = doc["history"].as_array().expect("history");
+    assert_eq!(h.len(), 2, "{}", run.dump());
+    for a in h {
+        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["at", "detail", "generation", "hash", "images", "result"],
+            "{a}"
+        );
+    }
+    assert_eq!(h[0]["result"], "rebuilt");
+    assert_eq!(h[0]["hash"], st_good["hash"].as_str());
+    assert_eq!(h[1]["result"], "rolled_back");
+    assert_eq!(h[1]["hash"], failed["failed_hash"].as_str());
+    assert!(
+        h[1]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not healthy")),
+        "{}",
+        run.dump()
+    );
+    assert!(h[0]["at"].as_u64().unwrap() <= h[1]["at"].as_u64().unwrap());
+    // what ran after each attempt: v1 both times
+    let v1_images = format!("app={}", v1.image);
+    assert_eq!(h[0]["images"], v1_images.as_str());
+    assert_eq!(h[1]["images"], v1_images.as_str());
+    // the table, newest last
+    let run = run_command(f.command(&["history", "h1", name]));
+    run.assert_code(0);
+    let rebuilt = run.stdout.find("rebuilt").expect("a rebuilt row");
+    let rolled = run.stdout.find("rolled_back").expect("a rolled_back row");
+    assert!(rebuilt < rolled, "{}", run.dump());
+    assert!(
+        run.stdout.contains(&st_good["hash"][..12]),
+        "{}",
+        run.dump()
+    );
 
     // not retried: the same broken input is a previous failure, exit 1
     let before: Vec<_> = cases
@@ -137,6 +226,7 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
         .collect();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
+    run.expect("h1", &slow, "skipped", "up_to_date");
     for ((name, _), (c, st)) in cases.iter().zip(&before) {
         run.expect("h1", name, "skipped", "previous_failure");
         assert!(
@@ -286,10 +376,14 @@ fn running_service(f: &Fleet, host: &str, name: &str, service: &str) -> String {
 }
 
 /// (e) The rollback target is the last generation that passed its gate:
-/// a failed first build, a good second, a failed third goes back to the
-/// second; `rbuild rollback` never restores the failed first attempt.
-/// (f) A failed attempt's images are removed, the first build's included,
-/// and the names compose uses point at what runs.
+/// a failed first build (nothing to roll back to: its containers kept,
+/// stopped; not retried), a good second, a failed third goes back to the
+/// second; `rbuild rollback` never restores the failed first attempt, and
+/// after a good fourth it puts the second back, which then holds (`held`)
+/// until forced. (f) A failed attempt's images are removed, the first
+/// build's included, and the names compose uses point at what runs.
+/// Unknown hosts and stacks given to `rollback` and `history` are usage
+/// errors, no host contacted.
 #[test]
 fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go() {
     let f = Fleet::new("gatetarget", 1);
@@ -306,12 +400,27 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     let run = f.run(&t);
     run.assert_code(1);
     run.expect("h1", &name, "failed", "first_build");
+    let err = run.error_of("h1", &name);
+    assert!(err.contains("nothing to roll back to"), "{}", run.dump());
+    assert!(err.contains("the new containers were stopped"), "{err}");
+    // they are kept (for their logs), stopped: not running, not restarting
+    // (restart: unless-stopped would bring them back unless stopped by hand)
     let first = f.the_container("h1", &name);
     assert_eq!(first.status, "exited", "{first:?}");
+    // no success was claimed; the failed input is remembered
     let st1 = f.state("h1", &name);
     assert_eq!(
         (st1["hash"].as_str(), st1["last_result"].as_str()),
         ("-", "failed")
+    );
+    assert_eq!(st1["failed_hash"].len(), 64);
+    let run = f.run(&t);
+    run.expect("h1", &name, "skipped", "previous_failure");
+    run.assert_code(1);
+    assert!(
+        run.error_of("h1", &name).contains("no version runs"),
+        "{}",
+        run.dump()
     );
 
     // 2: fixed, it passes; the failed first attempt's image is gone
@@ -395,6 +504,7 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     let run = rollback();
     run.assert_code(0);
     run.expect("h1", &name, "rolled_back", "manual");
+    assert_eq!(run.rows().len(), 1);
     let (back, v) = runs(&f, "h1", &name);
     assert_eq!((back.image.as_str(), v.as_str()), (v2.image.as_str(), "v2"));
     assert_eq!(back.health, "healthy");
@@ -413,6 +523,48 @@ fn the_rollback_target_is_the_last_generation_that_passed_and_failed_images_go()
     );
     assert_eq!(named_image(&f, "h1", &st, "app"), v2.image);
     assert!(!h1.has_image(&first.image));
+    assert_eq!(st["failed_hash"], st4["hash"]);
+    let hist = f.history_lines("h1", &name);
+    assert!(
+        hist.last().is_some_and(|l| l.contains(" rolled_back ")),
+        "{hist:?}"
+    );
+    assert!(lock_owner(&f.lock_dir("h1", &name)).is_none());
+
+    // the rollback holds: the next run does not go forward to the fourth
+    // at once, and an operator's choice is not a failure
+    let run = f.run(&t);
+    run.assert_code(0);
+    run.expect("h1", &name, "skipped", "held");
+    assert_eq!(f.assert_running("h1", &name), back, "nothing was touched");
+
+    // unknown hosts and stacks: usage errors, no host contacted
+    let logins = f.accepted_logins("h1");
+    for (args, says) in [
+        (
+            vec!["rollback", "h9", &name],
+            "host `h9` is not in the inventory",
+        ),
+        (vec!["rollback", "h1", "nope"], "runs no stack `nope`"),
+        (
+            vec!["history", "h9", &name],
+            "host `h9` is not in the inventory",
+        ),
+        (vec!["history", "h1", "nope"], "runs no stack `nope`"),
+    ] {
+        let run = run_command(f.command(&args));
+        run.assert_code(2);
+        assert!(run.stderr.contains(says), "{args:?}:\n{}", run.dump());
+    }
+    assert_eq!(f.accepted_logins("h1"), logins, "no host was contacted");
+
+    // forced, it goes forward
+    let run = f.run(&["--force-rebuild", "--up-timeout-period", "30"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "rebuilt", "forced");
+    let (_, v) = runs(&f, "h1", &name);
+    assert_eq!(v, "v4");
+    assert_eq!(f.state("h1", &name)["last_result"], "ok");
 }
 
 /// A job (a service another one waits for to complete:

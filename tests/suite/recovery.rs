@@ -1,5 +1,6 @@
 //! Recovering from what goes wrong: a broken image pulled under an old tag,
-//! a rollback that fails too, a controller killed mid-rebuild, a stale lock.
+//! a rollback that fails too, a controller killed mid-rebuild. (A stale
+//! lock taken over: tests/script.rs.)
 
 use crate::support::*;
 
@@ -224,53 +225,4 @@ fn killed_mid_rebuild(abbrev: &str, signal: &str) {
         .expect("h1", &name, "skipped", "up_to_date");
     assert_eq!(f.assert_running("h1", &name), now);
     assert!(lock_owner(&lock).is_none());
-}
-
-/// A pid no process has now.
-fn dead_pid() -> u32 {
-    (900_000..)
-        .find(|p| !std::path::Path::new("/proc").join(p.to_string()).exists())
-        .unwrap()
-}
-
-/// An older rbuild's lock directory whose holder is gone (killed, or on an
-/// earlier boot) is taken over once, and said; locks of this rbuild are
-/// flock'd files the kernel lets go of, never stale.
-#[test]
-fn a_stale_lock_is_taken_over_and_reported() {
-    let f = Fleet::new("stalelock", 1);
-    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
-    f.run(&[]).assert_code(0);
-    let lock = f.lock_dir("h1", &name);
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let boot = boot.trim();
-
-    // a run killed on this boot, and a run from before a reboot (pid 1 is
-    // alive, but not the same boot)
-    for (version, owner) in [
-        ("v2", format!("{} {boot}\n", dead_pid())),
-        ("v3", "1 00000000-0000-0000-0000-000000000000\n".to_owned()),
-    ] {
-        // (this rbuild's lock is a file: the older one's is a directory)
-        let _ = std::fs::remove_file(&lock);
-        std::fs::create_dir(&lock).unwrap();
-        std::fs::write(lock.join("owner"), &owner).unwrap();
-        f.write(&name, "Dockerfile", &sleeper_dockerfile(version));
-        let run = f.run(&[]);
-        run.assert_code(0);
-        run.expect("h1", &name, "rebuilt", "config_changed");
-        assert!(
-            run.stderr
-                .contains(&format!("h1 {name}: stale lock recovered")),
-            "the run says it took the lock over ({owner}):\n{}",
-            run.dump()
-        );
-        let c = f.assert_running("h1", &name);
-        assert_eq!(
-            f.container_file("h1", &c.id, "/tmp/version"),
-            format!("{version}\n")
-        );
-        assert_eq!(f.state("h1", &name)["last_result"], "ok");
-        assert!(lock_owner(&lock).is_none(), "released after the rebuild");
-    }
 }
