@@ -510,8 +510,8 @@ fn a_slow_starter_that_crashes_after_the_settle_window_is_rolled_back_by_the_run
 
     // a good v3 (v2 passed its gate: it is a kept generation, and would be
     // the watcher's rollback target otherwise)
-    let start = std::fs::read_to_string(repo_root().join("tests/corpus/slow-crash/start.sh"))
-        .unwrap();
+    let start =
+        std::fs::read_to_string(repo_root().join("tests/corpus/slow-crash/start.sh")).unwrap();
     f.write(&name, "start.sh", &start.replace("echo v1", "echo v3"));
     let run = f.run(&["--settle", "3"]);
     run.assert_code(0);
