@@ -354,7 +354,6 @@ mod tests {
                     failed_hash: Some("bad".into()),
                     failed_at: now - 30,
                     generation,
-                    ..StackState::default()
                 })),
                 locked_by: None,
                 running,

@@ -125,8 +125,6 @@ fn a_port_published_by_one_stack_on_two_hosts_answers_on_each() {
     }
 }
 
-/// The row's `hint`, or "".
-
 /// Each host's engine fault fails that host alone, with its words and
 /// hint, ships and records nothing there and leaves the old containers
 /// running; once put right, the next run rebuilds those hosts (and only
