@@ -207,14 +207,20 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Hosts whose login shell is zsh (h1) or fish (h2) rebuild and check,
+/// and so does a host whose sshd allows one session per connection (h3,
+/// `MaxSessions 1`: the check holds the connection's one session, so the
+/// apply cannot open a second one beside it and gets a connection of its
+/// own); the logins and commands each costs.
 #[test]
-fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
+fn hosts_whose_login_shell_is_zsh_or_fish_or_with_one_session_rebuild_and_check() {
     let zsh = LoginUser::new("z", "/usr/bin/zsh");
     let fish = LoginUser::new("f", "/usr/bin/fish");
-    let f = Fleet::new("shells", 2);
+    let f = Fleet::new("shells", 3);
     f.set_user("h1", &zsh.name);
     f.set_user("h2", &fish.name);
     let names = f.web_everywhere();
+    f.restart_host_with("h3", "MaxSessions 1");
     let state = |u: &LoginUser, name: &str| {
         u.home
             .join(".local/state/rbuild")
@@ -226,6 +232,7 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
     run.assert_code(0);
     run.expect("h1", &names[0], "rebuilt", "first_build");
     run.expect("h2", &names[1], "rebuilt", "first_build");
+    run.expect("h3", &names[2], "rebuilt", "first_build");
     for (h, n) in hosts_and(&names) {
         let c = f.assert_running(&h, n);
         assert_eq!(f.container_file(&h, &c.id, "/tmp/version"), "v1\n");
@@ -234,6 +241,7 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
     // under `sh` over a new connection, and the apply follows over that
     assert_eq!(count("h1"), (1, 2), "first build, zsh");
     assert_eq!(count("h2"), (2, 3), "first build, fish");
+    assert_eq!(count("h3"), (2, 2), "first build, one session a connection");
     // a non-root user's state and stacks live in its home, private; its
     // builds (Compose v1's `docker build`, with its buildx) use BuildKit
     for (u, n) in [(&zsh, &names[0]), (&fish, &names[1])] {
@@ -256,27 +264,10 @@ fn hosts_whose_login_shell_is_zsh_or_fish_rebuild_and_check() {
     run.assert_code(0);
     run.expect("h1", &names[0], "skipped", "up_to_date");
     run.expect("h2", &names[1], "skipped", "up_to_date");
+    run.expect("h3", &names[2], "skipped", "up_to_date");
     assert_eq!(count("h1"), (2, 3), "up to date, zsh: one command");
     assert_eq!(count("h2"), (4, 5), "up to date, fish: two");
-}
-
-#[test]
-fn a_host_that_allows_one_session_per_connection_still_rebuilds() {
-    let f = Fleet::new("onesess", 1);
-    let names = f.web_everywhere();
-    f.restart_host_with("h1", "MaxSessions 1");
-
-    // the check holds the connection's one session, so the apply cannot
-    // open a second one beside it: it gets a connection of its own
-    let run = f.run(&[]);
-    run.assert_code(0);
-    run.expect("h1", &names[0], "rebuilt", "first_build");
-    assert_eq!(f.accepted_logins("h1"), 2);
-    assert_eq!(f.remote_commands("h1"), 2);
-    let c = f.assert_running("h1", &names[0]);
-    assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v1\n");
-    f.run(&[]).assert_code(0);
-    assert_eq!(f.accepted_logins("h1"), 3, "up to date: one login");
+    assert_eq!(count("h3").0, 3, "up to date, one session: one login");
 }
 
 /// A stack whose every build differs (as a real one picking up updates
