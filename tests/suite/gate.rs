@@ -27,6 +27,11 @@ fn named_image(f: &Fleet, host: &str, st: &BTreeMap<String, String>, service: &s
     f.engine(host).image_id(name)
 }
 
+/// The host of a stack of this suite (`PREFIX-HOST-STACK`).
+fn host_of(name: &str) -> String {
+    name.split('-').nth(1).unwrap().to_owned()
+}
+
 /// A `svc=x,...` list as a set (its order is the engine's).
 fn pairs(list: &str) -> std::collections::BTreeSet<&str> {
     list.split(',').collect()
@@ -46,10 +51,11 @@ fn exit_code(f: &Fleet, host: &str, c: &Container) -> String {
 /// the state keeps the good build, and the next run says
 /// `previous_failure` (exit 1). Beside them, a version slow to get healthy
 /// within the timeout is rebuilt. `rbuild history` lists the attempts of
-/// one of them, newest last, as JSON and as a table.
+/// one of them, newest last, as JSON and as a table. Each stack is on a
+/// host of its own, so that their gates run at once.
 #[test]
 fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retried() {
-    let f = Fleet::new("gatewatch", 1);
+    let f = Fleet::new("gatewatch", 7);
     let always = |cmd: &str| {
         StackDef::gated(cmd, 2).with(
             "compose.yml",
@@ -63,41 +69,44 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
             "echo v2 >/tmp/version; exit 1",
         ),
         (
-            f.add_stack("h1", "one", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            f.add_stack("h2", "one", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 1; exit 1",
         ),
         (
-            f.add_stack("h1", "five", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            f.add_stack("h3", "five", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 5; exit 1",
         ),
         (
-            f.add_stack("h1", "always", &always(&sleeper_cmd("v1"))),
+            f.add_stack("h4", "always", &always(&sleeper_cmd("v1"))),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 1; exit 1",
         ),
         (
-            f.add_stack("h1", "flaky", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            f.add_stack("h5", "flaky", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; touch /tmp/ok; sleep 3; rm /tmp/ok; exec sleep 1000000",
         ),
         (
-            f.add_stack("h1", "never", &StackDef::gated(&sleeper_cmd("v1"), 2)),
+            f.add_stack("h6", "never", &StackDef::gated(&sleeper_cmd("v1"), 2)),
             "echo v2 >/tmp/version; exec sleep 1000000",
         ),
     ];
     // fails its healthcheck for about 3 s, then passes (60 retries)
-    let slow = f.add_stack("h1", "slow", &StackDef::gated(&sleeper_cmd("v1"), 60));
+    let slow = f.add_stack("h7", "slow", &StackDef::gated(&sleeper_cmd("v1"), 60));
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(0);
     let mut good = BTreeMap::new();
     let mut good_files = BTreeMap::new();
     for (name, _) in &cases {
-        run.expect("h1", name, "rebuilt", "first_build");
-        let (c, v) = runs(&f, "h1", name);
+        run.expect(&host_of(name), name, "rebuilt", "first_build");
+        let (c, v) = runs(&f, &host_of(name), name);
         assert_eq!((c.health.as_str(), v.as_str()), ("healthy", "v1"), "{name}");
-        good.insert(name.clone(), (c, f.state("h1", name)));
-        good_files.insert(name.clone(), Fleet::snapshot(&f.remote_dir("h1", name)));
+        good.insert(name.clone(), (c, f.state(&host_of(name), name)));
+        good_files.insert(
+            name.clone(),
+            Fleet::snapshot(&f.remote_dir(&host_of(name), name)),
+        );
     }
-    run.expect("h1", &slow, "rebuilt", "first_build");
-    let slow_v1 = f.assert_running("h1", &slow);
+    run.expect("h7", &slow, "rebuilt", "first_build");
+    let slow_v1 = f.assert_running("h7", &slow);
 
     for (name, cmd) in &cases {
         f.write(name, "Dockerfile", &dockerfile(None, cmd));
@@ -112,27 +121,35 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
     );
     // the 5 s crash and the turn to unhealthy (about 5 s after the start)
     // come after a 3 s window: this one is 8 s
-    let images_before = f.engine("h1").images();
+    let images_before: Vec<_> = f
+        .host_names()
+        .iter()
+        .map(|h| f.engine(h).images())
+        .collect();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
     // slow to get healthy, within the timeout: rebuilt
-    run.expect("h1", &slow, "rebuilt", "config_changed");
-    let slow_v2 = f.assert_running("h1", &slow);
-    let mut images = f.engine("h1").images();
-    images.retain(|i| *i != slow_v2.image);
+    run.expect("h7", &slow, "rebuilt", "config_changed");
+    let slow_v2 = f.assert_running("h7", &slow);
+    let mut images: Vec<_> = f
+        .host_names()
+        .iter()
+        .map(|h| f.engine(h).images())
+        .collect();
+    images[6].retain(|i| *i != slow_v2.image);
     assert_eq!(
         images, images_before,
         "the failed attempts' images are removed (the slow one's new image is all that is new)"
     );
     assert_eq!(slow_v2.health, "healthy");
     assert_ne!(slow_v2.image, slow_v1.image);
-    assert_eq!(f.container_file("h1", &slow_v2.id, "/tmp/version"), "v2\n");
-    let st = f.state("h1", &slow);
+    assert_eq!(f.container_file("h7", &slow_v2.id, "/tmp/version"), "v2\n");
+    let st = f.state("h7", &slow);
     assert_eq!(st["last_result"], "ok");
     assert!(st["images"].contains(&slow_v2.image));
     for (name, _) in &cases {
-        run.expect("h1", name, "rolled_back", "config_changed");
-        let err = run.error_of("h1", name);
+        run.expect(&host_of(name), name, "rolled_back", "config_changed");
+        let err = run.error_of(&host_of(name), name);
         if name.ends_with("-flaky") || name.ends_with("-never") {
             assert!(err.contains("app(unhealthy)"), "{name}: {err}");
         } else {
@@ -147,7 +164,7 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
 
         // the good version runs again, on its image
         let (was, st_good) = &good[name];
-        let (now, v) = runs(&f, "h1", name);
+        let (now, v) = runs(&f, &host_of(name), name);
         assert_eq!(now.image, was.image, "{name}: runs the image that passed");
         assert_eq!(
             (now.health.as_str(), v.as_str()),
@@ -155,7 +172,7 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
             "{name}"
         );
         // the state keeps the good build and remembers the failed input
-        let st = f.state("h1", name);
+        let st = f.state(&host_of(name), name);
         for k in ["hash", "built_at", "images", "names"] {
             assert_eq!(st[k], st_good[k], "{name}: {k}");
         }
@@ -163,10 +180,14 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
         assert_eq!(st["failed_hash"].len(), 64, "{name}");
         assert_ne!(st["failed_hash"], st_good["hash"], "{name}");
         // the name compose uses points at what runs
-        assert_eq!(named_image(&f, "h1", &st, "app"), was.image, "{name}");
+        assert_eq!(
+            named_image(&f, &host_of(name), &st, "app"),
+            was.image,
+            "{name}"
+        );
         // the host has the files that run
         assert!(
-            Fleet::snapshot(&f.remote_dir("h1", name)) == good_files[name],
+            Fleet::snapshot(&f.remote_dir(&host_of(name), name)) == good_files[name],
             "{name}: the stack dir on the host is the good one"
         );
     }
@@ -222,20 +243,24 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
     // not retried: the same broken input is a previous failure, exit 1
     let before: Vec<_> = cases
         .iter()
-        .map(|(n, _)| (f.assert_running("h1", n), f.state("h1", n)))
+        .map(|(n, _)| (f.assert_running(&host_of(n), n), f.state(&host_of(n), n)))
         .collect();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
-    run.expect("h1", &slow, "skipped", "up_to_date");
+    run.expect("h7", &slow, "skipped", "up_to_date");
     for ((name, _), (c, st)) in cases.iter().zip(&before) {
-        run.expect("h1", name, "skipped", "previous_failure");
+        run.expect(&host_of(name), name, "skipped", "previous_failure");
         assert!(
-            run.error_of("h1", name).contains("still runs"),
+            run.error_of(&host_of(name), name).contains("still runs"),
             "{}",
             run.dump()
         );
-        assert_eq!(&f.assert_running("h1", name), c, "{name}: untouched");
-        assert_eq!(&f.state("h1", name), st, "{name}");
+        assert_eq!(
+            &f.assert_running(&host_of(name), name),
+            c,
+            "{name}: untouched"
+        );
+        assert_eq!(&f.state(&host_of(name), name), st, "{name}");
     }
 }
 
