@@ -268,10 +268,11 @@ fn crashing_looping_and_turning_unhealthy_versions_are_rolled_back_and_not_retri
 /// long-running service passes; a migration that exits 1 after about 3 s
 /// fails its gate and is rolled back; `depends_on` with
 /// `condition: service_completed_successfully` works, and a failing job it
-/// waits for fails `up` and is rolled back too.
+/// waits for fails `up` and is rolled back too. Each stack is on a host of
+/// its own, so that their gates run at once.
 #[test]
 fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_back() {
-    let f = Fleet::new("gateoneshot", 1);
+    let f = Fleet::new("gateoneshot", 4);
     let job = |cmd: &str, dep: bool| {
         let depends = if dep {
             "    depends_on:\n      migrate:\n        condition: service_completed_successfully\n"
@@ -288,28 +289,31 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
     };
     let ok = "echo migrated >/tmp/version; sleep 1; exit 0";
     let beside = f.add_stack("h1", "beside", &job(ok, false));
-    let failing = f.add_stack("h1", "failing", &job(ok, false));
-    let after = f.add_stack("h1", "after", &job(ok, true));
-    let held = f.add_stack("h1", "held", &job(ok, true));
+    let failing = f.add_stack("h2", "failing", &job(ok, false));
+    let after = f.add_stack("h3", "after", &job(ok, true));
+    let held = f.add_stack("h4", "held", &job(ok, true));
     let all = [&beside, &failing, &after, &held];
 
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(0);
     let mut v1 = BTreeMap::new();
     for name in all {
-        run.expect("h1", name, "rebuilt", "first_build");
-        let cs = f.containers("h1", name);
+        run.expect(&host_of(name), name, "rebuilt", "first_build");
+        let cs = f.containers(&host_of(name), name);
         assert_eq!(cs.len(), 2, "{name}: {cs:?}");
         let (app, migrate) = (&cs[0], &cs[1]);
         assert_eq!(
             (app.service.as_str(), app.status.as_str()),
             ("app", "running")
         );
-        assert_eq!(f.container_file("h1", &app.id, "/tmp/version"), "v1\n");
+        assert_eq!(
+            f.container_file(&host_of(name), &app.id, "/tmp/version"),
+            "v1\n"
+        );
         assert_eq!(migrate.service, "migrate");
         assert_eq!(migrate.status, "exited", "{name}: the job ran to its end");
-        assert_eq!(exit_code(&f, "h1", migrate), "0", "{name}");
-        let st = f.state("h1", name);
+        assert_eq!(exit_code(&f, &host_of(name), migrate), "0", "{name}");
+        let st = f.state(&host_of(name), name);
         assert_eq!(st["last_result"], "ok", "{name}");
         assert!(
             st["images"].contains(&format!("app={}", app.image)),
@@ -332,40 +336,55 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
     };
     break_it(&failing, "echo migrating >/tmp/version; sleep 3; exit 1");
     break_it(&held, "echo migrating >/tmp/version; sleep 1; exit 1");
-    let images_before = f.engine("h1").images();
+    let images_before: Vec<_> = f
+        .host_names()
+        .iter()
+        .map(|h| f.engine(h).images())
+        .collect();
     let run = f.run(&["--up-timeout-period", "40", "--settle", "8"]);
     run.assert_code(1);
     assert_eq!(
-        f.engine("h1").images(),
+        f.host_names()
+            .iter()
+            .map(|h| f.engine(h).images())
+            .collect::<Vec<_>>(),
         images_before,
         "the failed attempts' images are removed"
     );
-    run.expect("h1", &beside, "skipped", "up_to_date");
-    run.expect("h1", &after, "skipped", "up_to_date");
-    run.expect("h1", &failing, "rolled_back", "config_changed");
-    let err = run.error_of("h1", &failing);
+    run.expect(&host_of(&beside), &beside, "skipped", "up_to_date");
+    run.expect(&host_of(&after), &after, "skipped", "up_to_date");
+    run.expect(
+        &host_of(&failing),
+        &failing,
+        "rolled_back",
+        "config_changed",
+    );
+    let err = run.error_of(&host_of(&failing), &failing);
     assert!(
         err.contains("migrate(exited:1)"),
         "names the job: {}",
         run.dump()
     );
-    run.expect("h1", &held, "rolled_back", "config_changed");
-    let err = run.error_of("h1", &held);
+    run.expect(&host_of(&held), &held, "rolled_back", "config_changed");
+    let err = run.error_of(&host_of(&held), &held);
     assert!(err.contains("up failed"), "{}", run.dump());
 
     for name in [&failing, &held] {
         // v1's app runs again; the migration that ran is v1's (exit 0)
         let (app_was, migrate_was, st_good) = &v1[name];
-        let cs = f.containers("h1", name);
+        let cs = f.containers(&host_of(name), name);
         assert_eq!(cs.len(), 2, "{name}: {cs:?}");
         assert_eq!(cs[0].service, "app");
         assert!(cs[0].running(), "{name}: {cs:?}");
         assert_eq!(cs[0].image, app_was.image, "{name}: v1's app runs");
-        assert_eq!(f.container_file("h1", &cs[0].id, "/tmp/version"), "v1\n");
+        assert_eq!(
+            f.container_file(&host_of(name), &cs[0].id, "/tmp/version"),
+            "v1\n"
+        );
         assert_eq!(cs[1].service, "migrate");
         assert_eq!(cs[1].image, migrate_was.image, "{name}: v1's migration ran");
-        assert_eq!(exit_code(&f, "h1", &cs[1]), "0", "{name}: {cs:?}");
-        let st = f.state("h1", name);
+        assert_eq!(exit_code(&f, &host_of(name), &cs[1]), "0", "{name}: {cs:?}");
+        let st = f.state(&host_of(name), name);
         for k in ["hash", "built_at"] {
             assert_eq!(st[k], st_good[k], "{name}: {k}");
         }
@@ -374,18 +393,24 @@ fn one_shot_services_pass_when_they_exit_0_and_a_failing_migration_is_rolled_bac
             assert_eq!(pairs(&st[k]), pairs(&st_good[k]), "{name}: {k}");
         }
         assert_eq!(st["last_result"], "failed", "{name}");
-        assert_eq!(named_image(&f, "h1", &st, "app"), app_was.image);
-        assert_eq!(named_image(&f, "h1", &st, "migrate"), migrate_was.image);
+        assert_eq!(named_image(&f, &host_of(name), &st, "app"), app_was.image);
+        assert_eq!(
+            named_image(&f, &host_of(name), &st, "migrate"),
+            migrate_was.image
+        );
     }
 
     // and it is not retried
     let run = f.run(&["--up-timeout-period", "40"]);
     run.assert_code(1);
-    run.expect("h1", &failing, "skipped", "previous_failure");
-    run.expect("h1", &held, "skipped", "previous_failure");
+    run.expect(&host_of(&failing), &failing, "skipped", "previous_failure");
+    run.expect(&host_of(&held), &held, "skipped", "previous_failure");
     for name in [&beside, &after] {
-        run.expect("h1", name, "skipped", "up_to_date");
-        assert_eq!(running_service(&f, "h1", name, "app"), v1[name].0.id);
+        run.expect(&host_of(name), name, "skipped", "up_to_date");
+        assert_eq!(
+            running_service(&f, &host_of(name), name, "app"),
+            v1[name].0.id
+        );
     }
 }
 
