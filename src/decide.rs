@@ -315,4 +315,122 @@ mod tests {
         });
         assert_eq!(d.reason, Reason::TimeInFuture);
     }
+
+    /// Of the reasons a stack is skipped, only a previous failure and a
+    /// halted rollout fail the run (exit 1): a rollback by hand that holds
+    /// (`held`) is the operator's choice, not a failure. (Was shown on real
+    /// hosts by the manual rollback's next run, exit 0.)
+    #[test]
+    fn only_a_previous_failure_and_a_halted_rollout_hold_the_run_back() {
+        use Reason::*;
+        for r in [
+            Forced,
+            FirstBuild,
+            ConfigChanged,
+            Expired,
+            Broken,
+            TimeInFuture,
+            UpToDate,
+            NotRunning,
+            CutOff,
+            Restarted,
+            PreviousFailure,
+            Held,
+            Locked,
+            StateUnreadable,
+            HostFailed,
+            Unreadable,
+            Interrupted,
+            RolloutHalted,
+            Manual,
+        ] {
+            assert_eq!(
+                r.holds_back(),
+                matches!(r, PreviousFailure | RolloutHalted),
+                "{}",
+                r.as_str()
+            );
+        }
+    }
+
+    /// A stack through the life the real-host gate tests walk, decided at
+    /// each run (files `a`, `b`, ...; what the host recorded after each):
+    /// a first build that failed its gate is not retried with the same
+    /// files, other files are still a first build; a good build is up to
+    /// date; a failed third is a previous failure, not retried until forced
+    /// or changed; a rollback by hand holds the files it rolled back from
+    /// until they change or a rebuild is forced.
+    #[test]
+    fn a_stack_through_failed_and_rolled_back_generations() {
+        let now = 1_000_000;
+        let at = |force: bool, hash: &str, s: Option<&StackState>| {
+            let d = decide(&Input {
+                force,
+                hash,
+                state: s,
+                now,
+                build_period: 86400,
+            });
+            (d.rebuild, d.reason)
+        };
+        // 1: a failed first build (no hash recorded, the failed input kept)
+        let first_failed = StackState {
+            hash: None,
+            last_result: Some("failed".into()),
+            failed_hash: Some("a".into()),
+            failed_at: now - 5,
+            ..StackState::default()
+        };
+        assert_eq!(at(false, "a", None), (true, Reason::FirstBuild));
+        assert_eq!(
+            at(false, "a", Some(&first_failed)),
+            (false, Reason::PreviousFailure)
+        );
+        assert_eq!(
+            at(false, "b", Some(&first_failed)),
+            (true, Reason::FirstBuild),
+            "no build passed yet: still a first build"
+        );
+        assert_eq!(at(true, "a", Some(&first_failed)), (true, Reason::Forced));
+        // 2: b passed
+        let good = StackState {
+            hash: Some("b".into()),
+            built_at: now - 4,
+            last_result: Some("ok".into()),
+            ..first_failed.clone()
+        };
+        assert_eq!(at(false, "b", Some(&good)), (false, Reason::UpToDate));
+        // 3: c failed its gate, rolled back to b
+        let third_failed = StackState {
+            last_result: Some("failed".into()),
+            failed_hash: Some("c".into()),
+            failed_at: now - 3,
+            ..good.clone()
+        };
+        assert_eq!(
+            at(false, "c", Some(&third_failed)),
+            (false, Reason::PreviousFailure)
+        );
+        assert_eq!(
+            at(false, "b", Some(&third_failed)),
+            (false, Reason::UpToDate),
+            "the files that run are up to date"
+        );
+        assert_eq!(at(true, "c", Some(&third_failed)), (true, Reason::Forced));
+        // 4: d passed, then was rolled back by hand to b
+        let by_hand = StackState {
+            hash: Some("b".into()),
+            last_result: Some("rolled_back".into()),
+            failed_hash: Some("d".into()),
+            failed_at: now - 1,
+            ..good.clone()
+        };
+        assert_eq!(at(false, "d", Some(&by_hand)), (false, Reason::Held));
+        assert!(!Reason::Held.holds_back());
+        assert_eq!(at(true, "d", Some(&by_hand)), (true, Reason::Forced));
+        assert_eq!(
+            at(false, "e", Some(&by_hand)),
+            (true, Reason::ConfigChanged)
+        );
+    }
 }

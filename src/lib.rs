@@ -113,21 +113,19 @@
 //! tests/suite/failures.rs    builds and ups that fail, and what the host keeps
 //! tests/suite/faults.rs      each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/fleet.rs       many hosts: concurrency, rollouts, an unreachable host is a row
-//! tests/suite/gate.rs        the health gate: late crashes, restart loops, one-shots, the rollback target
-//! tests/suite/health.rs      healthchecks: healthy, unhealthy, starting, none
+//! tests/suite/gate.rs        the gate: crashes, restart loops, unhealthy, slow, one-shots, the rollback target, rollback by hand, history
 //! tests/suite/hooks.rs       `before`/`after` hooks: where they run, what a failing one leaves
 //! tests/suite/local.rs       local mode: this machine, no ssh
 //! tests/suite/machines.rs    what only hosts with engines of their own show: binds, ports, engine faults
-//! tests/suite/manual.rs      `history`, `rollback`, `logs` on real hosts
 //! tests/suite/model.rs       compose's project model: several files, override, profiles, env files
-//! tests/suite/notify.rs      `notify:` against a local HTTP server
+//! tests/suite/notify.rs      `notify:` against a local HTTP server; `--metrics-file` on the same runs
 //! tests/suite/operator.rs    `status`, `logs`, the dry run's plan
 //! tests/suite/projects.rs    `root:`, the stack directory's mode and group
 //! tests/suite/recovery.rs    runs cut off, and the next run's recovery
 //! tests/suite/report.rs      the live display under tmux, plain lines, rollback progress
 //! tests/suite/rollout.rs     serial batches, canaries, failure budgets on hosts
 //! tests/suite/security.rs    quoting, host keys, the modes of what rbuild writes
-//! tests/suite/state_machine.rs  kills inside the undo, an engine restart in the gate, a full disk, generations
+//! tests/suite/state_machine.rs  a kill inside the undo, an engine restart in the gate, a full disk on the state write
 //! tests/support/{mod,fleet,docker,inventory,runs,stacks,registry,users,net}.rs  the real-host fixture
 //! tests/corpus/            compose projects shaped like public samples
 //! schemas/{run,check,status,history,logs}.schema.json  each JSON document's schema (draft 2020-12), checked in tests

@@ -334,6 +334,99 @@ mod tests {
             assert_eq!(got, want, "row {n}");
         }
     }
+
+    /// A previous failure tells what the host has (the report words it,
+    /// "still runs" or "no version runs"): an earlier build that runs, one
+    /// that does not, or none ever built. Held back, a stack is never
+    /// rebuilt, locked or not, and never started when it runs; forced or
+    /// with other files, it is rebuilt. (Was shown on real hosts by a
+    /// failed first build's and a failed rebuild's next runs.)
+    #[test]
+    fn a_previous_failure_says_what_runs_and_holds_the_stack_back() {
+        let day = 86400;
+        let now = 10 * day;
+        let failed =
+            |hash: Option<&str>, running: Option<bool>, generation: Option<u64>| Recorded {
+                state: Ok(Some(StackState {
+                    hash: hash.map(str::to_owned),
+                    built_at: now - 100,
+                    last_result: Some("failed".into()),
+                    failed_hash: Some("bad".into()),
+                    failed_at: now - 30,
+                    generation,
+                })),
+                locked_by: None,
+                running,
+                phase: None,
+                restarted: false,
+            };
+        let fleet = Options {
+            ships: true,
+            ..Options::default()
+        };
+        let at = |o: &Options, hash: &str, r: &Recorded| {
+            plan(
+                o,
+                now,
+                &Input {
+                    hash,
+                    build_period: day,
+                    recorded: r,
+                },
+            )
+        };
+        let runs = failed(Some("good"), Some(true), Some(2));
+        assert_eq!(
+            at(&fleet, "bad", &runs),
+            Verdict::PreviousFailure {
+                failed_ago: 30,
+                earlier_runs: true,
+                generation: Some(2),
+                running: Some(true),
+            }
+        );
+        let never = failed(None, Some(true), None);
+        assert_eq!(
+            at(&fleet, "bad", &never),
+            Verdict::PreviousFailure {
+                failed_ago: 30,
+                earlier_runs: false,
+                generation: None,
+                running: Some(true),
+            }
+        );
+        // a held-back stack whose build is down is started, not rebuilt
+        let down = failed(Some("good"), Some(false), Some(2));
+        assert_eq!(at(&fleet, "bad", &down), Verdict::Start { cut_off: None });
+        // other files, or forced: rebuilt and shipped
+        assert_eq!(
+            at(&fleet, "new", &runs),
+            Verdict::Rebuild {
+                reason: Reason::ConfigChanged,
+                ship: true
+            }
+        );
+        let force = Options {
+            force: true,
+            ..fleet
+        };
+        assert_eq!(
+            at(&force, "bad", &runs),
+            Verdict::Rebuild {
+                reason: Reason::Forced,
+                ship: true
+            }
+        );
+        // a dry run of a held-back stack says so too, and touches nothing
+        let dry = Options {
+            dry_run: true,
+            ..fleet
+        };
+        assert!(matches!(
+            at(&dry, "bad", &runs),
+            Verdict::PreviousFailure { .. }
+        ));
+    }
 }
 
 #[cfg(test)]

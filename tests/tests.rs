@@ -27,11 +27,9 @@ mod suite {
     mod faults;
     mod fleet;
     mod gate;
-    mod health;
     mod hooks;
     mod local;
     mod machines;
-    mod manual;
     mod model;
     mod notify;
     mod operator;

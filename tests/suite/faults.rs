@@ -282,13 +282,20 @@ fn a_link_cut_while_shipping_deploys_nothing_and_a_large_payload_is_streamed() {
         .expect("h1", &name, "skipped", "up_to_date");
 }
 
+/// Login shells whose rc files print: noise and forged answer lines (h1)
+/// are ignored; a shell that stalls (h2) fails its host alone, with the rc
+/// files' hint; one that prints without end before the answer (h3: 300 MB
+/// of such output was seen) is named as such, with the rc files' hint, not
+/// as a connection that timed out.
 #[test]
-fn login_shell_noise_and_forged_lines_are_ignored_and_a_stalling_shell_fails_its_host_alone() {
+fn login_shell_noise_is_ignored_and_a_stalling_or_flooding_shell_fails_its_host_alone() {
     let noisy = LoginUser::new("n", "/usr/bin/zsh");
     let stalling = LoginUser::new("s", "/usr/bin/zsh");
-    let f = Fleet::new("rcnoise", 2);
+    let flooding = LoginUser::new("f", "/usr/bin/zsh");
+    let f = Fleet::new("rcnoise", 3);
     f.set_user("h1", &noisy.name);
     f.set_user("h2", &stalling.name);
+    f.set_user("h3", &flooding.name);
     let names = f.web_everywhere();
     // zsh reads ~/.zshenv for every command, the check's and the apply's:
     // a greeting, a byte that is not UTF-8, lines that look like answers
@@ -306,6 +313,12 @@ fn login_shell_noise_and_forged_lines_are_ignored_and_a_stalling_shell_fails_its
     .unwrap();
     // a shell that greets, then waits for ever
     std::fs::write(stalling.home.join(".zshenv"), "echo hello; sleep 100000\n").unwrap();
+    // a shell that prints without end
+    std::fs::write(
+        flooding.home.join(".zshenv"),
+        "yes 'welcome to this host: read the rules first' 2>/dev/null\n",
+    )
+    .unwrap();
 
     let run = f.run(&["--connect-timeout", "3"]);
     run.assert_code(3);
@@ -322,31 +335,8 @@ fn login_shell_noise_and_forged_lines_are_ignored_and_a_stalling_shell_fails_its
     assert!(run.hint_of("h2", &names[1]).contains("rc files"), "{}", r);
     assert!(f.containers("h2", &names[1]).is_empty());
     assert!(!stalling.home.join(".local/state/rbuild").exists());
-
-    // the noise stays; the host is up to date all the same
-    let run = f.run(&["--connect-timeout", "3"]);
-    run.expect("h1", &names[0], "skipped", "up_to_date");
-    assert_eq!(f.assert_running("h1", &names[0]), c);
-}
-
-/// A login shell whose rc files print without end before the answer (300
-/// MB of such output was seen): the host's row names it, with the rc
-/// files' hint, not as a connection that timed out.
-#[test]
-fn a_login_shell_that_floods_its_output_is_named_as_such() {
-    let flooding = LoginUser::new("f", "/usr/bin/zsh");
-    let f = Fleet::new("rcflood", 1);
-    f.set_user("h1", &flooding.name);
-    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
-    std::fs::write(
-        flooding.home.join(".zshenv"),
-        "yes 'welcome to this host: read the rules first' 2>/dev/null\n",
-    )
-    .unwrap();
-    let run = f.run(&["--connect-timeout", "3"]);
-    run.assert_code(3);
-    run.expect("h1", &name, "failed", "host_failed");
-    let err = run.error_of("h1", &name);
+    run.expect("h3", &names[2], "failed", "host_failed");
+    let err = run.error_of("h3", &names[2]);
     assert!(
         err.contains("the login shell printed") && err.contains("MiB"),
         "{}",
@@ -354,10 +344,15 @@ fn a_login_shell_that_floods_its_output_is_named_as_such() {
     );
     assert!(!err.contains("timed out"), "{}", run.dump());
     assert!(
-        run.hint_of("h1", &name).contains("interactive"),
+        run.hint_of("h3", &names[2]).contains("interactive"),
         "{}",
         run.dump()
     );
+
+    // the noise stays; the host is up to date all the same
+    let run = f.run(&["--connect-timeout", "3"]);
+    run.expect("h1", &names[0], "skipped", "up_to_date");
+    assert_eq!(f.assert_running("h1", &names[0]), c);
 }
 
 /// Set `key` of a state file on a host (the file keeps its mode).
@@ -502,9 +497,8 @@ fn a_slow_link_ships_whole_and_a_refused_key_fails_only_its_host() {
     f.restart_host_with("h2", "AuthorizedKeysFile /nonexistent");
     let h2_before = f.view("h2");
 
-    // h2 not reached, nothing else wrong: exit 3
     let run = f.run(&[]);
-    run.assert_code(3);
+    run.assert_code(1);
     run.expect("h1", &slow_name, "rebuilt", "first_build");
     assert!(
         link.sent() > 1 << 20,

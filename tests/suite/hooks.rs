@@ -142,38 +142,3 @@ fn hooks_run_around_the_up_and_their_failures_are_their_own() {
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
 }
-
-/// A `before` hook that hangs is stopped at `build_timeout`, like a hung
-/// build: the rebuild fails with the bound named, the old containers run,
-/// the lock is free.
-#[test]
-fn a_hanging_before_hook_is_stopped_at_the_build_timeout() {
-    let f = Fleet::new("hookhang", 1);
-    let name = f.add_stack("h1", "web", &hooked("v1"));
-    f.run(&[]).assert_code(0);
-    let v1 = f.assert_running("h1", &name);
-
-    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
-    set_hooks(
-        &f,
-        &name,
-        Some("echo waiting for a lock; sleep 100000"),
-        None,
-    );
-    let run = f.run(&["--build-timeout", "20"]);
-    run.assert_code(1);
-    run.expect("h1", &name, "failed", "config_changed");
-    let err = run.error_of("h1", &name);
-    assert!(
-        err.contains("the before hook took longer than 20s (build_timeout) and was stopped"),
-        "{}",
-        run.dump()
-    );
-    assert!(
-        run.hint_of("h1", &name).contains("build_timeout"),
-        "{}",
-        run.dump()
-    );
-    assert_eq!(f.assert_running("h1", &name), v1);
-    assert!(lock_owner(&f.lock_dir("h1", &name)).is_none());
-}

@@ -125,128 +125,98 @@ fn a_port_published_by_one_stack_on_two_hosts_answers_on_each() {
     }
 }
 
-/// The row's `hint`, or "".
-
+/// Each host's engine fault fails that host alone, with its words and
+/// hint, ships and records nothing there and leaves the old containers
+/// running; once put right, the next run rebuilds those hosts (and only
+/// them): h2's engine stopped; h3 (root) with its socket gone; h4 logging
+/// in as a user the socket is not for (mode 000; root would bypass that).
+/// h1 is fine and rebuilds meanwhile.
 #[test]
-fn a_host_whose_engine_is_stopped_fails_alone_and_is_rebuilt_once_it_runs() {
-    let f = Fleet::new("enginestop", 2);
+fn engine_faults_fail_their_host_alone_with_a_hint_and_it_is_rebuilt_once_put_right() {
+    let user = LoginUser::new("sock", "/bin/bash");
+    let f = Fleet::new("enginestop", 4);
+    f.set_user("h4", &user.name);
     let names = f.web_everywhere();
     f.run(&[]).assert_code(0);
-    let h1_v1 = f.assert_running("h1", &names[0]);
+    let v1: Vec<Container> = ["h1", "h2", "h3", "h4"]
+        .iter()
+        .zip(&names)
+        .map(|(h, n)| f.assert_running(h, n))
+        .collect();
+    // h4 logs in as the user: its stacks live in the user's home
+    let h4_dir = user.home.join(".local/share/rbuild/stacks");
+    let h4_state = user.home.join(".local/state/rbuild");
+    assert!(h4_dir.join(&names[3]).join("compose.yml").is_file());
+    let h4_state_text =
+        || std::fs::read_to_string(h4_state.join(format!("{}.state", names[3]))).unwrap();
     for n in &names {
         f.write(n, "Dockerfile", &sleeper_dockerfile("v2"));
     }
     f.testhosts("engine-stop", "h2");
-    let h2_files = Fleet::snapshot(&f.srv_dir("h2"));
-    let h2_state = f.state_text("h2", &names[1]).unwrap();
+    f.testhosts("socket-gone", "h3");
+    f.testhosts("socket-unreadable", "h4");
+    let files = [
+        Fleet::snapshot(&f.srv_dir("h2")),
+        Fleet::snapshot(&f.srv_dir("h3")),
+        Fleet::snapshot(&h4_dir),
+    ];
+    let states = [
+        f.state_text("h2", &names[1]).unwrap(),
+        f.state_text("h3", &names[2]).unwrap(),
+        h4_state_text(),
+    ];
 
     let run = f.run(&[]);
     run.assert_code(1);
     run.expect("h1", &names[0], "rebuilt", "config_changed");
     let c = f.assert_running("h1", &names[0]);
-    assert_ne!(c.id, h1_v1.id);
+    assert_ne!(c.id, v1[0].id);
     assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v2\n");
-    run.expect("h2", &names[1], "failed", "config_changed");
-    let err = run.error_of("h2", &names[1]);
-    assert!(
-        err.contains("the Docker engine does not answer: "),
-        "{}",
-        run.dump()
-    );
-    let hint = run.hint_of("h2", &names[1]);
-    assert!(hint.contains("start the Docker engine"), "{}", run.dump());
-    // nothing was shipped to h2, nothing recorded as built
-    assert!(
-        Fleet::snapshot(&f.srv_dir("h2")) == h2_files,
-        "h2: its stack dir is as before"
-    );
-    assert_eq!(f.state_text("h2", &names[1]).unwrap(), h2_state);
+    for (h, n, error, hint) in [
+        (
+            "h2",
+            &names[1],
+            "the Docker engine does not answer: ",
+            "start the Docker engine",
+        ),
+        (
+            "h3",
+            &names[2],
+            "the Docker engine does not answer: ",
+            "start the Docker engine",
+        ),
+        (
+            "h4",
+            &names[3],
+            "this user may not use the Docker engine: ",
+            "`docker` group",
+        ),
+    ] {
+        run.expect(h, n, "failed", "config_changed");
+        assert!(run.error_of(h, n).contains(error), "{h}: {}", run.dump());
+        assert!(run.hint_of(h, n).contains(hint), "{h}: {}", run.dump());
+    }
+    // nothing shipped, nothing recorded as built
+    assert!(Fleet::snapshot(&f.srv_dir("h2")) == files[0], "h2 files");
+    assert!(Fleet::snapshot(&f.srv_dir("h3")) == files[1], "h3 files");
+    assert!(Fleet::snapshot(&h4_dir) == files[2], "h4 files");
+    assert_eq!(f.state_text("h2", &names[1]).unwrap(), states[0]);
+    assert_eq!(f.state_text("h3", &names[2]).unwrap(), states[1]);
+    assert_eq!(h4_state_text(), states[2]);
 
-    // the engine runs again: the next run rebuilds h2 (and only h2)
+    // put right: the next run rebuilds h2, h3 and h4, and only them; the
+    // old containers ran on meanwhile
     f.testhosts("engine-start", "h2");
+    f.testhosts("socket-back", "h3");
+    f.testhosts("socket-ok", "h4");
+    for (k, h) in ["h3", "h4"].iter().enumerate() {
+        assert_eq!(f.assert_running(h, &names[k + 2]), v1[k + 2], "{h}");
+    }
     let run = f.run(&[]);
     run.assert_code(0);
     run.expect("h1", &names[0], "skipped", "up_to_date");
-    run.expect("h2", &names[1], "rebuilt", "config_changed");
-    let c2 = f.assert_running("h2", &names[1]);
-    assert_eq!(f.container_file("h2", &c2.id, "/tmp/version"), "v2\n");
     assert_eq!(f.assert_running("h1", &names[0]), c);
-}
-
-#[test]
-fn a_docker_socket_gone_or_not_the_users_fails_that_host_with_a_hint() {
-    let user = LoginUser::new("sock", "/bin/bash");
-    let f = Fleet::new("socket", 2);
-    f.set_user("h2", &user.name);
-    let names = f.web_everywhere();
-    f.run(&[]).assert_code(0);
-    let v1: Vec<Container> = ["h1", "h2"]
-        .iter()
-        .zip(&names)
-        .map(|(h, n)| f.assert_running(h, n))
-        .collect();
-    // h2 logs in as the user: its stacks live in the user's home
-    let h2_dir = user.home.join(".local/share/rbuild/stacks");
-    let h2_state = user.home.join(".local/state/rbuild");
-    assert!(h2_dir.join(&names[1]).join("compose.yml").is_file());
-    for n in &names {
-        f.write(n, "Dockerfile", &sleeper_dockerfile("v2"));
-    }
-    // root on h1: its socket is gone; the user on h2: the socket is not
-    // its to use (mode 000; root would bypass that)
-    f.testhosts("socket-gone", "h1");
-    f.testhosts("socket-unreadable", "h2");
-    let files = [Fleet::snapshot(&f.srv_dir("h1")), Fleet::snapshot(&h2_dir)];
-    let states = [
-        f.state_text("h1", &names[0]).unwrap(),
-        std::fs::read_to_string(h2_state.join(format!("{}.state", names[1]))).unwrap(),
-    ];
-
-    let run = f.run(&[]);
-    run.assert_code(1);
-    for (h, n) in ["h1", "h2"].iter().zip(&names) {
-        run.expect(h, n, "failed", "config_changed");
-    }
-    let err = run.error_of("h1", &names[0]);
-    assert!(
-        err.contains("the Docker engine does not answer: "),
-        "{}",
-        run.dump()
-    );
-    assert!(
-        run.hint_of("h1", &names[0])
-            .contains("start the Docker engine"),
-        "{}",
-        run.dump()
-    );
-    let err = run.error_of("h2", &names[1]);
-    assert!(
-        err.contains("this user may not use the Docker engine: "),
-        "{}",
-        run.dump()
-    );
-    assert!(
-        run.hint_of("h2", &names[1]).contains("`docker` group"),
-        "{}",
-        run.dump()
-    );
-    // nothing shipped, nothing recorded; the old containers still run
-    assert!(Fleet::snapshot(&f.srv_dir("h1")) == files[0], "h1 files");
-    assert!(Fleet::snapshot(&h2_dir) == files[1], "h2 files");
-    assert_eq!(f.state_text("h1", &names[0]).unwrap(), states[0]);
-    assert_eq!(
-        std::fs::read_to_string(h2_state.join(format!("{}.state", names[1]))).unwrap(),
-        states[1]
-    );
-    f.testhosts("socket-back", "h1");
-    f.testhosts("socket-ok", "h2");
-    assert_eq!(f.assert_running("h1", &names[0]), v1[0]);
-    assert_eq!(f.assert_running("h2", &names[1]), v1[1]);
-
-    // with the socket back, both are rebuilt
-    let run = f.run(&[]);
-    run.assert_code(0);
-    for (h, n) in ["h1", "h2"].iter().zip(&names) {
+    for (h, n) in ["h2", "h3", "h4"].iter().zip(&names[1..]) {
         run.expect(h, n, "rebuilt", "config_changed");
         let c = f.assert_running(h, n);
         assert_eq!(f.container_file(h, &c.id, "/tmp/version"), "v2\n");

@@ -76,8 +76,13 @@ impl Hook {
     }
 }
 
+/// The webhook hears of runs where something happened and never changes
+/// the result. Beside it, `--metrics-file`: the run's results in the
+/// Prometheus text format, the file replaced whole by each run (never under
+/// `--dry-run`), readable by the collector; a file that cannot be written
+/// is a warning, not a failure.
 #[test]
-fn the_webhook_hears_of_runs_where_something_happened_and_never_changes_the_result() {
+fn the_webhook_hears_of_runs_where_something_happened_and_the_metrics_file_holds_each_run() {
     let f = Fleet::new("notify", 1);
     let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
     let hook = Hook::new();
@@ -90,8 +95,11 @@ fn the_webhook_hears_of_runs_where_something_happened_and_never_changes_the_resu
     };
     let run = |args: &[&str], port: u16| f.run_inventory(&inventory(port), args);
 
+    let path = f.root.path().join("rbuild.prom");
+    let p = path.to_str().unwrap();
+
     // a rebuild: one POST of the run's JSON document
-    let r = run(&["--json"], hook.port);
+    let r = run(&["--json", "--metrics-file", p], hook.port);
     r.assert_code(0);
     let got = hook.requests();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -101,16 +109,69 @@ fn the_webhook_hears_of_runs_where_something_happened_and_never_changes_the_resu
     assert_eq!(doc["results"][0]["stack"], name.as_str());
     assert_eq!(doc["results"][0]["action"], "rebuilt");
     assert_eq!(doc["exit_code"], 0);
+    // the metrics file
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = format!(
+        "rbuild_stack_result{{host=\"h1\",stack=\"{name}\",action=\"rebuilt\",reason=\"first_build\"}} 1"
+    );
+    assert!(text.contains(&line), "{line} in\n{text}");
+    assert!(text.contains("rbuild_run_exit_code 0"), "{text}");
+    assert!(
+        text.contains("# TYPE rbuild_last_run_timestamp_seconds gauge"),
+        "{text}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "the collector must read it");
+    }
+    // no temporary file is left beside it
+    let siblings: Vec<_> = std::fs::read_dir(f.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("prom"))
+        .collect();
+    assert_eq!(siblings, ["rbuild.prom"]);
 
-    // nothing happened, a dry run, --no-notify: nothing posted
-    run(&["--json"], hook.port)
+    // nothing happened, a dry run, --no-notify: nothing posted; the
+    // metrics file is replaced by the next run, left as it was by a dry run
+    run(&["--json", "--metrics-file", p], hook.port)
         .assert_code(0)
         .expect("h1", &name, "skipped", "up_to_date");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(
+            &line
+                .replace("rebuilt", "skipped")
+                .replace("first_build", "up_to_date")
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&line), "{text}");
     f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
-    run(&["--json", "--dry-run"], hook.port).assert_code(0);
-    run(&["--json", "--no-notify"], hook.port)
+    run(&["--json", "--dry-run", "--metrics-file", p], hook.port)
         .assert_code(0)
+        .expect("h1", &name, "would_rebuild", "config_changed");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    // a metrics file in a directory that does not exist: warned, the
+    // run's status unchanged
+    let bad = f.root.path().join("no/such/dir/rbuild.prom");
+    let r = run(
+        &[
+            "--json",
+            "--no-notify",
+            "--metrics-file",
+            bad.to_str().unwrap(),
+        ],
+        hook.port,
+    );
+    r.assert_code(0)
         .expect("h1", &name, "rebuilt", "config_changed");
+    assert!(
+        r.stderr.contains("could not write the metrics file"),
+        "{}",
+        r.dump()
+    );
     assert_eq!(hook.requests().len(), 1);
 
     // the webhook fails: said on stderr (not its secret path), same result

@@ -71,7 +71,9 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     let run = run_command(f.command(&["status", "--limit", "h1"]));
     run.assert_code(0);
     assert!(run.stdout.contains(&web), "{}", run.dump());
-    assert!(!run.stdout.contains("h2"), "{}", run.dump());
+    // (h2's stack is not listed: its name, not "h2", which the test's
+    // unique token may hold)
+    assert!(!run.stdout.contains(&other), "{}", run.dump());
     assert!(run.stdout.contains("app running healthy"), "{}", run.dump());
     assert!(run.stdout.contains("1 stack, all fine"), "{}", run.dump());
 
@@ -94,10 +96,55 @@ fn status_shows_every_stack_as_its_host_sees_it_and_changes_nothing() {
     );
 }
 
+/// `--dry-run` shows a plan: per stack it would rebuild, the files and
+/// bytes it would ship and which files changed since the build the host
+/// runs (known when this controller shipped that build); nothing changes.
+/// `rbuild logs` prints the last failed attempt kept on the host (none
+/// before one failed), and `status` names the failure and holds the stack
+/// back.
 #[test]
-fn logs_prints_the_last_failed_attempt_kept_on_the_host() {
-    let f = Fleet::new("logs", 1);
+fn a_dry_run_plans_files_bytes_and_changes_and_logs_prints_the_last_failed_attempt() {
+    let f = Fleet::new("dryplan", 1);
     let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
+    let plan = |run: &crate::support::runs::Run| run.row("h1", &name)["plan"].clone();
+    let changed = |p: &Value| -> Vec<(String, String)> {
+        p["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["path"].as_str().unwrap().to_owned(),
+                    c["change"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let local = f.local_dir(&name);
+    let size = |files: &[&str]| -> u64 {
+        files
+            .iter()
+            .map(|p| std::fs::metadata(local.join(p)).unwrap().len())
+            .sum()
+    };
+
+    // never built there: every file is new
+    let run = f.run(&["--dry-run"]);
+    run.assert_code(0);
+    run.expect("h1", &name, "would_rebuild", "first_build");
+    let p = plan(&run);
+    assert_eq!(p["ship"], true);
+    assert_eq!(p["files"], 3, "{p}");
+    assert_eq!(p["bytes"], size(&[".env", "Dockerfile", "compose.yml"]));
+    assert_eq!(
+        changed(&p),
+        [".env", "Dockerfile", "compose.yml"].map(|s| (s.to_owned(), "added".to_owned()))
+    );
+    assert!(
+        f.state_text("h1", &name).is_none(),
+        "a dry run builds nothing"
+    );
+
     f.run(&[]).assert_code(0);
     let none = run_command(f.command(&["logs", "h1", &name]));
     none.assert_code(0);
@@ -108,6 +155,47 @@ fn logs_prints_the_last_failed_attempt_kept_on_the_host() {
         none.dump()
     );
 
+    let before = f.view("h1");
+    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
+    f.write(&name, "notes.txt", "hello\n");
+    let run = f.run(&["--dry-run"]);
+    run.expect("h1", &name, "would_rebuild", "config_changed");
+    let p = plan(&run);
+    assert_eq!(p["files"], 4);
+    assert_eq!(
+        p["bytes"],
+        size(&[".env", "Dockerfile", "compose.yml", "notes.txt"])
+    );
+    assert_eq!(
+        changed(&p),
+        [
+            ("Dockerfile".to_owned(), "modified".to_owned()),
+            ("notes.txt".to_owned(), "added".to_owned())
+        ]
+    );
+    // the table says it too
+    let plain = f.run_plain(&["--dry-run"]);
+    assert!(
+        plain.stdout.contains(&format!("h1 {name}: ship 4 files, ")),
+        "{}",
+        plain.dump()
+    );
+    assert!(
+        plain
+            .stdout
+            .contains("changed: Dockerfile (modified), notes.txt (added)"),
+        "{}",
+        plain.dump()
+    );
+    // a controller that did not ship the host's build cannot say what changed
+    let mut c = f.command(&["--json", "--dry-run"]);
+    c.env("RBUILD_CACHE_DIR", f.root.path().join("other-cache"));
+    let run = run_command(c);
+    assert!(plan(&run)["changed"].is_null(), "{}", run.dump());
+    assert_eq!(plan(&run)["files"], 4);
+    assert!(f.view("h1") == before, "dry runs changed the host");
+
+    // a build that fails: its output is kept on the host
     f.write(
         &name,
         "Dockerfile",
@@ -170,92 +258,4 @@ fn logs_prints_the_last_failed_attempt_kept_on_the_host() {
 
     // an unknown stack is a usage error
     run_command(f.command(&["logs", "h1", "nosuch"])).assert_code(2);
-}
-
-/// `--dry-run` shows a plan: per stack it would rebuild, the files and
-/// bytes it would ship and which files changed since the build the host
-/// runs (known when this controller shipped that build); nothing changes.
-#[test]
-fn a_dry_run_plans_files_bytes_and_the_changed_files() {
-    let f = Fleet::new("dryplan", 1);
-    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
-    let plan = |run: &crate::support::runs::Run| run.row("h1", &name)["plan"].clone();
-    let changed = |p: &Value| -> Vec<(String, String)> {
-        p["changed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["path"].as_str().unwrap().to_owned(),
-                    c["change"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
-    let local = f.local_dir(&name);
-    let size = |files: &[&str]| -> u64 {
-        files
-            .iter()
-            .map(|p| std::fs::metadata(local.join(p)).unwrap().len())
-            .sum()
-    };
-
-    // never built there: every file is new
-    let run = f.run(&["--dry-run"]);
-    run.assert_code(0);
-    run.expect("h1", &name, "would_rebuild", "first_build");
-    let p = plan(&run);
-    assert_eq!(p["ship"], true);
-    assert_eq!(p["files"], 3, "{p}");
-    assert_eq!(p["bytes"], size(&[".env", "Dockerfile", "compose.yml"]));
-    assert_eq!(
-        changed(&p),
-        [".env", "Dockerfile", "compose.yml"].map(|s| (s.to_owned(), "added".to_owned()))
-    );
-    assert!(
-        f.state_text("h1", &name).is_none(),
-        "a dry run builds nothing"
-    );
-
-    f.run(&[]).assert_code(0);
-    let before = f.view("h1");
-    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
-    f.write(&name, "notes.txt", "hello\n");
-    let run = f.run(&["--dry-run"]);
-    run.expect("h1", &name, "would_rebuild", "config_changed");
-    let p = plan(&run);
-    assert_eq!(p["files"], 4);
-    assert_eq!(
-        p["bytes"],
-        size(&[".env", "Dockerfile", "compose.yml", "notes.txt"])
-    );
-    assert_eq!(
-        changed(&p),
-        [
-            ("Dockerfile".to_owned(), "modified".to_owned()),
-            ("notes.txt".to_owned(), "added".to_owned())
-        ]
-    );
-    // the table says it too
-    let plain = f.run_plain(&["--dry-run"]);
-    assert!(
-        plain.stdout.contains(&format!("h1 {name}: ship 4 files, ")),
-        "{}",
-        plain.dump()
-    );
-    assert!(
-        plain
-            .stdout
-            .contains("changed: Dockerfile (modified), notes.txt (added)"),
-        "{}",
-        plain.dump()
-    );
-    // a controller that did not ship the host's build cannot say what changed
-    let mut c = f.command(&["--json", "--dry-run"]);
-    c.env("RBUILD_CACHE_DIR", f.root.path().join("other-cache"));
-    let run = run_command(c);
-    assert!(plan(&run)["changed"].is_null(), "{}", run.dump());
-    assert_eq!(plan(&run)["files"], 4);
-    assert!(f.view("h1") == before, "dry runs changed the host");
 }

@@ -1,5 +1,6 @@
 //! Recovering from what goes wrong: a broken image pulled under an old tag,
-//! a rollback that fails too, a controller killed mid-rebuild, a stale lock.
+//! a rollback that fails too, a controller killed mid-rebuild. (A stale
+//! lock taken over: tests/script.rs.)
 
 use crate::support::*;
 
@@ -145,132 +146,81 @@ fn a_rollback_that_fails_too_is_failed_and_claims_nothing() {
     assert!(lock_owner(&f.lock_dir("h1", &name)).is_none());
 }
 
+/// The controller stopped while a rebuild waits in its health gate, first
+/// with SIGKILL (v2), then with SIGTERM (v3: systemd stopping the unit,
+/// `timeout` in cron; the controller exits 143 at once and removes its
+/// private directory): each time the host's run is not cut off with it,
+/// holds the lock (a run meanwhile is refused), finishes on its own (state
+/// written, history, lock released), and the next run finds it done.
 #[test]
-fn a_controller_killed_mid_rebuild_leaves_the_host_consistent() {
-    killed_mid_rebuild("killed", "KILL");
-}
-
-/// SIGTERM (systemd stopping the unit, `timeout` in cron): the controller
-/// exits 143 at once and removes its private directory; the host's run is
-/// not cut off with it, it finishes on its own as after SIGKILL.
-#[test]
-fn a_controller_terminated_mid_rebuild_leaves_the_host_consistent() {
-    killed_mid_rebuild("termed", "TERM");
-}
-
-/// The controller stopped with `signal` while v2 waits in its health gate.
-fn killed_mid_rebuild(abbrev: &str, signal: &str) {
-    let f = Fleet::new(abbrev, 1);
+fn a_controller_killed_or_terminated_mid_rebuild_leaves_the_host_consistent() {
+    let f = Fleet::new("killed", 1);
     let gate = f.root.path().join("gate");
     std::fs::create_dir(&gate).unwrap();
     std::fs::write(gate.join("open"), "").unwrap();
     let name = f.add_stack("h1", "web", &StackDef::behind_gate("v1", &gate, 100000));
     f.run(&["--up-timeout-period", "60"]).assert_code(0);
-    let v1 = f.assert_running("h1", &name);
     let lock = f.lock_dir("h1", &name);
 
-    // v2's rebuild waits in its health gate (closed) when the controller is
-    // killed; its ssh control sockets go under the test's root
-    f.write(&name, "Dockerfile", &sleeper_dockerfile("v2"));
-    std::fs::remove_file(gate.join("open")).unwrap();
-    let tmp = f.root.path().join("t");
-    std::fs::create_dir(&tmp).unwrap();
-    let mut c = f.command(&["--json", "--up-timeout-period", "600"]);
-    c.env("TMPDIR", &tmp);
-    let bg = f.spawn_into_gate(c, "h1", &name, Some(&v1.image));
-    let owner = lock_owner(&lock).unwrap();
-    if signal == "KILL" {
-        bg.kill9();
-    } else {
-        bg.signal(signal);
-        let run = bg.finish();
-        assert_eq!(run.code, 143, "{}", run.dump());
-        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
-        assert!(left.is_empty(), "private directory left: {left:?}");
-    }
-
-    // the rebuild goes on without its controller, holding the lock: a run
-    // meanwhile is refused
-    let pid = owner.split_whitespace().next().unwrap();
-    assert!(
-        std::path::Path::new("/proc").join(pid).exists(),
-        "the remote run ({owner}) outlived its controller"
-    );
-    let run = f.run(&[]);
-    run.assert_code(1);
-    run.expect("h1", &name, "failed", "locked");
-
-    // once healthy, it finishes by itself: state written, lock released
-    std::fs::write(gate.join("open"), "").unwrap();
-    wait_for("the orphaned rebuild to release the lock", || {
-        lock_owner(&lock).is_none()
-    });
-    let now = f.assert_running("h1", &name);
-    assert_eq!(now.health, "healthy");
-    assert_ne!(now.image, v1.image);
-    assert_eq!(f.container_file("h1", &now.id, "/tmp/version"), "v2\n");
-    let st = f.state("h1", &name);
-    assert_eq!(st["last_result"], "ok");
-    assert_eq!(st["images"], format!("app={}", now.image));
-    let hist = f.history_lines("h1", &name);
-    assert!(
-        hist.last().is_some_and(|l| l.contains(" rebuilt ")),
-        "{hist:?}"
-    );
-
-    // the next run finds it done
-    f.run(&[])
-        .assert_code(0)
-        .expect("h1", &name, "skipped", "up_to_date");
-    assert_eq!(f.assert_running("h1", &name), now);
-    assert!(lock_owner(&lock).is_none());
-}
-
-/// A pid no process has now.
-fn dead_pid() -> u32 {
-    (900_000..)
-        .find(|p| !std::path::Path::new("/proc").join(p.to_string()).exists())
-        .unwrap()
-}
-
-/// An older rbuild's lock directory whose holder is gone (killed, or on an
-/// earlier boot) is taken over once, and said; locks of this rbuild are
-/// flock'd files the kernel lets go of, never stale.
-#[test]
-fn a_stale_lock_is_taken_over_and_reported() {
-    let f = Fleet::new("stalelock", 1);
-    let name = f.add_stack("h1", "web", &StackDef::sleeper("v1"));
-    f.run(&[]).assert_code(0);
-    let lock = f.lock_dir("h1", &name);
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let boot = boot.trim();
-
-    // a run killed on this boot, and a run from before a reboot (pid 1 is
-    // alive, but not the same boot)
-    for (version, owner) in [
-        ("v2", format!("{} {boot}\n", dead_pid())),
-        ("v3", "1 00000000-0000-0000-0000-000000000000\n".to_owned()),
-    ] {
-        // (this rbuild's lock is a file: the older one's is a directory)
-        let _ = std::fs::remove_file(&lock);
-        std::fs::create_dir(&lock).unwrap();
-        std::fs::write(lock.join("owner"), &owner).unwrap();
+    for (version, signal) in [("v2", "KILL"), ("v3", "TERM")] {
+        let was = f.assert_running("h1", &name);
+        // the rebuild waits in its health gate (closed) when the controller
+        // is stopped; its ssh control sockets go under the test's root
         f.write(&name, "Dockerfile", &sleeper_dockerfile(version));
-        let run = f.run(&[]);
-        run.assert_code(0);
-        run.expect("h1", &name, "rebuilt", "config_changed");
+        std::fs::remove_file(gate.join("open")).unwrap();
+        let tmp = f.root.path().join(format!("t-{signal}"));
+        std::fs::create_dir(&tmp).unwrap();
+        let mut c = f.command(&["--json", "--up-timeout-period", "600"]);
+        c.env("TMPDIR", &tmp);
+        let bg = f.spawn_into_gate(c, "h1", &name, Some(&was.image));
+        let owner = lock_owner(&lock).unwrap();
+        if signal == "KILL" {
+            bg.kill9();
+        } else {
+            bg.signal(signal);
+            let run = bg.finish();
+            assert_eq!(run.code, 143, "{}", run.dump());
+            let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+            assert!(left.is_empty(), "private directory left: {left:?}");
+        }
+
+        // the rebuild goes on without its controller, holding the lock: a
+        // run meanwhile is refused
+        let pid = owner.split_whitespace().next().unwrap();
         assert!(
-            run.stderr
-                .contains(&format!("h1 {name}: stale lock recovered")),
-            "the run says it took the lock over ({owner}):\n{}",
-            run.dump()
+            std::path::Path::new("/proc").join(pid).exists(),
+            "{signal}: the remote run ({owner}) outlived its controller"
         );
-        let c = f.assert_running("h1", &name);
+        let run = f.run(&[]);
+        run.assert_code(1);
+        run.expect("h1", &name, "failed", "locked");
+
+        // once healthy, it finishes by itself: state written, lock released
+        std::fs::write(gate.join("open"), "").unwrap();
+        wait_for("the orphaned rebuild to release the lock", || {
+            lock_owner(&lock).is_none()
+        });
+        let now = f.assert_running("h1", &name);
+        assert_eq!(now.health, "healthy");
+        assert_ne!(now.image, was.image);
         assert_eq!(
-            f.container_file("h1", &c.id, "/tmp/version"),
+            f.container_file("h1", &now.id, "/tmp/version"),
             format!("{version}\n")
         );
-        assert_eq!(f.state("h1", &name)["last_result"], "ok");
-        assert!(lock_owner(&lock).is_none(), "released after the rebuild");
+        let st = f.state("h1", &name);
+        assert_eq!(st["last_result"], "ok");
+        assert_eq!(st["images"], format!("app={}", now.image));
+        let hist = f.history_lines("h1", &name);
+        assert!(
+            hist.last().is_some_and(|l| l.contains(" rebuilt ")),
+            "{signal}: {hist:?}"
+        );
+
+        // the next run finds it done
+        f.run(&[])
+            .assert_code(0)
+            .expect("h1", &name, "skipped", "up_to_date");
+        assert_eq!(f.assert_running("h1", &name), now);
+        assert!(lock_owner(&lock).is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! What a run reports: the live display on a real terminal (tmux), plain
-//! progress lines, `--json` and `--metrics-file`.
+//! progress lines. (`--metrics-file`: tests/suite/notify.rs, beside the
+//! webhook.)
 
 use std::path::Path;
 use std::process::Command;
@@ -237,68 +238,4 @@ fn a_terminal_shows_a_line_per_host_in_flight_then_the_table() {
         assert!(row.contains("rebuilt"), "{row:?}");
         assert_eq!(row.contains("\x1b[3"), painted, "colour {painted}: {row:?}");
     }
-}
-
-/// `--metrics-file`: the run's results in the Prometheus text format, the
-/// file replaced whole by each run (never under `--dry-run`), readable by
-/// the collector; a file that cannot be written is a warning, not a failure.
-#[test]
-fn the_metrics_file_holds_each_runs_results() {
-    let f = Fleet::new("metrics", 1);
-    let names = f.web_everywhere();
-    let path = f.root.path().join("rbuild.prom");
-    let p = path.to_str().unwrap();
-
-    let run = f.run(&["--metrics-file", p]);
-    run.assert_code(0);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let line = format!(
-        "rbuild_stack_result{{host=\"h1\",stack=\"{}\",action=\"rebuilt\",reason=\"first_build\"}} 1",
-        names[0]
-    );
-    assert!(text.contains(&line), "{line} in\n{text}");
-    assert!(text.contains("rbuild_run_exit_code 0"), "{text}");
-    assert!(
-        text.contains("# TYPE rbuild_last_run_timestamp_seconds gauge"),
-        "{text}"
-    );
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644, "the collector must read it");
-    }
-    // no temporary file is left beside it
-    let siblings: Vec<_> = std::fs::read_dir(f.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains("prom"))
-        .collect();
-    assert_eq!(siblings, ["rbuild.prom"]);
-
-    // the next run replaces it; a dry run leaves it as it was
-    let run = f.run(&["--metrics-file", p]);
-    run.assert_code(0);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains(
-            &line
-                .replace("rebuilt", "skipped")
-                .replace("first_build", "up_to_date")
-        ),
-        "{text}"
-    );
-    assert!(!text.contains(&line), "{text}");
-    let run = f.run(&["--metrics-file", p, "--dry-run", "--force-rebuild"]);
-    run.assert_code(0);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-
-    // a directory that does not exist: warned, the run's status unchanged
-    let bad = f.root.path().join("no/such/dir/rbuild.prom");
-    let run = f.run(&["--metrics-file", bad.to_str().unwrap()]);
-    run.assert_code(0);
-    assert!(
-        run.stderr.contains("could not write the metrics file"),
-        "{}",
-        run.dump()
-    );
 }

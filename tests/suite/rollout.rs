@@ -290,32 +290,16 @@ fn hosts_with_nothing_due_are_not_held_back_by_a_rollout() {
     }
 }
 
+/// `--limit` by group (a host in two groups included), by pattern with an
+/// exclusion, `--exclude @TAG` and `--shard`: each selects exactly its
+/// hosts, and a host left out is not even contacted; `status` selects the
+/// same way.
 #[test]
-fn limit_selects_hosts_by_group() {
-    let f = Fleet::new("limitgroup", 3);
-    f.set_groups("h1", &["front"]);
-    f.set_groups("h2", &["front", "eu"]);
-    f.set_groups("h3", &["back"]);
-    let names = f.web_everywhere();
-
-    let run = f.run(&["--limit", "front"]);
-    run.assert_code(0);
-    run.expect("h1", &names[0], "rebuilt", "first_build");
-    run.expect("h2", &names[1], "rebuilt", "first_build");
-    assert_eq!(run.rows().len(), 2, "only the front hosts:\n{}", run.dump());
-    f.assert_running("h1", &names[0]);
-    f.assert_running("h2", &names[1]);
-    // h3 was not even contacted
-    assert_eq!(f.accepted_logins("h3"), 0);
-    assert!(f.containers("h3", &names[2]).is_empty());
-    assert!(f.engine("h3").images().is_empty(), "h3 built nothing");
-    assert_eq!(Fleet::entries(&f.state_dir("h3")), Vec::<String>::new());
-    assert_eq!(Fleet::entries(&f.srv_dir("h3")), Vec::<String>::new());
-}
-
-#[test]
-fn limit_exclusions_tags_and_shards_select_exactly_their_hosts() {
+fn limit_groups_exclusions_tags_and_shards_select_exactly_their_hosts() {
     let f = Fleet::new("select", 3);
+    f.set_groups("h1", &["front"]);
+    f.set_groups("h2", &["front", "west"]);
+    f.set_groups("h3", &["back"]);
     f.edit_inventory(|inv| inv.host("h3").tags = vec!["eu".into()]);
     let names = f.web_everywhere();
     let hosts_of = |run: &crate::support::runs::Run| -> Vec<String> {
@@ -327,26 +311,47 @@ fn limit_exclusions_tags_and_shards_select_exactly_their_hosts() {
         h.sort();
         h
     };
+    let untouched = |h: &str, name: &str| {
+        assert_eq!(f.accepted_logins(h), 0, "{h} was contacted");
+        assert!(f.containers(h, name).is_empty());
+        assert!(f.engine(h).images().is_empty(), "{h} built nothing");
+        assert_eq!(Fleet::entries(&f.state_dir(h)), Vec::<String>::new());
+        assert_eq!(Fleet::entries(&f.srv_dir(h)), Vec::<String>::new());
+    };
 
-    // every host less h1: h1 is not even contacted
+    // a group: the front hosts; h3 is not even contacted
+    let run = f.run(&["--limit", "front"]);
+    run.assert_code(0);
+    run.expect("h1", &names[0], "rebuilt", "first_build");
+    run.expect("h2", &names[1], "rebuilt", "first_build");
+    assert_eq!(
+        hosts_of(&run),
+        ["h1", "h2"],
+        "only the front hosts:\n{}",
+        run.dump()
+    );
+    f.assert_running("h1", &names[0]);
+    f.assert_running("h2", &names[1]);
+    untouched("h3", &names[2]);
+
+    // every host less h1: h1 is not contacted
+    let logins_h1 = f.accepted_logins("h1");
     let run = f.run(&["--limit", "h*,!h1"]);
     run.assert_code(0);
     assert_eq!(hosts_of(&run), ["h2", "h3"], "{}", run.dump());
-    run.expect("h2", &names[1], "rebuilt", "first_build");
+    run.expect("h2", &names[1], "skipped", "up_to_date");
     run.expect("h3", &names[2], "rebuilt", "first_build");
-    assert_eq!(f.accepted_logins("h1"), 0);
-    assert!(f.containers("h1", &names[0]).is_empty());
-    assert!(f.engine("h1").images().is_empty(), "h1 built nothing");
-    assert_eq!(Fleet::entries(&f.state_dir("h1")), Vec::<String>::new());
-    assert_eq!(Fleet::entries(&f.srv_dir("h1")), Vec::<String>::new());
+    assert_eq!(f.accepted_logins("h1"), logins_h1, "h1 was contacted");
 
     // `--exclude @TAG`: h3 (tagged eu) is left out
+    f.write(&names[0], "Dockerfile", &sleeper_dockerfile("v2"));
+    let logins_h3 = f.accepted_logins("h3");
     let run = f.run(&["--dry-run", "--exclude", "@eu"]);
     run.assert_code(0);
     assert_eq!(hosts_of(&run), ["h1", "h2"], "{}", run.dump());
-    run.expect("h1", &names[0], "would_rebuild", "first_build");
+    run.expect("h1", &names[0], "would_rebuild", "config_changed");
     run.expect("h2", &names[1], "skipped", "up_to_date");
-    assert_eq!(f.accepted_logins("h3"), 1, "h3: only the first run");
+    assert_eq!(f.accepted_logins("h3"), logins_h3, "h3 was contacted");
 
     // shards: disjoint, and together every host
     let one = f.run(&["--dry-run", "--shard", "1/2"]);

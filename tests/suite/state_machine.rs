@@ -2,8 +2,9 @@
 //! sshd, real engines) and each followed by a look at what the host really
 //! holds: a death inside the undo (data kept), an engine restart during the
 //! health gate (the rollback target kept), a full disk on the state write
-//! (the old state kept), two runs taking over one stale lock (never both),
-//! and a second rollback going further back (generations).
+//! (the old state kept). Two runs taking over one stale lock (never both)
+//! and a second rollback going further back (generations) are script
+//! branches: tests/script.rs.
 //!
 //! The ones the current script cannot pass are `#[ignore]`d with the reason:
 //! they are written to the design the issue asks for.
@@ -144,78 +145,73 @@ fn leave_undo_cut_before_old_back(f: &Fleet, host: &str, name: &str) {
     );
 }
 
-/// v1 of a data stack, its data, then the undo's cut: returns the data.
-fn data_stack_cut_in_its_undo(f: &Fleet) -> (String, BTreeMap<String, Vec<u8>>) {
-    let name = f.add_stack("h1", "db", &data_stack(&data_cmd("v1")));
-    f.run(&["--up-timeout-period", "60"]).assert_code(0).expect(
-        "h1",
-        &name,
-        "rebuilt",
-        "first_build",
-    );
-    f.assert_running("h1", &name);
-    let data = add_host_data(f, "h1", &name);
-    leave_undo_cut_before_old_back(f, "h1", &name);
-    (name, data)
-}
-
-/// The same files: the check must not call a stack whose directory is gone
-/// `up_to_date`; the run brings the old copy back, data and all.
+/// Two data stacks, each left as an undo cut before the old copy was back:
+/// - `same`, the same files: the check must not call a stack whose
+///   directory is gone `up_to_date`; the run brings the old copy back, data
+///   and all;
+/// - `new`, a changed version: the old copy (with the data) comes back
+///   before the new files ship; the data is in the new version's directory.
 #[test]
-fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files() {
-    let f = Fleet::new("smundosame", 1);
-    let (name, data) = data_stack_cut_in_its_undo(&f);
-
+fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_same_files_or_changed() {
+    let f = Fleet::new("smundo", 1);
+    let same = f.add_stack("h1", "same", &data_stack(&data_cmd("v1")));
+    let new = f.add_stack("h1", "new", &data_stack(&data_cmd("v1")));
     let run = f.run(&["--up-timeout-period", "60"]);
-    assert_defined(&run, "h1", &name);
-    let row = run.row("h1", &name);
+    run.assert_code(0);
+    let mut data = BTreeMap::new();
+    for name in [&same, &new] {
+        run.expect("h1", name, "rebuilt", "first_build");
+        f.assert_running("h1", name);
+        data.insert(name.clone(), add_host_data(&f, "h1", name));
+        leave_undo_cut_before_old_back(&f, "h1", name);
+    }
+
+    f.write(&new, "Dockerfile", &dockerfile(None, &data_cmd("v2")));
+    let run = f.run(&["--up-timeout-period", "60"]);
+    for name in [&same, &new] {
+        assert_defined(&run, "h1", name);
+    }
+    run.assert_code(0);
+
+    // the same files
+    let row = run.row("h1", &same);
     assert!(
         !(row["action"] == "skipped" && row["reason"] == "up_to_date"),
         "up_to_date while {:?} does not exist:\n{}",
-        f.remote_dir("h1", &name),
+        f.remote_dir("h1", &same),
         run.dump()
     );
-    run.assert_code(0);
-    assert_data_kept(&f, "h1", &name, &data);
-    let c = f.assert_running("h1", &name);
+    assert_data_kept(&f, "h1", &same, &data[&same]);
+    let c = f.assert_running("h1", &same);
     assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v1\n");
-    assert_state_names(&f, "h1", &name, &c);
+    assert_state_names(&f, "h1", &same, &c);
     assert!(
-        leftovers(&f, "h1", &name).is_empty(),
+        leftovers(&f, "h1", &same).is_empty(),
         "{:?}",
-        leftovers(&f, "h1", &name)
+        leftovers(&f, "h1", &same)
     );
-    // and it stays so
-    f.run(&[])
-        .assert_code(0)
-        .expect("h1", &name, "skipped", "up_to_date");
-}
 
-/// A changed version: the old copy (with the data) comes back before the
-/// new files ship; the data is in the new version's directory.
-#[test]
-fn an_undo_cut_before_the_old_copy_is_back_keeps_the_data_changed_version() {
-    let f = Fleet::new("smundonew", 1);
-    let (name, data) = data_stack_cut_in_its_undo(&f);
-
-    f.write(&name, "Dockerfile", &dockerfile(None, &data_cmd("v2")));
-    let run = f.run(&["--up-timeout-period", "60"]);
-    assert_defined(&run, "h1", &name);
-    run.assert_code(0);
-    run.expect("h1", &name, "rebuilt", "config_changed");
-    assert_data_kept(&f, "h1", &name, &data);
-    let c = f.assert_running("h1", &name);
+    // a changed version
+    run.expect("h1", &new, "rebuilt", "config_changed");
+    assert_data_kept(&f, "h1", &new, &data[&new]);
+    let c = f.assert_running("h1", &new);
     assert_eq!(f.container_file("h1", &c.id, "/tmp/version"), "v2\n");
     // the container found its old data: v1's line, then its own
-    let log = std::fs::read_to_string(f.remote_dir("h1", &name).join("appdata/log")).unwrap();
+    let log = std::fs::read_to_string(f.remote_dir("h1", &new).join("appdata/log")).unwrap();
     assert!(log.starts_with("v1\n") && log.contains("v2\n"), "{log}");
-    assert_state_names(&f, "h1", &name, &c);
-    assert_eq!(f.state("h1", &name)["last_result"], "ok");
+    assert_state_names(&f, "h1", &new, &c);
+    assert_eq!(f.state("h1", &new)["last_result"], "ok");
     assert!(
-        leftovers(&f, "h1", &name).is_empty(),
+        leftovers(&f, "h1", &new).is_empty(),
         "{:?}",
-        leftovers(&f, "h1", &name)
+        leftovers(&f, "h1", &new)
     );
+
+    // and it stays so
+    let run = f.run(&[]);
+    run.assert_code(0);
+    run.expect("h1", &same, "skipped", "up_to_date");
+    run.expect("h1", &new, "skipped", "up_to_date");
 }
 
 /// The pid of the host-side shell that holds stack `name`'s lock (its lock
@@ -553,224 +549,11 @@ fn a_full_disk_on_the_state_write_fails_the_row_and_keeps_the_old_state() {
         .expect("h1", &name, "skipped", "up_to_date");
 }
 
-// -- 4. the stale-lock race ----------------------------------------------
+// -- 4. the stale-lock race: tests/script.rs
+// (`two_applies_never_both_take_over_a_stale_lock`), two applies at once
+// on one host, 20 rounds: flock(1) is the kernel's, no engine needed.
 
-/// A pid no process has now.
-fn dead_pid() -> u32 {
-    (900_000..)
-        .find(|p| !Path::new("/proc").join(p.to_string()).exists())
-        .unwrap()
-}
-
-/// Whether the installed script locks with flock(1) (a lock FILE holding
-/// "PID BOOT_ID") rather than a lock directory with an `owner` file.
-fn flock_locks() -> bool {
-    rbuild::remote::script::script().contains("flock")
-}
-
-/// Leave the lock a killed run leaves, in the form the script uses.
-fn leave_stale_lock(f: &Fleet, host: &str, name: &str) {
-    let lock = f.lock_dir(host, name);
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let owner = format!("{} {}\n", dead_pid(), boot.trim());
-    if flock_locks() {
-        std::fs::write(&lock, owner).unwrap();
-    } else {
-        std::fs::create_dir_all(&lock).unwrap();
-        std::fs::write(lock.join("owner"), owner).unwrap();
-    }
-}
-
-/// No lock of the stack is held: no lock directory, or a lock file no one
-/// holds (`flock -n` gets it at once).
-fn assert_no_lock_held(f: &Fleet, host: &str, name: &str, round: usize) {
-    let lock = f.lock_dir(host, name);
-    if lock.is_dir() {
-        panic!("round {round}: the lock directory {lock:?} was left behind");
-    }
-    if lock.is_file() {
-        let free = Command::new("flock")
-            .args(["-n", "-E", "75"])
-            .arg(&lock)
-            .arg("true")
-            .status()
-            .unwrap();
-        assert!(free.success(), "round {round}: the lock {lock:?} is held");
-    }
-}
-
-#[test]
-fn two_runs_never_both_take_over_a_stale_lock() {
-    let f = Fleet::new("smlockrace", 1);
-    // the before hook notes two applies inside the lock at once
-    let marks = f.root.path().join("marks");
-    std::fs::create_dir(&marks).unwrap();
-    let name = f.add_stack("h1", "web", &StackDef::sleeper("v0"));
-    f.edit_inventory(|inv| {
-        inv.stack("h1", &name).hooks = Some(Hooks {
-            before: Some(format!(
-                "if mkdir {m}/inside 2>/dev/null; then sleep 1; rmdir {m}/inside; else echo overlap >>{m}/overlaps; fi",
-                m = marks.display()
-            )),
-            after: None,
-        })
-    });
-    f.run(&["--settle", "0"]).assert_code(0);
-
-    const ROUNDS: usize = 20;
-    for round in 1..=ROUNDS {
-        f.write(
-            &name,
-            "Dockerfile",
-            &sleeper_dockerfile(&format!("v{round}")),
-        );
-        leave_stale_lock(&f, "h1", &name);
-        let a = Background::spawn(f.command(&["--json", "--settle", "0"]));
-        let b = Background::spawn(f.command(&["--json", "--settle", "0"]));
-        let (a, b) = (a.finish(), b.finish());
-        let rows: Vec<(String, String)> = [&a, &b]
-            .iter()
-            .map(|r| {
-                let row = r.row("h1", &name);
-                (
-                    row["action"].as_str().unwrap_or("").to_owned(),
-                    row["reason"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        let dump = || format!("round {round}: {rows:?}\n{}\n{}", a.dump(), b.dump());
-        assert!(
-            !marks.join("overlaps").exists(),
-            "two applies held the lock at once: {}",
-            dump()
-        );
-        let worked = rows
-            .iter()
-            .filter(|(a, _)| a == "rebuilt" || a == "rolled_back")
-            .count();
-        // one did the work; the other was refused (locked) or found it done
-        // (up_to_date); both rebuilt only one after the other (the hook saw
-        // no overlap)
-        assert!(worked >= 1, "{}", dump());
-        for (action, reason) in &rows {
-            let ok = action == "rebuilt"
-                || (action == "failed" && reason == "locked")
-                || (action == "skipped" && reason == "up_to_date");
-            assert!(ok, "{}", dump());
-        }
-        assert_no_lock_held(&f, "h1", &name, round);
-        let c = f.assert_running("h1", &name);
-        assert_eq!(
-            f.container_file("h1", &c.id, "/tmp/version"),
-            format!("v{round}\n"),
-            "{}",
-            dump()
-        );
-        assert_eq!(f.state("h1", &name)["last_result"], "ok", "{}", dump());
-        assert_state_names(&f, "h1", &name, &c);
-    }
-}
-
-// -- 5. a second rollback goes further back -------------------------------
-
-fn rollback(f: &Fleet, name: &str, extra: &[&str]) -> crate::support::runs::Run {
-    let mut args = vec!["--json", "--up-timeout-period", "60", "rollback"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["h1", name]);
-    run_command(f.command(&args))
-}
-
-fn runs_version(f: &Fleet, name: &str) -> (Container, String) {
-    let c = f.assert_running("h1", name);
-    let v = f.container_file("h1", &c.id, "/tmp/version");
-    (c, v.trim().to_owned())
-}
-
-/// Whether a line has `word` as a word of its own.
-fn has_word(line: &str, word: &str) -> bool {
-    line.split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|w| w == word)
-}
-
-#[test]
-fn a_second_rollback_goes_further_back_and_to_picks_any_kept_generation() {
-    let f = Fleet::new("smgenerations", 1);
-    let name = f.add_stack("h1", "web", &StackDef::gated(&sleeper_cmd("v1"), 3));
-    f.edit_inventory(|inv| inv.stack("h1", &name).keep_generations = Some(3));
-    let mut images = BTreeMap::new();
-    for v in ["v1", "v2", "v3"] {
-        f.write(&name, "Dockerfile", &dockerfile(None, &sleeper_cmd(v)));
-        f.run(&["--up-timeout-period", "60"]).assert_code(0);
-        let (c, got) = runs_version(&f, &name);
-        assert_eq!(got, v);
-        images.insert(v, c.image);
-    }
-    // three generations keep their images
-    for (v, id) in &images {
-        assert!(f.engine("h1").has_image(id), "{v}'s image is kept");
-    }
-
-    // `rollback ARGS` goes from generation FROM to TO, where version V runs
-    let goes = |args: &[&str], from: u32, to: u32, v: &str| {
-        let run = rollback(&f, &name, args);
-        run.assert_code(0);
-        run.expect("h1", &name, "rolled_back", "manual");
-        assert!(
-            run.dump()
-                .contains(&format!("from generation {from} to generation {to}")),
-            "{}",
-            run.dump()
-        );
-        let (c, got) = runs_version(&f, &name);
-        assert_eq!((got.as_str(), &c.image), (v, &images[v]));
-        assert_state_names(&f, "h1", &name, &c);
-        c
-    };
-    // back one, then again, further back: never forward
-    goes(&[], 3, 2, "v2");
-    let c = goes(&[], 2, 1, "v1");
-
-    // nothing older: failed, and v1 still runs, untouched
-    let state = f.state_text("h1", &name).unwrap();
-    let run = rollback(&f, &name, &[]);
-    run.assert_code(1);
-    run.expect("h1", &name, "failed", "manual");
-    assert!(
-        run.error_of("h1", &name)
-            .contains("no generation older than 1 is kept"),
-        "{}",
-        run.dump()
-    );
-    assert_eq!(f.assert_running("h1", &name), c, "nothing was touched");
-    assert_eq!(f.state_text("h1", &name).unwrap(), state);
-
-    // --to picks any kept generation, forward included
-    goes(&["--to", "3"], 1, 3, "v3");
-
-    // history shows the generation numbers and marks the running one (3)
-    let run = run_command(f.command(&["history", "h1", &name]));
-    run.assert_code(0);
-    assert!(
-        run.stdout
-            .lines()
-            .any(|l| l.contains("running") && has_word(l, "3")),
-        "history marks generation 3 as running:\n{}",
-        run.dump()
-    );
-    for g in ["1", "2"] {
-        assert!(
-            run.stdout
-                .lines()
-                .any(|l| !l.contains("running") && has_word(l, g)),
-            "history lists generation {g}:\n{}",
-            run.dump()
-        );
-    }
-    let run = run_command(f.command(&["--json", "history", "h1", &name]));
-    run.assert_code(0);
-    let text = run.doc().to_string();
-    assert!(
-        text.contains("\"gen\":3") || text.contains("\"generation\":3"),
-        "the JSON history carries generation numbers: {text}"
-    );
-}
+// -- 5. a second rollback goes further back, `--to` picks any kept
+// generation: tests/script.rs
+// (`generations_are_kept_and_dropped_and_rollback_to_picks_any_kept_one`);
+// a rollback by hand on real hosts: tests/suite/gate.rs.
