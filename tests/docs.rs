@@ -1079,3 +1079,53 @@ fn pending_features_exist() {
         "the docs use what this binary lacks (the rest of issue 21 brings it): {missing:?}"
     );
 }
+
+/// The test functions a file of tests defines (`fn name(`).
+fn test_fns(rel: &str) -> BTreeSet<String> {
+    read(rel)
+        .split("fn ")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            rest[name.len()..].starts_with('(').then_some(name)
+        })
+        .collect()
+}
+
+/// RELIABILITY.md's evidence is tests: every `module::test` it names (a
+/// file of tests/suite/, or `tests/script.rs::`, `tests/cli.rs::`) is a
+/// function there, so that merging or renaming a test cannot leave the
+/// page pointing at nothing.
+#[test]
+fn reliability_names_tests_that_exist() {
+    let text = read("RELIABILITY.md");
+    let mut missing = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        for cell in l.split('`').skip(1).step_by(2) {
+            let (file, name) = match cell.split_once(".rs::") {
+                Some((f, n)) if f.starts_with("tests/") => (format!("{f}.rs"), n),
+                _ => match cell.split_once("::") {
+                    Some((m, n)) if root().join(format!("tests/suite/{m}.rs")).exists() => {
+                        (format!("tests/suite/{m}.rs"), n)
+                    }
+                    _ => continue,
+                },
+            };
+            if name == "*" || name.contains("::") {
+                continue;
+            }
+            let fns = test_fns(&file);
+            let found = match name.strip_suffix('…') {
+                Some(prefix) => fns.iter().any(|f| f.starts_with(prefix)),
+                None => fns.contains(name),
+            };
+            if !found {
+                missing.push(format!("RELIABILITY.md:{}: `{cell}`", i + 1));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no such test:\n{}", missing.join("\n"));
+}

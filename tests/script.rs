@@ -3604,7 +3604,6 @@ fn two_applies_never_both_take_over_a_stale_lock() {
 
 /// The same race at an older rbuild's lock directory.
 #[test]
-#[ignore = "bug: two applies that find an older rbuild's stale lock directory can both take it over (both say `stale lock recovered`), and the second's ship fails in the first's stage"]
 fn two_applies_never_both_take_over_an_older_rbuilds_stale_lock_directory() {
     two_applies_at_a_stale_lock(true);
 }

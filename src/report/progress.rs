@@ -103,9 +103,11 @@ impl Board {
         self.total = hosts;
     }
 
+    /// A host starts; the hosts in flight are kept in name order (their
+    /// tasks start at once, so the order they say so in is a race).
     pub fn host_start(&mut self, host: &str) {
-        if !self.in_flight.iter().any(|h| h == host) {
-            self.in_flight.push(host.to_owned());
+        if let Err(i) = self.in_flight.binary_search_by(|h| h.as_str().cmp(host)) {
+            self.in_flight.insert(i, host.to_owned());
         }
     }
 

@@ -12,16 +12,11 @@
 lock_take() {
 	l=$state_dir/$1.lock
 	holder=
-	if [ -d "$l" ]; then
-		# an older rbuild's lock directory: held while its holder lives
-		if holder=$(lock_holder "$1"); then return 1; fi
-		echo "$m note $1 stale lock recovered"
-		rm -rf "$l"
-	fi
 	if ! command -v flock >/dev/null 2>&1; then
 		lock_err="\`flock\` is not on this host (util-linux, or busybox's): the stack cannot be locked"
 		return 2
 	fi
+	if [ -d "$l" ] && ! lock_take_over "$1"; then return 1; fi
 	# (tried in a subshell first: a redirection that fails on `exec` ends
 	# the shell)
 	if ! lock_err=$({ exec 9>>"$l"; } 2>&1); then
@@ -47,6 +42,29 @@ lock_take() {
 	[ -r /proc/sys/kernel/random/boot_id ] && read -r boot </proc/sys/kernel/random/boot_id
 	echo "$$ $boot" 2>/dev/null >"$l" || :
 	held_lock=$1
+	return 0
+}
+
+# lock_take_over NAME: an older rbuild's lock directory, held while its
+# holder lives (1, holder set); a dead holder's is removed, once: two runs
+# that find it take turns on STATE_DIR/NAME.lock.takeover (flock'd on
+# descriptor 8), and the second finds it gone (else it could remove the
+# lock file the first has made and locked since).
+lock_take_over() {
+	lt=$state_dir/$1.lock.takeover
+	{ exec 8>>"$lt"; } 2>/dev/null || return 0
+	exec 8>>"$lt"
+	flock -w 30 8 || :
+	if [ -d "$state_dir/$1.lock" ]; then
+		if holder=$(lock_holder "$1"); then
+			exec 8>&-
+			return 1
+		fi
+		echo "$m note $1 stale lock recovered"
+		rm -rf "$state_dir/$1.lock"
+	fi
+	rm -f "$lt"
+	exec 8>&-
 	return 0
 }
 
