@@ -317,7 +317,7 @@ mod tests {
     }
 
     /// Of the reasons a stack is skipped, only a previous failure and a
-    /// halted rollout fail the run (exit 1): a rollback by hand that holds
+    /// halted rollout hold the run back (exit 4 and 1): a rollback by hand that holds
     /// (`held`) is the operator's choice, not a failure. (Was shown on real
     /// hosts by the manual rollback's next run, exit 0.)
     #[test]
