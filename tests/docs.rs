@@ -41,26 +41,33 @@ fn pending(what: &str) -> bool {
     PENDING.contains(&what)
 }
 
-/// README.md, every page under docs/ and examples/README.md, as paths
-/// relative to the root.
-fn pages() -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The files under `dir` (relative to the root) whose name ends in
+/// `ending` (`""`: every file), relative to the root, sorted.
+fn files_under(dir: &str, ending: &str) -> Vec<String> {
+    fn walk(dir: &Path, ending: &str, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "md") {
+                walk(&p, ending, out);
+            } else if p.to_string_lossy().ends_with(ending) {
                 out.push(p);
             }
         }
     }
     let mut found = vec![];
-    walk(&root().join("docs"), &mut found);
-    let mut pages: Vec<String> = found
+    walk(&root().join(dir), ending, &mut found);
+    let mut files: Vec<String> = found
         .iter()
         .map(|p| p.strip_prefix(root()).unwrap().to_str().unwrap().to_owned())
         .collect();
-    pages.sort();
+    files.sort();
+    files
+}
+
+/// README.md, every page under docs/ and examples/README.md, as paths
+/// relative to the root.
+fn pages() -> Vec<String> {
+    let mut pages = files_under("docs", ".md");
     pages.insert(0, "README.md".into());
     pages.push("examples/README.md".into());
     pages
@@ -68,24 +75,7 @@ fn pages() -> Vec<String> {
 
 /// Every file under examples/, relative to the root.
 fn example_files() -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut found = vec![];
-    walk(&root().join("examples"), &mut found);
-    let mut files: Vec<String> = found
-        .iter()
-        .map(|p| p.strip_prefix(root()).unwrap().to_str().unwrap().to_owned())
-        .collect();
-    files.sort();
-    files
+    files_under("examples", "")
 }
 
 /// The lines of a page's code blocks, with their line numbers.
