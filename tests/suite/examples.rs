@@ -69,38 +69,7 @@ fn the_examples_agree_with_the_readme_and_with_each_other() {
     assert!(timer.contains("Persistent=true"));
     assert!(service.contains("OnFailure=rbuild-failure@%n.service"));
     example("systemd/rbuild-failure@.service");
-    // systemd itself accepts the units, where it is installed (with the
-    // test's binary in ExecStart: verify wants it to exist)
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        let d = tempfile::tempdir().unwrap();
-        let bin = rbuild_bin();
-        let mut units = Vec::new();
-        for u in ["rbuild.service", "rbuild.timer", "rbuild-failure@.service"] {
-            let text = example(&format!("systemd/{u}")).replace(BIN, bin.to_str().unwrap());
-            std::fs::write(d.path().join(u), text).unwrap();
-            units.push(d.path().join(u));
-        }
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .args(&units[..2])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        let real: Vec<&str> = err
-            .lines()
-            // this machine may run no systemd (a container): not the units' fault
-            .filter(|l| !l.contains("System has not been booted with systemd"))
-            .filter(|l| !l.contains("Failed to connect to bus"))
-            .filter(|l| !l.contains("rbuild-failure@"))
-            .collect();
-        assert!(real.is_empty(), "systemd-analyze verify: {err}");
-    } else {
-        eprintln!("systemd-analyze not installed: the units were not verified by systemd");
-    }
+    // systemd's own reading of the units: tests/docs.rs (no host needed)
 }
 
 fn command_of(text: &str, prefix: &str) -> String {
