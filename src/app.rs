@@ -235,7 +235,7 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
     let command = match cli.command.take() {
         Some(crate::cli::Commands::Meta(_)) => unreachable!("dispatched above"),
         Some(crate::cli::Commands::Stack(c)) => Some(c),
-        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status)) => {
+        Some(crate::cli::Commands::Fleet(crate::cli::FleetCommand::Status { outdated })) => {
             let wide = cli.wide;
             let settings = fleet_settings(cli, inventory_from_env, "status")?;
             let view = View {
@@ -246,7 +246,7 @@ fn parse_and_run(json: bool) -> Result<(Outcome, View), Error> {
             let private = control.path().to_owned();
             let outcome = rt.block_on(async move {
                 tokio::spawn(watch_signals(None, private, true));
-                commands::status::run(settings, world).await
+                commands::status::run(settings, world, outdated).await
             })?;
             return Ok((outcome, view));
         }

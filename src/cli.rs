@@ -97,6 +97,11 @@ pub struct Cli {
     #[arg(long)]
     pub force_rebuild: bool,
 
+    /// Ask no registry whether an image moved: stacks are rebuilt by their
+    /// files and the build period alone.
+    #[arg(long, env = "RBUILD_NO_DIGESTS", global = true, hide_short_help = true)]
+    pub no_digests: bool,
+
     /// Also remove the images a rebuilt stack ran before.
     ///
     /// After a successful rebuild, also remove the images the stack ran
@@ -463,7 +468,13 @@ pub enum FleetCommand {
     /// the last failed attempt, the lock. One remote command per host;
     /// nothing is changed. Exit status 1 when a stack has a problem, 3
     /// when the only problems are hosts that cannot be asked.
-    Status,
+    Status {
+        /// Only the stacks running on an image that moved in its registry
+        /// since their build (a base of a built service, or an image-only
+        /// service's image).
+        #[arg(long)]
+        outdated: bool,
+    },
     /// Validate the inventory and every stack without connecting.
     ///
     /// The inventory, the selection, every compose file (parsed; every

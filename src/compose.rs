@@ -16,11 +16,14 @@
 //!
 //! Its parts: `refs` (the files a stack's compose files reference, kept
 //! inside its root), `services` (what its services allow and need), `files`
-//! (a compose file as a whole).
+//! (a compose file as a whole), `images` (the images a stack is made from).
 
 mod files;
+mod images;
 mod refs;
 mod services;
+
+pub use images::{Input as ImageInput, Inputs as ImageInputs, inputs as image_inputs};
 
 pub use files::{Unreadable, compose_name, dotenv_project_name, override_of, unreadable};
 pub use refs::{Needed, Outside, Refused, check, needed, outside_root};

@@ -56,6 +56,9 @@ pub struct Settings {
     pub hosts: Vec<Host>,
     pub force: bool,
     pub dry_run: bool,
+    /// Ask the registries whether the images stacks are made from moved
+    /// (`--no-digests` turns it off).
+    pub digests: bool,
     pub remove_images: bool,
     /// `--prune-image-cache`: prune all unused build cache after a rebuild.
     pub prune_image_cache: bool,
@@ -93,6 +96,12 @@ impl Settings {
         self.build_period
             .or(s.keys.build_period.map(|p| p.0))
             .unwrap_or(DEFAULT_BUILD_PERIOD)
+    }
+
+    /// The effective `min_age` of a stack, in seconds (`0`: a new digest
+    /// is deployed at once).
+    pub fn min_age(&self, s: &Stack) -> u64 {
+        s.keys.min_age.map_or(0, |m| m.0)
     }
 
     /// The effective up timeout of a stack.
@@ -207,6 +216,7 @@ impl Settings {
             hosts,
             force: cli.force_rebuild,
             dry_run: cli.dry_run,
+            digests: !cli.no_digests,
             remove_images: cli.remove_images,
             prune_image_cache: cli.prune_image_cache,
             build_period: match cli.build_period {

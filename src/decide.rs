@@ -24,6 +24,15 @@ pub enum Reason {
     /// (its clock was stepped back, or the state was written by a clock that
     /// was wrong): its age is unknown, so it is rebuilt.
     TimeInFuture,
+    /// A base image of a built service moved in its registry since the
+    /// build that runs (its files did not change): rebuilt.
+    BaseMoved,
+    /// An image-only service's image moved in its registry: pulled, and its
+    /// containers recreated (nothing is built).
+    ImageMoved,
+    /// An image moved, but its new digest is younger than `min_age`: not
+    /// deployed yet (said, exit 0).
+    Cooling,
     /// Nothing is due.
     UpToDate,
     /// Not due, but what the last rebuild left running does not run (a
@@ -78,6 +87,9 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::TimeInFuture => "time_in_future",
             Reason::Broken => "broken",
+            Reason::BaseMoved => "base_moved",
+            Reason::ImageMoved => "image_moved",
+            Reason::Cooling => "cooling",
             Reason::UpToDate => "up_to_date",
             Reason::NotRunning => "not_running",
             Reason::CutOff => "cut_off",

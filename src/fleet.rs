@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch}
 use crate::config::Settings;
 use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
+use crate::registry::Upstream;
 use crate::remote::{CheckStack, Status};
 use crate::report::{Progress, Row, rows};
 use crate::ship::Shipments;
@@ -38,6 +39,7 @@ use crate::status::{self, StackStatus};
 pub async fn run<C: Connect>(
     settings: Arc<Settings>,
     shipments: Arc<Shipments>,
+    upstream: Arc<Upstream>,
     world: Arc<C>,
     tx: UnboundedSender<Progress>,
     cancel: watch::Receiver<bool>,
@@ -53,6 +55,7 @@ pub async fn run<C: Connect>(
         slots: Arc::new(Semaphore::new(settings.concurrency)),
         rollout: coordinator(&settings.hosts),
         cancel,
+        upstream,
     });
     let work = ctx.clone();
     each(
@@ -132,6 +135,7 @@ where
 pub async fn status<C: Connect>(
     settings: Arc<Settings>,
     shipments: Arc<Shipments>,
+    upstream: Arc<Upstream>,
     world: Arc<C>,
 ) -> Vec<StackStatus> {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
@@ -144,20 +148,23 @@ pub async fn status<C: Connect>(
         },
         |h, slot| {
             let (settings, shipments, world) = (settings.clone(), shipments.clone(), world.clone());
+            let upstream = upstream.clone();
             async move {
                 let _slot = slot;
                 let h2 = h.clone();
-                tokio::spawn(async move { host_status(&settings, &shipments, &*world, &h2).await })
-                    .await
-                    .unwrap_or_else(|e| {
-                        let e = HostError::Run {
-                            message: format!("internal error: {e}"),
-                        };
-                        h.stacks
-                            .iter()
-                            .map(|s| status::unreachable(&h.name, &s.name, &e, None))
-                            .collect()
-                    })
+                tokio::spawn(async move {
+                    host_status(&settings, &shipments, &upstream, &*world, &h2).await
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    let e = HostError::Run {
+                        message: format!("internal error: {e}"),
+                    };
+                    h.stacks
+                        .iter()
+                        .map(|s| status::unreachable(&h.name, &s.name, &e, None))
+                        .collect()
+                })
             }
         },
     )
@@ -168,6 +175,7 @@ pub async fn status<C: Connect>(
 async fn host_status<C: Connect>(
     settings: &Settings,
     shipments: &Shipments,
+    upstream: &Upstream,
     world: &C,
     h: &Host,
 ) -> Vec<StackStatus> {
@@ -196,12 +204,23 @@ async fn host_status<C: Connect>(
     };
     let answer = conn.status(call).await;
     conn.close().await;
+    let lookups = match &answer {
+        Ok(_) => upstream.lookups().await,
+        Err(_) => None,
+    };
     match answer {
         Err(e) => failed(&e),
         Ok(a) => h
             .stacks
             .iter()
             .map(|s| {
+                let bases = match &a.stacks[&s.name].recorded.state {
+                    Ok(Some(st)) => st.bases.as_deref(),
+                    _ => None,
+                };
+                let fresh = lookups
+                    .as_deref()
+                    .and_then(|l| upstream.freshness(s, bases, l, settings.min_age(s)));
                 status::assess(
                     &h.name,
                     &s.name,
@@ -209,6 +228,7 @@ async fn host_status<C: Connect>(
                     settings.build_period(s),
                     a.now,
                     &a.stacks[&s.name],
+                    fresh.as_ref(),
                 )
             })
             .collect(),

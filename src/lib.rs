@@ -53,13 +53,16 @@
 //! src/compose/files.rs       a compose file as a whole: does it parse, its `name:`, its .env, its override
 //! src/compose/refs.rs        what compose files reference on disk, kept inside the stack's root
 //! src/compose/services.rs    what services allow and need: zero_downtime, jobs, mounts, writable binds, variables
+//! src/compose/images.rs      the images a stack is made from: each Dockerfile's FROMs after its ARGs, each image-only service's image
 //! src/compose/tests.rs       (test) compose files of made-up stacks
 //! src/stack.rs             what a stack ships: file walk, .rbuildignore, sha256, the tar stream | imports nothing
 //! src/ship.rs              every stack hashed once a run; payloads built once per set of stacks | never: host, remote, report
 //! src/trees.rs             the files of each hash this controller shipped, for the dry run's changed files | never: host, remote, report
 //! src/decide.rs            pure: state + hash + now + flags -> rebuild or not, and why | never: fleet, host, inventory, report
+//! src/fresh.rs            pure: a stack's images, the bases its host recorded, the registries' digests -> moved, cooling, unknown | never: fleet, host, inventory, report
 //! src/plan.rs              pure: what a host's check found -> each stack's verdict | never: fleet, host, inventory, report
 //! src/status.rs            pure: a host's status answer -> each stack assessed | never: fleet, host, inventory
+//! src/registry.rs         the registries asked once a run: a manifest HEAD per distinct reference, credentials, first-seen memory | never: app, commands, fleet, host, report
 //! src/select.rs            pure: --limit, --exclude, @tag, --shard K/N -> the selected hosts | imports nothing
 //! src/rollout.rs           pure: serial batches, canary, failure budget | imports nothing
 //! src/fleet.rs             the one executor: every host a bounded number at once, for a run and for status | never: app, commands
@@ -166,11 +169,13 @@ pub mod decide;
 pub mod error;
 pub mod exit;
 pub mod fleet;
+pub mod fresh;
 pub mod host;
 pub mod inventory;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod registry;
 pub mod remote;
 pub mod report;
 pub mod reported;

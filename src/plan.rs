@@ -2,7 +2,8 @@
 //! hash now and the run's options, what happens to the stack and why. The
 //! executor acts on the verdicts; [`crate::report::rows`] words them.
 
-use crate::decide::{self, Reason};
+use crate::decide::{self, Decision, Reason};
+use crate::fresh::Freshness;
 use crate::remote::{BadState, Recorded};
 
 /// The run's options that planning reads.
@@ -28,6 +29,8 @@ pub struct Input<'a> {
     pub hash: &'a str,
     pub build_period: u64,
     pub recorded: &'a Recorded,
+    /// Its images against the registries (`None`: not asked).
+    pub fresh: Option<&'a Freshness>,
 }
 
 /// What happens to one stack.
@@ -86,13 +89,23 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
         Err(bad) => return Verdict::Unreadable(bad.clone()),
         Ok(s) => s.as_ref(),
     };
-    let d = decide::decide(&decide::Input {
+    let mut d = decide::decide(&decide::Input {
         force: o.force,
         hash: i.hash,
         state,
         now,
         build_period: i.build_period,
     });
+    // up to date by its files and the clock: an image it is made from may
+    // have moved in its registry since its build
+    if d.reason == Reason::UpToDate
+        && let Some(reason) = i.fresh.and_then(Freshness::due)
+    {
+        d = Decision {
+            rebuild: reason != Reason::Cooling,
+            reason,
+        };
+    }
     // what runs is kept running: a stack down (by hand, a reboot) that is
     // not due for a rebuild is started, held back or not; so is one whose
     // earlier run was cut off on the host (the host says it is down then,
@@ -329,6 +342,7 @@ mod tests {
                     hash,
                     build_period: day,
                     recorded,
+                    fresh: None,
                 },
             );
             assert_eq!(got, want, "row {n}");
@@ -354,6 +368,7 @@ mod tests {
                     failed_hash: Some("bad".into()),
                     failed_at: now - 30,
                     generation,
+                    bases: None,
                 })),
                 locked_by: None,
                 running,
@@ -372,6 +387,7 @@ mod tests {
                     hash,
                     build_period: day,
                     recorded: r,
+                    fresh: None,
                 },
             )
         };
@@ -476,6 +492,7 @@ mod fuzz {
                     failed_hash,
                     failed_at,
                     generation,
+                    bases: None,
                 })),
                 _ => Err(BadState::Newer("3".into())),
             };
@@ -497,7 +514,7 @@ mod fuzz {
             ships in any::<bool>(),
         ) {
             let o = Options { force, dry_run, ships, lock_wait: false };
-            let v = plan(&o, now, &Input { hash: &h, build_period: period, recorded: &r });
+            let v = plan(&o, now, &Input { hash: &h, build_period: period, recorded: &r, fresh: None });
             let state = match &r.state {
                 Err(_) => {
                     prop_assert!(matches!(v, Verdict::Unreadable(_)), "{v:?}");

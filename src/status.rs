@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::decide::Reason;
 use crate::exit::Exit;
+use crate::fresh::Freshness;
 use crate::plan::{self, Verdict};
 use crate::remote::{Attempt, BadState, Health, LastResult, Service, ServiceState, StatusStack};
 use crate::report::rows::cut_off_words;
@@ -73,6 +74,18 @@ pub struct StackStatus {
     pub last_failure: Option<Attempt>,
     /// Pid of a run holding the stack's lock.
     pub locked_by: Option<String>,
+    /// Its images against the registries: those that moved since the
+    /// build that runs (`outdated`), those cooling down, those unknown.
+    pub images: Option<Freshness>,
+}
+
+impl StackStatus {
+    /// It runs on an image that has moved in its registry since its build.
+    pub fn outdated(&self) -> bool {
+        self.images
+            .as_ref()
+            .is_some_and(|f| !f.moved.is_empty() || !f.cooling.is_empty())
+    }
 }
 
 impl StackStatus {
@@ -98,6 +111,7 @@ impl StackStatus {
             due_at: None,
             last_failure: None,
             locked_by: None,
+            images: None,
         }
     }
 }
@@ -136,8 +150,10 @@ pub fn assess(
     period: u64,
     now: u64,
     found: &StatusStack,
+    fresh: Option<&Freshness>,
 ) -> StackStatus {
     let mut st = StackStatus {
+        images: fresh.cloned().filter(|f| *f != Freshness::default()),
         services: found.services.clone(),
         running: found.recorded.running,
         locked_by: found.recorded.locked_by.clone(),
@@ -203,6 +219,7 @@ pub fn assess(
                 hash,
                 build_period: period,
                 recorded: &found.recorded,
+                fresh,
             },
         );
         let (next, reason, due_at) = match v {

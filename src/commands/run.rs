@@ -9,6 +9,7 @@ use super::Outcome;
 use crate::config::Settings;
 use crate::fleet;
 use crate::host::World;
+use crate::registry::Upstream;
 use crate::report::output::Output;
 use crate::report::{self, progress};
 use crate::ship::Shipments;
@@ -47,16 +48,32 @@ pub async fn run(
     let style = progress::Style::of_stderr(settings.quiet, settings.verbose);
     let monitor = tokio::spawn(progress::watch(rx, style, Some(interrupts)));
 
+    let upstream = Arc::new(if settings.digests {
+        Upstream::start(&settings.hosts, !settings.dry_run)
+    } else {
+        Upstream::off()
+    });
     let settings = Arc::new(settings);
     let rows = fleet::run(
         settings.clone(),
         Arc::new(shipments),
+        upstream.clone(),
         Arc::new(world),
         tx,
         cancel_rx.clone(),
     )
     .await;
     let _ = monitor.await;
+    let registry = upstream.lookups().await;
+    if let Some(l) = &registry {
+        tracing::info!(
+            "registry: {} manifest request{} for {} distinct reference{}",
+            l.requests,
+            if l.requests == 1 { "" } else { "s" },
+            l.digests.len(),
+            if l.digests.len() == 1 { "" } else { "s" },
+        );
+    }
     let interrupted = *cancel_rx.borrow();
     let exit = report::exit_of(&rows, interrupted);
     if let Some(path) = settings
@@ -107,9 +124,14 @@ pub async fn run(
             shown,
             elapsed,
             warnings,
+            registry,
         }
     } else {
-        Output::Run { rows, elapsed }
+        Output::Run {
+            rows,
+            elapsed,
+            registry,
+        }
     };
     Outcome { output, exit }
 }

@@ -8,12 +8,28 @@ use std::sync::Arc;
 use super::Outcome;
 use crate::config::Settings;
 use crate::host::World;
+use crate::registry::Upstream;
 use crate::report::output::Output;
 use crate::ship::Shipments;
 
-pub async fn run(settings: Settings, world: World) -> Result<Outcome, crate::error::Error> {
+/// `outdated`: only the stacks that run on an image that moved since.
+pub async fn run(
+    settings: Settings,
+    world: World,
+    outdated: bool,
+) -> Result<Outcome, crate::error::Error> {
     let shipments = Arc::new(Shipments::hash(&settings.hosts, false));
-    let all = crate::fleet::status(Arc::new(settings), shipments, Arc::new(world)).await;
+    // `status` remembers no digest: a run's `min_age` counts from the runs
+    let upstream = Arc::new(if settings.digests {
+        Upstream::start(&settings.hosts, false)
+    } else {
+        Upstream::off()
+    });
+    let mut all =
+        crate::fleet::status(Arc::new(settings), shipments, upstream, Arc::new(world)).await;
+    if outdated {
+        all.retain(|s| s.outdated());
+    }
     let exit = crate::status::exit_of(&all);
     Ok(Outcome {
         output: Output::Status(all),

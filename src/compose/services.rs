@@ -36,7 +36,11 @@ impl NotBeside {
 /// Each service with a plain name (letters, digits, `.`, `_`, `-`) of each
 /// of the stack's compose files (relative to `root`), in file order, with
 /// its keys; a file that cannot be read or parsed gives none.
-fn each_service(root: &Path, files: &[String], mut f: impl FnMut(&str, &serde_json::Value)) {
+pub(super) fn each_service(
+    root: &Path,
+    files: &[String],
+    mut f: impl FnMut(&str, &serde_json::Value),
+) {
     #[derive(Deserialize)]
     struct Services {
         #[serde(default)]

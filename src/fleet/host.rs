@@ -10,9 +10,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch}
 
 use crate::config::{Mode, Settings};
 use crate::decide::Reason;
+use crate::fresh::{self, Freshness};
 use crate::host::{Conn, Connect, HostError};
 use crate::inventory::{Host, Stack};
 use crate::plan::{self, Verdict};
+use crate::registry::{Lookups, Upstream};
 use crate::remote::{
     Announced, Apply, ApplyAnswer, ApplyStack, Check, CheckStack, Event, RemoteError, Results,
     StackMode, StackOptions,
@@ -34,6 +36,8 @@ pub(super) struct Ctx<C> {
     pub(super) slots: Arc<Semaphore>,
     pub(super) rollout: Coordinator,
     pub(super) cancel: watch::Receiver<bool>,
+    /// Each stack's images and what the registries say of them.
+    pub(super) upstream: Arc<Upstream>,
 }
 
 impl<C: Connect> Ctx<C> {
@@ -109,8 +113,9 @@ impl Due {
     }
 }
 
-/// The rows of a host as they settle, one per stack.
-struct HostRows(Vec<Option<Row>>);
+/// The rows of a host as they settle, one per stack, and what its check
+/// found of each stack's images.
+struct HostRows(Vec<Option<Row>>, Vec<Option<Freshness>>, bool);
 
 impl HostRows {
     fn set(&mut self, index: usize, row: Row) {
@@ -125,9 +130,23 @@ impl HostRows {
         self.0.iter().all(Option::is_some)
     }
 
-    /// Every stack of a host has its row by now.
+    /// Every stack of a host has its row by now; each carries what the
+    /// check found of its images.
     fn settle(self) -> Vec<Row> {
-        self.0.into_iter().map(|r| r.expect("decided")).collect()
+        self.0
+            .into_iter()
+            .zip(self.1)
+            .map(|(r, f)| {
+                let mut r = r.expect("decided");
+                if r.error.is_none()
+                    && let Some(f) = &f
+                {
+                    r.error = rows::images_note(f, self.2);
+                }
+                r.detail.images = f.filter(|f| *f != Freshness::default());
+                r
+            })
+            .collect()
     }
 }
 
@@ -137,7 +156,8 @@ pub(super) async fn run_host<C: Connect>(
     slot: OwnedSemaphorePermit,
 ) -> Vec<Row> {
     let started = Instant::now();
-    let mut rows = HostRows(vec![None; h.stacks.len()]);
+    let n = h.stacks.len();
+    let mut rows = HostRows(vec![None; n], vec![None; n], ctx.settings.dry_run);
     // a stack whose files cannot be read fails alone, before anything
     for (index, s) in h.stacks.iter().enumerate() {
         if let Err(e) = ctx.shipments.hash_of(s) {
@@ -354,14 +374,38 @@ async fn check<C: Connect>(
         ships: st.mode == Mode::Fleet,
         lock_wait: st.lock_wait > 0,
     };
-    let mut due = Vec::new();
-    for (index, s, hash) in open {
+    let recorded = |s: &Stack| &answer.stacks[&s.name];
+    // the registries' answers, awaited only where they can change the
+    // verdict: a stack up to date by its files and the clock
+    let up_to_date = |s: &Stack, hash: &str| {
         let input = plan::Input {
             hash,
             build_period: st.build_period(s),
-            recorded: &answer.stacks[&s.name],
+            recorded: recorded(s),
+            fresh: None,
         };
-        match plan::plan(&opts, answer.now, &input) {
+        plan::plan(&opts, answer.now, &input) == Verdict::Skip(Reason::UpToDate)
+    };
+    let lookups = if open.iter().any(|(_, s, hash)| up_to_date(s, hash)) {
+        ctx.upstream.lookups().await
+    } else {
+        None
+    };
+    let mut due = Vec::new();
+    for (index, s, hash) in open {
+        let fresh = freshness(ctx, s, recorded(s), lookups.as_deref());
+        let input = plan::Input {
+            hash,
+            build_period: st.build_period(s),
+            recorded: recorded(s),
+            fresh: fresh.as_ref(),
+        };
+        let verdict = plan::plan(&opts, answer.now, &input);
+        if let Some(f) = &fresh {
+            log_freshness(h, s, f);
+        }
+        rows.1[index] = fresh.clone();
+        match verdict {
             Verdict::Rebuild { reason, ship } => {
                 if reason == Reason::TimeInFuture {
                     tracing::warn!(
@@ -375,6 +419,8 @@ async fn check<C: Connect>(
                     reason,
                     mode: if ship {
                         StackMode::Ship
+                    } else if reason == Reason::ImageMoved {
+                        StackMode::Build
                     } else {
                         StackMode::Build
                     },
@@ -414,6 +460,51 @@ async fn check<C: Connect>(
         }
     }
     Ok(due)
+}
+
+/// A stack's images against the registries' answers (`None`: none asked,
+/// or the stack's state cannot be read).
+fn freshness<C>(
+    ctx: &Ctx<C>,
+    s: &Stack,
+    recorded: &crate::remote::Recorded,
+    lookups: Option<&Lookups>,
+) -> Option<Freshness> {
+    let state = recorded.state.as_ref().ok()?.as_ref()?;
+    ctx.upstream
+        .freshness(s, state.bases.as_deref(), lookups?, ctx.settings.min_age(s))
+}
+
+/// `-v`: what the registries' answers mean for a stack.
+fn log_freshness(h: &Host, s: &Stack, f: &Freshness) {
+    for m in &f.moved {
+        tracing::info!(
+            "{} {}: {} moved: {} -> {}",
+            h.name,
+            s.name,
+            m.reference,
+            fresh::short(&m.recorded),
+            fresh::short(&m.current)
+        );
+    }
+    for m in &f.cooling {
+        tracing::info!(
+            "{} {}: {} moved {}s ago: waits for min_age",
+            h.name,
+            s.name,
+            m.reference,
+            m.age
+        );
+    }
+    for u in &f.unknown {
+        tracing::info!(
+            "{} {}: {}: freshness unknown: {}",
+            h.name,
+            s.name,
+            u.image,
+            u.why
+        );
+    }
 }
 
 /// A dry run's plan for a stack it would rebuild: its files and bytes, and

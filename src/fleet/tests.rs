@@ -210,6 +210,7 @@ fn settings(hosts: Vec<Host>) -> Settings {
         hosts,
         force: false,
         dry_run: false,
+        digests: false,
         remove_images: false,
         prune_image_cache: false,
         build_period: None,
@@ -243,6 +244,7 @@ async fn execute(
     let rows = run(
         Arc::new(settings),
         shipments,
+        Arc::new(crate::registry::Upstream::off()),
         Arc::new(world.clone()),
         tx,
         cancel_rx,

@@ -9,7 +9,7 @@
 //! struct: flattening would lose the lines of values and the list of keys
 //! an unknown key's error names.
 
-use super::values::{BuildTimeout, KeepGenerations, Period, Settle, UpTimeout, Watch};
+use super::values::{BuildTimeout, KeepGenerations, MinAge, Period, Settle, UpTimeout, Watch};
 
 /// The table of inherited keys: calls `$m! { TOKENS all [...] stacks [...] }`
 /// with the keys every level takes (`all`) and those hosts do not
@@ -28,6 +28,9 @@ macro_rules! with_keys {
                 build_timeout: BuildTimeout,
                 /// Seconds the stack must stay up once it came up.
                 settle: Settle,
+                /// Seconds a new base or image digest must have been out
+                /// before a run deploys it (`0`: at once).
+                min_age: MinAge,
             ]
             stacks [
                 /// Generations that keep their images, the running one

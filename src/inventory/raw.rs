@@ -13,8 +13,8 @@ use crate::rollout::{Limit, Policy};
 
 use super::keys::{Inheritable, raw_shape, with_keys};
 use super::values::{
-    BuildTimeout, ComposeFiles, ConnectTimeout, DirGroup, DirMode, KeepGenerations, Period, Port,
-    Settle, UpTimeout, Watch,
+    BuildTimeout, ComposeFiles, ConnectTimeout, DirGroup, DirMode, KeepGenerations, MinAge, Period,
+    Port, Settle, UpTimeout, Watch,
 };
 
 with_keys!(raw_shape! {

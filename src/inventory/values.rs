@@ -22,6 +22,8 @@ pub struct Seconds<const MIN: u64, const MAX: u64>(pub u64);
 
 /// `build_period`: 0 (always due) to ten years.
 pub type Period = Seconds<0, MAX_PERIOD>;
+/// `min_age`: 0 (a new digest is deployed at once) to ten years.
+pub type MinAge = Seconds<0, MAX_PERIOD>;
 /// `up_timeout`: 1 s to a day (0 would mean no bound at all).
 pub type UpTimeout = Seconds<1, MAX_UP_TIMEOUT>;
 /// `connect_timeout`: 1 s to an hour.

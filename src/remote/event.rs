@@ -23,6 +23,10 @@ pub struct StackState {
     /// The generation that runs (`None`: none recorded, or a state file of
     /// version 1, which has no generations).
     pub generation: Option<u64>,
+    /// What the running generation was built from: `None` = not recorded
+    /// (older rbuild, unreadable), `Some(vec![])` = recorded, no registry
+    /// inputs.
+    pub bases: Option<Vec<super::words::Base>>,
 }
 
 /// A state file this rbuild does not read: nothing in it is to be trusted

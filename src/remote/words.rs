@@ -190,3 +190,10 @@ mod tests {
         );
     }
 }
+
+/// One input image of a generation, as its host recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Base {
+    pub reference: String,
+    pub digest: String,
+}

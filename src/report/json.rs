@@ -27,6 +27,8 @@ pub use super::ACTIONS;
 use super::{Action, Detail, Row, ShipPlan};
 use crate::decide::Reason;
 use crate::exit::Exit;
+use crate::fresh::Freshness;
+use crate::registry::Lookups;
 
 /// The version of every document rbuild prints.
 pub const VERSION: u32 = 2;
@@ -38,6 +40,16 @@ struct Doc<'a> {
     counts: IndexMap<&'static str, usize>,
     hosts: usize,
     exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<Registry<'a>>,
+}
+
+/// What the registries were asked in a run: each distinct reference once.
+#[derive(Serialize)]
+struct Registry<'a> {
+    references: usize,
+    requests: usize,
+    digests: &'a crate::fresh::Digests,
 }
 
 #[derive(Serialize)]
@@ -56,6 +68,8 @@ struct Result<'a> {
     output: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     plan: Option<&'a ShipPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<&'a Freshness>,
 }
 
 /// A document as rbuild prints every one: pretty, with a final newline.
@@ -128,16 +142,29 @@ fn doc(rows: &[Row], exit_code: u8) -> Doc<'_> {
                 hash: r.detail.hash.as_deref(),
                 output: &r.detail.output,
                 plan: r.detail.plan.as_ref(),
+                images: r.detail.images.as_ref(),
             })
             .collect(),
         counts: counts(rows),
         hosts: hosts(rows),
         exit_code,
+        registry: None,
     }
 }
 
 pub fn render(rows: &[Row], exit_code: u8) -> String {
     pretty(&doc(rows, exit_code))
+}
+
+/// A run's document with what its registries were asked.
+pub fn render_run(rows: &[Row], exit_code: u8, registry: Option<&Lookups>) -> String {
+    let mut d = doc(rows, exit_code);
+    d.registry = registry.map(|l| Registry {
+        references: l.digests.len(),
+        requests: l.requests,
+        digests: &l.digests,
+    });
+    pretty(&d)
 }
 
 /// The document of a run that stopped before any host was contacted (a
@@ -191,6 +218,8 @@ struct ResultIn {
     output: Vec<String>,
     #[serde(default)]
     plan: Option<PlanIn>,
+    #[serde(default)]
+    images: Option<Freshness>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +303,7 @@ pub fn parse(text: &str) -> std::result::Result<RunRead, String> {
                 finished: time_in(r.finished_at)?,
                 hash: r.hash,
                 plan,
+                images: r.images,
             },
         });
     }
@@ -350,6 +380,7 @@ mod tests {
     fn rows_carry_their_times_hash_and_output_and_the_run_its_counts() {
         let mut failed = row("web1", Action::Failed);
         failed.detail = Detail {
+            images: None,
             output: vec!["ERROR: failed to solve".into()],
             started: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             finished: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_012)),
@@ -437,6 +468,7 @@ mod tests {
     fn a_document_reads_back_into_its_rows() {
         let mut planned = row("web1", Action::WouldRebuild);
         planned.detail = Detail {
+            images: None,
             started: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             finished: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_001)),
             hash: Some("ab12".into()),

@@ -204,6 +204,9 @@ pub struct Detail {
     pub hash: Option<String>,
     /// A dry run's plan for a stack it would rebuild: what would be shipped.
     pub plan: Option<ShipPlan>,
+    /// Its images against the registries: what moved, what cools down,
+    /// what cannot be told (`None`: nothing to say, or not asked).
+    pub images: Option<crate::fresh::Freshness>,
 }
 
 /// What a rebuild would ship.

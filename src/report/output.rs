@@ -4,9 +4,11 @@
 //! one writer ([`crate::app`]) prints them.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Rendered, Row, check, color_stdout, history, json, plan, status, table};
+use crate::registry::Lookups;
 use crate::remote::{Attempt, FailedAttempt, Generation};
 use crate::status::StackStatus;
 
@@ -47,7 +49,12 @@ impl View {
 #[derive(Debug, Clone)]
 pub enum Output {
     /// A fleet run: a row per stack per host; how long it took.
-    Run { rows: Vec<Row>, elapsed: Duration },
+    Run {
+        rows: Vec<Row>,
+        elapsed: Duration,
+        /// What the registries were asked, when any was.
+        registry: Option<Arc<Lookups>>,
+    },
     /// A fleet run under `-q` (for cron's mail): its rows, which of them
     /// to show (those that changed or failed, a persisting failure when
     /// new, changed or a day old: see [`crate::reported`]), and warnings
@@ -57,6 +64,7 @@ pub enum Output {
         shown: Vec<bool>,
         elapsed: Duration,
         warnings: Vec<String>,
+        registry: Option<Arc<Lookups>>,
     },
     /// `rbuild rollback`: its one row.
     Rollback { row: Row, elapsed: Duration },
@@ -104,6 +112,7 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
             let run = Output::Run {
                 rows: rows.clone(),
                 elapsed: *elapsed,
+                registry: None,
             };
             let mut r = render(&run, exit_code, view);
             for n in notes {
@@ -112,9 +121,13 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
             }
             r
         }
-        Output::Run { rows, elapsed } => {
+        Output::Run {
+            rows,
+            elapsed,
+            registry,
+        } => {
             if view.json {
-                Rendered::out(json::render(rows, exit_code))
+                Rendered::out(json::render_run(rows, exit_code, registry.as_deref()))
             } else if view.quiet && !super::eventful(rows) {
                 Rendered::default()
             } else {
@@ -128,10 +141,11 @@ pub fn render(output: &Output, exit_code: u8, view: &View) -> Rendered {
             shown,
             elapsed,
             warnings,
+            registry,
         } => {
             let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
             let stdout = if view.json {
-                json::render(rows, exit_code)
+                json::render_run(rows, exit_code, registry.as_deref())
             } else {
                 table::render_mail(rows, shown, *elapsed, view.terminal, view.width, view.color)
             };
@@ -185,6 +199,7 @@ mod tests {
         let run = Output::Run {
             rows: vec![Row::new("h1", "web", Action::Skipped, Reason::UpToDate)],
             elapsed: Duration::from_millis(300),
+            registry: None,
         };
         assert_eq!(render(&run, 0, &view(false, true)), Rendered::default());
         assert!(

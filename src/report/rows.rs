@@ -83,6 +83,40 @@ fn locked_message(pid: &str) -> String {
     format!("another rbuild run (pid {pid} on the host) holds the lock of this stack")
 }
 
+/// A row's words on its images (its ERROR column when it did not fail):
+/// what moved and is deployed, what waits for `min_age`; in a dry run's
+/// plan also what cannot be told (the build period alone applies).
+pub fn images_note(f: &crate::fresh::Freshness, dry_run: bool) -> Option<String> {
+    use crate::fresh::short;
+    let age = |s: u64| humantime::format_duration(Duration::from_secs(s)).to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for m in &f.moved {
+        parts.push(format!(
+            "{} moved ({} -> {})",
+            m.reference,
+            short(&m.recorded),
+            short(&m.current)
+        ));
+    }
+    for m in &f.cooling {
+        parts.push(format!(
+            "{} moved {} ago ({}): deployed once it is min_age old",
+            m.reference,
+            age(m.age),
+            short(&m.current)
+        ));
+    }
+    if dry_run {
+        for u in &f.unknown {
+            parts.push(format!(
+                "{}: not checked ({}); the build period applies",
+                u.image, u.why
+            ));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// The row of a stack settled by its check (any verdict but `Rebuild`).
 pub fn settled(host: &str, stack: &str, v: &Verdict, checked: Duration) -> Row {
     let r = match v {

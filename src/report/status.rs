@@ -386,7 +386,7 @@ mod tests {
             Some(true),
             &[("app", "running", "healthy"), ("job", "exited:0", "none")],
         );
-        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f, None);
         assert_eq!(s.problem, None);
         assert_eq!(s.files, Some(Files::Same));
         assert_eq!(s.next, Some(Next::Later));
@@ -402,7 +402,7 @@ mod tests {
             Some(true),
             &[("app", "running", "none")],
         );
-        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f);
+        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f, None);
         assert_eq!(s.files, Some(Files::Changed));
         assert_eq!(
             (s.next, s.next_reason),
@@ -418,7 +418,7 @@ mod tests {
             Some(false),
             &[("app", "exited:137", "none")],
         );
-        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &down);
+        let s = assess("web1", "blog", Some("h1"), 3600, 1600, &down, None);
         assert_eq!(
             s.problem.as_deref(),
             Some("not running as recorded; app exited:137")
@@ -438,10 +438,10 @@ mod tests {
             Some(true),
             &[("app", "running", "unhealthy")],
         );
-        let s2 = assess("web1", "blog", Some("h1"), 3600, 1600, &sick);
+        let s2 = assess("web1", "blog", Some("h1"), 3600, 1600, &sick, None);
         assert_eq!(s2.problem.as_deref(), Some("app unhealthy"));
         let never = found(None, None, &[]);
-        let s3 = assess("web1", "blog", Some("h1"), 3600, 1600, &never);
+        let s3 = assess("web1", "blog", Some("h1"), 3600, 1600, &never, None);
         assert_eq!(s3.problem.as_deref(), Some("never built here"));
         assert_eq!(s3.next_reason, Some(Reason::FirstBuild));
         let e = HostError::ConnectTimeout(10);
@@ -477,7 +477,7 @@ mod tests {
         st.generation = Some(3);
         let mut f = found(Some(st), Some(true), &[("app", "running", "healthy")]);
         f.generations = vec![generation(2, false), generation(3, true)];
-        let ok = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+        let ok = assess("web1", "blog", Some("h1"), 3600, 1600, &f, None);
         assert_eq!((ok.generation, &ok.kept[..]), (Some(3), &[2][..]));
         // an older state line names none: the running `generation` line does
         let mut older = f.clone();
@@ -485,7 +485,7 @@ mod tests {
             s.generation = None;
         }
         assert_eq!(
-            assess("web1", "blog", Some("h1"), 3600, 1600, &older).generation,
+            assess("web1", "blog", Some("h1"), 3600, 1600, &older, None).generation,
             Some(3)
         );
         // killed at its gate: the host says it is down, and why
@@ -493,7 +493,7 @@ mod tests {
         cut.recorded.running = Some(false);
         cut.recorded.phase = Some("gate".into());
         cut.services = vec![];
-        let c = assess("web1", "shop", Some("h1"), 3600, 1600, &cut);
+        let c = assess("web1", "shop", Some("h1"), 3600, 1600, &cut, None);
         assert_eq!(
             c.problem.as_deref(),
             Some("an earlier run was cut off on the host (at gate); no container of it exists")
@@ -505,7 +505,7 @@ mod tests {
         // a first build cut off
         let mut first = found(None, Some(false), &[]);
         first.recorded.phase = Some("build".into());
-        let n = assess("web2", "blog", Some("h1"), 3600, 1600, &first);
+        let n = assess("web2", "blog", Some("h1"), 3600, 1600, &first, None);
         assert_eq!(
             n.problem.as_deref(),
             Some("an earlier run was cut off on the host (at build); never built here")
@@ -534,7 +534,7 @@ mod tests {
         let bad = |b: BadState| {
             let mut f = found(None, None, &[]);
             f.recorded.state = Err(b);
-            let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f);
+            let s = assess("web1", "blog", Some("h1"), 3600, 1600, &f, None);
             (s.problem.unwrap(), s.hint.unwrap())
         };
         let (p, h) = bad(BadState::NoVersion);
@@ -569,7 +569,7 @@ mod tests {
             generation: Some(3),
             detail: "not healthy: app(unhealthy)".into(),
         });
-        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f);
+        let s = assess("web1", "blog", Some("h2"), 3600, 1600, &f, None);
         assert_eq!(
             (s.next, s.next_reason),
             (Some(Next::Held), Some(Reason::PreviousFailure))
@@ -616,6 +616,7 @@ mod tests {
             86400,
             1600,
             &f,
+            None,
         );
 
         let mut failed = st.clone();
@@ -631,7 +632,15 @@ mod tests {
             generation: Some(3),
             detail: "not healthy: app(unhealthy)".into(),
         });
-        let held_back = assess("web1.example.com", "shop", Some("ffff"), 86400, 1600, &ff);
+        let held_back = assess(
+            "web1.example.com",
+            "shop",
+            Some("ffff"),
+            86400,
+            1600,
+            &ff,
+            None,
+        );
 
         let mut by_hand = st.clone();
         by_hand.last_result = Some("rolled_back".into());
@@ -647,7 +656,15 @@ mod tests {
             generation: Some(2),
             detail: "by hand, from generation 3 to generation 2".into(),
         });
-        let rolled = assess("web2", "blog", Some("a1b2c3d4e5f6a7b8"), 86400, 1600, &fh);
+        let rolled = assess(
+            "web2",
+            "blog",
+            Some("a1b2c3d4e5f6a7b8"),
+            86400,
+            1600,
+            &fh,
+            None,
+        );
 
         let mut fl = found(
             Some(st.clone()),
@@ -655,11 +672,19 @@ mod tests {
             &[("app", "running", "starting")],
         );
         fl.recorded.locked_by = Some("4242".into());
-        let locked = assess("web2", "api", Some("b0b0"), 86400, 1600, &fl);
+        let locked = assess("web2", "api", Some("b0b0"), 86400, 1600, &fl, None);
 
         let mut cut = found(Some(st), Some(false), &[]);
         cut.recorded.phase = Some("gate".into());
-        let cut = assess("web3", "blog", Some("a1b2c3d4e5f6a7b8"), 86400, 1600, &cut);
+        let cut = assess(
+            "web3",
+            "blog",
+            Some("a1b2c3d4e5f6a7b8"),
+            86400,
+            1600,
+            &cut,
+            None,
+        );
 
         let e = HostError::ConnectTimeout(10);
         let down = unreachable("web4", "blog", &e, e.hint());
