@@ -168,6 +168,106 @@ pub fn plan(o: &Options, now: u64, i: &Input) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_image_makes_an_up_to_date_stack_due_and_nothing_else_changes() {
+        use crate::fresh::Moved;
+        let now = 10 * 86400;
+        let built = StackState {
+            hash: Some("h1".into()),
+            built_at: now - 100,
+            last_result: Some("ok".into()),
+            ..StackState::default()
+        };
+        let rec = |running| Recorded {
+            state: Ok(Some(built.clone())),
+            locked_by: None,
+            running,
+            phase: None,
+            restarted: false,
+        };
+        let m = |built| Moved {
+            reference: "r:1".into(),
+            service: "s".into(),
+            built,
+            recorded: "sha256:a".into(),
+            current: "sha256:b".into(),
+            age: 0,
+        };
+        let base = Freshness {
+            moved: vec![m(true), m(false)],
+            ..Freshness::default()
+        };
+        let image = Freshness {
+            moved: vec![m(false)],
+            ..Freshness::default()
+        };
+        let cooling = Freshness {
+            cooling: vec![m(true)],
+            ..Freshness::default()
+        };
+        let run = Options {
+            ships: true,
+            ..Options::default()
+        };
+        let dry = Options {
+            dry_run: true,
+            ..run
+        };
+        let up = rec(Some(true));
+        let down = rec(Some(false));
+        let v = |o: &Options, hash, r: &Recorded, f: Option<&Freshness>| {
+            plan(
+                o,
+                now,
+                &Input {
+                    hash,
+                    build_period: 86400,
+                    recorded: r,
+                    fresh: f,
+                },
+            )
+        };
+        let rebuild = |reason| Verdict::Rebuild {
+            reason,
+            ship: false,
+        };
+        assert_eq!(v(&run, "h1", &up, Some(&base)), rebuild(Reason::BaseMoved));
+        assert_eq!(
+            v(&run, "h1", &up, Some(&image)),
+            rebuild(Reason::ImageMoved)
+        );
+        assert_eq!(
+            v(&dry, "h1", &up, Some(&base)),
+            Verdict::WouldRebuild(Reason::BaseMoved)
+        );
+        assert_eq!(
+            v(&run, "h1", &up, Some(&cooling)),
+            Verdict::Skip(Reason::Cooling)
+        );
+        // a stack down is started while its new digest cools down, and
+        // rebuilt when its base moved
+        assert_eq!(
+            v(&run, "h1", &down, Some(&cooling)),
+            Verdict::Start { cut_off: None }
+        );
+        assert_eq!(
+            v(&run, "h1", &down, Some(&base)),
+            rebuild(Reason::BaseMoved)
+        );
+        // its files changed: that is the reason, and they ship
+        assert_eq!(
+            v(&run, "h2", &up, Some(&base)),
+            Verdict::Rebuild {
+                reason: Reason::ConfigChanged,
+                ship: true
+            }
+        );
+        assert_eq!(
+            v(&run, "h1", &up, Some(&Freshness::default())),
+            Verdict::Skip(Reason::UpToDate)
+        );
+    }
     use crate::remote::StackState;
 
     #[test]

@@ -251,3 +251,66 @@ fn the_name_a_compose_file_sets() {
     );
     assert_eq!(override_of(d.path(), "prod.yml"), None);
 }
+
+#[test]
+fn a_stacks_images_are_its_froms_after_args_and_its_image_only_services() {
+    let d = tree(&[
+        (
+            "compose.yml",
+            "services:\n  app:\n    build:\n      context: app\n      args:\n        PY: \"3.12\"\n  worker:\n    build: app\n  proxy:\n    image: ${REGISTRY:-127.0.0.1:5000}/proxy:${TAG}\n  db:\n    image: 127.0.0.1:5000/db@sha256:0000000000000000000000000000000000000000000000000000000000000000\n  inline:\n    build:\n      dockerfile_inline: |\n        FROM scratch\n        COPY --from=busybox:1.36 /bin/sh /sh\n  unset:\n    image: app:${NOPE}\n",
+        ),
+        (".env", "TAG=stable\n"),
+        (
+            "app/Dockerfile",
+            "# syntax=docker/dockerfile:1\nARG PY=3.11\nARG BASE=127.0.0.1:5000/python\nFROM ${BASE}:${PY}-slim AS build\nRUN true\nFROM --platform=$BUILDPLATFORM build AS test\nFROM \\\n  127.0.0.1:5000/runtime:1\nCOPY --from=build /a /a\nCOPY --from=0 /b /b\n",
+        ),
+    ]);
+    let got = image_inputs(d.path(), &["compose.yml".into()]);
+    let images: Vec<(&str, &str, bool)> = got
+        .images
+        .iter()
+        .map(|i| (i.service.as_str(), i.reference.as_str(), i.built))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            // compose's build args win over the Dockerfile's ARG defaults
+            ("app", "127.0.0.1:5000/python:3.12-slim", true),
+            ("app", "127.0.0.1:5000/runtime:1", true),
+            ("worker", "127.0.0.1:5000/python:3.11-slim", true),
+            ("worker", "127.0.0.1:5000/runtime:1", true),
+            // the .env and a variable's default
+            ("proxy", "127.0.0.1:5000/proxy:stable", false),
+            (
+                "db",
+                "127.0.0.1:5000/db@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                false
+            ),
+            ("inline", "busybox:1.36", true),
+        ]
+    );
+    assert_eq!(
+        got.unknown,
+        [(
+            "unset".to_owned(),
+            "its image names ${NOPE}, unset here".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn an_image_not_told_by_the_files_is_unknown_with_why() {
+    let d = tree(&[
+        (
+            "compose.yml",
+            "services:\n  a:\n    build: https://github.com/o/r.git\n  b:\n    build: missing\n  c:\n    build: c\n",
+        ),
+        ("c/Dockerfile", "ARG V\nFROM 127.0.0.1:5000/x:${V}\n"),
+    ]);
+    let got = image_inputs(d.path(), &["compose.yml".into()]);
+    assert!(got.images.is_empty(), "{got:?}");
+    let whys: Vec<&str> = got.unknown.iter().map(|(_, w)| w.as_str()).collect();
+    assert!(whys[0].contains("is remote"), "{whys:?}");
+    assert!(whys[1].contains("cannot be read"), "{whys:?}");
+    assert!(whys[2].contains("${V}"), "{whys:?}");
+}

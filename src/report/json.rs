@@ -377,6 +377,53 @@ mod tests {
     }
 
     #[test]
+    fn a_row_says_what_moved_and_the_run_what_it_asked_the_registries() {
+        use crate::fresh::{Freshness, Lookup, Moved, Unknown};
+        let mut r = row("web1", Action::Rebuilt);
+        r.reason = Reason::BaseMoved;
+        r.detail.images = Some(Freshness {
+            moved: vec![Moved {
+                reference: "127.0.0.1:5000/base:1".into(),
+                service: "app".into(),
+                built: true,
+                recorded: "sha256:aa".into(),
+                current: "sha256:bb".into(),
+                age: 30,
+            }],
+            cooling: vec![],
+            unknown: vec![Unknown {
+                image: "docker.io/library/redis:7".into(),
+                why: "registry-1.docker.io: connection refused".into(),
+            }],
+        });
+        let mut lookups = Lookups::default();
+        lookups.requests = 2;
+        lookups.digests.insert(
+            "127.0.0.1:5000/base:1".into(),
+            Lookup::Digest {
+                digest: "sha256:bb".into(),
+                first_seen: 1_800_000_000,
+            },
+        );
+        lookups.digests.insert(
+            "docker.io/library/redis:7".into(),
+            Lookup::Unavailable {
+                error: "registry-1.docker.io: connection refused".into(),
+            },
+        );
+        let text = render_run(&[r], 0, Some(&lookups));
+        assert_valid("run", &text);
+        insta::assert_snapshot!("run_json_images", text);
+        // and it reads back (merge)
+        let back = parse(&text).unwrap();
+        assert_eq!(back.rows[0].reason, Reason::BaseMoved);
+        assert_eq!(
+            back.rows[0].detail.images.as_ref().unwrap().moved[0].current,
+            "sha256:bb"
+        );
+    }
+
+    #[test]
     fn rows_carry_their_times_hash_and_output_and_the_run_its_counts() {
         let mut failed = row("web1", Action::Failed);
         failed.detail = Detail {

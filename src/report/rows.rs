@@ -372,6 +372,36 @@ fn no_result(cut: Option<&RemoteError>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn images_are_worded_moved_cooling_and_in_a_dry_run_unknown() {
+        use crate::fresh::{Freshness, Moved, Unknown};
+        let m = |age| Moved {
+            reference: "127.0.0.1:5000/base:1".into(),
+            service: "app".into(),
+            built: true,
+            recorded: format!("sha256:{}", "a".repeat(64)),
+            current: format!("sha256:{}", "b".repeat(64)),
+            age,
+        };
+        let f = Freshness {
+            moved: vec![m(10)],
+            cooling: vec![m(7200)],
+            unknown: vec![Unknown {
+                image: "web".into(),
+                why: "its image names ${TAG}, unset here".into(),
+            }],
+        };
+        assert_eq!(
+            super::images_note(&f, false).unwrap(),
+            "127.0.0.1:5000/base:1 moved (sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb); \
+             127.0.0.1:5000/base:1 moved 2h ago (sha256:bbbbbbbbbbbb): deployed once it is min_age old"
+        );
+        assert!(super::images_note(&f, true).unwrap().ends_with(
+            "web: not checked (its image names ${TAG}, unset here); the build period applies"
+        ));
+        assert_eq!(super::images_note(&Freshness::default(), true), None);
+    }
+
     use super::*;
 
     #[test]

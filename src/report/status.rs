@@ -147,9 +147,10 @@ pub fn render_table(
                 s.generation.map_or("-".to_owned(), |g| g.to_string()),
                 built_cell(s),
                 files_cell(s).to_owned(),
-                match held_cell(s) {
-                    Some(h) => format!("held, {h}"),
-                    None => next_cell(s),
+                match (held_cell(s), images_cell(s)) {
+                    (Some(h), _) => format!("held, {h}"),
+                    (None, Some(i)) => format!("{}\n{i}", next_cell(s)),
+                    (None, None) => next_cell(s),
                 },
                 failure_cell(s).unwrap_or_else(|| "-".to_owned()),
                 s.locked_by.clone().unwrap_or_else(|| "-".to_owned()),
@@ -198,16 +199,38 @@ pub fn render_table(
         ));
     }
     let bad = all.iter().filter(|s| s.problem.is_some()).count();
+    let outdated = all.iter().filter(|s| s.outdated()).count();
     format!(
-        "{t}\n{} stack{}, {}\n",
+        "{t}\n{} stack{}, {}{}\n",
         all.len(),
         if all.len() == 1 { "" } else { "s" },
         if bad == 0 {
             "all fine".to_owned()
         } else {
             format!("{bad} with a problem")
+        },
+        match outdated {
+            0 => String::new(),
+            n => format!(", {n} on an image that moved since its build"),
         }
     )
+}
+
+/// What moved of the images a stack runs on: a line each, `moved` (the
+/// next run deploys it) or `cooling` (younger than `min_age`).
+fn images_cell(s: &StackStatus) -> Option<String> {
+    let f = s.images.as_ref()?;
+    let lines: Vec<String> = f
+        .moved
+        .iter()
+        .map(|m| format!("moved: {}", m.reference))
+        .chain(
+            f.cooling
+                .iter()
+                .map(|m| format!("cooling: {} (new {} ago)", m.reference, human_age(m.age))),
+        )
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 /// What the narrow table's NEXT / NOTE says of a stack: the next run,
@@ -220,6 +243,9 @@ fn note_cell(s: &StackStatus) -> String {
         Some(h) => notes.push(format!("next: held, {h}")),
         None if s.next.is_some() => notes.push(format!("next: {}", next_cell(s))),
         None => {}
+    }
+    if let Some(i) = images_cell(s) {
+        notes.push(i);
     }
     if let Some(e) = &s.error {
         notes.push(e.clone());
@@ -288,6 +314,10 @@ struct StackJson<'a> {
     locked_by: Option<&'a str>,
     /// The host's clock when it was asked.
     checked_at: Option<String>,
+    /// It runs on an image that moved in its registry since its build.
+    outdated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<&'a crate::fresh::Freshness>,
 }
 
 /// The status as one JSON document (pure): version 2, its fields in
@@ -328,6 +358,8 @@ pub fn render_json(all: &[StackStatus], exit_code: u8) -> String {
                 last_failure: s.last_failure.as_ref().map(AttemptJson::of),
                 locked_by: s.locked_by.as_deref(),
                 checked_at: s.now.and_then(time_json),
+                outdated: s.outdated(),
+                images: s.images.as_ref(),
             })
             .collect(),
         exit_code,
@@ -591,6 +623,66 @@ mod tests {
         assert_eq!(row["services"][0]["health"], "healthy");
         assert_eq!(row["built_age_s"], 600);
         assert_eq!(doc["exit_code"], 1);
+    }
+
+    #[test]
+    fn a_stack_on_a_moved_image_is_outdated_and_the_next_run_deploys_it() {
+        use crate::fresh::{Freshness, Moved};
+        let mut st = built("h1", 1000);
+        st.generation = Some(2);
+        let f = found(Some(st), Some(true), &[("app", "running", "none")]);
+        let m = |built: bool, age: u64| Moved {
+            reference: "127.0.0.1:5000/base:1".into(),
+            service: "app".into(),
+            built,
+            recorded: format!("sha256:{}", "a".repeat(64)),
+            current: format!("sha256:{}", "b".repeat(64)),
+            age,
+        };
+        let moved = Freshness {
+            moved: vec![m(true, 60)],
+            ..Freshness::default()
+        };
+        let s = assess("web1", "blog", Some("h1"), 86400, 1600, &f, Some(&moved));
+        assert!(s.outdated());
+        assert_eq!(
+            (s.next, s.next_reason),
+            (Some(Next::Now), Some(Reason::BaseMoved))
+        );
+        let cooling = Freshness {
+            cooling: vec![m(false, 600)],
+            ..Freshness::default()
+        };
+        let c = assess("web2", "proxy", Some("h1"), 86400, 1600, &f, Some(&cooling));
+        assert!(c.outdated());
+        assert_eq!(
+            (c.next, c.next_reason),
+            (Some(Next::Later), Some(Reason::Cooling))
+        );
+        let same = assess(
+            "web3",
+            "api",
+            Some("h1"),
+            86400,
+            1600,
+            &f,
+            Some(&Freshness::default()),
+        );
+        assert!(!same.outdated());
+        let all = [s, c, same];
+        insta::assert_snapshot!(
+            "status_table_outdated",
+            render_table(&all, false, None, false, true)
+        );
+        let text = render_json(&all, 0);
+        crate::report::json::assert_valid("status", &text);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["stacks"][0]["outdated"], true);
+        assert_eq!(doc["stacks"][0]["next_reason"], "base_moved");
+        assert_eq!(doc["stacks"][0]["images"]["moved"][0]["built"], true);
+        assert_eq!(doc["stacks"][1]["next_reason"], "cooling");
+        assert_eq!(doc["stacks"][2]["outdated"], false);
+        assert!(doc["stacks"][2].get("images").is_none());
     }
 
     /// A fleet's stacks in every shape the table shows: fine with two
