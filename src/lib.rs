@@ -116,6 +116,7 @@
 //! tests/suite/failures.rs    builds and ups that fail, and what the host keeps
 //! tests/suite/faults.rs      each fault, then the host's real state (RELIABILITY.md maps the cases)
 //! tests/suite/fleet.rs       many hosts: concurrency, rollouts, an unreachable host is a row
+//! tests/suite/freshness.rs  base images and image-only services moved in the registry: rebuilt, pulled, min_age, status --outdated
 //! tests/suite/gate.rs        the gate: crashes, restart loops, unhealthy, slow, one-shots, the rollback target, rollback by hand, history
 //! tests/suite/hooks.rs       `before`/`after` hooks: where they run, what a failing one leaves
 //! tests/suite/local.rs       local mode: this machine, no ssh

@@ -117,8 +117,7 @@ impl Upstream {
     /// are off).
     pub async fn lookups(&self) -> Option<Arc<Lookups>> {
         let mut rx = self.answers.clone()?;
-        let got = rx.wait_for(|v| v.is_some()).await.ok()?.clone();
-        got
+        rx.wait_for(|v| v.is_some()).await.ok()?.clone()
     }
 }
 
@@ -343,6 +342,20 @@ mod tests {
         .map(str::to_owned)
         .collect();
         assert_eq!(insecure(&refs), ["127.0.0.1:5000", "localhost:5001"]);
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_cannot_be_reached_is_a_note_not_a_failure() {
+        // nothing listens on the discard port of loopback
+        let refs: BTreeSet<String> = ["127.0.0.1:9/nothing/here:1".to_owned()].into();
+        let got = lookup(&refs).await;
+        assert_eq!(got.requests, 1);
+        match &got.digests["127.0.0.1:9/nothing/here:1"] {
+            Lookup::Unavailable { error } => assert!(error.starts_with("127.0.0.1:9: "), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        // nothing to ask: no request
+        assert_eq!(lookup(&BTreeSet::new()).await.requests, 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod suite {
     mod failures;
     mod faults;
     mod fleet;
+    mod freshness;
     mod gate;
     mod hooks;
     mod local;

@@ -207,7 +207,7 @@ fn push_image(
         }
     };
     let lower = r.to_ascii_lowercase();
-    if lower == "scratch" || stages.iter().any(|s| *s == lower) {
+    if lower == "scratch" || stages.contains(&lower) {
         return;
     }
     if !out

@@ -56,7 +56,7 @@ impl<C: Connect> Ctx<C> {
     /// Show a row as it settles (with the tail of its docker output).
     pub(super) fn report(&self, row: &Row, log: Vec<String>) {
         let _ = self.tx.send(Progress::Result {
-            row: row.clone(),
+            row: Box::new(row.clone()),
             log,
         });
     }
@@ -143,7 +143,7 @@ impl HostRows {
                 {
                     r.error = rows::images_note(f, self.2);
                 }
-                r.detail.images = f.filter(|f| *f != Freshness::default());
+                r.detail.images = f.filter(|f| *f != Freshness::default()).map(Box::new);
                 r
             })
             .collect()
@@ -419,8 +419,6 @@ async fn check<C: Connect>(
                     reason,
                     mode: if ship {
                         StackMode::Ship
-                    } else if reason == Reason::ImageMoved {
-                        StackMode::Build
                     } else {
                         StackMode::Build
                     },

@@ -282,7 +282,7 @@ fn shown_once(rows: &[Row], events: &[Progress]) {
     let shown: Vec<&Row> = events
         .iter()
         .filter_map(|e| match e {
-            Progress::Result { row, .. } => Some(row),
+            Progress::Result { row, .. } => Some(&**row),
             _ => None,
         })
         .collect();

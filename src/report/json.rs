@@ -142,7 +142,7 @@ fn doc(rows: &[Row], exit_code: u8) -> Doc<'_> {
                 hash: r.detail.hash.as_deref(),
                 output: &r.detail.output,
                 plan: r.detail.plan.as_ref(),
-                images: r.detail.images.as_ref(),
+                images: r.detail.images.as_deref(),
             })
             .collect(),
         counts: counts(rows),
@@ -303,7 +303,7 @@ pub fn parse(text: &str) -> std::result::Result<RunRead, String> {
                 finished: time_in(r.finished_at)?,
                 hash: r.hash,
                 plan,
-                images: r.images,
+                images: r.images.map(Box::new),
             },
         });
     }
@@ -381,7 +381,7 @@ mod tests {
         use crate::fresh::{Freshness, Lookup, Moved, Unknown};
         let mut r = row("web1", Action::Rebuilt);
         r.reason = Reason::BaseMoved;
-        r.detail.images = Some(Freshness {
+        r.detail.images = Some(Box::new(Freshness {
             moved: vec![Moved {
                 reference: "127.0.0.1:5000/base:1".into(),
                 service: "app".into(),
@@ -395,9 +395,11 @@ mod tests {
                 image: "docker.io/library/redis:7".into(),
                 why: "registry-1.docker.io: connection refused".into(),
             }],
-        });
-        let mut lookups = Lookups::default();
-        lookups.requests = 2;
+        }));
+        let mut lookups = Lookups {
+            requests: 2,
+            ..Lookups::default()
+        };
         lookups.digests.insert(
             "127.0.0.1:5000/base:1".into(),
             Lookup::Digest {

@@ -206,7 +206,7 @@ pub struct Detail {
     pub plan: Option<ShipPlan>,
     /// Its images against the registries: what moved, what cools down,
     /// what cannot be told (`None`: nothing to say, or not asked).
-    pub images: Option<crate::fresh::Freshness>,
+    pub images: Option<Box<crate::fresh::Freshness>>,
 }
 
 /// What a rebuild would ship.
@@ -244,7 +244,7 @@ pub enum Progress {
         text: String,
     },
     /// A stack's result, with the tail of the remote log when it failed.
-    Result { row: Row, log: Vec<String> },
+    Result { row: Box<Row>, log: Vec<String> },
     /// A host is finished.
     HostDone { host: String },
 }

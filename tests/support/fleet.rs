@@ -306,6 +306,8 @@ impl Fleet {
         let mut c = rbuild_command();
         // the controller's cache (the trees of what it shipped) is the test's
         c.env("RBUILD_CACHE_DIR", self.root.path().join("cache"));
+        // and so is its state (`-q`'s memory, when each digest was first seen)
+        c.env("XDG_STATE_HOME", self.root.path().join("state"));
         c.current_dir(self.root.path())
             .arg("-F")
             .arg(self.th.join("ssh_config"))

@@ -39,6 +39,9 @@ pub struct Defaults {
     /// watcher holds the stack's lock; the tests of it set their own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<String>,
+    /// How old a new digest must be before a run deploys it (issue 22).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<String>,
 }
 
 impl Defaults {
@@ -49,6 +52,7 @@ impl Defaults {
             && self.up_timeout.is_none()
             && self.rollout.is_none()
             && self.watch.is_none()
+            && self.min_age.is_none()
     }
 }
 

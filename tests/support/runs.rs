@@ -110,7 +110,11 @@ impl Run {
             self.dump()
         );
         // a skip that still needs attention carries its error
-        let attention = matches!(reason, "previous_failure" | "rollout_halted");
+        // (and one whose image moved names what moved)
+        let attention = matches!(
+            reason,
+            "previous_failure" | "rollout_halted" | "base_moved" | "image_moved" | "cooling"
+        );
         if matches!(action, "rebuilt" | "skipped" | "would_rebuild") && !attention {
             assert!(r["error"].is_null(), "{host}/{stack}:\n{}", self.dump());
         }
