@@ -354,6 +354,7 @@ mod tests {
                     failed_hash: Some("bad".into()),
                     failed_at: now - 30,
                     generation,
+                    bases: None,
                 })),
                 locked_by: None,
                 running,
@@ -476,6 +477,7 @@ mod fuzz {
                     failed_hash,
                     failed_at,
                     generation,
+                    bases: None,
                 })),
                 _ => Err(BadState::Newer("3".into())),
             };

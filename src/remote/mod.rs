@@ -27,7 +27,7 @@ pub use call::{
 pub use event::{
     Attempt, BadState, Cause, Event, Generation, Outcome, Recorded, StackState, Token, parse_line,
 };
-pub use words::{AttemptResult, Health, LastResult, ServiceState};
+pub use words::{AttemptResult, Base, Health, LastResult, ServiceState};
 
 /// The protocol version this controller speaks; `sh/head.sh` says the same
 /// in `rbuild_proto` (a unit test keeps them equal), refuses any other, and

@@ -468,6 +468,7 @@ mod tests {
             built_at: 900,
             hash: format!("h{number}"),
             images: "app=sha256:1".into(),
+            bases: None,
         }
     }
 
