@@ -82,24 +82,32 @@ EOF2
 # `Step N/M : FROM` lines are as written, before ARG substitution). A REF
 # pinned by digest is recorded as it is.
 build_bases() {
-	if ! b_bases=$(tr -d '\r' <"$1" | awk '
-	function pinned(r, d) { return length(d) == 71 && substr(d, 1, 7) == "sha256:" && substr(d, 8) !~ /[^0-9a-f]/ }
+	if ! b_bases=$(awk '
+	function is_digest(d) { return length(d) == 71 && substr(d, 1, 7) == "sha256:" && substr(d, 8) !~ /[^0-9a-f]/ }
+	{ sub(/\r$/, "") }
 	/^#[0-9]+ / {
 		w = 0
 		if ($2 == "FROM") w = 3
 		else if (substr($2, 1, 1) == "[") {
 			for (i = 2; i < NF; i++) if ($i ~ /]$/) { if ($(i + 1) == "FROM") w = i + 2; break }
 		}
-		if (w && w <= NF && (a = index($w, "@")) && pinned($w, substr($w, a + 1))) print $w
+		if (w && w <= NF && (a = index($w, "@")) && is_digest(substr($w, a + 1))) print $w
 		next
 	}
 	$1 == "Digest:" { d = $2; next }
 	$1 == "Status:" && (index($0, "Image is up to date for ") || index($0, "Downloaded newer image for ")) {
-		if (pinned("", d)) { if (index($NF, "@sha256:")) print $NF; else print $NF "@" d }
+		if (is_digest(d)) { if (index($NF, "@sha256:")) print $NF; else print $NF "@" d }
 		d = ""
-	}' | LC_ALL=C sort -u | awk 'NF { s = s (s == "" ? "" : ",") $0 } END { print s }'); then
+	}' "$1"); then
 		b_bases=-
+		return 0
 	fi
+	b_bases=$(list_of "$b_bases")
+}
+
+# list_of LINES: the lines, sorted, without duplicates, comma-joined.
+list_of() {
+	printf '%s\n' "$1" | LC_ALL=C sort -u | awk 'NF { s = s (s == "" ? "" : ",") $0 } END { print s }'
 }
 
 # image_bases IMAGES NAMES: the registry digest of the image each service
@@ -145,10 +153,11 @@ image_bases() {
 			else print name[s] "@" got
 		}
 		exit bad
-	}' | LC_ALL=C sort -u | awk 'NF { s = s (s == "" ? "" : ",") $0 } END { print s }'); then
+	}'); then
 		i_bases=-
 		return 1
 	fi
+	i_bases=$(list_of "$i_bases")
 }
 
 # kept_bases OLD PULLED: what the built services of a pull (no build) keep
@@ -175,6 +184,6 @@ join_bases() {
 		return
 		;;
 	esac
-	jb=$(echo "$1,$2" | tr ',' '\n' | LC_ALL=C sort -u | awk 'NF { s = s (s == "" ? "" : ",") $0 } END { print s }')
+	jb=$(list_of "$(echo "$1,$2" | tr ',' '\n')")
 	echo "${jb:-none}"
 }
