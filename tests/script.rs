@@ -2399,13 +2399,13 @@ fn the_bases_of_a_buildkit_build_are_read_from_its_log() {
             _ => None,
         })
         .collect();
-    assert_eq!(gens, [want.clone()], "{r}");
+    assert_eq!(gens, std::slice::from_ref(&want), "{r}");
     // and history's
     let r = h.history("web");
     assert!(
-        r.events.iter().any(
-            |e| matches!(e, Event::Generation { generation, .. } if generation.bases == want)
-        ),
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::Generation { generation, .. } if generation.bases == want)),
         "{r}"
     );
 }
@@ -2452,13 +2452,12 @@ fn a_base_pinned_by_digest_is_recorded_as_written() {
     let a = digest('a');
     h.fake(
         "build_out",
-        &format!("#4 [app 1/1] FROM 127.0.0.1:5000/base@{a}\n#4 resolve 127.0.0.1:5000/base@{a} done\n"),
+        &format!(
+            "#4 [app 1/1] FROM 127.0.0.1:5000/base@{a}\n#4 resolve 127.0.0.1:5000/base@{a} done\n"
+        ),
     );
     h.apply().expect_done("web", "rebuilt");
-    assert_eq!(
-        h.bases("web"),
-        Some(format!("127.0.0.1:5000/base@{a}"))
-    );
+    assert_eq!(h.bases("web"), Some(format!("127.0.0.1:5000/base@{a}")));
     assert_eq!(
         h.checked_bases("web"),
         Some(vec![base("127.0.0.1:5000/base", &a)])
@@ -2506,7 +2505,11 @@ fn an_image_only_services_digest_is_recorded_and_unreadable_ones_are_not() {
     // the engine does not answer that look: not recorded, the rebuild
     // stands
     h.edit("web", "app.txt", "v2");
-    h.fake_times("fail/image_inspect", "Cannot connect to the Docker daemon", 1);
+    h.fake_times(
+        "fail/image_inspect",
+        "Cannot connect to the Docker daemon",
+        1,
+    );
     h.apply().expect_done("web", "rebuilt");
     assert_eq!(h.bases("web").as_deref(), Some("-"));
     assert_eq!(h.checked_bases("web"), None);
@@ -2660,9 +2663,9 @@ fn an_older_rbuilds_state_and_generation_lines_read_as_not_recorded() {
     assert_eq!(h.checked_bases("web"), None);
     let r = h.history("web");
     assert!(
-        r.events
-            .iter()
-            .any(|e| matches!(e, Event::Generation { generation, .. } if generation.bases.is_none())),
+        r.events.iter().any(
+            |e| matches!(e, Event::Generation { generation, .. } if generation.bases.is_none())
+        ),
         "{r}"
     );
     // a rebuild: its generation recorded, the older one's kept as `-`
@@ -2670,7 +2673,10 @@ fn an_older_rbuilds_state_and_generation_lines_read_as_not_recorded() {
     h.edit("web", "app.txt", "v2");
     h.apply().expect_done("web", "rebuilt");
     assert_eq!(
-        h.gens("web").iter().map(|g| g[5].as_str()).collect::<Vec<_>>(),
+        h.gens("web")
+            .iter()
+            .map(|g| g[5].as_str())
+            .collect::<Vec<_>>(),
         [
             "-",
             format!("127.0.0.1:5000/base:1@{}", digest('a')).as_str()
