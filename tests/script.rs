@@ -34,8 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rbuild::inventory::ComposePref;
 use rbuild::remote::call::Hooks;
 use rbuild::remote::{
-    Announced, Apply, ApplyStack, Call, Cause, Check, CheckStack, Event, History, Logs, Outcome,
-    Place, Rollback, StackMode, StackOptions, Status, Token, parse_line, script,
+    Announced, Apply, ApplyStack, Base, Call, Cause, Check, CheckStack, Event, History, Logs,
+    Outcome, Place, Rollback, StackMode, StackOptions, Status, Token, parse_line, script,
 };
 use sha2::{Digest, Sha256};
 
@@ -2302,6 +2302,392 @@ fn history_lists_every_attempt() {
     assert!(r.events.contains(&Event::End { hold: false }));
 }
 
+// ---------------------------------------------------------------- bases
+
+/// A digest made of one hex digit.
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn base(reference: &str, d: &str) -> Base {
+    Base {
+        reference: reference.into(),
+        digest: d.into(),
+    }
+}
+
+/// BuildKit's plain progress of a build FROM `127.0.0.1:5000/base:1`
+/// resolved to digest `d`.
+fn buildkit_log(d: &str) -> String {
+    format!(
+        "#0 building with \"default\" instance using docker driver\n\n\
+         #3 [app internal] load metadata for 127.0.0.1:5000/base:1\n#3 DONE 0.0s\n\n\
+         #4 [app 1/2] FROM 127.0.0.1:5000/base:1@{d}\n\
+         #4 resolve 127.0.0.1:5000/base:1@{d} done\n#4 CACHED\n\n\
+         #5 [app 2/2] RUN true\n#5 DONE 0.1s\n"
+    )
+}
+
+impl Host {
+    /// The `bases=` of the state file (`None`: no such line).
+    fn bases(&self, name: &str) -> Option<String> {
+        self.state(name).get("bases").cloned()
+    }
+
+    /// The bases the check reads for the stack (and that it made no docker
+    /// call to read them).
+    fn checked_bases(&self, name: &str) -> Option<Vec<Base>> {
+        let calls = self.calls().len();
+        let s = self.stacks.iter().find(|s| s.name == name).unwrap();
+        let r = self.check(&[(name, &s.hash(), 3600)], false, false);
+        assert_eq!(self.calls().len(), calls, "the check calls no docker");
+        r.recorded(name).state.unwrap().unwrap().bases
+    }
+
+    /// The `docker image inspect` calls made so far.
+    fn image_inspects(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.starts_with("docker image inspect --format"))
+            .count()
+    }
+}
+
+#[test]
+fn the_bases_of_a_buildkit_build_are_read_from_its_log() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\nworker build - always none");
+    let (a, b, z) = (digest('a'), digest('b'), digest('0'));
+    h.fake(
+        "build_out",
+        &format!(
+            "{}#6 [app] FROM 127.0.0.1:5000/tools:latest\n\
+             #6 resolve 127.0.0.1:5000/tools:latest done\n\
+             #7 [app stage-1 1/2] RUN echo FROM x@{z}\n#7 0.315 FROM x@{z}\n\
+             #8 [worker build 1/3] FROM docker.io/library/busybox:1.36@{b}\n\
+             #9 [worker 1/1] FROM 127.0.0.1:5000/base:1@{a}\n#9 CACHED\n",
+            buildkit_log(&a)
+        ),
+    );
+    h.apply().expect_done("web", "rebuilt");
+    // each FROM's digest once, sorted; a FROM line without one (BuildKit's
+    // COPY --from=IMAGE) and a RUN's output are not bases
+    let want = format!("127.0.0.1:5000/base:1@{a},docker.io/library/busybox:1.36@{b}");
+    assert_eq!(h.bases("web").as_deref(), Some(want.as_str()));
+    assert_eq!(h.gens("web")[0][5], want);
+    assert_eq!(
+        std::fs::read_to_string(h.path("fake/build_progress"))
+            .unwrap()
+            .trim(),
+        "plain"
+    );
+    // built images have no registry digests: one look at them, nothing more
+    assert_eq!(h.image_inspects(), 1);
+    let want = Some(vec![
+        base("127.0.0.1:5000/base:1", &a),
+        base("docker.io/library/busybox:1.36", &b),
+    ]);
+    assert_eq!(h.checked_bases("web"), want);
+    // status: the state line and the generation lines say the same
+    let r = h.status();
+    assert_eq!(r.recorded("web").state.unwrap().unwrap().bases, want);
+    let gens: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Generation { generation, .. } => Some(generation.bases.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gens, std::slice::from_ref(&want), "{r}");
+    // and history's
+    let r = h.history("web");
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::Generation { generation, .. } if generation.bases == want)),
+        "{r}"
+    );
+}
+
+#[test]
+fn the_bases_of_a_legacy_build_are_read_from_its_pulls() {
+    // compose v1 and the legacy builder: `Step` lines as written (an ARG
+    // not substituted), and the pull of each FROM (and COPY --from) image
+    let h = Host::new()
+        .stack("web", &[("app.txt", "v1")])
+        .compose(ComposePref::V1);
+    let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+    h.fake(
+        "build_out",
+        &format!(
+            "Building app\nStep 1/7 : ARG TAG=1\nStep 2/7 : FROM 127.0.0.1:5000/base:${{TAG}} AS base\n\
+             1: Pulling from base\nDigest: {a}\nStatus: Image is up to date for 127.0.0.1:5000/base:1\n ---> ec512af1537b\n\
+             Step 3/7 : RUN echo Digest: {c}\n ---> Running in a91b8e94fd41\nDigest: {c}\n ---> 169090993221\n\
+             Step 4/7 : FROM base\n ---> 169090993221\n\
+             Step 5/7 : COPY --from=busybox:latest /bin/true /t\nlatest: Pulling from library/busybox\n\
+             Digest: {b}\nStatus: Downloaded newer image for busybox:latest\n ---> acf1ca38213f\n\
+             Step 6/7 : FROM 127.0.0.1:5000/pinned@{c}\n127.0.0.1:5000/pinned@{c}: Pulling from pinned\n\
+             Digest: {c}\nStatus: Image is up to date for 127.0.0.1:5000/pinned@{c}\n ---> ec512af1537b\n\
+             Step 7/7 : CMD [\"true\"]\nSuccessfully built 6ae66a93efa9\n"
+        ),
+    );
+    h.apply()
+        .expect_done("web", "rebuilt")
+        .expect_detail("web", "compose v1");
+    assert_eq!(
+        h.checked_bases("web"),
+        Some(vec![
+            base("127.0.0.1:5000/base:1", &a),
+            // pinned: as written, not its digest twice
+            base("127.0.0.1:5000/pinned", &c),
+            base("busybox:latest", &b),
+        ])
+    );
+}
+
+#[test]
+fn a_base_pinned_by_digest_is_recorded_as_written() {
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    let a = digest('a');
+    h.fake(
+        "build_out",
+        &format!(
+            "#4 [app 1/1] FROM 127.0.0.1:5000/base@{a}\n#4 resolve 127.0.0.1:5000/base@{a} done\n"
+        ),
+    );
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.bases("web"), Some(format!("127.0.0.1:5000/base@{a}")));
+    assert_eq!(
+        h.checked_bases("web"),
+        Some(vec![base("127.0.0.1:5000/base", &a)])
+    );
+}
+
+#[test]
+fn a_build_from_nothing_a_registry_holds_records_none() {
+    // FROM scratch, or stages only: BuildKit resolves no FROM
+    let h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.fake(
+        "build_out",
+        "#1 [app internal] load build definition from Dockerfile\n#1 DONE 0.0s\n#2 [app 1/1] COPY app.txt /\n",
+    );
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.bases("web").as_deref(), Some("none"));
+    assert_eq!(h.gens("web")[0][5], "none");
+    assert_eq!(h.checked_bases("web"), Some(vec![]));
+}
+
+#[test]
+fn an_image_only_services_digest_is_recorded_and_unreadable_ones_are_not() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\ndb image 127.0.0.1:5000/db:16 always none");
+    let (a, d) = (digest('a'), digest('d'));
+    h.fake("build_out", &buildkit_log(&a));
+    h.fake("registry", &format!("127.0.0.1:5000/db:16 {d}"));
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(
+        h.checked_bases("web"),
+        Some(vec![
+            base("127.0.0.1:5000/base:1", &a),
+            base("127.0.0.1:5000/db:16", &d)
+        ])
+    );
+    // one `docker image inspect` for every image of the stack
+    assert_eq!(h.image_inspects(), 1);
+    let inspect = h
+        .calls()
+        .into_iter()
+        .find(|c| c.starts_with("docker image inspect --format"))
+        .unwrap();
+    assert_eq!(inspect.matches(" sha256:i").count(), 2, "{inspect}");
+
+    // the engine does not answer that look: not recorded, the rebuild
+    // stands
+    h.edit("web", "app.txt", "v2");
+    h.fake_times(
+        "fail/image_inspect",
+        "Cannot connect to the Docker daemon",
+        1,
+    );
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.bases("web").as_deref(), Some("-"));
+    assert_eq!(h.checked_bases("web"), None);
+    // an image whose digests name another repository than its name: not
+    // recorded either (a digest of another name would look moved forever)
+    h.edit("web", "app.txt", "v3");
+    h.unfake("registry");
+    let images = std::fs::read_to_string(h.path("fake/images")).unwrap();
+    assert!(images.contains("127.0.0.1:5000/db@"), "{images}");
+    std::fs::write(
+        h.path("fake/images"),
+        images.replace("127.0.0.1:5000/db@", "127.0.0.1:5000/elsewhere@"),
+    )
+    .unwrap();
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.bases("web").as_deref(), Some("-"));
+}
+
+#[test]
+fn pull_mode_pulls_builds_nothing_and_records_a_new_generation() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\ndb image 127.0.0.1:5000/db:16 always none");
+    let (a, d, e, f) = (digest('a'), digest('d'), digest('e'), digest('f'));
+    h.fake("build_out", &buildkit_log(&a));
+    h.fake("registry", &format!("127.0.0.1:5000/db:16 {d}"));
+    h.apply().expect_done("web", "rebuilt");
+    let app = h
+        .containers()
+        .into_iter()
+        .find(|c| c.service == "app")
+        .unwrap();
+    let built_at = h.state("web")["built_at"].clone();
+
+    // the registry's db:16 moved; a build now would read another base
+    h.fake("registry", &format!("127.0.0.1:5000/db:16 {e}"));
+    h.fake("build_out", &buildkit_log(&f));
+    h.get("web").mode = StackMode::Pull;
+    let calls = h.calls().len();
+    let r = h.apply();
+    r.expect_done("web", "rebuilt")
+        .expect_detail("web", "generation 2, pulled (no build)");
+    assert_eq!(r.steps("web"), ["pull", "up", "wait", "prune"]);
+    let new_calls = &h.calls()[calls..];
+    assert!(
+        !new_calls.iter().any(|c| c.contains(" build ")),
+        "{new_calls:?}"
+    );
+    assert!(
+        new_calls
+            .iter()
+            .any(|c| c == "docker compose -p web pull --ignore-buildable --quiet"),
+        "{new_calls:?}"
+    );
+    // no build, so no build cache to prune
+    assert!(!new_calls.iter().any(|c| c.starts_with("docker builder")));
+    // the built service kept its container and what it was built from;
+    // the pulled one runs the new image
+    let now = h.containers();
+    assert!(now.contains(&app), "{now:?}");
+    assert_eq!(h.state_images("web"), h.running("web"));
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    assert_eq!(
+        h.checked_bases("web"),
+        Some(vec![
+            base("127.0.0.1:5000/base:1", &a),
+            base("127.0.0.1:5000/db:16", &e)
+        ])
+    );
+    // the build period counts from the last build
+    assert_eq!(h.state("web")["built_at"], built_at);
+
+    // nothing moved: the same generation, pulled again
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(h.gen_numbers("web"), [1, 2]);
+    assert_eq!(h.state("web")["gen"], "2");
+
+    // and back: the rollback puts generation 1 and its bases back
+    h.rollback("web").expect_done("web", "rolled_back");
+    assert_eq!(
+        h.checked_bases("web"),
+        Some(vec![
+            base("127.0.0.1:5000/base:1", &a),
+            base("127.0.0.1:5000/db:16", &d)
+        ])
+    );
+}
+
+#[test]
+fn a_failed_pull_in_pull_mode_leaves_what_runs() {
+    let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+    h.services("app build - always none\ndb image 127.0.0.1:5000/db:16 always none");
+    h.fake("registry", &format!("127.0.0.1:5000/db:16 {}", digest('d')));
+    h.apply().expect_done("web", "rebuilt");
+    let (runs, bases) = (h.running("web"), h.bases("web"));
+    h.fake("registry", &format!("127.0.0.1:5000/db:16 {}", digest('e')));
+    h.fake("fail/pull", "manifest unknown");
+    h.get("web").mode = StackMode::Pull;
+    h.apply()
+        .expect_done("web", "failed")
+        .expect_detail("web", "pull failed");
+    assert_eq!((h.running("web"), h.bases("web")), (runs, bases));
+    h.no_leftovers("web");
+}
+
+#[test]
+fn rollbacks_put_back_the_bases_of_the_generation_they_run_and_a_start_keeps_them() {
+    let mut h = built();
+    let (a, b, c) = (digest('a'), digest('b'), digest('c'));
+    h.fake("build_out", &buildkit_log(&a));
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    h.fake("build_out", &buildkit_log(&b));
+    h.edit("web", "app.txt", "v3");
+    h.apply().expect_done("web", "rebuilt");
+    let of = |d: &str| Some(vec![base("127.0.0.1:5000/base:1", d)]);
+    assert_eq!(h.checked_bases("web"), of(&b));
+    // a failed gate goes back to what ran: its bases stay
+    h.fake("build_out", &buildkit_log(&c));
+    h.edit("web", "app.txt", "v4");
+    h.fake_times("health/app", "unhealthy", 1);
+    h.apply().expect_done("web", "rolled_back");
+    assert_eq!(h.checked_bases("web"), of(&b));
+    // by hand: the generation before, with its own
+    h.rollback("web").expect_done("web", "rolled_back");
+    assert_eq!(h.checked_bases("web"), of(&a));
+    // a start runs the recorded generation: the same bases
+    h.stop_all();
+    h.get("web").mode = StackMode::Start;
+    h.apply().expect_done("web", "started");
+    assert_eq!(h.checked_bases("web"), of(&a));
+}
+
+#[test]
+fn an_older_rbuilds_state_and_generation_lines_read_as_not_recorded() {
+    let mut h = built();
+    // what an rbuild before bases wrote: no `bases=`, 5-field generations
+    let text = std::fs::read_to_string(h.state_dir().join("web.state")).unwrap();
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("bases="))
+        .map(|l| match l.strip_prefix("generation=") {
+            Some(g) => format!(
+                "generation={}\n",
+                g.split(' ').take(5).collect::<Vec<_>>().join(" ")
+            ),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert!(!old.contains("bases") && old != text, "{old}");
+    h.write_state("web", &old);
+    assert_eq!(h.checked_bases("web"), None);
+    let r = h.history("web");
+    assert!(
+        r.events.iter().any(
+            |e| matches!(e, Event::Generation { generation, .. } if generation.bases.is_none())
+        ),
+        "{r}"
+    );
+    // a rebuild: its generation recorded, the older one's kept as `-`
+    h.fake("build_out", &buildkit_log(&digest('a')));
+    h.edit("web", "app.txt", "v2");
+    h.apply().expect_done("web", "rebuilt");
+    assert_eq!(
+        h.gens("web")
+            .iter()
+            .map(|g| g[5].as_str())
+            .collect::<Vec<_>>(),
+        [
+            "-",
+            format!("127.0.0.1:5000/base:1@{}", digest('a')).as_str()
+        ]
+    );
+    // rolled back to it: not recorded
+    h.rollback("web").expect_done("web", "rolled_back");
+    assert_eq!(h.bases("web").as_deref(), Some("-"));
+    assert_eq!(h.checked_bases("web"), None);
+}
+
 // ---------------------------------------------------------------- kills
 
 /// Where the harness kills the script: at a step (`at STEP`, the script's
@@ -2438,6 +2824,22 @@ fn scenarios() -> Vec<Scenario> {
             name: "rollback --to 1",
             setup: three_generations,
             act: |h| h.rollback_to("web", Some(1)),
+            lift: &[],
+        },
+        Scenario {
+            name: "pull",
+            setup: || {
+                let mut h = Host::new().stack("web", &[("app.txt", "v1")]);
+                h.services("app build - always none\ndb image 127.0.0.1:5000/db:16 always none");
+                h.fake("build_out", &buildkit_log(&digest('a')));
+                h.fake("registry", &format!("127.0.0.1:5000/db:16 {}", digest('d')));
+                h.apply().expect_done("web", "rebuilt");
+                h.data("web", "data/db.txt", "precious");
+                h.fake("registry", &format!("127.0.0.1:5000/db:16 {}", digest('e')));
+                h.get("web").mode = StackMode::Pull;
+                h
+            },
+            act: Host::apply,
             lift: &[],
         },
         Scenario {
@@ -2832,6 +3234,21 @@ fn killed_at_each_step_of_a_manual_rollback_to_a_generation() {
 fn killed_at_each_step_of_a_start() {
     let t = sweep_scenario("start", Sweep::Steps);
     assert!(t.iter().all(|r| r.contains("| `started` |")), "{t:#?}");
+}
+
+#[test]
+fn killed_at_each_step_of_a_pull() {
+    let t = sweep_scenario("pull", Sweep::Steps);
+    // every step of a pull (no build), and the next run pulls again
+    let steps: Vec<&str> = t.iter().map(|r| r.split(" | ").nth(1).unwrap()).collect();
+    for p in ["pull", "switch", "gate", "commit", "state.write"] {
+        assert!(
+            steps.iter().any(|s| s.starts_with(&format!("`{p}"))),
+            "{p} in {steps:?}"
+        );
+    }
+    assert!(!steps.iter().any(|s| s.starts_with("`build")), "{steps:?}");
+    assert!(t.iter().all(|r| r.contains("| `rebuilt` |")), "{t:#?}");
 }
 
 /// Issue 18, defect 1: a kill between any two file steps (each `mv`, `rm`,

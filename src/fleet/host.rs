@@ -419,6 +419,10 @@ async fn check<C: Connect>(
                     reason,
                     mode: if ship {
                         StackMode::Ship
+                    } else if reason == Reason::ImageMoved {
+                        // only an image-only service's image moved: pulled,
+                        // nothing built
+                        StackMode::Pull
                     } else {
                         StackMode::Build
                     },

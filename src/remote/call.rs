@@ -67,6 +67,10 @@ pub enum StackMode {
     Ship,
     /// Its files are on the host already: rebuild.
     Build,
+    /// An image-only service's image moved: its files are on the host
+    /// already; pull, then up, gated and committed as a rebuild, but no
+    /// build (the built services keep their images).
+    Pull,
     /// It does not run as recorded: up what is there, no build.
     Start,
     /// A container of what runs restarted since its gate: look; a crash
@@ -80,6 +84,7 @@ impl StackMode {
         match self {
             StackMode::Ship => "ship",
             StackMode::Build => "build",
+            StackMode::Pull => "pull",
             StackMode::Start => "start",
             StackMode::Verify => "verify",
         }
@@ -423,6 +428,27 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_mode_is_a_word_the_script_knows() {
+        let source = script::source();
+        for (mode, word) in [
+            (StackMode::Ship, "ship"),
+            (StackMode::Build, "build"),
+            (StackMode::Pull, "pull"),
+            (StackMode::Start, "start"),
+            (StackMode::Verify, "verify"),
+        ] {
+            assert_eq!(mode.as_arg(), word);
+            if mode != StackMode::Build {
+                assert!(
+                    source.contains(&format!("\"$mode\" = {word} ]"))
+                        || source.contains(&format!("\"$mode\" != {word} ]")),
+                    "the script tests for mode {word}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn args_are_positional_and_complete() {

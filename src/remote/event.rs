@@ -3,7 +3,7 @@
 //! are separated by one space; a line's last field may be free text.
 
 use super::STATE_VERSION;
-use super::words::{AttemptResult, Health, LastResult, ServiceState};
+use super::words::{AttemptResult, Base, Health, LastResult, ServiceState};
 
 /// The oldest state file version this rbuild reads (version 1 has no
 /// generations: its stack has none recorded until its next rebuild).
@@ -26,7 +26,7 @@ pub struct StackState {
     /// What the running generation was built from: `None` = not recorded
     /// (older rbuild, unreadable), `Some(vec![])` = recorded, no registry
     /// inputs.
-    pub bases: Option<Vec<super::words::Base>>,
+    pub bases: Option<Vec<Base>>,
 }
 
 /// A state file this rbuild does not read: nothing in it is to be trusted
@@ -195,6 +195,9 @@ pub struct Generation {
     pub hash: String,
     /// `service=image-id,...`.
     pub images: String,
+    /// What it was built from (`bases=`): `None` = not recorded (older
+    /// rbuild, unreadable), `Some(vec![])` = recorded, no registry inputs.
+    pub bases: Option<Vec<Base>>,
 }
 
 /// One `@rbuild` line.
@@ -403,6 +406,9 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
             let built_at = w.next()?.parse().ok()?;
             let hash = w.next()?;
             let images = w.next().unwrap_or("-");
+            let bases = w
+                .find_map(|f| f.strip_prefix("bases="))
+                .and_then(Base::parse_list);
             Event::Generation {
                 stack: stack.to_owned(),
                 generation: Generation {
@@ -411,6 +417,7 @@ pub fn parse_line(line: &str, token: &Token) -> Option<Event> {
                     built_at,
                     hash: hash.to_owned(),
                     images: images.to_owned(),
+                    bases,
                 },
             }
         }
@@ -454,6 +461,7 @@ fn recorded(rest: &str) -> Recorded {
             "failed_hash" => s.failed_hash = opt(v),
             "failed_at" => s.failed_at = v.parse().unwrap_or(0),
             "gen" => s.generation = number(v),
+            "bases" => s.bases = Base::parse_list(v),
             "phase" => phase = opt(v),
             "restarted" => restarted = v == "1",
             "locked" => locked_by = opt(v),
@@ -636,6 +644,7 @@ mod tests {
                     built_at: 1795600000,
                     hash: "5f0c".into(),
                     images: "app=sha256:1,db=sha256:2".into(),
+                    bases: None,
                 }
             })
         );
@@ -656,6 +665,60 @@ mod tests {
         ] {
             assert_eq!(parse_line_t(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn state_and_generation_lines_carry_what_a_generation_was_built_from() {
+        let d = format!("sha256:{}", "0f".repeat(32));
+        let base = |r: &str| Base {
+            reference: r.into(),
+            digest: d.clone(),
+        };
+        let state = |bases: &str| {
+            state_of(&format!(
+                "@rbuild:T state web exists=1 version=2 hash=abc built_at=100 last_result=ok failed_hash=- failed_at=0 locked=- running=1 gen=3 phase=- restarted=0{bases}"
+            ))
+            .state
+            .unwrap()
+            .unwrap()
+            .bases
+        };
+        assert_eq!(
+            state(&format!(
+                " bases=docker.io/library/busybox:1@{d},127.0.0.1:5000/db:16@{d}"
+            )),
+            Some(vec![
+                base("docker.io/library/busybox:1"),
+                base("127.0.0.1:5000/db:16")
+            ])
+        );
+        assert_eq!(state(" bases=none"), Some(vec![]));
+        assert_eq!(state(" bases=-"), None);
+        // an older script says nothing: not recorded
+        assert_eq!(state(""), None);
+        let gen_bases = |line: &str| match parse_line_t(line) {
+            Some(Event::Generation { generation, .. }) => generation.bases,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            gen_bases(&format!(
+                "@rbuild:T generation web 3 running 1795600000 5f0c app=sha256:1 bases=x:1@{d}"
+            )),
+            Some(vec![base("x:1")])
+        );
+        assert_eq!(
+            gen_bases("@rbuild:T generation web 2 kept 1795500000 4e0b - bases=none"),
+            Some(vec![])
+        );
+        assert_eq!(
+            gen_bases("@rbuild:T generation web 2 kept 1795500000 4e0b - bases=-"),
+            None
+        );
+        // an older script's line has no bases
+        assert_eq!(
+            gen_bases("@rbuild:T generation web 2 kept 1795500000 4e0b app=sha256:1"),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The protocol's result and state words, typed: a state file's last
-//! result, an attempt's result, a service's state and health. Each is read
+//! result, an attempt's result, a service's state and health, and the base
+//! images a generation was built from. Each is read
 //! from the word the host wrote and written back as that word (tables,
 //! JSON), so that no part of rbuild compares strings. A word this
 //! controller does not know (a newer host script) is kept as it is.
@@ -155,6 +156,54 @@ impl Serialize for ServiceState {
     }
 }
 
+/// One input image of a generation, as its host recorded it: a base image
+/// a build used (a `FROM` of a stage) or the image an image-only service
+/// runs, and the registry digest the host pulled for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Base {
+    /// The reference as the build (or the service) saw it:
+    /// `docker.io/library/busybox:1`, `127.0.0.1:5000/app:stable`; a
+    /// reference the files pin by digest is recorded as written, so that
+    /// its item `x@sha256:D` reads as reference `x`, digest `sha256:D`.
+    pub reference: String,
+    /// `sha256:HEX`, as a registry's `Docker-Content-Digest` says it.
+    pub digest: String,
+}
+
+impl Base {
+    /// A `bases` word (the state line's `bases=`, a generation's BASES):
+    /// `None` for `-` (not recorded: an older rbuild, or the digests could
+    /// not be read) or anything that is not a list of `REF@ALG:HEX` items;
+    /// `Some(vec![])` for `none` (no registry inputs).
+    pub fn parse_list(word: &str) -> Option<Vec<Base>> {
+        match word {
+            "" | "-" => None,
+            "none" => Some(vec![]),
+            list => list
+                .split(',')
+                .map(|item| {
+                    let (reference, digest) = item.rsplit_once('@')?;
+                    let (alg, hex) = digest.split_once(':')?;
+                    let ok = !reference.is_empty()
+                        && !alg.is_empty()
+                        && !hex.is_empty()
+                        && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                    ok.then(|| Base {
+                        reference: reference.to_owned(),
+                        digest: digest.to_owned(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.reference, self.digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,11 +238,46 @@ mod tests {
             "\"exited:2\""
         );
     }
-}
 
-/// One input image of a generation, as its host recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Base {
-    pub reference: String,
-    pub digest: String,
+    #[test]
+    fn a_bases_word_reads_as_its_items() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let b = |r: &str| Base {
+            reference: r.into(),
+            digest: d.clone(),
+        };
+        assert_eq!(Base::parse_list("-"), None);
+        assert_eq!(Base::parse_list(""), None);
+        assert_eq!(Base::parse_list("none"), Some(vec![]));
+        let list = format!("docker.io/library/busybox:1@{d},127.0.0.1:5000/app:stable@{d}");
+        assert_eq!(
+            Base::parse_list(&list),
+            Some(vec![
+                b("docker.io/library/busybox:1"),
+                b("127.0.0.1:5000/app:stable")
+            ])
+        );
+        // a reference pinned by digest, recorded as written
+        assert_eq!(
+            Base::parse_list(&format!("127.0.0.1:5000/base@{d}")),
+            Some(vec![b("127.0.0.1:5000/base")])
+        );
+        assert_eq!(b("x:1").to_string(), format!("x:1@{d}"));
+        // anything else is not read: never half a list
+        for bad in [
+            "busybox:1",
+            "@sha256:ab",
+            "x@sha256:",
+            "x@sha256:zz",
+            "x@ab",
+            &format!("x@{d},"),
+            &format!("x@{d},y"),
+        ] {
+            assert_eq!(Base::parse_list(bad), None, "{bad}");
+        }
+        assert_eq!(
+            serde_json::to_value(b("x:1")).unwrap(),
+            serde_json::json!({"reference": "x:1", "digest": d})
+        );
+    }
 }

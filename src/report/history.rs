@@ -328,6 +328,7 @@ mod tests {
             built_at,
             hash: hash.into(),
             images: format!("app=sha256:{number}{number}{number}"),
+            bases: None,
         };
         let kept = [
             g(1, false, 1_795_500_000, "aaaa56789abcdef0"),

@@ -500,6 +500,7 @@ mod tests {
             built_at: 900,
             hash: format!("h{number}"),
             images: "app=sha256:1".into(),
+            bases: None,
         }
     }
 

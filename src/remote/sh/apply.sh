@@ -173,7 +173,7 @@ rollback() {
 # apply_stack: rebuild (or start) one stack; sets result and detail.
 apply_stack() {
 	file_paths
-	failed_gen=- leftover='' keep_running=0 new_gen=- kind=apply saw='' first_ship=0 files_swapped=0
+	failed_gen=- leftover='' keep_running=0 new_gen=- kind=apply saw='' first_ship=0 files_swapped=0 b_bases=-
 	new_log
 	read_state "$n"
 	if state_foreign; then
@@ -219,28 +219,16 @@ apply_stack() {
 	fi
 	use_files "$compose_files" "$profiles"
 
-	if ! journal build; then
+	# pull: an image-only service's image moved; the built services keep
+	# their images (no build), and what they were built from
+	if [ "$mode" != pull ]; then
+		build_step || return
+		journal pull || :
+	elif ! journal pull; then
 		not_built "could not write the journal in $state_dir: $write_err"
 		no_space "$write_err"
 		return
 	fi
-	echo "$m step $n build"
-	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" build --pull --no-cache; then rc=0; else rc=$?; fi
-	trim_log
-	if [ "$rc" = 124 ]; then
-		cause=timeout
-		not_built "the build took longer than ${build_timeout}s (build_timeout) and was stopped"
-		return
-	elif [ "$rc" != 0 ]; then
-		if grep -q -i 'no space left on device' "$log" 2>/dev/null; then
-			cause=no_space
-			not_built "build failed: no space left on device (the engine's storage, $(dk info --format '{{.DockerRootDir}}' 2>/dev/null || echo 'its data root'), is full)"
-		else
-			not_built "build failed"
-		fi
-		return
-	fi
-	journal pull || :
 	echo "$m step $n pull"
 	if [ "$flavour" = v2 ]; then
 		pull_skip=--ignore-buildable
@@ -318,11 +306,48 @@ apply_stack() {
 	commit_rebuild
 }
 
+# build_step: build the stack's images (`build --pull --no-cache`, its
+# output in the log, in BuildKit's plain progress) and read from that
+# output what they were built from (b_bases). Fails, having undone the
+# attempt (not_built), when the build does.
+build_step() {
+	if ! journal build; then
+		not_built "could not write the journal in $state_dir: $write_err"
+		no_space "$write_err"
+		return 1
+	fi
+	echo "$m step $n build"
+	BUILDKIT_PROGRESS=plain
+	export BUILDKIT_PROGRESS
+	if run_logged "$log" dc_timeout "$build_timeout" -p "$n" build --pull --no-cache; then rc=0; else rc=$?; fi
+	[ "$rc" != 0 ] || build_bases "$log"
+	trim_log
+	if [ "$rc" = 124 ]; then
+		cause=timeout
+		not_built "the build took longer than ${build_timeout}s (build_timeout) and was stopped"
+		return 1
+	elif [ "$rc" != 0 ]; then
+		if grep -q -i 'no space left on device' "$log" 2>/dev/null; then
+			cause=no_space
+			not_built "build failed: no space left on device (the engine's storage, $(dk info --format '{{.DockerRootDir}}' 2>/dev/null || echo 'its data root'), is full)"
+		else
+			not_built "build failed"
+		fi
+		return 1
+	fi
+}
+
 # commit_rebuild: the new generation passed its gate: it is recorded (the
 # commit point), its files stay, the generations past `keep` lose their
 # images, and the after hook runs.
 commit_rebuild() {
 	after=$snap_images after_names=$snap_names
+	# what it was built from: its built services' bases (the build's, or
+	# for a pull the running generation's), and the registry digests of
+	# the images it runs (one look at the engine)
+	image_bases "$after" "$after_names" || :
+	[ "$mode" != pull ] || b_bases=$(kept_bases "$st_bases" "$i_bases")
+	new_bases=$(join_bases "$b_bases" "$i_bases")
 	# a rebuild that produced the very images that ran is the same
 	# generation, built again
 	if [ "$after" = "$before" ] && [ "$before_gen" != - ] && [ "$before_gen" != 0 ]; then
@@ -338,13 +363,18 @@ commit_rebuild() {
 	# a deployment taken over (started by hand, never built here) is kept
 	# as generation 0 until it rotates out, its images with it
 	if [ "$before_gen" = 0 ] && [ "$before" != - ] && [ "$before" != "$after" ]; then
-		st_gens="0 0 - $before $before_names
+		st_gens="0 0 - $before $before_names -
 $st_gens"
 	fi
 	built=$(now)
-	gen_add "$new_gen" "$built" "$hash" "$after" "$after_names" "$k"
+	# a pull built nothing: its build time stays the running generation's
+	# (the build period counts from the last build)
+	if [ "$mode" = pull ] && [ "$before_gen" != - ] && is_num "$st_built_at" && [ "$st_built_at" != 0 ]; then
+		built=$st_built_at
+	fi
+	gen_add "$new_gen" "$built" "$hash" "$after" "$after_names" "$new_bases" "$k"
 	st_hash=$hash st_built_at=$built st_gen=$new_gen st_last_result=ok st_compose=$flavour
-	st_images=$after st_names=$after_names st_cgroups=$(cgroups_now) st_attempt=$attempt
+	st_images=$after st_names=$after_names st_cgroups=$(cgroups_now) st_attempt=$attempt st_bases=$new_bases
 	[ "$new_gen" -le "$st_last_gen" ] || st_last_gen=$new_gen
 	if ! save_state "$n"; then
 		# the state cannot name the new generation: it does not stay
@@ -376,6 +406,7 @@ $st_gens"
 		save_state "$n" || :
 	fi
 	result=rebuilt detail="generation $new_gen, with compose $flavour"
+	[ "$mode" != pull ] || detail="generation $new_gen, pulled (no build), with compose $flavour"
 	start_watch
 	# the after hook, once the new generation passed its gate and is
 	# recorded: one that fails leaves it running and recorded, and says so
@@ -436,7 +467,7 @@ revert() {
 		# the state names the generation that runs, its hash and build
 		# time among it; the crashed files are held as a failed attempt
 		st_failed_hash=$st_hash st_failed_at=$(now)
-		st_gen=$g_older st_images=$g_images st_names=$g_names st_last_result=failed
+		st_gen=$g_older st_images=$g_images st_names=$g_names st_last_result=failed st_bases=$g_bases
 		st_hash=$g_hash st_built_at=$g_built st_cgroups=$(cgroups_now) st_attempt=$attempt
 		if ! save_state "$n"; then
 			result=failed detail="$1; generation $g_older runs again, but the state file could not be written: $write_err"
@@ -448,7 +479,7 @@ revert() {
 		result=rolled_back detail="$1; generation $g_older runs again"
 	else
 		# the state names what is to be put back
-		st_gen=$g_older st_images=$g_images st_names=$g_names
+		st_gen=$g_older st_images=$g_images st_names=$g_names st_bases=$g_bases
 		record_broken "$st_hash" "$(now)"
 		result=failed detail="$1; rollback failed too: generation $g_older could not be put back: $rb; $saw"
 	fi

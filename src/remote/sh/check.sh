@@ -78,7 +78,7 @@ do_check() {
 		if [ "$st_phase" != - ] || [ "$st_last_result" = broken ]; then run=0; fi
 		[ "$run" != 0 ] && [ "$restarted" = 0 ] || may_be_due=1
 		out="$out
-$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder running=$run gen=$st_gen phase=$st_phase restarted=$restarted"
+$m state $n exists=$st_exists version=$st_version hash=$st_hash built_at=$st_built_at last_result=$st_last_result failed_hash=$st_failed_hash failed_at=$st_failed_at locked=$holder running=$run gen=$st_gen phase=$st_phase restarted=$restarted bases=$st_bases"
 		if is_num "$st_built_at"; then
 			age=$((now - st_built_at))
 			# a build time in the future is no time: due

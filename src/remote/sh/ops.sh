@@ -162,7 +162,8 @@ do_apply() {
 		fi
 		result=failed detail='' snap_images=- cause=
 		apply_stack
-		[ "$result" != rebuilt ] || rebuilt_any=1
+		# (a pull built nothing: no build cache to prune)
+		[ "$result" != rebuilt ] || [ "$mode" = pull ] || rebuilt_any=1
 		add_history "$n" "$result" "$snap_images" "$detail"
 		keep_failed "$result" "$detail"
 		unlock

@@ -70,7 +70,7 @@ rollback_to() {
 	if restore_images "$g_images" "$g_names" "$(($(now) + up_timeout))"; then
 		# the state names what the gate saw run
 		from=$st_gen
-		st_gen=$target st_images=$snap_images st_names=$snap_names st_last_result=rolled_back
+		st_gen=$target st_images=$snap_images st_names=$snap_names st_last_result=rolled_back st_bases=$g_bases
 		st_failed_hash=$st_hash st_failed_at=$(now) st_cgroups=$(cgroups_now) st_attempt=$attempt
 		if ! save_state "$n"; then
 			detail="generation $target runs, but the state file could not be written: $write_err"

@@ -3,12 +3,13 @@
 # check reads it on every host of every run). st_version is the file's
 # `version=`: `-` without one (an empty file, not an rbuild state file), `?`
 # when it is no number. Versions 1 and 2 are read; version 1's
-# `prev_images` and `images` become generations 1 and 2.
+# `prev_images` and `images` become generations 1 and 2. A file without
+# `bases=` (an older rbuild's) has st_bases `-`: not recorded.
 # shellcheck disable=SC2034 # what the check does not read of st_* is for the parts after the cut
 read_state() {
 	st_exists=0 st_version=- st_hash=- st_built_at=0 st_last_result=- st_failed_hash=- st_failed_at=0
 	st_images=- st_names=- st_prev_images=- st_cgroups=- st_leftover=- st_compose=-
-	st_gen=- st_last_gen=0 st_gens='' st_attempt=-
+	st_gen=- st_last_gen=0 st_gens='' st_attempt=- st_bases=-
 	f=$state_dir/$1.state
 	if [ ! -f "$f" ]; then
 		# something that is not a file (a directory, a dangling link) is
@@ -36,6 +37,7 @@ read_state() {
 		generation) st_gens="$st_gens$v
 " ;;
 		attempt) st_attempt=$v ;;
+		bases) st_bases=$v ;;
 		esac
 	done <"$f"
 	case $st_version in - | 1 | 2) ;; *[!0-9]*) st_version='?' ;; esac

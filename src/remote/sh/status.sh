@@ -82,12 +82,13 @@ do_logs() {
 }
 
 # print_generations NAME: a `generation` line for each kept generation of
-# NAME (read_state read it), `running` for the one the state names.
+# NAME (read_state read it), `running` for the one the state names, with
+# what it was built from (`bases=`, `-` in an older rbuild's line).
 print_generations() {
-	while read -r gg gb gh gi _; do
+	while read -r gg gb gh gi _ gx; do
 		[ -n "$gg" ] || continue
 		if [ "$gg" = "$st_gen" ]; then pg=running; else pg=kept; fi
-		echo "$m generation $1 $gg $pg $gb $gh $gi"
+		echo "$m generation $1 $gg $pg $gb $gh $gi bases=${gx:--}"
 	done <<EOF2
 $st_gens
 EOF2

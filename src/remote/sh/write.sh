@@ -50,6 +50,7 @@ leftover=${st_leftover:--}
 failed_hash=$st_failed_hash
 failed_at=$st_failed_at
 attempt=$st_attempt
+bases=$st_bases
 $(echo "$st_gens" | sed -n 's/^./generation=&/p')
 end=1
 "
