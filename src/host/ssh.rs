@@ -645,6 +645,141 @@ mod tests {
         assert!(e.to_string().contains("exit status 255"), "{e}");
     }
 
+    fn host(ssh_options: &[(&str, &str)]) -> Host {
+        Host {
+            name: "web1".into(),
+            address: "10.0.0.1".into(),
+            user: Some("deploy".into()),
+            port: Some(2222),
+            identity_file: None,
+            ssh_options: ssh_options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state_dir: None,
+            compose: Default::default(),
+            connect_timeout: None,
+            groups: vec![],
+            tags: vec![],
+            stacks: vec![],
+        }
+    }
+
+    fn settings(dir: &Path, persist: Option<u64>) -> SshSettings {
+        SshSettings {
+            connect_timeout: Duration::from_secs(10),
+            config_file: Some("/etc/rbuild/ssh_config".into()),
+            accept_new_host_keys: false,
+            control_dir: dir.to_owned(),
+            persist: persist.map(|secs| Persist {
+                secs,
+                dir: dir.join("kept"),
+            }),
+        }
+    }
+
+    fn words(c: &SshConn) -> Vec<String> {
+        c.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn without_persist_the_master_is_the_run_s_own_in_the_foreground() {
+        let d = tempfile::tempdir().unwrap();
+        let c = connect(&host(&[]), &settings(d.path(), None)).unwrap();
+        let ctl = c.ctl.to_string_lossy().into_owned();
+        assert!(c.ctl.starts_with(d.path()), "{ctl}");
+        assert_eq!(
+            words(&c),
+            [
+                "-T".to_owned(),
+                "-o".into(),
+                format!("ControlPath=\"{ctl}\""),
+                "-o".into(),
+                "ControlMaster=yes".into(),
+                "-o".into(),
+                "ControlPersist=no".into(),
+                "-o".into(),
+                "ClearAllForwardings=yes".into(),
+                "-o".into(),
+                "BatchMode=yes".into(),
+                "-o".into(),
+                "StrictHostKeyChecking=yes".into(),
+                "-o".into(),
+                "ConnectTimeout=10".into(),
+                "-o".into(),
+                "ServerAliveInterval=5".into(),
+                "-p".into(),
+                "2222".into(),
+                "-l".into(),
+                "deploy".into(),
+                "-F".into(),
+                "/etc/rbuild/ssh_config".into(),
+                "--".into(),
+                "10.0.0.1".into(),
+            ]
+        );
+        assert!(c.kept.is_none());
+    }
+
+    #[test]
+    fn with_persist_the_socket_is_named_for_the_arguments_and_where_they_lead() {
+        let d = tempfile::tempdir().unwrap();
+        let c = connect(&host(&[]), &settings(d.path(), Some(60))).unwrap();
+        let w = words(&c);
+        let k = c.kept.as_ref().unwrap();
+        assert_eq!(k.prefix.len(), persist::HASH_LEN);
+        let path = format!(
+            "ControlPath=\"{}/{}-%C\"",
+            d.path().join("kept").display(),
+            k.prefix
+        );
+        assert_eq!(
+            w[..7],
+            [
+                "-T",
+                "-o",
+                &path,
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                "ControlPersist=60"
+            ]
+        );
+        // neither the window nor the connect timeout makes another master
+        let mut s = settings(d.path(), Some(600));
+        s.connect_timeout = Duration::from_secs(30);
+        assert_eq!(
+            connect(&host(&[]), &s).unwrap().kept.unwrap().prefix,
+            k.prefix
+        );
+        // other options do; a generated config counts by its text, not
+        // its name (a file of the run)
+        let mut s = settings(d.path(), Some(60));
+        s.accept_new_host_keys = true;
+        assert_ne!(
+            connect(&host(&[]), &s).unwrap().kept.unwrap().prefix,
+            k.prefix
+        );
+        let opts = [("ProxyJump", "bastion")];
+        let a = connect(&host(&opts), &settings(d.path(), Some(60))).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let mut s = settings(other.path(), Some(60));
+        s.persist.as_mut().unwrap().dir = d.path().join("kept");
+        let b = connect(&host(&opts), &s).unwrap();
+        assert_ne!(a.argv, b.argv, "the generated files differ");
+        let (a, b) = (a.kept.unwrap().prefix, b.kept.unwrap().prefix);
+        assert_eq!(a, b);
+        assert_ne!(a, k.prefix);
+        let jumps = connect(
+            &host(&[("ProxyJump", "other")]),
+            &settings(d.path(), Some(60)),
+        );
+        assert_ne!(jumps.unwrap().kept.unwrap().prefix, a);
+    }
+
     #[test]
     fn ssh_failing_after_the_script_spoke_is_a_lost_connection() {
         let hello = vec![Event::Hello {
