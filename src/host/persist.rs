@@ -101,9 +101,8 @@ fn check_dir(dir: &Path, meta: &std::fs::Metadata, uid: u32) -> Result<(), DirEr
                 "--persist: `{shown}` belongs to user {}, not to you (uid {uid}): its ssh sockets would act as you on your hosts",
                 meta.uid()
             ),
-            format!(
-                "someone else made it: remove it (as root) and run again, or set XDG_RUNTIME_DIR to a directory of yours; `--persist 0` needs no directory"
-            ),
+            "someone else made it: remove it (as root) and run again, or set XDG_RUNTIME_DIR to a directory of yours; `--persist 0` needs no directory"
+                .to_owned(),
         );
     }
     let mode = meta.mode() & 0o7777;
