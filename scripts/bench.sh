@@ -15,6 +15,7 @@
 #   --rebuild-reps N   repetitions of the rebuild case      (default 1)
 #   --one-reps N       repetitions of the one-host case and of `rbuild --version` (default 10)
 #   --first I          loopback index of h1 (default 2001: 127.0.9.1; tests use lower ranges)
+#   --persist SECS     the window of the repeated-check case (default 600; 0 = skip that case)
 #   --profile          also: strace exec count, strace -c, phase timestamps (at the smallest N, RTT 0)
 #   --no-cargo         skip `cargo build --release`; use target/release/rbuild as it is
 #   --keep             keep the work directory (hosts, forwarders and containers are still removed)
@@ -27,7 +28,8 @@
 # `COPY stamp` build), builds them all once (set-up), then measures:
 #   1. the floor; 2. rbuild with every stack up to date (-q), for each N, RTT and kex;
 #   3. rbuild when one stack in ten needs a rebuild; 4. one host: rbuild vs `ssh true`;
-#   5. `rbuild --version` start-up.
+#   5. `rbuild --version` start-up; 6. a repeated check within the `--persist` window (the
+#   masters of a first `--persist` run reused) against the floor, measured side by side.
 # Per run it records (scripts/bench/measure.py): wall time, rbuild's own CPU and peak
 # RSS, the CPU of everything on the client side (a cpuacct cgroup: every ssh process),
 # the CPU of the sshd side (another cgroup), the number of handshakes and of remote
@@ -41,12 +43,12 @@ set -euo pipefail
 PROG=bench.sh
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$REPO/scripts/bench
 HOSTS=50,200 RTTS=0,50 REPS=3 KEXES=default,curve25519 J=32
-REBUILD_PCT=10 REBUILD_REPS=1 ONE_REPS=10 FIRST=2001 PROFILE=0 CARGO=1 KEEP=0
+REBUILD_PCT=10 REBUILD_REPS=1 ONE_REPS=10 FIRST=2001 PROFILE=0 CARGO=1 KEEP=0 PERSIST=600
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,6 +62,7 @@ while [ $# -gt 0 ]; do
     --rebuild-reps) REBUILD_REPS=$2; shift 2 ;;
     --one-reps) ONE_REPS=$2; shift 2 ;;
     --first) FIRST=$2; shift 2 ;;
+    --persist) PERSIST=$2; shift 2 ;;
     --profile) PROFILE=1; shift ;;
     --no-cargo) CARGO=0; shift ;;
     --keep) KEEP=1; shift ;;
@@ -71,7 +74,7 @@ done
 IFS=, read -r -a NS <<<"$HOSTS"
 IFS=, read -r -a RS <<<"$RTTS"
 IFS=, read -r -a KS <<<"$KEXES"
-for x in "${NS[@]}" "${RS[@]}" "$REPS" "$J" "$REBUILD_PCT" "$REBUILD_REPS" "$ONE_REPS" "$FIRST"; do
+for x in "${NS[@]}" "${RS[@]}" "$REPS" "$J" "$REBUILD_PCT" "$REBUILD_REPS" "$ONE_REPS" "$FIRST" "$PERSIST"; do
   case "$x" in '' | *[!0-9]*) die "not a number: '$x'" ;; esac
 done
 for k in "${KS[@]}"; do
@@ -140,11 +143,23 @@ fi
 [ -n "$CGC" ] || log "no writable cgroup (cpuacct or cgroup2): client/sshd CPU will be n/a"
 
 FWD_PIDS=()
+# --persist's runtime directory: short, a socket's path is bounded
+PD=$(mktemp -d /tmp/rbp.XXXXXX)
+# ask the masters kept there to exit
+persist_exit() {
+  local s
+  for s in "$PD"/rbuild/ssh/*; do
+    [ -S "$s" ] && ssh -S "$s" -O exit x 2>/dev/null
+  done
+  return 0
+}
 cleanup() {
   local rc=$? p ids
   trap - EXIT INT TERM
   set +e
   log "cleaning up"
+  persist_exit
+  rm -rf "$PD"
   for p in "${FWD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${FWD_PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -d "$TH" ] && "$REPO/scripts/testhosts.sh" down "$TH" 2>/dev/null
@@ -372,6 +387,38 @@ for n in "${NS[@]}"; do
     done
   done
 done
+
+# --- 6. a repeated check within the persist window -----------------------------------------
+# A first `--persist` run leaves a master per host (recorded as tool=cold); each repetition
+# then times a run through them (tool=warm) beside a fresh floor, in alternating order.
+if [ "$PERSIST" -gt 0 ]; then
+  k=${KS[0]}
+  for n in "${NS[@]}"; do
+    for r in "${RS[@]}"; do
+      c=$(cfg_of "$r" "$k")
+      persist_exit
+      XDG_RUNTIME_DIR=$PD MEASURE_N=$n measure case=persist tool=cold n="$n" rtt="$r" kex="$k" rep=0 -- \
+        "$RB" -F "$c" -i "$W/inv/n$n.yaml" -j "$J" -q --persist "$PERSIST" || true
+      line="persist N=$n rtt=${r}ms kex=$k: first $(field wall_s)s;"
+      for ((rep = 1; rep <= REPS; rep++)); do
+        order="floor warm"
+        [ $((rep % 2)) -eq 0 ] && order="warm floor"
+        for tool in $order; do
+          if [ "$tool" = floor ]; then
+            MEASURE_N=$n measure case=persist tool=floor n="$n" rtt="$r" kex="$k" rep="$rep" -- \
+              bash -c 'head -n "$1" "$2" | xargs -P "$3" -I{} ssh -F "$4" {} true' floor "$n" "$W/hostnames" "$J" "$c" || true
+          else
+            XDG_RUNTIME_DIR=$PD MEASURE_N=$n MEASURE_HWM=1 measure case=persist tool=warm n="$n" rtt="$r" kex="$k" rep="$rep" -- \
+              "$RB" -F "$c" -i "$W/inv/n$n.yaml" -j "$J" -q --persist "$PERSIST" || true
+          fi
+          line+=" $tool $(field wall_s)s"
+        done
+      done
+      log "$line"
+      persist_exit
+    done
+  done
+fi
 
 # --- 4. one host; 5. start-up -------------------------------------------------------------
 for r in "${RS[@]}"; do

@@ -344,9 +344,17 @@ fn start(
     let control = control_dir().map_err(|e| {
         Error::Usage(anyhow::Error::new(e).context("creating the run's private directory"))
     })?;
+    let mut ssh = ssh_settings(settings, control.path());
+    if settings.persist > 0 && settings.mode == crate::config::Mode::Fleet {
+        let dir = crate::host::persist::control_dir().map_err(Error::usage)?;
+        ssh.persist = Some(crate::host::ssh::Persist {
+            secs: settings.persist,
+            dir,
+        });
+    }
     let world = World {
         mode: settings.mode,
-        ssh: ssh_settings(settings, control.path()),
+        ssh,
     };
     Ok((rt, control, world))
 }
@@ -438,6 +446,7 @@ fn ssh_settings(settings: &Settings, control_dir: &std::path::Path) -> SshSettin
         config_file: settings.ssh_config.clone(),
         accept_new_host_keys: settings.accept_new_host_keys,
         control_dir: control_dir.to_owned(),
+        persist: None,
     }
 }
 

@@ -285,6 +285,25 @@ pub struct Cli {
     )]
     pub ssh_config: Option<PathBuf>,
 
+    /// Keep the ssh connections open this long after the run [default: 0].
+    ///
+    /// Each host's multiplexed master stays in the background for this
+    /// long after its last use, in a private directory of yours
+    /// (`$XDG_RUNTIME_DIR/rbuild/ssh`, else `/tmp/rbuild-ssh-UID`), and the
+    /// next rbuild within it (`status`, a dry run, the run, `logs`) reuses
+    /// it: no handshake. Anyone who can use a socket there acts as you on
+    /// that host. Seconds or a duration such as `5m` [default: 0, off: each
+    /// run connects afresh and leaves nothing running].
+    #[arg(
+        long,
+        env = "RBUILD_PERSIST",
+        value_name = "SECS",
+        value_parser = persist,
+        global = true,
+        hide_short_help = true
+    )]
+    pub persist: Option<u64>,
+
     /// Trust the key of a host never seen before (ssh's `accept-new`).
     ///
     /// A changed key is always refused.
@@ -414,6 +433,10 @@ fn settle(v: &str) -> Result<u64, String> {
 }
 
 fn lock_wait(v: &str) -> Result<u64, String> {
+    inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
+}
+
+fn persist(v: &str) -> Result<u64, String> {
     inventory::parse_seconds(v, 0, inventory::MAX_UP_TIMEOUT)
 }
 

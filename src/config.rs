@@ -88,6 +88,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     pub ssh_config: Option<PathBuf>,
     pub accept_new_host_keys: bool,
+    /// `--persist`: seconds the ssh masters stay after the run (0: off).
+    pub persist: u64,
 }
 
 impl Settings {
@@ -238,6 +240,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
             ssh_config: cli.ssh_config,
             accept_new_host_keys: cli.accept_new_host_keys,
+            persist: cli.persist.unwrap_or(0),
         })
     }
 }

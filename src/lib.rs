@@ -74,6 +74,7 @@
 //! src/host/mod.rs            World, the real one: ssh in fleet mode, sh here in local mode
 //! src/host/conn.rs           the seam: Conn (runs a typed call), Connect, HostError; a script's output driven
 //! src/host/ssh.rs            over OpenSSH: the master's own session first, then native mux
+//! src/host/persist.rs        `--persist`: the private per-user directory of kept masters, a socket looked at before reuse
 //! src/host/local.rs          on this machine, under sh
 //! src/host/lines.rs          a call's output as bounded lines; the stderr tail kept for errors
 //! src/remote/              the protocol, pure: calls, script, events, answers | never: app, commands, config, fleet, host, inventory, report
@@ -124,6 +125,7 @@
 //! tests/suite/model.rs       compose's project model: several files, override, profiles, env files
 //! tests/suite/notify.rs      `notify:` against a local HTTP server; `--metrics-file` on the same runs
 //! tests/suite/operator.rs    `status`, `logs`, the dry run's plan
+//! tests/suite/persist.rs     `--persist`: masters kept, reused with no handshake, dead ones replaced, the directory refused
 //! tests/suite/projects.rs    `root:`, the stack directory's mode and group
 //! tests/suite/recovery.rs    runs cut off, and the next run's recovery
 //! tests/suite/report.rs      the live display under tmux, plain lines, rollback progress

@@ -34,6 +34,7 @@ mod suite {
     mod model;
     mod notify;
     mod operator;
+    mod persist;
     mod projects;
     mod recovery;
     mod report;

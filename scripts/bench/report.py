@@ -123,6 +123,41 @@ def main():
             P(f"| {rtt} | {kex} | {f(fb, 4)} | {f(rbb, 4)} | {sr} | {f(fa)} | {f(ra)} | {','.join(map(str, ns))} |")
         P("")
 
+    # --- persist --------------------------------------------------------------
+    gp = defaultdict(list)
+    for r in rows:
+        if r.get("case") == "persist":
+            gp[(int(r["n"]), int(r["rtt"]), r["kex"], r["tool"])].append(r)
+    pkeys = sorted({k[:3] for k in gp}, key=lambda k: (k[1], k[2], k[0]))
+    if pkeys:
+        P("## Repeated check within the persist window: `rbuild -q --persist SECS` vs the floor\n")
+        P("A first `--persist` run leaves one ssh master per host ('first run'); each repetition then "
+          "times a run through them ('warm') and a fresh floor (one `ssh -F CFG hK true` per host, same "
+          "concurrency), back to back in alternating order. Ratio, paired, min ratio and CPU ratio as in "
+          "the up-to-date table, warm over floor; handshakes/host counts the host's `Accepted publickey` "
+          "lines (0: no key exchange).\n")
+        P("| N | RTT ms | kex | floor s | warm s | ratio | paired | min ratio | CPU ratio | cmds/host | "
+          "handshakes/host | first run s | rbuild peak RSS MiB | failures |")
+        P("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for k in pkeys:
+            fl, wm, cold = gp.get(k + ("floor",), []), gp.get(k + ("warm",), []), gp.get(k + ("cold",), [])
+            fm, wmed = med([r["wall_s"] for r in fl]), med([r["wall_s"] for r in wm])
+            fmin = min((r["wall_s"] for r in fl), default=None)
+            wmin = min((r["wall_s"] for r in wm), default=None)
+            def tot(rs):
+                return med([(r.get("cg_client_cpu_s") or 0) + (r.get("cg_server_cpu_s") or 0)
+                            if r.get("cg_client_cpu_s") is not None else None for r in rs])
+            ft, wt = tot(fl), tot(wm)
+            hwm = med([r.get("hwm_kb") for r in wm])
+            fails = sum(1 for r in fl + wm + cold if r.get("rc") != 0)
+            P(f"| {k[0]} | {k[1]} | {k[2]} | {rng([r['wall_s'] for r in fl])} | {rng([r['wall_s'] for r in wm])} | "
+              f"{f(wmed / fm) if fm and wmed else 'n/a'} | {f(paired(fl, wm))} | "
+              f"{f(wmin / fmin) if fmin and wmin else 'n/a'} | {f(wt / ft) if ft and wt else 'n/a'} | "
+              f"{per_host(wm, 'sessions_per_host')} (floor {per_host(fl, 'sessions_per_host')}) | "
+              f"{per_host(wm, 'accepted_per_host')} (floor {per_host(fl, 'accepted_per_host')}) | "
+              f"{f(med([r['wall_s'] for r in cold]))} | {f(hwm / 1024 if hwm else None, 1)} | {fails} |")
+        P("")
+
     # --- rebuild ------------------------------------------------------------
     rbl = [r for r in rows if r.get("case") == "rebuild"]
     if rbl:

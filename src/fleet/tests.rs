@@ -229,6 +229,7 @@ fn settings(hosts: Vec<Host>) -> Settings {
         connect_timeout: Duration::from_secs(1),
         ssh_config: None,
         accept_new_host_keys: false,
+        persist: 0,
     }
 }
 

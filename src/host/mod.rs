@@ -11,6 +11,7 @@
 pub mod conn;
 pub mod lines;
 pub mod local;
+pub mod persist;
 pub mod ssh;
 
 pub use crate::ship::Payload;

@@ -8,6 +8,15 @@
 //! to close) until the controller has decided; a rebuild then runs as a
 //! second session over the same connection through the `openssh` crate's
 //! native multiplexing, with no second handshake.
+//!
+//! With `--persist SECS` the master is ssh's own `ControlMaster=auto` with
+//! `ControlPersist=SECS`, its socket in a private per-user directory (see
+//! [`super::persist`]): the first command of a host starts it (it goes to
+//! the background once connected), every command runs as a client of it,
+//! and it stays for SECS after its last use, for the next run. A socket
+//! whose master is dead or silent is removed before the first command; a
+//! command that cannot reach its host through a master that answered is
+//! tried once more through a new one.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::conn::{HostError, drive, record};
 use super::lines::{self, Lines};
+use super::persist::{self, Found};
 use crate::inventory::Host;
 use crate::remote::{Call, Event, Token, Transcript};
 use crate::ship::Payload;
@@ -38,6 +48,18 @@ pub struct SshSettings {
     /// Where the control sockets (and generated configs) live: a private
     /// directory of this run.
     pub control_dir: PathBuf,
+    /// `--persist`: masters kept after the run; `None`: one master per
+    /// host for the run, in `control_dir`.
+    pub persist: Option<Persist>,
+}
+
+/// `--persist`: how long masters stay, and where.
+#[derive(Debug, Clone)]
+pub struct Persist {
+    pub secs: u64,
+    /// The private per-user directory of their sockets
+    /// ([`persist::control_dir`]).
+    pub dir: PathBuf,
 }
 
 /// A host's connection: the ssh command line, and once the first command
@@ -52,6 +74,19 @@ pub struct SshConn {
     /// How long the handshake may take before the first line arrives.
     bound: Duration,
     master: Option<Master>,
+    /// `--persist`: the directory and this host's socket prefix.
+    kept: Option<Kept>,
+}
+
+/// A host's place among the persisted masters.
+struct Kept {
+    dir: PathBuf,
+    /// `HASH`: the host's sockets are `DIR/HASH-%C`.
+    prefix: String,
+    /// Whether its sockets were looked at (before the first command).
+    probed: bool,
+    /// A master answered then: the first command went through it.
+    reused: bool,
 }
 
 /// A running master whose own session (a check) waits for its stdin to
@@ -106,7 +141,7 @@ fn mux_error(e: &openssh::Error) -> HostError {
 fn extra_options_config(
     host: &Host,
     settings: &SshSettings,
-) -> Result<Option<PathBuf>, std::io::Error> {
+) -> Result<Option<(PathBuf, String)>, std::io::Error> {
     if host.ssh_options.is_empty() {
         return Ok(None);
     }
@@ -127,8 +162,8 @@ fn extra_options_config(
     let path = settings
         .control_dir
         .join(format!("{}.ssh_config", host.name));
-    std::fs::write(&path, text)?;
-    Ok(Some(path))
+    std::fs::write(&path, &text)?;
+    Ok(Some((path, text)))
 }
 
 /// Prepare the connection to a host; the first command makes it.
@@ -147,16 +182,19 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         argv.push(o.into());
     };
     let mut argv: Vec<OsString> = vec!["-T".into()];
-    // ssh expands `%` in it and splits the option at blanks, unless quoted
-    let mut control_path = OsString::from("ControlPath=\"");
-    control_path.push(ctl.as_os_str().to_string_lossy().replace('%', "%%"));
-    control_path.push("\"");
-    argv.extend(["-o".into(), control_path]);
-    for o in [
-        "ControlMaster=yes".to_owned(),
-        // the master stays in the foreground and ends with its sessions,
-        // whatever the user's config says
-        "ControlPersist=no".to_owned(),
+    let master = match &settings.persist {
+        None => [
+            "ControlMaster=yes".to_owned(),
+            // the master stays in the foreground and ends with its
+            // sessions, whatever the user's config says
+            "ControlPersist=no".to_owned(),
+        ],
+        Some(p) => [
+            "ControlMaster=auto".to_owned(),
+            format!("ControlPersist={}", p.secs),
+        ],
+    };
+    for o in master.into_iter().chain([
         "ClearAllForwardings=yes".to_owned(),
         "BatchMode=yes".to_owned(),
         format!(
@@ -169,7 +207,7 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         ),
         format!("ConnectTimeout={}", timeout.as_secs()),
         "ServerAliveInterval=5".to_owned(),
-    ] {
+    ]) {
         opt(&mut argv, o);
     }
     if let Some(p) = host.port {
@@ -187,11 +225,31 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         message: format!("cannot write the ssh config for its ssh_options: {e}"),
         hint: None,
     })?;
-    if let Some(c) = generated.as_ref().or(settings.config_file.as_ref()) {
+    if let Some(c) = generated
+        .as_ref()
+        .map(|(p, _)| p)
+        .or(settings.config_file.as_ref())
+    {
         argv.extend(["-F".into(), c.into()]);
     }
     // the address is validated (no leading `-`); `--` all the same
     argv.extend(["--".into(), host.address.clone().into()]);
+    let kept = settings.persist.as_ref().map(|p| Kept {
+        dir: p.dir.clone(),
+        prefix: kept_prefix(&argv, generated.as_ref()),
+        probed: false,
+        reused: false,
+    });
+    // ssh expands `%` in it and splits the option at blanks, unless quoted
+    let escaped = |p: &Path| p.as_os_str().to_string_lossy().replace('%', "%%");
+    let mut control_path = OsString::from("ControlPath=\"");
+    control_path.push(match &kept {
+        None => escaped(&ctl),
+        // `%C`: ssh's hash of where the connection leads
+        Some(k) => format!("{}/{}-%C", escaped(&k.dir), k.prefix),
+    });
+    control_path.push("\"");
+    argv.splice(1..1, ["-o".into(), control_path]);
     tracing::debug!(
         "{}: ssh {}",
         host.name,
@@ -208,7 +266,41 @@ pub fn connect(host: &Host, settings: &SshSettings) -> Result<SshConn, HostError
         // whole handshake too, for hosts that accept and then go silent.
         bound: timeout.saturating_add(Duration::from_secs(5)),
         master: None,
+        kept,
     })
+}
+
+/// The name a host's persisted sockets start with: the hash of rbuild's
+/// own ssh arguments for it, but for the master's own options (`Control*`;
+/// `ConnectTimeout`, which an established master does not use) and with the
+/// generated config's text in place of its name (a file of this run only).
+fn kept_prefix(argv: &[OsString], generated: Option<&(PathBuf, String)>) -> String {
+    let mut hashed: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_os_str();
+        let value = argv.get(i + 1).map(OsString::as_os_str);
+        let skipped = a == "-o"
+            && value.is_some_and(|v| {
+                let v = v.to_string_lossy();
+                v.starts_with("Control") || v.starts_with("ConnectTimeout=")
+            });
+        if skipped {
+            i += 2;
+            continue;
+        }
+        match (generated, value) {
+            (Some((path, text)), Some(v)) if a == "-F" && v == path.as_os_str() => {
+                hashed.extend([a, std::ffi::OsStr::new(text.as_str())]);
+                i += 2;
+            }
+            _ => {
+                hashed.push(a);
+                i += 1;
+            }
+        }
+    }
+    persist::options_hash(hashed)
 }
 
 impl SshConn {
@@ -280,7 +372,32 @@ impl SshConn {
         if let Some(m) = self.master.take() {
             m.close().await;
         }
-        self.start(call, line, token, payload, on_event).await
+        let Some(kept) = self.kept.as_mut() else {
+            return self.start(call, line, token, payload, on_event).await;
+        };
+        if !kept.probed {
+            kept.probed = true;
+            kept.reused = persist::probe(&kept.dir, &kept.prefix).await == Found::Live;
+        }
+        let reused = std::mem::take(&mut kept.reused);
+        let out = self
+            .start(call, line.clone(), token, payload.clone(), on_event)
+            .await;
+        match out {
+            Err(e) if reused && e.unreached() => {
+                // the master answered, but not its host (a host restarted,
+                // a connection gone silent): a new master, once
+                tracing::debug!(
+                    "{}: through the kept master: {e}; connecting again",
+                    self.name
+                );
+                if let Some(k) = &self.kept {
+                    persist::forget(&k.dir, &k.prefix);
+                }
+                self.start(call, line, token, payload, on_event).await
+            }
+            out => out,
+        }
     }
 
     /// Start the master with this command as its own session.
@@ -292,7 +409,8 @@ impl SshConn {
         payload: Option<Payload>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Transcript, HostError> {
-        let hold = payload.is_none() && call.holds();
+        // a kept master outlives its sessions: nothing to hold it up with
+        let hold = payload.is_none() && call.holds() && self.kept.is_none();
         let mut child = tokio::process::Command::new("ssh")
             .args(&self.argv)
             .arg(line)
@@ -525,6 +643,141 @@ mod tests {
         assert!(e.hint().unwrap().contains("known_hosts"));
         let e = finished(vec![], status(255), String::new()).unwrap_err();
         assert!(e.to_string().contains("exit status 255"), "{e}");
+    }
+
+    fn host(ssh_options: &[(&str, &str)]) -> Host {
+        Host {
+            name: "web1".into(),
+            address: "10.0.0.1".into(),
+            user: Some("deploy".into()),
+            port: Some(2222),
+            identity_file: None,
+            ssh_options: ssh_options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state_dir: None,
+            compose: Default::default(),
+            connect_timeout: None,
+            groups: vec![],
+            tags: vec![],
+            stacks: vec![],
+        }
+    }
+
+    fn settings(dir: &Path, persist: Option<u64>) -> SshSettings {
+        SshSettings {
+            connect_timeout: Duration::from_secs(10),
+            config_file: Some("/etc/rbuild/ssh_config".into()),
+            accept_new_host_keys: false,
+            control_dir: dir.to_owned(),
+            persist: persist.map(|secs| Persist {
+                secs,
+                dir: dir.join("kept"),
+            }),
+        }
+    }
+
+    fn words(c: &SshConn) -> Vec<String> {
+        c.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn without_persist_the_master_is_the_run_s_own_in_the_foreground() {
+        let d = tempfile::tempdir().unwrap();
+        let c = connect(&host(&[]), &settings(d.path(), None)).unwrap();
+        let ctl = c.ctl.to_string_lossy().into_owned();
+        assert!(c.ctl.starts_with(d.path()), "{ctl}");
+        assert_eq!(
+            words(&c),
+            [
+                "-T".to_owned(),
+                "-o".into(),
+                format!("ControlPath=\"{ctl}\""),
+                "-o".into(),
+                "ControlMaster=yes".into(),
+                "-o".into(),
+                "ControlPersist=no".into(),
+                "-o".into(),
+                "ClearAllForwardings=yes".into(),
+                "-o".into(),
+                "BatchMode=yes".into(),
+                "-o".into(),
+                "StrictHostKeyChecking=yes".into(),
+                "-o".into(),
+                "ConnectTimeout=10".into(),
+                "-o".into(),
+                "ServerAliveInterval=5".into(),
+                "-p".into(),
+                "2222".into(),
+                "-l".into(),
+                "deploy".into(),
+                "-F".into(),
+                "/etc/rbuild/ssh_config".into(),
+                "--".into(),
+                "10.0.0.1".into(),
+            ]
+        );
+        assert!(c.kept.is_none());
+    }
+
+    #[test]
+    fn with_persist_the_socket_is_named_for_the_arguments_and_where_they_lead() {
+        let d = tempfile::tempdir().unwrap();
+        let c = connect(&host(&[]), &settings(d.path(), Some(60))).unwrap();
+        let w = words(&c);
+        let k = c.kept.as_ref().unwrap();
+        assert_eq!(k.prefix.len(), persist::HASH_LEN);
+        let path = format!(
+            "ControlPath=\"{}/{}-%C\"",
+            d.path().join("kept").display(),
+            k.prefix
+        );
+        assert_eq!(
+            w[..7],
+            [
+                "-T",
+                "-o",
+                &path,
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                "ControlPersist=60"
+            ]
+        );
+        // neither the window nor the connect timeout makes another master
+        let mut s = settings(d.path(), Some(600));
+        s.connect_timeout = Duration::from_secs(30);
+        assert_eq!(
+            connect(&host(&[]), &s).unwrap().kept.unwrap().prefix,
+            k.prefix
+        );
+        // other options do; a generated config counts by its text, not
+        // its name (a file of the run)
+        let mut s = settings(d.path(), Some(60));
+        s.accept_new_host_keys = true;
+        assert_ne!(
+            connect(&host(&[]), &s).unwrap().kept.unwrap().prefix,
+            k.prefix
+        );
+        let opts = [("ProxyJump", "bastion")];
+        let a = connect(&host(&opts), &settings(d.path(), Some(60))).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let mut s = settings(other.path(), Some(60));
+        s.persist.as_mut().unwrap().dir = d.path().join("kept");
+        let b = connect(&host(&opts), &s).unwrap();
+        assert_ne!(a.argv, b.argv, "the generated files differ");
+        let (a, b) = (a.kept.unwrap().prefix, b.kept.unwrap().prefix);
+        assert_eq!(a, b);
+        assert_ne!(a, k.prefix);
+        let jumps = connect(
+            &host(&[("ProxyJump", "other")]),
+            &settings(d.path(), Some(60)),
+        );
+        assert_ne!(jumps.unwrap().kept.unwrap().prefix, a);
     }
 
     #[test]
