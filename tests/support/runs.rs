@@ -168,6 +168,9 @@ pub fn rbuild_command() -> Command {
         "RBUILD_STATE_DIR",
         "RBUILD_LOG",
         "RBUILD_CACHE_DIR",
+        "RBUILD_PERSIST",
+        "RBUILD_NO_DIGESTS",
+        "RBUILD_INSECURE_REGISTRIES",
     ] {
         c.env_remove(v);
     }
