@@ -26,7 +26,9 @@
 # in a temp dir (h1..hN, .bashrc masked), gives every host ONE stack `bench-hK-app`
 # (an image-only busybox service; every tenth host instead a tiny `FROM busybox` +
 # `COPY stamp` build), builds them all once (set-up), then measures:
-#   1. the floor; 2. rbuild with every stack up to date (-q), for each N, RTT and kex;
+#   1. the floor; 2. rbuild with every stack up to date (-q), for each N, RTT and kex, with
+#   its registry digest checks (the default) and with --no-digests (a registry-counts record:
+#   the manifest requests of one up-to-date run of all the hosts);
 #   3. rbuild when one stack in ten needs a rebuild; 4. one host: rbuild vs `ssh true`;
 #   5. `rbuild --version` start-up; 6. a repeated check within the `--persist` window (the
 #   masters of a first `--persist` run reused) against the floor, measured side by side.
@@ -337,6 +339,16 @@ bad = [r for r in d["results"] if r["action"] != "skipped"]
 if bad:
     print(bad[:3], file=sys.stderr); sys.exit(1)
 EOF
+# what the registries were asked by one up-to-date run of all the hosts (the digest checks)
+"$RB" -F "$C0" -i "$W/inv/n$NMAX.yaml" -j "$J" --json >"$W/out/registry.json" || true
+"$PY" - "$W/out/registry.json" "$NMAX" >>"$RESULTS" <<'EOF' || die "no registry counts in the run's document"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["registry"]
+print(json.dumps({"case": "registry", "n": int(sys.argv[2]), "references": r["references"],
+                  "requests": r["requests"], "stacks": len(d["results"])}))
+EOF
+log "registry: $(tail -n 1 "$RESULTS")"
 
 # settle: the first build leaves the engine busy for a while (500 containers
 # starting, image clean-up); wait until the machine is idle (under 15% busy
@@ -368,11 +380,15 @@ for n in "${NS[@]}"; do
       c=$(cfg_of "$r" "$k")
       for ((rep = 1; rep <= REPS; rep++)); do
         # alternate the order so drift (a concurrent load) hits both alike
-        order="floor rbuild"
-        [ $((rep % 2)) -eq 0 ] && order="rbuild floor"
+        # (and rbuild with --no-digests: what the registry lookups cost)
+        order="floor rbuild rbuild-nodigests"
+        [ $((rep % 2)) -eq 0 ] && order="rbuild-nodigests rbuild floor"
         line="N=$n rtt=${r}ms kex=$k rep $rep/$REPS:"
         for tool in $order; do
-          if [ "$tool" = floor ]; then
+          if [ "$tool" = rbuild-nodigests ]; then
+            MEASURE_N=$n MEASURE_HWM=1 measure case=uptodate tool=rbuild-nodigests n="$n" rtt="$r" kex="$k" rep="$rep" -- \
+              "$RB" -F "$c" -i "$W/inv/n$n.yaml" -j "$J" -q --no-digests || true
+          elif [ "$tool" = floor ]; then
             MEASURE_N=$n measure case=uptodate tool=floor n="$n" rtt="$r" kex="$k" rep="$rep" -- \
               bash -c 'head -n "$1" "$2" | xargs -P "$3" -I{} ssh -F "$4" {} true' floor "$n" "$W/hostnames" "$J" "$c" || true
           else

@@ -107,6 +107,26 @@ def main():
               f"{f(med([r.get('cg_server_cpu_s') for r in rb]))} / {f(med([r.get('cg_server_cpu_s') for r in fl]))} | "
               f"{f(med([r.get('other_cpu_s') for r in fl + rb]), 1)} | {fails} |")
         P("")
+        # the digest checks: rbuild (registries asked) against --no-digests and the floor
+        nd = [k for k in keys if g.get(k + ("rbuild-nodigests",))]
+        if nd:
+            P("### The registry digest checks\n")
+            P("rbuild asks each distinct image reference's registry once a run (a manifest HEAD), in parallel "
+              "with the SSH checks. Wall seconds, median [min–max]; ratios against the floor of the same repetitions.\n")
+            P("| N | RTT ms | kex | floor s | rbuild s | ratio | paired | rbuild --no-digests s | ratio | paired |")
+            P("|---|---|---|---|---|---|---|---|---|---|")
+            for k in nd:
+                fl, rb, no = g.get(k + ("floor",), []), g.get(k + ("rbuild",), []), g.get(k + ("rbuild-nodigests",), [])
+                fm, rm, nm = med([r["wall_s"] for r in fl]), med([r["wall_s"] for r in rb]), med([r["wall_s"] for r in no])
+                P(f"| {k[0]} | {k[1]} | {k[2]} | {rng([r['wall_s'] for r in fl])} | {rng([r['wall_s'] for r in rb])} | "
+                  f"{f(rm / fm if fm and rm else None)} | {f(paired(fl, rb))} | {rng([r['wall_s'] for r in no])} | "
+                  f"{f(nm / fm if fm and nm else None)} | {f(paired(fl, no))} |")
+            P("")
+        reg = [r for r in rows if r.get("case") == "registry"]
+        if reg:
+            P("Registry requests of one up-to-date run of all the hosts: " + "; ".join(
+                f"{r['n']} hosts, {r['stacks']} stacks: {r['requests']} manifest requests for "
+                f"{r['references']} distinct references" for r in reg) + ".\n")
         # slopes
         P("### Per-host slope (least-squares fit of wall time over N)\n")
         P("| RTT ms | kex | floor s/host | rbuild s/host | slope ratio | floor intercept s | rbuild intercept s | N used |")
