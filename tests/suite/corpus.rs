@@ -749,21 +749,15 @@ fn a_whole_directory_mount_keeps_what_the_app_wrote_through_a_rebuild_and_a_roll
 /// a security update); the reference.
 fn push_base(f: &Fleet, release: &str) -> String {
     let repo = format!("{}/base", f.prefix);
-    let reference = format!("{REGISTRY}/{repo}:1");
-    let ctx = f.root.path().join(format!("base-{release}"));
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        format!("FROM {REGISTRY}/rbuild/busybox:1\nRUN echo 'base {release}' >/etc/base-release\n"),
-    )
-    .unwrap();
-    f.track_ref(&reference);
-    let local = Engine::local();
-    local.docker(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
-    f.track_image(&local.image_id(&reference));
-    local.docker(&["push", "-q", &reference]);
-    f.track_manifest(&repo, &registry_digest(&repo, "1"));
-    reference
+    f.push_image(
+        &format!("base-{release}"),
+        &repo,
+        "1",
+        &format!(
+            "FROM {REGISTRY}/rbuild/busybox:1\nRUN echo 'base {release}' >/etc/base-release\n"
+        ),
+    );
+    format!("{REGISTRY}/{repo}:1")
 }
 
 /// Code (the CMD), a new base image under the same tag (forced rebuild,

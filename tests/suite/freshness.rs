@@ -11,28 +11,15 @@ use crate::support::*;
 /// A sleeper image pushed as `REGISTRY/repo:tag` whose `/etc/release` says
 /// `release` (the same tag each time: an update); returns its image ID.
 fn push(f: &Fleet, repo: &str, tag: &str, release: &str) -> String {
-    let reference = format!("{REGISTRY}/{repo}:{tag}");
-    let ctx = f
-        .root
-        .path()
-        .join(format!("push-{}-{release}", repo.replace('/', "-")));
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        format!(
+    f.push_image(
+        &format!("push-{}-{release}", repo.replace('/', "-")),
+        repo,
+        tag,
+        &format!(
             "FROM {BASE_IMAGE}\nRUN echo '{release}' >/etc/release\nCMD {}\n",
             "cp /etc/release /tmp/version; touch /tmp/ok; exec sleep 1000000"
         ),
     )
-    .unwrap();
-    f.track_ref(&reference);
-    let local = Engine::local();
-    local.docker(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
-    let id = local.image_id(&reference);
-    f.track_image(&id);
-    local.docker(&["push", "-q", &reference]);
-    f.track_manifest(repo, &registry_digest(repo, tag));
-    id
 }
 
 /// The registry's access log (scripts/setup-deps.sh).

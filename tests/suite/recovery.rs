@@ -9,18 +9,7 @@ use crate::support::*;
 /// tag is tracked for removal, the pushed manifest for deletion from the
 /// registry.
 fn push_image(f: &Fleet, label: &str, repo: &str, tag: &str, cmd: &str) -> String {
-    let ctx = f.root.path().join(format!("image-{label}"));
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), dockerfile(None, cmd)).unwrap();
-    let reference = format!("{REGISTRY}/{repo}:{tag}");
-    f.track_ref(&reference);
-    let local = Engine::local();
-    local.docker(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
-    let id = local.image_id(&reference);
-    f.track_image(&id);
-    local.docker(&["push", "-q", &reference]);
-    f.track_manifest(repo, &registry_digest(repo, tag));
-    id
+    f.push_image(&format!("image-{label}"), repo, tag, &dockerfile(None, cmd))
 }
 
 #[test]

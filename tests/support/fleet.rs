@@ -268,6 +268,25 @@ impl Fleet {
         self.manifests.manifest(repo, digest);
     }
 
+    /// Build `dockerfile` on the machine's engine (in the test's directory
+    /// `label`) and push it to the local registry as `repo:tag`; returns the
+    /// image ID. The tag and the image are removed on drop, the manifest
+    /// deleted from the registry.
+    pub fn push_image(&self, label: &str, repo: &str, tag: &str, dockerfile: &str) -> String {
+        let ctx = self.root.path().join(label);
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        let reference = format!("{}/{repo}:{tag}", crate::support::REGISTRY);
+        self.track_ref(&reference);
+        let local = Engine::local();
+        local.docker(&["build", "-q", "-t", &reference, ctx.to_str().unwrap()]);
+        let id = local.image_id(&reference);
+        self.track_image(&id);
+        local.docker(&["push", "-q", &reference]);
+        self.track_manifest(repo, &crate::support::registry_digest(repo, tag));
+        id
+    }
+
     /// One `web` sleeper stack on every host; returns the names, h1 first.
     pub fn web_everywhere(&self) -> Vec<String> {
         self.host_names()
