@@ -99,7 +99,7 @@ pub struct Cli {
 
     /// Ask no registry whether an image moved: stacks are rebuilt by their
     /// files and the build period alone.
-    #[arg(long, env = "RBUILD_NO_DIGESTS", global = true, hide_short_help = true)]
+    #[arg(long, env = "RBUILD_NO_DIGESTS", global = true, hide_short_help = true, value_parser = clap::builder::FalseyValueParser::new())]
     pub no_digests: bool,
 
     /// Also remove the images a rebuilt stack ran before.

@@ -2422,7 +2422,8 @@ fn the_bases_of_a_legacy_build_are_read_from_its_pulls() {
         "build_out",
         &format!(
             "Building app\nStep 1/7 : ARG TAG=1\nStep 2/7 : FROM 127.0.0.1:5000/base:${{TAG}} AS base\n\
-             1: Pulling from base\nDigest: {a}\nStatus: Image is up to date for 127.0.0.1:5000/base:1\n ---> ec512af1537b\n\
+             1: Pulling from base\n\x1b[1A\x1b[2Kbd65eb03da13: Pull complete \x1b[1BDigest: {a}\n\
+             Status: Image is up to date for 127.0.0.1:5000/base:1\n ---> ec512af1537b\n\
              Step 3/7 : RUN echo Digest: {c}\n ---> Running in a91b8e94fd41\nDigest: {c}\n ---> 169090993221\n\
              Step 4/7 : FROM base\n ---> 169090993221\n\
              Step 5/7 : COPY --from=busybox:latest /bin/true /t\nlatest: Pulling from library/busybox\n\

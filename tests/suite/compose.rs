@@ -31,6 +31,12 @@ fn compose_v1_and_v2_hosts_both_rebuild_and_v1_rolls_back_too() {
         let st = f.state(h, name);
         assert_eq!(st["compose"], flavour, "{h}: {st:?}");
         assert!(st["images"].contains(&c.image));
+        // what the build was made from, as each compose's build recorded it
+        assert_eq!(
+            st["bases"],
+            format!("{BASE_IMAGE}@{}", registry_digest("rbuild/busybox", "1")),
+            "{h}: {st:?}"
+        );
     }
     let v1 = f.assert_running("h2", &back);
 

@@ -304,9 +304,18 @@ fn force_rebuild_and_an_expired_build_period_rebuild_up_to_date_stacks() {
         .map(|((h, _), c)| f.container_file(&h, &c.id, "/build-id"))
         .collect();
 
+    // each builder's record of the base it pulled (issue 22): the same
+    // reference and the digest the registry serves
+    let base = format!("{BASE_IMAGE}@{}", registry_digest("rbuild/busybox", "1"));
     for (h, name) in hosts_and(&names) {
         let want = if h == "h2" { "legacy" } else { "buildkit" };
         assert_eq!(f.builder(&h, name), want, "{h}:\n{}", f.build_log(&h, name));
+        assert_eq!(
+            f.state(&h, name)["bases"],
+            base,
+            "{h}:\n{}",
+            f.build_log(&h, name)
+        );
     }
 
     let run = f.run(&["--force-rebuild"]);

@@ -5,7 +5,6 @@
 //! request per distinct reference for the whole run; `min_age` holds a new
 //! digest back and `status --outdated` names what runs on it.
 
-use crate::support::stacks::BASE_IMAGE;
 use crate::support::*;
 
 /// A sleeper image pushed as `REGISTRY/repo:tag` whose `/etc/release` says

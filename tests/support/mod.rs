@@ -53,8 +53,8 @@ pub use net::{Cutter, Slow};
 pub use registry::{REGISTRY, registry_digest};
 pub use runs::{Background, peak_rss_kib, rbuild_command, run_command};
 pub use stacks::{
-    StackDef, compose, dockerfile, healthcheck, httpd_dockerfile, httpd_extra, sleeper_cmd,
-    sleeper_dockerfile,
+    BASE_IMAGE, StackDef, compose, dockerfile, healthcheck, httpd_dockerfile, httpd_extra,
+    sleeper_cmd, sleeper_dockerfile,
 };
 pub use users::LoginUser;
 
