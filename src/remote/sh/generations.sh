@@ -94,7 +94,7 @@ build_bases() {
 		if (w && w <= NF && (a = index($w, "@")) && is_digest(substr($w, a + 1))) print $w
 		next
 	}
-	# (the pull's progress, cursor moves and all, may share the line)
+	# (the pull progress, cursor moves and all, may share the line)
 	match($0, /Digest: sha256:[0-9a-f]+/) { d = substr($0, RSTART + 8, RLENGTH - 8); next }
 	index($0, "Status: ") && (index($0, "Image is up to date for ") || index($0, "Downloaded newer image for ")) {
 		if (is_digest(d)) { if (index($NF, "@sha256:")) print $NF; else print $NF "@" d }
