@@ -127,6 +127,9 @@ pub async fn lookup(refs: &BTreeSet<String>) -> Lookups {
     if refs.is_empty() {
         return out;
     }
+    // rustls' crypto: ring (already another of rbuild's dependencies'); an
+    // error only says one is installed already
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Arc::new(Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(insecure(refs)),
         connect_timeout: Some(Duration::from_secs(5)),
