@@ -336,14 +336,7 @@ fn looks_like_host(word: &str) -> bool {
 /// `$XDG_CONFIG_HOME/rbuild/inventory.yaml` (default `~/.config`),
 /// `/etc/rbuild/inventory.yaml`.
 pub fn inventory_places() -> Vec<PathBuf> {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        });
+    let config = crate::local_files::xdg("XDG_CONFIG_HOME", ".config");
     let mut places = vec![PathBuf::from("./rbuild.yaml")];
     places.extend(config.map(|c| c.join("rbuild/inventory.yaml")));
     places.push(PathBuf::from("/etc/rbuild/inventory.yaml"));

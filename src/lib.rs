@@ -100,6 +100,7 @@
 //! src/report/progress.rs     the one place that draws on stderr: progress (indicatif on a terminal), Ctrl-C's lines, the log above the bars
 //! src/report/log.rs          a log event's look on stderr: `warning:`, `error:`, `-v` `info:`
 //! src/report/snapshots/      insta snapshots of every rendered document
+//! src/local_files.rs      this controller's own files: the XDG places, a file written atomically | imports nothing
 //! src/reported.rs         `-q`'s memory: persisting failures reported when new, changed, or a day old | never: app, commands, fleet, host
 //! src/notify.rs            `notify:`: the run's document posted to a webhook | never: app, commands, fleet, host
 //! src/metrics.rs           `--metrics-file`: the run in Prometheus text, written atomically, a shard's series labelled | never: app, commands, fleet, host
@@ -175,6 +176,7 @@ pub mod fleet;
 pub mod fresh;
 pub mod host;
 pub mod inventory;
+pub mod local_files;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

@@ -101,14 +101,11 @@ impl Upstream {
         min_age: u64,
     ) -> Option<Freshness> {
         let inputs = self.inputs_of(&s.root, &s.compose_files)?;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         Some(fresh::assess(
             &inputs,
             bases,
             &lookups.digests,
-            now,
+            unix_now(),
             min_age,
         ))
     }
@@ -276,17 +273,22 @@ struct Seen {
     first_seen: u64,
 }
 
+/// This controller's clock, in unix seconds.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn memory_path() -> Option<PathBuf> {
-    crate::reported::path().map(|p| p.with_file_name("digests.json"))
+    Some(crate::local_files::xdg("XDG_STATE_HOME", ".local/state")?.join("rbuild/digests.json"))
 }
 
 /// Fill in when each found digest was first seen (now, for a new one),
 /// and, with `remember`, keep that for the next run. A memory that cannot
 /// be read or written only makes every new digest new again (a warning).
 fn first_seen(path: &Path, digests: &mut Digests, remember: bool) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_now();
     let mut memory: Memory = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -312,15 +314,8 @@ fn first_seen(path: &Path, digests: &mut Digests, remember: bool) {
         }
     }
     if changed && remember {
-        let saved = (|| -> std::io::Result<()> {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            let text = serde_json::to_string_pretty(&memory).map_err(std::io::Error::other)?;
-            std::io::Write::write_all(&mut tmp, format!("{text}\n").as_bytes())?;
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        })();
+        let text = serde_json::to_string_pretty(&memory).expect("serializable");
+        let saved = crate::local_files::write_atomically(path, format!("{text}\n").as_bytes());
         if let Err(e) = saved {
             tracing::warn!(
                 "cannot write {}: {e}: a new digest's age is counted from each run that sees it (min_age waits longer)",

@@ -105,15 +105,7 @@ pub fn decide(
 /// Where the memory is kept: `$XDG_STATE_HOME/rbuild/reported.json`,
 /// default `~/.local/state/rbuild/reported.json`; `None` without a home.
 pub fn path() -> Option<PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        })?;
-    Some(state.join("rbuild/reported.json"))
+    Some(crate::local_files::xdg("XDG_STATE_HOME", ".local/state")?.join("rbuild/reported.json"))
 }
 
 /// The memory in `path`; none yet is an empty one.
@@ -138,13 +130,8 @@ pub fn load(path: &Path) -> Result<Memory, String> {
 /// making its directory.
 pub fn save(path: &Path, memory: &Memory) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
     let text = serde_json::to_string_pretty(memory).map_err(|e| fail(&e))?;
-    std::io::Write::write_all(&mut tmp, format!("{text}\n").as_bytes()).map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
+    crate::local_files::write_atomically(path, format!("{text}\n").as_bytes()).map_err(|e| fail(&e))
 }
 
 #[cfg(test)]

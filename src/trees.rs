@@ -150,10 +150,7 @@ pub fn remember(dir: &Path, hash: &str, c: &Contents) {
     }
     let write = || -> Result<(), Box<dyn std::error::Error>> {
         let tree = Tree::of(c)?;
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &tree)?;
-        tmp.persist(&path)?;
+        crate::local_files::write_atomically(&path, &serde_json::to_vec(&tree)?)?;
         prune(dir);
         Ok(())
     };
