@@ -78,8 +78,9 @@ fn example_files() -> Vec<String> {
     files_under("examples", "")
 }
 
-/// The lines of a page's code blocks, with their line numbers.
-fn code_lines(text: &str) -> Vec<(usize, String)> {
+/// The lines of a page inside its code blocks (`code`) or outside them,
+/// with their line numbers; the fence lines are neither.
+fn fenced_lines(text: &str, code: bool) -> Vec<(usize, String)> {
     let mut out = vec![];
     let mut fence = false;
     for (i, l) in text.lines().enumerate() {
@@ -87,27 +88,21 @@ fn code_lines(text: &str) -> Vec<(usize, String)> {
             fence = !fence;
             continue;
         }
-        if fence {
+        if fence == code {
             out.push((i + 1, l.to_owned()));
         }
     }
     out
 }
 
+/// The lines of a page's code blocks, with their line numbers.
+fn code_lines(text: &str) -> Vec<(usize, String)> {
+    fenced_lines(text, true)
+}
+
 /// The text of a page outside its code blocks, with line numbers.
 fn prose_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out = vec![];
-    let mut fence = false;
-    for (i, l) in text.lines().enumerate() {
-        if l.trim_start().starts_with("```") {
-            fence = !fence;
-            continue;
-        }
-        if !fence {
-            out.push((i + 1, l.to_owned()));
-        }
-    }
-    out
+    fenced_lines(text, false)
 }
 
 /// A command line's words after `rbuild`, as sh splits them, up to a
